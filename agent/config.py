@@ -1,0 +1,377 @@
+"""Site configuration: parsed once from YAML into frozen, SI-unit objects.
+
+Friendly units live only in the YAML keys (``rated_power_kw``, ``rated_flow_m3h``);
+everything this module returns is SI. Every problem in the config and the
+profiles it names is reported at once, located, by ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from agent.errors import ConfigError
+from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.units import KWH_TO_J, RPM_TO_RAD_S
+from agent.yamlsource import Issues, Section, load_yaml
+
+DEFAULT_METRICS_PORT = 9847
+# Siemens SINAMICS p3320..p3329 factory characteristic, (speed %, power %).
+# Widely quoted, not confirmed in a manual page (see shared/reference/drives.md).
+DEFAULT_CHARACTERISTIC = ((0.0, 25.0), (25.0, 50.0), (50.0, 77.0), (75.0, 92.0), (100.0, 100.0))
+
+
+class Transport(Enum):
+    """How a bus reaches its drives."""
+
+    TCP = "tcp"
+    RTU = "rtu"
+
+
+class LoadKind(Enum):
+    """The machine a drive turns."""
+
+    PUMP = "pump"
+    FAN = "fan"
+
+
+class BaselineMethod(Enum):
+    """What the load would draw without the VFD (DESIGN.md, baselines)."""
+
+    CONSTANT = "constant"
+    CHARACTERISTIC = "characteristic"
+    THROTTLE = "throttle"
+    DAMPER = "damper"
+    INLET_VANE = "inlet_vane"
+
+
+SUPPORTED_BASELINES = (BaselineMethod.CONSTANT, BaselineMethod.CHARACTERISTIC)
+
+
+class ControlMode(Enum):
+    """How far the agent may act on a drive."""
+
+    MONITOR = "monitor"
+    ADVISE = "advise"
+    CONTROL = "control"
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """Price of electrical energy."""
+
+    currency: str
+    price_per_joule: float
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Site-wide constants for CO2 and money."""
+
+    name: str
+    emission_factor_kg_per_joule: float
+    tariff: Tariff
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """One Modbus connection shared by the drives on it."""
+
+    name: str
+    transport: Transport
+    host: str
+    port: int
+    poll_interval: float
+    timeout: float
+    retries: int
+    reconnect_delay_max: float
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """The rated duty point of the pump or fan."""
+
+    kind: LoadKind
+    rated_flow: float
+    rated_head: float
+    rated_pressure: float
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """How the counterfactual without a VFD is computed."""
+
+    method: BaselineMethod
+    constant_power: float
+    speed_pct: tuple[float, ...]
+    power_pct: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """Control mode and speed limits (speed ratios)."""
+
+    mode: ControlMode
+    min_speed_ratio: float
+    max_speed_ratio: float
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """One drive: where it is, its map and ratings, its baseline and control mode."""
+
+    name: str
+    bus: str
+    unit: int
+    profile: Profile
+    rated_power: float
+    rated_speed: float
+    load: LoadConfig
+    baseline: BaselineConfig
+    control: ControlConfig
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """A whole site config, validated."""
+
+    source: str
+    site: SiteConfig
+    metrics_host: str
+    metrics_port: int
+    storage_path: Path
+    max_gap: float
+    buses: tuple[BusConfig, ...]
+    drives: tuple[DriveConfig, ...]
+
+    def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
+        """Drives polled through one bus, in config order."""
+        return tuple(d for d in self.drives if d.bus == bus)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (IPv6 as ``[::1]:PORT``); ValueError says why not."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+    return host.strip("[]"), port
+
+
+def _site(sec: Section | None) -> SiteConfig:
+    if sec is None:
+        return SiteConfig("", math.nan, Tariff("", math.nan))
+    sec.check_keys({"name", "grid_emission_factor_kg_per_kwh", "tariff"})
+    name = sec.string("name")
+    factor = sec.number("grid_emission_factor_kg_per_kwh", minimum=0.0, maximum=5.0)
+    tariff_sec = sec.section("tariff")
+    tariff = Tariff("", math.nan)
+    if tariff_sec is not None:
+        tariff_sec.check_keys({"currency", "price_per_kwh"})
+        currency = tariff_sec.string("currency")
+        if currency and not (currency.isalpha() and len(currency) == 3 and currency.isupper()):
+            tariff_sec.error("currency", f"must be an ISO 4217 code such as EUR, got {currency!r}")
+        price = tariff_sec.number("price_per_kwh", minimum=0.0)
+        tariff = Tariff(currency, price / KWH_TO_J)
+    return SiteConfig(name, factor / KWH_TO_J, tariff)
+
+
+def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
+    sec.check_keys({
+        "name", "transport", "host", "port", "poll_interval_s", "timeout_s", "retries",
+        "reconnect_delay_max_s", "device", "baudrate", "parity", "stopbits",
+    })
+    name = sec.string("name")
+    transport = sec.choice("transport", Transport, Transport.TCP)
+    if transport is Transport.RTU:
+        sec.error("transport", "rtu buses are not supported yet; use tcp (or a TCP gateway)")
+    host = sec.string("host") if transport is Transport.TCP else ""
+    port = sec.integer("port", 502, minimum=1, maximum=65535)
+    interval = sec.number("poll_interval_s", polling["interval"], minimum=0.05, maximum=3600.0)
+    timeout = sec.number("timeout_s", polling["timeout"], minimum=0.01, maximum=60.0)
+    retries = sec.integer("retries", int(polling["retries"]), minimum=0, maximum=10)
+    if all(math.isfinite(v) for v in (interval, timeout)) and retries >= 0:
+        sec.validate(
+            "timeout_s", timeout * (retries + 1) < interval,
+            f"timeout_s × (retries + 1) = {timeout * (retries + 1):g} s must be below "
+            f"poll_interval_s = {interval:g} s, or one dead drive overruns every cycle",
+        )
+    backoff = sec.number("reconnect_delay_max_s", 30.0, minimum=0.1, maximum=3600.0)
+    return BusConfig(name, transport or Transport.TCP, host, port, interval, timeout, retries,
+                     backoff)
+
+
+def _load(sec: Section | None) -> LoadConfig:
+    if sec is None:
+        return LoadConfig(LoadKind.PUMP, math.nan, math.nan, math.nan)
+    kind = sec.choice("kind", LoadKind)
+    if kind is LoadKind.FAN:
+        sec.check_keys({"kind", "rated_flow_m3h", "rated_pressure_pa"})
+        head, pressure = math.nan, sec.number("rated_pressure_pa", minimum=0.0, exclusive_minimum=True)
+    else:
+        sec.check_keys({"kind", "rated_flow_m3h", "rated_head_m"})
+        head, pressure = sec.number("rated_head_m", minimum=0.0, exclusive_minimum=True), math.nan
+    flow = sec.number("rated_flow_m3h", minimum=0.0, exclusive_minimum=True) / 3600.0
+    return LoadConfig(kind or LoadKind.PUMP, flow, head, pressure)
+
+
+def _baseline(sec: Section | None, rated_power: float) -> BaselineConfig:
+    if sec is None:
+        return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan,
+                              *zip(*DEFAULT_CHARACTERISTIC, strict=True))
+    sec.check_keys({"method", "power_kw", "table"})
+    method = sec.choice("method", BaselineMethod)
+    if method is not None and method not in SUPPORTED_BASELINES:
+        sec.error("method", f"{method.value} is not supported yet; use constant or characteristic")
+    power = math.nan
+    table: tuple[tuple[float, float], ...] = DEFAULT_CHARACTERISTIC
+    if method is BaselineMethod.CONSTANT:
+        power = sec.number("power_kw", rated_power / 1e3, minimum=0.0) * 1e3
+    elif method is BaselineMethod.CHARACTERISTIC:
+        pairs = sec.number_pairs("table", DEFAULT_CHARACTERISTIC)
+        if pairs:
+            speeds = [p[0] for p in pairs]
+            if len(pairs) < 2 or any(b <= a for a, b in zip(speeds, speeds[1:], strict=False)):
+                sec.error("table", "needs at least 2 points with strictly increasing speed %")
+            elif speeds[0] < 0 or speeds[-1] > 200 or any(p[1] < 0 for p in pairs):
+                sec.error("table", "speed % must lie in 0..200 and power % must not be negative")
+            else:
+                table = tuple(pairs)
+    speed_pct, power_pct = zip(*table, strict=True)
+    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, speed_pct, power_pct)
+
+
+def _control(sec: Section | None) -> ControlConfig:
+    if sec is None:
+        return ControlConfig(ControlMode.MONITOR, 0.0, 1.0)
+    sec.check_keys({"mode", "min_speed_pct", "max_speed_pct"})
+    mode = sec.choice("mode", ControlMode, ControlMode.MONITOR)
+    low = sec.number("min_speed_pct", 0.0, minimum=0.0, maximum=120.0)
+    high = sec.number("max_speed_pct", 100.0, minimum=0.0, maximum=120.0)
+    if math.isfinite(low) and math.isfinite(high):
+        sec.validate("min_speed_pct", low < high, f"must be below max_speed_pct ({high:g})")
+    return ControlConfig(mode or ControlMode.MONITOR, low / 100.0, high / 100.0)
+
+
+def _drive(
+    sec: Section, config_dir: Path, profiles: dict[Path, Profile | None], issues: Issues
+) -> DriveConfig | None:
+    sec.check_keys({
+        "name", "bus", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "load", "baseline",
+        "control",
+    })
+    name = sec.string("name")
+    bus = sec.string("bus")
+    unit = sec.integer("unit", minimum=0, maximum=247)
+    profile_name = sec.string("profile")
+    rated_power = sec.number("rated_power_kw", minimum=0.0, exclusive_minimum=True) * 1e3
+    rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S
+    load = _load(sec.section("load"))
+    baseline = _baseline(sec.section("baseline", required=False), rated_power)
+    control = _control(sec.section("control", required=False))
+    profile: Profile | None = None
+    if profile_name:
+        path = resolve_profile_path(profile_name, config_dir)
+        if path is None:
+            known = ", ".join(available_profiles(config_dir))
+            sec.error("profile", f"no profile {profile_name!r}; available: {known}")
+        else:
+            if path not in profiles:
+                profiles[path] = load_profile(path, issues)
+            profile = profiles[path]
+            if profile is not None:
+                _check_profile_fits(sec, profile, baseline)
+    if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
+        return None
+    return DriveConfig(name, bus, unit, profile, rated_power, rated_speed, load, baseline, control)
+
+
+def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig) -> None:
+    """The profile must provide what the drive's features read."""
+    if profile.point(Quantity.POWER) is None:
+        sec.error("profile", f"profile {profile.name!r} has no power point; energy needs one")
+    if baseline.method is BaselineMethod.CHARACTERISTIC and profile.point(Quantity.SPEED) is None:
+        sec.error("profile", f"profile {profile.name!r} has no speed point; "
+                             "the characteristic baseline needs one")
+
+
+def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig | None:
+    """Build the config from the top-level section; None if anything was wrong."""
+    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives"})
+    site = _site(sec.section("site"))
+    host, port = "127.0.0.1", DEFAULT_METRICS_PORT
+    metrics = sec.section("metrics", required=False)
+    if metrics is not None:
+        metrics.check_keys({"listen"})
+        listen = metrics.string("listen", f"{host}:{port}")
+        try:
+            host, port = parse_listen(listen)
+        except ValueError as exc:
+            metrics.error("listen", str(exc))
+    storage = sec.section("storage", required=False)
+    storage_path = Path("/var/lib/vfd-agent")
+    if storage is not None:
+        storage.check_keys({"path"})
+        storage_path = Path(storage.string("path", str(storage_path)))
+        if not storage_path.is_absolute():
+            storage_path = config_dir / storage_path
+    polling_sec = sec.section("polling", required=False)
+    polling = {"interval": 1.0, "timeout": 0.5, "retries": 0.0, "max_gap": 5.0}
+    if polling_sec is not None:
+        polling_sec.check_keys({"interval_s", "timeout_s", "retries", "max_gap_s"})
+        polling["interval"] = polling_sec.number("interval_s", 1.0, minimum=0.05, maximum=3600.0)
+        polling["timeout"] = polling_sec.number("timeout_s", 0.5, minimum=0.01, maximum=60.0)
+        polling["retries"] = float(polling_sec.integer("retries", 0, minimum=0, maximum=10))
+        polling["max_gap"] = polling_sec.number("max_gap_s", 5.0, minimum=0.0, exclusive_minimum=True)
+    buses = [_bus(b, polling) for b in sec.sections("buses")]
+    profiles: dict[Path, Profile | None] = {}
+    drive_secs = list(sec.sections("drives"))
+    drives = [_drive(d, config_dir, profiles, issues) for d in drive_secs]
+    _cross_checks(sec, buses, drive_secs)
+    if issues.items:
+        return None
+    return AgentConfig(
+        source=sec.file, site=site, metrics_host=host, metrics_port=port,
+        storage_path=storage_path, max_gap=polling["max_gap"], buses=tuple(buses),
+        drives=tuple(d for d in drives if d is not None),
+    )
+
+
+def _cross_checks(sec: Section, buses: list[BusConfig], drive_secs: list[Section]) -> None:
+    bus_names = [b.name for b in buses]
+    seen_bus: set[str] = set()
+    for index, bus_name in enumerate(bus_names):
+        if bus_name and bus_name in seen_bus:
+            sec.issues.add(sec.file, sec.line("buses"), f"buses[{index}].name",
+                           f"duplicate bus name {bus_name!r}")
+        seen_bus.add(bus_name)
+    seen_names: set[str] = set()
+    seen_units: set[tuple[str, int]] = set()
+    for drive in drive_secs:
+        name, bus, unit = drive.data.get("name"), drive.data.get("bus"), drive.data.get("unit")
+        if isinstance(name, str):
+            drive.validate("name", name not in seen_names, f"duplicate drive name {name!r}")
+            seen_names.add(name)
+        if isinstance(bus, str) and bus not in seen_bus:
+            drive.error("bus", f"no bus named {bus!r}; buses: {', '.join(bus_names) or 'none'}")
+        if isinstance(bus, str) and isinstance(unit, int):
+            drive.validate("unit", (bus, unit) not in seen_units,
+                           f"unit {unit} is already used on bus {bus!r}")
+            seen_units.add((bus, unit))
+    if not drive_secs and "drives" in sec.data:
+        sec.error("drives", "must list at least one drive")
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate a site config and every profile it names; ConfigError on any problem."""
+    issues = Issues()
+    sec = load_yaml(path, issues)
+    config = parse_config(sec, path.resolve().parent, issues) if sec is not None else None
+    issues.raise_if_any()
+    if config is None:  # pragma: no cover - parse_config returns None only with issues
+        raise ConfigError([])
+    return config

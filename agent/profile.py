@@ -1,0 +1,239 @@
+"""Drive register-map profiles: which register holds what, and how to decode it.
+
+A profile is a YAML file in ``configs/profiles/`` (or next to a site config in
+``profiles/``). The agent and the simulator both read profiles through this
+module, so the two can never disagree about a map silently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from agent.codec import DataType, Order
+from agent.units import UNITS, Dimension
+from agent.yamlsource import Issues, Section, load_yaml
+
+BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BUILTIN_PROFILES = BUILTIN_CONFIGS / "profiles"
+MAX_ADDRESS = 0xFFFF
+
+
+class Quantity(Enum):
+    """What a register point measures; the agent knows points by these names."""
+
+    SPEED = "speed"
+    OUTPUT_FREQUENCY = "output_frequency"
+    POWER = "power"
+    ENERGY = "energy"
+    CURRENT = "current"
+    DC_VOLTAGE = "dc_voltage"
+    TORQUE = "torque"
+    FLOW = "flow"
+    PRESSURE = "pressure"
+    SPEED_SETPOINT = "speed_setpoint"
+    STATUS_WORD = "status_word"
+    CONTROL_WORD = "control_word"
+    FAULT_CODE = "fault_code"
+
+
+_DIMENSIONS: dict[Quantity, tuple[Dimension, ...]] = {
+    Quantity.SPEED: (Dimension.ANGULAR_SPEED, Dimension.RATIO),
+    Quantity.OUTPUT_FREQUENCY: (Dimension.FREQUENCY,),
+    Quantity.POWER: (Dimension.POWER,),
+    Quantity.ENERGY: (Dimension.ENERGY,),
+    Quantity.CURRENT: (Dimension.CURRENT,),
+    Quantity.DC_VOLTAGE: (Dimension.VOLTAGE,),
+    Quantity.TORQUE: (Dimension.TORQUE,),
+    Quantity.FLOW: (Dimension.FLOW,),
+    Quantity.PRESSURE: (Dimension.PRESSURE, Dimension.HEAD),
+    Quantity.SPEED_SETPOINT: (Dimension.ANGULAR_SPEED, Dimension.RATIO),
+    Quantity.STATUS_WORD: (Dimension.BITS,),
+    Quantity.CONTROL_WORD: (Dimension.BITS,),
+    Quantity.FAULT_CODE: (Dimension.BITS, Dimension.RATIO),
+}
+
+
+class RegisterTable(Enum):
+    """Modbus table a point lives in; decides the read function code."""
+
+    HOLDING = "holding"
+    INPUT = "input"
+
+    @property
+    def read_function(self) -> int:
+        """Modbus function code that reads this table."""
+        return 3 if self is RegisterTable.HOLDING else 4
+
+
+@dataclass(frozen=True)
+class Point:
+    """One decoded value of a drive: where it is, how it is encoded, its SI scaling.
+
+    value in SI = (raw × scale + offset) × unit factor.
+    """
+
+    quantity: Quantity
+    table: RegisterTable
+    address: int
+    dtype: DataType
+    word_order: Order
+    byte_order: Order
+    scale: float
+    offset: float
+    unit: str
+    dimension: Dimension
+    unit_factor: float
+    writable: bool
+
+    @property
+    def registers(self) -> int:
+        """Registers the point occupies."""
+        return self.dtype.registers
+
+    @property
+    def end(self) -> int:
+        """First address after the point."""
+        return self.address + self.dtype.registers
+
+    def to_si(self, raw: float) -> float:
+        """Decoded register number to SI."""
+        return (raw * self.scale + self.offset) * self.unit_factor
+
+    def from_si(self, value: float) -> float:
+        """SI value to the register number (before encoding)."""
+        return (value / self.unit_factor - self.offset) / self.scale
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A drive's register map."""
+
+    name: str
+    description: str
+    points: dict[Quantity, Point]
+    source: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def point(self, quantity: Quantity) -> Point | None:
+        """The point for a quantity, if the profile maps it."""
+        return self.points.get(quantity)
+
+
+_POINT_KEYS = {
+    "address", "table", "type", "word_order", "byte_order", "scale", "offset", "unit", "writable",
+}
+
+
+def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) -> Point | None:
+    sec.check_keys(_POINT_KEYS)
+    address = sec.integer("address", minimum=0, maximum=MAX_ADDRESS)
+    table = sec.choice("table", RegisterTable, defaults.get("table", RegisterTable.HOLDING))
+    dtype = sec.choice("type", DataType)
+    word_order = sec.choice("word_order", Order, defaults.get("word_order", Order.BIG))
+    byte_order = sec.choice("byte_order", Order, defaults.get("byte_order", Order.BIG))
+    scale = sec.number("scale", 1.0)
+    if scale == 0.0:
+        sec.error("scale", "must not be zero")
+    offset = sec.number("offset", 0.0)
+    unit = sec.string("unit")
+    writable = sec.boolean("writable", False)
+    dimension, factor = UNITS.get(unit, (None, math.nan))
+    if unit and dimension is None:
+        sec.error("unit", f"unknown unit {unit!r}; known: {', '.join(UNITS)}")
+    elif dimension is not None and dimension not in _DIMENSIONS[quantity]:
+        allowed = " or ".join(d.value for d in _DIMENSIONS[quantity])
+        sec.error("unit", f"{quantity.value} needs a unit of {allowed}, got {unit!r} ({dimension.value})")
+        dimension = None
+    if writable and table is RegisterTable.INPUT:
+        sec.error("writable", "input registers cannot be written")
+    if dtype is not None and address >= 0 and address + dtype.registers - 1 > MAX_ADDRESS:
+        sec.error("address", "point runs past the last Modbus address 65535")
+    if (
+        address < 0 or table is None or dtype is None or word_order is None
+        or byte_order is None or dimension is None or math.isnan(scale) or scale == 0.0
+        or math.isnan(offset)
+    ):
+        return None
+    return Point(
+        quantity=quantity, table=table, address=address, dtype=dtype, word_order=word_order,
+        byte_order=byte_order, scale=scale, offset=offset, unit=unit, dimension=dimension,
+        unit_factor=factor, writable=writable,
+    )
+
+
+def parse_profile(sec: Section) -> Profile | None:
+    """Build a profile from its YAML section; issues are recorded, None if unusable."""
+    sec.check_keys({"name", "description", "defaults", "points", "notes"})
+    name = sec.string("name")
+    description = sec.string("description", "")
+    defaults: dict[str, object] = {}
+    default_sec = sec.section("defaults", required=False)
+    if default_sec is not None:
+        default_sec.check_keys({"table", "word_order", "byte_order"})
+        for key, enum in (("table", RegisterTable), ("word_order", Order), ("byte_order", Order)):
+            value = default_sec.choice(key, enum, None)
+            if value is not None:
+                defaults[key] = value
+    points: dict[Quantity, Point] = {}
+    ok = True
+    for key, point_sec in sec.named_sections("points"):
+        quantity = next((q for q in Quantity if q.value == key), None)
+        if quantity is None:
+            point_sec.error(None, f"unknown quantity; known: {', '.join(q.value for q in Quantity)}")
+            ok = False
+            continue
+        point = _parse_point(quantity, point_sec, defaults)
+        if point is None:
+            ok = False
+        else:
+            points[quantity] = point
+    ok = _check_overlaps(sec, points) and ok
+    if not points and ok:
+        sec.error("points", "a profile needs at least one point")
+        ok = False
+    notes = sec.raw("notes", [])
+    if not ok or not name:
+        return None
+    return Profile(name=name, description=description, points=points, source=sec.file,
+                   notes=tuple(str(n) for n in notes) if isinstance(notes, list) else ())
+
+
+def _check_overlaps(sec: Section, points: dict[Quantity, Point]) -> bool:
+    ok = True
+    ordered = sorted(points.values(), key=lambda p: (p.table.value, p.address))
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        if before.table is after.table and after.address < before.end:
+            sec.error(
+                f"points.{after.quantity.value}",
+                f"registers {after.address}..{after.end - 1} overlap {before.quantity.value}",
+            )
+            ok = False
+    return ok
+
+
+def resolve_profile_path(name: str, config_dir: Path | None) -> Path | None:
+    """Find a profile by name or path: next to the config first, then the built-in ones."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        path = Path(name)
+        if not path.is_absolute() and config_dir is not None:
+            path = config_dir / path
+        return path if path.is_file() else None
+    candidates = [BUILTIN_PROFILES / f"{name}.yaml"]
+    if config_dir is not None:
+        candidates.insert(0, config_dir / "profiles" / f"{name}.yaml")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def available_profiles(config_dir: Path | None) -> list[str]:
+    """Names of the profiles that ``resolve_profile_path`` can find."""
+    dirs = [BUILTIN_PROFILES] + ([config_dir / "profiles"] if config_dir else [])
+    return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load_profile(path: Path, issues: Issues) -> Profile | None:
+    """Read and validate one profile file."""
+    sec = load_yaml(path, issues)
+    return parse_profile(sec) if sec is not None else None

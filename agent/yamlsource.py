@@ -1,0 +1,321 @@
+"""YAML reading that remembers where every value came from.
+
+Config, profile and plant files are all read through ``Section`` so that a
+mistake is reported as ``FILE:LINE: dotted.field.path: message`` and every
+mistake in a file is collected before anything fails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from agent.errors import ConfigError, ConfigIssue
+
+E = TypeVar("E", bound=Enum)
+_MISSING: Any = object()
+
+
+class LocatedDict(dict[Any, Any]):
+    """A mapping that knows the line of itself and of each of its keys."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class LocatedList(list[Any]):
+    """A sequence that knows the line of itself and of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records 1-based line numbers on mappings and sequences."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LocatedDict:
+    result = LocatedDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            )
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LocatedList:
+    result = LocatedList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+class Issues:
+    """Collects the problems found in one or more files."""
+
+    def __init__(self) -> None:
+        self.items: list[ConfigIssue] = []
+
+    def add(self, file: str, line: int, field: str, message: str) -> None:
+        self.items.append(ConfigIssue(file, line, field, message))
+
+    def raise_if_any(self) -> None:
+        """Fail with every collected problem at once."""
+        if self.items:
+            raise ConfigError(self.items)
+
+
+def load_yaml(path: Path, issues: Issues) -> Section | None:
+    """Read a YAML file whose top level is a mapping; None (and an issue) if it cannot be."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        issues.add(file, 0, "(file)", f"cannot read: {exc.strerror or exc}")
+        return None
+    except UnicodeDecodeError:
+        issues.add(file, 0, "(file)", "is not UTF-8 text")
+        return None
+    return parse_yaml(text, file, issues)
+
+
+def parse_yaml(text: str, file: str, issues: Issues) -> Section | None:
+    """Parse YAML text; syntax errors become located issues."""
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        issues.add(file, line, "(syntax)", f"{exc.problem or exc.context or 'invalid YAML'}")
+        return None
+    except yaml.YAMLError as exc:
+        issues.add(file, 0, "(syntax)", str(exc))
+        return None
+    if not isinstance(data, LocatedDict):
+        issues.add(file, 1, "(top level)", "must be a mapping of fields")
+        return None
+    return Section(data, "", file, issues)
+
+
+class Section:
+    """A mapping in a YAML file, with typed getters that record located issues.
+
+    Getters never raise for a user's mistake: they record an issue and return
+    a placeholder so that the rest of the file is still checked.
+    """
+
+    def __init__(self, data: LocatedDict, path: str, file: str, issues: Issues) -> None:
+        self.data = data
+        self.path = path
+        self.file = file
+        self.issues = issues
+
+    def field(self, key: str) -> str:
+        """Dotted path of a field of this section."""
+        return f"{self.path}.{key}" if self.path else key
+
+    def line(self, key: str | None = None) -> int:
+        """Line of a key, or of the section itself."""
+        if key is not None and key in self.data.key_lines:
+            return self.data.key_lines[key]
+        return self.data.line
+
+    def error(self, key: str | None, message: str) -> None:
+        """Record an issue at a key of this section (or at the section)."""
+        self.issues.add(self.file, self.line(key), self.field(key) if key else self.path, message)
+
+    def has(self, key: str) -> bool:
+        """True if the key is present (even if null)."""
+        return key in self.data
+
+    def check_keys(self, allowed: set[str]) -> None:
+        """Report keys this section does not know, which are usually typos."""
+        for key in self.data:
+            if key not in allowed:
+                self.error(str(key), f"unknown field; expected one of: {', '.join(sorted(allowed))}")
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        """The value as YAML gave it; a missing required key is reported."""
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                self.issues.add(self.file, self.line(), self.field(key), "is required")
+            return None if default is _MISSING else default
+        return self.data[key]
+
+    def string(self, key: str, default: Any = _MISSING) -> str:
+        """A non-empty string."""
+        value = self.raw(key, default)
+        if value is None:
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.error(key, f"must be a non-empty string, got {value!r}")
+            return ""
+        return value
+
+    def number(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_minimum: bool = False,
+    ) -> float:
+        """A finite number within bounds; NaN is returned on a recorded issue."""
+        value = self.raw(key, default)
+        if value is None:
+            return math.nan
+        return self.check_number(key, value, minimum, maximum, exclusive_minimum)
+
+    def check_number(
+        self,
+        key: str,
+        value: Any,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        exclusive_minimum: bool = False,
+    ) -> float:
+        """Validate a number taken from this section (or one of its lists)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(key, f"must be a number, got {value!r}")
+            return math.nan
+        number = float(value)
+        if not math.isfinite(number):
+            self.error(key, f"must be finite, got {value!r}")
+            return math.nan
+        if minimum is not None and (
+            number < minimum or (exclusive_minimum and number == minimum)
+        ):
+            relation = ">" if exclusive_minimum else ">="
+            self.error(key, f"must be {relation} {minimum:g}, got {value!r}")
+            return math.nan
+        if maximum is not None and number > maximum:
+            self.error(key, f"must be <= {maximum:g}, got {value!r}")
+            return math.nan
+        return number
+
+    def integer(
+        self, key: str, default: Any = _MISSING, *, minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        """An integer within bounds; -1 is returned on a recorded issue."""
+        value = self.raw(key, default)
+        if value is None:
+            return -1
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(key, f"must be a whole number, got {value!r}")
+            return -1
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.error(key, f"must be in [{minimum}, {maximum}], got {value}")
+            return -1
+        return value
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        """A true/false value."""
+        value = self.raw(key, default)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.error(key, f"must be true or false, got {value!r}")
+            return False
+        return value
+
+    def choice(self, key: str, enum: type[E], default: Any = _MISSING) -> E | None:
+        """One of an enum's values, given by its string value."""
+        value = self.raw(key, default)
+        if value is None:
+            return None
+        if isinstance(value, enum):
+            return value
+        for member in enum:
+            if member.value == value:
+                return member
+        allowed = ", ".join(str(m.value) for m in enum)
+        self.error(key, f"must be one of: {allowed}; got {value!r}")
+        return None
+
+    def section(self, key: str, required: bool = True) -> Section | None:
+        """A nested mapping."""
+        value = self.raw(key, _MISSING if required else None)
+        if value is None:
+            return None
+        if not isinstance(value, LocatedDict):
+            self.error(key, "must be a mapping of fields")
+            return None
+        return Section(value, self.field(key), self.file, self.issues)
+
+    def sections(self, key: str, required: bool = True) -> Iterator[Section]:
+        """Each mapping of a list of mappings."""
+        value = self.raw(key, _MISSING if required else None)
+        if value is None:
+            return
+        if not isinstance(value, LocatedList):
+            self.error(key, "must be a list")
+            return
+        for index, item in enumerate(value):
+            if isinstance(item, LocatedDict):
+                yield Section(item, f"{self.field(key)}[{index}]", self.file, self.issues)
+            else:
+                self.issues.add(
+                    self.file, value.item_lines[index], f"{self.field(key)}[{index}]",
+                    "must be a mapping of fields",
+                )
+
+    def named_sections(self, key: str, required: bool = True) -> Iterator[tuple[str, Section]]:
+        """Each entry of a mapping of name -> mapping."""
+        child = self.section(key, required)
+        if child is None:
+            return
+        for name, value in child.data.items():
+            if isinstance(value, LocatedDict):
+                yield str(name), Section(value, child.field(str(name)), self.file, self.issues)
+            else:
+                child.error(str(name), "must be a mapping of fields")
+
+    def number_pairs(self, key: str, default: Any = _MISSING) -> list[tuple[float, float]]:
+        """A list of [x, y] number pairs, e.g. a 5-point characteristic."""
+        value = self.raw(key, default)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(key, "must be a list of [x, y] pairs")
+            return []
+        pairs: list[tuple[float, float]] = []
+        for item in value:
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int | float) for v in item)
+            ):
+                self.error(key, f"each entry must be a pair of numbers [x, y], got {item!r}")
+                return []
+            pairs.append((float(item[0]), float(item[1])))
+        return pairs
+
+    def validate(self, key: str, ok: bool, message: str) -> bool:
+        """Record a cross-field problem at a key when ``ok`` is false."""
+        if not ok:
+            self.error(key, message)
+        return ok
+
+
+
