@@ -205,7 +205,7 @@ def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
                      backoff)
 
 
-def _load(sec: Section | None) -> LoadConfig:
+def parse_load(sec: Section | None) -> LoadConfig:
     if sec is None:
         return LoadConfig(LoadKind.PUMP, math.nan, math.nan, math.nan)
     kind = sec.choice("kind", LoadKind)
@@ -219,7 +219,7 @@ def _load(sec: Section | None) -> LoadConfig:
     return LoadConfig(kind or LoadKind.PUMP, flow, head, pressure)
 
 
-def _baseline(sec: Section | None, rated_power: float) -> BaselineConfig:
+def parse_baseline(sec: Section | None, rated_power: float) -> BaselineConfig:
     if sec is None:
         return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan,
                               *zip(*DEFAULT_CHARACTERISTIC, strict=True))
@@ -270,8 +270,8 @@ def _drive(
     profile_name = sec.string("profile")
     rated_power = sec.number("rated_power_kw", minimum=0.0, exclusive_minimum=True) * 1e3
     rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S
-    load = _load(sec.section("load"))
-    baseline = _baseline(sec.section("baseline", required=False), rated_power)
+    load = parse_load(sec.section("load"))
+    baseline = parse_baseline(sec.section("baseline", required=False), rated_power)
     control = _control(sec.section("control", required=False))
     profile: Profile | None = None
     if profile_name:
