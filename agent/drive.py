@@ -1,0 +1,127 @@
+"""One drive's live state: decode a poll, check it, account its energy, record its history."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.config import DriveConfig, SiteConfig
+from agent.energy import BaselineModel, EnergyAccount, EnergyPoint
+from agent.errors import DriveError
+from agent.history import Channel, RingBuffer
+from agent.profile import Quantity
+from agent.readplan import Block, plan_reads
+from agent.units import Dimension
+
+log = logging.getLogger(__name__)
+
+# A reading beyond these is almost always a wrong scale or word order, not physics.
+MAX_POWER_OVER_RATED = 3.0
+MAX_SPEED_RATIO = 2.0
+RUNNING_SPEED_RATIO = 0.01
+
+
+class ImplausibleReadingError(DriveError):
+    """The drive answered, but a value cannot be real; it is not used."""
+
+    kind = "implausible"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One accepted poll of a drive, in SI units."""
+
+    t: float  # monotonic s
+    wall: float  # Unix s
+    values: dict[Quantity, float]
+    speed_ratio: float
+    power: float  # W
+    baseline_power: float  # W
+    running: bool
+
+
+class DriveRuntime:
+    """Everything the agent knows about one drive right now."""
+
+    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600) -> None:
+        self.config = config
+        self.blocks: tuple[Block, ...] = plan_reads(config.profile.points.values())
+        self.history = RingBuffer(history)
+        self.account = EnergyAccount.for_drive(config, site, max_gap)
+        self.baseline = BaselineModel(config.baseline, config.rated_power)
+        self.up: bool | None = None  # None until the first poll
+        self.errors: Counter[str] = Counter()
+        self.last: Reading | None = None
+        self.polls = 0
+
+    @property
+    def name(self) -> str:
+        """The drive's configured name."""
+        return self.config.name
+
+    def speed_ratio(self, values: dict[Quantity, float]) -> float:
+        """Speed as a fraction of rated speed, NaN if the profile has no speed point."""
+        speed = values.get(Quantity.SPEED)
+        point = self.config.profile.point(Quantity.SPEED)
+        if speed is None or point is None:
+            return math.nan
+        if point.dimension is Dimension.RATIO:
+            return speed
+        return speed / self.config.rated_speed
+
+    def check(self, values: dict[Quantity, float]) -> tuple[float, float]:
+        """Speed ratio and power of a poll, or ImplausibleReadingError naming the value."""
+        power = values.get(Quantity.POWER, math.nan)
+        if not math.isfinite(power) or abs(power) > MAX_POWER_OVER_RATED * self.config.rated_power:
+            raise ImplausibleReadingError(
+                f"power {power:g} W is outside ±{MAX_POWER_OVER_RATED:g} × rated "
+                f"{self.config.rated_power:g} W (wrong scale or word order?)"
+            )
+        ratio = self.speed_ratio(values)
+        if math.isfinite(ratio) and not -0.1 <= ratio <= MAX_SPEED_RATIO:
+            raise ImplausibleReadingError(f"speed ratio {ratio:.3g} is outside [-0.1, {MAX_SPEED_RATIO:g}]")
+        if math.isnan(ratio) and Quantity.SPEED in values:
+            raise ImplausibleReadingError("speed is not a number")
+        return ratio, power
+
+    def accept(self, t: float, wall: float, values: dict[Quantity, float]) -> Reading:
+        """Take a successful poll; ImplausibleReadingError if it must not be used."""
+        self.polls += 1
+        try:
+            ratio, power = self.check(values)
+        except ImplausibleReadingError as exc:
+            self.fail(exc)
+            raise
+        running = (math.isfinite(ratio) and ratio > RUNNING_SPEED_RATIO) or (
+            math.isnan(ratio) and power > 0.005 * self.config.rated_power
+        )
+        baseline = self.baseline.power(ratio, running)
+        self.account.add(EnergyPoint(t, power, baseline))
+        row = np.full(len(Channel), math.nan)
+        row[Channel.TIME] = t
+        row[Channel.SPEED_RATIO] = ratio
+        row[Channel.POWER] = power
+        row[Channel.FLOW] = values.get(Quantity.FLOW, math.nan)
+        row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
+        row[Channel.ENERGY_COUNTER] = values.get(Quantity.ENERGY, math.nan)
+        self.history.append(row)
+        reading = Reading(t, wall, values, ratio, power, baseline, running)
+        self.last = reading
+        if self.up is False:
+            log.info("drive %s: answering again", self.name)
+        self.up = True
+        return reading
+
+    def fail(self, error: DriveError) -> None:
+        """Record a failed poll: count it, mark the drive down, stop integrating across it."""
+        self.errors[error.kind] += 1
+        self.account.break_chain()
+        if self.up is not False:
+            log.error("drive %s: %s (%s)", self.name, error, error.kind)
+        else:
+            log.debug("drive %s still failing: %s", self.name, error)
+        self.up = False
