@@ -327,11 +327,12 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
         polling["timeout"] = polling_sec.number("timeout_s", 0.5, minimum=0.01, maximum=60.0)
         polling["retries"] = float(polling_sec.integer("retries", 0, minimum=0, maximum=10))
         polling["max_gap"] = polling_sec.number("max_gap_s", 5.0, minimum=0.0, exclusive_minimum=True)
-    buses = [_bus(b, polling) for b in sec.sections("buses")]
+    bus_secs = list(sec.sections("buses"))
+    buses = [_bus(b, polling) for b in bus_secs]
     profiles: dict[Path, Profile | None] = {}
     drive_secs = list(sec.sections("drives"))
     drives = [_drive(d, config_dir, profiles, issues) for d in drive_secs]
-    _cross_checks(sec, buses, drive_secs)
+    _cross_checks(sec, bus_secs, drive_secs)
     if issues.items:
         return None
     return AgentConfig(
@@ -341,14 +342,14 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     )
 
 
-def _cross_checks(sec: Section, buses: list[BusConfig], drive_secs: list[Section]) -> None:
-    bus_names = [b.name for b in buses]
+def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section]) -> None:
     seen_bus: set[str] = set()
-    for index, bus_name in enumerate(bus_names):
-        if bus_name and bus_name in seen_bus:
-            sec.issues.add(sec.file, sec.line("buses"), f"buses[{index}].name",
-                           f"duplicate bus name {bus_name!r}")
-        seen_bus.add(bus_name)
+    for bus in bus_secs:
+        name = bus.data.get("name")
+        if isinstance(name, str):
+            bus.validate("name", name not in seen_bus, f"duplicate bus name {name!r}")
+            seen_bus.add(name)
+    bus_names = sorted(seen_bus)
     seen_names: set[str] = set()
     seen_units: set[tuple[str, int]] = set()
     for drive in drive_secs:

@@ -50,8 +50,10 @@ class RingBuffer:
     def snapshot(self) -> NDArray[np.float64]:
         """A copy of the stored samples in time order, shape (len, len(Channel))."""
         if self._count < self.capacity:
-            return self._data[: self._count].copy()
-        return np.concatenate((self._data[self._next :], self._data[: self._next]))
+            head: NDArray[np.float64] = self._data[: self._count].copy()
+            return head
+        ordered: NDArray[np.float64] = np.concatenate((self._data[self._next :], self._data[: self._next]))
+        return ordered
 
     def column(self, channel: Channel) -> NDArray[np.float64]:
         """One channel in time order."""

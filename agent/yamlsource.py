@@ -296,13 +296,13 @@ class Section:
         value = self.raw(key, default)
         if value is None:
             return []
-        if not isinstance(value, list):
+        if not isinstance(value, list | tuple):
             self.error(key, "must be a list of [x, y] pairs")
             return []
         pairs: list[tuple[float, float]] = []
         for item in value:
             if (
-                not isinstance(item, list)
+                not isinstance(item, list | tuple)
                 or len(item) != 2
                 or any(isinstance(v, bool) or not isinstance(v, int | float) for v in item)
             ):

@@ -1,0 +1,153 @@
+"""``vfd-agent`` command line: run, check-config, demo, warmup.
+
+Exit codes: 0 success, 1 an environment failure (port in use, disk), 2 a user's
+mistake in a config or on the command line. A user's mistake never shows a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from agent.config import AgentConfig, load_config, parse_listen
+from agent.errors import ConfigError
+from agent.numba_cache import configure_numba_cache
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("agent")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vfd-agent")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one sub-command per job."""
+    parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vfd-agent {_version()}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="poll the drives of a site config and serve metrics")
+    run.add_argument("--config", "-c", type=Path, required=True, help="site config YAML")
+
+    check = sub.add_parser("check-config", help="validate a site config and its profiles, then exit")
+    check.add_argument("config", type=Path)
+
+    demo = sub.add_parser("demo", help="simulated pumps and a fan, and the agent polling them")
+    demo.add_argument("--listen", type=_listen, default=("127.0.0.1", 9847),
+                      help="metrics endpoint HOST:PORT (default 127.0.0.1:9847)")
+    demo.add_argument("--duration", type=_positive, default=None, help="stop after SECONDS")
+    demo.add_argument("--state-dir", type=Path, default=None, help="where the demo keeps its state")
+
+    warm = sub.add_parser("warmup", help="compile every kernel into the on-disk cache")
+    warm.add_argument("--cache-dir", type=Path, default=None, help="Numba cache directory")
+    return parser
+
+
+def _report_config_error(error: ConfigError) -> int:
+    for issue in error.issues:
+        print(issue, file=sys.stderr)
+    print(f"vfd-agent: {len(error.issues)} problem(s) in the configuration", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_config(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _report_config_error(exc)
+    print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s)")
+    return EXIT_OK
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run_agent(config: AgentConfig) -> int:
+    from agent.service import Agent  # imports kernels: only after the Numba cache is configured
+
+    agent = Agent(config)
+    try:
+        agent.start_metrics()
+    except OSError as exc:
+        log.error("cannot serve metrics on %s:%d: %s", config.metrics_host, config.metrics_port, exc)
+        return EXIT_FAILURE
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    await agent.run(stop)
+    return EXIT_OK
+
+
+def _run(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _report_config_error(exc)
+    configure_numba_cache(config.storage_path / "numba-cache")
+    return asyncio.run(_run_agent(config))
+
+
+def _warmup(cache_dir: Path | None) -> int:
+    if cache_dir is not None:
+        os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
+    used = configure_numba_cache(None)
+    import kernels
+
+    timings = kernels.warmup()
+    for name, seconds in sorted(timings.items()):
+        print(f"{name:40s} {seconds * 1e3:10.1f} ms")
+    print(f"{len(timings)} kernels ready in {sum(timings.values()):.1f} s; "
+          f"cache: {used or 'beside the kernels source'}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vfd-agent`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "warmup":
+        return _warmup(args.cache_dir)
+    if args.command == "demo":
+        from agent.demo import run_demo
+
+        return run_demo(args.listen, args.duration, args.state_dir)
+    raise AssertionError(args.command)  # argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

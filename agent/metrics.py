@@ -1,0 +1,136 @@
+"""Prometheus exposition: one collector that reads the agent's state at scrape time.
+
+Counters and gauges are not pushed per sample; ``AgentCollector.collect`` builds
+the metric families from the drives' current state whenever Prometheus scrapes.
+Instantaneous values (power, speed) are only exported while a drive is up, so a
+dead drive never shows stale numbers as if they were live.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from importlib import metadata
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.drive import DriveRuntime
+from agent.profile import Quantity
+
+POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class AgentCollector(Collector):
+    """Per-drive energy, savings and health, read from the live ``DriveRuntime`` objects."""
+
+    def __init__(self, drives: Sequence[DriveRuntime], currency: str) -> None:
+        self.drives = drives
+        self.currency = currency
+
+    def collect(self) -> Iterator[Metric]:
+        """Build every family from the current state."""
+        labels = ["drive"]
+        up = GaugeMetricFamily("vfd_up", "1 if the last poll of the drive succeeded, else 0", labels=labels)
+        power = GaugeMetricFamily("vfd_power_watts", "Electrical power drawn by the drive", labels=labels)
+        speed = GaugeMetricFamily("vfd_speed_ratio", "Motor speed as a fraction of rated speed",
+                                  labels=labels)
+        freq = GaugeMetricFamily("vfd_output_frequency_hertz", "Drive output frequency", labels=labels)
+        baseline_power = GaugeMetricFamily(
+            "vfd_baseline_power_watts", "Power the load would draw without the VFD (baseline)", labels=labels
+        )
+        energy = CounterMetricFamily("vfd_energy_joules", "Electrical energy drawn by the drive",
+                                     labels=labels)
+        baseline_energy = CounterMetricFamily(
+            "vfd_baseline_energy_joules", "Energy the load would have drawn without the VFD", labels=labels
+        )
+        saved = CounterMetricFamily(
+            "vfd_energy_saved_joules",
+            "Energy saved against the baseline, over intervals where the drive drew less than it",
+            labels=["drive", "basis"],
+        )
+        penalty = CounterMetricFamily(
+            "vfd_energy_penalty_joules",
+            "Energy drawn above the baseline; net savings = saved - penalty",
+            labels=["drive", "basis"],
+        )
+        co2 = CounterMetricFamily("vfd_co2_avoided_grams", "CO2 avoided by the energy saved", labels=labels)
+        cost = CounterMetricFamily("vfd_cost_saved", "Money saved at the site tariff",
+                                   labels=["drive", "currency"])
+        covered = CounterMetricFamily(
+            "vfd_energy_covered_seconds", "Seconds of running time covered by integrated samples",
+            labels=labels,
+        )
+        gaps = CounterMetricFamily(
+            "vfd_energy_gaps", "Sampling gaps longer than max_gap_s that were not integrated", labels=labels
+        )
+        errors = CounterMetricFamily("vfd_poll_errors", "Failed polls by kind", labels=["drive", "kind"])
+        last = GaugeMetricFamily(
+            "vfd_last_poll_timestamp_seconds", "Unix time of the last successful poll", labels=labels
+        )
+        for drive in self.drives:
+            name = [drive.name]
+            up.add_metric(name, 1.0 if drive.up else 0.0)
+            totals = drive.account.totals
+            energy.add_metric(name, totals.energy_j)
+            baseline_energy.add_metric(name, totals.baseline_energy_j)
+            saved.add_metric([drive.name, "vfd"], totals.saved_j)
+            penalty.add_metric([drive.name, "vfd"], totals.penalty_j)
+            co2.add_metric(name, totals.co2_avoided_g)
+            cost.add_metric([drive.name, self.currency], totals.cost_saved)
+            covered.add_metric(name, totals.covered_s)
+            gaps.add_metric(name, float(totals.gaps))
+            # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
+            for kind, count in sorted(dict(drive.errors).items()):
+                errors.add_metric([drive.name, kind], float(count))
+            reading = drive.last
+            if reading is not None:
+                last.add_metric(name, reading.wall)
+            if drive.up and reading is not None:
+                power.add_metric(name, reading.power)
+                baseline_power.add_metric(name, reading.baseline_power)
+                if reading.speed_ratio == reading.speed_ratio:  # not NaN
+                    speed.add_metric(name, reading.speed_ratio)
+                if Quantity.OUTPUT_FREQUENCY in reading.values:
+                    freq.add_metric(name, reading.values[Quantity.OUTPUT_FREQUENCY])
+        yield from (up, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty, co2,
+                    cost, covered, gaps, errors, last)
+
+
+class BuildInfoCollector(Collector):
+    """``vfd_agent_build_info``: versions of the agent and the libraries it depends on."""
+
+    def collect(self) -> Iterable[Metric]:
+        """One info family."""
+        info = InfoMetricFamily("vfd_agent_build", "Versions of vfd-agent and its key dependencies")
+        info.add_metric([], {
+            "version": _version("vfd-agent"),
+            "python": platform.python_version(),
+            "pymodbus": _version("pymodbus"),
+            "numba": _version("numba"),
+            "numpy": _version("numpy"),
+        })
+        yield info
+
+
+def poll_duration_histogram(registry: CollectorRegistry) -> Histogram:
+    """Duration of a whole poll cycle of a bus."""
+    return Histogram(
+        "vfd_poll_duration_seconds", "Duration of one poll cycle over every drive of a bus",
+        labelnames=["bus"], buckets=POLL_BUCKETS, registry=registry,
+    )
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[object, threading.Thread, int]:
+    """Serve the registry over HTTP in a daemon thread; returns (server, thread, bound port)."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return server, thread, int(server.server_port)

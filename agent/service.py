@@ -1,0 +1,120 @@
+"""The running agent: drives, one poller per bus, metrics endpoint, systemd notifications.
+
+Start-up order: build state from the validated config, bind the metrics port
+(a port in use fails at start, loudly and once), start the pollers, then tell
+systemd READY. Shutdown: the stop event ends every poller loop, which closes
+its connection; then the HTTP server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
+
+from agent.config import AgentConfig
+from agent.drive import DriveRuntime
+from agent.metrics import AgentCollector, BuildInfoCollector, poll_duration_histogram, serve
+from agent.modbus import BusClient
+from agent.poller import BusPoller, Clock
+from agent.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """Owns the runtime objects of one site config."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        extra_collectors: Iterable[Collector] = (),
+        notifier: Notifier | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+        self._poll_duration = poll_duration_histogram(self.registry)
+        self.pollers: list[BusPoller] = []
+        for bus in config.buses:
+            on_bus = [d for d in self.drives if d.config.bus == bus.name]
+            if on_bus:
+                self.pollers.append(
+                    BusPoller(bus, on_bus, BusClient(bus), clock=clock, on_cycle=self._observe_cycle)
+                )
+        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency))
+        self.registry.register(BuildInfoCollector())
+        for collector in extra_collectors:
+            self.registry.register(collector)
+        self.metrics_port: int | None = None
+        self._server: object | None = None
+
+    def drive(self, name: str) -> DriveRuntime:
+        """A drive's runtime by name."""
+        return next(d for d in self.drives if d.name == name)
+
+    def _observe_cycle(self, poller: BusPoller, duration: float) -> None:
+        self._poll_duration.labels(poller.bus.name).observe(duration)
+
+    def start_metrics(self) -> int:
+        """Bind the metrics endpoint; OSError if the address cannot be used."""
+        server, _thread, port = serve(self.registry, self.config.metrics_host, self.config.metrics_port)
+        self._server, self.metrics_port = server, port
+        log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, port)
+        return port
+
+    def stop_metrics(self) -> None:
+        """Stop the HTTP server, if it runs."""
+        if self._server is not None:
+            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.server_close()  # type: ignore[attr-defined]
+            self._server = None
+
+    async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True) -> None:
+        """Poll until ``stop`` is set."""
+        if serve_metrics and self._server is None:
+            self.start_metrics()
+        tasks = [asyncio.create_task(p.run(stop), name=f"poll {p.bus.name}") for p in self.pollers]
+        watchdog = asyncio.create_task(self._watchdog(stop, tasks), name="watchdog")
+        self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            self.notifier.notify("STOPPING=1")
+            if serve_metrics:
+                self.stop_metrics()
+
+    async def _watchdog(self, stop: asyncio.Event, tasks: Sequence[asyncio.Task[None]]) -> None:
+        """Pet the systemd watchdog only while every poller is alive and cycling."""
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            return
+        seen = [p.stats.cycles for p in self.pollers]
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            cycles = [p.stats.cycles for p in self.pollers]
+            alive = all(not t.done() for t in tasks)
+            # A poller on a long interval may legitimately not cycle within one watchdog period.
+            progressing = all(
+                now > before or poller.bus.poll_interval > interval
+                for now, before, poller in zip(cycles, seen, self.pollers, strict=True)
+            )
+            if alive and progressing:
+                self.notifier.notify("WATCHDOG=1")
+            seen = cycles
