@@ -344,11 +344,11 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
 
 def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section]) -> None:
     seen_bus: set[str] = set()
-    for bus in bus_secs:
-        name = bus.data.get("name")
-        if isinstance(name, str):
-            bus.validate("name", name not in seen_bus, f"duplicate bus name {name!r}")
-            seen_bus.add(name)
+    for bus_sec in bus_secs:
+        bus_name = bus_sec.data.get("name")
+        if isinstance(bus_name, str):
+            bus_sec.validate("name", bus_name not in seen_bus, f"duplicate bus name {bus_name!r}")
+            seen_bus.add(bus_name)
     bus_names = sorted(seen_bus)
     seen_names: set[str] = set()
     seen_units: set[tuple[str, int]] = set()
