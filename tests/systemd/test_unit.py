@@ -1,0 +1,53 @@
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "systemd" / "vfd-agent.service"
+MAX_EXPOSURE = 2.0
+
+
+def unit_entries():
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # keep key case
+    parser.read_string(UNIT.read_text())
+    return parser
+
+
+def test_unit_is_a_hardened_notify_service():
+    unit = unit_entries()
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    assert service["Restart"] == "on-failure"
+    assert service["User"] == "vfd-agent"
+    assert float(service["WatchdogSec"].rstrip("s")) > 0
+    assert service["StateDirectory"] == "vfd-agent"
+    assert "NUMBA_CACHE_DIR=/var/cache/vfd-agent/numba" in UNIT.read_text()
+    assert service["ProtectSystem"] == "strict"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["CapabilityBoundingSet"] == ""
+
+
+def test_systemd_analyze_security_exposure_is_low():
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is installed by the README's test command"
+    result = subprocess.run([analyze, "security", "--offline=yes", str(UNIT)], capture_output=True,
+                            text=True, timeout=120)
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE
+
+
+def test_install_script_is_valid_posix_shell():
+    result = subprocess.run(["sh", "-n", str(REPO / "systemd" / "install.sh")], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["check-config", "warmup", "run --config"])
+def test_unit_runs_existing_cli_commands(command):
+    assert f"vfd-agent {command}" in UNIT.read_text()
