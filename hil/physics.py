@@ -1,0 +1,163 @@
+"""Steady-state physics of a pump or fan on its system, and of its motor and drive.
+
+Everything here is SI and stateless: flow Q [m³/s], speed ratio r = n/n_rated,
+"head" y in the machine's own unit (pump: head [m]; fan: total pressure [Pa]),
+power [W]. ``rho_g`` turns Q·y into hydraulic (or air) power: ρ·g for a pump,
+1 for a fan whose y is already a pressure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+WATER_DENSITY = 998.0  # kg/m³ at about 20 °C
+GRAVITY = 9.80665  # m/s²
+
+# Dimensionless curve shapes, h = y/y_rated and p = P/P_rated at q = Q/Q_rated, r = 1.
+# Radial pumps: shut-off head 1.25 × rated, shut-off power about 45 % of rated power;
+# fans: shut-off pressure 1.3 × rated, shut-off power about 35 %. The power curve is
+# then fixed by two conditions: it passes through the rated point, and the efficiency
+# Q·y/P peaks there (best-efficiency point at rated flow).
+PUMP_SHAPE = (1.25, -0.10, 0.45)
+FAN_SHAPE = (1.30, -0.10, 0.35)
+
+# Motor part-load efficiency, absolute, for the DOE MEASUR premium 200 hp motor
+# (25..125 % load: 0.935, 0.964, 0.965, 0.961, 0.952). The points below 25 % are an
+# extrapolation (efficiency "stays flat down to about 40 % load, then drops"). The curve is
+# scaled so that it passes through the simulated motor's own full-load efficiency.
+MOTOR_LOAD = (0.0, 0.125, 0.25, 0.50, 0.75, 1.00, 1.25)
+MOTOR_EFFICIENCY = (0.60, 0.88, 0.935, 0.964, 0.965, 0.961, 0.952)
+# Drive (inverter) efficiency against load: about 0.97 at full load, falling at light
+# load where the fixed losses dominate. An assumption in the spirit of IEC 61800-9-2.
+DRIVE_LOAD = (0.0, 0.10, 0.25, 0.50, 0.75, 1.00, 1.25)
+DRIVE_EFFICIENCY = (0.80, 0.90, 0.94, 0.96, 0.97, 0.97, 0.97)
+MAX_EFFICIENCY = 0.99
+
+
+@dataclass(frozen=True)
+class MachineCurves:
+    """Affinity-law curves of one pump or fan.
+
+    y(Q, r) = a0·r² + a1·r·Q + a2·Q²;  P(Q, r) = b0·r³ + b1·r²·Q + b2·r·Q² + b3·Q³.
+    """
+
+    a0: float
+    a1: float
+    a2: float
+    b0: float
+    b1: float
+    b2: float
+    b3: float
+    rho_g: float
+
+    def head(self, flow: float, ratio: float) -> float:
+        """Head (pump, m) or pressure (fan, Pa) at a flow and speed ratio."""
+        return self.a0 * ratio * ratio + self.a1 * ratio * flow + self.a2 * flow * flow
+
+    def shaft_power(self, flow: float, ratio: float) -> float:
+        """Shaft power [W]; never negative."""
+        power = (
+            self.b0 * ratio**3 + self.b1 * ratio**2 * flow + self.b2 * ratio * flow**2 + self.b3 * flow**3
+        )
+        return max(power, 0.0)
+
+    def efficiency(self, flow: float, ratio: float) -> float:
+        """Hydraulic efficiency ρ·g·Q·H / P_shaft (0 at zero flow or power)."""
+        power = self.shaft_power(flow, ratio)
+        return self.rho_g * flow * self.head(flow, ratio) / power if power > 0.0 else 0.0
+
+
+@dataclass(frozen=True)
+class SystemCurve:
+    """What the circuit needs: y_sys(Q) = static + k·Q²."""
+
+    static: float
+    k: float
+
+    def head(self, flow: float) -> float:
+        """Head or pressure the system needs to pass a flow."""
+        return self.static + self.k * flow * flow
+
+
+def curves_from_rated(
+    rated_flow: float,
+    rated_head: float,
+    shaft_power: float,
+    rho_g: float,
+    shape: tuple[float, float, float] = PUMP_SHAPE,
+) -> MachineCurves:
+    """Curves through the rated point (Q_r, y_r, P_r) with the best efficiency at Q_r."""
+    shutoff, h1, p0 = shape
+    h2 = 1.0 - shutoff - h1  # h(1) = 1
+    # dη/dq = 0 at q = 1  <=>  p'(1) = 1 + h'(1), with p(1) = 1 and p(0) = p0, b3 = 0.
+    slope = 1.0 + h1 + 2.0 * h2
+    p2 = slope - (1.0 - p0)
+    p1 = 1.0 - p0 - p2
+    q, y, p = rated_flow, rated_head, shaft_power
+    return MachineCurves(
+        a0=shutoff * y, a1=h1 * y / q, a2=h2 * y / (q * q),
+        b0=p0 * p, b1=p1 * p / q, b2=p2 * p / (q * q), b3=0.0,
+        rho_g=rho_g,
+    )
+
+
+def system_from_rated(rated_flow: float, rated_head: float, static_ratio: float) -> SystemCurve:
+    """System curve through the rated point with the given static share of the rated head."""
+    static = static_ratio * rated_head
+    return SystemCurve(static=static, k=(rated_head - static) / (rated_flow * rated_flow))
+
+
+def operating_flow(curves: MachineCurves, system: SystemCurve, ratio: float) -> float:
+    """Flow where the machine at ``ratio`` meets the system; 0 if it cannot lift the static head.
+
+    The positive root of (a2 − k)·Q² + a1·r·Q + (a0·r² − H_st) = 0 (DESIGN.md).
+    """
+    a = curves.a2 - system.k
+    b = curves.a1 * ratio
+    c = curves.a0 * ratio * ratio - system.static
+    if a == 0.0:
+        return max(-c / b, 0.0) if b != 0.0 else 0.0
+    disc = b * b - 4.0 * a * c
+    if disc < 0.0:
+        return 0.0
+    root = math.sqrt(disc)
+    flow = max((-b + root) / (2.0 * a), (-b - root) / (2.0 * a))
+    return max(flow, 0.0)
+
+
+def ratio_for_flow(curves: MachineCurves, system: SystemCurve, flow: float) -> float:
+    """Speed ratio at which the machine delivers ``flow`` into the system (inverse of the above).
+
+    Solves a0·r² + a1·Q·r + (a2·Q² − y_sys(Q)) = 0 for the positive r.
+    """
+    c = curves.a2 * flow * flow - system.head(flow)
+    b = curves.a1 * flow
+    disc = b * b - 4.0 * curves.a0 * c
+    return max((-b + math.sqrt(max(disc, 0.0))) / (2.0 * curves.a0), 0.0)
+
+
+def motor_efficiency(load: float, full_load_efficiency: float) -> float:
+    """Motor efficiency at a load fraction (shaft power / rated power)."""
+    shape = float(np.interp(load, MOTOR_LOAD, MOTOR_EFFICIENCY)) / MOTOR_EFFICIENCY[MOTOR_LOAD.index(1.0)]
+    return min(full_load_efficiency * shape, MAX_EFFICIENCY)
+
+
+def drive_efficiency(load: float) -> float:
+    """Inverter efficiency at a load fraction."""
+    return float(np.interp(load, DRIVE_LOAD, DRIVE_EFFICIENCY))
+
+
+def electrical_power(shaft_power: float, rated_power: float, full_load_motor_efficiency: float) -> float:
+    """Power drawn from the mains: P_shaft / (η_motor(load) · η_drive(load))."""
+    if shaft_power <= 0.0:
+        return 0.0
+    load = shaft_power / rated_power
+    return shaft_power / (motor_efficiency(load, full_load_motor_efficiency) * drive_efficiency(load))
+
+
+def ramp(ratio: float, setpoint: float, dt: float, time_constant: float) -> float:
+    """Exact first-order response over ``dt`` toward a setpoint held constant over the step."""
+    return setpoint + (ratio - setpoint) * math.exp(-dt / time_constant)

@@ -1,0 +1,228 @@
+"""Plant files: which simulated drives a plant has, and the physics behind each.
+
+A plant file is read with the agent's own YAML reader, and each drive's
+``load`` and ``baseline`` sections with the agent's own parsers, so a plant
+file and a site config describe a drive in the same words. Every mistake is
+collected and raised at once as ``ConfigError`` (``FILE:LINE: field: message``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, parse_load
+from agent.errors import ConfigError
+from agent.profile import Profile, available_profiles, load_profile, resolve_profile_path
+from agent.units import KWH_TO_J, RPM_TO_RAD_S
+from agent.yamlsource import Issues, Section, load_yaml
+from hil.physics import FAN_SHAPE, GRAVITY, PUMP_SHAPE, WATER_DENSITY, MachineCurves, curves_from_rated
+
+MAX_UNIT = 247  # unit 0 is the gateway itself, which answers for absent units
+# A pump whose rated point implies an efficiency outside this range is a typo, not a pump.
+MIN_MACHINE_EFFICIENCY = 0.2
+MAX_MACHINE_EFFICIENCY = 0.92
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Relative standard deviation of each measured value (ground truth is never noisy)."""
+
+    power: float = 0.003
+    speed: float = 0.0005
+    current: float = 0.005
+    voltage: float = 0.001
+    flow: float = 0.01
+    pressure: float = 0.005
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """One simulated drive and the machine it turns, in SI units."""
+
+    name: str
+    unit: int
+    profile: Profile
+    rated_power: float  # W, motor
+    rated_speed: float  # rad/s
+    rated_frequency: float  # Hz
+    rated_voltage: float  # V
+    motor_efficiency: float  # at full load, ratio
+    shaft_power_ratio: float  # shaft power at the rated duty point / rated power
+    load: LoadConfig
+    baseline: BaselineConfig
+    static_ratio: float  # static share of the rated head (pump) or pressure (fan)
+    min_demand_ratio: float  # of rated flow
+    max_demand_ratio: float
+    min_speed_ratio: float
+    max_speed_ratio: float
+    ramp_time: float  # s, first-order speed time constant
+    noise: NoiseSpec
+    remote: bool  # drive accepts the fieldbus speed setpoint
+    energy_counter_start: float  # J, the drive's counter when the simulation starts
+    seed: int
+
+    @property
+    def rated_head(self) -> float:
+        """Rated head [m] of a pump or rated pressure [Pa] of a fan."""
+        return self.load.rated_pressure if self.load.kind is LoadKind.FAN else self.load.rated_head
+
+    @property
+    def rho_g(self) -> float:
+        """Factor turning flow × head into hydraulic power (1 for a fan's pressure)."""
+        return 1.0 if self.load.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
+
+    def curves(self) -> MachineCurves:
+        """The machine's affinity curves, derived from its rated point."""
+        shape = FAN_SHAPE if self.load.kind is LoadKind.FAN else PUMP_SHAPE
+        return curves_from_rated(self.load.rated_flow, self.rated_head,
+                                 self.shaft_power_ratio * self.rated_power, self.rho_g, shape)
+
+
+@dataclass(frozen=True)
+class PlantSpec:
+    """A whole simulated plant: its drives and the clock of its physics."""
+
+    source: str
+    name: str
+    day_length: float  # s, one simulated day of demand
+    step: float  # s, physics step
+    drives: tuple[DriveSpec, ...]
+
+    def drive(self, name: str) -> DriveSpec:
+        """The drive with this name; KeyError names the known ones."""
+        for drive in self.drives:
+            if drive.name == name:
+                return drive
+        raise KeyError(f"no drive {name!r}; drives: {', '.join(d.name for d in self.drives)}")
+
+
+_DRIVE_KEYS = {
+    "name", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "rated_frequency_hz",
+    "rated_voltage_v", "motor_efficiency_pct", "shaft_power_pct", "load", "baseline", "static_pct",
+    "min_demand_pct", "max_demand_pct", "min_speed_pct", "max_speed_pct", "ramp_time_s", "noise_pct",
+    "remote", "energy_counter_start_kwh", "seed",
+}
+
+
+def _noise(sec: Section | None) -> NoiseSpec:
+    default = NoiseSpec()
+    if sec is None:
+        return default
+    names = ("power", "speed", "current", "voltage", "flow", "pressure")
+    sec.check_keys(set(names))
+    values = {n: sec.number(n, getattr(default, n) * 100.0, minimum=0.0, maximum=10.0) / 100.0 for n in names}
+    return NoiseSpec(**{n: v if math.isfinite(v) else 0.0 for n, v in values.items()})
+
+
+def _pair(sec: Section, low_key: str, high_key: str, defaults: tuple[float, float],
+          maximum: float) -> tuple[float, float]:
+    low = sec.number(low_key, defaults[0], minimum=0.0, maximum=maximum)
+    high = sec.number(high_key, defaults[1], minimum=0.0, maximum=maximum)
+    if math.isfinite(low) and math.isfinite(high):
+        sec.validate(low_key, low <= high, f"must not exceed {high_key} ({high:g})")
+    return low / 100.0, high / 100.0
+
+
+def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], seed: int,
+           issues: Issues) -> DriveSpec | None:
+    sec.check_keys(_DRIVE_KEYS)
+    name = sec.string("name")
+    unit = sec.integer("unit", minimum=1, maximum=MAX_UNIT)
+    rated_power = sec.number("rated_power_kw", minimum=0.0, exclusive_minimum=True) * 1e3
+    rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S
+    frequency = sec.number("rated_frequency_hz", 50.0, minimum=1.0, maximum=1000.0)
+    voltage = sec.number("rated_voltage_v", 400.0, minimum=24.0, maximum=15000.0)
+    motor_eff = sec.number("motor_efficiency_pct", 92.0, minimum=50.0, maximum=99.0) / 100.0
+    shaft_ratio = sec.number("shaft_power_pct", 90.0, minimum=10.0, maximum=120.0) / 100.0
+    load = parse_load(sec.section("load"))
+    baseline = parse_baseline(sec.section("baseline", required=False), rated_power)
+    static = sec.number("static_pct", 0.0, minimum=0.0, maximum=95.0) / 100.0
+    min_demand, max_demand = _pair(sec, "min_demand_pct", "max_demand_pct", (50.0, 100.0), 150.0)
+    min_speed, max_speed = _pair(sec, "min_speed_pct", "max_speed_pct", (0.0, 100.0), 120.0)
+    if min_speed == max_speed:
+        sec.error("min_speed_pct", "must be below max_speed_pct")
+    ramp_time = sec.number("ramp_time_s", 3.0, minimum=0.0, maximum=600.0, exclusive_minimum=True)
+    noise = _noise(sec.section("noise_pct", required=False))
+    remote = sec.boolean("remote", True)
+    counter_start = sec.number("energy_counter_start_kwh", 0.0, minimum=0.0) * KWH_TO_J
+    drive_seed = sec.integer("seed", seed + max(unit, 0), minimum=0)
+    profile = _profile(sec, plant_dir, profiles, issues)
+    values = (rated_power, rated_speed, frequency, voltage, motor_eff, shaft_ratio, static, min_demand,
+              max_demand, min_speed, max_speed, ramp_time, counter_start, load.rated_flow,
+              load.rated_pressure if load.kind is LoadKind.FAN else load.rated_head)
+    if profile is None or not name or unit < 0 or drive_seed < 0 or not all(map(math.isfinite, values)):
+        return None
+    spec = DriveSpec(
+        name=name, unit=unit, profile=profile, rated_power=rated_power, rated_speed=rated_speed,
+        rated_frequency=frequency, rated_voltage=voltage, motor_efficiency=motor_eff,
+        shaft_power_ratio=shaft_ratio, load=load, baseline=baseline, static_ratio=static,
+        min_demand_ratio=min_demand, max_demand_ratio=max_demand, min_speed_ratio=min_speed,
+        max_speed_ratio=max_speed, ramp_time=ramp_time, noise=noise, remote=remote,
+        energy_counter_start=counter_start, seed=drive_seed,
+    )
+    efficiency = spec.curves().efficiency(load.rated_flow, 1.0)
+    if not MIN_MACHINE_EFFICIENCY <= efficiency <= MAX_MACHINE_EFFICIENCY:
+        sec.error(
+            "rated_power_kw",
+            f"the rated duty point needs a {load.kind.value} efficiency of {efficiency:.2f} at "
+            f"shaft_power_pct {shaft_ratio * 100:g} % of rated power; a real machine lies in "
+            f"{MIN_MACHINE_EFFICIENCY:g}..{MAX_MACHINE_EFFICIENCY:g}: check the rated power, flow and head",
+        )
+        return None
+    return spec
+
+
+def _profile(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None],
+             issues: Issues) -> Profile | None:
+    profile_name = sec.string("profile")
+    if not profile_name:
+        return None
+    path = resolve_profile_path(profile_name, plant_dir)
+    if path is None:
+        known = ", ".join(available_profiles(plant_dir))
+        sec.error("profile", f"no profile {profile_name!r}; available: {known}")
+        return None
+    if path not in profiles:
+        profiles[path] = load_profile(path, issues)
+    return profiles[path]
+
+
+def parse_plant(sec: Section, plant_dir: Path, issues: Issues) -> PlantSpec | None:
+    """Build a plant from its top-level section; None if anything was wrong."""
+    sec.check_keys({"name", "day_s", "step_s", "seed", "drives"})
+    name = sec.string("name", Path(sec.file).stem)
+    day_length = sec.number("day_s", minimum=1.0, maximum=7 * 86400.0)
+    step = sec.number("step_s", 0.05, minimum=0.001, maximum=1.0)
+    seed = sec.integer("seed", 0, minimum=0)
+    profiles: dict[Path, Profile | None] = {}
+    drive_secs = list(sec.sections("drives"))
+    drives = [_drive(d, plant_dir, profiles, max(seed, 0), issues) for d in drive_secs]
+    seen_names: set[str] = set()
+    seen_units: set[int] = set()
+    for drive_sec, drive in zip(drive_secs, drives, strict=True):
+        if drive is None:
+            continue
+        drive_sec.validate("name", drive.name not in seen_names, f"duplicate drive name {drive.name!r}")
+        drive_sec.validate("unit", drive.unit not in seen_units, f"unit {drive.unit} is already used")
+        seen_names.add(drive.name)
+        seen_units.add(drive.unit)
+    if not drive_secs and "drives" in sec.data:
+        sec.error("drives", "must list at least one drive")
+    if issues.items or not math.isfinite(day_length + step):
+        return None
+    return PlantSpec(source=sec.file, name=name, day_length=day_length, step=step,
+                     drives=tuple(d for d in drives if d is not None))
+
+
+def load_plant(path: Path | str) -> PlantSpec:
+    """Read and validate a plant file and every profile it names; ConfigError on any problem."""
+    path = Path(path)
+    issues = Issues()
+    sec = load_yaml(path, issues)
+    plant = parse_plant(sec, path.resolve().parent, issues) if sec is not None else None
+    issues.raise_if_any()
+    if plant is None:  # pragma: no cover - parse_plant returns None only with issues
+        raise ConfigError([])
+    return plant
