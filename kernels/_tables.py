@@ -29,7 +29,15 @@ def interp_clamped(x: float, xp: FloatArray, fp: FloatArray) -> float:
     Returns NaN for NaN ``x`` or an invalid table (empty, unequal lengths, non-finite or
     not strictly increasing ``xp``), where ``np.interp`` would silently return garbage.
     """
-    if not table_is_valid(xp, fp) or np.isnan(x):
+    if not table_is_valid(xp, fp):
+        return np.nan
+    return interp_valid(x, xp, fp)
+
+
+@jit
+def interp_valid(x: float, xp: FloatArray, fp: FloatArray) -> float:
+    """``interp_clamped`` for a table already checked by ``table_is_valid`` (hot loops)."""
+    if np.isnan(x):
         return np.nan
     n = xp.shape[0]
     if x <= xp[0]:
