@@ -55,7 +55,7 @@ async def _serve(plant: PlantSpec, listen: tuple[str, int], metrics: tuple[str, 
     try:
         try:
             await sim.start(listen[0], listen[1])
-        except (OSError, RuntimeError) as exc:
+        except OSError as exc:
             print(f"vfd-sim: cannot listen on {listen[0]}:{listen[1]}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         metrics_port = int(httpd.server_port)

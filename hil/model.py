@@ -163,7 +163,7 @@ class DriveModel:
         noise = self._rng.standard_normal(6)
         n = spec.noise
         measured_power = max(power * (1.0 + n.power * noise[0]), 0.0)
-        current = measured_power / (math.sqrt(3.0) * spec.rated_voltage * POWER_FACTOR)
+        current = power / (math.sqrt(3.0) * spec.rated_voltage * POWER_FACTOR)
         load = shaft / spec.rated_power
         dc_voltage = math.sqrt(2.0) * spec.rated_voltage * (1.0 - 0.02 * load)
         if before is None:

@@ -171,7 +171,10 @@ class SimulatedPlant:
             action=_absent_unit,
         ))
         server = ModbusTcpServer(devices, address=(host, port))
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus's way of saying the bind failed
+            raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
         listener = server.transport
         if not isinstance(listener, asyncio.Server) or not listener.sockets:  # pragma: no cover
             await server.shutdown()  # type: ignore[no-untyped-call]
@@ -187,7 +190,7 @@ class SimulatedPlant:
             await asyncio.sleep(self.spec.step)
 
     async def stop(self) -> None:
-        """Stop serving and stop the physics task; the physics state is kept for a restart."""
+        """Stop serving and the physics task; a restart resumes the kept state, caught up to the clock."""
         server, task = self._server, self._physics
         self._server = self._physics = None
         if task is not None:

@@ -191,6 +191,22 @@ def test_start_and_stop_twice_leaves_nothing_behind():
     run(scenario())
 
 
+def test_a_busy_port_is_an_oserror_and_leaves_nothing_behind():
+    first, second = SimulatedPlant(load_plant(DEMO)), SimulatedPlant(load_plant(DEMO))
+
+    async def scenario() -> None:
+        await first.start()
+        try:
+            with pytest.raises(OSError, match="cannot listen"):
+                await second.start(port=first.port)
+            assert not second.serving
+        finally:
+            await first.stop()
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run(scenario())
+
+
 def test_the_gateway_answers_like_a_drive_would():
     sim = SimulatedPlant(load_plant(DEMO), clock=FakeClock())
 
@@ -231,8 +247,8 @@ def test_ground_truth_collector_exports_the_physics():
         assert registry.get_sample_value("hil_true_power_watts", labels) == snapshot.power
         demand = registry.get_sample_value("hil_demand_flow_cubic_meters_per_second", labels)
         assert demand == snapshot.demand_flow
-        assert registry.get_sample_value("hil_physics_time_seconds", labels) == pytest.approx(30.0)
     assert registry.get_sample_value("hil_true_baseline_power_watts", {"drive": "supply-fan"}) == 11_000.0
+    assert registry.get_sample_value("hil_physics_time_seconds") == pytest.approx(30.0)
 
 
 MIXED_PROFILE = """\
