@@ -9,6 +9,7 @@ Numba code. Kernels never raise on field data: where an answer does not exist th
 return NaN.
 """
 
+from kernels._numba import NUMBA_OPTIONS, jit
 from kernels.baselines import (
     BASELINE_CHARACTERISTIC,
     BASELINE_CONSTANT,
@@ -21,11 +22,40 @@ from kernels.baselines import (
     DAMPER_POWER_PCT,
     INLET_VANE_FLOW_PCT,
     INLET_VANE_POWER_PCT,
+    baseline_power,
     characteristic_baseline_power,
     constant_baseline_power,
     table_baseline_power,
+    throttle_baseline_power,
+)
+from kernels.curves import (
+    bep_flow,
+    efficiency,
+    fan_efficiency,
+    fan_pressure,
+    head,
+    runout_flow,
+    shaft_power,
+)
+from kernels.electrical import (
+    DRIVE_EFFICIENCY_TABLE,
+    MOTOR_EFFICIENCY_TABLE,
+    default_efficiency_tables,
+    electrical_power,
+)
+from kernels.fitting import (
+    fit_fan_curves,
+    fit_load_characteristic,
+    fit_pump_curves,
+    fit_system_curve,
+    load_power,
+    static_head_share,
 )
 from kernels.integration import integrate_energy
+from kernels.operating import estimate_flow, min_speed_for_flow, operating_point
+from kernels.rls import rls_coeffs, rls_init, rls_update
+from kernels.staging import stage_pumps, stage_pumps_tables
+from kernels.warmup import warmup
 
 __all__ = [
     "BASELINE_CHARACTERISTIC",
@@ -37,10 +67,40 @@ __all__ = [
     "CHARACTERISTIC_SPEED_PCT",
     "DAMPER_FLOW_PCT",
     "DAMPER_POWER_PCT",
+    "DRIVE_EFFICIENCY_TABLE",
     "INLET_VANE_FLOW_PCT",
     "INLET_VANE_POWER_PCT",
+    "MOTOR_EFFICIENCY_TABLE",
+    "NUMBA_OPTIONS",
+    "baseline_power",
+    "bep_flow",
     "characteristic_baseline_power",
     "constant_baseline_power",
+    "default_efficiency_tables",
+    "efficiency",
+    "electrical_power",
+    "estimate_flow",
+    "fan_efficiency",
+    "fan_pressure",
+    "fit_fan_curves",
+    "fit_load_characteristic",
+    "fit_pump_curves",
+    "fit_system_curve",
+    "head",
     "integrate_energy",
+    "jit",
+    "load_power",
+    "min_speed_for_flow",
+    "operating_point",
+    "rls_coeffs",
+    "rls_init",
+    "rls_update",
+    "runout_flow",
+    "shaft_power",
+    "stage_pumps",
+    "stage_pumps_tables",
+    "static_head_share",
     "table_baseline_power",
+    "throttle_baseline_power",
+    "warmup",
 ]

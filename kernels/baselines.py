@@ -16,6 +16,7 @@ import numpy as np
 from kernels._numba import jit
 from kernels._tables import interp_clamped
 from kernels._typing import FloatArray
+from kernels.curves import head, shaft_power
 
 # Siemens SINAMICS p3320..p3329 "flow characteristic" defaults: five (speed %, power %)
 # points describing a conventionally controlled (throttled / bypassed) plant. Used by the
@@ -98,3 +99,56 @@ def table_baseline_power(
         return np.nan
     pct = interp_clamped(100.0 * flow_ratio, flow_pct_table, power_pct_table)
     return rated_power * pct / 100.0
+
+
+@jit
+def throttle_baseline_power(
+    head_coeffs: FloatArray, power_coeffs: FloatArray, flow: float
+) -> float:
+    """Baseline [W]: the pump at rated speed (r = 1), throttled by a valve to ``flow``.
+
+    A valve only adds resistance, so the pump stays on its rated-speed curve and draws
+    P(Q, 1). NaN for negative or NaN flow and for flows beyond the rated-speed run-out
+    (H(Q, 1) < 0), which a throttled pump could not deliver.
+    """
+    if not (flow >= 0.0 and np.isfinite(flow)):
+        return np.nan
+    if not head(head_coeffs, flow, 1.0) >= 0.0:
+        return np.nan
+    p = shaft_power(power_coeffs, flow, 1.0)
+    return p if p >= 0.0 else np.nan
+
+
+@jit
+def baseline_power(
+    method: int,
+    speed_ratio: float,
+    flow: float,
+    rated_power: float,
+    rated_flow: float,
+    constant_power: float,
+    table_x_pct: FloatArray,
+    table_y_pct: FloatArray,
+    head_coeffs: FloatArray,
+    power_coeffs: FloatArray,
+) -> float:
+    """Baseline power [W] by method code, for callers that hold one config per drive.
+
+    ``method`` is one of BASELINE_CONSTANT (uses ``constant_power``),
+    BASELINE_CHARACTERISTIC (``speed_ratio``, ``rated_power`` and the % speed -> % power
+    table in ``table_x_pct``/``table_y_pct``), BASELINE_THROTTLE (``flow`` [m^3/s],
+    ``head_coeffs``, ``power_coeffs``), BASELINE_DAMPER and BASELINE_INLET_VANE
+    (``flow / rated_flow``, ``rated_power`` and the % flow -> % power table). Arguments a
+    method does not use are ignored (pass NaN or empty arrays). Unknown codes give NaN.
+    """
+    if method == BASELINE_CONSTANT:
+        return constant_baseline_power(constant_power)
+    if method == BASELINE_CHARACTERISTIC:
+        return characteristic_baseline_power(speed_ratio, rated_power, table_x_pct, table_y_pct)
+    if method == BASELINE_THROTTLE:
+        return throttle_baseline_power(head_coeffs, power_coeffs, flow)
+    if method == BASELINE_DAMPER or method == BASELINE_INLET_VANE:
+        if not (rated_flow > 0.0):
+            return np.nan
+        return table_baseline_power(flow / rated_flow, rated_power, table_x_pct, table_y_pct)
+    return np.nan

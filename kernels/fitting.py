@@ -201,3 +201,232 @@ def fit_fan_curves(
         flow, pressure, power, speed_ratio, weights,
         huber_c, max_iter, tol, min_speed_ratio, min_relative_span,
     )
+
+
+@jit
+def fit_system_curve(
+    flow: FloatArray,
+    head: FloatArray,
+    huber_c: float = 1.345,
+    max_iter: int = 50,
+    tol: float = 1e-6,
+    min_relative_span: float = 0.1,
+) -> tuple[float, float]:
+    """Fit H_sys = H_st + k Q^2 to operating points; returns (h_static [m], k [s^2/m^5]).
+
+    Robust (Huber) least squares in u = Q^2, then the constraints H_st >= 0, k >= 0: if
+    the free fit violates one, the better of the two one-parameter fits on the boundary
+    (same robust weights) is taken, which is the exact solution of the two-variable
+    non-negative problem. NaN for fewer than 4 valid samples (finite, Q >= 0) or when
+    Q^2 spans less than ``min_relative_span`` of its maximum: with one operating point
+    static head and friction cannot be told apart.
+    """
+    n_all = flow.shape[0]
+    if head.shape[0] != n_all:
+        return np.nan, np.nan
+    u = np.empty(n_all)
+    h = np.empty(n_all)
+    n = 0
+    for i in range(n_all):
+        if np.isfinite(flow[i]) and np.isfinite(head[i]) and flow[i] >= 0.0:
+            u[n] = flow[i] * flow[i]
+            h[n] = head[i]
+            n += 1
+    if n < 4:
+        return np.nan, np.nan
+    u = u[:n]
+    h = h[:n]
+    u_lo = u.min()
+    u_hi = u.max()
+    if not (u_hi - u_lo > min_relative_span * u_hi):
+        return np.nan, np.nan
+    centre = 0.5 * (u_hi + u_lo)
+    half = 0.5 * (u_hi - u_lo)
+    h_scale = np.abs(h).max()
+    if not (h_scale > 0.0):
+        h_scale = 1.0
+    x = np.empty((2, n))
+    ys = np.empty(n)
+    for i in range(n):
+        x[0, i] = 1.0
+        x[1, i] = (u[i] - centre) / half
+        ys[i] = h[i] / h_scale
+    beta, wt, ok = robust_lstsq(x, ys, np.ones(n), huber_c, max_iter, tol, 1e-9)
+    if not ok:
+        return np.nan, np.nan
+    k_s = beta[1] / half  # per unit of u, in scaled head
+    hs_s = beta[0] - beta[1] * centre / half
+    if hs_s >= 0.0 and k_s >= 0.0:
+        return hs_s * h_scale, k_s * h_scale
+    # Boundary candidates with the robust weights: H_st = 0, or k = 0.
+    swuu = 0.0
+    swuy = 0.0
+    sw = 0.0
+    swy = 0.0
+    for i in range(n):
+        swuu += wt[i] * u[i] * u[i]
+        swuy += wt[i] * u[i] * ys[i]
+        sw += wt[i]
+        swy += wt[i] * ys[i]
+    k_only = max(0.0, swuy / swuu) if swuu > 0.0 else 0.0
+    hs_only = max(0.0, swy / sw)
+    sse_k = 0.0
+    sse_h = 0.0
+    for i in range(n):
+        sse_k += wt[i] * (ys[i] - k_only * u[i]) ** 2
+        sse_h += wt[i] * (ys[i] - hs_only) ** 2
+    if sse_k <= sse_h:
+        return 0.0, k_only * h_scale
+    return hs_only * h_scale, 0.0
+
+
+@jit
+def _load_basis(r: float, r0: float) -> float:
+    """Flow-like variable x = sqrt((r^2 - r0^2) / (1 - r0^2)), 0 below r0 (x(1) = 1)."""
+    if r <= r0:
+        return 0.0
+    return float(np.sqrt((r * r - r0 * r0) / (1.0 - r0 * r0)))
+
+
+@jit
+def load_power(load_coeffs: FloatArray, r: float) -> float:
+    """Power [W] at speed ratio r from ``fit_load_characteristic`` coefficients."""
+    x = _load_basis(r, load_coeffs[0])
+    return float(load_coeffs[1] + (load_coeffs[2] + load_coeffs[3] * x * x) * x)
+
+
+@jit
+def fit_load_characteristic(
+    speed_ratio: FloatArray,
+    power: FloatArray,
+    huber_c: float = 1.345,
+    max_iter: int = 50,
+    tol: float = 1e-6,
+    min_relative_span: float = 0.1,
+) -> tuple[FloatArray, float]:
+    """Fit power [W] against speed ratio along the plant's own system curve.
+
+    For drives without flow or pressure sensors. Model (ideal radial pump on
+    H_sys = H_st + k Q^2, constant efficiency): flow starts at the speed r0 where the
+    shut-off head reaches H_st, and the flow ratio is x = sqrt((r^2 - r0^2)/(1 - r0^2));
+    hydraulic power ~ Q H_sys = x (s + (1 - s) x^2) with s = H_st / H_duty, so
+
+        P(r) = c_loss + c1 x + c3 x^3,     s = c1 / (c1 + c3).
+
+    r0 is found by a 41-point profile search over [0, 0.98 min r] with robust weights,
+    the linear part by Huber IRLS. Returns ``(coeffs[6], r2)`` with coeffs = (r0,
+    c_loss, c1, c3, s_min, s_max), where [s_min, s_max] is the range of s over the r0
+    values whose fit is not significantly worse (about a 95 % profile interval).
+    All NaN for fewer than 6 valid samples (finite, r > 0) or speeds spanning less than
+    ``min_relative_span`` of the highest: one speed says nothing about the shape.
+    """
+    out = np.full(6, np.nan)
+    n_all = speed_ratio.shape[0]
+    if power.shape[0] != n_all:
+        return out, np.nan
+    r = np.empty(n_all)
+    p = np.empty(n_all)
+    n = 0
+    for i in range(n_all):
+        if np.isfinite(speed_ratio[i]) and np.isfinite(power[i]) and speed_ratio[i] > 0.0:
+            r[n] = speed_ratio[i]
+            p[n] = power[i]
+            n += 1
+    if n < 6:
+        return out, np.nan
+    r = r[:n]
+    p = p[:n]
+    r_lo = r.min()
+    r_hi = r.max()
+    if not (r_hi - r_lo > min_relative_span * r_hi) or r_lo >= 1.0:
+        return out, np.nan
+    p_scale = np.abs(p).max()
+    if not (p_scale > 0.0):
+        p_scale = 1.0
+    ys = p / p_scale
+    x = np.empty((3, n))
+    n_grid = 41
+    sse = np.empty(n_grid)
+    share = np.empty(n_grid)
+    r0s = np.empty(n_grid)
+    weights = np.ones(n)
+    for g in range(n_grid):
+        r0 = 0.98 * r_lo * g / (n_grid - 1)
+        r0s[g] = r0
+        for i in range(n):
+            xi = _load_basis(r[i], r0)
+            x[0, i] = 1.0
+            x[1, i] = xi
+            x[2, i] = xi * xi * xi
+        # Robust weights from the r0 = 0 fit, then fixed, so profiles are comparable.
+        beta, wt, ok = robust_lstsq(x, ys, weights, huber_c if g == 0 else 0.0,
+                                    max_iter, tol, 1e-9)
+        if g == 0:
+            if not ok:
+                return out, np.nan
+            weights = wt
+        s = 0.0
+        for i in range(n):
+            e = ys[i] - beta[0] - beta[1] * x[1, i] - beta[2] * x[2, i]
+            s += weights[i] * e * e
+        sse[g] = s if ok else np.inf
+        share[g] = beta[1] / (beta[1] + beta[2]) if ok else np.nan
+    best = int(np.argmin(sse))
+    if not np.isfinite(sse[best]):
+        return out, np.nan
+    limit = sse[best] * (1.0 + 4.0 / max(1, n - 4))
+    s_min = np.inf
+    s_max = -np.inf
+    for g in range(n_grid):
+        if sse[g] <= limit:
+            s_min = min(s_min, share[g])
+            s_max = max(s_max, share[g])
+    r0 = r0s[best]
+    for i in range(n):
+        xi = _load_basis(r[i], r0)
+        x[0, i] = 1.0
+        x[1, i] = xi
+        x[2, i] = xi * xi * xi
+    beta, wt, ok = robust_lstsq(x, ys, np.ones(n), huber_c, max_iter, tol, 1e-9)
+    if not ok:
+        return out, np.nan
+    sw = 0.0
+    swy = 0.0
+    for i in range(n):
+        sw += wt[i]
+        swy += wt[i] * ys[i]
+    mean = swy / sw
+    ss_res = 0.0
+    ss_tot = 0.0
+    for i in range(n):
+        e = ys[i] - beta[0] - beta[1] * x[1, i] - beta[2] * x[2, i]
+        ss_res += wt[i] * e * e
+        ss_tot += wt[i] * (ys[i] - mean) ** 2
+    out[0] = r0
+    out[1] = beta[0] * p_scale
+    out[2] = beta[1] * p_scale
+    out[3] = beta[2] * p_scale
+    out[4] = s_min
+    out[5] = s_max
+    return out, (1.0 - ss_res / ss_tot if ss_tot > 0.0 else np.nan)
+
+
+@jit
+def static_head_share(load_coeffs: FloatArray, max_spread: float = 0.2) -> float:
+    """Static share H_st / H_duty [-] of the duty head, read from a load characteristic.
+
+    s = c1 / (c1 + c3) from ``fit_load_characteristic``. NaN when the data do not pin it
+    down (the profile range s_max - s_min exceeds ``max_spread``, typical when the drive
+    never ran near the zero-flow speed) or when s falls clearly outside [0, 1]; values
+    just outside are clipped. Below about 0.7 speed control still saves much; above it
+    savings shrink fast (DESIGN.md).
+    """
+    c1 = load_coeffs[2]
+    c3 = load_coeffs[3]
+    spread = load_coeffs[5] - load_coeffs[4]
+    if not (spread <= max_spread) or not (c1 + c3 > 0.0):
+        return np.nan
+    s = c1 / (c1 + c3)
+    if not (-0.1 <= s <= 1.1):
+        return np.nan
+    return float(min(1.0, max(0.0, s)))

@@ -1,0 +1,86 @@
+"""Compile (or load from Numba's on-disk cache) every public kernel once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from kernels import baselines, curves, electrical, fitting, integration, operating, rls, staging
+
+
+def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
+    """One small valid call per public kernel, with the argument types the agent uses."""
+    hc = np.array([50.0, 40.0, -4800.0])
+    pc = np.array([8000.0, 4.0e5, -2.0e6, 5.0e6])
+    n = 32
+    r = np.linspace(0.6, 1.0, n)
+    q = np.tile(np.linspace(0.01, 0.07, 8), n // 8) * r
+    h = hc[0] * r * r + hc[1] * r * q + hc[2] * q * q
+    p = pc[0] * r**3 + pc[1] * r * r * q + pc[2] * r * q * q + pc[3] * q**3
+    w = np.ones(n)
+    speed_pct = np.array(baselines.CHARACTERISTIC_SPEED_PCT)
+    power_pct = np.array(baselines.CHARACTERISTIC_POWER_PCT)
+    flow_pct = np.array(baselines.DAMPER_FLOW_PCT)
+    damper_pct = np.array(baselines.DAMPER_POWER_PCT)
+    motor, drive = electrical.default_efficiency_tables()
+    hcs = np.stack([hc, hc])
+    pcs = np.stack([pc, pc])
+    two = np.ones(2)
+    load = np.array([0.3, 0.0, 1.0e4, 2.0e4, 0.2, 0.4])
+    t = np.linspace(0.0, 10.0, 11)
+    return [
+        ("characteristic_baseline_power", baselines.characteristic_baseline_power,
+         (0.8, 1.0e4, speed_pct, power_pct)),
+        ("table_baseline_power", baselines.table_baseline_power,
+         (0.8, 1.0e4, flow_pct, damper_pct)),
+        ("constant_baseline_power", baselines.constant_baseline_power, (1.0e4,)),
+        ("throttle_baseline_power", baselines.throttle_baseline_power, (hc, pc, 0.04)),
+        ("baseline_power", baselines.baseline_power,
+         (baselines.BASELINE_DAMPER, 0.8, 0.04, 1.0e4, 0.05, 1.0e4, flow_pct, damper_pct,
+          hc, pc)),
+        ("integrate_energy", integration.integrate_energy, (t, t, 2.0)),
+        ("head", curves.head, (hc, 0.04, 0.9)),
+        ("shaft_power", curves.shaft_power, (pc, 0.04, 0.9)),
+        ("efficiency", curves.efficiency, (hc, pc, 0.04, 0.9, 998.0)),
+        ("fan_pressure", curves.fan_pressure, (hc, 0.04, 0.9)),
+        ("fan_efficiency", curves.fan_efficiency, (hc, pc, 0.04, 0.9)),
+        ("runout_flow", curves.runout_flow, (hc,)),
+        ("bep_flow", curves.bep_flow, (hc, pc, 0.9)),
+        ("fit_pump_curves", fitting.fit_pump_curves, (q, h, p, r, w)),
+        ("fit_fan_curves", fitting.fit_fan_curves, (q, h, p, r, w)),
+        ("fit_system_curve", fitting.fit_system_curve, (q, h)),
+        ("fit_load_characteristic", fitting.fit_load_characteristic, (r, p)),
+        ("load_power", fitting.load_power, (load, 0.8)),
+        ("static_head_share", fitting.static_head_share, (load,)),
+        ("rls_init", rls.rls_init, (3, 1.0e3)),
+        ("rls_update", rls.rls_update, (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99)),
+        ("rls_coeffs", rls.rls_coeffs, (rls.rls_init(3, 1.0e3),)),
+        ("operating_point", operating.operating_point, (hc, 10.0, 8000.0, 0.9)),
+        ("min_speed_for_flow", operating.min_speed_for_flow,
+         (hc, 10.0, 8000.0, 0.04, 0.3, 1.0)),
+        ("estimate_flow", operating.estimate_flow, (pc, 2.0e4, 0.9)),
+        ("electrical_power", electrical.electrical_power, (2.0e4, 3.0e4, motor, drive)),
+        ("stage_pumps", staging.stage_pumps,
+         (hcs, pcs, 3.0e4 * two, 10.0, 4000.0, 0.08, 0.5 * two, two, 0.6 * two, 1.3 * two)),
+        ("stage_pumps_tables", staging.stage_pumps_tables,
+         (hcs, pcs, 3.0e4 * two, 10.0, 4000.0, 0.08, 0.5 * two, two, 0.6 * two, 1.3 * two,
+          motor, drive)),
+    ]
+
+
+def warmup() -> dict[str, float]:
+    """Call every public kernel once; returns seconds spent per kernel.
+
+    The first call after installation compiles into the on-disk cache (NUMBA_CACHE_DIR,
+    chosen by the caller before ``kernels`` is imported); later calls only load from it,
+    so the figures tell which happened.
+    """
+    timings: dict[str, float] = {}
+    for name, func, args in _cases():
+        start = time.perf_counter()
+        func(*args)
+        timings[name] = time.perf_counter() - start
+    return timings
