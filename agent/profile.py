@@ -168,7 +168,7 @@ def parse_profile(sec: Section) -> Profile | None:
     """Build a profile from its YAML section; issues are recorded, None if unusable."""
     sec.check_keys({"name", "description", "defaults", "points", "notes"})
     name = sec.string("name")
-    description = sec.string("description", "")
+    description = sec.string("description") if sec.has("description") else ""
     defaults: dict[str, object] = {}
     default_sec = sec.section("defaults", required=False)
     if default_sec is not None:
