@@ -43,8 +43,8 @@ def electrical_power(
 
     ``rated_power`` is the motor's rated shaft power [W]; both efficiencies are read at
     the same load fraction. Zero shaft power gives 0 (the tables cannot represent no-load
-    losses); negative or NaN shaft power, a non-positive rated power, an invalid table or
-    an efficiency outside (0, 1] give NaN.
+    losses); negative or NaN shaft power, a non-positive rated power, or an invalid table
+    (see ``efficiency_tables_valid``) give NaN.
     """
     if not (shaft_power >= 0.0 and rated_power > 0.0 and np.isfinite(rated_power)):
         return np.nan
@@ -57,12 +57,20 @@ def electrical_power(
 
 @jit
 def efficiency_tables_valid(motor_eff_table: FloatArray, drive_eff_table: FloatArray) -> bool:
-    """True if both are 2 x N tables with increasing load fractions."""
+    """True if both are 2 x N tables, load fractions increasing, efficiencies in (0, 1].
+
+    A zero efficiency (often written at 0 % load) is rejected: interpolating towards it
+    turns a few watts of shaft power into kilowatts of "input power".
+    """
     if motor_eff_table.shape[0] != 2 or drive_eff_table.shape[0] != 2:
         return False
-    return table_is_valid(motor_eff_table[0], motor_eff_table[1]) and table_is_valid(
-        drive_eff_table[0], drive_eff_table[1]
-    )
+    for table in (motor_eff_table, drive_eff_table):
+        if not table_is_valid(table[0], table[1]):
+            return False
+        for j in range(table.shape[1]):
+            if not (0.0 < table[1, j] <= 1.0):
+                return False
+    return True
 
 
 @jit

@@ -122,7 +122,7 @@ def estimate_flow(
     - the measured power lies outside p over that branch;
     - the local sensitivity p'(q) * q_end / p(q) is below ``min_sensitivity``: a 1 %
       power error would then move the estimate by more than 1 / min_sensitivity % of the
-      branch.
+      branch (if p rises without a stationary point or cap, q itself replaces q_end).
     """
     b0 = power_coeffs[0]
     b1 = power_coeffs[1]
@@ -155,11 +155,18 @@ def estimate_flow(
             for root in (s / a, b1 / s if s != 0.0 else np.inf):
                 if root > 0.0:
                     q_end = min(q_end, root)
-    if not np.isfinite(q_end):
-        return np.nan
     target = power / (r * r * r)
     lo = 0.0
-    hi = q_end
+    if np.isfinite(q_end):
+        hi = q_end
+    else:
+        # p rises for ever (no stationary point, no cap): grow a bracket from the flow
+        # scale b0 / b1 until it holds the target.
+        hi = b0 / b1 if b0 > 0.0 else 1.0
+        for _ in range(200):
+            if shaft_power(power_coeffs, hi, 1.0) >= target:
+                break
+            hi *= 2.0
     f_lo = shaft_power(power_coeffs, lo, 1.0) - target
     f_hi = shaft_power(power_coeffs, hi, 1.0) - target
     if not (f_lo <= 0.0 <= f_hi):
@@ -172,11 +179,12 @@ def estimate_flow(
             lo = mid
         else:
             hi = mid
-        if hi - lo <= 1e-13 * q_end:
+        if hi - lo <= 1e-13 * hi:
             break
     q = 0.5 * (lo + hi)
     slope = b1 + (2.0 * b2 + 3.0 * b3 * q) * q
     p_q = shaft_power(power_coeffs, q, 1.0)
-    if not (p_q > 0.0 and slope * q_end / p_q >= min_sensitivity):
+    q_ref = q_end if np.isfinite(q_end) else q
+    if not (p_q > 0.0 and slope * q_ref / p_q >= min_sensitivity):
         return np.nan
     return q * r

@@ -61,3 +61,241 @@ def integrate_energy(t, p, max_gap):
             joules += (p[i] + p[i + 1]) / 2 * dt
             covered += dt
     return joules, covered
+
+
+# --- curves ---------------------------------------------------------------------------
+
+G = 9.80665
+
+
+def head(hc, q, r):
+    return hc[0] * r**2 + hc[1] * r * q + hc[2] * q**2
+
+
+def shaft_power(pc, q, r):
+    return pc[0] * r**3 + pc[1] * r**2 * q + pc[2] * r * q**2 + pc[3] * q**3
+
+
+def efficiency(hc, pc, q, r, rho):
+    h = head(hc, q, r)
+    p = shaft_power(pc, q, r)
+    if not (q >= 0 and h >= 0 and p > 0 and rho > 0):
+        return math.nan
+    return rho * G * q * h / p
+
+
+def bep_flow(hc, pc, r):
+    """Dense scan of the rated-speed efficiency up to run-out, times r."""
+    roots = np.roots([hc[2], hc[1], hc[0]]) if hc[2] != 0 else np.roots([hc[1], hc[0]])
+    pos = [z.real for z in roots if abs(z.imag) < 1e-12 and z.real > 0]
+    if not pos:
+        return math.nan
+    q = np.linspace(0, min(pos), 200_001)[1:-1]
+    eta = q * head(hc, q, 1.0) / shaft_power(pc, q, 1.0)
+    return r * q[np.argmax(eta)]
+
+
+# --- operating points ------------------------------------------------------------------
+
+
+def operating_point(hc, hs, k, r):
+    if not (hs >= 0 and k >= 0 and r >= 0):
+        return math.nan
+    a, b, c = hc[2] - k, hc[1] * r, hc[0] * r**2 - hs
+    roots = np.roots([a, b, c]) if a != 0 else np.roots([b, c])
+    ok = [
+        z.real
+        for z in roots
+        if abs(z.imag) <= 1e-9 * max(1.0, abs(z.real))
+        and z.real >= -1e-15
+        and 2 * a * z.real + b <= 1e-9 * max(1.0, abs(b))
+    ]
+    return max(ok) if ok else math.nan
+
+
+def min_speed_for_flow(hc, hs, k, q, r_min, r_max):
+    """Smallest r on a fine grid (refined by bisection) where pump head >= system head."""
+    def surplus(r):
+        return head(hc, q, r) - (hs + k * q * q)
+
+    rs = np.linspace(r_min, r_max, 20_001)
+    s = surplus(rs)
+    # the kernel takes the upper branch: surplus rising with r
+    idx = np.nonzero((s >= 0) & (2 * hc[0] * rs + hc[1] * q >= 0))[0]
+    if idx.size == 0:
+        return math.nan
+    i = idx[0]
+    if i == 0:
+        return r_min
+    lo, hi = rs[i - 1], rs[i]
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if surplus(mid) < 0 else (lo, mid)
+    return hi
+
+
+def estimate_flow(pc, power, r, q_max=math.inf, min_sensitivity=0.2):
+    """Invert P on a dense grid of its rising branch from q = 0."""
+    if not (r > 0 and pc[1] > 0):
+        return math.nan
+    q_end = q_max
+    dp = np.roots([3 * pc[3], 2 * pc[2], pc[1]]) if pc[3] != 0 else np.roots([2 * pc[2], pc[1]])
+    for z in dp:
+        if abs(z.imag) < 1e-12 and z.real > 0:
+            q_end = min(q_end, z.real)
+    q_ref = q_end
+    if not math.isfinite(q_end):
+        q_end = 1.0
+        while shaft_power(pc, q_end, 1.0) < power / r**3 and q_end < 1e30:
+            q_end *= 2
+    q = np.linspace(0, q_end, 400_001)
+    p = shaft_power(pc, q, 1.0)
+    target = power / r**3
+    if not (p[0] <= target <= p[-1]):
+        return math.nan
+    qs = float(np.interp(target, p, q))
+    slope = pc[1] + 2 * pc[2] * qs + 3 * pc[3] * qs**2
+    q_ref = q_ref if math.isfinite(q_ref) else qs
+    if slope * q_ref / shaft_power(pc, qs, 1.0) < min_sensitivity:
+        return math.nan
+    return qs * r
+
+
+# --- fits ------------------------------------------------------------------------------
+
+
+def huber_irls(x, y, w, c=1.345, max_iter=50, tol=1e-6):
+    """Textbook Huber IRLS with lstsq and a full MAD; x is (n, m)."""
+    sw = np.sqrt(w)
+    beta = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]
+    wt = w.copy()
+    if c > 0:
+        for _ in range(max_iter):
+            u = np.abs(y - x @ beta) * sw
+            s = 1.482602218505602 * np.median(u)
+            if not s > 0:
+                break
+            wt = w * np.minimum(1.0, c * s / np.maximum(u, 1e-300))
+            sq = np.sqrt(wt)
+            new = np.linalg.lstsq(x * sq[:, None], y * sq, rcond=None)[0]
+            done = np.max(np.abs(new - beta)) <= tol
+            beta = new
+            if done:
+                break
+    sq = np.sqrt(wt)
+    beta = np.linalg.lstsq(x * sq[:, None], y * sq, rcond=None)[0]
+    return beta, wt
+
+
+def fit_collapsed(flow, y, r, w, exponent, degree, c=1.345, min_r=0.2):
+    """Collapse, then fit in monomials of q on the centred/scaled variable via lstsq."""
+    flow, y, r, w = map(np.asarray, (flow, y, r, w))
+    ok = (
+        np.isfinite(flow) & np.isfinite(y) & np.isfinite(r) & np.isfinite(w)
+        & (w > 0) & (r >= min_r) & (flow >= 0)
+    )
+    q = flow[ok] / r[ok]
+    yc = y[ok] / r[ok] ** exponent
+    ww = w[ok] * r[ok] ** (2 * exponent)
+    if q.size < degree + 3 or not (q.max() - q.min() > 0.1 * q.max()):
+        return np.full(degree + 1, np.nan)
+    centre, half = (q.max() + q.min()) / 2, (q.max() - q.min()) / 2
+    t = (q - centre) / half
+    ys = np.abs(yc).max()
+    beta, _ = huber_irls(np.vander(t, degree + 1, increasing=True), yc / ys, ww / ww.max(), c)
+    # back to monomials in q via numpy's polynomial composition
+    poly = np.polynomial.Polynomial(beta)
+    mono = poly(np.polynomial.Polynomial([-centre / half, 1 / half]))
+    coeffs = np.zeros(degree + 1)
+    coeffs[: mono.coef.size] = mono.coef
+    return coeffs * ys
+
+
+def fit_system_curve_lsq(flow, head_):
+    """Plain non-negative least squares H = hs + k Q^2 (scipy nnls)."""
+    from scipy.optimize import nnls
+
+    u = np.asarray(flow) ** 2
+    scale = u.max()
+    sol, _ = nnls(np.column_stack([np.ones_like(u), u / scale]), np.asarray(head_))
+    return sol[0], sol[1] / scale
+
+
+# --- electrical, staging ---------------------------------------------------------------
+
+
+def electrical_power(p, rated, motor, drive):
+    if not (p >= 0 and rated > 0):
+        return math.nan
+    if p == 0:
+        return 0.0
+    load = p / rated
+    return p / (np.interp(load, motor[0], motor[1]) * np.interp(load, drive[0], drive[1]))
+
+
+def stage_brute_force(hc, pc, rated, hs, k, demand, r_min, r_max, qmin, qmax, motor, drive,
+                      grid=240):
+    """Exhaustive search: every subset, a fine grid over the flows of all but one running
+    pump, the last pump's flow fixed by the demand; every constraint checked directly on
+    speed and on Q/r against BEP. Returns the least total electrical power found."""
+    import itertools
+
+    n = len(hc)
+    H = hs + k * demand**2
+    bep = [bep_flow(hc[i], pc[i], 1.0) for i in range(n)]
+
+    def speed(i, q):
+        a0, a1, a2 = hc[i]
+        disc = (a1 * q) ** 2 - 4 * a0 * (a2 * q**2 - H)
+        return np.where(disc >= 0, (-a1 * q + np.sqrt(np.maximum(disc, 0))) / (2 * a0), np.nan)
+
+    def cost(i, q):
+        q = np.asarray(q, dtype=float)
+        r = speed(i, q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = (
+                (r >= r_min[i] - 1e-12) & (r <= r_max[i] + 1e-12)
+                & (q >= qmin[i] * bep[i] * r * (1 - 1e-9)) & (q <= qmax[i] * bep[i] * r * (1 + 1e-9))
+                & (q > 0)
+            )
+        p = shaft_power(pc[i], q, r)
+        load = p / rated[i]
+        el = p / (np.interp(load, motor[0], motor[1]) * np.interp(load, drive[0], drive[1]))
+        return np.where(ok, el, np.inf)
+
+    # Each pump's feasible flows at this head, from a dense scan.
+    window = []
+    scan = np.linspace(0, demand, 200_001)
+    for i in range(n):
+        feasible = scan[np.isfinite(cost(i, scan))]
+        window.append((feasible.min(), feasible.max()) if feasible.size else None)
+    best = math.inf
+    for m in range(1, n + 1):
+        for sub in itertools.combinations(range(n), m):
+            if any(window[i] is None for i in sub):
+                continue
+            free = sub[:-1]
+            axes = [np.linspace(*window[i], grid) for i in free]
+            if free:
+                mesh = np.meshgrid(*axes, indexing="ij")
+                total_free = sum(mesh)
+                last = demand - total_free
+                c = cost(sub[-1], last)
+                for i, qi in zip(free, mesh, strict=True):
+                    c = c + cost(i, qi)
+            else:
+                c = cost(sub[0], np.array([demand]))
+            best = min(best, float(np.min(c)))
+    return best
+
+
+# --- RLS -------------------------------------------------------------------------------
+
+
+def rls_batch(x, y, p0, forgetting):
+    """Exponentially weighted least squares with a ridge prior, solved directly."""
+    n, m = x.shape
+    lam = forgetting ** np.arange(n - 1, -1, -1)
+    a = (x * lam[:, None]).T @ x + forgetting**n * np.eye(m) / p0
+    b = (x * lam[:, None]).T @ y
+    return np.linalg.solve(a, b)
