@@ -32,6 +32,8 @@ class BaselineModel:
         self.rated_power = rated_power
         self._speed_pct = np.asarray(baseline.speed_pct, dtype=np.float64)
         self._power_pct = np.asarray(baseline.power_pct, dtype=np.float64)
+        # Load (or compile) the kernel now, at start-up, rather than inside the first poll.
+        self.power(1.0, running=True)
 
     def power(self, speed_ratio: float, running: bool) -> float:
         """Baseline power; zero while the drive is stopped, NaN if the input is unknown."""
