@@ -74,3 +74,9 @@ def stop(process: subprocess.Popen[str], timeout: float = 15.0) -> tuple[int, st
         process.kill()
         out, err = process.communicate()
     return process.returncode, out, err
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int, str, str]:
+    """Wait for a child that should exit by itself; returns (exit code, stdout, stderr)."""
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err

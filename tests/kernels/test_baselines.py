@@ -78,3 +78,46 @@ def test_table_baselines_match_naive(x):
         got = k.characteristic_baseline_power(x, 1234.0, xp, fp)
         want = naive.characteristic_baseline_power(x, 1234.0, xp, fp)
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_throttle_baseline_is_rated_speed_power():
+    from tests.kernels.conftest import PUMP_H, PUMP_P
+
+    q = 0.03
+    assert k.throttle_baseline_power(PUMP_H, PUMP_P, q) == pytest.approx(
+        naive_shaft(PUMP_P, q), rel=1e-13
+    )
+    assert math.isnan(k.throttle_baseline_power(PUMP_H, PUMP_P, -0.01))
+    assert math.isnan(k.throttle_baseline_power(PUMP_H, PUMP_P, 0.5))  # beyond run-out
+    assert math.isnan(k.throttle_baseline_power(PUMP_H, PUMP_P, math.nan))
+
+
+def naive_shaft(pc, q):
+    return pc[0] + pc[1] * q + pc[2] * q**2 + pc[3] * q**3
+
+
+def test_dispatcher_routes_every_method():
+    from tests.kernels.conftest import PUMP_H, PUMP_P
+
+    flow_pct = np.array(k.DAMPER_FLOW_PCT)
+    damper = np.array(k.DAMPER_POWER_PCT)
+    vane = np.array(k.INLET_VANE_POWER_PCT)
+    args = (0.6, 0.03, 20e3, 0.06, 15e3)
+    assert k.baseline_power(k.BASELINE_CONSTANT, *args, SPEED, POWER, PUMP_H, PUMP_P) == 15e3
+    assert k.baseline_power(
+        k.BASELINE_CHARACTERISTIC, *args, SPEED, POWER, PUMP_H, PUMP_P
+    ) == pytest.approx(20e3 * 0.83)
+    assert k.baseline_power(
+        k.BASELINE_THROTTLE, *args, SPEED, POWER, PUMP_H, PUMP_P
+    ) == pytest.approx(naive_shaft(PUMP_P, 0.03))
+    assert k.baseline_power(
+        k.BASELINE_DAMPER, *args, flow_pct, damper, PUMP_H, PUMP_P
+    ) == pytest.approx(20e3 * 0.771)
+    assert k.baseline_power(
+        k.BASELINE_INLET_VANE, *args, flow_pct, vane, PUMP_H, PUMP_P
+    ) == pytest.approx(20e3 * 0.484)
+    assert math.isnan(k.baseline_power(99, *args, SPEED, POWER, PUMP_H, PUMP_P))
+    bad_rated_flow = (0.6, 0.03, 20e3, 0.0, 15e3)
+    assert math.isnan(
+        k.baseline_power(k.BASELINE_DAMPER, *bad_rated_flow, flow_pct, damper, PUMP_H, PUMP_P)
+    )
