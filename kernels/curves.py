@@ -51,7 +51,8 @@ def efficiency(
     p = shaft_power(power_coeffs, flow, r)
     if not (flow >= 0.0 and h >= 0.0 and p > 0.0 and density > 0.0):
         return np.nan
-    return density * G * flow * h / p
+    eta = density * G * flow * h / p
+    return eta if np.isfinite(eta) else np.nan  # p can be positive yet subnormal
 
 
 @jit
@@ -69,7 +70,8 @@ def fan_efficiency(
     p = shaft_power(power_coeffs, flow, r)
     if not (flow >= 0.0 and dp >= 0.0 and p > 0.0):
         return np.nan
-    return flow * dp / p
+    eta = flow * dp / p
+    return eta if np.isfinite(eta) else np.nan
 
 
 @jit

@@ -381,6 +381,9 @@ def fit_load_characteristic(
         if sse[g] <= limit:
             s_min = min(s_min, share[g])
             s_max = max(s_max, share[g])
+    if not (s_min <= s_max):  # s undefined anywhere in the interval (e.g. c1 + c3 = 0)
+        s_min = np.nan
+        s_max = np.nan
     r0 = r0s[best]
     for i in range(n):
         xi = _load_basis(r[i], r0)
