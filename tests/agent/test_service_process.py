@@ -65,7 +65,8 @@ def test_metrics_port_in_use_fails_at_start_with_exit_1(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, _, err = finish(spawn("agent.cli", "run", "--config", str(config_file(tmp_path, port, free_port()))))
+        path = config_file(tmp_path, port, free_port())
+        code, _, err = finish(spawn("agent.cli", "run", "--config", str(path)))
     assert code == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in err
     assert "Traceback" not in err
