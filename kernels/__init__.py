@@ -7,6 +7,11 @@ ratio r = n / n_rated). No I/O, no logging, no configuration objects. Every publ
 is ``@njit(cache=True)`` (see ``kernels._numba``) and callable from Python and from other
 Numba code. Kernels never raise on field data: where an answer does not exist they
 return NaN.
+
+Kernels with tolerances come in pairs: the plain name uses documented defaults, the
+``*_tuned`` / ``*_bounded`` twin takes every tolerance as an argument. (Numba's
+dispatch of omitted default arguments costs ~100 us per call from Python, more than
+most kernels themselves, so there are no default arguments on compiled functions.)
 """
 
 from kernels._numba import NUMBA_OPTIONS, jit
@@ -46,14 +51,22 @@ from kernels.electrical import (
 from kernels.fitting import (
     fit_fan_curves,
     fit_load_characteristic,
+    fit_load_characteristic_tuned,
     fit_pump_curves,
+    fit_pump_curves_tuned,
     fit_system_curve,
+    fit_system_curve_tuned,
     load_power,
     static_head_share,
 )
 from kernels.integration import integrate_energy
-from kernels.operating import estimate_flow, min_speed_for_flow, operating_point
-from kernels.rls import rls_coeffs, rls_init, rls_update
+from kernels.operating import (
+    estimate_flow,
+    estimate_flow_tuned,
+    min_speed_for_flow,
+    operating_point,
+)
+from kernels.rls import rls_coeffs, rls_init, rls_update, rls_update_bounded
 from kernels.staging import stage_pumps, stage_pumps_tables
 from kernels.warmup import warmup
 
@@ -80,12 +93,16 @@ __all__ = [
     "efficiency",
     "electrical_power",
     "estimate_flow",
+    "estimate_flow_tuned",
     "fan_efficiency",
     "fan_pressure",
     "fit_fan_curves",
     "fit_load_characteristic",
+    "fit_load_characteristic_tuned",
     "fit_pump_curves",
+    "fit_pump_curves_tuned",
     "fit_system_curve",
+    "fit_system_curve_tuned",
     "head",
     "integrate_energy",
     "jit",
@@ -95,6 +112,7 @@ __all__ = [
     "rls_coeffs",
     "rls_init",
     "rls_update",
+    "rls_update_bounded",
     "runout_flow",
     "shaft_power",
     "stage_pumps",

@@ -146,11 +146,28 @@ def fit_pump_curves(
     power: FloatArray,
     speed_ratio: FloatArray,
     weights: FloatArray,
-    huber_c: float = 1.345,
-    max_iter: int = 50,
-    tol: float = 1e-6,
-    min_speed_ratio: float = 0.2,
-    min_relative_span: float = 0.1,
+) -> tuple[FloatArray, FloatArray, float, float]:
+    """Fit affinity-law pump curves with default tolerances (see ``fit_pump_curves_tuned``).
+
+    Huber c = 1.345, at most 50 IRLS passes, tol 1e-5, samples below 0.2 speed ignored,
+    collapsed flows must span at least 10 % of their maximum.
+    """
+    return fit_pump_curves_tuned(flow, head, power, speed_ratio, weights,
+                                 1.345, 50, 1e-5, 0.2, 0.1)
+
+
+@jit
+def fit_pump_curves_tuned(
+    flow: FloatArray,
+    head: FloatArray,
+    power: FloatArray,
+    speed_ratio: FloatArray,
+    weights: FloatArray,
+    huber_c: float,
+    max_iter: int,
+    tol: float,
+    min_speed_ratio: float,
+    min_relative_span: float,
 ) -> tuple[FloatArray, FloatArray, float, float]:
     """Fit affinity-law pump curves to multi-speed samples.
 
@@ -186,31 +203,30 @@ def fit_fan_curves(
     power: FloatArray,
     speed_ratio: FloatArray,
     weights: FloatArray,
-    huber_c: float = 1.345,
-    max_iter: int = 50,
-    tol: float = 1e-6,
-    min_speed_ratio: float = 0.2,
-    min_relative_span: float = 0.1,
 ) -> tuple[FloatArray, FloatArray, float, float]:
     """Fan counterpart of ``fit_pump_curves``: pressure rise [Pa] in place of head [m].
 
     The fan laws are the pump affinity laws (dp ~ r^2, P ~ r^3 at constant density), so
     the fit is identical; coefficients are for dp(Q, r) and P(Q, r) in the same form.
+    Use ``fit_pump_curves_tuned`` to change the tolerances.
     """
-    return fit_pump_curves(
-        flow, pressure, power, speed_ratio, weights,
-        huber_c, max_iter, tol, min_speed_ratio, min_relative_span,
-    )
+    return fit_pump_curves(flow, pressure, power, speed_ratio, weights)
 
 
 @jit
-def fit_system_curve(
+def fit_system_curve(flow: FloatArray, head: FloatArray) -> tuple[float, float]:
+    """``fit_system_curve_tuned`` with Huber c = 1.345, 50 passes, tol 1e-5, span 10 %."""
+    return fit_system_curve_tuned(flow, head, 1.345, 50, 1e-5, 0.1)
+
+
+@jit
+def fit_system_curve_tuned(
     flow: FloatArray,
     head: FloatArray,
-    huber_c: float = 1.345,
-    max_iter: int = 50,
-    tol: float = 1e-6,
-    min_relative_span: float = 0.1,
+    huber_c: float,
+    max_iter: int,
+    tol: float,
+    min_relative_span: float,
 ) -> tuple[float, float]:
     """Fit H_sys = H_st + k Q^2 to operating points; returns (h_static [m], k [s^2/m^5]).
 
@@ -296,13 +312,19 @@ def load_power(load_coeffs: FloatArray, r: float) -> float:
 
 
 @jit
-def fit_load_characteristic(
+def fit_load_characteristic(speed_ratio: FloatArray, power: FloatArray) -> tuple[FloatArray, float]:
+    """``fit_load_characteristic_tuned`` with Huber c = 1.345, 50 passes, tol 1e-5, 10 %."""
+    return fit_load_characteristic_tuned(speed_ratio, power, 1.345, 50, 1e-5, 0.1)
+
+
+@jit
+def fit_load_characteristic_tuned(
     speed_ratio: FloatArray,
     power: FloatArray,
-    huber_c: float = 1.345,
-    max_iter: int = 50,
-    tol: float = 1e-6,
-    min_relative_span: float = 0.1,
+    huber_c: float,
+    max_iter: int,
+    tol: float,
+    min_relative_span: float,
 ) -> tuple[FloatArray, float]:
     """Fit power [W] against speed ratio along the plant's own system curve.
 
@@ -415,11 +437,12 @@ def fit_load_characteristic(
 
 
 @jit
-def static_head_share(load_coeffs: FloatArray, max_spread: float = 0.2) -> float:
+def static_head_share(load_coeffs: FloatArray, max_spread: float) -> float:
     """Static share H_st / H_duty [-] of the duty head, read from a load characteristic.
 
     s = c1 / (c1 + c3) from ``fit_load_characteristic``. NaN when the data do not pin it
-    down (the profile range s_max - s_min exceeds ``max_spread``, typical when the drive
+    down (the profile range s_max - s_min exceeds ``max_spread``, 0.2 is a sensible
+    choice; typical when the drive
     never ran near the zero-flow speed) or when s falls clearly outside [0, 1]; values
     just outside are clipped. Below about 0.7 speed control still saves much; above it
     savings shrink fast (DESIGN.md).

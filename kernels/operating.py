@@ -105,12 +105,18 @@ def min_speed_for_flow(
 
 
 @jit
-def estimate_flow(
+def estimate_flow(power_coeffs: FloatArray, power: float, r: float) -> float:
+    """``estimate_flow_tuned`` with no flow cap and a minimum sensitivity of 0.2."""
+    return estimate_flow_tuned(power_coeffs, power, r, np.inf, 0.2)
+
+
+@jit
+def estimate_flow_tuned(
     power_coeffs: FloatArray,
     power: float,
     r: float,
-    q_max: float = np.inf,
-    min_sensitivity: float = 0.2,
+    q_max: float,
+    min_sensitivity: float,
 ) -> float:
     """Sensorless flow [m^3/s] from measured shaft power [W] at speed ratio r.
 

@@ -28,8 +28,14 @@ def rls_init(n_params: int, p0: float) -> FloatArray:
 
 
 @jit
-def rls_update(
-    state: FloatArray, x: FloatArray, y: float, forgetting: float, max_trace: float = 1e9
+def rls_update(state: FloatArray, x: FloatArray, y: float, forgetting: float) -> float:
+    """``rls_update_bounded`` with a covariance trace bound of 1e9 (O(1) regressors)."""
+    return rls_update_bounded(state, x, y, forgetting, 1e9)
+
+
+@jit
+def rls_update_bounded(
+    state: FloatArray, x: FloatArray, y: float, forgetting: float, max_trace: float
 ) -> float:
     """Fold one sample y ~ theta . x into ``state`` in place; returns the a-priori error.
 

@@ -164,7 +164,7 @@ def estimate_flow(pc, power, r, q_max=math.inf, min_sensitivity=0.2):
 # --- fits ------------------------------------------------------------------------------
 
 
-def huber_irls(x, y, w, c=1.345, max_iter=50, tol=1e-6):
+def huber_irls(x, y, w, c=1.345, max_iter=200, tol=1e-10):
     """Textbook Huber IRLS with lstsq and a full MAD; x is (n, m)."""
     sw = np.sqrt(w)
     beta = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]

@@ -49,7 +49,7 @@ def test_gross_outliers_stay_bounded():
     h_err, p_err = _curve_error(hc, pc)
     assert h_err < 0.01 and p_err < 0.01
     # and the robust fit beats plain least squares on the same data
-    hc0, pc0, _, _ = k.fit_pump_curves(flow, head, power, r, w, 0.0)
+    hc0, pc0, _, _ = k.fit_pump_curves_tuned(flow, head, power, r, w, 0.0, 50, 1e-5, 0.2, 0.1)
     assert max(h_err, p_err) < max(_curve_error(hc0, pc0))
 
 
@@ -61,7 +61,7 @@ def test_matches_naive_reference_including_nan_samples():
     r[7::53] = 0.1  # below min_speed_ratio: ignored
     w = rng.uniform(0.5, 2.0, flow.size)
     for c in (0.0, 1.345):
-        hc, pc, _, _ = k.fit_pump_curves(flow, head, power, r, w, c)
+        hc, pc, _, _ = k.fit_pump_curves_tuned(flow, head, power, r, w, c, 200, 1e-10, 0.2, 0.1)
         np.testing.assert_allclose(
             hc, naive.fit_collapsed(flow, head, r, w, 2, 2, c), rtol=1e-5, atol=1e-6
         )
@@ -124,7 +124,7 @@ def test_system_curve_closed_form_and_nnls():
     h = (12.0 + 4500.0 * q**2) * (1 + 0.005 * rng.standard_normal(q.size))
     hs, kk = k.fit_system_curve(q, h)
     assert hs == pytest.approx(12.0, rel=0.01) and kk == pytest.approx(4500.0, rel=0.01)
-    hs0, k0 = k.fit_system_curve(q, h, 0.0)
+    hs0, k0 = k.fit_system_curve_tuned(q, h, 0.0, 50, 1e-5, 0.1)
     ref = naive.fit_system_curve_lsq(q, h)
     assert hs0 == pytest.approx(ref[0], rel=1e-8) and k0 == pytest.approx(ref[1], rel=1e-8)
 
@@ -133,7 +133,7 @@ def test_system_curve_closed_form_and_nnls():
 def test_system_curve_constraints_match_nnls(hs_true, k_true):
     q = np.linspace(0.02, 0.08, 50)
     h = hs_true + k_true * q**2
-    hs, kk = k.fit_system_curve(q, h, 0.0)
+    hs, kk = k.fit_system_curve_tuned(q, h, 0.0, 50, 1e-5, 0.1)
     ref = naive.fit_system_curve_lsq(q, h)
     assert hs >= 0.0 and kk >= 0.0
     assert hs == pytest.approx(ref[0], rel=1e-7, abs=1e-9)
@@ -167,7 +167,7 @@ def test_load_characteristic_reads_static_share(share):
     r, p, r0 = _plant_power(rng, share, r_lo=0.55 if share < 0.5 else 0.75)
     coeffs, r2 = k.fit_load_characteristic(r, p)
     assert r2 > 0.99
-    assert k.static_head_share(coeffs) == pytest.approx(share, abs=0.03)
+    assert k.static_head_share(coeffs, 0.2) == pytest.approx(share, abs=0.03)
     assert coeffs[0] == pytest.approx(r0, abs=0.05)
     # the model reproduces the data it was fitted to
     pred = np.array([k.load_power(coeffs, ri) for ri in r])
@@ -177,6 +177,6 @@ def test_load_characteristic_reads_static_share(share):
 def test_load_characteristic_degenerate():
     coeffs, r2 = k.fit_load_characteristic(np.full(50, 0.8), np.full(50, 1e4))
     assert np.all(np.isnan(coeffs)) and math.isnan(r2)
-    assert math.isnan(k.static_head_share(coeffs))
+    assert math.isnan(k.static_head_share(coeffs, 0.2))
     coeffs, _ = k.fit_load_characteristic(np.linspace(0.5, 1, 5), np.linspace(1, 2, 5))
     assert np.all(np.isnan(coeffs))

@@ -80,7 +80,7 @@ def test_estimate_flow_round_trip(r, q_rated):
     sensitivity = 0.1 if q_rated < 0.01 else 0.2
     if q_rated < 0.01:
         assert math.isnan(k.estimate_flow(PUMP_P, p, r))
-    est = k.estimate_flow(PUMP_P, p, r, math.inf, sensitivity)
+    est = k.estimate_flow_tuned(PUMP_P, p, r, math.inf, sensitivity)
     assert est == pytest.approx(flow, rel=1e-9)
     assert est == pytest.approx(
         naive.estimate_flow(PUMP_P, p, r, math.inf, sensitivity), rel=1e-6
@@ -100,7 +100,7 @@ def test_estimate_flow_not_identifiable():
     assert math.isnan(k.estimate_flow(PUMP_P, 100.0, 1.0))
     assert math.isnan(k.estimate_flow(peaked, 1e6, 1.0))
     # PUMP_P rises for ever: only a cap (e.g. the end of the fitted data) bounds it
-    assert math.isnan(k.estimate_flow(PUMP_P, 1e6, 1.0, 0.08))
+    assert math.isnan(k.estimate_flow_tuned(PUMP_P, 1e6, 1.0, 0.08, 0.2))
     assert math.isnan(k.estimate_flow(PUMP_P, 2e4, 0.0))
     assert math.isnan(k.estimate_flow(PUMP_P, math.nan, 1.0))
     for p in (1e4, 1.5e4, 2.5e4):

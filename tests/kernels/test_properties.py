@@ -51,7 +51,7 @@ def test_fits(flow, data):
     no_inf(hc, pc, r2h, r2p)
     no_inf(*k.fit_system_curve(flow, head))
     coeffs_, r2 = k.fit_load_characteristic(r, power)
-    no_inf(coeffs_, r2, k.static_head_share(coeffs_))
+    no_inf(coeffs_, r2, k.static_head_share(coeffs_, 0.2))
 
 
 @SETTINGS

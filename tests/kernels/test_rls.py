@@ -43,6 +43,6 @@ def test_rls_rejects_bad_samples_and_bounds_windup():
     np.testing.assert_array_equal(state, before)
     # no excitation in the second direction for a long time: P stays bounded
     for _ in range(20000):
-        k.rls_update(state, np.array([1.0, 0.0]), 1.0, 0.9, 1e6)
+        k.rls_update_bounded(state, np.array([1.0, 0.0]), 1.0, 0.9, 1e6)
     assert np.trace(state[1:]) < 1e6 / 0.9 + 1
     assert np.all(np.isfinite(state))
