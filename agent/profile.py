@@ -87,11 +87,25 @@ class Point:
     dimension: Dimension
     unit_factor: float
     writable: bool
+    # Raw value at which a counter sticks instead of wrapping (e.g. SINAMICS r0039 at 32767 kWh).
+    saturates_at: float | None = None
 
     @property
     def registers(self) -> int:
         """Registers the point occupies."""
         return self.dtype.registers
+
+    @property
+    def counter_modulus(self) -> float:
+        """SI value at which a counter of this point wraps to zero (unsigned range + 1)."""
+        low, high = self.dtype.bounds
+        span = high - low + 1 if not self.dtype.is_float else math.inf
+        return span * abs(self.scale) * self.unit_factor
+
+    @property
+    def resolution(self) -> float:
+        """SI value of one least-significant step of the raw value."""
+        return abs(self.scale) * self.unit_factor
 
     @property
     def end(self) -> int:
@@ -124,6 +138,7 @@ class Profile:
 
 _POINT_KEYS = {
     "address", "table", "type", "word_order", "byte_order", "scale", "offset", "unit", "writable",
+    "saturates_at",
 }
 
 
@@ -140,6 +155,7 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
     offset = sec.number("offset", 0.0)
     unit = sec.string("unit")
     writable = sec.boolean("writable", False)
+    saturates_at = sec.number("saturates_at") if sec.has("saturates_at") else None
     dimension, factor = UNITS.get(unit, (None, math.nan))
     if unit and dimension is None:
         sec.error("unit", f"unknown unit {unit!r}; known: {', '.join(UNITS)}")
@@ -161,6 +177,7 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
         quantity=quantity, table=table, address=address, dtype=dtype, word_order=word_order,
         byte_order=byte_order, scale=scale, offset=offset, unit=unit, dimension=dimension,
         unit_factor=factor, writable=writable,
+        saturates_at=saturates_at if saturates_at is not None and math.isfinite(saturates_at) else None,
     )
 
 
