@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 # A realistic end-suction pump at rated speed: 50 m shut-off, about 40 m at 0.05 m^3/s,
 # best efficiency ~85 % near 0.05 m^3/s, ~25 kW shaft power.
@@ -12,11 +11,6 @@ def scaled_pump(flow_scale, head_scale):
     hc = np.array([head_scale * PUMP_H[j] / flow_scale**j for j in range(3)])
     pc = np.array([head_scale * flow_scale * PUMP_P[j] / flow_scale**j for j in range(4)])
     return hc, pc
-
-
-@pytest.fixture
-def pump():
-    return PUMP_H.copy(), PUMP_P.copy()
 
 
 def pump_samples(rng, n, noise, r_lo=0.6, r_hi=1.0, hc=PUMP_H, pc=PUMP_P):
