@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.rtu import STANDARD_BAUDRATES
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from agent.yamlsource import Issues, Section, load_yaml
 
@@ -87,6 +88,19 @@ class BusConfig:
     timeout: float
     retries: int
     reconnect_delay_max: float
+    # RTU only (agent.rtu models the line timing from these).
+    device: str = ""
+    baudrate: int = 19200
+    parity: str = "E"
+    stopbits: int = 1
+    inter_frame_delay: float = 0.0  # s of silence kept between frames, if longer than t3.5
+    # Largest gap of unused registers a block read may bridge; None: decided by agent.readplan.
+    max_gap: int | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the bus is, for messages: HOST:PORT or the serial device."""
+        return self.device if self.transport is Transport.RTU else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -180,17 +194,32 @@ def _site(sec: Section | None) -> SiteConfig:
     return SiteConfig(name, factor / KWH_TO_J, tariff)
 
 
+_RTU_KEYS = ("device", "baudrate", "parity", "stopbits", "inter_frame_delay_s")
+
+
 def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
     sec.check_keys({
         "name", "transport", "host", "port", "poll_interval_s", "timeout_s", "retries",
-        "reconnect_delay_max_s", "device", "baudrate", "parity", "stopbits",
+        "reconnect_delay_max_s", "max_gap", *_RTU_KEYS,
     })
     name = sec.string("name")
     transport = sec.choice("transport", Transport, Transport.TCP)
-    if transport is Transport.RTU:
-        sec.error("transport", "rtu buses are not supported yet; use tcp (or a TCP gateway)")
+    rtu = transport is Transport.RTU
     host = sec.string("host") if transport is Transport.TCP else ""
     port = sec.integer("port", 502, minimum=1, maximum=65535)
+    for key in ("host", "port") if rtu else _RTU_KEYS:
+        sec.validate(key, not sec.has(key), f"is not a field of a {'rtu' if rtu else 'tcp'} bus")
+    device = sec.string("device") if rtu else ""
+    baudrate = sec.integer("baudrate", 19200, minimum=1200, maximum=115200)
+    if baudrate > 0:
+        sec.validate("baudrate", baudrate in STANDARD_BAUDRATES,
+                     f"must be one of {', '.join(map(str, STANDARD_BAUDRATES))}, got {baudrate}")
+    parity = sec.string("parity", "E")
+    if parity:
+        sec.validate("parity", parity in ("N", "E", "O"), f"must be N, E or O, got {parity!r}")
+    stopbits = sec.integer("stopbits", 1, minimum=1, maximum=2)
+    frame_delay = sec.number("inter_frame_delay_s", 0.0, minimum=0.0, maximum=1.0)
+    max_gap = sec.integer("max_gap", 0, minimum=0, maximum=124) if sec.has("max_gap") else None
     interval = sec.number("poll_interval_s", polling["interval"], minimum=0.05, maximum=3600.0)
     timeout = sec.number("timeout_s", polling["timeout"], minimum=0.01, maximum=60.0)
     retries = sec.integer("retries", int(polling["retries"]), minimum=0, maximum=10)
@@ -202,7 +231,9 @@ def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
         )
     backoff = sec.number("reconnect_delay_max_s", 30.0, minimum=0.1, maximum=3600.0)
     return BusConfig(name, transport or Transport.TCP, host, port, interval, timeout, retries,
-                     backoff)
+                     backoff, device, max(baudrate, 0), parity or "E", max(stopbits, 1),
+                     frame_delay if math.isfinite(frame_delay) else 0.0,
+                     max_gap if max_gap is None or max_gap >= 0 else None)
 
 
 def parse_load(sec: Section | None) -> LoadConfig:
@@ -344,11 +375,17 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
 
 def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section]) -> None:
     seen_bus: set[str] = set()
+    seen_devices: set[str] = set()
     for bus_sec in bus_secs:
         bus_name = bus_sec.data.get("name")
         if isinstance(bus_name, str):
             bus_sec.validate("name", bus_name not in seen_bus, f"duplicate bus name {bus_name!r}")
             seen_bus.add(bus_name)
+        device = bus_sec.data.get("device")
+        if isinstance(device, str) and bus_sec.data.get("transport") == "rtu":
+            # One line, one master: two pollers on one port would garble each other's frames.
+            bus_sec.validate("device", device not in seen_devices, f"device {device!r} is already a bus")
+            seen_devices.add(device)
     bus_names = sorted(seen_bus)
     seen_names: set[str] = set()
     seen_units: set[tuple[str, int]] = set()
