@@ -130,6 +130,12 @@ class Profile:
     points: dict[Quantity, Point]
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Bit number of each known state in the status word (``ready``, ``running``, ``remote``, ...).
+    status_bits: dict[str, int] = field(default_factory=dict)
+    # Named values of the control word (``stop``, ``run``, ``fault_reset``), as the vendor defines them.
+    control_words: dict[str, int] = field(default_factory=dict)
+    # Largest gap of unused registers the drive lets a block read bridge; None: the bus decides.
+    max_gap: int | None = None
 
     def point(self, quantity: Quantity) -> Point | None:
         """The point for a quantity, if the profile maps it."""
@@ -183,7 +189,8 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
 
 def parse_profile(sec: Section) -> Profile | None:
     """Build a profile from its YAML section; issues are recorded, None if unusable."""
-    sec.check_keys({"name", "description", "defaults", "points", "notes"})
+    sec.check_keys({"name", "description", "defaults", "points", "notes", "status_bits", "control_words",
+                    "max_gap"})
     name = sec.string("name")
     description = sec.string("description") if sec.has("description") else ""
     defaults: dict[str, object] = {}
@@ -212,10 +219,36 @@ def parse_profile(sec: Section) -> Profile | None:
         sec.error("points", "a profile needs at least one point")
         ok = False
     notes = sec.raw("notes", [])
-    if not ok or not name:
+    status_bits = _named_numbers(sec, "status_bits", STATUS_BITS, 15, points, Quantity.STATUS_WORD)
+    control_words = _named_numbers(sec, "control_words", CONTROL_WORDS, 0xFFFF, points, Quantity.CONTROL_WORD)
+    max_gap = sec.integer("max_gap", minimum=0, maximum=124) if sec.has("max_gap") else None
+    if not ok or not name or status_bits is None or control_words is None or (max_gap or 0) < 0:
         return None
     return Profile(name=name, description=description, points=points, source=sec.file,
-                   notes=tuple(str(n) for n in notes) if isinstance(notes, list) else ())
+                   notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
+                   status_bits=status_bits, control_words=control_words, max_gap=max_gap)
+
+
+STATUS_BITS = ("ready", "running", "remote", "fault", "warning")
+CONTROL_WORDS = ("stop", "run", "fault_reset")
+
+
+def _named_numbers(
+    sec: Section, key: str, names: tuple[str, ...], maximum: int, points: dict[Quantity, Point],
+    needs: Quantity,
+) -> dict[str, int] | None:
+    """A mapping of known names to whole numbers in 0..maximum; None after a recorded issue."""
+    child = sec.section(key, required=False)
+    if child is None:
+        return {} if not sec.has(key) or sec.data.get(key) is None else None
+    child.check_keys(set(names))
+    values = {name: child.integer(name, minimum=0, maximum=maximum) for name in names if child.has(name)}
+    if values and needs not in points:
+        sec.error(key, f"needs a {needs.value} point")
+        return None
+    if any(v < 0 for v in values.values()) or any(str(k) not in names for k in child.data):
+        return None
+    return values
 
 
 def _check_overlaps(sec: Section, points: dict[Quantity, Point]) -> bool:
