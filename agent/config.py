@@ -8,20 +8,21 @@ profiles it names is reported at once, located, by ``ConfigError``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from datetime import tzinfo
 from enum import Enum
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError
 from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
 from agent.rtu import STANDARD_BAUDRATES
+from agent.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from agent.yamlsource import Issues, Section, load_yaml
 
 DEFAULT_METRICS_PORT = 9847
-# Siemens SINAMICS p3320..p3329 factory characteristic, (speed %, power %).
-# Widely quoted, not confirmed in a manual page (see shared/reference/drives.md).
-DEFAULT_CHARACTERISTIC = ((0.0, 25.0), (25.0, 50.0), (50.0, 77.0), (75.0, 92.0), (100.0, 100.0))
 
 
 class Transport(Enum):
@@ -48,7 +49,9 @@ class BaselineMethod(Enum):
     INLET_VANE = "inlet_vane"
 
 
-SUPPORTED_BASELINES = (BaselineMethod.CONSTANT, BaselineMethod.CHARACTERISTIC)
+TABLE_BASELINES = (BaselineMethod.CHARACTERISTIC, BaselineMethod.DAMPER, BaselineMethod.INLET_VANE)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
 
 class ControlMode(Enum):
@@ -61,19 +64,20 @@ class ControlMode(Enum):
 
 @dataclass(frozen=True)
 class Tariff:
-    """Price of electrical energy."""
+    """Price of electrical energy: a time-of-use schedule in currency per joule."""
 
     currency: str
-    price_per_joule: float
+    price_per_joule: Schedule
 
 
 @dataclass(frozen=True)
 class SiteConfig:
-    """Site-wide constants for CO2 and money."""
+    """Site-wide rates for CO2 and money, applied in the site's local time."""
 
     name: str
-    emission_factor_kg_per_joule: float
+    emission_kg_per_joule: Schedule
     tariff: Tariff
+    timezone: tzinfo
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,16 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """How the counterfactual without a VFD is computed."""
+    """How the counterfactual without a VFD is computed.
+
+    ``table_x_pct`` is % speed (characteristic) or % flow (damper, inlet_vane);
+    ``table_y_pct`` is % of rated power. Empty for constant and throttle.
+    """
 
     method: BaselineMethod
     constant_power: float
-    speed_pct: tuple[float, ...]
-    power_pct: tuple[float, ...]
+    table_x_pct: tuple[float, ...]
+    table_y_pct: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class AgentConfig:
     metrics_host: str
     metrics_port: int
     storage_path: Path
+    flush_interval: float
     max_gap: float
     buses: tuple[BusConfig, ...]
     drives: tuple[DriveConfig, ...]
@@ -176,22 +185,70 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), port
 
 
+def _local_timezone() -> tzinfo:
+    from datetime import datetime
+
+    return datetime.now().astimezone().tzinfo or ZoneInfo("UTC")
+
+
+def _minutes(sec: Section, key: str, text: object) -> int | None:
+    match = _TIME_OF_DAY.match(text) if isinstance(text, str) else None
+    if match is None or int(match.group(1)) * 60 + int(match.group(2)) > MINUTES_PER_DAY:
+        sec.error(key, f"must be a time of day \"HH:MM\" between 00:00 and 24:00, got {text!r}")
+        return None
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def _schedule(sec: Section, default: float, periods_key: str, value_key: str, factor: float) -> Schedule:
+    """A default value (already in SI) and optional daily periods, each ``value_key`` × factor."""
+    periods: list[Period] = []
+    for period in sec.sections(periods_key, required=False):
+        period.check_keys({"start", "end", "days", value_key})
+        start = _minutes(period, "start", period.raw("start"))
+        end = _minutes(period, "end", period.raw("end"))
+        value = period.number(value_key, minimum=0.0)
+        days_raw = period.raw("days", list(WEEKDAYS))
+        days: set[int] = set()
+        if not isinstance(days_raw, list) or not days_raw:
+            period.error("days", f"must be a list of weekdays ({', '.join(WEEKDAYS)})")
+        else:
+            for day in days_raw:
+                if day in WEEKDAYS:
+                    days.add(WEEKDAYS.index(day))
+                else:
+                    period.error("days", f"unknown weekday {day!r}; use {', '.join(WEEKDAYS)}")
+        if start is not None and end is not None and start % MINUTES_PER_DAY == end % MINUTES_PER_DAY:
+            period.error("end", "must differ from start")
+        elif start is not None and end is not None and math.isfinite(value) and days:
+            periods.append(Period(start, end, frozenset(days), value * factor))
+    return Schedule(default, tuple(periods))
+
+
 def _site(sec: Section | None) -> SiteConfig:
     if sec is None:
-        return SiteConfig("", math.nan, Tariff("", math.nan))
-    sec.check_keys({"name", "grid_emission_factor_kg_per_kwh", "tariff"})
+        return SiteConfig("", Schedule(math.nan), Tariff("", Schedule(math.nan)), ZoneInfo("UTC"))
+    sec.check_keys({"name", "timezone", "grid_emission_factor_kg_per_kwh", "grid_emission_periods", "tariff"})
     name = sec.string("name")
+    timezone: tzinfo = _local_timezone()
+    if sec.has("timezone"):
+        zone = sec.string("timezone")
+        try:
+            timezone = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            sec.error("timezone", f"unknown time zone {zone!r}; use an IANA name such as Europe/Berlin")
     factor = sec.number("grid_emission_factor_kg_per_kwh", minimum=0.0, maximum=5.0)
+    emission = _schedule(sec, factor / KWH_TO_J, "grid_emission_periods", "kg_per_kwh", 1.0 / KWH_TO_J)
     tariff_sec = sec.section("tariff")
-    tariff = Tariff("", math.nan)
+    tariff = Tariff("", Schedule(math.nan))
     if tariff_sec is not None:
-        tariff_sec.check_keys({"currency", "price_per_kwh"})
+        tariff_sec.check_keys({"currency", "price_per_kwh", "periods"})
         currency = tariff_sec.string("currency")
         if currency and not (currency.isalpha() and len(currency) == 3 and currency.isupper()):
             tariff_sec.error("currency", f"must be an ISO 4217 code such as EUR, got {currency!r}")
         price = tariff_sec.number("price_per_kwh", minimum=0.0)
-        tariff = Tariff(currency, price / KWH_TO_J)
-    return SiteConfig(name, factor / KWH_TO_J, tariff)
+        tariff = Tariff(currency, _schedule(tariff_sec, price / KWH_TO_J, "periods", "price_per_kwh",
+                                            1.0 / KWH_TO_J))
+    return SiteConfig(name, emission, tariff, timezone)
 
 
 _RTU_KEYS = ("device", "baudrate", "parity", "stopbits", "inter_frame_delay_s")
@@ -250,30 +307,40 @@ def parse_load(sec: Section | None) -> LoadConfig:
     return LoadConfig(kind or LoadKind.PUMP, flow, head, pressure)
 
 
-def parse_baseline(sec: Section | None, rated_power: float) -> BaselineConfig:
+def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | None = None) -> BaselineConfig:
+    """The baseline section of a drive (or of a simulated drive).
+
+    Without a ``table`` the method's default table applies (kernels.baselines: the
+    SINAMICS factory characteristic, and fan-practice damper and inlet-vane curves).
+    """
     if sec is None:
-        return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan,
-                              *zip(*DEFAULT_CHARACTERISTIC, strict=True))
+        return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan, (), ())
     sec.check_keys({"method", "power_kw", "table"})
     method = sec.choice("method", BaselineMethod)
-    if method is not None and method not in SUPPORTED_BASELINES:
-        sec.error("method", f"{method.value} is not supported yet; use constant or characteristic")
+    if method is BaselineMethod.THROTTLE and kind is LoadKind.FAN:
+        sec.error("method", "throttle is for pumps; a fan's baseline is damper or inlet_vane")
+    if method in (BaselineMethod.DAMPER, BaselineMethod.INLET_VANE) and kind is LoadKind.PUMP:
+        sec.error("method", f"{method.value} is for fans; a pump's baseline is throttle")
     power = math.nan
-    table: tuple[tuple[float, float], ...] = DEFAULT_CHARACTERISTIC
+    table: tuple[tuple[float, float], ...] = ()
     if method is BaselineMethod.CONSTANT:
         power = sec.number("power_kw", rated_power / 1e3, minimum=0.0) * 1e3
-    elif method is BaselineMethod.CHARACTERISTIC:
-        pairs = sec.number_pairs("table", DEFAULT_CHARACTERISTIC)
-        if pairs:
-            speeds = [p[0] for p in pairs]
-            if len(pairs) < 2 or any(b <= a for a, b in zip(speeds, speeds[1:], strict=False)):
-                sec.error("table", "needs at least 2 points with strictly increasing speed %")
-            elif speeds[0] < 0 or speeds[-1] > 200 or any(p[1] < 0 for p in pairs):
-                sec.error("table", "speed % must lie in 0..200 and power % must not be negative")
-            else:
-                table = tuple(pairs)
-    speed_pct, power_pct = zip(*table, strict=True)
-    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, speed_pct, power_pct)
+    if method in TABLE_BASELINES and sec.has("table"):
+        axis = "speed" if method is BaselineMethod.CHARACTERISTIC else "flow"
+        pairs = sec.number_pairs("table")
+        xs = [p[0] for p in pairs]
+        if not pairs:
+            pass  # number_pairs reported why
+        elif len(pairs) < 2 or any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+            sec.error("table", f"needs at least 2 points with strictly increasing {axis} %")
+        elif xs[0] < 0 or xs[-1] > 200 or any(p[1] < 0 for p in pairs):
+            sec.error("table", f"{axis} % must lie in 0..200 and power % must not be negative")
+        else:
+            table = tuple(pairs)
+    elif sec.has("table"):
+        sec.error("table", f"only {', '.join(m.value for m in TABLE_BASELINES)} baselines take a table")
+    xs_pct, ys_pct = (tuple(x) for x in zip(*table, strict=True)) if table else ((), ())
+    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct)
 
 
 def _control(sec: Section | None) -> ControlConfig:
@@ -302,7 +369,7 @@ def _drive(
     rated_power = sec.number("rated_power_kw", minimum=0.0, exclusive_minimum=True) * 1e3
     rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S
     load = parse_load(sec.section("load"))
-    baseline = parse_baseline(sec.section("baseline", required=False), rated_power)
+    baseline = parse_baseline(sec.section("baseline", required=False), rated_power, load.kind)
     control = _control(sec.section("control", required=False))
     profile: Profile | None = None
     if profile_name:
@@ -325,9 +392,10 @@ def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig
     """The profile must provide what the drive's features read."""
     if profile.point(Quantity.POWER) is None:
         sec.error("profile", f"profile {profile.name!r} has no power point; energy needs one")
-    if baseline.method is BaselineMethod.CHARACTERISTIC and profile.point(Quantity.SPEED) is None:
-        sec.error("profile", f"profile {profile.name!r} has no speed point; "
-                             "the characteristic baseline needs one")
+    needs_speed = baseline.method is not BaselineMethod.CONSTANT and profile.point(Quantity.FLOW) is None
+    if needs_speed and profile.point(Quantity.SPEED) is None:
+        sec.error("profile", f"profile {profile.name!r} has neither a speed nor a flow point; "
+                             f"the {baseline.method.value} baseline needs one")
 
 
 def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig | None:
@@ -345,8 +413,10 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
             metrics.error("listen", str(exc))
     storage = sec.section("storage", required=False)
     storage_path = Path("/var/lib/vfd-agent")
+    flush_interval = 10.0
     if storage is not None:
-        storage.check_keys({"path"})
+        storage.check_keys({"path", "flush_interval_s"})
+        flush_interval = storage.number("flush_interval_s", 10.0, minimum=0.5, maximum=3600.0)
         storage_path = Path(storage.string("path", str(storage_path)))
         if not storage_path.is_absolute():
             storage_path = config_dir / storage_path
@@ -368,7 +438,8 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
         return None
     return AgentConfig(
         source=sec.file, site=site, metrics_host=host, metrics_port=port,
-        storage_path=storage_path, max_gap=polling["max_gap"], buses=tuple(buses),
+        storage_path=storage_path, flush_interval=flush_interval, max_gap=polling["max_gap"],
+        buses=tuple(buses),
         drives=tuple(d for d in drives if d is not None),
     )
 

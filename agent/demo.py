@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.config import (
@@ -27,6 +28,7 @@ from agent.config import (
     Transport,
 )
 from agent.profile import BUILTIN_CONFIGS
+from agent.schedule import Schedule
 from agent.service import Agent
 from agent.units import KWH_TO_J
 from hil import GroundTruthCollector, SimulatedPlant, load_plant
@@ -47,12 +49,13 @@ def demo_config(
     )
     site = SiteConfig(
         name="vfd-agent demo",
-        emission_factor_kg_per_joule=CHINA_GRID_2022_KG_PER_KWH / KWH_TO_J,
-        tariff=Tariff("EUR", DEMO_PRICE_PER_KWH / KWH_TO_J),
+        emission_kg_per_joule=Schedule(CHINA_GRID_2022_KG_PER_KWH / KWH_TO_J),
+        tariff=Tariff("EUR", Schedule(DEMO_PRICE_PER_KWH / KWH_TO_J)),
+        timezone=datetime.now().astimezone().tzinfo or timezone.utc,
     )
     return AgentConfig(
         source=str(DEMO_PLANT), site=site, metrics_host=listen[0], metrics_port=listen[1],
-        storage_path=state_dir, max_gap=5.0, buses=(bus,), drives=tuple(drives),
+        storage_path=state_dir, flush_interval=5.0, max_gap=5.0, buses=(bus,), drives=tuple(drives),
     )
 
 
@@ -127,7 +130,7 @@ def _print_summary(agent: Agent, started: float, final: bool = False) -> None:
     power = sum(d.last.power for d in agent.drives if d.up and d.last is not None)
     totals = [d.account.totals for d in agent.drives]
     energy = sum(t.energy_j for t in totals) / KWH_TO_J
-    saved = sum(t.saved_j - t.penalty_j for t in totals) / KWH_TO_J
+    saved = sum(t.saved_vfd_j - t.penalty_vfd_j for t in totals) / KWH_TO_J
     co2 = sum(t.co2_avoided_g - t.co2_penalty_g for t in totals)
     money = sum(t.cost_saved - t.cost_penalty for t in totals)
     label = "final" if final else f"{time.monotonic() - started:5.0f} s"

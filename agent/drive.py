@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.config import DriveConfig, SiteConfig
-from agent.energy import BaselineModel, EnergyAccount, EnergyPoint
+from agent.energy import BaselineModel, EnergyAccount, EnergySample
 from agent.errors import DriveError
 from agent.history import Channel, RingBuffer
 from agent.profile import Quantity
@@ -52,7 +52,9 @@ class DriveRuntime:
         self.blocks: tuple[Block, ...] = plan_reads(config.profile.points.values())
         self.history = RingBuffer(history)
         self.account = EnergyAccount.for_drive(config, site, max_gap)
-        self.baseline = BaselineModel(config.baseline, config.rated_power)
+        self.baseline = BaselineModel(config)
+        # What the operator's setpoint would draw now [W]; set by the optimizer, NaN without one.
+        self.counterfactual_power = math.nan
         self.up: bool | None = None  # None until the first poll
         self.errors: Counter[str] = Counter()
         self.last: Reading | None = None
@@ -99,13 +101,15 @@ class DriveRuntime:
         running = (math.isfinite(ratio) and ratio > RUNNING_SPEED_RATIO) or (
             math.isnan(ratio) and power > 0.005 * self.config.rated_power
         )
-        baseline = self.baseline.power(ratio, running)
-        self.account.add(EnergyPoint(t, power, baseline))
+        flow = values.get(Quantity.FLOW, math.nan)
+        baseline = self.baseline.power(ratio, flow, power, running)
+        self.account.add(EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan),
+                                      self.counterfactual_power))
         row = np.full(len(Channel), math.nan)
         row[Channel.TIME] = t
         row[Channel.SPEED_RATIO] = ratio
         row[Channel.POWER] = power
-        row[Channel.FLOW] = values.get(Quantity.FLOW, math.nan)
+        row[Channel.FLOW] = flow
         row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
         row[Channel.ENERGY_COUNTER] = values.get(Quantity.ENERGY, math.nan)
         self.history.append(row)

@@ -1,134 +1,396 @@
-"""Energy accounting per drive: actual energy, baseline energy, savings, CO2 and money.
+"""Energy accounting per drive: energy drawn, baseline energy, savings, CO2 and money.
 
-Power samples are integrated by the trapezoid rule between consecutive
-samples. An interval longer than ``max_gap`` is not integrated (nobody knows
-what the drive drew then) and is counted, so coverage is always visible.
+Energy comes from the drive's own counter where its profile has one and the
+counter can be trusted, otherwise from the trapezoid integral of power; which
+source served each second is recorded. A counter is exact over hours but coarse
+over seconds (0.01 kWh is 36 kJ), and a power register is the other way round,
+so with a counter the booked energy follows the power integral but is held
+within one counter step of the counter: the long-run total is the counter's,
+the fine structure is the power's. An interval longer than ``max_gap`` is not
+integrated (nobody knows what the drive drew then) and is counted.
 
-Savings per interval are baseline energy minus actual energy. Prometheus
-counters may not go down, so an interval where the drive drew more than its
-baseline adds to a separate penalty counter instead of subtracting: net
-savings = saved − penalty, exactly, and CO2 and money follow the same split.
+Savings are split at every hour boundary (the ledger keeps one row per drive per
+hour) and at every tariff or emission-factor edge, so money and CO2 are applied
+at the moment the energy was saved, never retroactively.
+
+Prometheus counters may not go down, so at each window close (each ledger flush)
+the window's net saving goes to a ``saved`` counter when positive and to a
+``penalty`` counter when negative: net = saved − penalty, exactly, for energy,
+CO2 and money alike.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from enum import Enum
 
 import numpy as np
 
 from agent.config import BaselineConfig, BaselineMethod, DriveConfig, SiteConfig
-from kernels import characteristic_baseline_power
+from agent.machine import datasheet_curves
+from agent.profile import Point
+from agent.schedule import TimeOfUse, hour_start
+from kernels import (
+    CHARACTERISTIC_POWER_PCT,
+    CHARACTERISTIC_SPEED_PCT,
+    DAMPER_FLOW_PCT,
+    DAMPER_POWER_PCT,
+    INLET_VANE_FLOW_PCT,
+    INLET_VANE_POWER_PCT,
+    characteristic_baseline_power,
+    default_efficiency_tables,
+    electrical_power,
+    estimate_flow,
+    table_baseline_power,
+    throttle_baseline_power,
+)
 
 GRAMS_PER_KG = 1000.0
+MAX_POWER_OVER_RATED = 3.0  # a counter step above this × rated power × dt is not physics
+_DEFAULT_TABLES = {
+    BaselineMethod.CHARACTERISTIC: (CHARACTERISTIC_SPEED_PCT, CHARACTERISTIC_POWER_PCT),
+    BaselineMethod.DAMPER: (DAMPER_FLOW_PCT, DAMPER_POWER_PCT),
+    BaselineMethod.INLET_VANE: (INLET_VANE_FLOW_PCT, INLET_VANE_POWER_PCT),
+}
+
+
+class EnergySource(Enum):
+    """Where a drive's energy figure came from."""
+
+    COUNTER = "counter"
+    POWER = "power"
+
+
+class CounterEvent(Enum):
+    """Things an energy counter does that the account must not book as energy."""
+
+    WRAP = "wrap"  # rolled over at its modulus: booked correctly
+    RESET = "reset"  # went backwards, e.g. the drive restarted: not booked, power used instead
+    JUMP = "jump"  # rose faster than the drive could draw: not booked
+    SATURATED = "saturated"  # stuck at its maximum (SINAMICS r0039): power used from then on
 
 
 class BaselineModel:
-    """Baseline electrical power [W] of one drive as a function of its state."""
+    """Baseline electrical power [W] of one drive: what it would draw without the VFD."""
 
-    def __init__(self, baseline: BaselineConfig, rated_power: float) -> None:
+    def __init__(self, drive: DriveConfig) -> None:
+        baseline: BaselineConfig = drive.baseline
         self.method = baseline.method
         self.constant_power = baseline.constant_power
-        self.rated_power = rated_power
-        self._speed_pct = np.asarray(baseline.speed_pct, dtype=np.float64)
-        self._power_pct = np.asarray(baseline.power_pct, dtype=np.float64)
-        # Load (or compile) the kernel now, at start-up, rather than inside the first poll.
-        self.power(1.0, running=True)
+        self.rated_power = drive.rated_power
+        self.rated_flow = drive.load.rated_flow
+        xs, ys = (baseline.table_x_pct, baseline.table_y_pct) if baseline.table_x_pct else (
+            _DEFAULT_TABLES.get(baseline.method, ((), ())))
+        self._table_x = np.asarray(xs, dtype=np.float64)
+        self._table_y = np.asarray(ys, dtype=np.float64)
+        curves = datasheet_curves(drive.load, drive.rated_power)
+        self._head, self._power = curves.head, curves.power
+        self._motor, self._drive = default_efficiency_tables()
+        self._direct_on_line = np.ones_like(self._drive)  # no VFD, no inverter losses
+        self._direct_on_line[0] = self._drive[0]
+        # Load (or compile) the kernels now, at start-up, rather than inside the first poll.
+        self.power(1.0, math.nan, 0.5 * self.rated_power, running=True)
 
-    def power(self, speed_ratio: float, running: bool) -> float:
-        """Baseline power; zero while the drive is stopped, NaN if the input is unknown."""
+    def power(self, speed_ratio: float, flow: float, electrical: float, running: bool) -> float:
+        """Baseline power; zero while stopped, NaN when the inputs cannot give one.
+
+        ``flow`` [m³/s] may be NaN: pumps then estimate it from power and speed on the
+        datasheet curve, fans take flow ratio = speed ratio (fan law on a system without
+        static pressure).
+        """
         if not running:
             return 0.0
         if self.method is BaselineMethod.CONSTANT:
             return self.constant_power
         if self.method is BaselineMethod.CHARACTERISTIC:
-            if not math.isfinite(speed_ratio):
-                return math.nan
-            return float(characteristic_baseline_power(
-                speed_ratio, self.rated_power, self._speed_pct, self._power_pct
-            ))
-        raise NotImplementedError(f"baseline method {self.method.value}")  # rejected by config
+            return float(characteristic_baseline_power(speed_ratio, self.rated_power, self._table_x,
+                                                       self._table_y))
+        if self.method is BaselineMethod.THROTTLE:
+            if math.isnan(flow):
+                flow = self._estimate_flow(speed_ratio, electrical)
+            shaft = float(throttle_baseline_power(self._head, self._power, flow))
+            return float(electrical_power(shaft, self.rated_power, self._motor, self._direct_on_line))
+        flow_ratio = flow / self.rated_flow if math.isfinite(flow) else speed_ratio
+        return float(table_baseline_power(flow_ratio, self.rated_power, self._table_x, self._table_y))
+
+    def _estimate_flow(self, speed_ratio: float, electrical: float) -> float:
+        if not (math.isfinite(speed_ratio) and speed_ratio > 0 and math.isfinite(electrical)):
+            return math.nan
+        load = electrical / self.rated_power
+        motor = float(np.interp(load, self._motor[0], self._motor[1]))
+        drive = float(np.interp(load, self._drive[0], self._drive[1]))
+        return float(estimate_flow(self._power, electrical * motor * drive, speed_ratio))
+
+
+class EnergyCounter:
+    """Turns successive readings of a drive's energy counter into trustworthy steps [J]."""
+
+    def __init__(self, point: Point, rated_power: float) -> None:
+        self.modulus = point.counter_modulus
+        self.resolution = point.resolution
+        self.rated_power = rated_power
+        self.saturates_at = point.to_si(point.saturates_at) if point.saturates_at is not None else math.inf
+        self.events: Counter[CounterEvent] = Counter()
+        self.saturated = False
+        self._last: float | None = None
+
+    def step(self, value: float, dt: float) -> float | None:
+        """Energy since the previous reading, or None when the counter cannot say."""
+        last, self._last = self._last, value
+        if not math.isfinite(value):
+            self._last = None
+            return None
+        if value >= self.saturates_at - 0.5 * self.resolution:
+            if not self.saturated:
+                self.events[CounterEvent.SATURATED] += 1
+            self.saturated = True
+            return None
+        self.saturated = False
+        if last is None:
+            return None
+        limit = MAX_POWER_OVER_RATED * self.rated_power * dt + 2.0 * self.resolution
+        delta = value - last
+        if delta < 0.0:
+            wrapped = delta + self.modulus
+            if 0.0 <= wrapped <= limit:
+                self.events[CounterEvent.WRAP] += 1
+                return wrapped
+            self.events[CounterEvent.RESET] += 1
+            return None
+        if delta > limit:
+            self.events[CounterEvent.JUMP] += 1
+            return None
+        return delta
+
+    def forget(self) -> None:
+        """Drop the last reading (after a gap nothing can be said about the steps across it)."""
+        self._last = None
+
+
+@dataclass
+class HourDelta:
+    """What one drive added to one ledger hour since the last flush (signed savings)."""
+
+    energy_j: float = 0.0
+    baseline_energy_j: float = 0.0
+    saved_vfd_j: float = 0.0
+    saved_optimizer_j: float = 0.0
+    co2_g: float = 0.0
+    cost: float = 0.0
+    covered_s: float = 0.0
+    gaps: int = 0
+    counter_s: float = 0.0
+    power_s: float = 0.0
+
+    def merge(self, other: HourDelta) -> None:
+        """Add another delta of the same hour (used when a flush has to be retried)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass
 class EnergyTotals:
-    """Cumulative figures of one drive since the agent started counting (SI, grams, currency)."""
+    """Cumulative figures of one drive, as exported and as persisted by the ledger."""
 
     energy_j: float = 0.0
     baseline_energy_j: float = 0.0
-    saved_j: float = 0.0
-    penalty_j: float = 0.0
+    saved_vfd_j: float = 0.0
+    penalty_vfd_j: float = 0.0
+    saved_optimizer_j: float = 0.0
+    penalty_optimizer_j: float = 0.0
     co2_avoided_g: float = 0.0
     co2_penalty_g: float = 0.0
     cost_saved: float = 0.0
     cost_penalty: float = 0.0
     covered_s: float = 0.0
     gaps: int = 0
-    gap_s: float = 0.0
+    counter_s: float = 0.0
+    power_s: float = 0.0
 
 
 @dataclass(frozen=True)
-class EnergyPoint:
-    """What the account needs from one sample."""
+class EnergySample:
+    """What the account needs from one accepted poll."""
 
     t: float  # monotonic s
-    power: float  # W
+    wall: float  # Unix s
+    power: float  # W, electrical
     baseline_power: float  # W
+    counter: float = math.nan  # J, the drive's energy counter, NaN if none
+    counterfactual_power: float = math.nan  # W the operator's setpoint would draw (optimizer)
+
+
+@dataclass
+class _Window:
+    """Signed savings of the current window, split into positive and negative parts at close."""
+
+    saved_vfd_j: float = 0.0
+    saved_optimizer_j: float = 0.0
+    co2_g: float = 0.0
+    cost: float = 0.0
 
 
 @dataclass
 class EnergyAccount:
-    """Integrates one drive's samples into ``EnergyTotals``."""
+    """Integrates one drive's samples into totals and per-hour deltas."""
 
     max_gap: float
-    emission_factor_kg_per_j: float
-    price_per_j: float
+    rates: TimeOfUse
+    counter: EnergyCounter | None = None
     totals: EnergyTotals = field(default_factory=EnergyTotals)
-    _last: EnergyPoint | None = None
+    pending: dict[int, HourDelta] = field(default_factory=dict)
+    source: EnergySource = EnergySource.POWER
+    _window: _Window = field(default_factory=_Window)
+    _last: EnergySample | None = None
+    _lead: float | None = None  # booked energy minus counter energy, kept within [0, one step]
+    _edge: float = -math.inf  # next time a rate or the hour may change after the last split
 
     @classmethod
     def for_drive(cls, drive: DriveConfig, site: SiteConfig, max_gap: float) -> EnergyAccount:
-        """An account with the site's CO2 factor and tariff."""
-        del drive  # per-drive schedules arrive with the ledger; kept for a stable signature
-        return cls(max_gap, site.emission_factor_kg_per_joule, site.tariff.price_per_joule)
+        """An account with the site's rates and the drive's counter, if its profile has one."""
+        from agent.profile import Quantity
 
-    def add(self, point: EnergyPoint) -> None:
-        """Integrate from the previous sample to this one, or start again after a gap."""
-        last, self._last = self._last, point
-        if not (math.isfinite(point.power) and math.isfinite(point.baseline_power)):
-            self._last = None  # an unusable sample breaks the chain like a gap
+        point = drive.profile.point(Quantity.ENERGY)
+        counter = EnergyCounter(point, drive.rated_power) if point is not None else None
+        rates = TimeOfUse(site.tariff.price_per_joule, site.emission_kg_per_joule, site.timezone)
+        return cls(max_gap, rates, counter, source=EnergySource.COUNTER if counter else EnergySource.POWER)
+
+    def add(self, sample: EnergySample) -> None:
+        """Book the interval from the previous sample to this one, or start again after a gap."""
+        last, self._last = self._last, sample
+        if not (math.isfinite(sample.power) and math.isfinite(sample.baseline_power)):
+            self.break_chain()  # an unusable sample breaks the chain like a gap
             return
         if last is None:
+            if self.counter is not None:
+                self.counter.step(sample.counter, 0.0)
             return
-        dt = point.t - last.t
+        dt = sample.t - last.t
         if dt <= 0.0:
             self._last = last
             return
         if dt > self.max_gap:
             self.totals.gaps += 1
-            self.totals.gap_s += dt
+            self._hour(sample.wall).gaps += 1
+            self._lead = None
+            if self.counter is not None:
+                self.counter.forget()
+                self.counter.step(sample.counter, 0.0)
             return
-        energy = 0.5 * (last.power + point.power) * dt
-        baseline = 0.5 * (last.baseline_power + point.baseline_power) * dt
-        self._book(energy, baseline, dt)
+        counted = self.counter.step(sample.counter, dt) if self.counter is not None else None
+        booked = self._disciplined(counted, 0.5 * (last.power + sample.power) * dt)
+        self.source = EnergySource.COUNTER if booked is not None else EnergySource.POWER
+        self._book(last, sample, dt, booked)
+
+    def _disciplined(self, counted: float | None, integrated: float) -> float | None:
+        """The interval's energy: the power integral, held within one counter step of the counter.
+
+        A counter truncates, so the truth lies in [C, C + step). Until the counter has
+        been seen to step, where the truth sits in that range is unknown and the power
+        integral is booked alone (None); at the first step the truth has just crossed C,
+        which fixes the phase to within this interval's energy.
+        """
+        if counted is None or self.counter is None:
+            self._lead = None
+            return None
+        step = self.counter.resolution
+        if self._lead is None:
+            if counted > 0.0:
+                self._lead = 0.5 * min(integrated, step)
+            return None
+        lead = min(max(self._lead + integrated - counted, 0.0), step)
+        booked = counted + lead - self._lead
+        self._lead = lead
+        return booked
 
     def break_chain(self) -> None:
         """Forget the last sample, e.g. when the drive stops answering."""
         self._last = None
+        self._lead = None
+        if self.counter is not None:
+            self.counter.forget()
 
-    def _book(self, energy: float, baseline: float, dt: float) -> None:
-        totals = self.totals
-        totals.energy_j += energy
-        totals.baseline_energy_j += baseline
-        totals.covered_s += dt
+    def close_window(self) -> dict[int, HourDelta]:
+        """End the current window: split its net savings by sign into the totals; hand over the hours."""
+        window, self._window = self._window, _Window()
+        t = self.totals
+        t.saved_vfd_j += max(window.saved_vfd_j, 0.0)
+        t.penalty_vfd_j += max(-window.saved_vfd_j, 0.0)
+        t.saved_optimizer_j += max(window.saved_optimizer_j, 0.0)
+        t.penalty_optimizer_j += max(-window.saved_optimizer_j, 0.0)
+        t.co2_avoided_g += max(window.co2_g, 0.0)
+        t.co2_penalty_g += max(-window.co2_g, 0.0)
+        t.cost_saved += max(window.cost, 0.0)
+        t.cost_penalty += max(-window.cost, 0.0)
+        pending, self.pending = self.pending, {}
+        return pending
+
+    def _hour(self, wall: float) -> HourDelta:
+        return self.pending.setdefault(hour_start(wall), HourDelta())
+
+    def _book(self, a: EnergySample, b: EnergySample, dt: float, counted: float | None) -> None:
+        """Split [a, b] at every rate or hour edge and book each piece at its own rates."""
+        integrated = 0.5 * (a.power + b.power) * dt
+        cf_known = math.isfinite(a.counterfactual_power) and math.isfinite(b.counterfactual_power)
+        wall_a = b.wall - dt  # the wall clock may step; the monotonic dt is the truth
+        start = 0.0
+        while start < dt:
+            if wall_a + start >= self._edge:
+                self._edge = self.rates.next_edge(wall_a + start)
+            end = min(dt, self._edge - wall_a)
+            if end <= start:  # an edge exactly at the start: move past it
+                self._edge = self.rates.next_edge(wall_a + start)
+                end = min(dt, self._edge - wall_a)
+            x0, x1 = start / dt, end / dt
+            piece = end - start
+            power = _mean_linear(a.power, b.power, x0, x1) * piece
+            baseline = _mean_linear(a.baseline_power, b.baseline_power, x0, x1) * piece
+            if counted is None:
+                energy = power
+            elif integrated > 0.0:
+                energy = counted * power / integrated  # spread the counter step like the power
+            else:
+                energy = counted * piece / dt
+            optimizer = 0.0
+            if cf_known:
+                counterfactual = _mean_linear(a.counterfactual_power, b.counterfactual_power, x0, x1)
+                optimizer = counterfactual * piece - energy
+            self._add(wall_a + 0.5 * (start + end), energy, baseline, optimizer, piece, counted is not None)
+            start = end
+
+    def _add(self, wall: float, energy: float, baseline: float, optimizer: float, seconds: float,
+             from_counter: bool) -> None:
+        price, kg_per_j = self.rates.rates_at(wall)
         saved = baseline - energy
-        co2_g = abs(saved) * self.emission_factor_kg_per_j * GRAMS_PER_KG
-        money = abs(saved) * self.price_per_j
-        if saved >= 0.0:
-            totals.saved_j += saved
-            totals.co2_avoided_g += co2_g
-            totals.cost_saved += money
+        co2 = saved * kg_per_j * GRAMS_PER_KG
+        cost = saved * price
+        hour = self._hour(wall)
+        hour.energy_j += energy
+        hour.baseline_energy_j += baseline
+        hour.saved_vfd_j += saved
+        hour.saved_optimizer_j += optimizer
+        hour.co2_g += co2
+        hour.cost += cost
+        hour.covered_s += seconds
+        t = self.totals
+        t.energy_j += energy
+        t.baseline_energy_j += baseline
+        t.covered_s += seconds
+        if from_counter:
+            hour.counter_s += seconds
+            t.counter_s += seconds
         else:
-            totals.penalty_j -= saved
-            totals.co2_penalty_g += co2_g
-            totals.cost_penalty += money
+            hour.power_s += seconds
+            t.power_s += seconds
+        w = self._window
+        w.saved_vfd_j += saved
+        w.saved_optimizer_j += optimizer
+        w.co2_g += co2
+        w.cost += cost
+
+
+def _mean_linear(y0: float, y1: float, x0: float, x1: float) -> float:
+    """Mean over [x0, x1] ⊂ [0, 1] of the straight line from y0 (at 0) to y1 (at 1)."""
+    return y0 + (y1 - y0) * 0.5 * (x0 + x1)

@@ -83,8 +83,10 @@ class AgentCollector(Collector):
             totals = drive.account.totals
             energy.add_metric(name, totals.energy_j)
             baseline_energy.add_metric(name, totals.baseline_energy_j)
-            saved.add_metric([drive.name, "vfd"], totals.saved_j)
-            penalty.add_metric([drive.name, "vfd"], totals.penalty_j)
+            saved.add_metric([drive.name, "vfd"], totals.saved_vfd_j)
+            penalty.add_metric([drive.name, "vfd"], totals.penalty_vfd_j)
+            saved.add_metric([drive.name, "optimizer"], totals.saved_optimizer_j)
+            penalty.add_metric([drive.name, "optimizer"], totals.penalty_optimizer_j)
             co2.add_metric(name, totals.co2_avoided_g)
             cost.add_metric([drive.name, self.currency], totals.cost_saved)
             covered.add_metric(name, totals.covered_s)

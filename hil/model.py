@@ -31,12 +31,27 @@ from hil.physics import (
     MachineCurves,
     SystemCurve,
     electrical_power,
+    motor_efficiency,
     operating_flow,
     ramp,
     ratio_for_flow,
     system_from_rated,
 )
 from hil.plantfile import DriveSpec, PlantSpec
+from kernels.baselines import (
+    CHARACTERISTIC_POWER_PCT,
+    CHARACTERISTIC_SPEED_PCT,
+    DAMPER_FLOW_PCT,
+    DAMPER_POWER_PCT,
+    INLET_VANE_FLOW_PCT,
+    INLET_VANE_POWER_PCT,
+)
+
+_DEFAULT_BASELINE_TABLES = {
+    BaselineMethod.CHARACTERISTIC: (CHARACTERISTIC_SPEED_PCT, CHARACTERISTIC_POWER_PCT),
+    BaselineMethod.DAMPER: (DAMPER_FLOW_PCT, DAMPER_POWER_PCT),
+    BaselineMethod.INLET_VANE: (INLET_VANE_FLOW_PCT, INLET_VANE_POWER_PCT),
+}
 
 RUNNING_RATIO = 0.005  # below 0.5 % speed the drive counts as stopped
 POWER_FACTOR = 0.85  # motor cos φ, for a plausible output current
@@ -140,16 +155,25 @@ class DriveModel:
         self.snapshot = self._settle(t, dt, self.snapshot)
 
     def baseline_power(self, running: bool) -> float:
-        """What the load would draw without the VFD, at the true speed."""
+        """What the load would draw without the VFD, from the true state (ground truth)."""
         if not running:
             return 0.0
-        baseline = self.spec.baseline
+        spec = self.spec
+        baseline = spec.baseline
         if baseline.method is BaselineMethod.CONSTANT:
             return baseline.constant_power
+        if baseline.method is BaselineMethod.THROTTLE:
+            # The pump at rated speed, throttled to the same flow: no inverter, motor losses only.
+            shaft = self.curves.shaft_power(self.flow, 1.0)
+            load = shaft / spec.rated_power
+            return shaft / motor_efficiency(load, spec.motor_efficiency) if shaft > 0.0 else 0.0
+        xs, ys = (baseline.table_x_pct, baseline.table_y_pct) if baseline.table_x_pct else (
+            _DEFAULT_BASELINE_TABLES[baseline.method])
         if baseline.method is BaselineMethod.CHARACTERISTIC:
-            pct = float(np.interp(100.0 * self.speed_ratio, baseline.speed_pct, baseline.power_pct))
-            return self.spec.rated_power * pct / 100.0
-        raise ValueError(f"baseline {baseline.method.value} is not simulated yet")
+            x = 100.0 * self.speed_ratio
+        else:  # damper, inlet vanes: the fan at rated speed delivering the same flow
+            x = 100.0 * self.flow / spec.load.rated_flow
+        return spec.rated_power * float(np.interp(x, xs, ys)) / 100.0
 
     def _settle(self, t: float, dt: float, before: DriveSnapshot | None) -> DriveSnapshot:
         spec = self.spec

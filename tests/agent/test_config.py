@@ -48,8 +48,9 @@ def issues_of(path):
 def test_good_config_is_converted_to_si(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     drive = config.drives[0]
-    assert config.site.emission_factor_kg_per_joule == pytest.approx(0.5 / 3.6e6)
-    assert config.site.tariff.price_per_joule == pytest.approx(0.2 / 3.6e6)
+    assert config.site.emission_kg_per_joule.default == pytest.approx(0.5 / 3.6e6)
+    assert config.site.tariff.price_per_joule.default == pytest.approx(0.2 / 3.6e6)
+    assert config.flush_interval == 10.0
     assert drive.rated_power == 15_000.0
     assert drive.rated_speed == pytest.approx(1500 * 2 * math.pi / 60)
     assert drive.load.kind is LoadKind.PUMP
@@ -100,6 +101,51 @@ def test_cross_field_checks(tmp_path):
     assert {"drives[1].name", "drives[1].bus", "drives[2].unit", "drives[2].control.min_speed_pct",
             "buses[0].timeout_s"} <= fields
     assert any("already used on bus 'line'" in line for line in lines)
+
+
+def test_time_of_use_tariff_and_timezone(tmp_path):
+    text = GOOD.replace(
+        "  tariff: {currency: EUR, price_per_kwh: 0.2}",
+        "  timezone: Europe/Berlin\n"
+        "  tariff:\n"
+        "    currency: EUR\n"
+        "    price_per_kwh: 0.1\n"
+        "    periods:\n"
+        "      - {start: \"07:00\", end: \"22:00\", days: [mon, tue, wed, thu, fri], price_per_kwh: 0.3}\n",
+    )
+    config = load_config(write(tmp_path, text))
+    from datetime import datetime
+
+    site = config.site
+    monday_noon = datetime(2026, 3, 2, 12, 0, tzinfo=site.timezone)
+    sunday_noon = datetime(2026, 3, 1, 12, 0, tzinfo=site.timezone)
+    assert site.tariff.price_per_joule.value_at(monday_noon) == pytest.approx(0.3 / 3.6e6)
+    assert site.tariff.price_per_joule.value_at(sunday_noon) == pytest.approx(0.1 / 3.6e6)
+
+
+def test_bad_schedule_and_timezone_are_located(tmp_path):
+    text = GOOD.replace(
+        "  tariff: {currency: EUR, price_per_kwh: 0.2}",
+        "  timezone: Mars/Olympus\n"
+        "  tariff:\n"
+        "    currency: EUR\n"
+        "    price_per_kwh: 0.1\n"
+        "    periods:\n"
+        "      - {start: \"7am\", end: \"22:00\", days: [someday], price_per_kwh: 0.3}\n",
+    )
+    located, _ = issues_of(write(tmp_path, text))
+    assert (4, "site.timezone") in located
+    assert (9, "site.tariff.periods[0].start") in located
+    assert (9, "site.tariff.periods[0].days") in located
+
+
+def test_baseline_methods_must_suit_the_load(tmp_path):
+    text = GOOD.replace("baseline: {method: constant, power_kw: 12}", "baseline: {method: damper}")
+    located, _ = issues_of(write(tmp_path, text))
+    assert (16, "drives[0].baseline.method") in located
+    ok = load_config(write(tmp_path, GOOD.replace("baseline: {method: constant, power_kw: 12}",
+                                                  "baseline: {method: throttle}")))
+    assert ok.drives[0].baseline.method is BaselineMethod.THROTTLE
 
 
 def test_yaml_syntax_error_is_located(tmp_path):

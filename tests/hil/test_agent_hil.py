@@ -109,7 +109,7 @@ def test_agent_energy_agrees_with_ground_truth(tmp_path):
         assert true_total >= truth[name][-1][0]
         energy_error = totals.energy_j / true_energy - 1
         baseline_error = totals.baseline_energy_j / true_baseline - 1
-        saved_error = (totals.saved_j - totals.penalty_j) / (true_baseline - true_energy) - 1
+        saved_error = (totals.saved_vfd_j - totals.penalty_vfd_j) / (true_baseline - true_energy) - 1
         report.append(f"{name}: energy {energy_error:+.3%}, baseline {baseline_error:+.3%}, "
                       f"saved {saved_error:+.3%}")
         assert abs(energy_error) < ENERGY_TOLERANCE, report
