@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -29,6 +30,15 @@ class ImplausibleReadingError(DriveError):
     """The drive answered, but a value cannot be real; it is not used."""
 
     kind = "implausible"
+
+
+class StuckReadingError(ImplausibleReadingError):
+    """Every value of a running drive has stayed identical for too long: the drive's data is frozen."""
+
+    kind = "stuck"
+
+
+COUNTER_RESET = "counter_reset"  # error kind: the energy counter went backwards (drive restarted?)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,15 @@ class DriveRuntime:
         self.errors: Counter[str] = Counter()
         self.last: Reading | None = None
         self.polls = 0
+        # Freshness and plausibility (for control: see fresh_and_plausible); the poller sets
+        # stale_after from its bus's interval.
+        self.stale_after = 3.0  # s
+        self.stuck_polls = 10  # identical polls of a running drive before its data counts as frozen ...
+        self.stuck_min_s = 10.0  # ... and for at least this long
+        self.counter_resets = 0
+        self._same_count = 0
+        self._same_since = math.nan
+        self._previous: dict[Quantity, float] | None = None
 
     @property
     def name(self) -> str:
@@ -75,8 +94,30 @@ class DriveRuntime:
             return speed
         return speed / self.config.rated_speed
 
+    def is_fresh(self, now: float) -> bool:
+        """True if the last poll succeeded, passed every check, and is at most ``stale_after`` s old."""
+        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
+
+    @property
+    def fresh_and_plausible(self) -> bool:
+        """The one test before acting on this drive's data: fresh (monotonic clock) and plausible."""
+        return self.is_fresh(time.monotonic())
+
+    def status(self, name: str) -> bool | None:
+        """A named bit (profile ``status_bits``: ready, running, remote, fault) of the last status word."""
+        bit = self.config.profile.status_bits.get(name)
+        word = self.last.values.get(Quantity.STATUS_WORD) if self.last is not None else None
+        if bit is None or word is None or not math.isfinite(word):
+            return None
+        return bool(int(word) >> bit & 1)
+
     def check(self, values: dict[Quantity, float]) -> tuple[float, float]:
         """Speed ratio and power of a poll, or ImplausibleReadingError naming the value."""
+        for quantity, value in values.items():
+            if not math.isfinite(value):
+                raise ImplausibleReadingError(f"{quantity.value} is {value} (a 'not available' value?)")
+        if values.get(Quantity.ENERGY, 0.0) < 0.0:
+            raise ImplausibleReadingError("the energy counter is negative (wrong type or word order?)")
         power = values.get(Quantity.POWER, math.nan)
         if not math.isfinite(power) or abs(power) > MAX_POWER_OVER_RATED * self.config.rated_power:
             raise ImplausibleReadingError(
@@ -101,6 +142,8 @@ class DriveRuntime:
         running = (math.isfinite(ratio) and ratio > RUNNING_SPEED_RATIO) or (
             math.isnan(ratio) and power > 0.005 * self.config.rated_power
         )
+        self._check_stuck(t, values, running)
+        self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
         baseline = self.baseline.power(ratio, flow, power, running)
         self.account.add(EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan),
@@ -119,6 +162,34 @@ class DriveRuntime:
             log.info("drive %s: answering again", self.name)
         self.up = True
         return reading
+
+    def _check_stuck(self, t: float, values: dict[Quantity, float], running: bool) -> None:
+        """A running drive's values never repeat exactly for long (noise); frozen data must not be used."""
+        if running and values == self._previous:
+            self._same_count += 1
+            if math.isnan(self._same_since):
+                self._same_since = t
+        else:
+            self._same_count, self._same_since = 0, math.nan
+        self._previous = values
+        if self._same_count >= self.stuck_polls and t - self._same_since >= self.stuck_min_s:
+            error = StuckReadingError(f"every value unchanged for {self._same_count + 1} polls while running")
+            self.fail(error)
+            raise error
+
+    def _check_counter(self, values: dict[Quantity, float]) -> None:
+        """Count an energy counter that went backwards (not a wrap): the drive restarted or was reset."""
+        point = self.config.profile.point(Quantity.ENERGY)
+        before = self.last.values.get(Quantity.ENERGY) if self.last is not None else None
+        now = values.get(Quantity.ENERGY)
+        if point is None or before is None or now is None or now >= before - point.resolution:
+            return
+        wrapped = point.saturates_at is None and before - now > 0.5 * point.counter_modulus
+        if not wrapped:
+            self.counter_resets += 1
+            self.errors[COUNTER_RESET] += 1
+            log.warning("drive %s: energy counter went back from %g to %g J (drive restarted or reset?)",
+                        self.name, before, now)
 
     def fail(self, error: DriveError) -> None:
         """Record a failed poll: count it, mark the drive down, stop integrating across it."""

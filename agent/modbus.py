@@ -1,8 +1,18 @@
-"""Modbus I/O: the only agent module that imports pymodbus.
+"""Modbus I/O over TCP and RTU: the only agent module that imports pymodbus.
 
 It maps pymodbus's failures, including exception replies (which pymodbus
 returns rather than raises), to the agent's own ``DriveError`` tree, and owns
 reconnection so that pymodbus never reconnects behind the poller's back.
+
+One ``BusClient`` is one connection (a TCP socket or a serial port) shared by
+every unit id on it, one transaction at a time. On an RTU line it also keeps the
+silent interval between frames (t3.5, or the bus's longer ``inter_frame_delay``)
+and tells a CRC error (line noise) from a drive that did not answer.
+
+pymodbus closes a connection after ``retries + 3`` consecutive failed requests;
+on a multi-drop line or a gateway those failures may all be one absent drive, so
+the client re-arms that count after every failure and leaves the decision to
+reconnect to the poller, which sees every drive of the bus.
 """
 
 from __future__ import annotations
@@ -10,42 +20,101 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
 
 from agent.config import BusConfig, Transport
 from agent.errors import (
     DriveConnectionError,
+    DriveError,
     DriveProtocolError,
     DriveReplyError,
     DriveTimeoutError,
 )
 from agent.profile import RegisterTable
 from agent.readplan import Block
+from agent.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
 
 # pymodbus logs every timeout at ERROR; the poller reports failures itself, once.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+# Exception codes of the Modbus application protocol (1..4, 5, 6, 8, 10, 11); anything else is
+# counted under one label, so a drive sending junk cannot grow the label set.
+KNOWN_EXCEPTION_CODES = frozenset({1, 2, 3, 4, 5, 6, 8, 10, 11})
+
+
+class LineNoiseError(DriveProtocolError):
+    """An RTU reply arrived with a bad CRC: noise on the line, not a silent drive."""
+
+    kind = "crc"
+
+
+class UnknownReplyError(DriveReplyError):
+    """An exception reply with a code outside the Modbus specification."""
+
+    kind = "exception_other"
+
+
+def reply_error(function: int, code: int) -> DriveReplyError:
+    """The error for an exception reply, with a bounded ``kind``."""
+    if code in KNOWN_EXCEPTION_CODES:
+        return DriveReplyError(function, code)
+    return UnknownReplyError(function, code)
+
+
+@dataclass
+class LineStats:
+    """What one bus connection has carried: for ``vfd_bus_utilization_ratio``."""
+
+    transactions: int = 0
+    failures: int = 0
+    crc_errors: int = 0
+    busy_s: float = 0.0  # RTU: theoretical line time; TCP: measured time in flight
 
 
 class BusClient:
     """One connection to a bus, shared by every drive on it, one request at a time."""
 
-    def __init__(self, bus: BusConfig) -> None:
-        if bus.transport is not Transport.TCP:
-            raise ValueError(f"bus {bus.name}: transport {bus.transport.value} is not supported")
+    def __init__(self, bus: BusConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.bus = bus
-        self._client = AsyncModbusTcpClient(
-            bus.host,
-            port=bus.port,
-            timeout=bus.timeout,
-            retries=bus.retries,
-            reconnect_delay=0,  # the poller reconnects with its own backoff
-            name=f"bus {bus.name}",
-        )
+        self.clock = clock
+        self.stats = LineStats()
+        self.timing: LineTiming | None = None
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if bus.transport is Transport.RTU:
+            self.timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits,
+                                                  bus.inter_frame_delay)
+            self._client = AsyncModbusSerialClient(
+                bus.device,
+                framer=FramerType.RTU,
+                baudrate=bus.baudrate,
+                bytesize=8,
+                parity=bus.parity,
+                stopbits=bus.stopbits,
+                timeout=bus.timeout,
+                retries=bus.retries,
+                reconnect_delay=0,  # the poller reconnects with its own backoff
+                name=f"bus {bus.name}",
+                trace_packet=self._trace_packet,
+            )
+        else:
+            self._client = AsyncModbusTcpClient(
+                bus.host,
+                port=bus.port,
+                timeout=bus.timeout,
+                retries=bus.retries,
+                reconnect_delay=0,
+                name=f"bus {bus.name}",
+            )
         self._lock = asyncio.Lock()
+        self._line_free_at = 0.0
+        self._bad_crc = False
 
     @property
     def connected(self) -> bool:
@@ -57,9 +126,9 @@ class BusClient:
         try:
             ok = await asyncio.wait_for(self._client.connect(), timeout=self.bus.timeout * 2 + 1.0)
         except (OSError, asyncio.TimeoutError, ModbusException) as exc:
-            raise DriveConnectionError(f"cannot connect to {self.bus.host}:{self.bus.port}: {exc}") from exc
+            raise DriveConnectionError(f"cannot connect to {self.bus.address}: {exc}") from exc
         if not ok:
-            raise DriveConnectionError(f"cannot connect to {self.bus.host}:{self.bus.port}")
+            raise DriveConnectionError(f"cannot connect to {self.bus.address}")
 
     def close(self) -> None:
         """Drop the connection."""
@@ -67,11 +136,14 @@ class BusClient:
 
     async def read(self, unit: int, block: Block) -> list[int]:
         """Read one block from one unit."""
-        if block.table is RegisterTable.HOLDING:
-            call = self._client.read_holding_registers(block.start, count=block.count, device_id=unit)
-        else:
-            call = self._client.read_input_registers(block.start, count=block.count, device_id=unit)
-        response = await self._execute(call, block.table.read_function)
+        client = self._client
+
+        def call() -> Awaitable[Any]:
+            if block.table is RegisterTable.HOLDING:
+                return client.read_holding_registers(block.start, count=block.count, device_id=unit)
+            return client.read_input_registers(block.start, count=block.count, device_id=unit)
+
+        response = await self._execute(call, block.table.read_function, 2 * block.count + 5)
         registers = list(getattr(response, "registers", []))
         if len(registers) != block.count:
             raise DriveProtocolError(
@@ -81,39 +153,89 @@ class BusClient:
 
     async def write(self, unit: int, address: int, values: Sequence[int]) -> None:
         """Write holding registers (function 16, or 6 for a single register)."""
+        client = self._client
         if len(values) == 1:
-            call = self._client.write_register(address, values[0], device_id=unit)
             function = 6
-        else:
-            call = self._client.write_registers(address, list(values), device_id=unit)
-            function = 16
-        await self._execute(call, function)
 
-    async def _execute(self, call: Awaitable[Any], function: int) -> Any:
+            def call() -> Awaitable[Any]:
+                return client.write_register(address, values[0], device_id=unit)
+        else:
+            function = 16
+
+            def call() -> Awaitable[Any]:
+                return client.write_registers(address, list(values), device_id=unit)
+
+        await self._execute(call, function, WRITE_SINGLE_BYTES)
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """Notice a complete RTU reply whose CRC is wrong (pymodbus silently drops it)."""
+        if not sending:
+            size = response_size(data)
+            if size is not None and len(data) >= size and not crc_ok(data[:size]):
+                self._bad_crc = True
+        return data
+
+    async def _execute(self, call: Callable[[], Awaitable[Any]], function: int, response_bytes: int) -> Any:
         # A hard deadline above pymodbus's own timeout × retries, so no request can hang.
         deadline = self.bus.timeout * (self.bus.retries + 1) + 1.0
-        try:
-            async with self._lock:
-                response = await asyncio.wait_for(call, timeout=deadline)
-        except asyncio.TimeoutError as exc:
-            raise DriveTimeoutError(f"no answer within {deadline:g} s") from exc
-        except ConnectionException as exc:
-            raise DriveConnectionError(str(exc)) from exc
-        except ModbusIOException as exc:
-            if not self.connected:
+        async with self._lock:
+            if self.timing is not None:
+                # Keep the line silent between frames, as the slowest drive on it needs.
+                wait = self._line_free_at - self.clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._bad_crc = False
+            started = self.clock()
+            ok = False
+            try:
+                response = await asyncio.wait_for(call(), timeout=deadline)
+                ok = True
+            except asyncio.TimeoutError as exc:
+                raise self._no_answer(f"no answer within {deadline:g} s") from exc
+            except ConnectionException as exc:
                 raise DriveConnectionError(str(exc)) from exc
-            text = str(exc)
-            if "No response" in text:
-                raise DriveTimeoutError(text) from exc
-            raise DriveProtocolError(text) from exc
-        except (ModbusException, ValueError, struct.error) as exc:
-            raise DriveProtocolError(str(exc)) from exc
-        except OSError as exc:
-            raise DriveConnectionError(str(exc)) from exc
+            except ModbusIOException as exc:
+                if not self.connected:
+                    raise DriveConnectionError(str(exc)) from exc
+                text = str(exc)
+                if "No response" in text:
+                    raise self._no_answer(text) from exc
+                raise DriveProtocolError(text) from exc
+            except (ModbusException, ValueError, struct.error) as exc:
+                raise DriveProtocolError(str(exc)) from exc
+            except OSError as exc:
+                raise DriveConnectionError(str(exc)) from exc
+            finally:
+                self._account(started, ok, response_bytes)
         if response is None:
             raise DriveProtocolError("empty response")
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
-            raise DriveReplyError(function, code)
+            raise reply_error(function, code)
         return response
 
+    def _no_answer(self, text: str) -> DriveError:
+        if self._bad_crc:
+            self.stats.crc_errors += 1
+            return LineNoiseError(f"reply failed its CRC check (line noise?); {text}")
+        return DriveTimeoutError(text)
+
+    def _account(self, started: float, ok: bool, response_bytes: int) -> None:
+        now = self.clock()
+        self.stats.transactions += 1
+        if not ok:
+            self.stats.failures += 1
+            # One silent drive must never make pymodbus close a line the others still answer on.
+            ctx = getattr(self._client, "ctx", None)
+            if ctx is not None and hasattr(ctx, "max_until_disconnect"):
+                ctx.count_until_disconnect = ctx.max_until_disconnect
+        if self.timing is None:
+            self.stats.busy_s += now - started
+            return
+        self._line_free_at = now + self.timing.gap
+        if ok:
+            chars = READ_REQUEST_BYTES + response_bytes
+            self.stats.busy_s += self.timing.frame_time(chars) + 2.0 * self.timing.gap
+        else:
+            waited = now - started
+            self.stats.busy_s += self.timing.frame_time(READ_REQUEST_BYTES) + self.timing.gap + waited

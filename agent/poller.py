@@ -4,6 +4,18 @@ A failed read is a typed ``DriveError`` recorded on that drive (and shown as
 ``vfd_up 0`` and a labelled error count); it never escapes the loop. The
 schedule is fixed-rate on the monotonic clock: a cycle that overruns skips the
 missed ticks instead of bursting to catch up.
+
+Every drive of the bus is polled in config order, one transaction at a time.
+A drive that stops answering costs a whole timeout per read, which on an RTU
+line is time the healthy drives need; so a drive that timed out is asked again
+only after a backoff (one interval, doubling up to ``DOWN_RETRY_MAX_S``) and the
+others keep their slots. A connection that drops mid-cycle is reopened at once,
+so the drives after the one that dropped it are still polled in that cycle.
+
+Each drive's reads are planned per bus (``agent.readplan.plan_for``): on RTU,
+gaps are bridged where the frame-time model says that is cheaper. A drive that
+rejects a bridged read with exception 2 (illegal data address) is re-planned
+without bridging, once.
 """
 
 from __future__ import annotations
@@ -12,18 +24,25 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.config import BusConfig
+from agent.config import BusConfig, Transport
 from agent.drive import DriveRuntime, ImplausibleReadingError
-from agent.errors import DriveConnectionError, DriveError, DriveProtocolError
+from agent.errors import DriveConnectionError, DriveError, DriveProtocolError, DriveReplyError
 from agent.modbus import BusClient
-from agent.readplan import decode_blocks
+from agent.readplan import decode_blocks, plan_for, plan_reads
+from agent.rtu import LineBudget, LineTiming, line_budget
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+DOWN_RETRY_MAX_S = 4.0  # a silent drive is asked again at least this often (recovery well within 10 s)
+SLOW_KINDS = frozenset({"timeout", "crc", "connection"})  # failures that cost the line a whole timeout
+UTILIZATION_WINDOW_S = 10.0
+STALE_INTERVALS = 2.5  # a reading older than this many intervals is stale
 
 
 @dataclass
@@ -57,6 +76,20 @@ class BusPoller:
         self.stats = BusStats()
         self._backoff = 0.0
         self._next_connect = 0.0
+        self._retry_at: dict[str, float] = {}
+        self._retry_delay: dict[str, float] = {}
+        self._busy_samples: deque[tuple[float, float]] = deque()
+        for drive in drives:
+            drive.blocks = plan_for(bus, drive.config.profile)
+            drive.stale_after = max(STALE_INTERVALS * bus.poll_interval, bus.poll_interval + bus.timeout)
+        self.budget: LineBudget | None = None
+        if bus.transport is Transport.RTU:
+            timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
+            self.budget = line_budget(bus.name, bus.poll_interval, timing,
+                                      (b.count for d in drives for b in d.blocks))
+            warning = self.budget.warning()
+            if warning is not None:
+                log.warning("%s", warning)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; then close the connection."""
@@ -83,38 +116,88 @@ class BusPoller:
             self.client.close()
 
     async def poll_once(self) -> None:
-        """One cycle over every drive of the bus."""
+        """One cycle over every drive of the bus that is due."""
         if not self.client.connected:
             try:
                 await self._connect()
             except DriveConnectionError as exc:
                 for drive in self.drives:
                     drive.fail(exc)
+                self._sample_busy()
                 return
+        now = self.clock()
         for drive in self.drives:
-            # If the connection drops mid-cycle, the rest of the drives fail fast this
-            # cycle and a later cycle reconnects, rather than each one timing out.
+            if now < self._retry_at.get(drive.name, -math.inf):
+                continue  # a silent drive waits for its retry; the others keep their slots
+            if not self.client.connected and not await self._reconnect_in_cycle(drive):
+                continue
             await self._poll_drive(drive)
         if not self.client.connected:
             self._schedule_reconnect()
+        self._sample_busy()
+
+    async def _reconnect_in_cycle(self, drive: DriveRuntime) -> bool:
+        """The connection dropped mid-cycle: reopen it at once (or fail this drive fast)."""
+        try:
+            await self._connect()
+        except DriveConnectionError as exc:
+            drive.fail(exc)
+            return False
+        return True
 
     async def _poll_drive(self, drive: DriveRuntime) -> None:
-        if not self.client.connected:
-            drive.fail(DriveConnectionError("bus connection lost"))
-            return
         try:
             registers = [await self.client.read(drive.config.unit, block) for block in drive.blocks]
             values = decode_blocks(drive.blocks, registers)
+        except DriveReplyError as exc:
+            if exc.exception_code == 2 and self._replan_without_gaps(drive):
+                return
+            self._failed(drive, exc)
+            return
         except DriveError as exc:
-            drive.fail(exc)
+            self._failed(drive, exc)
             return
         except ValueError as exc:
-            drive.fail(DriveProtocolError(str(exc)))
+            self._failed(drive, DriveProtocolError(str(exc)))
             return
+        self._retry_at.pop(drive.name, None)
+        self._retry_delay.pop(drive.name, None)
         try:
             drive.accept(self.clock(), self.wall_clock(), values)
         except ImplausibleReadingError:
             pass  # recorded on the drive by accept()
+
+    def _failed(self, drive: DriveRuntime, error: DriveError) -> None:
+        drive.fail(error)
+        if error.kind in SLOW_KINDS:
+            delay = min(max(self.bus.poll_interval, 2.0 * self._retry_delay.get(drive.name, 0.0)),
+                        max(DOWN_RETRY_MAX_S, self.bus.poll_interval))
+            self._retry_delay[drive.name] = delay
+            # Half an interval early, so the retry falls in the cycle that is due then.
+            self._retry_at[drive.name] = self.clock() + delay - 0.5 * self.bus.poll_interval
+
+    def _replan_without_gaps(self, drive: DriveRuntime) -> bool:
+        """A drive refused a read that bridged unnamed registers: read only what the profile names."""
+        plain = plan_reads(drive.config.profile.points.values(), max_gap=0)
+        if plain == drive.blocks:
+            return False
+        log.warning("drive %s: refuses reads across unnamed registers (exception 2); reading %d blocks "
+                    "instead of %d", drive.name, len(plain), len(drive.blocks))
+        drive.blocks = plain
+        return True
+
+    def _sample_busy(self) -> None:
+        now = self.clock()
+        self._busy_samples.append((now, self.client.stats.busy_s))
+        while len(self._busy_samples) > 2 and now - self._busy_samples[1][0] >= UTILIZATION_WINDOW_S:
+            self._busy_samples.popleft()
+
+    def utilization(self) -> float:
+        """Share of the last ~10 s the line was busy (RTU: theoretical frame time), NaN before two cycles."""
+        if len(self._busy_samples) < 2:
+            return math.nan
+        (t0, busy0), (t1, busy1) = self._busy_samples[0], self._busy_samples[-1]
+        return (busy1 - busy0) / (t1 - t0) if t1 > t0 else math.nan
 
     async def _connect(self) -> None:
         now = self.clock()
@@ -129,7 +212,7 @@ class BusPoller:
             raise
         self.stats.connects += 1
         self._backoff = 0.0
-        log.info("bus %s: connected to %s:%d", self.bus.name, self.bus.host, self.bus.port)
+        log.info("bus %s: connected to %s", self.bus.name, self.bus.address)
 
     def _schedule_reconnect(self) -> None:
         """Exponential backoff from one poll interval up to the bus's maximum."""

@@ -1,11 +1,16 @@
 """Plan a drive's reads into the fewest Modbus block reads.
 
 Every read costs a round trip (a frame pair and two silent intervals on RTU),
-so points are merged into contiguous blocks per register table, up to the
-125-register limit of function codes 3 and 4. Gaps up to ``max_gap`` registers
-are bridged, since reading a few unused registers is cheaper than a frame;
-the default of 0 never reads an address the profile does not name, because
-some drives answer such reads with an exception.
+so points are merged into contiguous blocks per register table (function code
+3 or 4), up to the 125-register limit. Gaps up to ``max_gap`` registers are
+bridged, since reading a few unused registers can be cheaper than a frame.
+
+``plan_for`` picks ``max_gap`` for a drive on a bus: the bus's ``max_gap``, else
+the profile's (what the drive tolerates), else on RTU the frame-time model's
+break-even gap (``agent.rtu``: at 19200 baud 8E1, 10 registers), and on TCP 0,
+which never reads an address the profile does not name; on RTU a configured
+``max_gap`` is a ceiling the cost model stays under. Some drives answer reads
+of unnamed registers with exception 2; the poller then re-plans with 0.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from agent.codec import decode
-from agent.profile import Point, Quantity, RegisterTable
+from agent.config import BusConfig, Transport
+from agent.profile import Point, Profile, Quantity, RegisterTable
+from agent.rtu import LineTiming
 
 MAX_READ_REGISTERS = 125
 
@@ -52,6 +59,21 @@ def plan_reads(
         if current:
             blocks.append(Block(table, start, end - start, tuple(current)))
     return tuple(blocks)
+
+
+def max_gap_for(bus: BusConfig, profile: Profile) -> int:
+    """The largest gap a block read of this drive on this bus bridges (see the module doc)."""
+    configured = bus.max_gap if bus.max_gap is not None else profile.max_gap
+    if bus.transport is not Transport.RTU:
+        return configured or 0
+    timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
+    cheapest = timing.break_even_gap()
+    return cheapest if configured is None else min(configured, cheapest)
+
+
+def plan_for(bus: BusConfig, profile: Profile) -> tuple[Block, ...]:
+    """A drive's reads, planned for the bus it hangs on."""
+    return plan_reads(profile.points.values(), max_gap=max_gap_for(bus, profile))
 
 
 def decode_blocks(blocks: Sequence[Block], registers: Sequence[Sequence[int]]) -> dict[Quantity, float]:

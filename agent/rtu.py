@@ -29,6 +29,35 @@ WRITE_SINGLE_BYTES = 8  # request and response alike
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
+def crc16(data: bytes) -> int:
+    """Modbus RTU CRC-16 (polynomial 0xA001, initial 0xFFFF); it goes on the wire low byte first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def response_size(frame: bytes) -> int | None:
+    """Length of the RTU response frame that starts ``frame``, once its header says; None before."""
+    if len(frame) < 3:
+        return None
+    function = frame[1]
+    if function & 0x80:
+        return EXCEPTION_RESPONSE_BYTES
+    if function in (1, 2, 3, 4):
+        return READ_RESPONSE_OVERHEAD_BYTES + frame[2]
+    if function in (5, 6, 15, 16):
+        return WRITE_SINGLE_BYTES
+    return None
+
+
+def crc_ok(frame: bytes) -> bool:
+    """True if the frame's last two bytes are the CRC of the rest."""
+    return len(frame) >= 4 and crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+
+
 @dataclass(frozen=True)
 class LineTiming:
     """Wire timing of one serial line."""

@@ -3,8 +3,14 @@
 Reads get the drive's current state encoded point by point with ``agent.codec``;
 writes are decoded the same way. Out-of-range values saturate at the type's
 limits, as a drive's display does, except the energy counter, which wraps at
-the type's maximum like a real counter. Only points the profile marks writable
-accept writes; a written value is read back as written.
+the type's maximum like a real counter (or sticks at the profile's
+``saturates_at``, as SINAMICS r0039 does at 32767 kWh). Only points the profile
+marks writable accept writes; a written value is read back as written.
+
+A drive serves its points in clusters: registers between points less than
+``READABLE_GAP`` apart read 0, as on most drives; a read that reaches beyond a
+cluster gets exception 2 (illegal data address), as from a drive whose map has
+holes. The status word follows the profile's ``status_bits``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from hil.physics import GRAVITY, WATER_DENSITY
 from hil.plantfile import DriveSpec
 
 FLOAT32_MAX = 3.4028234663852886e38
+READABLE_GAP = 32  # unnamed registers between points closer than this read 0
+DEFAULT_STATUS_BITS = {"ready": 0, "running": 1, "remote": 2, "fault": 3}
 
 
 class StatusBit(IntFlag):
@@ -73,16 +81,36 @@ def wrapped(point: Point, value: float) -> list[int]:
     return encode(float(count), point.dtype, point.word_order, point.byte_order)
 
 
-def status_word(snapshot: DriveSnapshot, remote: bool) -> int:
-    """Status word from the drive's state."""
-    word = StatusBit.READY
-    if snapshot.running:
-        word |= StatusBit.RUNNING
-    if remote:
-        word |= StatusBit.REMOTE
-    if snapshot.fault_code:
-        word |= StatusBit.FAULT
-    return int(word)
+def status_word(snapshot: DriveSnapshot, remote: bool, bits: dict[str, int] | None = None) -> int:
+    """Status word from the drive's state, with the profile's bit numbers (default: ``StatusBit``)."""
+    bits = bits or DEFAULT_STATUS_BITS
+    states = {"ready": True, "running": snapshot.running, "remote": remote,
+              "fault": bool(snapshot.fault_code), "warning": False}
+    word = 0
+    for name, bit in bits.items():
+        if states.get(name, False):
+            word |= 1 << bit
+    return word
+
+
+def unavailable(point: Point) -> list[int]:
+    """The value a drive shows for "not available": NaN for floats, else the type's extreme."""
+    if point.dtype.is_float:
+        return encode(math.nan, point.dtype, point.word_order, point.byte_order)
+    low, high = point.dtype.bounds
+    return encode(float(low if low < 0 else high), point.dtype, point.word_order, point.byte_order)
+
+
+def clusters(points: Sequence[Point], readable_gap: int = READABLE_GAP) -> list[Span]:
+    """Runs of registers a drive serves: points closer than ``readable_gap`` share a run."""
+    runs: list[Span] = []
+    for point in sorted(points, key=lambda p: p.address):
+        if runs and point.address - (runs[-1].start + runs[-1].count) < readable_gap:
+            last = runs[-1]
+            runs[-1] = Span(last.start, max(last.start + last.count, point.end) - last.start)
+        else:
+            runs.append(Span(point.address, point.registers))
+    return runs
 
 
 class DriveRegisters:
@@ -98,6 +126,15 @@ class DriveRegisters:
                 start = min(p.address for p in points)
                 self.spans[table] = Span(start, max(p.end for p in points) - start)
         self.held: dict[Quantity, list[int]] = {}  # registers of written points, read back as written
+        self.clusters = {
+            table: clusters([p for p in self.profile.points.values() if p.table is table])
+            for table in self.spans
+        }
+        # Faults of the values served (hil.faults): set by the server, cleared with the fault.
+        self.stuck_at: DriveSnapshot | None = None  # every value frozen at this state
+        self.power_unavailable = False  # power reads NaN or the type's "not available" value
+        self.power_factor = 1.0  # a wrong scale
+        self.counter_offset = 0.0  # J, subtracted from the energy counter since a restart
 
     def _speed_si(self, point: Point, ratio: float) -> float:
         return ratio * self.spec.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else ratio
@@ -118,32 +155,58 @@ class DriveRegisters:
         if q is Quantity.PRESSURE and point.dimension is Dimension.HEAD:
             return m.pressure / (WATER_DENSITY * GRAVITY)  # metres of water column
         if q is Quantity.STATUS_WORD:
-            return float(status_word(snapshot, self.spec.remote))
+            return float(status_word(snapshot, self.spec.remote, self.profile.status_bits))
         if q is Quantity.FAULT_CODE:
             return float(snapshot.fault_code)
         simple = {
-            Quantity.POWER: m.power, Quantity.ENERGY: m.energy_counter, Quantity.CURRENT: m.current,
+            Quantity.POWER: m.power * self.power_factor,
+            Quantity.ENERGY: max(m.energy_counter - self.counter_offset, 0.0), Quantity.CURRENT: m.current,
             Quantity.DC_VOLTAGE: m.dc_voltage, Quantity.FLOW: m.flow, Quantity.PRESSURE: m.pressure,
             Quantity.CONTROL_WORD: 0.0,
         }
         return simple[q]
+
+    def words(self, point: Point, snapshot: DriveSnapshot) -> list[int]:
+        """The registers of one point as the drive serves them now."""
+        held = self.held.get(point.quantity)
+        if held is not None:
+            return held
+        if self.stuck_at is not None:
+            snapshot = self.stuck_at
+        if point.quantity is Quantity.POWER and self.power_unavailable:
+            return unavailable(point)
+        if point.quantity is Quantity.ENERGY:
+            value = self.value(point, snapshot)
+            if point.saturates_at is not None and point.from_si(value) >= point.saturates_at:
+                raw = point.saturates_at
+                return encode(raw, point.dtype, point.word_order, point.byte_order)
+            return wrapped(point, value)
+        return saturated(point, self.value(point, snapshot))
 
     def image(self, table: RegisterTable, snapshot: DriveSnapshot) -> list[int]:
         """Every register of a table's span; addresses no point names read 0."""
         span = self.spans[table]
         registers = [0] * span.count
         for point in self.profile.points.values():
-            if point.table is not table:
-                continue
-            held = self.held.get(point.quantity)
-            if held is not None:
-                words = held
-            elif point.quantity is Quantity.ENERGY:
-                words = wrapped(point, self.value(point, snapshot))
-            else:
-                words = saturated(point, self.value(point, snapshot))
-            offset = point.address - span.start
-            registers[offset : offset + len(words)] = words
+            if point.table is table:
+                offset = point.address - span.start
+                registers[offset : offset + point.registers] = self.words(point, snapshot)
+        return registers
+
+    def read(
+        self, table: RegisterTable, address: int, count: int, snapshot: DriveSnapshot
+    ) -> list[int] | None:
+        """Registers ``address .. address + count - 1``; None if they reach beyond what the drive serves."""
+        if not any(c.start <= address and address + count <= c.start + c.count
+                   for c in self.clusters.get(table, ())):
+            return None
+        registers = [0] * count
+        for point in self.profile.points.values():
+            if point.table is table and point.address < address + count and address < point.end:
+                for index, word in enumerate(self.words(point, snapshot)):
+                    offset = point.address + index - address
+                    if 0 <= offset < count:
+                        registers[offset] = word
         return registers
 
     def write(

@@ -1,10 +1,19 @@
-"""A whole plant served as Modbus TCP drives, one unit id per drive, like a TCP gateway.
+"""A whole plant served as Modbus drives: over TCP like a gateway, or over an RTU serial line.
 
-This is the only ``hil`` module that imports pymodbus. Each drive is one
-``SimDevice`` whose block spans its profile's addresses; the device's ``action``
-coroutine copies the drive's current register image in on every read and hands
-writes to the physics. Unit ids the plant does not have get exception 0x0B
-(gateway target failed to respond), as from a real gateway.
+The Modbus server side is implemented here, on asyncio streams and a serial
+port, rather than with pymodbus's server, because a fault-injecting drive has to
+do what no library server does on purpose: stay silent for one unit, answer
+late, cut a frame short, put garbage or a flipped bit on the wire, or drop the
+connection (``hil.faults``). It serves function codes 3 and 4 (read holding and
+input registers), 6 and 16 (write one or several holding registers); others get
+exception 1.
+
+- TCP: one unit id per drive; unit ids the plant does not have get exception
+  0x0B (gateway target failed to respond), as from a real gateway.
+- RTU: frames are found by their length and checked by their CRC; a frame with a
+  bad CRC is dropped, and an absent unit stays silent, as on a real line. With
+  ``wire_time`` the reply waits for the time both frames would take on the wire
+  at the line's baud rate, so a pseudo-terminal behaves like a real line.
 
 The physics runs on the event loop (a task stepping it every physics step, and
 every request catching it up first), so no locks are needed; other threads,
@@ -16,106 +25,99 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
+import struct
 import time
+from collections import Counter
 from collections.abc import Callable
-
-from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from dataclasses import dataclass
+from typing import Any
 
 from agent.profile import Quantity, RegisterTable
+from agent.rtu import READ_REQUEST_BYTES, LineTiming, crc16, crc_ok
+from hil.faults import ActiveFault, Fault, FaultSpec
 from hil.model import DriveSnapshot, PlantModel
 from hil.plantfile import DriveSpec, PlantSpec
 from hil.registers import DriveRegisters, WriteResult
 
 log = logging.getLogger(__name__)
 
-GATEWAY_UNIT = 0  # pymodbus's catch-all device: answers for every unit the plant lacks
-MAX_ADDRESS_COUNT = 0x10000
-_RESULT_CODES = {
-    WriteResult.ILLEGAL_ADDRESS: ExcCodes.ILLEGAL_ADDRESS,
-    WriteResult.ILLEGAL_VALUE: ExcCodes.ILLEGAL_VALUE,
-}
+ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
+GATEWAY_NO_RESPONSE = 0x0B
+MAX_READ, MAX_WRITE = 125, 123
+_RESULT_CODES = {WriteResult.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, WriteResult.ILLEGAL_VALUE: ILLEGAL_VALUE}
+_PARTIAL_FRAME_S = 0.1  # an RTU frame not completed within this is line noise
+
+
+def rtu_frame(unit: int, pdu: bytes) -> bytes:
+    """Unit id, PDU and CRC."""
+    body = bytes([unit]) + pdu
+    return body + crc16(body).to_bytes(2, "little")
+
+
+def _exception(function: int, code: int) -> bytes:
+    return bytes([(function | 0x80) & 0xFF, code])
+
+
+@dataclass
+class _Reply:
+    """What to put on the wire for one request."""
+
+    pdu: bytes | None  # None: stay silent
+    delay: float = 0.0
+    mangle: Fault | None = None  # garbage, truncated or noise
+    drop: bool = False  # close the TCP connection instead
+
+
+@dataclass
+class ServeStats:
+    """What the simulator saw, for tests and the soak bench."""
+
+    requests: Counter[int]  # per unit id
+    line_busy_s: float = 0.0  # RTU: emulated wire time
 
 
 class _DriveEndpoint:
-    """Glue between one drive's registers and pymodbus's SimDevice action protocol."""
+    """One drive's registers and faults."""
 
     def __init__(self, plant: SimulatedPlant, spec: DriveSpec) -> None:
         self.plant = plant
         self.spec = spec
         self.registers = DriveRegisters(spec)
-
-    def device(self) -> SimDevice:
-        spans = self.registers.spans
-        if len(spans) == 1:
-            (span,) = spans.values()
-            blocks = [SimData(address=span.start, count=span.count, datatype=DataType.REGISTERS)]
-            return SimDevice(id=self.spec.unit, simdata=blocks, action=self.action)
-        # Holding and input registers apart: pymodbus then needs coil and discrete-input
-        # blocks too; one register of each, which the profile never names.
-        bits = [SimData(address=0, count=1, values=0, datatype=DataType.BITS)]
-        holding, inputs = spans[RegisterTable.HOLDING], spans[RegisterTable.INPUT]
-        return SimDevice(
-            id=self.spec.unit,
-            simdata=(
-                bits, list(bits),
-                [SimData(address=holding.start, count=holding.count, datatype=DataType.REGISTERS)],
-                [SimData(address=inputs.start, count=inputs.count, datatype=DataType.REGISTERS)],
-            ),
-            action=self.action,
-        )
-
-    async def action(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        """Refresh the block from the physics on reads; apply writes to the physics."""
-        self.plant.update()
-        snapshot = self.plant.snapshot(self.spec.name)
-        table = RegisterTable.INPUT if function_code == 4 else RegisterTable.HOLDING
-        if table not in self.registers.spans:
-            table = next(iter(self.registers.spans))  # one shared block serves both tables
-        if values is not None:
-            result, ratio = self.registers.write(address, [int(v) for v in values], snapshot)
-            if result is not WriteResult.OK:
-                return _RESULT_CODES[result]
-            if ratio is not None:
-                self.plant.model.drives[self.spec.name].remote_setpoint = ratio
-            return None
-        image = self.registers.image(table, snapshot)
-        offset = self.registers.spans[table].start - start_address
-        registers[offset : offset + len(image)] = image
-        return None
-
-
-async def _absent_unit(*_args: object) -> ExcCodes:
-    return ExcCodes.GATEWAY_NO_RESPONSE
+        self.faults: dict[Fault, ActiveFault] = {}
 
 
 class SimulatedPlant:
-    """A plant's physics plus its drives served over Modbus TCP.
+    """A plant's physics plus its drives served over Modbus TCP and/or RTU.
 
     The physics clock starts when the plant is created; ``update()`` catches the
     physics up to the clock, which the server also does on every request and a
     background task does every physics step while serving.
     """
 
-    def __init__(self, spec: PlantSpec, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, spec: PlantSpec, *, clock: Callable[[], float] = time.monotonic, seed: int = 0
+    ) -> None:
         self.spec = spec
         self.clock = clock
         self.model = PlantModel(spec)
         self._t0 = clock()
         self._endpoints = {d.name: _DriveEndpoint(self, d) for d in spec.drives}
-        self._server: ModbusTcpServer | None = None
+        self._by_unit = {d.unit: self._endpoints[d.name] for d in spec.drives}
+        self._rng = random.Random(seed)
+        self._tcp: asyncio.Server | None = None
+        self._rtu: _RtuPort | None = None
         self._physics: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.stats = ServeStats(Counter())
         self.host = ""
         self.port = 0
+        self.device = ""
+        for drive in spec.drives:
+            for fault in getattr(drive, "faults", ()):
+                self._start_fault(self._endpoints[drive.name], fault)
 
     @property
     def drive_names(self) -> tuple[str, ...]:
@@ -134,12 +136,16 @@ class SimulatedPlant:
 
     @property
     def serving(self) -> bool:
-        """True between start() and stop()."""
-        return self._server is not None
+        """True between start() (or start_rtu()) and stop()."""
+        return self._tcp is not None or self._rtu is not None
 
     def update(self) -> None:
         """Advance the physics to the clock."""
-        self.model.advance_to(self.clock() - self._t0)
+        self.model.advance_to(self.now())
+
+    def now(self) -> float:
+        """Seconds since the simulation started."""
+        return self.clock() - self._t0
 
     def snapshot(self, name: str) -> DriveSnapshot:
         """Latest physics state of a drive (as of the last step; see update())."""
@@ -160,29 +166,219 @@ class SimulatedPlant:
         if ratio is None:
             registers.held.pop(Quantity.SPEED_SETPOINT, None)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Bind the Modbus server (port 0: any free port, see ``self.port``) and start the physics."""
-        if self._server is not None:
-            raise RuntimeError("the simulated plant is already serving")
-        devices = [e.device() for e in self._endpoints.values()]
-        devices.append(SimDevice(
-            id=GATEWAY_UNIT,
-            simdata=[SimData(address=0, count=MAX_ADDRESS_COUNT, datatype=DataType.REGISTERS)],
-            action=_absent_unit,
-        ))
-        server = ModbusTcpServer(devices, address=(host, port))
+    # --- faults -------------------------------------------------------------------------------
+
+    def inject(self, name: str, fault: Fault | str, **params: float) -> FaultSpec:
+        """Give a drive a fault (see ``hil.faults``) from now on; replaces one of the same kind."""
+        endpoint = self._endpoint(name)
+        spec = FaultSpec.make(Fault(fault), **params)
+        self._start_fault(endpoint, spec)
+        log.info("drive %s: fault %s injected %s", name, spec.kind.value, params or "")
+        return spec
+
+    def clear(self, name: str, fault: Fault | str | None = None) -> None:
+        """End one fault of a drive, or all of them."""
+        endpoint = self._endpoint(name)
+        kinds = list(endpoint.faults) if fault is None else [Fault(fault)]
+        for kind in kinds:
+            if endpoint.faults.pop(kind, None) is not None:
+                self._undo_fault(endpoint, kind)
+        log.info("drive %s: faults cleared (%s)", name, ", ".join(k.value for k in kinds) or "none")
+
+    def faults(self, name: str) -> tuple[Fault, ...]:
+        """Faults in force on a drive."""
+        endpoint = self._endpoint(name)
+        self._expire(endpoint)
+        return tuple(endpoint.faults)
+
+    def _endpoint(self, name: str) -> _DriveEndpoint:
         try:
-            await server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus's way of saying the bind failed
-            raise OSError(f"cannot listen on {host}:{port}: {exc}") from exc
-        listener = server.transport
-        if not isinstance(listener, asyncio.Server) or not listener.sockets:  # pragma: no cover
-            await server.shutdown()  # type: ignore[no-untyped-call]
-            raise OSError(f"cannot listen on {host}:{port}")
-        bound = listener.sockets[0].getsockname()
+            return self._endpoints[name]
+        except KeyError:
+            raise KeyError(f"no drive {name!r}; drives: {', '.join(self._endpoints)}") from None
+
+    def _start_fault(self, endpoint: _DriveEndpoint, spec: FaultSpec) -> None:
+        self.update()
+        regs = endpoint.registers
+        endpoint.faults[spec.kind] = ActiveFault(spec, self.now())
+        if spec.kind is Fault.STUCK:
+            regs.stuck_at = self.snapshot(endpoint.spec.name)
+        elif spec.kind is Fault.NAN:
+            regs.power_unavailable = True
+        elif spec.kind is Fault.IMPLAUSIBLE:
+            regs.power_factor = spec.factor
+        elif spec.kind is Fault.RESTART:
+            # Counters start again from zero when the drive comes back.
+            regs.counter_offset = self.snapshot(endpoint.spec.name).measured.energy_counter
+            regs.held.clear()
+
+    @staticmethod
+    def _undo_fault(endpoint: _DriveEndpoint, kind: Fault) -> None:
+        regs = endpoint.registers
+        if kind is Fault.STUCK:
+            regs.stuck_at = None
+        elif kind is Fault.NAN:
+            regs.power_unavailable = False
+        elif kind is Fault.IMPLAUSIBLE:
+            regs.power_factor = 1.0
+
+    def _expire(self, endpoint: _DriveEndpoint) -> None:
+        restart = endpoint.faults.get(Fault.RESTART)
+        if restart is not None and self.now() >= restart.since + restart.spec.duration_s:
+            del endpoint.faults[Fault.RESTART]
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def answer(self, unit: int, pdu: bytes, rtu: bool) -> _Reply:
+        """The reply to one request PDU for a unit, faults applied."""
+        self.stats.requests[unit] += 1
+        endpoint = self._by_unit.get(unit)
+        if endpoint is None:
+            return _Reply(None if rtu else _exception(pdu[0] if pdu else 0, GATEWAY_NO_RESPONSE))
+        self._expire(endpoint)
+        faults = endpoint.faults
+        if Fault.RESTART in faults:
+            return _Reply(None)
+        hit = {kind: f.spec for kind, f in faults.items() if kind.on_wire and f.spec.hits(self._rng)}
+        if Fault.TIMEOUT in hit:
+            return _Reply(None)
+        if Fault.DROP in hit:
+            return _Reply(None, drop=not rtu)
+        function = pdu[0] if pdu else 0
+        if Fault.EXCEPTION in hit:
+            reply = _Reply(_exception(function, hit[Fault.EXCEPTION].code))
+        else:
+            reply = _Reply(self._execute(endpoint, pdu))
+        if Fault.SLOW in hit:
+            reply.delay = hit[Fault.SLOW].delay_s
+        for kind in (Fault.GARBAGE, Fault.TRUNCATED, Fault.NOISE):
+            if kind in hit:
+                reply.mangle = kind
+        return reply
+
+    def _execute(self, endpoint: _DriveEndpoint, pdu: bytes) -> bytes:
+        """Carry out a request on a drive's registers; the response PDU."""
+        self.update()
+        snapshot = self.snapshot(endpoint.spec.name)
+        regs = endpoint.registers
+        function = pdu[0]
+        if function in (3, 4) and len(pdu) == 5:
+            address, count = struct.unpack(">HH", pdu[1:5])
+            if not 1 <= count <= MAX_READ:
+                return _exception(function, ILLEGAL_VALUE)
+            table = RegisterTable.HOLDING if function == 3 else RegisterTable.INPUT
+            values = regs.read(table, address, count, snapshot)
+            if values is None:
+                return _exception(function, ILLEGAL_ADDRESS)
+            return bytes([function, 2 * count]) + struct.pack(f">{count}H", *values)
+        if function == 6 and len(pdu) == 5:
+            address, value = struct.unpack(">HH", pdu[1:5])
+            return self._write(endpoint, function, address, [value], snapshot) or pdu
+        if function == 16 and len(pdu) >= 6:
+            address, count, size = struct.unpack(">HHB", pdu[1:6])
+            if not 1 <= count <= MAX_WRITE or size != 2 * count or len(pdu) != 6 + size:
+                return _exception(function, ILLEGAL_VALUE)
+            values = list(struct.unpack(f">{count}H", pdu[6:]))
+            return self._write(endpoint, function, address, values, snapshot) or pdu[:5]
+        if function in (3, 4, 6, 16):
+            return _exception(function, ILLEGAL_VALUE)
+        return _exception(function, ILLEGAL_FUNCTION)
+
+    def _write(
+        self, endpoint: _DriveEndpoint, function: int, address: int, values: list[int],
+        snapshot: DriveSnapshot,
+    ) -> bytes | None:
+        result, ratio = endpoint.registers.write(address, values, snapshot)
+        if result is not WriteResult.OK:
+            return _exception(function, _RESULT_CODES[result])
+        if ratio is not None:
+            self.model.drives[endpoint.spec.name].remote_setpoint = ratio
+        return None
+
+    def mangle(self, frame: bytes, kind: Fault | None) -> bytes:
+        if kind is Fault.GARBAGE:
+            return bytes(self._rng.randrange(256) for _ in range(max(len(frame), 4)))
+        if kind is Fault.TRUNCATED:
+            return frame[: max(1, len(frame) // 2)]
+        if kind is Fault.NOISE:
+            position = self._rng.randrange(len(frame))
+            flipped = frame[position] ^ (1 << self._rng.randrange(8))
+            return frame[:position] + bytes([flipped]) + frame[position + 1 :]
+        return frame
+
+    # --- Modbus TCP ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve over Modbus TCP (port 0: any free port, see ``self.port``) and start the physics."""
+        if self._tcp is not None:
+            raise RuntimeError("the simulated plant is already serving TCP")
+        try:
+            server = await asyncio.start_server(self._serve_tcp, host, port)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        bound = server.sockets[0].getsockname()
         self.host, self.port = str(bound[0]), int(bound[1])
-        self._server = server
-        self._physics = asyncio.create_task(self._run_physics(), name="hil physics")
+        self._tcp = server
+        self._start_physics()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self._writers.add(writer)
+        try:
+            while True:
+                header = await reader.readexactly(7)
+                tid, protocol, length, unit = struct.unpack(">HHHB", header)
+                if protocol != 0 or not 2 <= length <= 254:
+                    break  # not Modbus: hang up, as a gateway does
+                pdu = await reader.readexactly(length - 1)
+                reply = self.answer(unit, pdu, rtu=False)
+                if reply.drop:
+                    break
+                if reply.pdu is None:
+                    continue
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                frame = struct.pack(">HHHB", tid, 0, len(reply.pdu) + 1, unit) + reply.pdu
+                writer.write(self.mangle(frame, reply.mangle))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            self._connections.discard(task)
+            writer.close()
+
+    def drop_connections(self) -> int:
+        """Close every open TCP connection now (a gateway that reboots); returns how many."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.close()
+        return len(writers)
+
+    # --- Modbus RTU ---------------------------------------------------------------------------
+
+    async def start_rtu(
+        self, device: str, *, baudrate: int = 19200, parity: str = "E", stopbits: int = 1,
+        wire_time: bool = True,
+    ) -> None:
+        """Serve every drive as a unit on an RTU line at ``device`` (a serial port or a pty)."""
+        if self._rtu is not None:
+            raise RuntimeError("the simulated plant is already serving RTU")
+        timing = LineTiming.for_settings(baudrate, parity, stopbits)
+        self._rtu = _RtuPort(self, device, baudrate, parity, stopbits, timing if wire_time else None)
+        try:
+            self._rtu.open()
+        except OSError:
+            self._rtu = None
+            raise
+        self.device = device
+        self._start_physics()
+
+    def _start_physics(self) -> None:
+        if self._physics is None:
+            self._physics = asyncio.create_task(self._run_physics(), name="hil physics")
 
     async def _run_physics(self) -> None:
         while True:
@@ -191,13 +387,121 @@ class SimulatedPlant:
 
     async def stop(self) -> None:
         """Stop serving and the physics task; a restart resumes the kept state, caught up to the clock."""
-        server, task = self._server, self._physics
-        self._server = self._physics = None
+        server, rtu, task = self._tcp, self._rtu, self._physics
+        self._tcp = self._rtu = self._physics = None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if rtu is not None:
+            await rtu.close()
         if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-            # Let the closed connections run their connection_lost callbacks.
-            await asyncio.sleep(0)
+            server.close()
+            self.drop_connections()
+            connections = list(self._connections)
+            for connection in connections:
+                connection.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
+            await server.wait_closed()
+
+
+class _RtuPort:
+    """One serial port (or pseudo-terminal) carrying RTU frames for every drive of a plant."""
+
+    def __init__(self, plant: SimulatedPlant, device: str, baudrate: int, parity: str, stopbits: int,
+                 timing: LineTiming | None) -> None:
+        self.plant = plant
+        self.device = device
+        self.settings = (baudrate, parity, stopbits)
+        self.timing = timing
+        self.serial: Any = None
+        self.buffer = bytearray()
+        self.frames: asyncio.Queue[bytes] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def open(self) -> None:
+        import serial  # type: ignore[import-untyped]  # pyserial; only needed for RTU
+
+        baudrate, parity, stopbits = self.settings
+        try:
+            self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
+                                        bytesize=8, timeout=0, write_timeout=0, exclusive=True)
+        except (serial.SerialException, ValueError) as exc:
+            raise OSError(f"cannot open {self.device}: {exc}") from exc
+        self.loop.add_reader(self.serial.fileno(), self._readable)
+        self.worker = asyncio.create_task(self._work(), name=f"hil rtu {self.device}")
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.serial.fileno(), 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            return  # the other end of a pty is not open (yet): nothing to read
+        self.buffer += data
+        self._split()
+
+    def _split(self) -> None:
+        """Cut complete frames off the buffer by their length; drop what cannot be a frame."""
+        while len(self.buffer) >= 2:
+            function = self.buffer[1]
+            if function in (1, 2, 3, 4, 5, 6):
+                size = READ_REQUEST_BYTES
+            elif function in (15, 16):
+                if len(self.buffer) < 7:
+                    break
+                size = 9 + self.buffer[6]
+            else:
+                self.buffer.clear()  # not a request we can frame: line noise
+                break
+            if len(self.buffer) < size:
+                break
+            frame, self.buffer = bytes(self.buffer[:size]), self.buffer[size:]
+            if crc_ok(frame):
+                self.frames.put_nowait(frame)
+            else:
+                self.buffer.clear()  # a CRC error: the master will time out and ask again
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
+        if self.buffer:
+            self.flush_timer = self.loop.call_later(_PARTIAL_FRAME_S, self.buffer.clear)
+
+    async def _work(self) -> None:
+        """Answer frames one at a time, as one line carries one transaction at a time."""
+        while True:
+            frame = await self.frames.get()
+            unit, pdu = frame[0], frame[1:-2]
+            if unit == 0:
+                continue  # broadcast: never answered
+            reply = self.plant.answer(unit, pdu, rtu=True)
+            delay = reply.delay
+            response = rtu_frame(unit, reply.pdu) if reply.pdu is not None else b""
+            if self.timing is not None:
+                wire = self.timing.frame_time(len(frame) + len(response)) + 2 * self.timing.gap
+                self.plant.stats.line_busy_s += wire
+                delay += wire
+            if delay:
+                await asyncio.sleep(delay)
+            if response:
+                self._write(self.plant.mangle(response, reply.mangle))
+
+    def _write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.serial.fileno(), data)
+
+    async def close(self) -> None:
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+        if self.serial is not None:
+            self.loop.remove_reader(self.serial.fileno())
+            self.serial.close()
+            self.serial = None
+        if self.worker is not None:
+            self.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker
