@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -48,6 +50,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one sub-command per job."""
     parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0])
@@ -66,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="metrics endpoint HOST:PORT (default 127.0.0.1:9847)")
     demo.add_argument("--duration", type=_positive, default=None, help="stop after SECONDS")
     demo.add_argument("--state-dir", type=Path, default=None, help="where the demo keeps its state")
+
+    report = sub.add_parser("report", help="energy, savings, CO2 and money from the ledger")
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", "-c", type=Path, help="site config (its storage.path holds the ledger)")
+    source.add_argument("--db", type=Path, help="a ledger.sqlite file")
+    report.add_argument("--from", dest="start", type=_date, default=None, help="first day, YYYY-MM-DD")
+    report.add_argument("--to", dest="end", type=_date, default=None, help="last day (inclusive), YYYY-MM-DD")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    report.add_argument("--plot", type=Path, default=None, help="also draw a PNG (needs vfd-agent[plot])")
 
     warm = sub.add_parser("warmup", help="compile every kernel into the on-disk cache")
     warm.add_argument("--cache-dir", type=Path, default=None, help="Numba cache directory")
@@ -95,9 +113,15 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 async def _run_agent(config: AgentConfig) -> int:
+    from agent.ledger import LedgerLockedError
     from agent.service import Agent  # imports kernels: only after the Numba cache is configured
 
     agent = Agent(config)
+    try:
+        agent.open_ledger()
+    except LedgerLockedError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
     try:
         agent.start_metrics()
     except OSError as exc:
@@ -116,6 +140,41 @@ def _run(path: Path) -> int:
         return _report_config_error(exc)
     configure_numba_cache(config.storage_path / "numba-cache")
     return asyncio.run(_run_agent(config))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from agent import report
+    from agent.ledger import LEDGER_FILE, LedgerError, open_readonly
+
+    tz = datetime.now().astimezone().tzinfo
+    path: Path = args.db
+    if args.config is not None:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            return _report_config_error(exc)
+        path, tz = config.storage_path / LEDGER_FILE, config.site.timezone
+    if args.start and args.end and args.end < args.start:
+        print("vfd-agent report: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        db = open_readonly(path)
+    except LedgerError as exc:
+        print(f"vfd-agent report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    assert tz is not None
+    with contextlib.closing(db):
+        low, high = report.period_bounds(args.start, args.end, tz)
+        summaries = report.summarize(db, low, high, tz)
+        sys.stdout.write(report.render(summaries, report.ReportFormat(args.format)))
+        if args.plot is not None:
+            try:
+                report.plot(db, low, high, tz, args.plot)
+            except ImportError:
+                print("vfd-agent report: --plot needs matplotlib: pip install 'vfd-agent[plot]'",
+                      file=sys.stderr)
+                return EXIT_USAGE
+    return EXIT_OK
 
 
 def _warmup(cache_dir: Path | None) -> int:
@@ -142,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "warmup":
         return _warmup(args.cache_dir)
+    if args.command == "report":
+        return _report(args)
     if args.command == "demo":
         from agent.demo import run_demo
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.bookkeeping import Bookkeeper
 from agent.drive import DriveRuntime
 from agent.profile import Quantity
 
@@ -74,6 +75,14 @@ class AgentCollector(Collector):
             "vfd_energy_gaps", "Sampling gaps longer than max_gap_s that were not integrated", labels=labels
         )
         errors = CounterMetricFamily("vfd_poll_errors", "Failed polls by kind", labels=["drive", "kind"])
+        source = CounterMetricFamily(
+            "vfd_energy_source_seconds", "Seconds of energy booked from each source",
+            labels=["drive", "source"],
+        )
+        counter_events = CounterMetricFamily(
+            "vfd_energy_counter_events", "Energy-counter wraps, resets, jumps and saturation",
+            labels=["drive", "event"],
+        )
         last = GaugeMetricFamily(
             "vfd_last_poll_timestamp_seconds", "Unix time of the last successful poll", labels=labels
         )
@@ -90,6 +99,11 @@ class AgentCollector(Collector):
             co2.add_metric(name, totals.co2_avoided_g)
             cost.add_metric([drive.name, self.currency], totals.cost_saved)
             covered.add_metric(name, totals.covered_s)
+            source.add_metric([drive.name, "counter"], totals.counter_s)
+            source.add_metric([drive.name, "power"], totals.power_s)
+            if drive.account.counter is not None:
+                for event, count in dict(drive.account.counter.events).items():
+                    counter_events.add_metric([drive.name, event.value], float(count))
             gaps.add_metric(name, float(totals.gaps))
             # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
             for kind, count in sorted(dict(drive.errors).items()):
@@ -105,7 +119,27 @@ class AgentCollector(Collector):
                 if Quantity.OUTPUT_FREQUENCY in reading.values:
                     freq.add_metric(name, reading.values[Quantity.OUTPUT_FREQUENCY])
         yield from (up, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty, co2,
-                    cost, covered, gaps, errors, last)
+                    cost, covered, gaps, errors, last, source, counter_events)
+
+
+class LedgerCollector(Collector):
+    """Health of the durable ledger: a failing disk must be visible, not silent."""
+
+    def __init__(self, bookkeeper: Bookkeeper) -> None:
+        self.bookkeeper = bookkeeper
+
+    def collect(self) -> Iterator[Metric]:
+        """Flush counts by result, last successful flush, rows waiting."""
+        keeper = self.bookkeeper
+        flushes = CounterMetricFamily("vfd_ledger_flushes", "Ledger flushes by result", labels=["result"])
+        flushes.add_metric(["ok"], float(keeper.flushes_ok))
+        flushes.add_metric(["error"], float(keeper.flushes_failed))
+        yield flushes
+        yield GaugeMetricFamily("vfd_ledger_last_flush_timestamp_seconds",
+                                "Unix time of the last successful ledger flush", value=keeper.last_flush_wall)
+        yield GaugeMetricFamily("vfd_ledger_unwritten_hours",
+                                "Drive-hours held in memory because the ledger refused them",
+                                value=float(keeper.unwritten_hours))
 
 
 class BuildInfoCollector(Collector):

@@ -1,9 +1,11 @@
 """The running agent: drives, one poller per bus, metrics endpoint, systemd notifications.
 
-Start-up order: build state from the validated config, bind the metrics port
-(a port in use fails at start, loudly and once), start the pollers, then tell
-systemd READY. Shutdown: the stop event ends every poller loop, which closes
-its connection; then the HTTP server stops.
+Start-up order: build state from the validated config, open the ledger and
+restore the totals (another agent on the same ledger fails the start), bind the
+metrics port (a port in use fails at start, loudly and once), start the pollers,
+then tell systemd READY. Shutdown: the stop event ends every poller loop, which
+closes its connection; the last energy is flushed to the ledger; then the HTTP
+server stops.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from collections.abc import Iterable, Sequence
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
+from agent.bookkeeping import Bookkeeper
 from agent.config import AgentConfig
 from agent.drive import DriveRuntime
-from agent.metrics import AgentCollector, BuildInfoCollector, poll_duration_histogram, serve
+from agent.ledger import LEDGER_FILE
+from agent.metrics import (
+    AgentCollector,
+    BuildInfoCollector,
+    LedgerCollector,
+    poll_duration_histogram,
+    serve,
+)
 from agent.modbus import BusClient
 from agent.poller import BusPoller, Clock
 from agent.sdnotify import Notifier
@@ -51,7 +61,10 @@ class Agent:
                 self.pollers.append(
                     BusPoller(bus, on_bus, BusClient(bus), clock=clock, on_cycle=self._observe_cycle)
                 )
+        self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
+                                     config.site.tariff.currency)
         self.registry.register(AgentCollector(self.drives, config.site.tariff.currency))
+        self.registry.register(LedgerCollector(self.bookkeeper))
         self.registry.register(BuildInfoCollector())
         for collector in extra_collectors:
             self.registry.register(collector)
@@ -79,12 +92,19 @@ class Agent:
             self._server.server_close()  # type: ignore[attr-defined]
             self._server = None
 
+    def open_ledger(self) -> None:
+        """Open the ledger and restore the totals; LedgerLockedError if another agent keeps it."""
+        if self.bookkeeper.ledger is None:
+            self.bookkeeper.open()
+
     async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True) -> None:
         """Poll until ``stop`` is set."""
+        self.open_ledger()
         if serve_metrics and self._server is None:
             self.start_metrics()
         tasks = [asyncio.create_task(p.run(stop), name=f"poll {p.bus.name}") for p in self.pollers]
         watchdog = asyncio.create_task(self._watchdog(stop, tasks), name="watchdog")
+        bookkeeping = asyncio.create_task(self.bookkeeper.run(stop), name="ledger")
         self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
         try:
             await asyncio.gather(*tasks)
@@ -93,10 +113,12 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            for helper in (watchdog, bookkeeping):
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
             self.notifier.notify("STOPPING=1")
+            await self.bookkeeper.close()
             if serve_metrics:
                 self.stop_metrics()
 

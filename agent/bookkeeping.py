@@ -1,0 +1,138 @@
+"""Moves each drive's booked energy into the ledger, every flush interval and at shutdown.
+
+A flush closes every drive's savings window, then writes the hour deltas and the
+totals in one transaction on a worker thread (an fsync on an SD card can take
+tens of milliseconds; the poll loop must not wait for it). When the disk is full
+or read-only the deltas are kept and merged into the next attempt, the error is
+logged loudly once and counted, and polling and metrics go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from agent.drive import DriveRuntime
+from agent.energy import EnergyTotals, HourDelta
+from agent.ledger import HourRow, Ledger, LedgerError, LedgerLockedError
+
+log = logging.getLogger(__name__)
+
+
+def add_totals(stored: EnergyTotals, current: EnergyTotals) -> EnergyTotals:
+    """Totals from earlier runs plus what this run has booked so far."""
+    return EnergyTotals(**{
+        f.name: getattr(stored, f.name) + getattr(current, f.name) for f in fields(stored)
+    })
+
+
+class Bookkeeper:
+    """Owns the ledger for the agent's drives."""
+
+    def __init__(
+        self,
+        drives: Sequence[DriveRuntime],
+        path: Path,
+        interval: float,
+        currency: str,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.drives = drives
+        self.path = path
+        self.interval = interval
+        self.currency = currency
+        self.wall_clock = wall_clock
+        self.ledger: Ledger | None = None
+        self.flushes_ok = 0
+        self.flushes_failed = 0
+        self.last_flush_wall = 0.0
+        self._unwritten: dict[tuple[str, int], HourDelta] = {}
+        self._failing = False
+
+    @property
+    def unwritten_hours(self) -> int:
+        """Hour rows waiting for the ledger to accept them again."""
+        return len(self._unwritten)
+
+    def open(self) -> None:
+        """Open the ledger and add its totals to the drives'; LedgerLockedError is fatal."""
+        try:
+            ledger = Ledger.open(self.path)
+        except LedgerLockedError:
+            raise
+        except LedgerError as exc:
+            self._report_failure(exc)
+            return
+        try:
+            stored = ledger.load_totals()
+        except LedgerError as exc:  # pragma: no cover - a readable, migrated file has totals
+            ledger.close()
+            self._report_failure(exc)
+            return
+        for drive in self.drives:
+            if drive.name in stored:
+                drive.account.totals = add_totals(stored[drive.name], drive.account.totals)
+        self.ledger = ledger
+        log.info("ledger %s: %d drive(s) restored", self.path, sum(d.name in stored for d in self.drives))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every interval until ``stop``; the final flush is the caller's (see ``close``)."""
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+            if not stop.is_set():
+                await self.flush()
+
+    async def flush(self) -> bool:
+        """Close every window and write it; False (and the deltas kept) if the ledger refused."""
+        for drive in self.drives:
+            for hour, delta in drive.account.close_window().items():
+                key = (drive.name, hour)
+                if key in self._unwritten:
+                    self._unwritten[key].merge(delta)
+                else:
+                    self._unwritten[key] = delta
+        totals = {d.name: copy.copy(d.account.totals) for d in self.drives}
+        rows = [
+            HourRow(drive, hour, self.currency, delta) for (drive, hour), delta in self._unwritten.items()
+        ]
+        if self.ledger is None:
+            self.open()
+            if self.ledger is None:
+                self.flushes_failed += 1
+                return False
+        now = self.wall_clock()
+        try:
+            await asyncio.to_thread(self.ledger.flush, rows, totals, now)
+        except LedgerError as exc:
+            self.flushes_failed += 1
+            self._report_failure(exc)
+            return False
+        self._unwritten.clear()
+        self.flushes_ok += 1
+        self.last_flush_wall = now
+        if self._failing:
+            log.info("ledger %s: writing again", self.path)
+            self._failing = False
+        return True
+
+    async def close(self) -> None:
+        """Final flush, then release the ledger."""
+        await self.flush()
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+    def _report_failure(self, exc: Exception) -> None:
+        if not self._failing:
+            log.error("%s; energy is kept in memory and written when the ledger works again", exc)
+            self._failing = True
+        else:
+            log.debug("ledger still failing: %s", exc)

@@ -1,0 +1,222 @@
+"""The durable energy ledger: one SQLite row per drive per hour, plus running totals.
+
+Why SQLite: a single file, transactional, readable by ``vfd-agent report`` while
+the agent writes (WAL), and part of Python. Every flush is one transaction that
+adds the hours' deltas and replaces the totals, so a kill or power cut at any
+moment leaves either the state before the flush or the state after it; with
+``synchronous=FULL`` a committed flush survives a power cut. At start the agent
+restores its Prometheus counters from the totals, so they continue, never reset.
+
+A second agent on the same database is refused: the first holds an exclusive
+``flock`` on ``ledger.sqlite.lock`` for its lifetime (released by the kernel
+even after SIGKILL).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from agent.energy import EnergyTotals, HourDelta
+from agent.errors import AgentError
+
+LEDGER_FILE = "ledger.sqlite"
+SCHEMA_VERSION = 1
+
+# Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE hourly (
+        drive TEXT NOT NULL,
+        hour INTEGER NOT NULL,            -- Unix time of the UTC hour's start
+        energy_j REAL NOT NULL DEFAULT 0,
+        baseline_energy_j REAL NOT NULL DEFAULT 0,
+        saved_vfd_j REAL NOT NULL DEFAULT 0,      -- signed: baseline - energy
+        saved_optimizer_j REAL NOT NULL DEFAULT 0,  -- signed: counterfactual - energy
+        co2_g REAL NOT NULL DEFAULT 0,            -- signed, at the emission factor of the moment
+        cost REAL NOT NULL DEFAULT 0,             -- signed, at the tariff of the moment
+        currency TEXT NOT NULL DEFAULT '',
+        covered_s REAL NOT NULL DEFAULT 0,
+        gaps INTEGER NOT NULL DEFAULT 0,
+        counter_s REAL NOT NULL DEFAULT 0,        -- seconds booked from the drive's energy counter
+        power_s REAL NOT NULL DEFAULT 0,          -- seconds booked from integrated power
+        PRIMARY KEY (drive, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE totals (
+        drive TEXT PRIMARY KEY,
+        energy_j REAL NOT NULL, baseline_energy_j REAL NOT NULL,
+        saved_vfd_j REAL NOT NULL, penalty_vfd_j REAL NOT NULL,
+        saved_optimizer_j REAL NOT NULL, penalty_optimizer_j REAL NOT NULL,
+        co2_avoided_g REAL NOT NULL, co2_penalty_g REAL NOT NULL,
+        cost_saved REAL NOT NULL, cost_penalty REAL NOT NULL,
+        covered_s REAL NOT NULL, gaps INTEGER NOT NULL,
+        counter_s REAL NOT NULL, power_s REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
+)
+
+_HOUR_FIELDS = [f.name for f in fields(HourDelta)]
+_TOTAL_FIELDS = [f.name for f in fields(EnergyTotals)]
+
+
+class LedgerError(AgentError):
+    """The ledger cannot be opened or written; polling and metrics go on without it."""
+
+
+class LedgerLockedError(LedgerError):
+    """Another agent already keeps this ledger."""
+
+
+@dataclass(frozen=True)
+class HourRow:
+    """One drive's hour as stored."""
+
+    drive: str
+    hour: int
+    currency: str
+    delta: HourDelta
+
+
+class Ledger:
+    """An open, locked ledger database."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._db = connection
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """Open (creating and migrating as needed) and lock the ledger at ``path``."""
+        lock_fd = _lock(path)
+        try:
+            db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            migrate(db)
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
+            raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
+        return cls(path, db, lock_fd)
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        try:
+            self._db.close()
+        finally:
+            os.close(self._lock_fd)
+
+    def load_totals(self) -> dict[str, EnergyTotals]:
+        """The running totals of every drive, as of the last flush."""
+        rows = self._db.execute(f"SELECT drive, {', '.join(_TOTAL_FIELDS)} FROM totals").fetchall()
+        return {row[0]: EnergyTotals(*row[1:]) for row in rows}
+
+    def flush(self, hours: Iterable[HourRow], totals: Mapping[str, EnergyTotals], now: float) -> None:
+        """Add the hours' deltas and store the totals, all in one transaction."""
+        add = ", ".join(f"{f} = {f} + excluded.{f}" for f in _HOUR_FIELDS)
+        insert_hour = (
+            f"INSERT INTO hourly (drive, hour, currency, {', '.join(_HOUR_FIELDS)}) "
+            f"VALUES (?, ?, ?, {', '.join('?' * len(_HOUR_FIELDS))}) "
+            f"ON CONFLICT (drive, hour) DO UPDATE SET {add}, currency = excluded.currency"
+        )
+        replace_total = (
+            f"INSERT OR REPLACE INTO totals (drive, {', '.join(_TOTAL_FIELDS)}, updated_at) "
+            f"VALUES (?, {', '.join('?' * len(_TOTAL_FIELDS))}, ?)"
+        )
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(insert_hour, [
+                    (row.drive, row.hour, row.currency, *astuple_hour(row.delta)) for row in hours
+                ])
+                self._db.executemany(replace_total, [
+                    (drive, *asdict(t).values(), now) for drive, t in totals.items()
+                ])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+
+
+def astuple_hour(delta: HourDelta) -> tuple[float, ...]:
+    """The delta's values in column order."""
+    return tuple(getattr(delta, f) for f in _HOUR_FIELDS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    found = int(row[0]) if row else 0
+    if found > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"ledger schema version {found} is newer than this agent's {SCHEMA_VERSION}; upgrade the agent"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version]):
+                db.execute(statement)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (no semicolons inside our literals)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _lock(path: Path) -> int:
+    """Take the ledger's exclusive lock or say who holds it."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise LedgerError(f"cannot open the ledger lock {lock_path}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise LedgerLockedError(
+            f"another vfd-agent (pid {holder}) is already keeping the ledger {path}; "
+            "stop it first, or give this one its own storage.path"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection for reports, safe while the agent writes."""
+    if not path.is_file():
+        raise LedgerError(f"no ledger at {path}")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        db.execute("SELECT 1 FROM hourly LIMIT 1")
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read the ledger {path}: {exc}") from exc
+    return db
+
+
+def unix_now() -> float:
+    """Wall-clock time for ``updated_at``."""
+    return time.time()
