@@ -17,6 +17,7 @@ from agent.errors import ConfigError
 from agent.profile import Profile, available_profiles, load_profile, resolve_profile_path
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from agent.yamlsource import Issues, Section, load_yaml
+from hil.faults import FaultSpec, parse_faults
 from hil.physics import FAN_SHAPE, GRAVITY, PUMP_SHAPE, WATER_DENSITY, MachineCurves, curves_from_rated
 
 MAX_UNIT = 247  # unit 0 is the gateway itself, which answers for absent units
@@ -62,6 +63,7 @@ class DriveSpec:
     remote: bool  # drive accepts the fieldbus speed setpoint
     energy_counter_start: float  # J, the drive's counter when the simulation starts
     seed: int
+    faults: tuple[FaultSpec, ...] = ()  # in force from the start (hil.faults)
 
     @property
     def rated_head(self) -> float:
@@ -102,7 +104,7 @@ _DRIVE_KEYS = {
     "name", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "rated_frequency_hz",
     "rated_voltage_v", "motor_efficiency_pct", "shaft_power_pct", "load", "baseline", "static_pct",
     "min_demand_pct", "max_demand_pct", "min_speed_pct", "max_speed_pct", "ramp_time_s", "noise_pct",
-    "remote", "energy_counter_start_kwh", "seed",
+    "remote", "energy_counter_start_kwh", "seed", "faults",
 }
 
 
@@ -160,7 +162,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
         shaft_power_ratio=shaft_ratio, load=load, baseline=baseline, static_ratio=static,
         min_demand_ratio=min_demand, max_demand_ratio=max_demand, min_speed_ratio=min_speed,
         max_speed_ratio=max_speed, ramp_time=ramp_time, noise=noise, remote=remote,
-        energy_counter_start=counter_start, seed=drive_seed,
+        energy_counter_start=counter_start, seed=drive_seed, faults=parse_faults(sec),
     )
     efficiency = spec.curves().efficiency(load.rated_flow, 1.0)
     if not MIN_MACHINE_EFFICIENCY <= efficiency <= MAX_MACHINE_EFFICIENCY:
