@@ -1,7 +1,9 @@
 """``vfd-sim``: run a simulated plant standalone, with its ground truth on a metrics endpoint.
 
-Prints one status line on stdout once serving, with the real bound ports (so a
-caller that asked for port 0 can find them), and stops cleanly on SIGINT or
+It serves Modbus TCP (``--listen``) or, with ``--rtu DEVICE`` (a serial port, a
+pty, or an ``rtu:///DEVICE?baudrate=...`` URL), Modbus RTU; both when both are
+given. Prints one status line on stdout once serving, with the real bound ports
+(so a caller that asked for port 0 can find them), and stops cleanly on SIGINT or
 SIGTERM. A bad plant file prints every located problem on stderr and exits 2.
 """
 
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from agent.config import parse_listen
+from agent.bus_url import BusUrlError, parse_bus_url
+from agent.config import BusConfig, parse_listen
 from agent.errors import ConfigError
 from hil.plantfile import PlantSpec, load_plant
 from hil.server import SimulatedPlant
@@ -35,15 +38,25 @@ def _parser() -> argparse.ArgumentParser:
         prog="vfd-sim", description="Serve a simulated plant of VFDs over Modbus TCP, with ground truth.",
     )
     parser.add_argument("--plant", required=True, type=Path, help="plant file (YAML)")
-    parser.add_argument("--listen", default=DEFAULT_LISTEN,
-                        help=f"Modbus TCP HOST:PORT (default {DEFAULT_LISTEN}; port 0 picks a free one)")
+    parser.add_argument("--listen", default=None,
+                        help=f"Modbus TCP HOST:PORT (default {DEFAULT_LISTEN} unless --rtu is given; "
+                             "port 0 picks a free one)")
+    parser.add_argument("--rtu", default=None, metavar="DEVICE",
+                        help="serve Modbus RTU on a serial device or pty (or rtu:///DEVICE?baudrate=19200&"
+                             "parity=E&stopbits=1)")
+    parser.add_argument("--baudrate", type=int, default=None, help="RTU baud rate (default 19200)")
+    parser.add_argument("--parity", choices=["N", "E", "O"], default=None, help="RTU parity (default E)")
+    parser.add_argument("--stopbits", type=int, choices=[1, 2], default=None,
+                        help="RTU stop bits (default 1)")
     parser.add_argument("--metrics", default=DEFAULT_METRICS,
                         help=f"ground-truth metrics HOST:PORT (default {DEFAULT_METRICS})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
-async def _serve(plant: PlantSpec, listen: tuple[str, int], metrics: tuple[str, int]) -> int:
+async def _serve(
+    plant: PlantSpec, listen: tuple[str, int] | None, metrics: tuple[str, int], rtu: BusConfig | None
+) -> int:
     sim = SimulatedPlant(plant)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(GroundTruthCollector(sim))
@@ -54,9 +67,16 @@ async def _serve(plant: PlantSpec, listen: tuple[str, int], metrics: tuple[str, 
         return EXIT_FAILURE
     try:
         try:
-            await sim.start(listen[0], listen[1])
+            if listen is not None:
+                await sim.start(listen[0], listen[1])
+            if rtu is not None:
+                await sim.start_rtu(rtu.device, baudrate=rtu.baudrate, parity=rtu.parity,
+                                    stopbits=rtu.stopbits)
         except OSError as exc:
-            print(f"vfd-sim: cannot listen on {listen[0]}:{listen[1]}: {exc}", file=sys.stderr)
+            where = f"{listen[0]}:{listen[1]}" if listen is not None and not sim.serving else (
+                rtu.device if rtu is not None else "")
+            print(f"vfd-sim: cannot serve on {where}: {exc}", file=sys.stderr)
+            await sim.stop()
             return EXIT_FAILURE
         metrics_port = int(httpd.server_port)
         stop = asyncio.Event()
@@ -64,9 +84,12 @@ async def _serve(plant: PlantSpec, listen: tuple[str, int], metrics: tuple[str, 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         units = ", ".join(f"{d.name}@{d.unit} ({d.profile.name})" for d in plant.drives)
-        log.info("serving plant %s: modbus %s:%d units %s; metrics http://%s:%d/metrics",
-                 plant.name, sim.host, sim.port, units, metrics[0], metrics_port)
-        print(f"vfd-sim: modbus {sim.host}:{sim.port} metrics {metrics[0]}:{metrics_port}", flush=True)
+        where = " ".join(
+            ([f"{sim.host}:{sim.port}"] if listen is not None else [])
+            + ([f"rtu:{rtu.device}@{rtu.baudrate}{rtu.parity}{rtu.stopbits}"] if rtu is not None else []))
+        log.info("serving plant %s: modbus %s units %s; metrics http://%s:%d/metrics",
+                 plant.name, where, units, metrics[0], metrics_port)
+        print(f"vfd-sim: modbus {where} metrics {metrics[0]}:{metrics_port}", flush=True)
         try:
             await stop.wait()
         finally:
@@ -87,10 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     # pymodbus logs every connection at INFO; its warnings are what matter here.
     logging.getLogger("pymodbus").setLevel(max(logging.WARNING, logging.getLogger().level))
+    rtu: BusConfig | None = None
     try:
-        listen = parse_listen(args.listen)
+        listen = parse_listen(args.listen or DEFAULT_LISTEN) if args.listen or not args.rtu else None
         metrics = parse_listen(args.metrics)
-    except ValueError as exc:
+        if args.rtu:
+            url = args.rtu if args.rtu.startswith("rtu:") else f"rtu://{args.rtu}"
+            settings = {"baudrate": args.baudrate, "parity": args.parity, "stopbits": args.stopbits}
+            extra = "&".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+            rtu = parse_bus_url(url + ("&" if "?" in url else "?") + extra if extra else url, name="sim")
+    except (ValueError, BusUrlError) as exc:
         print(f"vfd-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -99,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(_serve(plant, listen, metrics))
+    return asyncio.run(_serve(plant, listen, metrics, rtu))
 
 
 if __name__ == "__main__":
