@@ -8,10 +8,12 @@ dead drive never shows stale numbers as if they were live.
 
 from __future__ import annotations
 
+import math
 import platform
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -156,6 +158,40 @@ class BuildInfoCollector(Collector):
             "numpy": _version("numpy"),
         })
         yield info
+
+
+class BusLike(Protocol):
+    """What ``BusCollector`` reads from a bus poller."""
+
+    @property
+    def name(self) -> str:
+        """The bus's configured name."""
+        ...  # pragma: no cover - protocol
+
+    def utilization(self) -> float:
+        """Share of the recent past the line was busy; NaN before it is known."""
+        ...  # pragma: no cover - protocol
+
+
+class BusCollector(Collector):
+    """``vfd_bus_utilization_ratio{bus}``: how busy each bus's line is, read from its poller."""
+
+    def __init__(self, buses: Sequence[BusLike]) -> None:
+        self.buses = buses
+
+    def collect(self) -> Iterator[Metric]:
+        """One gauge sample per bus whose utilization is known."""
+        family = GaugeMetricFamily(
+            "vfd_bus_utilization_ratio",
+            "Share of the last 10 s a bus was busy: on RTU the theoretical line time (11 bits per "
+            "character, t3.5 silences) of the transactions made, on TCP the time a request was in flight",
+            labels=["bus"],
+        )
+        for bus in self.buses:
+            value = bus.utilization()
+            if math.isfinite(value):
+                family.add_metric([bus.name], value)
+        yield family
 
 
 def poll_duration_histogram(registry: CollectorRegistry) -> Histogram:

@@ -91,6 +91,11 @@ class BusPoller:
             if warning is not None:
                 log.warning("%s", warning)
 
+    @property
+    def name(self) -> str:
+        """The bus's name."""
+        return self.bus.name
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; then close the connection."""
         deadline = self.clock()

@@ -26,6 +26,7 @@ from agent.ledger import LEDGER_FILE
 from agent.metrics import (
     AgentCollector,
     BuildInfoCollector,
+    BusCollector,
     LedgerCollector,
     poll_duration_histogram,
     serve,
@@ -64,6 +65,7 @@ class Agent:
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency)
         self.registry.register(AgentCollector(self.drives, config.site.tariff.currency))
+        self.registry.register(BusCollector(self.pollers))
         self.registry.register(LedgerCollector(self.bookkeeper))
         self.registry.register(BuildInfoCollector())
         for collector in extra_collectors:
