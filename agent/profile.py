@@ -33,7 +33,12 @@ class Quantity(Enum):
     TORQUE = "torque"
     FLOW = "flow"
     PRESSURE = "pressure"
+    # A flow measured elsewhere in the process and brought to the drive (an analog input, or
+    # a value the BMS writes): a header flow meter, or the loads' demanded flow.
+    PROCESS_FLOW = "process_flow"
     SPEED_SETPOINT = "speed_setpoint"
+    # The setpoint of the drive's own process (PI) controller: the pressure it holds.
+    PRESSURE_SETPOINT = "pressure_setpoint"
     STATUS_WORD = "status_word"
     CONTROL_WORD = "control_word"
     FAULT_CODE = "fault_code"
@@ -49,7 +54,9 @@ _DIMENSIONS: dict[Quantity, tuple[Dimension, ...]] = {
     Quantity.TORQUE: (Dimension.TORQUE,),
     Quantity.FLOW: (Dimension.FLOW,),
     Quantity.PRESSURE: (Dimension.PRESSURE, Dimension.HEAD),
+    Quantity.PROCESS_FLOW: (Dimension.FLOW,),
     Quantity.SPEED_SETPOINT: (Dimension.ANGULAR_SPEED, Dimension.RATIO),
+    Quantity.PRESSURE_SETPOINT: (Dimension.PRESSURE, Dimension.HEAD),
     Quantity.STATUS_WORD: (Dimension.BITS,),
     Quantity.CONTROL_WORD: (Dimension.BITS,),
     Quantity.FAULT_CODE: (Dimension.BITS, Dimension.RATIO),
