@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +17,56 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+
+def site_config(tmp_path, buses, drives, metrics_port=0, storage=None, flush_interval_s=10.0,
+                name="site.yaml"):
+    """A site config for simulated drives: buses are (name, port), drives (name, bus, unit, data)."""
+    text = textwrap.dedent(f"""\
+        site:
+          name: HIL
+          grid_emission_factor_kg_per_kwh: 0.5703
+          tariff: {{currency: EUR, price_per_kwh: 0.2}}
+        metrics: {{listen: "127.0.0.1:{metrics_port}"}}
+        storage: {{path: {storage or tmp_path}, flush_interval_s: {flush_interval_s}}}
+        polling: {{interval_s: 0.5, timeout_s: 0.2, retries: 0, max_gap_s: 3}}
+        buses:
+        """)
+    for name, port in buses:
+        text += f"  - {{name: {name}, host: 127.0.0.1, port: {port}, reconnect_delay_max_s: 1}}\n"
+    text += "drives:\n"
+    for name, bus, unit, extra, *profile in drives:
+        text += textwrap.indent(textwrap.dedent(f"""\
+            - name: {name}
+              bus: {bus}
+              unit: {unit}
+              profile: {profile[0] if profile else "generic"}
+            """), "  ") + textwrap.indent(textwrap.dedent(extra), "    ")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+DRIVE_DATA = {
+    "chw-pump-1": """\
+        rated_power_kw: 15
+        rated_speed_rpm: 1470
+        load: {kind: pump, rated_flow_m3h: 120, rated_head_m: 32}
+        baseline: {method: characteristic}
+        """,
+    "cw-pump-1": """\
+        rated_power_kw: 7.5
+        rated_speed_rpm: 2900
+        load: {kind: pump, rated_flow_m3h: 90, rated_head_m: 22}
+        baseline: {method: characteristic}
+        """,
+    "supply-fan": """\
+        rated_power_kw: 11
+        rated_speed_rpm: 1460
+        load: {kind: fan, rated_flow_m3h: 30000, rated_pressure_pa: 800}
+        baseline: {method: constant, power_kw: 11}
+        """,
+}
 
 
 def free_port() -> int:
