@@ -1,4 +1,4 @@
-"""``vfd-agent`` command line: run, check-config, demo, warmup.
+"""``vfd-agent`` command line: run, check-config, demo, warmup, probe, scan.
 
 Exit codes: 0 success, 1 an environment failure (port in use, disk), 2 a user's
 mistake in a config or on the command line. A user's mistake never shows a
@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,9 +20,13 @@ from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
 
-from agent.config import AgentConfig, load_config, parse_listen
-from agent.errors import ConfigError
+from agent.config import AgentConfig, BusConfig, load_config, parse_listen
+from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.numba_cache import configure_numba_cache
+from agent.profile import Profile, RegisterTable, available_profiles, load_profile, resolve_profile_path
+from agent.readplan import Block
+from agent.units import RPM_TO_RAD_S
+from agent.yamlsource import Issues
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("agent")
@@ -87,7 +93,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     warm = sub.add_parser("warmup", help="compile every kernel into the on-disk cache")
     warm.add_argument("--cache-dir", type=Path, default=None, help="Numba cache directory")
+
+    bus_help = "tcp://HOST:PORT or rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1"
+    probe = sub.add_parser("probe", help="read one drive once and judge every value (commissioning)")
+    probe.add_argument("--bus", type=_bus_url, required=True, help=bus_help)
+    probe.add_argument("--unit", type=_unit, required=True, help="Modbus unit id (1..247)")
+    probe.add_argument("--profile", required=True, help="profile name or path")
+    probe.add_argument("--rated-power-kw", type=_positive, default=None, help="to judge power against")
+    probe.add_argument("--rated-speed-rpm", type=_positive, default=None, help="to judge speed against")
+    probe.add_argument("--timeout", type=_positive, default=1.0, help="per request, s (default 1)")
+
+    scan = sub.add_parser("scan", help="list the unit ids that answer on a bus")
+    scan.add_argument("--bus", type=_bus_url, required=True, help=bus_help)
+    scan.add_argument("--units", type=_units, default=list(range(1, 248)),
+                      help="unit ids, e.g. 1-247 or 1,2,10-20 (default 1-247)")
+    scan.add_argument("--timeout", type=_positive, default=0.1, help="per unit, s (default 0.1)")
+    scan.add_argument("--profile", default=None,
+                      help="read this profile's first block instead of holding register 0")
     return parser
+
+
+def _bus_url(text: str) -> BusConfig:
+    from agent.bus_url import BusUrlError, parse_bus_url
+
+    try:
+        return parse_bus_url(text)
+    except BusUrlError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _unit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 247:
+        raise argparse.ArgumentTypeError(f"a unit id is a whole number in 1..247, got {text!r}")
+    return int(text)
+
+
+def _units(text: str) -> list[int]:
+    units: set[int] = set()
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            first, last = _unit(low), _unit(high) if sep else _unit(low)
+        except argparse.ArgumentTypeError:
+            message = f"expected unit ids like 1-247 or 1,2,10-20, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"empty range {part!r}")
+        units.update(range(first, last + 1))
+    return sorted(units)
 
 
 def _report_config_error(error: ConfigError) -> int:
@@ -98,12 +151,66 @@ def _report_config_error(error: ConfigError) -> int:
 
 
 def _check_config(path: Path) -> int:
+    from agent.readplan import bus_budget, bus_warnings
+
     try:
         config = load_config(path)
     except ConfigError as exc:
         return _report_config_error(exc)
+    for bus in config.buses:
+        profiles = [d.profile for d in config.drives_on(bus.name)]
+        budget = bus_budget(bus, profiles)
+        if budget is not None:
+            print(f"bus {bus.name}: {budget.reads} reads per cycle need {budget.cycle_time * 1e3:.1f} ms of "
+                  f"line time every {bus.poll_interval:g} s ({budget.utilization:.0%})")
+        for warning in bus_warnings(bus, profiles):
+            print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s)")
     return EXIT_OK
+
+
+def _load_profile(name: str) -> Profile:
+    """A profile by name or path, or ConfigError (located) / a usage error naming the known ones."""
+    path = resolve_profile_path(name, Path.cwd())
+    if path is None:
+        known = ", ".join(available_profiles(Path.cwd()))
+        issue = ConfigIssue("(command line)", 0, "--profile", f"no profile {name!r}; available: {known}")
+        raise ConfigError([issue])
+    issues = Issues()
+    profile = load_profile(path, issues)
+    issues.raise_if_any()
+    assert profile is not None
+    return profile
+
+
+def _commission(args: argparse.Namespace) -> int:
+    """``probe`` and ``scan``: exit 0 all good, 1 no answer or implausible values, 2 usage."""
+    from agent.probe import Rating, format_probe, probe, scan
+    from agent.readplan import plan_reads
+
+    bus = dataclasses.replace(args.bus, timeout=args.timeout)
+    try:
+        profile = _load_profile(args.profile) if args.profile else None
+    except ConfigError as exc:
+        return _report_config_error(exc)
+    where = bus.address
+    try:
+        if args.command == "probe":
+            assert profile is not None
+            rating = Rating((args.rated_power_kw or math.nan) * 1e3,
+                            (args.rated_speed_rpm or math.nan) * RPM_TO_RAD_S)
+            values = asyncio.run(probe(bus, args.unit, profile, rating))
+            print(format_probe(values, profile, where, args.unit))
+            return EXIT_FAILURE if any(v.problems for v in values) else EXIT_OK
+        first = plan_reads(profile.points.values())[0] if profile else Block(RegisterTable.HOLDING, 0, 1, ())
+        found = asyncio.run(scan(bus, args.units, first))
+    except DriveError as exc:
+        print(f"vfd-agent {args.command}: {where}: {exc} ({exc.kind})", file=sys.stderr)
+        return EXIT_FAILURE
+    for unit, how in found:
+        print(f"unit {unit}: {how}")
+    print(f"{len(found)} of {len(args.units)} unit(s) answer on {where}")
+    return EXIT_OK if found else EXIT_FAILURE
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
@@ -203,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         return _warmup(args.cache_dir)
     if args.command == "report":
         return _report(args)
+    if args.command in ("probe", "scan"):
+        return _commission(args)
     if args.command == "demo":
         from agent.demo import run_demo
 

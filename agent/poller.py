@@ -28,12 +28,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.config import BusConfig, Transport
+from agent.config import BusConfig
 from agent.drive import DriveRuntime, ImplausibleReadingError
 from agent.errors import DriveConnectionError, DriveError, DriveProtocolError, DriveReplyError
 from agent.modbus import BusClient
-from agent.readplan import decode_blocks, plan_for, plan_reads
-from agent.rtu import LineBudget, LineTiming, line_budget
+from agent.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
+from agent.rtu import LineBudget
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,10 @@ class BusPoller:
         for drive in drives:
             drive.blocks = plan_for(bus, drive.config.profile)
             drive.stale_after = max(STALE_INTERVALS * bus.poll_interval, bus.poll_interval + bus.timeout)
-        self.budget: LineBudget | None = None
-        if bus.transport is Transport.RTU:
-            timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
-            self.budget = line_budget(bus.name, bus.poll_interval, timing,
-                                      (b.count for d in drives for b in d.blocks))
-            warning = self.budget.warning()
-            if warning is not None:
-                log.warning("%s", warning)
+        profiles = [d.config.profile for d in drives]
+        self.budget: LineBudget | None = bus_budget(bus, profiles)
+        for warning in bus_warnings(bus, profiles):
+            log.warning("%s", warning)  # once, at start; check-config shows the same
 
     @property
     def name(self) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from agent.codec import decode
 from agent.config import BusConfig, Transport
 from agent.profile import Point, Profile, Quantity, RegisterTable
-from agent.rtu import LineTiming
+from agent.rtu import LineBudget, LineTiming, line_budget
 
 MAX_READ_REGISTERS = 125
 
@@ -74,6 +74,29 @@ def max_gap_for(bus: BusConfig, profile: Profile) -> int:
 def plan_for(bus: BusConfig, profile: Profile) -> tuple[Block, ...]:
     """A drive's reads, planned for the bus it hangs on."""
     return plan_reads(profile.points.values(), max_gap=max_gap_for(bus, profile))
+
+
+def bus_budget(bus: BusConfig, profiles: Iterable[Profile]) -> LineBudget | None:
+    """An RTU bus's line time per cycle for these drives' plans; None for TCP."""
+    if bus.transport is not Transport.RTU:
+        return None
+    timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
+    return line_budget(bus.name, bus.poll_interval, timing,
+                       (block.count for profile in profiles for block in plan_for(bus, profile)))
+
+
+def bus_warnings(bus: BusConfig, profiles: Sequence[Profile]) -> list[str]:
+    """What is wrong with polling these drives on this bus, though the config is valid."""
+    budget = bus_budget(bus, profiles)
+    if budget is None:
+        return []
+    warnings = [w for w in [budget.warning()] if w]
+    timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
+    longest = max((b.count for p in profiles for b in plan_for(bus, p)), default=0)
+    if longest and bus.timeout <= timing.read_time(longest):
+        warnings.append(f"bus {bus.name}: timeout_s {bus.timeout:g} s is shorter than the longest read "
+                        f"({longest} registers) takes on the wire ({timing.read_time(longest) * 1e3:.0f} ms)")
+    return warnings
 
 
 def decode_blocks(blocks: Sequence[Block], registers: Sequence[Sequence[int]]) -> dict[Quantity, float]:
