@@ -5,11 +5,20 @@ simulation, so the same clock readings always give the same results, whoever
 asks and however often. Each step runs in three phases that later work can
 widen without touching the others:
 
+0. every header circuit runs its drives' own local control (pressure PI and
+   pump cascade) for the drives not under fieldbus control;
 1. every drive's controller picks a speed setpoint and the speed ramps toward it;
-2. every circuit solves its operating point (today one machine on its own system
-   curve; a common header with parallel pumps is a circuit with several drives);
+2. every circuit solves its operating point: one machine alone on its own system
+   curve (``OwnSystem``), or parallel machines on a common header feeding loads
+   with control valves (``HeaderCircuit``);
 3. every drive turns shaft power into electrical power, draws measurement noise
-   and integrates its ground truth.
+   and integrates its ground truth; every circuit integrates its own (unmet demand).
+
+Fieldbus commands (``PlantModel.command``): a speed setpoint is in force while the
+drive is in remote, as before; a control word equal to the profile's ``run`` or
+``stop`` word puts the drive under fieldbus control (running at the fieldbus speed
+setpoint, or stopped); any other control word hands it back to its local control.
+A pressure setpoint goes to the drive's circuit, whose PI then holds it.
 
 Ground truth (true electrical and baseline energy) is the trapezoid integral of
 the noise-free powers at the physics step; measured values carry noise, and the
@@ -26,18 +35,22 @@ from typing import Protocol
 import numpy as np
 
 from agent.config import BaselineMethod
+from agent.profile import Quantity
 from hil.demand import DemandProfile
 from hil.physics import (
     MachineCurves,
     SystemCurve,
+    common_ratio_for,
     electrical_power,
+    header_flows,
+    header_operating_point,
     motor_efficiency,
     operating_flow,
     ramp,
     ratio_for_flow,
     system_from_rated,
 )
-from hil.plantfile import DriveSpec, PlantSpec
+from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
 from kernels.baselines import (
     CHARACTERISTIC_POWER_PCT,
     CHARACTERISTIC_SPEED_PCT,
@@ -68,6 +81,7 @@ class Measured:
     flow: float  # m³/s
     pressure: float  # Pa
     energy_counter: float  # J, including the counter's start value
+    process_flow: float = 0.0  # m³/s: the circuit's demanded flow, as a BMS reports it to the drive
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ class DriveSnapshot:
     running: bool
     fault_code: int
     measured: Measured
+    pressure_setpoint: float = 0.0  # Pa, the circuit's pressure setpoint (0 without a pressure loop)
+    fieldbus: bool = False  # under fieldbus control by its control word
 
 
 class SpeedController(Protocol):
@@ -113,37 +129,103 @@ class FlowController:
         return ratio_for_flow(self.curves, self.system, self.demand.flow(t))
 
 
+class LocalSetpoint:
+    """The speed a circuit's local control (PI and cascade) asks of one drive; 0 stops it."""
+
+    def __init__(self) -> None:
+        self.ratio = 0.0
+
+    def setpoint(self, t: float) -> float:
+        """The last speed the circuit chose."""
+        return self.ratio
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One fieldbus command a drive took, for the scenarios' checks of limits and rates."""
+
+    t: float  # s since the start
+    quantity: Quantity
+    value: float  # SI: ratio, Pa or the control word
+
+
 class DriveModel:
     """One drive, its motor and its machine; stepped by ``PlantModel``."""
 
-    def __init__(self, spec: DriveSpec, day_length: float) -> None:
+    def __init__(self, spec: DriveSpec, day_length: float, in_circuit: bool = False) -> None:
         self.spec = spec
-        self.curves = spec.curves()
+        self.curves = spec.true_curves()
         self.system = system_from_rated(spec.load.rated_flow, spec.rated_head, spec.static_ratio)
         rated_flow = spec.load.rated_flow
         self.demand = DemandProfile(spec.min_demand_ratio * rated_flow, spec.max_demand_ratio * rated_flow,
                                     day_length=day_length, seed=spec.seed)
-        self.controller: SpeedController = FlowController(self.curves, self.system, self.demand)
+        self.local = LocalSetpoint()
+        self.controller: SpeedController = (
+            self.local if in_circuit else FlowController(self.curves, self.system, self.demand)
+        )
+        self.circuit: HeaderCircuit | None = None
         self.remote_setpoint: float | None = None
+        self.control_word: int | None = None  # None until a control word is written
+        self.fault_code = 0  # a tripped drive stops, whatever it is told
+        self.writes: list[WriteRecord] = []
         self._rng = np.random.default_rng(spec.seed)
-        # Start in steady state at t = 0, so nothing ramps at start-up.
+        self._process_rng = np.random.default_rng(spec.seed + 7919)
+        # Start in steady state at t = 0, so nothing ramps at start-up (circuits set theirs up).
         self.setpoint_ratio = self.choose_setpoint(0.0)
         self.speed_ratio = self.setpoint_ratio
         self.flow = operating_flow(self.curves, self.system, self.speed_ratio)
+        self.head = self._own_head()
         self.snapshot = self._settle(0.0, 0.0, None)
 
     def _clamp(self, ratio: float) -> float:
         return min(max(ratio, self.spec.min_speed_ratio), self.spec.max_speed_ratio)
 
+    def _own_head(self) -> float:
+        return self.system.head(self.flow) if self.flow > 0.0 else self.curves.head(0.0, self.speed_ratio)
+
+    @property
+    def fieldbus(self) -> bool:
+        """True while the control word puts the drive under fieldbus control (run or stop)."""
+        words = self.spec.profile.control_words
+        return self.control_word is not None and self.control_word in (words.get("run"), words.get("stop"))
+
     @property
     def remote_active(self) -> bool:
-        """True when a fieldbus setpoint is in force (written, and the drive is in remote)."""
-        return self.spec.remote and self.remote_setpoint is not None
+        """True when the fieldbus is in charge: a written speed setpoint, or a run/stop control word.
+
+        A drive not in remote ignores the fieldbus; before any control word is written, a
+        written speed setpoint alone is in force, as on a drive whose reference is the fieldbus.
+        """
+        if not self.spec.remote:
+            return False
+        if self.control_word is None:
+            return self.remote_setpoint is not None
+        return self.fieldbus
 
     def choose_setpoint(self, t: float) -> float:
-        """The clamped speed setpoint: the fieldbus one when in force, else the process loop's."""
-        wanted = self.remote_setpoint if self.remote_active else None
-        return self._clamp(wanted if wanted is not None else self.controller.setpoint(t))
+        """The speed setpoint: 0 when tripped or stopped, else the fieldbus's or the local loop's, clamped."""
+        if self.fault_code:
+            return 0.0
+        if self.remote_active:
+            stop = self.spec.profile.control_words.get("stop")
+            if self.control_word is not None and self.control_word == stop:
+                return 0.0
+            wanted = self.remote_setpoint if self.remote_setpoint is not None else self.setpoint_ratio
+            return self._clamp(wanted)
+        local = self.controller.setpoint(t)
+        if self.controller is self.local and local <= 0.0:
+            return 0.0  # the cascade stopped this pump
+        return self._clamp(local)
+
+    def command(self, t: float, quantity: Quantity, value: float) -> None:
+        """A fieldbus write the drive accepted (SI value; pressure in Pa)."""
+        self.writes.append(WriteRecord(t, quantity, value))
+        if quantity is Quantity.SPEED_SETPOINT:
+            self.remote_setpoint = value
+        elif quantity is Quantity.CONTROL_WORD:
+            self.control_word = int(value)
+        elif quantity is Quantity.PRESSURE_SETPOINT and self.circuit is not None:
+            self.circuit.setpoint_pa = value
 
     def advance_speed(self, t: float, dt: float) -> None:
         """Phase 1: setpoint at the start of the step, held over it; exact first-order ramp."""
@@ -178,7 +260,7 @@ class DriveModel:
     def _settle(self, t: float, dt: float, before: DriveSnapshot | None) -> DriveSnapshot:
         spec = self.spec
         r = self.speed_ratio
-        head = self.system.head(self.flow) if self.flow > 0.0 else self.curves.head(0.0, r)
+        head = self.head
         pressure = head * self.curves.rho_g
         shaft = self.curves.shaft_power(self.flow, r)
         running = r > RUNNING_RATIO
@@ -204,20 +286,37 @@ class DriveModel:
             flow=max(self.flow * (1.0 + n.flow * noise[4]), 0.0),
             pressure=max(pressure * (1.0 + n.pressure * noise[5]), 0.0),
             energy_counter=counter,
+            process_flow=self._process_flow(t),
         )
+        circuit = self.circuit
         return DriveSnapshot(
-            t=t, demand_flow=self.demand.flow(t), setpoint_ratio=self.setpoint_ratio,
+            t=t, demand_flow=circuit.demand.flow(t) if circuit else self.demand.flow(t),
+            setpoint_ratio=self.setpoint_ratio,
             remote_active=self.remote_active, speed_ratio=r, flow=self.flow, head=head,
             pressure=pressure, shaft_power=shaft, power=power, baseline_power=baseline, energy=energy,
-            baseline_energy=baseline_energy, running=running, fault_code=0, measured=measured,
+            baseline_energy=baseline_energy, running=running, fault_code=self.fault_code, measured=measured,
+            pressure_setpoint=circuit.setpoint_pa if circuit else 0.0, fieldbus=self.fieldbus,
         )
+
+    def _process_flow(self, t: float) -> float:
+        """The demanded flow of the drive's circuit as a noisy process signal (own flow when alone)."""
+        flow = self.circuit.demand.flow(t) if self.circuit is not None else self.flow
+        return max(flow * (1.0 + self.spec.noise.flow * float(self._process_rng.standard_normal())), 0.0)
 
 
 class Circuit(Protocol):
     """A hydraulic (or air) network: sets the flow of each drive it holds."""
 
+    def control(self, t: float, dt: float) -> None:
+        """Phase 0: local control of the drives the circuit holds."""
+        ...  # pragma: no cover - protocol
+
     def solve(self) -> None:
         """Phase 2: operating point of every drive in the circuit at its current speed."""
+        ...  # pragma: no cover - protocol
+
+    def finish_step(self, t: float, dt: float) -> None:
+        """Phase 3: the circuit's own ground truth."""
         ...  # pragma: no cover - protocol
 
 
@@ -227,10 +326,135 @@ class OwnSystem:
     def __init__(self, drive: DriveModel) -> None:
         self.drive = drive
 
+    def control(self, t: float, dt: float) -> None:
+        """The drive's own flow loop lives in the drive (``FlowController``)."""
+
     def solve(self) -> None:
         """Operating point of the single machine."""
         d = self.drive
         d.flow = operating_flow(d.curves, d.system, d.speed_ratio)
+        d.head = d._own_head()
+
+    def finish_step(self, t: float, dt: float) -> None:
+        """Nothing to account beyond the drive's own truth."""
+
+
+@dataclass
+class CircuitTruth:
+    """What a header circuit really did, integrated at the physics step."""
+
+    unmet_s: float = 0.0  # time the delivered flow fell short of the demand beyond the tolerance
+    unmet_volume: float = 0.0  # m³ not delivered
+    stage_changes: int = 0  # times the set of running machines changed
+    local_stage_changes: int = 0  # of them, made by the local cascade
+
+
+class HeaderCircuit:
+    """Parallel machines on one header feeding loads with control valves, and their local control.
+
+    The loads demand a flow; their valves pass it if the header head is at least what
+    the system curve needs at that flow, and throttle any surplus away. The drives not
+    under fieldbus control run the conventional strategy of ``LocalControlSpec``: a
+    pressure PI (modelled as the speed it converges to: the one holding the setpoint at
+    the present demand) and a threshold cascade in the circuit's lead-lag order.
+    """
+
+    def __init__(self, spec: CircuitSpec, drives: list[DriveModel], day_length: float) -> None:
+        self.spec = spec
+        self.drives = drives
+        self.system = system_from_rated(spec.design_flow, spec.design_head, spec.static_ratio)
+        self.demand = DemandProfile(spec.min_demand_ratio * spec.design_flow,
+                                    spec.max_demand_ratio * spec.design_flow, day_length=day_length,
+                                    seed=spec.seed)
+        self.setpoint_pa = spec.control.pressure_setpoint * spec.rho_g
+        self.head = 0.0
+        self.delivered = 0.0
+        self.truth = CircuitTruth()
+        self.staged = 1  # local drives the cascade runs, in order
+        self._up_s = self._down_s = 0.0
+        self._local: tuple[str, ...] = ()
+        self._running: tuple[bool, ...] = ()
+        for drive in drives:
+            drive.circuit = self
+        self._start_steady()
+
+    @property
+    def setpoint(self) -> float:
+        """The pressure setpoint in machine units (m for pumps, Pa for fans)."""
+        return self.setpoint_pa / self.spec.rho_g
+
+    def _start_steady(self) -> None:
+        """At t = 0: as few pumps as hold the setpoint below the stage-up speed, already at speed."""
+        demand = self.demand.flow(0.0)
+        local = [d for d in self.drives if not d.remote_active]
+        self._local = tuple(d.spec.name for d in local)
+        for n in range(1, len(local) + 1):
+            self.staged = n
+            if self._common_ratio(local[:n], [], demand) < self.spec.control.stage_up_ratio:
+                break
+        self.control(0.0, 0.0)
+        for drive in self.drives:
+            drive.setpoint_ratio = drive.choose_setpoint(0.0)
+            drive.speed_ratio = drive.setpoint_ratio
+        self.solve()
+        self._running = tuple(d.speed_ratio > RUNNING_RATIO for d in self.drives)
+        for drive in self.drives:
+            drive.snapshot = drive._settle(0.0, 0.0, None)
+
+    def _common_ratio(self, machines: list[DriveModel], others: list[DriveModel], demand: float) -> float:
+        top = max((d.spec.max_speed_ratio for d in machines), default=1.0)
+        ratio = common_ratio_for([d.curves for d in machines], [(d.curves, d.speed_ratio) for d in others],
+                                 self.setpoint, demand, top)
+        return max(ratio, max((d.spec.min_speed_ratio for d in machines), default=0.0))
+
+    def control(self, t: float, dt: float) -> None:
+        """Phase 0: the local PI and cascade set the speed of every drive not under fieldbus control."""
+        local = [d for d in self.drives if not d.remote_active and not d.fault_code]
+        names = tuple(d.spec.name for d in local)
+        if names != self._local:  # drives handed back (or taken): start from what runs now
+            self.staged = max(1, sum(1 for d in local if d.speed_ratio > RUNNING_RATIO))
+            self._local, self._up_s, self._down_s = names, 0.0, 0.0
+        if not local:
+            return
+        self.staged = min(max(self.staged, 1), len(local))
+        others = [d for d in self.drives if d.remote_active]
+        demand = self.demand.flow(t)
+        ratio = self._common_ratio(local[: self.staged], others, demand)
+        control = self.spec.control
+        self._up_s = self._up_s + dt if ratio >= control.stage_up_ratio and self.staged < len(local) else 0.0
+        self._down_s = self._down_s + dt if ratio <= control.stage_down_ratio and self.staged > 1 else 0.0
+        if self._up_s > control.stage_delay or self._down_s > control.stage_delay:
+            self.staged += 1 if self._up_s > control.stage_delay else -1
+            self._up_s = self._down_s = 0.0
+            ratio = self._common_ratio(local[: self.staged], others, demand)
+        for index, drive in enumerate(local):
+            drive.local.ratio = ratio if index < self.staged else 0.0
+
+    def solve(self) -> None:
+        """Phase 2: the header head, the delivered flow and every machine's flow."""
+        machines = [(d.curves, d.speed_ratio) for d in self.drives]
+        demand = self.demand.flow(self._t)
+        self.head, self.delivered = header_operating_point(machines, self.system, demand)
+        for drive, flow in zip(self.drives, header_flows(machines, self.head), strict=True):
+            drive.flow = flow
+            drive.head = self.head
+
+    _t = 0.0  # time of the step being solved, set by PlantModel
+
+    def finish_step(self, t: float, dt: float) -> None:
+        """Phase 3: unmet demand and stage changes."""
+        demand = self.demand.flow(t)
+        shortfall = demand - self.delivered
+        if shortfall > self.spec.unmet_tolerance * demand:
+            self.truth.unmet_s += dt
+        self.truth.unmet_volume += max(shortfall, 0.0) * dt
+        running = tuple(d.speed_ratio > RUNNING_RATIO for d in self.drives)
+        if running != self._running:
+            self.truth.stage_changes += 1
+            changed = [d for d, a, b in zip(self.drives, running, self._running, strict=True) if a != b]
+            if all(not d.remote_active for d in changed):
+                self.truth.local_stage_changes += 1
+            self._running = running
 
 
 class PlantModel:
@@ -239,8 +463,18 @@ class PlantModel:
     def __init__(self, spec: PlantSpec) -> None:
         self.spec = spec
         self.step = spec.step
-        self.drives: dict[str, DriveModel] = {d.name: DriveModel(d, spec.day_length) for d in spec.drives}
-        self.circuits: Sequence[Circuit] = [OwnSystem(d) for d in self.drives.values()]
+        members = {name for c in spec.circuits for name in c.drives}
+        self.drives: dict[str, DriveModel] = {
+            d.name: DriveModel(d, spec.day_length, in_circuit=d.name in members) for d in spec.drives
+        }
+        self.headers: dict[str, HeaderCircuit] = {
+            c.name: HeaderCircuit(c, [self.drives[n] for n in c.drives], spec.day_length)
+            for c in spec.circuits
+        }
+        self.circuits: Sequence[Circuit] = [
+            *(OwnSystem(d) for d in self.drives.values() if d.spec.name not in members),
+            *self.headers.values(),
+        ]
         self.steps = 0
 
     @property
@@ -254,15 +488,25 @@ class PlantModel:
         ran = 0
         while self.steps < target:
             t0 = self.steps * self.step
+            for circuit in self.circuits:
+                circuit.control(t0, self.step)
             for drive in self.drives.values():
                 drive.advance_speed(t0, self.step)
+            for header in self.headers.values():
+                header._t = t0 + self.step
             for circuit in self.circuits:
                 circuit.solve()
             self.steps += 1
             for drive in self.drives.values():
                 drive.finish_step(self.t, self.step)
+            for circuit in self.circuits:
+                circuit.finish_step(self.t, self.step)
             ran += 1
         return ran
+
+    def command(self, name: str, quantity: Quantity, value: float) -> None:
+        """A fieldbus write to a drive (SI value, pressure in Pa), taken at the current time."""
+        self.drives[name].command(self.t, quantity, value)
 
     def snapshot(self, name: str) -> DriveSnapshot:
         """Latest state of one drive."""

@@ -9,6 +9,7 @@ power [W]. ``rho_g`` turns Q·y into hydraulic (or air) power: ρ·g for a pump,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,3 +162,115 @@ def electrical_power(shaft_power: float, rated_power: float, full_load_motor_eff
 def ramp(ratio: float, setpoint: float, dt: float, time_constant: float) -> float:
     """Exact first-order response over ``dt`` toward a setpoint held constant over the step."""
     return setpoint + (ratio - setpoint) * math.exp(-dt / time_constant)
+
+
+def worn(curves: MachineCurves, head_factor: float, efficiency_factor: float) -> MachineCurves:
+    """A worn machine: head × ``head_factor`` at every flow and speed, efficiency × ``efficiency_factor``.
+
+    Wear (opened clearances, an eroded impeller) costs head and efficiency at once; the
+    shaft power curve is scaled so that ρ·g·Q·H / P drops by exactly ``efficiency_factor``.
+    """
+    power = head_factor / efficiency_factor
+    return MachineCurves(
+        a0=curves.a0 * head_factor, a1=curves.a1 * head_factor, a2=curves.a2 * head_factor,
+        b0=curves.b0 * power, b1=curves.b1 * power, b2=curves.b2 * power, b3=curves.b3 * power,
+        rho_g=curves.rho_g,
+    )
+
+
+def flow_at_head(curves: MachineCurves, head: float, ratio: float) -> float:
+    """Flow the machine at ``ratio`` delivers against ``head``; 0 once its shut-off head is reached.
+
+    The positive root of a2·Q² + a1·r·Q + (a0·r² − H) = 0 on the falling curve (a2 < 0);
+    below the shut-off head the check valve holds the flow at zero.
+    """
+    c = curves.a0 * ratio * ratio - head
+    if ratio <= 0.0 or c <= 0.0 or curves.a2 >= 0.0:
+        return 0.0
+    b = curves.a1 * ratio
+    return (b + math.sqrt(b * b - 4.0 * curves.a2 * c)) / (-2.0 * curves.a2)
+
+
+def ratio_at(curves: MachineCurves, head: float, flow: float) -> float:
+    """Speed ratio at which the machine delivers ``flow`` against ``head`` (larger root)."""
+    b = curves.a1 * flow
+    c = curves.a2 * flow * flow - head
+    disc = b * b - 4.0 * curves.a0 * c
+    return max((-b + math.sqrt(max(disc, 0.0))) / (2.0 * curves.a0), 0.0)
+
+
+_BISECTIONS = 60
+
+
+def header_flows(machines: Sequence[tuple[MachineCurves, float]], head: float) -> list[float]:
+    """Flow of each machine (curves, speed ratio) on a common header at ``head``."""
+    return [flow_at_head(c, head, r) for c, r in machines]
+
+
+def header_head_for_flow(machines: Sequence[tuple[MachineCurves, float]], flow: float) -> float:
+    """Header head at which the machines together deliver ``flow`` (valves take the rest)."""
+    high = max((c.a0 * r * r for c, r in machines), default=0.0)
+    low = 0.0
+    if sum(header_flows(machines, low)) <= flow:
+        return low
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (low + high)
+        if sum(header_flows(machines, mid)) > flow:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
+
+
+def header_operating_point(
+    machines: Sequence[tuple[MachineCurves, float]], system: SystemCurve, demand: float
+) -> tuple[float, float]:
+    """(head, delivered flow) of parallel machines on one header feeding valve-controlled loads.
+
+    The loads' control valves open no further than the system curve allows: with the
+    valves wide open the machines meet the system curve at the open flow. If that is at
+    least the demand, the valves throttle the surplus head away and exactly the demand
+    flows; otherwise the demand is not met and the open flow is delivered.
+    """
+    shutoff = max((c.a0 * r * r for c, r in machines), default=0.0)
+    if shutoff <= system.static or system.k <= 0.0:
+        open_flow, open_head = 0.0, shutoff
+    else:
+        low, high = system.static, shutoff  # surplus flow falls with head, system flow rises
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (low + high)
+            if sum(header_flows(machines, mid)) > math.sqrt((mid - system.static) / system.k):
+                low = mid
+            else:
+                high = mid
+        open_head = 0.5 * (low + high)
+        open_flow = sum(header_flows(machines, open_head))
+    if open_flow >= demand:
+        return header_head_for_flow(machines, demand), demand
+    return open_head, open_flow
+
+
+def common_ratio_for(
+    machines: Sequence[MachineCurves], others: Sequence[tuple[MachineCurves, float]], head: float,
+    flow: float, max_ratio: float,
+) -> float:
+    """Common speed at which ``machines`` (with ``others`` at their own speeds) pass ``flow`` at ``head``.
+
+    This is what a pressure PI converges to: the speed that holds the header at ``head``
+    while the loads draw ``flow``. ``max_ratio`` if even that is not enough.
+    """
+    fixed = sum(header_flows(others, head))
+
+    def total(ratio: float) -> float:
+        return fixed + sum(flow_at_head(c, head, ratio) for c in machines)
+
+    if not machines or total(max_ratio) <= flow:
+        return max_ratio
+    low, high = 0.0, max_ratio
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (low + high)
+        if total(mid) >= flow:
+            high = mid
+        else:
+            low = mid
+    return high

@@ -18,7 +18,15 @@ from agent.profile import Profile, available_profiles, load_profile, resolve_pro
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from agent.yamlsource import Issues, Section, load_yaml
 from hil.faults import FaultSpec, parse_faults
-from hil.physics import FAN_SHAPE, GRAVITY, PUMP_SHAPE, WATER_DENSITY, MachineCurves, curves_from_rated
+from hil.physics import (
+    FAN_SHAPE,
+    GRAVITY,
+    PUMP_SHAPE,
+    WATER_DENSITY,
+    MachineCurves,
+    curves_from_rated,
+    worn,
+)
 
 MAX_UNIT = 247  # unit 0 is the gateway itself, which answers for absent units
 # A pump whose rated point implies an efficiency outside this range is a typo, not a pump.
@@ -63,6 +71,8 @@ class DriveSpec:
     remote: bool  # drive accepts the fieldbus speed setpoint
     energy_counter_start: float  # J, the drive's counter when the simulation starts
     seed: int
+    head_wear: float = 1.0  # true head / datasheet head (1: as new)
+    efficiency_wear: float = 1.0  # true efficiency / datasheet efficiency
     faults: tuple[FaultSpec, ...] = ()  # in force from the start (hil.faults)
 
     @property
@@ -76,10 +86,54 @@ class DriveSpec:
         return 1.0 if self.load.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
 
     def curves(self) -> MachineCurves:
-        """The machine's affinity curves, derived from its rated point."""
+        """The machine's datasheet (as new) affinity curves, derived from its rated point."""
         shape = FAN_SHAPE if self.load.kind is LoadKind.FAN else PUMP_SHAPE
         return curves_from_rated(self.load.rated_flow, self.rated_head,
                                  self.shaft_power_ratio * self.rated_power, self.rho_g, shape)
+
+    def true_curves(self) -> MachineCurves:
+        """The curves the machine really has: the datasheet's, degraded by its wear."""
+        if self.head_wear == 1.0 and self.efficiency_wear == 1.0:
+            return self.curves()
+        return worn(self.curves(), self.head_wear, self.efficiency_wear)
+
+
+@dataclass(frozen=True)
+class LocalControlSpec:
+    """What the drives of a circuit do on their own: the conventional strategy.
+
+    A pressure PI holds the header at a fixed setpoint; a cascade starts the next pump
+    (in the circuit's order) when the common speed stays above ``stage_up_ratio`` for
+    ``stage_delay`` and stops the last one when it stays below ``stage_down_ratio``, as
+    ABB's PFC or a SINAMICS cascade does.
+    """
+
+    pressure_setpoint: float  # machine units: m (pumps) or Pa (fans)
+    stage_up_ratio: float
+    stage_down_ratio: float
+    stage_delay: float  # s
+
+
+@dataclass(frozen=True)
+class CircuitSpec:
+    """Parallel machines on one header feeding loads with control valves."""
+
+    name: str
+    drives: tuple[str, ...]  # also the lead-lag order of the local cascade
+    kind: LoadKind
+    design_flow: float  # m³/s
+    design_head: float  # m (pumps) or Pa (fans), the system's need at the design flow
+    static_ratio: float  # static share of the design head
+    min_demand_ratio: float  # of the design flow
+    max_demand_ratio: float
+    seed: int
+    unmet_tolerance: float  # a delivered flow this much below the demand counts as unmet
+    control: LocalControlSpec
+
+    @property
+    def rho_g(self) -> float:
+        """Factor turning head into pressure [Pa] (1 for a fan)."""
+        return 1.0 if self.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
 
 
 @dataclass(frozen=True)
@@ -91,6 +145,7 @@ class PlantSpec:
     day_length: float  # s, one simulated day of demand
     step: float  # s, physics step
     drives: tuple[DriveSpec, ...]
+    circuits: tuple[CircuitSpec, ...] = ()
 
     def drive(self, name: str) -> DriveSpec:
         """The drive with this name; KeyError names the known ones."""
@@ -104,7 +159,7 @@ _DRIVE_KEYS = {
     "name", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "rated_frequency_hz",
     "rated_voltage_v", "motor_efficiency_pct", "shaft_power_pct", "load", "baseline", "static_pct",
     "min_demand_pct", "max_demand_pct", "min_speed_pct", "max_speed_pct", "ramp_time_s", "noise_pct",
-    "remote", "energy_counter_start_kwh", "seed", "faults",
+    "remote", "energy_counter_start_kwh", "seed", "faults", "wear",
 }
 
 
@@ -150,6 +205,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     remote = sec.boolean("remote", True)
     counter_start = sec.number("energy_counter_start_kwh", 0.0, minimum=0.0) * KWH_TO_J
     drive_seed = sec.integer("seed", seed + max(unit, 0), minimum=0)
+    head_wear, efficiency_wear = _wear(sec.section("wear", required=False))
     profile = _profile(sec, plant_dir, profiles, issues)
     values = (rated_power, rated_speed, frequency, voltage, motor_eff, shaft_ratio, static, min_demand,
               max_demand, min_speed, max_speed, ramp_time, counter_start, load.rated_flow,
@@ -163,6 +219,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
         min_demand_ratio=min_demand, max_demand_ratio=max_demand, min_speed_ratio=min_speed,
         max_speed_ratio=max_speed, ramp_time=ramp_time, noise=noise, remote=remote,
         energy_counter_start=counter_start, seed=drive_seed, faults=parse_faults(sec),
+        head_wear=head_wear, efficiency_wear=efficiency_wear,
     )
     efficiency = spec.curves().efficiency(load.rated_flow, 1.0)
     if not MIN_MACHINE_EFFICIENCY <= efficiency <= MAX_MACHINE_EFFICIENCY:
@@ -174,6 +231,71 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
         )
         return None
     return spec
+
+
+def _wear(sec: Section | None) -> tuple[float, float]:
+    """(head, efficiency) factors of a worn machine; (1, 1) as new."""
+    if sec is None:
+        return 1.0, 1.0
+    sec.check_keys({"head_pct", "efficiency_pct"})
+    head = sec.number("head_pct", 100.0, minimum=50.0, maximum=100.0) / 100.0
+    efficiency = sec.number("efficiency_pct", 100.0, minimum=50.0, maximum=100.0) / 100.0
+    return (head if math.isfinite(head) else 1.0), (efficiency if math.isfinite(efficiency) else 1.0)
+
+
+_CIRCUIT_KEYS = {
+    "name", "drives", "design_flow_m3h", "design_head_m", "design_pressure_pa", "static_pct",
+    "min_demand_pct", "max_demand_pct", "seed", "unmet_tolerance_pct", "control",
+}
+
+
+def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSpec | None:
+    sec.check_keys(_CIRCUIT_KEYS)
+    name = sec.string("name")
+    raw = sec.raw("drives", None)
+    names: list[str] = []
+    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+        sec.error("drives", "must list the names of the circuit's drives")
+    else:
+        names = [str(n) for n in raw]
+        for drive_name in names:
+            sec.validate("drives", drive_name in drives,
+                         f"no drive {drive_name!r}; drives: {', '.join(drives) or 'none'}")
+        sec.validate("drives", len(set(names)) == len(names), "a drive is listed twice")
+    members = [drives[n] for n in names if n in drives]
+    kinds = {d.load.kind for d in members}
+    if len(kinds) > 1:
+        sec.error("drives", "pumps and fans cannot share a circuit")
+    kind = kinds.pop() if len(kinds) == 1 else LoadKind.PUMP
+    fan = kind is LoadKind.FAN
+    head_key, unit_name = ("design_pressure_pa", "pressure_setpoint_pa") if fan else (
+        "design_head_m", "pressure_setpoint_m")
+    flow = sec.number("design_flow_m3h", minimum=0.0, exclusive_minimum=True) / 3600.0
+    head = sec.number(head_key, minimum=0.0, exclusive_minimum=True)
+    static = sec.number("static_pct", 0.0, minimum=0.0, maximum=95.0) / 100.0
+    min_demand, max_demand = _pair(sec, "min_demand_pct", "max_demand_pct", (30.0, 100.0), 150.0)
+    circuit_seed = sec.integer("seed", seed, minimum=0)
+    tolerance = sec.number("unmet_tolerance_pct", 1.0, minimum=0.0, maximum=20.0) / 100.0
+    control_sec = sec.section("control")
+    control = None
+    if control_sec is not None:
+        control_sec.check_keys({unit_name, "stage_up_speed_pct", "stage_down_speed_pct", "stage_delay_s"})
+        setpoint = control_sec.number(unit_name, head, minimum=0.0, exclusive_minimum=True)
+        up = control_sec.number("stage_up_speed_pct", 98.0, minimum=1.0, maximum=120.0) / 100.0
+        down = control_sec.number("stage_down_speed_pct", 70.0, minimum=0.0, maximum=120.0) / 100.0
+        if math.isfinite(up) and math.isfinite(down):
+            control_sec.validate("stage_down_speed_pct", down < up,
+                                 f"must be below stage_up_speed_pct ({up * 100:g})")
+        delay = control_sec.number("stage_delay_s", 5.0, minimum=0.0)
+        if all(math.isfinite(v) for v in (setpoint, up, down, delay)):
+            control = LocalControlSpec(setpoint, up, down, delay)
+    values = (flow, head, static, min_demand, max_demand, tolerance)
+    if control is None or not name or not members or len(members) != len(names) or circuit_seed < 0 \
+            or not all(map(math.isfinite, values)):
+        return None
+    return CircuitSpec(name=name, drives=tuple(names), kind=kind, design_flow=flow, design_head=head,
+                       static_ratio=static, min_demand_ratio=min_demand, max_demand_ratio=max_demand,
+                       seed=circuit_seed, unmet_tolerance=tolerance, control=control)
 
 
 def _profile(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None],
@@ -193,7 +315,7 @@ def _profile(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None]
 
 def parse_plant(sec: Section, plant_dir: Path, issues: Issues) -> PlantSpec | None:
     """Build a plant from its top-level section; None if anything was wrong."""
-    sec.check_keys({"name", "day_s", "step_s", "seed", "drives"})
+    sec.check_keys({"name", "day_s", "step_s", "seed", "drives", "circuits"})
     name = sec.string("name", Path(sec.file).stem)
     day_length = sec.number("day_s", minimum=1.0, maximum=7 * 86400.0)
     step = sec.number("step_s", 0.05, minimum=0.001, maximum=1.0)
@@ -212,10 +334,21 @@ def parse_plant(sec: Section, plant_dir: Path, issues: Issues) -> PlantSpec | No
         seen_units.add(drive.unit)
     if not drive_secs and "drives" in sec.data:
         sec.error("drives", "must list at least one drive")
+    by_name = {d.name: d for d in drives if d is not None}
+    circuit_secs = list(sec.sections("circuits", required=False))
+    circuits = [_circuit(c, by_name, max(seed, 0)) for c in circuit_secs]
+    in_circuit: set[str] = set()
+    for circuit_sec, circuit in zip(circuit_secs, circuits, strict=True):
+        if circuit is not None:
+            taken = in_circuit.intersection(circuit.drives)
+            circuit_sec.validate("drives", not taken,
+                                 f"{', '.join(sorted(taken))} already belong(s) to another circuit")
+            in_circuit.update(circuit.drives)
     if issues.items or not math.isfinite(day_length + step):
         return None
     return PlantSpec(source=sec.file, name=name, day_length=day_length, step=step,
-                     drives=tuple(d for d in drives if d is not None))
+                     drives=tuple(d for d in drives if d is not None),
+                     circuits=tuple(c for c in circuits if c is not None))
 
 
 def load_plant(path: Path | str) -> PlantSpec:

@@ -59,7 +59,7 @@ def test_every_mistake_is_reported_with_file_line_and_field(tmp_path):
     )
     issues = issues_of(tmp_path, text)
     file = str(tmp_path / "bad.yaml")
-    assert f"{file}:2: stepp_s: unknown field; expected one of: day_s, drives, name, seed, step_s" in issues
+    assert f"{file}:2: stepp_s: unknown field; expected one of: circuits, day_s, drives, name, seed, step_s" in issues
     assert f"{file}:10: drives[0].static_pct: must be <= 95, got 120" in issues
     assert any(i.startswith(f"{file}:13: drives[1].profile: no profile 'no-such-profile'") for i in issues)
     assert f"{file}:17: drives[1].min_demand_pct: must not exceed max_demand_pct (60)" in issues
