@@ -173,6 +173,7 @@ def plot(db: sqlite3.Connection, low: int, high: int, tz: tzinfo, path: Path) ->
         cumulative.append(total)
     right.plot(list(x), cumulative, color="black", marker="o", label="cumulative net savings")
     right.set_ylabel("kWh saved, cumulative")
+    right.set_ylim(bottom=min(0.0, *cumulative) if cumulative else 0.0)  # an honest zero
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     left.legend(handles, [str(h.get_label()) for h in handles], loc="upper left")
     left.set_title("vfd-agent: energy against baseline")
