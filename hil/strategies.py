@@ -1,0 +1,172 @@
+"""Reference strategies for the closed-loop scenarios: the conventional one and the oracle.
+
+Both run on the plant's own physics, without Modbus and faster than real time, on the
+same demand trace as the agent's run:
+
+- the conventional strategy is what the drives do by themselves (``LocalControlSpec``:
+  a fixed pressure setpoint held by the drive's PI, pumps staged by speed thresholds in
+  a fixed lead-lag order); ``conventional_run`` steps a fresh ``PlantModel`` nobody
+  writes to;
+- the oracle knows the true curves (worn pumps included), the true electrical losses
+  and the demand at every instant, and runs the machines that deliver exactly the
+  demand at the least electrical power, with the loads' valves wide open. It is a
+  lower bound: no ramps, no minimum run times, no measurement noise. The search is a
+  brute force over subsets and flow splits, independent of the agent's kernels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hil.model import PlantModel
+from hil.physics import (
+    DRIVE_EFFICIENCY,
+    DRIVE_LOAD,
+    MAX_EFFICIENCY,
+    MOTOR_EFFICIENCY,
+    MOTOR_LOAD,
+    MachineCurves,
+    flow_at_head,
+    header_head_for_flow,
+    system_from_rated,
+)
+from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
+
+FloatArray = NDArray[np.float64]
+
+_TABLE_POINTS = 301  # demand grid of the oracle's power table
+_ZOOMS = 4  # refinements of each flow-split grid
+_GRID = {1: 1, 2: 201, 3: 61}  # grid points per free flow, by subset size
+
+
+def conventional_run(plant: PlantSpec, until: float) -> PlantModel:
+    """The plant left to its own drives, stepped to ``until`` [s]."""
+    model = PlantModel(plant)
+    model.advance_to(until)
+    return model
+
+
+@dataclass(frozen=True)
+class _Machine:
+    curves: MachineCurves
+    rated_power: float
+    motor_efficiency: float
+    min_ratio: float
+    max_ratio: float
+
+
+def _electrical(shaft: FloatArray, machine: _Machine) -> FloatArray:
+    """``hil.physics.electrical_power`` on arrays."""
+    load = shaft / machine.rated_power
+    shape = np.interp(load, MOTOR_LOAD, MOTOR_EFFICIENCY) / MOTOR_EFFICIENCY[MOTOR_LOAD.index(1.0)]
+    motor = np.minimum(machine.motor_efficiency * shape, MAX_EFFICIENCY)
+    drive = np.interp(load, DRIVE_LOAD, DRIVE_EFFICIENCY)
+    result: FloatArray = np.where(shaft > 0.0, shaft / (motor * drive), 0.0)
+    return result
+
+
+def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
+    """Electrical power [W] of a machine delivering ``flow`` against ``head``; inf where it cannot."""
+    c = machine.curves
+    b = c.a1 * flow
+    disc = b * b - 4.0 * c.a0 * (c.a2 * flow * flow - head)
+    ratio = (-b + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * c.a0)
+    shaft = np.maximum(
+        c.b0 * ratio**3 + c.b1 * ratio**2 * flow + c.b2 * ratio * flow**2 + c.b3 * flow**3, 0.0
+    )
+    power = _electrical(shaft, machine)
+    feasible = (disc >= 0.0) & (ratio >= machine.min_ratio - 1e-12) & (ratio <= machine.max_ratio + 1e-12)
+    result: FloatArray = np.where(feasible & (flow >= 0.0), power, np.inf)
+    return result
+
+
+def _throttled_cost(machine: _Machine, demand: float, need: float) -> float:
+    """One machine at its minimum speed, the valves throttling its surplus over the head ``need``."""
+    head = header_head_for_flow([(machine.curves, machine.min_ratio)], demand)
+    if head < need or flow_at_head(machine.curves, head, machine.min_ratio) < demand * (1.0 - 1e-9):
+        return math.inf  # the minimum speed does not over-deliver: no throttling needed
+    return float(_cost(machine, head, np.array([demand]))[0])
+
+
+def _best_split(machines: Sequence[_Machine], head: float, demand: float) -> float:
+    """Least total power of all ``machines`` running and sharing ``demand`` at ``head``."""
+    n = len(machines)
+    if n == 1:
+        return float(_cost(machines[0], head, np.array([demand]))[0])
+    lows = np.zeros(n - 1)
+    highs = np.full(n - 1, demand)
+    best = math.inf
+    points = _GRID[n]
+    for _ in range(_ZOOMS):
+        axes = [np.linspace(lo, hi, points) for lo, hi in zip(lows, highs, strict=True)]
+        grids = np.meshgrid(*axes, indexing="ij")
+        flows = [g.ravel() for g in grids]
+        last = demand - np.sum(flows, axis=0)
+        total = sum((_cost(m, head, q) for m, q in zip(machines, [*flows, last], strict=True)),
+                    start=np.zeros_like(last))
+        total = np.where(last >= 0.0, total, np.inf)
+        index = int(np.argmin(total))
+        if not math.isfinite(float(total[index])):
+            return best
+        best = min(best, float(total[index]))
+        spans = (highs - lows) / (points - 1)
+        centre = np.array([q[index] for q in flows])
+        lows = np.maximum(centre - 2.0 * spans, 0.0)
+        highs = np.minimum(centre + 2.0 * spans, demand)
+    return best
+
+
+class Oracle:
+    """Least electrical power that delivers a demand with a circuit's machines, as the truth has them."""
+
+    def __init__(self, circuit: CircuitSpec, drives: Sequence[DriveSpec]) -> None:
+        if len(drives) > 3:
+            raise ValueError("the oracle's brute force handles up to three machines")
+        self.circuit = circuit
+        self.system = system_from_rated(circuit.design_flow, circuit.design_head, circuit.static_ratio)
+        self.machines = [
+            _Machine(d.true_curves(), d.rated_power, d.motor_efficiency, d.min_speed_ratio, d.max_speed_ratio)
+            for d in drives
+        ]
+        self._table_flow: FloatArray = np.zeros(0)
+        self._table_power: FloatArray = np.zeros(0)
+
+    def power(self, demand: float) -> float:
+        """Least total electrical power [W] for ``demand`` [m³/s]; inf if nothing can deliver it."""
+        if demand <= 0.0:
+            return 0.0
+        head = self.system.head(demand)
+        best = min((_throttled_cost(m, demand, head) for m in self.machines), default=math.inf)
+        for size in range(1, len(self.machines) + 1):
+            for subset in itertools.combinations(self.machines, size):
+                best = min(best, _best_split(subset, head, demand))
+        return best
+
+    def tabulate(self, low: float, high: float) -> None:
+        """Precompute ``power`` over [low, high] for ``interpolated``."""
+        self._table_flow = np.linspace(low, high, _TABLE_POINTS)
+        self._table_power = np.array([self.power(float(q)) for q in self._table_flow])
+
+    def interpolated(self, demand: float) -> float:
+        """``power`` from the table (exact at the table's points, linear between)."""
+        if not self._table_flow.size:
+            return self.power(demand)
+        return float(np.interp(demand, self._table_flow, self._table_power))
+
+
+def oracle_energy(plant: PlantSpec, circuit: CircuitSpec, until: float) -> float:
+    """Energy [J] the oracle draws from 0 to ``until``, on the plant's own demand trace and time step."""
+    model = PlantModel(plant)  # the same demand profile the plant runs
+    demand = model.headers[circuit.name].demand
+    oracle = Oracle(circuit, [plant.drive(name) for name in circuit.drives])
+    oracle.tabulate(demand.minimum, demand.maximum)
+    steps = math.floor(until / plant.step + 1e-9)
+    times = np.arange(steps + 1) * plant.step
+    powers = np.array([oracle.interpolated(demand.flow(float(t))) for t in times])
+    return float(np.trapezoid(powers, times)) if steps else 0.0
