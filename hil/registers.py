@@ -126,6 +126,9 @@ class DriveRegisters:
                 start = min(p.address for p in points)
                 self.spans[table] = Span(start, max(p.end for p in points) - start)
         self.held: dict[Quantity, list[int]] = {}  # registers of written points, read back as written
+        # SI values of the points the last accepted write set (speed as a ratio, pressure in Pa),
+        # for the physics to act on (hil.model.PlantModel.command).
+        self.last_write: dict[Quantity, float] = {}
         self.clusters = {
             table: clusters([p for p in self.profile.points.values() if p.table is table])
             for table in self.spans
@@ -154,6 +157,9 @@ class DriveRegisters:
             return snapshot.shaft_power / omega if omega > 0.0 else 0.0
         if q is Quantity.PRESSURE and point.dimension is Dimension.HEAD:
             return m.pressure / (WATER_DENSITY * GRAVITY)  # metres of water column
+        if q is Quantity.PRESSURE_SETPOINT:
+            pa = snapshot.pressure_setpoint
+            return pa / (WATER_DENSITY * GRAVITY) if point.dimension is Dimension.HEAD else pa
         if q is Quantity.STATUS_WORD:
             return float(status_word(snapshot, self.spec.remote, self.profile.status_bits))
         if q is Quantity.FAULT_CODE:
@@ -162,7 +168,7 @@ class DriveRegisters:
             Quantity.POWER: m.power * self.power_factor,
             Quantity.ENERGY: max(m.energy_counter - self.counter_offset, 0.0), Quantity.CURRENT: m.current,
             Quantity.DC_VOLTAGE: m.dc_voltage, Quantity.FLOW: m.flow, Quantity.PRESSURE: m.pressure,
-            Quantity.CONTROL_WORD: 0.0,
+            Quantity.CONTROL_WORD: 0.0, Quantity.PROCESS_FLOW: m.process_flow,
         }
         return simple[q]
 
@@ -226,6 +232,7 @@ class DriveRegisters:
         if any(p.writable is False for p in touched) or not covered.issuperset(range(address, end)):
             return WriteResult.ILLEGAL_ADDRESS, None
         updates: dict[Quantity, list[int]] = {}
+        commands: dict[Quantity, float] = {}
         new_ratio: float | None = None
         for point in touched:
             current = self.held.get(point.quantity) or saturated(point, self.value(point, snapshot))
@@ -237,6 +244,12 @@ class DriveRegisters:
                 return WriteResult.ILLEGAL_VALUE, None
             if point.quantity is Quantity.SPEED_SETPOINT:
                 new_ratio = si / self.spec.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else si
+                commands[point.quantity] = new_ratio
+            elif point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.HEAD:
+                commands[point.quantity] = si * WATER_DENSITY * GRAVITY
+            else:
+                commands[point.quantity] = si
             updates[point.quantity] = words
         self.held.update(updates)
+        self.last_write = commands
         return WriteResult.OK, new_ratio

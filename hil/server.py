@@ -293,6 +293,8 @@ class SimulatedPlant:
             return _exception(function, _RESULT_CODES[result])
         if ratio is not None:
             self.model.drives[endpoint.spec.name].remote_setpoint = ratio
+        for quantity, value in endpoint.registers.last_write.items():  # control word, pressure setpoint
+            self.model.command(endpoint.spec.name, quantity, value)
         return None
 
     def mangle(self, frame: bytes, kind: Fault | None) -> bytes:
