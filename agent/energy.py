@@ -30,15 +30,13 @@ import numpy as np
 
 from agent.config import BaselineConfig, BaselineMethod, DriveConfig, SiteConfig
 from agent.machine import datasheet_curves
-from agent.profile import Point
+from agent.profile import Point, Quantity
 from agent.schedule import TimeOfUse, hour_start
 from kernels import (
-    CHARACTERISTIC_POWER_PCT,
-    CHARACTERISTIC_SPEED_PCT,
-    DAMPER_FLOW_PCT,
-    DAMPER_POWER_PCT,
-    INLET_VANE_FLOW_PCT,
-    INLET_VANE_POWER_PCT,
+    BASELINE_CHARACTERISTIC,
+    BASELINE_DAMPER,
+    BASELINE_INLET_VANE,
+    DEFAULT_TABLES,
     characteristic_baseline_power,
     default_efficiency_tables,
     electrical_power,
@@ -49,11 +47,19 @@ from kernels import (
 
 GRAMS_PER_KG = 1000.0
 MAX_POWER_OVER_RATED = 3.0  # a counter step above this × rated power × dt is not physics
-_DEFAULT_TABLES = {
-    BaselineMethod.CHARACTERISTIC: (CHARACTERISTIC_SPEED_PCT, CHARACTERISTIC_POWER_PCT),
-    BaselineMethod.DAMPER: (DAMPER_FLOW_PCT, DAMPER_POWER_PCT),
-    BaselineMethod.INLET_VANE: (INLET_VANE_FLOW_PCT, INLET_VANE_POWER_PCT),
+_TABLE_CODES = {
+    BaselineMethod.CHARACTERISTIC: BASELINE_CHARACTERISTIC,
+    BaselineMethod.DAMPER: BASELINE_DAMPER,
+    BaselineMethod.INLET_VANE: BASELINE_INLET_VANE,
 }
+
+
+def baseline_table(baseline: BaselineConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (x %, power %) table of a table baseline: the configured one, else the method's default."""
+    if baseline.table_x_pct:
+        return baseline.table_x_pct, baseline.table_y_pct
+    code = _TABLE_CODES.get(baseline.method)
+    return DEFAULT_TABLES[code] if code is not None else ((), ())
 
 
 class EnergySource(Enum):
@@ -81,8 +87,7 @@ class BaselineModel:
         self.constant_power = baseline.constant_power
         self.rated_power = drive.rated_power
         self.rated_flow = drive.load.rated_flow
-        xs, ys = (baseline.table_x_pct, baseline.table_y_pct) if baseline.table_x_pct else (
-            _DEFAULT_TABLES.get(baseline.method, ((), ())))
+        xs, ys = baseline_table(baseline)
         self._table_x = np.asarray(xs, dtype=np.float64)
         self._table_y = np.asarray(ys, dtype=np.float64)
         curves = datasheet_curves(drive.load, drive.rated_power)
@@ -250,8 +255,6 @@ class EnergyAccount:
     @classmethod
     def for_drive(cls, drive: DriveConfig, site: SiteConfig, max_gap: float) -> EnergyAccount:
         """An account with the site's rates and the drive's counter, if its profile has one."""
-        from agent.profile import Quantity
-
         point = drive.profile.point(Quantity.ENERGY)
         counter = EnergyCounter(point, drive.rated_power) if point is not None else None
         rates = TimeOfUse(site.tariff.price_per_joule, site.emission_kg_per_joule, site.timezone)

@@ -35,6 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from agent.config import BaselineMethod
+from agent.energy import baseline_table
 from agent.profile import Quantity
 from hil.demand import DemandProfile
 from hil.physics import (
@@ -51,20 +52,6 @@ from hil.physics import (
     system_from_rated,
 )
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
-from kernels.baselines import (
-    CHARACTERISTIC_POWER_PCT,
-    CHARACTERISTIC_SPEED_PCT,
-    DAMPER_FLOW_PCT,
-    DAMPER_POWER_PCT,
-    INLET_VANE_FLOW_PCT,
-    INLET_VANE_POWER_PCT,
-)
-
-_DEFAULT_BASELINE_TABLES = {
-    BaselineMethod.CHARACTERISTIC: (CHARACTERISTIC_SPEED_PCT, CHARACTERISTIC_POWER_PCT),
-    BaselineMethod.DAMPER: (DAMPER_FLOW_PCT, DAMPER_POWER_PCT),
-    BaselineMethod.INLET_VANE: (INLET_VANE_FLOW_PCT, INLET_VANE_POWER_PCT),
-}
 
 RUNNING_RATIO = 0.005  # below 0.5 % speed the drive counts as stopped
 POWER_FACTOR = 0.85  # motor cos φ, for a plausible output current
@@ -249,8 +236,7 @@ class DriveModel:
             shaft = self.curves.shaft_power(self.flow, 1.0)
             load = shaft / spec.rated_power
             return shaft / motor_efficiency(load, spec.motor_efficiency) if shaft > 0.0 else 0.0
-        xs, ys = (baseline.table_x_pct, baseline.table_y_pct) if baseline.table_x_pct else (
-            _DEFAULT_BASELINE_TABLES[baseline.method])
+        xs, ys = baseline_table(baseline)
         if baseline.method is BaselineMethod.CHARACTERISTIC:
             x = 100.0 * self.speed_ratio
         else:  # damper, inlet vanes: the fan at rated speed delivering the same flow

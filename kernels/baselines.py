@@ -53,6 +53,13 @@ BASELINE_THROTTLE = 2
 BASELINE_DAMPER = 3
 BASELINE_INLET_VANE = 4
 
+# The default (x %, power %) table of each table method, for callers that configure none.
+DEFAULT_TABLES: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    BASELINE_CHARACTERISTIC: (CHARACTERISTIC_SPEED_PCT, CHARACTERISTIC_POWER_PCT),
+    BASELINE_DAMPER: (DAMPER_FLOW_PCT, DAMPER_POWER_PCT),
+    BASELINE_INLET_VANE: (INLET_VANE_FLOW_PCT, INLET_VANE_POWER_PCT),
+}
+
 
 @jit
 def constant_baseline_power(constant_power: float) -> float:
