@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError
+from agent.groups import GroupConfig, OptimizerConfig, parse_groups, parse_optimizer
 from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
 from agent.rtu import STANDARD_BAUDRATES
 from agent.schedule import MINUTES_PER_DAY, Period, Schedule
@@ -133,11 +134,15 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    """Control mode and speed limits (speed ratios)."""
+    """Control mode, speed limits (speed ratios) and the guard rails of writes (``agent.control``)."""
 
     mode: ControlMode
     min_speed_ratio: float
     max_speed_ratio: float
+    slew_per_min: float = 0.2  # largest speed setpoint change per minute (ratio)
+    writes_per_hour: int = 120  # write budget
+    restore: bool = True  # write the operator's values back on stop, stale data or a fault
+    deadband: float = 0.005  # smaller speed changes are not written (ratio)
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class DriveConfig:
     load: LoadConfig
     baseline: BaselineConfig
     control: ControlConfig
+    motor_efficiency: float = math.nan  # nameplate full-load efficiency; NaN: the default table's
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,8 @@ class AgentConfig:
     max_gap: float
     buses: tuple[BusConfig, ...]
     drives: tuple[DriveConfig, ...]
+    groups: tuple[GroupConfig, ...] = ()
+    optimizer: OptimizerConfig = OptimizerConfig()
 
     def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
         """Drives polled through one bus, in config order."""
@@ -346,13 +354,19 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
 def _control(sec: Section | None) -> ControlConfig:
     if sec is None:
         return ControlConfig(ControlMode.MONITOR, 0.0, 1.0)
-    sec.check_keys({"mode", "min_speed_pct", "max_speed_pct"})
+    sec.check_keys({"mode", "min_speed_pct", "max_speed_pct", "max_slew_pct_per_min", "writes_per_hour",
+                    "restore_on_stop", "deadband_pct"})
     mode = sec.choice("mode", ControlMode, ControlMode.MONITOR)
     low = sec.number("min_speed_pct", 0.0, minimum=0.0, maximum=120.0)
     high = sec.number("max_speed_pct", 100.0, minimum=0.0, maximum=120.0)
     if math.isfinite(low) and math.isfinite(high):
         sec.validate("min_speed_pct", low < high, f"must be below max_speed_pct ({high:g})")
-    return ControlConfig(mode or ControlMode.MONITOR, low / 100.0, high / 100.0)
+    slew = sec.number("max_slew_pct_per_min", 20.0, minimum=0.0, maximum=1000.0, exclusive_minimum=True)
+    budget = sec.integer("writes_per_hour", 120, minimum=1, maximum=100000)
+    restore = sec.boolean("restore_on_stop", True)
+    deadband = sec.number("deadband_pct", 0.5, minimum=0.0, maximum=10.0)
+    return ControlConfig(mode or ControlMode.MONITOR, low / 100.0, high / 100.0, slew / 100.0, max(budget, 1),
+                         restore, deadband / 100.0)
 
 
 def _drive(
@@ -360,7 +374,7 @@ def _drive(
 ) -> DriveConfig | None:
     sec.check_keys({
         "name", "bus", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "load", "baseline",
-        "control",
+        "control", "motor_efficiency_pct",
     })
     name = sec.string("name")
     bus = sec.string("bus")
@@ -371,6 +385,8 @@ def _drive(
     load = parse_load(sec.section("load"))
     baseline = parse_baseline(sec.section("baseline", required=False), rated_power, load.kind)
     control = _control(sec.section("control", required=False))
+    motor_efficiency = sec.number("motor_efficiency_pct", math.nan, minimum=50.0, maximum=99.9) / 100.0 \
+        if sec.has("motor_efficiency_pct") else math.nan
     profile: Profile | None = None
     if profile_name:
         path = resolve_profile_path(profile_name, config_dir)
@@ -385,7 +401,8 @@ def _drive(
                 _check_profile_fits(sec, profile, baseline)
     if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
         return None
-    return DriveConfig(name, bus, unit, profile, rated_power, rated_speed, load, baseline, control)
+    return DriveConfig(name, bus, unit, profile, rated_power, rated_speed, load, baseline, control,
+                       motor_efficiency)
 
 
 def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig) -> None:
@@ -400,7 +417,7 @@ def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig
 
 def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig | None:
     """Build the config from the top-level section; None if anything was wrong."""
-    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives"})
+    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives", "optimizer", "groups"})
     site = _site(sec.section("site"))
     host, port = "127.0.0.1", DEFAULT_METRICS_PORT
     metrics = sec.section("metrics", required=False)
@@ -434,13 +451,16 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     drive_secs = list(sec.sections("drives"))
     drives = [_drive(d, config_dir, profiles, issues) for d in drive_secs]
     _cross_checks(sec, bus_secs, drive_secs)
+    optimizer = parse_optimizer(sec.section("optimizer", required=False))
+    groups = parse_groups(list(sec.sections("groups", required=False)), [d for d in drives if d is not None],
+                          buses, config_dir, profiles, issues)
     if issues.items:
         return None
     return AgentConfig(
         source=sec.file, site=site, metrics_host=host, metrics_port=port,
         storage_path=storage_path, flush_interval=flush_interval, max_gap=polling["max_gap"],
         buses=tuple(buses),
-        drives=tuple(d for d in drives if d is not None),
+        drives=tuple(d for d in drives if d is not None), groups=groups, optimizer=optimizer,
     )
 
 
