@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from agent.bookkeeping import Bookkeeper
 from agent.drive import DriveRuntime
+from agent.optimizer import Optimizer
 from agent.profile import Quantity
 
 POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -192,6 +193,67 @@ class BusCollector(Collector):
             if math.isfinite(value):
                 family.add_metric([bus.name], value)
         yield family
+
+
+class OptimizerCollector(Collector):
+    """Fits, recommendations and guarded writes of the optimizer (``agent.optimizer``), per drive."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per quantity; a value the optimizer does not have is left out, never shown as 0."""
+        fit_r2 = GaugeMetricFamily("vfd_fit_r_squared", "R² of the latest fit of a curve (head, power: the "
+                                   "drive's machine; system: its group's)", labels=["drive", "curve"])
+        fit_used = GaugeMetricFamily("vfd_fit_in_use", "1 if the fitted curve is used, 0 if the datasheet "
+                                     "(or configured) curve is", labels=["drive", "curve"])
+        drift = GaugeMetricFamily("vfd_fit_efficiency_drift_ratio", "Best efficiency of the fitted curves "
+                                  "over the datasheet's, minus 1 (negative: wear or clogging)",
+                                  labels=["drive"])
+        speed = GaugeMetricFamily("vfd_recommended_speed_ratio", "Recommended speed over rated speed",
+                                  labels=["drive"])
+        running = GaugeMetricFamily("vfd_recommended_running", "1 if the drive should run, 0 if it should "
+                                    "stop", labels=["drive"])
+        setpoint = GaugeMetricFamily("vfd_recommended_setpoint", "Recommended pressure setpoint of the "
+                                     "drive's PI [Pa]", labels=["drive"])
+        saving = GaugeMetricFamily("vfd_expected_saving_watts", "Power the recommendation saves against the "
+                                   "operator's setpoint, at the present demand", labels=["drive"])
+        holding = GaugeMetricFamily("vfd_control_active", "1 while the agent's setpoints are in force on the "
+                                    "drive", labels=["drive"])
+        writes = CounterMetricFamily("vfd_setpoint_writes", "Attempted writes by result (ok, dry_run, "
+                                     "refused_*, failed, verify_failed)", labels=["drive", "result"])
+        stages = CounterMetricFamily("vfd_stage_changes", "Stage changes the agent made", labels=["group"])
+        for group in self.optimizer.groups:
+            stages.add_metric([group.name], float(group.stage.changes))
+            system_r2 = group.system.r_squared
+            for machine, drive in zip(group.machines, group.drives, strict=True):
+                name = drive.name
+                fit = machine.fit
+                if fit is not None:
+                    for curve, r2, used in (("head", fit.r2_head, fit.head_used),
+                                            ("power", fit.r2_power, fit.power_used)):
+                        if math.isfinite(r2):
+                            fit_r2.add_metric([name, curve], r2)
+                        fit_used.add_metric([name, curve], 1.0 if used else 0.0)
+                if math.isfinite(system_r2):
+                    fit_r2.add_metric([name, "system"], system_r2)
+                fit_used.add_metric([name, "system"], 1.0 if group.system.fitted else 0.0)
+                value = machine.efficiency_drift()
+                if math.isfinite(value):
+                    drift.add_metric([name], value)
+                rec = group.recommendations.get(name)
+                if rec is not None:
+                    for family, number in ((speed, rec.speed_ratio), (running, rec.running),
+                                           (setpoint, rec.setpoint_pa), (saving, rec.expected_saving_w)):
+                        if math.isfinite(number):
+                            family.add_metric([name], number)
+                writer = group.writers.get(name)
+                held = group.holding and writer is not None and writer.holds
+                holding.add_metric([name], 1.0 if held else 0.0)
+                if writer is not None:
+                    for result, count in sorted(dict(writer.results).items()):
+                        writes.add_metric([name, result], float(count))
+        yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
 
 
 def poll_duration_histogram(registry: CollectorRegistry) -> Histogram:

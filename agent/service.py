@@ -3,9 +3,10 @@
 Start-up order: build state from the validated config, open the ledger and
 restore the totals (another agent on the same ledger fails the start), bind the
 metrics port (a port in use fails at start, loudly and once), start the pollers,
-then tell systemd READY. Shutdown: the stop event ends every poller loop, which
-closes its connection; the last energy is flushed to the ledger; then the HTTP
-server stops.
+then tell systemd READY. Shutdown: the optimizer (if the config has groups) hands
+every drive it controls back to the operator's settings while the buses are still
+connected; then every poller loop ends and closes its connection; the last energy
+is flushed to the ledger; then the HTTP server stops.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ from agent.metrics import (
     BuildInfoCollector,
     BusCollector,
     LedgerCollector,
+    OptimizerCollector,
     poll_duration_histogram,
     serve,
 )
 from agent.modbus import BusClient
+from agent.optimizer import Optimizer
 from agent.poller import BusPoller, Clock
 from agent.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
+
+RESTORE_TIMEOUT_S = 30.0  # the optimizer's hand-back at shutdown may take this long at most
 
 
 class Agent:
@@ -49,6 +54,7 @@ class Agent:
         extra_collectors: Iterable[Collector] = (),
         notifier: Notifier | None = None,
         clock: Clock = time.monotonic,
+        dry_run: bool = False,
     ) -> None:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -62,12 +68,18 @@ class Agent:
                 self.pollers.append(
                     BusPoller(bus, on_bus, BusClient(bus), clock=clock, on_cycle=self._observe_cycle)
                 )
+        self.optimizer: Optimizer | None = None
+        if config.groups:
+            self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
+                                       clock=clock, dry_run=dry_run)
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency)
         self.registry.register(AgentCollector(self.drives, config.site.tariff.currency))
         self.registry.register(BusCollector(self.pollers))
         self.registry.register(LedgerCollector(self.bookkeeper))
         self.registry.register(BuildInfoCollector())
+        if self.optimizer is not None:
+            self.registry.register(OptimizerCollector(self.optimizer))
         for collector in extra_collectors:
             self.registry.register(collector)
         self.metrics_port: int | None = None
@@ -79,6 +91,8 @@ class Agent:
 
     def _observe_cycle(self, poller: BusPoller, duration: float) -> None:
         self._poll_duration.labels(poller.bus.name).observe(duration)
+        if self.optimizer is not None:
+            self.optimizer.on_poll_cycle(poller.drives)
 
     def start_metrics(self) -> int:
         """Bind the metrics endpoint; OSError if the address cannot be used."""
@@ -104,14 +118,29 @@ class Agent:
         self.open_ledger()
         if serve_metrics and self._server is None:
             self.start_metrics()
-        tasks = [asyncio.create_task(p.run(stop), name=f"poll {p.bus.name}") for p in self.pollers]
+        # With an optimizer the pollers outlive ``stop``: the hand-back writes need their connections.
+        poll_stop = asyncio.Event() if self.optimizer is not None else stop
+        tasks = [asyncio.create_task(p.run(poll_stop), name=f"poll {p.bus.name}") for p in self.pollers]
         watchdog = asyncio.create_task(self._watchdog(stop, tasks), name="watchdog")
         bookkeeping = asyncio.create_task(self.bookkeeper.run(stop), name="ledger")
+        optimizing = (asyncio.create_task(self.optimizer.run(stop), name="optimizer")
+                      if self.optimizer is not None else None)
         self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
         try:
-            await asyncio.gather(*tasks)
+            if optimizing is None:
+                await asyncio.gather(*tasks)
+            else:
+                stopped = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                for task in done:
+                    if task is not stopped:
+                        task.result()  # a poller that ended by itself: raise what ended it
         finally:
             stop.set()
+            if optimizing is not None:
+                await self._finish_optimizer(optimizing)
+            poll_stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -123,6 +152,16 @@ class Agent:
             await self.bookkeeper.close()
             if serve_metrics:
                 self.stop_metrics()
+
+    @staticmethod
+    async def _finish_optimizer(task: asyncio.Task[None]) -> None:
+        """Let the optimizer hand the drives back (bounded in time), whatever ended the run."""
+        try:
+            await asyncio.wait_for(task, timeout=RESTORE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.error("optimizer: handing the drives back took over %g s; stopped waiting", RESTORE_TIMEOUT_S)
+        except Exception:
+            log.exception("optimizer: failed while handing the drives back")
 
     async def _watchdog(self, stop: asyncio.Event, tasks: Sequence[asyncio.Task[None]]) -> None:
         """Pet the systemd watchdog only while every poller is alive and cycling."""
