@@ -133,8 +133,8 @@ class BusPoller:
             if not self.client.connected and not await self._reconnect_in_cycle(drive):
                 continue
             await self._poll_drive(drive)
-        if not self.client.connected:
-            self._schedule_reconnect()
+        # A connection a drive dropped is reopened at the next cycle's start without waiting;
+        # only a failed connect backs off (in _connect).
         self._sample_busy()
 
     async def _reconnect_in_cycle(self, drive: DriveRuntime) -> bool:

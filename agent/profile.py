@@ -199,7 +199,7 @@ def parse_profile(sec: Section) -> Profile | None:
     sec.check_keys({"name", "description", "defaults", "points", "notes", "status_bits", "control_words",
                     "max_gap"})
     name = sec.string("name")
-    description = sec.string("description") if sec.has("description") else ""
+    description = sec.string("description", "")  # optional, null included
     defaults: dict[str, object] = {}
     default_sec = sec.section("defaults", required=False)
     if default_sec is not None:

@@ -151,7 +151,9 @@ class Section:
         """Report keys this section does not know, which are usually typos."""
         for key in self.data:
             if key not in allowed:
-                self.error(str(key), f"unknown field; expected one of: {', '.join(sorted(allowed))}")
+                # An empty key still needs a name in the message (found by tests/agent/test_bad_input.py).
+                expected = ", ".join(sorted(allowed))
+                self.error(str(key) or repr(key), f"unknown field; expected one of: {expected}")
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         """The value as YAML gave it; a missing required key is reported."""

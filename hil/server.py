@@ -340,10 +340,13 @@ class SimulatedPlant:
                     break
                 if reply.pdu is None:
                     continue
+                frame = self.mangle(struct.pack(">HHHB", tid, 0, len(reply.pdu) + 1, unit) + reply.pdu,
+                                    reply.mangle)
                 if reply.delay:
-                    await asyncio.sleep(reply.delay)
-                frame = struct.pack(">HHHB", tid, 0, len(reply.pdu) + 1, unit) + reply.pdu
-                writer.write(self.mangle(frame, reply.mangle))
+                    # Late, but without holding up the other units' replies on this connection.
+                    self.loop_later(reply.delay, writer, frame)
+                    continue
+                writer.write(frame)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -351,6 +354,15 @@ class SimulatedPlant:
             self._writers.discard(writer)
             self._connections.discard(task)
             writer.close()
+
+    def loop_later(self, delay: float, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        """Write a frame after ``delay`` s, if the connection is still open then."""
+
+        def late() -> None:
+            if not writer.is_closing():
+                writer.write(frame)
+
+        asyncio.get_running_loop().call_later(delay, late)
 
     def drop_connections(self) -> int:
         """Close every open TCP connection now (a gateway that reboots); returns how many."""

@@ -27,7 +27,8 @@ def pty_pair(directory: Path, timeout: float = 10.0) -> Iterator[tuple[str, str]
         deadline = time.monotonic() + timeout
         while not (a.exists() and b.exists()):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"socat did not make the pty pair: {process.stderr.read() if process.stderr else ''}")
+                said = process.stderr.read() if process.stderr else ""
+                raise RuntimeError(f"socat did not make the pty pair: {said}")
             time.sleep(0.01)
         yield os.fspath(a), os.fspath(b)
     finally:
