@@ -59,7 +59,8 @@ def test_every_mistake_is_reported_with_file_line_and_field(tmp_path):
     )
     issues = issues_of(tmp_path, text)
     file = str(tmp_path / "bad.yaml")
-    assert f"{file}:2: stepp_s: unknown field; expected one of: circuits, day_s, drives, name, seed, step_s" in issues
+    expected = "stepp_s: unknown field; expected one of: circuits, day_s, drives, name, seed, step_s"
+    assert f"{file}:2: {expected}" in issues
     assert f"{file}:10: drives[0].static_pct: must be <= 95, got 120" in issues
     assert any(i.startswith(f"{file}:13: drives[1].profile: no profile 'no-such-profile'") for i in issues)
     assert f"{file}:17: drives[1].min_demand_pct: must not exceed max_demand_pct (60)" in issues
@@ -81,10 +82,10 @@ def test_an_implausible_rated_point_is_caught(tmp_path):
 
 def test_load_and_baseline_use_the_agent_parsers(tmp_path):
     drive = GOOD_DRIVE.replace("rated_head_m: 32", "rated_pressure_pa: 32")
-    drive += "    baseline: {method: throttle}\n"
+    drive += "    baseline: {method: guesswork}\n"
     issues = issues_of(tmp_path, "day_s: 60\ndrives:\n" + drive)
     assert any("drives[0].load.rated_pressure_pa: unknown field" in i for i in issues)
-    assert any("drives[0].baseline.method: throttle is not supported yet" in i for i in issues)
+    assert any("drives[0].baseline.method: must be one of: constant, characteristic" in i for i in issues)
 
 
 @pytest.mark.parametrize(
