@@ -80,12 +80,19 @@ def _inside(value: float, limits: tuple[float, float] | None) -> bool:
     return limits is None or (math.isfinite(value) and limits[0] <= value <= limits[1])
 
 
+def _sensible(point: Point, value: float, limits: tuple[float, float] | None) -> bool:
+    """Inside the limits; and a float, unless zero, not absurdly tiny (what swapped words look like)."""
+    if not _inside(value, limits):
+        return False
+    return not (point.dtype.is_float and limits is not None and 0.0 < abs(value / point.unit_factor) < 1e-9)
+
+
 def judge(point: Point, raw: Sequence[int], rating: Rating = Rating()) -> ProbedValue:
     """Decode one point's registers and say what looks wrong, with the likely cause."""
     value = point.to_si(decode(raw, point.dtype, point.word_order, point.byte_order))
     limits = _limits(point, rating)
     problems: list[str] = []
-    if not _inside(value, limits):
+    if not _sensible(point, value, limits):
         assert limits is not None
         unit, factor = point.unit, point.unit_factor
         shown = value / factor
@@ -107,13 +114,13 @@ def _hints(point: Point, raw: Sequence[int], limits: tuple[float, float]) -> str
     if point.registers > 1:
         other = Order.LITTLE if point.word_order is Order.BIG else Order.BIG
         swapped = point.to_si(decode(raw, point.dtype, other, point.byte_order))
-        if _inside(swapped, limits):
+        if _sensible(point, swapped, limits):
             shown = swapped / point.unit_factor
             hints.append(f"word_order: {other.value} would give {shown:.6g} {point.unit}")
     value = point.to_si(decode(raw, point.dtype, point.word_order, point.byte_order))
     if math.isfinite(value) and value != 0.0:
         for factor in (0.1, 0.01, 0.001, 10.0, 100.0, 1000.0):
-            if _inside(value * factor, limits):
+            if _sensible(point, value * factor, limits):
                 shown = value * factor / point.unit_factor
                 hints.append(f"scale {point.scale * factor:g} would give {shown:.6g} {point.unit}")
                 break
