@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent import machine
+
 WATER_DENSITY = 998.0  # kg/m³ at about 20 °C
 GRAVITY = 9.80665  # m/s²
 
@@ -22,8 +24,8 @@ GRAVITY = 9.80665  # m/s²
 # fans: shut-off pressure 1.3 × rated, shut-off power about 35 %. The power curve is
 # then fixed by two conditions: it passes through the rated point, and the efficiency
 # Q·y/P peaks there (best-efficiency point at rated flow).
-PUMP_SHAPE = (1.25, -0.10, 0.45)
-FAN_SHAPE = (1.30, -0.10, 0.35)
+PUMP_SHAPE = machine.PUMP_SHAPE
+FAN_SHAPE = machine.FAN_SHAPE
 
 # Motor part-load efficiency, absolute, for the DOE MEASUR premium 200 hp motor
 # (25..125 % load: 0.935, 0.964, 0.965, 0.961, 0.952). The points below 25 % are an
@@ -90,19 +92,15 @@ def curves_from_rated(
     rho_g: float,
     shape: tuple[float, float, float] = PUMP_SHAPE,
 ) -> MachineCurves:
-    """Curves through the rated point (Q_r, y_r, P_r) with the best efficiency at Q_r."""
-    shutoff, h1, p0 = shape
-    h2 = 1.0 - shutoff - h1  # h(1) = 1
-    # dη/dq = 0 at q = 1  <=>  p'(1) = 1 + h'(1), with p(1) = 1 and p(0) = p0, b3 = 0.
-    slope = 1.0 + h1 + 2.0 * h2
-    p2 = slope - (1.0 - p0)
-    p1 = 1.0 - p0 - p2
-    q, y, p = rated_flow, rated_head, shaft_power
-    return MachineCurves(
-        a0=shutoff * y, a1=h1 * y / q, a2=h2 * y / (q * q),
-        b0=p0 * p, b1=p1 * p / q, b2=p2 * p / (q * q), b3=0.0,
-        rho_g=rho_g,
-    )
+    """Curves through the rated point (Q_r, y_r, P_r) with the best efficiency at Q_r.
+
+    The same construction as the agent's datasheet curves, so that an unworn simulated
+    machine is exactly what the agent assumes before it has fitted anything.
+    """
+    curves = machine.curves_from_rated(rated_flow, rated_head, shaft_power, shape)
+    a0, a1, a2 = (float(c) for c in curves.head)
+    b0, b1, b2, b3 = (float(c) for c in curves.power)
+    return MachineCurves(a0=a0, a1=a1, a2=a2, b0=b0, b1=b1, b2=b2, b3=b3, rho_g=rho_g)
 
 
 def system_from_rated(rated_flow: float, rated_head: float, static_ratio: float) -> SystemCurve:
