@@ -55,7 +55,7 @@ def demo_config(
     )
     return AgentConfig(
         source=str(DEMO_PLANT), site=site, metrics_host=listen[0], metrics_port=listen[1],
-        storage_path=state_dir, flush_interval=5.0, max_gap=5.0, buses=(bus,), drives=tuple(drives),
+        storage_path=state_dir, flush_interval=1.0, max_gap=5.0, buses=(bus,), drives=tuple(drives),
     )
 
 
