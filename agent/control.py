@@ -202,13 +202,13 @@ class DriveWriter:
                                 f"last hour (budget {self.control.writes_per_hour})")
         return None
 
-    def slew_bounded(self, quantity: Quantity, wanted: float, limits: Limits) -> float:
-        """``wanted`` clamped to the limits and moved no further than the slew limit allows now."""
+    def slew_bounded(self, quantity: Quantity, wanted: float, limits: Limits, headroom: float = 1.0) -> float:
+        """``wanted`` clamped to the limits and moved no further than ``headroom`` × the slew limit allows."""
         value = min(max(wanted, limits.minimum), limits.maximum)
         reference, since = self.last.get(quantity, (self.current(quantity), -math.inf))
         if not math.isfinite(reference):
             return value
-        allowed = limits.slew_per_min * min(self.clock() - since, SLEW_WINDOW_S) / 60.0
+        allowed = headroom * limits.slew_per_min * min(self.clock() - since, SLEW_WINDOW_S) / 60.0
         return min(max(value, reference - allowed), reference + allowed)
 
     # --- writes -------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class DriveWriter:
         return await self._send(point, value, now, reason)
 
     async def command(self, command: Command, *, reason: str = "") -> WriteResult:
-        """Write one of the profile's named control words (run needs ready+remote; stop needs running)."""
+        """Write one of the profile's named control words (ready and remote, no fault, needed)."""
         now = self.clock()
         point = self.drive.config.profile.point(Quantity.CONTROL_WORD)
         word = self.drive.config.profile.control_words.get(command.value)
@@ -232,8 +232,9 @@ class DriveWriter:
             profile = self.drive.config.profile.name
             return self._refuse(Quantity.CONTROL_WORD, WriteResult.REFUSED_NOT_WRITABLE,
                                 f"profile {profile!r} names no {command.value} control word")
-        refused = self._guard(point, Quantity.CONTROL_WORD, float(word), None, now,
-                              needs_running=command is Command.STOP)
+        # Neither a start nor a stop needs a running drive: stopping a stopped pump holds it off its
+        # local control (a cascade would start it), which is what the agent means by it.
+        refused = self._guard(point, Quantity.CONTROL_WORD, float(word), None, now, needs_running=False)
         if refused is not None or point is None:
             return refused or WriteResult.REFUSED_NOT_WRITABLE
         return await self._send(point, float(word), now, reason or command.value)

@@ -68,6 +68,7 @@ class DemandConfig:
     unit: int
     profile: Profile | None
     margin: float  # ratio added to the demanded flow (or pressure)
+    lookahead: float = math.nan  # s the demand is estimated ahead; NaN: 1.5 optimizer intervals
 
 
 @dataclass(frozen=True)
@@ -156,12 +157,14 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
             issues: Issues) -> DemandConfig | None:
     if sec is None:
         return None
-    sec.check_keys({"source", "drive", "quantity", "bus", "unit", "profile", "margin_pct"})
+    sec.check_keys({"source", "drive", "quantity", "bus", "unit", "profile", "margin_pct", "lookahead_s"})
     source = sec.choice("source", DemandSource, DemandSource.POINT)
-    margin = sec.number("margin_pct", 2.0, minimum=0.0, maximum=50.0) / 100.0
+    margin = sec.number("margin_pct", 1.0, minimum=0.0, maximum=50.0) / 100.0
+    lookahead = sec.number("lookahead_s", math.nan, minimum=0.0, maximum=86400.0) \
+        if sec.has("lookahead_s") else math.nan
     if source is DemandSource.SENSORLESS:
-        sec.check_keys({"source", "margin_pct"})
-        return DemandConfig(DemandSource.SENSORLESS, Quantity.FLOW, "", "", -1, None, margin)
+        sec.check_keys({"source", "margin_pct", "lookahead_s"})
+        return DemandConfig(DemandSource.SENSORLESS, Quantity.FLOW, "", "", -1, None, margin, lookahead)
     choices = (Quantity.FLOW, Quantity.PROCESS_FLOW, Quantity.PRESSURE)
     name = sec.string("quantity", Quantity.PROCESS_FLOW.value)
     quantity = next((q for q in choices if q.value == name), None)
@@ -183,7 +186,7 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
             return None
         del members  # any drive of the config may carry the demand
         return DemandConfig(DemandSource.POINT, quantity, drive, config.bus, config.unit, config.profile,
-                            margin)
+                            margin, lookahead)
     bus = sec.string("bus")
     if bus and bus not in buses:
         sec.error("bus", f"no bus named {bus!r}; buses: {', '.join(sorted(buses)) or 'none'}")
@@ -204,7 +207,7 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
                 profile = None
     if profile is None or not bus or unit < 0:
         return None
-    return DemandConfig(DemandSource.POINT, quantity, "", bus, unit, profile, margin)
+    return DemandConfig(DemandSource.POINT, quantity, "", bus, unit, profile, margin, lookahead)
 
 
 def _system(sec: Section | None, fan: bool) -> SystemConfig | None:

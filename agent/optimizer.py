@@ -80,6 +80,14 @@ Clock = Callable[[], float]
 WATER_DENSITY = 998.0
 RHO_G = WATER_DENSITY * 9.80665
 MIN_FIT_SPEED = 0.2  # samples below this speed ratio say nothing about the curves
+MIN_FIT_FLOW = 0.02  # nor samples below this share of the rated flow (a shut check valve)
+SLEW_HEADROOM = 0.95  # plans use this share of the slew limit; the guard allows all of it
+ARRIVED = 0.99  # a pump at this share of its planned speed has arrived (stage transitions)
+MIN_BIAS_SAMPLES = 5  # recent samples a head-bias correction needs ...
+BIAS_SAMPLES = 20  # ... and the most it uses, the latest ...
+BIAS_WINDOW_CYCLES = 10.0  # ... of the last this many optimizer intervals
+BIAS_RANGE = (0.85, 1.15)  # the head-bias correction stays within this
+UNFITTED_PREMIUM = 0.05  # staging prices a pump without a fitted power curve this much higher
 MAX_EFFICIENCY = 0.99
 RUNNING_RATIO = 0.05  # a drive below this speed ratio counts as stopped for staging
 SATURATION_SHORTFALL = 0.03  # delivered flow this far below the demand: the valves were wide open
@@ -143,9 +151,10 @@ class MachineModel:
         prior = datasheet_curves(config.load, config.rated_power)
         self.prior_head: FloatArray = prior.head
         self.prior_power: FloatArray = prior.power
-        self.head: FloatArray = prior.head
+        self.head: FloatArray = prior.head  # in use: the fitted (or datasheet) curve times the bias
         self.power: FloatArray = prior.power
         self.fit: CurveFit | None = None
+        self.bias = 1.0  # measured over modelled head at the recent operating points
         self.electric = ElectricalModel(config.rated_power, config.motor_efficiency)
         self.rho_g = 1.0 if self.fan else RHO_G
         point = config.profile.point(Quantity.PRESSURE)
@@ -170,15 +179,17 @@ class MachineModel:
         flow = history[:, Channel.FLOW]
         head = history[:, Channel.PRESSURE] * self._head_factor
         power = history[:, Channel.POWER]
+        # A pump whose check valve is shut (no flow against the header) is off its curve.
         ok = np.isfinite(r) & np.isfinite(flow) & np.isfinite(head) & np.isfinite(power) \
-            & (r >= MIN_FIT_SPEED) & (flow >= 0.0) & (power > 0.0)
+            & (r >= MIN_FIT_SPEED) & (flow > MIN_FIT_FLOW * self.config.load.rated_flow) & (power > 0.0)
         count = int(ok.sum())
         if count < settings.min_samples:
-            return self._keep(f"{count} samples, {settings.min_samples} needed")
+            return self._keep(f"{count} samples, {settings.min_samples} needed", history, ok, settings)
         q = flow[ok] / r[ok]
         span = (q.max() - q.min()) / q.max() if q.max() > 0.0 else 0.0
         if span < settings.min_flow_span:
-            return self._keep(f"collapsed flow spans {span:.0%}, {settings.min_flow_span:.0%} needed")
+            why = f"collapsed flow spans {span:.0%}, {settings.min_flow_span:.0%} needed"
+            return self._keep(why, history, ok, settings)
         shaft = self.electric.shaft(power[ok])
         fit = fit_fan_curves if self.fan else fit_pump_curves
         hc, pc, r2h, r2p = fit(flow[ok], head[ok], shaft, r[ok], np.ones(count))
@@ -188,13 +199,41 @@ class MachineModel:
                                                     settings)
         self.fit = CurveFit(hc, pc, float(r2h), float(r2p), count, head_ok, power_ok,
                             "; ".join(w for w in (why_head, why_power) if w))
-        self.head = hc if head_ok else self.prior_head
         self.power = pc if power_ok else self.prior_power
+        self._rebias(hc if head_ok else self.prior_head, history, ok, settings)
         return self.fit
 
-    def _keep(self, reason: str) -> CurveFit | None:
+    def _rebias(self, curve: FloatArray, history: FloatArray, ok: NDArray[np.bool_],
+                settings: OptimizerConfig) -> None:
+        """Scale the head curve by measured over modelled head at the last cycles' operating points.
+
+        A fit over the whole history can be off by a percent or two where the machine runs
+        now; this local, bounded correction keeps the speeds the optimizer computes from
+        falling short of the head the system needs.
+        """
+        times = history[:, Channel.TIME]
+        recent = ok & (times >= times[-1] - BIAS_WINDOW_CYCLES * settings.interval) if len(times) else ok
+        indices = np.flatnonzero(recent)[-BIAS_SAMPLES:]  # the latest running samples of the last cycles
+        recent = np.zeros_like(ok)
+        recent[indices] = True
+        if int(recent.sum()) >= MIN_BIAS_SAMPLES:
+            r = history[recent, Channel.SPEED_RATIO]
+            q = history[recent, Channel.FLOW]
+            measured = history[recent, Channel.PRESSURE] * self._head_factor
+            modelled = curve[0] * r * r + curve[1] * r * q + curve[2] * q * q
+            valid = modelled > 0.0
+            if int(valid.sum()) >= MIN_BIAS_SAMPLES:
+                low, high = BIAS_RANGE
+                self.bias = float(np.clip(np.median(measured[valid] / modelled[valid]), low, high))
+        self.head = curve * self.bias
+
+    def _keep(self, reason: str, history: FloatArray, ok: NDArray[np.bool_],
+              settings: OptimizerConfig) -> CurveFit | None:
+        """No new fit: keep the curve in use, corrected by the recent operating points."""
         if self.fit is not None:
             self.fit.reason = reason
+        curve = self.fit.head if self.fit is not None and self.fit.head_used else self.prior_head
+        self._rebias(curve, history, ok, settings)
         return self.fit
 
     def _head_plausible(self, hc: FloatArray, r2: float, settings: OptimizerConfig) -> tuple[bool, str]:
@@ -281,7 +320,18 @@ def common_ratio(machines: Sequence[MachineModel], head: float, flow: float, top
 
 
 class SystemModel:
-    """The group's system curve H = static + k·Q²: the configured prior, refined by starved points."""
+    """The group's system curve H = static + k·Q²: the configured prior, refined by starved points.
+
+    An operating point says something about the system curve only when the loads were
+    starved: their valves were then wide open, so the point lies on the curve. Noise alone
+    can make a throttled point look starved, so a point counts only when the shortfall,
+    averaged over a few polls, exceeds ``SATURATION_SHORTFALL``; and the curve moves only
+    on many such points, by a robust fit or, with too few for a fit, by their median,
+    never beyond ``MAX_LIFT`` times the configured friction.
+    """
+
+    SMOOTHING = 5  # polls averaged before a point is judged starved
+    MAX_LIFT = 2.0
 
     def __init__(self, static: float, k: float, capacity: int = 3600) -> None:
         self.prior = (static, k)
@@ -289,69 +339,92 @@ class SystemModel:
         self.r_squared = math.nan
         self.fitted = False
         self.samples: deque[tuple[float, float, float]] = deque(maxlen=capacity)  # delivered, head, demand
+        self._recent: deque[tuple[float, float, float]] = deque(maxlen=self.SMOOTHING)
 
     def head(self, flow: float) -> float:
         """Head the system needs to pass ``flow``."""
         return self.static + self.k * flow * flow
 
     def add(self, delivered: float, head: float, demand: float) -> None:
-        """One operating point of the group (flows m³/s, head m or Pa)."""
-        if all(map(math.isfinite, (delivered, head, demand))):
-            self.samples.append((delivered, head, demand))
+        """One operating point of the group (flows m³/s, head m or Pa), averaged over the last polls."""
+        if not all(map(math.isfinite, (delivered, head, demand))):
+            self._recent.clear()
+            return
+        self._recent.append((delivered, head, demand))
+        if len(self._recent) == self.SMOOTHING:
+            mean = np.mean(np.array(self._recent), axis=0)
+            self.samples.append((float(mean[0]), float(mean[1]), float(mean[2])))
 
     def refit(self, min_samples: int, min_r_squared: float) -> None:
-        """Fit the curve to starved points; too few of them only lift the prior to cover them."""
+        """Fit the curve to starved points; too few for a fit only lift the prior to cover them."""
+        static, k = self.prior
+        self.static, self.k, self.fitted = static, k, False
         if not self.samples:
             return
         data = np.array(self.samples)
         starved = data[(data[:, 2] > 0.0) & (data[:, 0] < (1.0 - SATURATION_SHORTFALL) * data[:, 2])
                        & (data[:, 0] > 0.0)]
-        if len(starved) == 0:
+        if len(starved) < max(min_samples // 4, 8):
             return
-        static, k = self.prior
-        if len(starved) >= min(min_samples, 16):
-            h_st, k_fit = fit_system_curve(starved[:, 0], starved[:, 1])
-            if math.isfinite(h_st) and math.isfinite(k_fit):
-                predicted = h_st + k_fit * starved[:, 0] ** 2
-                total = float(np.sum((starved[:, 1] - starved[:, 1].mean()) ** 2))
-                r2 = 1.0 - float(np.sum((starved[:, 1] - predicted) ** 2)) / total if total > 0 else math.nan
-                self.r_squared = r2
-                if r2 >= min_r_squared and 0.25 * k <= k_fit <= 4.0 * k:
-                    self.static, self.k, self.fitted = float(h_st), float(k_fit), True
-                    return
-        # Starved points lie on the real curve: the curve in use must not pass below any of them.
-        needed = float(np.max((starved[:, 1] - static) / np.maximum(starved[:, 0] ** 2, 1e-12)))
-        self.static, self.k, self.fitted = static, max(k, needed), False
+        h_st, k_fit = fit_system_curve(starved[:, 0], starved[:, 1])
+        if math.isfinite(h_st) and math.isfinite(k_fit):
+            predicted = h_st + k_fit * starved[:, 0] ** 2
+            total = float(np.sum((starved[:, 1] - starved[:, 1].mean()) ** 2))
+            r2 = 1.0 - float(np.sum((starved[:, 1] - predicted) ** 2)) / total if total > 0 else math.nan
+            self.r_squared = r2
+            if len(starved) >= min_samples and r2 >= min_r_squared and k / self.MAX_LIFT <= k_fit \
+                    <= k * self.MAX_LIFT:
+                self.static, self.k, self.fitted = float(h_st), float(k_fit), True
+                return
+        # Starved points lie on the real curve: the curve in use must not pass below most of them.
+        needed = float(np.median((starved[:, 1] - static) / np.maximum(starved[:, 0] ** 2, 1e-12)))
+        self.k = min(max(k, needed), k * self.MAX_LIFT)
 
 
 # --- demand ----------------------------------------------------------------------------------------
 
 
 class DemandTracker:
-    """Recent samples of a group's demand; the estimate a little ahead is a line through them."""
+    """Recent samples of a group's demand: its level now and its trend.
 
-    def __init__(self, window: float) -> None:
+    The level is a least-squares line through the last ``window`` seconds, read at the
+    newest sample (no lag on a ramp); the trend is the slope of a line through the last
+    ``trend_window`` seconds, long enough that measurement noise does not swing it.
+    """
+
+    def __init__(self, window: float, trend_window: float | None = None) -> None:
         self.window = window
+        self.trend_window = max(trend_window or window, window)
         self.samples: deque[tuple[float, float]] = deque()
 
     def add(self, t: float, value: float) -> None:
         """One sample (NaN and negative values are ignored)."""
         if math.isfinite(value) and value >= 0.0:
             self.samples.append((t, value))
-        while self.samples and t - self.samples[0][0] > self.window:
+        while self.samples and t - self.samples[0][0] > self.trend_window:
             self.samples.popleft()
 
+    @staticmethod
+    def _line(samples: Sequence[tuple[float, float]], now: float) -> tuple[float, float]:
+        t = np.array([s[0] for s in samples]) - now
+        v = np.array([s[1] for s in samples])
+        slope, intercept = np.polyfit(t, v, 1)
+        return float(intercept), float(slope)
+
+    def slope(self, now: float) -> float:
+        """Trend [unit/s] over the trend window (0 with too few samples)."""
+        recent = [s for s in self.samples if now - s[0] <= self.trend_window]
+        return self._line(recent, now)[1] if len(recent) >= 8 else 0.0
+
     def estimate(self, now: float, lookahead: float) -> float:
-        """The larger of the demand now and ``lookahead`` seconds on (a least-squares line); NaN if none."""
+        """The larger of the level now and where the trend takes it ``lookahead`` seconds on; NaN if none."""
         recent = [(t, v) for t, v in self.samples if now - t <= self.window]
         if not recent:
             return math.nan
         if len(recent) < 4:
             return max(v for _, v in recent)
-        t = np.array([s[0] for s in recent]) - now
-        v = np.array([s[1] for s in recent])
-        slope, intercept = np.polyfit(t, v, 1)
-        return float(max(intercept, intercept + slope * lookahead, 0.0))
+        level, _ = self._line(recent, now)
+        return float(max(level + max(self.slope(now), 0.0) * lookahead, 0.0))
 
 
 # --- groups ----------------------------------------------------------------------------------------
@@ -398,9 +471,13 @@ class GroupRuntime:
         self.writers = writers
         self.settings = settings
         self.system = SystemModel(config.system.static, config.system.k)
-        self.demand = DemandTracker(window=max(2.0 * settings.interval, 4.0 * max(
-            (bus_of[d.config.bus].poll_interval for d in drives), default=1.0)))
-        self.lookahead = 1.5 * settings.interval
+        poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
+        window = max(2.0 * settings.interval, 20.0 * poll)
+        self.demand = DemandTracker(window, trend_window=4.0 * window)
+        # The demand until the next cycle's setpoints are in force: one interval and the data's age.
+        lookahead = config.demand.lookahead
+        self.lookahead = lookahead if math.isfinite(lookahead) else settings.interval + 2.0 * poll
+        self.trend = DemandTracker(window, trend_window=max(config.staging.min_interval, 4.0 * window))
         self.recommendations = {d.name: Recommendation() for d in drives}
         self.shadow = Shadow()
         self.stage = StageState()
@@ -452,6 +529,7 @@ class GroupRuntime:
             value = self.machines[0].head_of(value)
         if math.isfinite(value):
             self.demand.add(now, value)
+            self.trend.add(now, value)
         delivered, head = self.operating_point()
         if demand.quantity is not Quantity.PRESSURE:
             self.system.add(delivered, head, value)
@@ -552,6 +630,11 @@ class GroupRuntime:
         if math.isfinite(self.config.conventional.pressure_setpoint):
             return
         drive = next(d for d in self.drives if d.name == self.config.setpoint_drive)
+        writer = self.writers.get(drive.name)
+        if writer is not None and Quantity.PRESSURE_SETPOINT in writer.operator:
+            # Once the agent has written, the register shows its value: the writer kept the operator's.
+            self.operator_setpoint = writer.operator[Quantity.PRESSURE_SETPOINT]
+            return
         reading = drive.last
         value = reading.values.get(Quantity.PRESSURE_SETPOINT, math.nan) if reading is not None else math.nan
         point = drive.config.profile.point(Quantity.PRESSURE_SETPOINT)
@@ -587,9 +670,12 @@ class GroupRuntime:
             flow = delivered * margin if math.isfinite(delivered) else math.nan
             static, k = target_head, 0.0
         else:
+            # Margins on both: the flow, and the head the system needs for the demand (where the
+            # operating point is flat, near a high static head, a head error is a large flow error).
             flow = estimate * margin
             static, k = self.system.static, self.system.k
-            target_head = static + k * flow * flow
+            target_head = max(static + k * flow * flow, (static + k * estimate * estimate) * margin)
+            static = target_head - k * flow * flow  # the curve through (flow, target head) for the kernels
         self.target_flow = flow
         if self.config.control is GroupControl.PRESSURE_SETPOINT:
             setpoint = self.config.setpoint
@@ -608,8 +694,12 @@ class GroupRuntime:
         staging = self.config.staging
         low, high = staging.bep_window
         electric = machines[0].electric
+        # A pump whose power curve is not fitted yet is priced with a premium: with a known pump
+        # about as good, the known one runs (a worn pump is found out once it has run).
+        premium = np.array([1.0 if m.fit is not None and m.fit.power_used else 1.0 + UNFITTED_PREMIUM
+                            for m in machines])
         speeds, total = stage_pumps_tables(
-            np.array([m.head for m in machines]), np.array([m.power for m in machines]),
+            np.array([m.head for m in machines]), np.array([m.power for m in machines]) * premium[:, None],
             np.array([m.config.rated_power for m in machines]), static, k, flow,
             np.array([m.min_ratio for m in machines]),
             np.array([m.max_ratio if i in allowed else 0.0 for i, m in enumerate(machines)]),
@@ -618,11 +708,32 @@ class GroupRuntime:
         return np.asarray(speeds, dtype=np.float64), float(total)
 
     def _stage(self, now: float, static: float, k: float, flow: float) -> dict[str, tuple[float, float]]:
-        """Staging of parallel pumps, within the minimum run time and the minimum time between changes."""
+        """Staging of parallel pumps, within the minimum run time and the minimum time between changes.
+
+        Candidates are the running set and the running set plus any one stopped pump, each
+        staged optimally within itself (so a candidate may also leave pumps out). A change
+        needs the minimum interval since the last one, a gain of ``min_gain``, and a set that
+        can still deliver the demand the trend foresees one minimum interval ahead (so that
+        a stage-down is not undone by the next rise); it never stops a pump before its
+        minimum run time. A running set that will not deliver that foreseen demand is
+        staged up once the interval allows; one that cannot deliver the demand now, at once.
+        Until a change is allowed, exactly the running pumps run.
+        """
         names = [d.name for d in self.drives]
+        staging = self.config.staging
         running = {i for i, d in enumerate(self.drives)
-                   if d.last is not None and d.last.speed_ratio >= RUNNING_RATIO and d.name not in
-                   self.stage.pending_stop}
+                   if d.last is not None and d.last.speed_ratio >= RUNNING_RATIO
+                   and d.name not in self.stage.pending_stop}
+        ahead = self.trend.estimate(now, staging.min_interval) * (1.0 + self.config.demand.margin)
+        future = min(max(flow, ahead if math.isfinite(ahead) else flow), 1.3 * flow)
+
+        def may_stop(i: int) -> bool:
+            return now - self.stage.started.get(names[i], -math.inf) >= staging.min_run
+
+        def capable(members: set[int], demand: float) -> bool:
+            head = static + k * demand * demand
+            return sum(self.machines[i].flow_at(head, self.machines[i].max_ratio) for i in members) >= demand
+
         options: list[tuple[float, set[int], FloatArray]] = []
         for extra in [None, *(j for j in range(len(names)) if j not in running)]:
             allowed = running | ({extra} if extra is not None else set())
@@ -631,33 +742,49 @@ class GroupRuntime:
                 options.append((total, {i for i, s in enumerate(speeds) if s > 0.0}, speeds))
         if not options:  # nothing delivers the demand: everything at full speed
             return {n: (m.max_ratio, 1.0) for n, m in zip(names, self.machines, strict=True)}
+        # One stop per decision, and none before the minimum run time.
+        options = [o for o in options
+                   if len(running - o[1]) <= 1 and all(may_stop(i) for i in running - o[1])] or options
         options.sort(key=lambda o: o[0])
-        keep = next((o for o in options if o[1] == running), None)
-        best = options[0]
-        staging = self.config.staging
-        if keep is not None and best[1] != running:
-            stopped = running - best[1]
-            ran_long_enough = all(now - self.stage.started.get(names[i], -math.inf) >= staging.min_run
-                                  for i in stopped)
-            waited = now - self.stage.last_change >= staging.min_interval
-            worth = best[0] < keep[0] * (1.0 - staging.min_gain)
-            if not (ran_long_enough and waited and worth):
-                best = keep
-        elif keep is None and best[1] != running:
-            # The running set cannot deliver on its own: a change is needed now, but stop nothing early.
-            stopped = running - best[1]
-            if any(now - self.stage.started.get(names[i], -math.inf) < staging.min_run for i in stopped):
-                best = next((o for o in options if running <= o[1]), best)
+        lasting = [o for o in options if capable(o[1], future)] or options
+        waited = now - self.stage.last_change >= staging.min_interval
+        if not running or not capable(running, flow):
+            best = lasting[0]  # must change now
+        elif waited and not capable(running, future):
+            best = lasting[0]  # stage up ahead of the rise
+        else:
+            current = next((o for o in options if o[1] == running), None)
+            if current is None:  # the kernel would leave a running pump out: price exactly the running set
+                hold = self._common_speeds(running, static + k * flow * flow, flow)
+                if hold is None:
+                    best = lasting[0]
+                else:
+                    speeds = np.array([hold[n][0] if hold[n][1] else 0.0 for n in names])
+                    current = (self._plan_power(speeds, static + k * flow * flow), running, speeds)
+            if current is not None:
+                cheaper = lasting[0][0] < current[0] * (1.0 - staging.min_gain)
+                change = waited and lasting[0][1] != running and cheaper
+                best = lasting[0] if change else current
         speeds = best[2]
-        result = {}
-        for i, name in enumerate(names):
-            if i in best[1]:
-                result[name] = (float(speeds[i]), 1.0)
-            elif i in running:  # leaving (or held by its minimum run time): at its lowest useful speed
-                result[name] = (0.0, 0.0)
-            else:
-                result[name] = (0.0, 0.0)
-        return result
+        return {name: ((float(speeds[i]), 1.0) if i in best[1] else (0.0, 0.0))
+                for i, name in enumerate(names)}
+
+    def _plan_power(self, speeds: FloatArray, head: float) -> float:
+        """Modelled electrical power [W] of the machines at ``speeds`` on a header at ``head``."""
+        return sum(m.electrical(m.flow_at(head, float(r)), float(r))
+                   for m, r in zip(self.machines, speeds, strict=True) if r > 0.0)
+
+    def _common_speeds(
+        self, members: set[int], head: float, flow: float
+    ) -> dict[str, tuple[float, float]] | None:
+        """Exactly ``members`` at one common speed delivering ``flow`` at ``head``; None if they cannot."""
+        machines = [self.machines[i] for i in sorted(members)]
+        top = min(m.max_ratio for m in machines)
+        if sum(m.flow_at(head, top) for m in machines) < flow:
+            return None
+        ratio = common_ratio(machines, head, flow, top)
+        return {d.name: ((max(ratio, m.min_ratio), 1.0) if i in members else (0.0, 0.0))
+                for i, (d, m) in enumerate(zip(self.drives, self.machines, strict=True))}
 
     def expected_saving(self, recommendation: dict[str, tuple[float, float]] | float) -> dict[str, float]:
         """Counterfactual minus recommended power per drive [W], at the present flow (calibrated)."""
@@ -744,18 +871,31 @@ class GroupRuntime:
         writer = self.writers[self.config.setpoint_drive]
         config = self.config.setpoint
         limits = Limits(config.minimum, config.maximum, config.slew_per_min)
-        value = writer.slew_bounded(Quantity.PRESSURE_SETPOINT, head, limits)
+        value = writer.slew_bounded(Quantity.PRESSURE_SETPOINT, head, limits, SLEW_HEADROOM)
         last = writer.last.get(Quantity.PRESSURE_SETPOINT)
-        if last is not None and abs(value - last[0]) < config.deadband:
+        if last is not None and not _worth_writing(value, last[0], config.deadband):
             self.holding = True
             return
         result = await writer.write(Quantity.PRESSURE_SETPOINT, value, limits, reason="setpoint reset")
         self.holding = self.holding or result.written
 
     async def _apply_speeds(self, now: float, plan: dict[str, tuple[float, float]]) -> None:
+        """Write speeds, starts and stops; a stage change never lets the flow dip.
+
+        Parallel pumps on the open system curve deliver at least what any subset of them
+        delivers, so a transition is safe as long as pumps are added before others slow
+        down, and removed only after the ones that stay run at their new speeds: while a
+        planned pump is still below ``ARRIVED`` of its planned speed, no running pump's
+        setpoint is lowered and no pump is stopped.
+        """
         stage = self.stage
         changed = False
-        starting = []
+        arriving = False
+        for drive in self.drives:
+            ratio, on = plan.get(drive.name, (0.0, 0.0))
+            reading = drive.last
+            if on and (reading is None or reading.speed_ratio < ARRIVED * ratio):
+                arriving = True
         for drive in self.drives:
             writer = self.writers[drive.name]
             control = drive.config.control
@@ -763,28 +903,29 @@ class GroupRuntime:
             reading = drive.last
             running = reading is not None and reading.speed_ratio >= RUNNING_RATIO
             limits = Limits(control.min_speed_ratio, control.max_speed_ratio, control.slew_per_min)
-            if on and running:
+            if on and running and drive.name not in stage.pending_stop:
                 if self.parallel and Quantity.CONTROL_WORD not in writer.last:
                     await writer.command(Command.RUN, reason="take over")
-                value = writer.slew_bounded(Quantity.SPEED_SETPOINT, ratio, limits)
                 last = writer.last.get(Quantity.SPEED_SETPOINT)
-                if last is None or abs(value - last[0]) >= control.deadband:
+                if arriving and last is not None:
+                    ratio = max(ratio, last[0])  # hold the flow until the others have arrived
+                value = writer.slew_bounded(Quantity.SPEED_SETPOINT, ratio, limits, SLEW_HEADROOM)
+                if last is None or _worth_writing(value, last[0], control.deadband):
                     result = await writer.write(Quantity.SPEED_SETPOINT, value, limits,
                                                 reason="optimal speed")
                     self.holding = self.holding or result.written
                 else:
                     self.holding = True
-                if drive.name not in stage.started:
-                    stage.started[drive.name] = now
-            elif on:  # start: the speed it starts to, then the run command
+                stage.started.setdefault(drive.name, now)
+            elif on:  # start (or keep a leaving pump): the speed it runs to, then the run command
                 start = Limits(control.min_speed_ratio, control.max_speed_ratio)
                 value = min(max(ratio, control.min_speed_ratio), control.max_speed_ratio)
                 result = await writer.write(Quantity.SPEED_SETPOINT, value, start, start=True, reason="start")
                 if result.written:
                     result = await writer.command(Command.RUN, reason="stage up")
                 if result.written:
+                    stage.pending_stop.discard(drive.name)
                     stage.started[drive.name] = now
-                    starting.append(drive.name)
                     changed = True
                     self.holding = True
             elif running:
@@ -792,8 +933,7 @@ class GroupRuntime:
             elif Quantity.CONTROL_WORD not in writer.last:  # hold a stopped pump off the local cascade
                 result = await writer.command(Command.STOP, reason="take over, stopped")
                 self.holding = self.holding or result.written
-        # Make before break: leaving pumps stop once no pump of the group is still starting.
-        if stage.pending_stop and not starting:
+        if stage.pending_stop and not arriving:
             for name in sorted(stage.pending_stop):
                 result = await self.writers[name].command(Command.STOP, reason="stage down")
                 if result.written:
@@ -806,7 +946,37 @@ class GroupRuntime:
             stage.last_change = now
 
 
+def _worth_writing(value: float, last: float, deadband: float) -> bool:
+    """A rise is always written (the demand needs it); a fall only beyond the deadband (a saving)."""
+    return value > last + 1e-6 * max(abs(last), 1.0) or value < last - deadband
+
+
 # --- the optimizer -------------------------------------------------------------------------------
+
+
+def _warm_kernels() -> None:
+    """Call every kernel the optimizer uses once, so the first cycle does not stall the event loop."""
+    hc = np.array([40.0, -40.0, -4000.0])
+    pc = np.array([5000.0, 2.0e5, -1.0e6, 0.0])
+    n = 32
+    r = np.linspace(0.6, 1.0, n)
+    q = np.tile(np.linspace(0.01, 0.05, 8), n // 8) * r
+    h = hc[0] * r * r + hc[1] * r * q + hc[2] * q * q
+    p = pc[0] * r**3 + pc[1] * r * r * q + pc[2] * r * q * q
+    fit_pump_curves(q, h, p, r, np.ones(n))
+    fit_fan_curves(q, h, p, r, np.ones(n))
+    fit_system_curve(q, h)
+    bep_flow(hc, pc, 1.0)
+    efficiency(hc, pc, 0.03, 1.0, WATER_DENSITY)
+    fan_efficiency(hc, pc, 0.03, 1.0)
+    estimate_flow(pc, 1.0e4, 0.9)
+    min_speed_for_flow(hc, 10.0, 4000.0, 0.03, 0.3, 1.0)
+    motor, drive = default_efficiency_tables()
+    electrical_power(1.0e4, 2.0e4, motor, drive)
+    two = np.ones(2)
+    stage_pumps_tables(np.stack([hc, hc]), np.stack([pc, pc]), 2.0e4 * two, 10.0, 4000.0, 0.05, 0.3 * two,
+                       two, 0.3 * two, 1.4 * two, motor, drive)
+
 
 
 class Optimizer:
@@ -836,6 +1006,8 @@ class Optimizer:
                                             {d.config.name: buses[d.config.bus] for d in members}))
         self.cycles = 0
         self.cycle_errors = 0
+        if self.groups:
+            _warm_kernels()  # load (or compile) them now, not inside the first cycle
 
     def on_poll_cycle(self, drives: Sequence[DriveRuntime]) -> None:
         """After a bus's poll cycle: every group with a drive among ``drives`` samples and accounts."""
@@ -874,10 +1046,16 @@ class Optimizer:
             group.refit()
             recommendation = group.recommend(now)
             group.publish(recommendation)
+            delivered, head = group.operating_point()
+            log.debug("group %s: demand %.5f target %.5f delivered %.5f head %.2f system (%.2f, %.1f) rec %s",
+                      group.name, group.demand.estimate(now, 0.0), group.target_flow, delivered, head,
+                      group.system.static, group.system.k, recommendation)
             group.cycles += 1
             if group.mode is not ControlMode.CONTROL:
                 continue
             healthy, why = group.healthy(now)
+            if not healthy:
+                log.debug("group %s: not writing: %s", group.name, why)
             if not healthy or recommendation is None:
                 await group.release(why or "no usable demand")
                 continue

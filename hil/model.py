@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -134,6 +134,7 @@ class WriteRecord:
     t: float  # s since the start
     quantity: Quantity
     value: float  # SI: ratio, Pa or the control word
+    running: bool  # the drive was running when the command came
 
 
 class DriveModel:
@@ -206,7 +207,7 @@ class DriveModel:
 
     def command(self, t: float, quantity: Quantity, value: float) -> None:
         """A fieldbus write the drive accepted (SI value; pressure in Pa)."""
-        self.writes.append(WriteRecord(t, quantity, value))
+        self.writes.append(WriteRecord(t, quantity, value, self.speed_ratio > RUNNING_RATIO))
         if quantity is Quantity.SPEED_SETPOINT:
             self.remote_setpoint = value
         elif quantity is Quantity.CONTROL_WORD:
@@ -333,6 +334,7 @@ class CircuitTruth:
     unmet_volume: float = 0.0  # m³ not delivered
     stage_changes: int = 0  # times the set of running machines changed
     local_stage_changes: int = 0  # of them, made by the local cascade
+    transitions: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, drive, now running)
 
 
 class HeaderCircuit:
@@ -440,6 +442,7 @@ class HeaderCircuit:
             changed = [d for d, a, b in zip(self.drives, running, self._running, strict=True) if a != b]
             if all(not d.remote_active for d in changed):
                 self.truth.local_stage_changes += 1
+            self.truth.transitions.extend((t, d.spec.name, d.speed_ratio > RUNNING_RATIO) for d in changed)
             self._running = running
 
 

@@ -9,9 +9,11 @@ same demand trace as the agent's run:
   writes to;
 - the oracle knows the true curves (worn pumps included), the true electrical losses
   and the demand at every instant, and runs the machines that deliver exactly the
-  demand at the least electrical power, with the loads' valves wide open. It is a
-  lower bound: no ramps, no minimum run times, no measurement noise. The search is a
-  brute force over subsets and flow splits, independent of the agent's kernels.
+  demand at the least electrical power, with the loads' valves wide open, within the
+  same operating limits the agent is given (speed limits, and the window of flow around
+  each pump's best-efficiency flow it may run in). It is a lower bound: no ramps, no
+  minimum run times, no measurement noise, no margin. The search is a brute force over
+  subsets and flow splits, independent of the agent's kernels.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class _Machine:
     motor_efficiency: float
     min_ratio: float
     max_ratio: float
+    bep_flow: float  # m³/s at rated speed, of the true curves
+    window: tuple[float, float]  # allowed Q/r as multiples of the best-efficiency flow
 
 
 def _electrical(shaft: FloatArray, machine: _Machine) -> FloatArray:
@@ -82,6 +86,10 @@ def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
     )
     power = _electrical(shaft, machine)
     feasible = (disc >= 0.0) & (ratio >= machine.min_ratio - 1e-12) & (ratio <= machine.max_ratio + 1e-12)
+    low, high = machine.window
+    collapsed = flow / np.maximum(ratio, 1e-12)
+    bep = machine.bep_flow
+    feasible &= (collapsed >= low * bep * (1.0 - 1e-9)) & (collapsed <= high * bep * (1.0 + 1e-9))
     result: FloatArray = np.where(feasible & (flow >= 0.0), power, np.inf)
     return result
 
@@ -122,16 +130,31 @@ def _best_split(machines: Sequence[_Machine], head: float, demand: float) -> flo
     return best
 
 
-class Oracle:
-    """Least electrical power that delivers a demand with a circuit's machines, as the truth has them."""
+def best_efficiency_flow(curves: MachineCurves) -> float:
+    """Flow [m³/s] at rated speed where Q·H/P peaks (dense search; independent of the kernels)."""
+    q = np.linspace(1e-6, 1.0, 20001) * (-curves.a1 + math.sqrt(curves.a1**2 - 4 * curves.a2 * curves.a0)) \
+        / (-2.0 * curves.a2)
+    head = curves.a0 + curves.a1 * q + curves.a2 * q * q
+    power = curves.b0 + curves.b1 * q + curves.b2 * q * q + curves.b3 * q**3
+    return float(q[int(np.argmax(q * head / power))])
 
-    def __init__(self, circuit: CircuitSpec, drives: Sequence[DriveSpec]) -> None:
+
+class Oracle:
+    """Least electrical power that delivers a demand with a circuit's machines, as the truth has them.
+
+    ``window``: the flow window around each pump's best-efficiency flow (Q/r as multiples of
+    it) the pumps may run in, the same limit the agent's staging respects; None: no limit.
+    """
+
+    def __init__(self, circuit: CircuitSpec, drives: Sequence[DriveSpec],
+                 window: tuple[float, float] | None = None) -> None:
         if len(drives) > 3:
             raise ValueError("the oracle's brute force handles up to three machines")
         self.circuit = circuit
         self.system = system_from_rated(circuit.design_flow, circuit.design_head, circuit.static_ratio)
         self.machines = [
-            _Machine(d.true_curves(), d.rated_power, d.motor_efficiency, d.min_speed_ratio, d.max_speed_ratio)
+            _Machine(d.true_curves(), d.rated_power, d.motor_efficiency, d.min_speed_ratio, d.max_speed_ratio,
+                     best_efficiency_flow(d.true_curves()), window or (0.0, math.inf))
             for d in drives
         ]
         self._table_flow: FloatArray = np.zeros(0)
@@ -160,11 +183,12 @@ class Oracle:
         return float(np.interp(demand, self._table_flow, self._table_power))
 
 
-def oracle_energy(plant: PlantSpec, circuit: CircuitSpec, until: float) -> float:
+def oracle_energy(plant: PlantSpec, circuit: CircuitSpec, until: float,
+                  window: tuple[float, float] | None = None) -> float:
     """Energy [J] the oracle draws from 0 to ``until``, on the plant's own demand trace and time step."""
     model = PlantModel(plant)  # the same demand profile the plant runs
     demand = model.headers[circuit.name].demand
-    oracle = Oracle(circuit, [plant.drive(name) for name in circuit.drives])
+    oracle = Oracle(circuit, [plant.drive(name) for name in circuit.drives], window)
     oracle.tabulate(demand.minimum, demand.maximum)
     steps = math.floor(until / plant.step + 1e-9)
     times = np.arange(steps + 1) * plant.step

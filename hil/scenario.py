@@ -1,0 +1,442 @@
+"""Closed-loop scenarios: the agent in control mode against a simulated plant, scored against references.
+
+``python -m hil.scenario NAME [--duration SECONDS]`` compresses one day of the plant's
+demand into the duration and runs, on the same demand trace:
+
+1. the conventional strategy: the plant left to its own drives (fixed pressure setpoint,
+   threshold staging), stepped faster than real time (``hil.strategies``);
+2. the oracle: the least power that meets the demand, from the true curves;
+3. the agent: a real ``agent.service.Agent`` in control mode, polling and writing over
+   loopback Modbus TCP to the ``SimulatedPlant``, through its guard rails.
+
+and prints one JSON object: the three energies, the share of the oracle's savings the
+agent captured, unmet demand, limit violations, stage changes, and the savings the
+agent's own metrics claim against the conventional strategy beside the savings the
+plant shows.
+
+Time scales with the duration: the agent's poll and optimizer intervals, the pumps'
+minimum run time and time between stage changes, the drives' speed ramps, the local
+cascade's delay and the slew limits are set for a 600 s day and scaled with it (the
+poll and optimizer intervals have floors of 0.1 s and 0.5 s, so a much shorter day is
+a harder test for the agent, not an easier one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from agent.config import load_config
+from agent.profile import BUILTIN_CONFIGS, Quantity
+from hil.model import HeaderCircuit, PlantModel
+from hil.plantfile import CircuitSpec, PlantSpec, load_plant
+from hil.server import SimulatedPlant
+from hil.strategies import conventional_run, oracle_energy
+
+log = logging.getLogger("hil.scenario")
+
+PLANTS = BUILTIN_CONFIGS / "plants"
+PROCESS_PROFILE = PLANTS / "profiles" / "generic-process.yaml"
+REFERENCE_DAY_S = 600.0  # the time constants below are for a day of this length
+DEFAULT_DURATION_S = 600.0
+BEP_WINDOW = (0.3, 1.4)  # parallel pumps run within this share of their best-efficiency flow
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One closed-loop scenario: a plant file and how the agent is set up for it."""
+
+    name: str
+    plant: str  # file in configs/plants
+    control: str  # the group's control: speed | pressure_setpoint
+    description: str
+    margin_pct: float = 0.5
+    min_setpoint_ratio: float = 0.0  # pressure loops: minimum setpoint above the static head, of the dynamic
+
+
+SCENARIOS = {
+    s.name: s for s in (
+        Scenario("chw-3pump", "chw-3pump.yaml", "speed",
+                 "three non-identical parallel chilled-water pumps, 30 % static head, pump 2 worn: "
+                 "staging and speeds against the fitted curves"),
+        Scenario("ahu-fan", "ahu-fan.yaml", "pressure_setpoint",
+                 "a VAV supply fan whose drive holds the duct pressure: static pressure reset"),
+        Scenario("booster-static", "booster-static.yaml", "speed",
+                 "a booster pump with 70 % static head: the lowest speed meeting the demand saves little"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Time constants of one run, scaled from the reference day."""
+
+    day: float
+    poll: float
+    optimizer: float
+    ramp: float
+    stage_delay: float
+    min_run: float
+    min_interval: float
+    slew_pct_per_min: float
+    settle: float
+
+    @property
+    def lookahead(self) -> float:
+        """How far ahead the agent must see the demand: until its next setpoints are in force.
+
+        One optimizer interval, the data's age (two polls), and three time constants of the
+        drives' speed ramp.
+        """
+        return self.optimizer + 2.0 * self.poll + 3.0 * self.ramp
+
+    @classmethod
+    def for_duration(cls, duration: float) -> Timing:
+        """The reference constants scaled to a day of ``duration`` seconds.
+
+        At the reference day (600 s, 144 times faster than a real day) the optimizer runs
+        every 0.5 s (72 s of a real day), drives ramp with 0.2 s (30 s), pumps run at least
+        10 s (24 min), stage changes are 10 s (24 min) apart, and a setpoint moves by at most 10 % of
+        its range per second (4 % per minute of a real day).
+        """
+        scale = duration / REFERENCE_DAY_S
+        poll = 0.1 if scale >= 0.5 else 0.05
+        optimizer = max(0.1, 0.5 * scale)
+        ramp = max(0.05, 0.2 * scale)
+        return cls(
+            day=duration, poll=poll, optimizer=optimizer, ramp=ramp, stage_delay=5.0 * scale,
+            min_run=10.0 * scale, min_interval=10.0 * scale, slew_pct_per_min=600.0 / scale,
+            settle=max(10.0 * optimizer, 0.05 * duration),
+        )
+
+
+def scaled_plant(plant: PlantSpec, timing: Timing) -> PlantSpec:
+    """The plant with its day, ramps and cascade delay set for this run."""
+    drives = tuple(dataclasses.replace(d, ramp_time=timing.ramp) for d in plant.drives)
+    circuits = tuple(
+        dataclasses.replace(c, control=dataclasses.replace(c.control, stage_delay=timing.stage_delay))
+        for c in plant.circuits
+    )
+    return dataclasses.replace(plant, day_length=timing.day, drives=drives, circuits=circuits)
+
+
+def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port: int, timing: Timing,
+                state_dir: Path, mode: str = "control") -> str:
+    """The agent's site config for the plant, as an operator would write it."""
+    fan = circuit.kind.value == "fan"
+    head_key = "pressure_pa" if fan else "head_m"
+    static = circuit.static_ratio * circuit.design_head
+    control = circuit.control
+    text = textwrap.dedent(f"""\
+        site: {{name: scenario, grid_emission_factor_kg_per_kwh: 0.5703, \
+        tariff: {{currency: EUR, price_per_kwh: 0.2}}}}
+        metrics: {{listen: "127.0.0.1:0"}}
+        storage: {{path: {state_dir}, flush_interval_s: {max(0.5, 2 * timing.optimizer):g}}}
+        polling: {{interval_s: {timing.poll:g}, timeout_s: {0.4 * timing.poll:g}, retries: 0, \
+        max_gap_s: {max(5.0, 10 * timing.poll):g}}}
+        optimizer: {{interval_s: {timing.optimizer:g}, min_samples: 40, min_r_squared: 0.9}}
+        buses: [{{name: plant, host: 127.0.0.1, port: {port}, reconnect_delay_max_s: 1}}]
+        drives:
+        """)
+    for drive in (plant.drive(n) for n in circuit.drives):
+        load = drive.load
+        rated = f"rated_pressure_pa: {load.rated_pressure:g}" if fan else f"rated_head_m: {load.rated_head:g}"
+        text += textwrap.indent(textwrap.dedent(f"""\
+            - name: {drive.name}
+              bus: plant
+              unit: {drive.unit}
+              profile: {PROCESS_PROFILE}
+              rated_power_kw: {drive.rated_power / 1e3:g}
+              rated_speed_rpm: {drive.rated_speed * 60 / (2 * math.pi):.6g}
+              motor_efficiency_pct: {drive.motor_efficiency * 100:g}
+              load: {{kind: {load.kind.value}, rated_flow_m3h: {load.rated_flow * 3600:g}, {rated}}}
+              baseline: {{method: constant, power_kw: {drive.rated_power / 1e3:g}}}
+              control: {{mode: {mode}, min_speed_pct: {drive.min_speed_ratio * 100:g}, \
+            max_speed_pct: {drive.max_speed_ratio * 100:g}, \
+            max_slew_pct_per_min: {timing.slew_pct_per_min:g}, writes_per_hour: 100000, deadband_pct: 0.2}}
+            """), "  ")
+    minimum = static + scenario.min_setpoint_ratio * (circuit.design_head - static)
+    text += textwrap.dedent(f"""\
+        groups:
+          - name: {circuit.name}
+            drives: [{', '.join(circuit.drives)}]
+            control: {scenario.control}
+            demand: {{drive: {circuit.drives[0]}, quantity: process_flow, \
+        margin_pct: {scenario.margin_pct:g}, lookahead_s: {timing.lookahead:g}}}
+            system: {{static_{head_key}: {static:g}, design_flow_m3h: {circuit.design_flow * 3600:g}, \
+        design_{head_key}: {circuit.design_head:g}}}
+            setpoint: {{min_{head_key}: {minimum:g}, max_{head_key}: {circuit.design_head:g}, \
+        max_slew_pct_per_min: {timing.slew_pct_per_min:g}}}
+            staging: {{min_run_s: {timing.min_run:g}, min_interval_s: {timing.min_interval:g}, \
+        bep_window_pct: [{BEP_WINDOW[0] * 100:g}, {BEP_WINDOW[1] * 100:g}], min_gain_pct: 1}}
+            conventional: {{stage_up_speed_pct: {control.stage_up_ratio * 100:g}, \
+        stage_down_speed_pct: {control.stage_down_ratio * 100:g}, stage_delay_s: {timing.stage_delay:g}}}
+        """)
+    return text
+
+
+@dataclass
+class RunResult:
+    """What the agent's run left behind."""
+
+    energy_j: float
+    unmet_s: float
+    unmet_after_settle_s: float
+    t_end: float
+    writes: dict[str, list[Any]]
+    transitions: list[tuple[float, str, bool]]
+    stage_changes: int
+    registry: CollectorRegistry
+    reported_saving_j: float
+    write_results: dict[str, dict[str, float]]
+    fits: dict[str, dict[str, float]]
+
+
+async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
+                     state_dir: Path, dry_run: bool) -> RunResult:
+    from agent.service import Agent  # imports the kernels: after the Numba cache is set up
+
+    sim = SimulatedPlant(plant)
+    await sim.start("127.0.0.1", 0)
+    try:
+        path = state_dir / "site.yaml"
+        path.write_text(site_config(scenario, plant, circuit, sim.port, timing, state_dir), encoding="utf-8")
+        config = load_config(path)
+        registry = CollectorRegistry()
+        agent = Agent(config, registry=registry, dry_run=dry_run)
+        header: HeaderCircuit = sim.model.headers[circuit.name]
+        marks: dict[str, float] = {}
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def settle() -> None:
+            sim.update()
+            marks["unmet_at_settle"] = header.truth.unmet_s
+
+        def finish() -> None:
+            sim.update()
+            marks["t_end"] = sim.model.t
+            marks["energy"] = sum(sim.model.drives[n].snapshot.energy for n in circuit.drives)
+            marks["unmet"] = header.truth.unmet_s
+            stop.set()
+
+        started = sim.now()
+        loop.call_later(max(timing.settle - started, 0.0), settle)
+        loop.call_later(max(timing.day - started, 0.0), finish)
+        await agent.run(stop, serve_metrics=False)
+        optimizer = agent.optimizer
+        assert optimizer is not None
+        reported = 0.0
+        for name in circuit.drives:
+            saved = registry.get_sample_value("vfd_energy_saved_joules_total",
+                                              {"drive": name, "basis": "optimizer"}) or 0.0
+            penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
+                                                {"drive": name, "basis": "optimizer"}) or 0.0
+            reported += saved - penalty
+        fits = {}
+        for group in optimizer.groups:
+            for machine in group.machines:
+                fit = machine.fit
+                fits[machine.name] = {
+                    "r2_head": fit.r2_head if fit else math.nan,
+                    "r2_power": fit.r2_power if fit else math.nan,
+                    "head_fit_in_use": float(bool(fit and fit.head_used)),
+                    "power_fit_in_use": float(bool(fit and fit.power_used)),
+                    "efficiency_drift": machine.efficiency_drift(),
+                }
+        t_end = marks["t_end"]
+        # Writes at or after the end are the hand-back to the operator's values, not the agent's control.
+        writes = {n: [w for w in sim.model.drives[n].writes if w.t < t_end] for n in circuit.drives}
+        return RunResult(
+            energy_j=marks["energy"], unmet_s=marks["unmet"],
+            unmet_after_settle_s=marks["unmet"] - marks.get("unmet_at_settle", 0.0), t_end=t_end,
+            writes=writes, transitions=[x for x in header.truth.transitions if x[0] <= t_end],
+            stage_changes=sum(1 for _ in _events(header.truth.transitions, t_end)),
+            registry=registry, reported_saving_j=reported, write_results=optimizer.results(), fits=fits,
+        )
+    finally:
+        await sim.stop()
+
+
+def _events(transitions: Sequence[tuple[float, str, bool]], t_end: float) -> list[float]:
+    """Times at which the set of running machines changed (simultaneous transitions are one change)."""
+    times: list[float] = []
+    for t, _, _ in transitions:
+        if t <= t_end and (not times or t > times[-1]):
+            times.append(t)
+    return times
+
+
+def _violations(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
+                writes: dict[str, list[Any]]) -> list[str]:
+    """Every write the plant took from the agent outside the agent's configured limits.
+
+    Speed and pressure setpoints must lie within their limits, and a running drive's
+    setpoint must not move faster than the slew limit. The speed a pump is started to
+    (written while it is stopped, or after a stop command) is exempt from the slew limit.
+    """
+    found: list[str] = []
+    fan = circuit.kind.value == "fan"
+    rho_g = 1.0 if fan else 998.0 * 9.80665
+    static = circuit.static_ratio * circuit.design_head
+    minimum = (static + scenario.min_setpoint_ratio * (circuit.design_head - static)) * rho_g
+    maximum = circuit.design_head * rho_g
+    per_second = timing.slew_pct_per_min / 100.0 / 60.0
+    tolerance = 1e-4
+    for name, records in writes.items():
+        drive = plant.drive(name)
+        stop_word = drive.profile.control_words.get("stop")
+        last: dict[Quantity, tuple[float, float]] = {}
+        stopped = False
+        for record in records:
+            q, value = record.quantity, record.value
+            if q is Quantity.CONTROL_WORD:
+                stopped = int(value) == stop_word
+                continue
+            if q is Quantity.SPEED_SETPOINT:
+                if not drive.min_speed_ratio - tolerance <= value <= drive.max_speed_ratio + tolerance:
+                    found.append(f"{name}: speed setpoint {value:.4f} outside its limits at t={record.t:.2f}")
+                reference = 1.0
+                start = stopped or not record.running
+            elif q is Quantity.PRESSURE_SETPOINT:
+                if not minimum * (1 - tolerance) <= value <= maximum * (1 + tolerance):
+                    found.append(f"{name}: pressure setpoint {value:.1f} Pa outside "
+                                 f"[{minimum:.1f}, {maximum:.1f}] at t={record.t:.2f}")
+                reference = circuit.design_head * rho_g
+                start = False
+            else:
+                continue
+            before = last.get(q)
+            if before is not None and not start:
+                allowed = per_second * reference * min(record.t - before[0], 60.0) + 1e-3 * reference
+                if abs(value - before[1]) > allowed:
+                    found.append(f"{name}: {q.value} moved {abs(value - before[1]):.4g} in "
+                                 f"{record.t - before[0]:.2f} s, more than the slew limit {allowed:.4g}")
+            last[q] = (record.t, value)
+    return found
+
+
+def _stage_violations(transitions: Sequence[tuple[float, str, bool]], timing: Timing, takeover: float,
+                      t_end: float) -> list[str]:
+    """Pumps stopped before their minimum run time; starts, or stops, closer than the minimum interval.
+
+    Only the agent's own transitions count (after it took control). A tolerance of one and
+    a half optimizer cycles allows for the time a command takes to show in the physics.
+    """
+    found = []
+    tolerance = 1.5 * timing.optimizer
+    started: dict[str, float] = {}
+    last: dict[bool, float] = {}
+    for t, name, running in transitions:
+        if t <= takeover or t > t_end:
+            if running:
+                started[name] = t
+            continue
+        kind = "start" if running else "stop"
+        before = last.get(running)
+        if before is not None and t - before < timing.min_interval - tolerance:
+            found.append(f"{kind}s at {before:.2f} s and {t:.2f} s are closer than {timing.min_interval:g} s")
+        last[running] = t
+        if running:
+            started[name] = t
+        elif name in started and t - started[name] < timing.min_run - tolerance:
+            found.append(f"{name} stopped {t - started[name]:.2f} s after it started "
+                         f"(minimum {timing.min_run:g})")
+    return found
+
+
+def run_scenario(name: str, duration: float = DEFAULT_DURATION_S, *, dry_run: bool = False,
+                 state_dir: Path | None = None) -> dict[str, Any]:
+    """Run one scenario end to end; returns the result as a JSON-ready dict."""
+    scenario = SCENARIOS[name]
+    timing = Timing.for_duration(duration)
+    plant = scaled_plant(load_plant(PLANTS / scenario.plant), timing)
+    circuit = plant.circuits[0]
+    if state_dir is None:
+        with tempfile.TemporaryDirectory(prefix=f"vfd-scenario-{name}-") as tmp:
+            run = asyncio.run(_agent_run(scenario, plant, circuit, timing, Path(tmp), dry_run))
+    else:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        run = asyncio.run(_agent_run(scenario, plant, circuit, timing, state_dir, dry_run))
+    conventional: PlantModel = conventional_run(plant, run.t_end)
+    energy_conventional = sum(conventional.drives[n].snapshot.energy for n in circuit.drives)
+    # Parallel pumps run within the same window around their best-efficiency flow as the agent's.
+    window = BEP_WINDOW if len(circuit.drives) > 1 else None
+    energy_oracle = oracle_energy(plant, circuit, run.t_end, window)
+    oracle_saving = energy_conventional - energy_oracle
+    true_saving = energy_conventional - run.energy_j
+    writes = [w for records in run.writes.values() for w in records]
+    takeover = min((w.t for w in writes), default=run.t_end)
+    violations = _violations(scenario, plant, circuit, timing, run.writes)
+    stage_problems = _stage_violations(run.transitions, timing, takeover, run.t_end)
+    allowed_changes = 2 * (math.floor((run.t_end - takeover) / timing.min_interval) + 1)  # starts and stops
+    header = conventional.headers[circuit.name]
+    return {
+        "scenario": name,
+        "description": scenario.description,
+        "duration_s": round(run.t_end, 3),
+        "timing": {k: round(v, 4) for k, v in dataclasses.asdict(timing).items()},
+        "energy_agent_j": round(run.energy_j, 1),
+        "energy_conventional_j": round(energy_conventional, 1),
+        "energy_oracle_j": round(energy_oracle, 1),
+        "saving_vs_conventional_pct": round(100.0 * true_saving / energy_conventional, 2),
+        "oracle_saving_vs_conventional_pct": round(100.0 * oracle_saving / energy_conventional, 2),
+        "fraction_of_oracle_savings": round(true_saving / oracle_saving, 4) if oracle_saving > 0 else None,
+        "demand_unmet_seconds": round(run.unmet_s, 3),
+        "demand_unmet_seconds_after_settling": round(run.unmet_after_settle_s, 3),
+        "settling_allowance_s": round(timing.settle, 3),
+        "conventional_demand_unmet_seconds": round(header.truth.unmet_s, 3),
+        "limit_violations": len(violations) + len(stage_problems),
+        "limit_violation_details": (violations + stage_problems)[:10],
+        "stage_changes": run.stage_changes,
+        "stage_change_times_s": [round(t, 2) for t in _events(run.transitions, run.t_end)],
+        "stage_changes_allowed": allowed_changes,
+        "conventional_stage_changes": header.truth.stage_changes,
+        "agent_took_control_at_s": round(takeover, 3),
+        "reported_optimizer_saving_joules": round(run.reported_saving_j, 1),
+        "true_optimizer_saving_joules": round(true_saving, 1),
+        "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
+                               if true_saving > 0 else None),
+        "writes": run.write_results,
+        "fits": {n: {k: (round(v, 4) if math.isfinite(v) else None) for k, v in f.items()}
+                 for n, f in run.fits.items()},
+        "dry_run": dry_run,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hil.scenario NAME [--duration SECONDS]``: print the scenario's result as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m hil.scenario", description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(SCENARIOS), help="the scenario")
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S,
+                        help=f"seconds one day of demand is compressed into (default {DEFAULT_DURATION_S:g})")
+    parser.add_argument("--dry-run", action="store_true", help="the agent logs the writes it would do")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    if not args.duration >= 10.0:
+        parser.error("--duration must be at least 10 s")
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    result = run_scenario(args.name, args.duration, dry_run=args.dry_run)
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

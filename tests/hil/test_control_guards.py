@@ -1,0 +1,296 @@
+"""Every guard rail of ``agent.control`` refuses its write, against a simulated drive over loopback Modbus.
+
+Each test polls a real ``SimulatedPlant`` (booster-static: one pump whose drive holds a
+pressure setpoint) through the agent's own poller and bus client, asks the writer for a
+write that one guard must refuse, and checks both sides: the result and its count on the
+agent, and no command at all on the drive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config
+from agent.control import Command, DriveWriter, Limits, WriteResult
+from agent.drive import DriveRuntime
+from agent.modbus import BusClient
+from agent.poller import BusPoller
+from agent.profile import Quantity
+from hil import SimulatedPlant, load_plant
+from hil.registers import WriteResult as DriveAnswer
+from tests.support import REPO
+
+PLANT = REPO / "configs" / "plants" / "booster-static.yaml"
+PROFILE = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
+NAME = "booster"
+SPEED = Limits(0.4, 1.0, slew_per_min=30.0)  # ratio; a generous slew unless a test says otherwise
+HEAD = Limits(35.0, 50.0, slew_per_min=600.0)  # m
+
+
+def site(tmp_path: Path, port: int, mode: str = "control", budget: int = 100,
+         profile: Path = PROFILE) -> Path:
+    text = textwrap.dedent(f"""\
+        site: {{name: guards, grid_emission_factor_kg_per_kwh: 0.5,
+                tariff: {{currency: EUR, price_per_kwh: 0.2}}}}
+        storage: {{path: {tmp_path}}}
+        polling: {{interval_s: 0.5, timeout_s: 0.2, retries: 0}}
+        buses: [{{name: plant, host: 127.0.0.1, port: {port}}}]
+        drives:
+          - name: {NAME}
+            bus: plant
+            unit: 1
+            profile: {profile}
+            rated_power_kw: 7.5
+            rated_speed_rpm: 2900
+            load: {{kind: pump, rated_flow_m3h: 40, rated_head_m: 50}}
+            control: {{mode: {mode}, min_speed_pct: 40, max_speed_pct: 100, writes_per_hour: {budget}}}
+        """)
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Rig:
+    """A simulated booster, and the agent's drive, poller and writer for it.
+
+    Clocks: the agent's (poller and writer) runs ``ahead`` seconds ahead of real time and the
+    writer a further ``writer_ahead``; the plant's physics runs ``plant_ahead`` ahead.
+    """
+
+    def __init__(self) -> None:
+        self.ahead = self.writer_ahead = self.plant_ahead = 0.0
+        self.sim: SimulatedPlant
+        self.drive: DriveRuntime
+        self.poller: BusPoller
+        self.writer: DriveWriter
+
+    def agent_clock(self) -> float:
+        return time.monotonic() + self.ahead
+
+    def writer_clock(self) -> float:
+        return time.monotonic() + self.ahead + self.writer_ahead
+
+    def plant_clock(self) -> float:
+        return time.monotonic() + self.plant_ahead
+
+    @property
+    def commands(self) -> list:
+        """What the simulated drive has been told, over the wire."""
+        return self.sim.model.drives[NAME].writes
+
+    async def poll(self) -> None:
+        await self.poller.poll_once()
+        assert self.drive.up, self.drive.errors
+
+
+async def rig(tmp_path: Path, *, remote: bool = True, mode: str = "control", budget: int = 100,
+              profile: Path = PROFILE, dry_run: bool = False) -> Rig:
+    plant = load_plant(PLANT)
+    drives = tuple(dataclasses.replace(d, remote=remote) for d in plant.drives)
+    plant = dataclasses.replace(plant, drives=drives)
+    r = Rig()
+    r.sim = SimulatedPlant(plant, clock=r.plant_clock)
+    await r.sim.start("127.0.0.1", 0)
+    config = load_config(site(tmp_path, r.sim.port, mode, budget, profile))
+    r.drive = DriveRuntime(config.drives[0], config.site, config.max_gap)
+    bus = config.buses[0]
+    client = BusClient(bus)
+    r.poller = BusPoller(bus, [r.drive], client, clock=r.agent_clock)
+    r.writer = DriveWriter(r.drive, bus, client, clock=r.writer_clock, dry_run=dry_run)
+    await r.poll()
+    return r
+
+
+def run(tmp_path: Path, scenario, **options) -> Rig:
+    async def main() -> Rig:
+        r = await rig(tmp_path, **options)
+        try:
+            await scenario(r)
+        finally:
+            r.poller.client.close()
+            await r.sim.stop()
+        return r
+
+    return asyncio.run(main())
+
+
+def refused(r: Rig, result: WriteResult, expected: WriteResult) -> None:
+    assert result is expected
+    assert r.writer.results[expected.value] >= 1
+    assert r.commands == []  # nothing reached the drive
+
+
+def test_a_write_that_passes_every_guard_is_read_back_and_reaches_the_drive(tmp_path):
+    async def scenario(r: Rig) -> None:
+        before = r.writer.current(Quantity.PRESSURE_SETPOINT)
+        assert before == pytest.approx(50.0, rel=1e-4)  # the operator's setpoint, read over Modbus
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.OK
+        assert r.commands[-1].quantity is Quantity.PRESSURE_SETPOINT
+        assert r.commands[-1].value == pytest.approx(45.0 * 998.0 * 9.80665, rel=1e-6)
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(45.0, rel=1e-6)
+        assert r.writer.operator[Quantity.PRESSURE_SETPOINT] == pytest.approx(50.0, rel=1e-4)
+        # The hand-back writes the operator's value again, read back like any write.
+        assert await r.writer.restore("test") == [WriteResult.OK]
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(50.0, rel=1e-4)
+
+    r = run(tmp_path, scenario)
+    assert r.writer.results == {"ok": 2}
+
+
+def test_monitor_and_advise_modes_never_write(tmp_path):
+    async def scenario(r: Rig) -> None:
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_MODE)
+        refused(r, await r.writer.command(Command.STOP), WriteResult.REFUSED_MODE)
+
+    run(tmp_path, scenario, mode="advise")
+
+
+def test_a_point_the_profile_does_not_mark_writable_is_never_written(tmp_path):
+    generic = REPO / "configs" / "profiles" / "generic.yaml"  # no pressure setpoint point at all
+
+    async def scenario(r: Rig) -> None:
+        not_writable = WriteResult.REFUSED_NOT_WRITABLE
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), not_writable)
+        refused(r, await r.writer.write(Quantity.SPEED, 0.8, SPEED), not_writable)
+
+    run(tmp_path, scenario, profile=generic)
+
+
+def test_stale_data_refuses_the_write(tmp_path):
+    async def scenario(r: Rig) -> None:
+        r.writer_ahead = 2.0 * r.writer.bus.poll_interval + 0.01  # the last poll: just over two intervals old
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_STALE)
+        r.writer_ahead = 0.0
+        await r.sim.stop()  # the drive stops answering: down, so stale however recent its last data
+        await r.poller.poll_once()
+        assert r.drive.up is False
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_STALE)
+
+    run(tmp_path, scenario)
+
+
+def test_a_drive_not_in_remote_refuses_the_write(tmp_path):
+    async def scenario(r: Rig) -> None:
+        assert r.drive.status("remote") is False
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_STATUS)
+        refused(r, await r.writer.command(Command.RUN), WriteResult.REFUSED_STATUS)
+
+    run(tmp_path, scenario, remote=False)
+
+
+def test_a_faulted_drive_refuses_the_write(tmp_path):
+    async def scenario(r: Rig) -> None:
+        r.sim.model.drives[NAME].fault_code = 7160  # the drive trips ...
+        r.plant_ahead += 0.1  # ... as of the next physics step
+        await r.poll()
+        assert r.drive.status("fault") is True
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_STATUS)
+        refused(r, await r.writer.command(Command.RUN), WriteResult.REFUSED_STATUS)
+
+    run(tmp_path, scenario)
+
+
+def test_a_stopped_drive_refuses_a_setpoint_but_may_be_started(tmp_path):
+    async def scenario(r: Rig) -> None:
+        assert await r.writer.command(Command.STOP) is WriteResult.OK  # held stopped from the fieldbus
+        r.plant_ahead += 30.0  # the pump runs down
+        r.ahead += 30.0
+        r.commands.clear()
+        await r.poll()
+        assert r.drive.status("running") is False and r.drive.status("ready") is True
+        refused(r, await r.writer.write(Quantity.SPEED_SETPOINT, 0.8, SPEED), WriteResult.REFUSED_STATUS)
+        # A start is the one write a stopped drive takes: the speed it starts to, then run.
+        assert await r.writer.write(Quantity.SPEED_SETPOINT, 0.8, SPEED, start=True) is WriteResult.OK
+        assert await r.writer.command(Command.RUN) is WriteResult.OK
+        assert [c.quantity for c in r.commands] == [Quantity.SPEED_SETPOINT, Quantity.CONTROL_WORD]
+
+    run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("value", [30.0, 50.5, math.nan, math.inf])
+def test_a_value_outside_its_limits_is_refused(tmp_path, value):
+    async def scenario(r: Rig) -> None:
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, value, HEAD), WriteResult.REFUSED_RANGE)
+
+    run(tmp_path, scenario)
+
+
+def test_a_change_faster_than_the_slew_limit_is_refused(tmp_path):
+    slow = Limits(35.0, 50.0, slew_per_min=6.0)  # 6 m per minute: 0.1 m per second
+
+    async def scenario(r: Rig) -> None:
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 49.0, slow) is WriteResult.OK
+        r.commands.clear()
+        # Right after a write almost no change is allowed; 48 m is a 1 m step.
+        refused_result = await r.writer.write(Quantity.PRESSURE_SETPOINT, 48.0, slow)
+        assert refused_result is WriteResult.REFUSED_SLEW
+        assert r.commands == []
+        # The optimizer plans within the limit instead: a step it is allowed now.
+        step = r.writer.slew_bounded(Quantity.PRESSURE_SETPOINT, 35.0, slow)
+        assert 48.0 < step < 49.0
+
+    r = run(tmp_path, scenario)
+    assert r.writer.results["refused_slew"] == 1
+
+
+def test_the_write_budget_per_hour_is_enforced(tmp_path):
+    async def scenario(r: Rig) -> None:
+        for value in (49.0, 48.0):
+            r.ahead += 60.0  # a minute apart: the slew limit allows each step, and the data is fresh
+            await r.poll()
+            assert await r.writer.write(Quantity.PRESSURE_SETPOINT, value, HEAD) is WriteResult.OK
+        r.ahead += 60.0
+        await r.poll()
+        count = len(r.commands)
+        result = await r.writer.write(Quantity.PRESSURE_SETPOINT, 47.0, HEAD)
+        assert result is WriteResult.REFUSED_BUDGET
+        assert len(r.commands) == count
+        r.ahead += 3600.0  # an hour on, the budget is there again
+        await r.poll()
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 47.0, HEAD) is WriteResult.OK
+
+    r = run(tmp_path, scenario, budget=2)
+    assert r.writer.results == {"ok": 3, "refused_budget": 1}
+
+
+def test_a_write_the_drive_does_not_keep_fails_its_read_back(tmp_path):
+    async def scenario(r: Rig) -> None:
+        registers = r.sim._endpoints[NAME].registers
+        # A drive that acknowledges a write and ignores it (as some do in local mode).
+        registers.write = lambda address, values, snapshot: (DriveAnswer.OK, None)
+        result = await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD)
+        assert result is WriteResult.VERIFY_FAILED
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(50.0, rel=1e-6)
+
+    r = run(tmp_path, scenario)
+    assert r.writer.results == {"verify_failed": 1}
+
+
+def test_a_write_the_drive_rejects_is_counted_as_failed(tmp_path):
+    async def scenario(r: Rig) -> None:
+        r.sim.inject(NAME, "exception", code=4)
+        result = await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD)
+        assert result is WriteResult.FAILED
+        assert r.commands == []
+
+    r = run(tmp_path, scenario)
+    assert r.writer.results == {"failed": 1}
+
+
+def test_a_dry_run_logs_the_write_and_sends_nothing(tmp_path, caplog):
+    async def scenario(r: Rig) -> None:
+        with caplog.at_level("INFO", logger="agent.control"):
+            assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.DRY_RUN
+        assert r.commands == []
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(50.0, rel=1e-6)
+
+    r = run(tmp_path, scenario, dry_run=True)
+    assert r.writer.results == {"dry_run": 1}
+    assert "dry run: would write pressure_setpoint = 45" in caplog.text
