@@ -361,7 +361,7 @@ def _control(sec: Section | None) -> ControlConfig:
     high = sec.number("max_speed_pct", 100.0, minimum=0.0, maximum=120.0)
     if math.isfinite(low) and math.isfinite(high):
         sec.validate("min_speed_pct", low < high, f"must be below max_speed_pct ({high:g})")
-    slew = sec.number("max_slew_pct_per_min", 20.0, minimum=0.0, maximum=1000.0, exclusive_minimum=True)
+    slew = sec.number("max_slew_pct_per_min", 20.0, minimum=0.0, maximum=1e5, exclusive_minimum=True)
     budget = sec.integer("writes_per_hour", 120, minimum=1, maximum=100000)
     restore = sec.boolean("restore_on_stop", True)
     deadband = sec.number("deadband_pct", 0.5, minimum=0.0, maximum=10.0)
