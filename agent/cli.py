@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vfd-agent {_version()}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="never write to a drive: log (and count) every write control mode would make")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="poll the drives of a site config and serve metrics")
@@ -219,11 +221,13 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run_agent(config: AgentConfig) -> int:
+async def _run_agent(config: AgentConfig, dry_run: bool = False) -> int:
     from agent.ledger import LedgerLockedError
     from agent.service import Agent  # imports kernels: only after the Numba cache is configured
 
-    agent = Agent(config)
+    agent = Agent(config, dry_run=dry_run)
+    if dry_run:
+        log.warning("dry run: no drive will be written to; the writes control mode would make are logged")
     try:
         agent.open_ledger()
     except LedgerLockedError as exc:
@@ -240,13 +244,13 @@ async def _run_agent(config: AgentConfig) -> int:
     return EXIT_OK
 
 
-def _run(path: Path) -> int:
+def _run(path: Path, dry_run: bool = False) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
         return _report_config_error(exc)
     configure_numba_cache(config.storage_path / "numba-cache")
-    return asyncio.run(_run_agent(config))
+    return asyncio.run(_run_agent(config, dry_run))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "run":
-        return _run(args.config)
+        return _run(args.config, args.dry_run)
     if args.command == "warmup":
         return _warmup(args.cache_dir)
     if args.command == "report":
