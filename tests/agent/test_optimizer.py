@@ -1,0 +1,211 @@
+"""The optimizer's parts without I/O: fits against known curves, the system curve, demand, staging rules."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import load_config
+from agent.drive import DriveRuntime
+from agent.groups import OptimizerConfig
+from agent.history import Channel
+from agent.optimizer import DemandTracker, GroupRuntime, MachineModel, SystemModel
+from agent.profile import Quantity
+from agent.units import RPM_TO_RAD_S
+
+REPO = Path(__file__).resolve().parents[2]
+PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
+RHO_G = 998.0 * 9.80665
+SETTINGS = OptimizerConfig(interval=1.0, min_samples=40, min_r_squared=0.9, min_flow_span=0.15)
+
+
+def site(tmp_path: Path, pumps: int = 1) -> Path:
+    text = textwrap.dedent("""\
+        site: {name: t, grid_emission_factor_kg_per_kwh: 0.5, tariff: {currency: EUR, price_per_kwh: 0.2}}
+        buses: [{name: b, host: 127.0.0.1, port: 5020, poll_interval_s: 1.0}]
+        drives:
+        """)
+    for unit in range(1, pumps + 1):
+        text += textwrap.indent(textwrap.dedent(f"""\
+            - name: p{unit}
+              bus: b
+              unit: {unit}
+              profile: {PROCESS}
+              rated_power_kw: 15
+              rated_speed_rpm: 1470
+              load: {{kind: pump, rated_flow_m3h: 120, rated_head_m: 32}}
+              control: {{mode: control, min_speed_pct: 30}}
+            """), "  ")
+    names = ", ".join(f"p{u}" for u in range(1, pumps + 1))
+    text += textwrap.dedent(f"""\
+        groups:
+          - name: g
+            drives: [{names}]
+            demand: {{drive: p1, quantity: process_flow, margin_pct: 0}}
+            system: {{static_head_m: 9.6, design_flow_m3h: {120 * pumps}, design_head_m: 32}}
+            staging: {{min_run_s: 600, min_interval_s: 300, min_gain_pct: 1}}
+        """)
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def history(machine: MachineModel, head_factor: float = 1.0, efficiency_factor: float = 1.0, n: int = 400,
+            seed: int = 1, noise: float = 0.002) -> np.ndarray:
+    """Samples of the machine's datasheet curves (degraded by the factors), with a little noise."""
+    rng = np.random.default_rng(seed)
+    hc = machine.prior_head * head_factor
+    pc = machine.prior_power * head_factor / efficiency_factor
+    q_rated = machine.config.load.rated_flow
+    rows = np.full((n, len(Channel)), np.nan)
+    r = rng.uniform(0.5, 1.0, n)
+    q = rng.uniform(0.3, 1.2, n) * q_rated * r
+    head = hc[0] * r * r + hc[1] * r * q + hc[2] * q * q
+    shaft = pc[0] * r**3 + pc[1] * r * r * q + pc[2] * r * q * q + pc[3] * q**3
+    power = np.array([machine.electric.electrical(float(s)) for s in shaft])
+    rows[:, Channel.TIME] = np.arange(n, dtype=float)
+    rows[:, Channel.SPEED_RATIO] = r * (1 + noise * rng.standard_normal(n))
+    rows[:, Channel.FLOW] = q * (1 + noise * rng.standard_normal(n))
+    rows[:, Channel.PRESSURE] = head * RHO_G * (1 + noise * rng.standard_normal(n))  # a kPa point: Pa
+    rows[:, Channel.POWER] = power * (1 + noise * rng.standard_normal(n))
+    return rows
+
+
+@pytest.fixture
+def machine(tmp_path) -> MachineModel:
+    return MachineModel(load_config(site(tmp_path)).drives[0])
+
+
+def test_the_fit_recovers_the_curves_and_sees_no_drift_on_a_new_pump(machine):
+    fit = machine.refit(history(machine), SETTINGS)
+    assert fit is not None and fit.head_used and fit.power_used
+    assert fit.r2_head > 0.99 and fit.r2_power > 0.99
+    q = machine.config.load.rated_flow
+    for ratio in (0.6, 1.0):
+        assert machine.flow_at(32.0 * ratio**2, ratio) == pytest.approx(q * ratio, rel=0.02)
+    assert machine.efficiency_drift() == pytest.approx(0.0, abs=0.01)
+    assert machine.bias == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_worn_pump_shows_its_lost_efficiency_as_drift(machine):
+    machine.refit(history(machine, head_factor=0.94, efficiency_factor=0.88), SETTINGS)
+    assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.015)
+    # The curves in use are the worn ones: less flow at the same head and speed.
+    assert machine.head[0] == pytest.approx(0.94 * machine.prior_head[0], rel=0.02)
+
+
+def test_without_excitation_the_datasheet_curve_stays(machine):
+    rows = history(machine)
+    rows[:, Channel.SPEED_RATIO] = 0.9
+    rows[:, Channel.FLOW] = 0.7 * machine.config.load.rated_flow * 0.9  # one operating point
+    fit = machine.refit(rows, SETTINGS)
+    assert fit is None
+    assert np.array_equal(machine.power, machine.prior_power)
+    assert math.isnan(machine.efficiency_drift())
+    few = machine.refit(history(machine, n=20), SETTINGS)  # too few samples
+    assert few is None and np.array_equal(machine.power, machine.prior_power)
+
+
+def test_a_poor_fit_falls_back_to_the_datasheet(machine):
+    rows = history(machine)
+    rng = np.random.default_rng(3)
+    rows[:, Channel.POWER] *= rng.uniform(0.5, 1.5, len(rows))  # power that has nothing to do with flow
+    fit = machine.refit(rows, SETTINGS)
+    assert fit is not None and not fit.power_used and "power fit R²" in fit.reason
+    assert np.array_equal(machine.power, machine.prior_power)
+
+
+def test_the_head_bias_follows_the_latest_operating_points(machine):
+    rows = history(machine)
+    rows[-30:, Channel.PRESSURE] *= 1.03  # the pump makes 3 % more head than its curve lately
+    machine.refit(rows, SETTINGS)
+    assert machine.bias == pytest.approx(1.03, abs=0.01)
+    assert machine.head[0] == pytest.approx(machine.fit.head[0] * machine.bias)
+
+
+def test_the_system_curve_keeps_its_prior_without_starved_points():
+    system = SystemModel(9.6, 1500.0)
+    for q in np.linspace(0.02, 0.1, 100):
+        system.add(q, 32.0, q)  # throttled: delivered = demand, head above the curve
+    system.refit(40, 0.9)
+    assert (system.static, system.k, system.fitted) == (9.6, 1500.0, False)
+
+
+def test_starved_points_teach_the_real_system_curve():
+    system = SystemModel(9.6, 1500.0)
+    rng = np.random.default_rng(5)
+    for q in np.linspace(0.02, 0.1, 400):
+        head = 9.6 + 2000.0 * q * q
+        system.add(q, head * (1 + 0.002 * rng.standard_normal()), 1.1 * q)  # the loads wanted 10 % more
+    system.refit(40, 0.9)
+    assert system.fitted and system.k == pytest.approx(2000.0, rel=0.03)
+    assert system.static == pytest.approx(9.6, abs=0.3)
+
+
+def test_a_few_noisy_starved_points_do_not_move_the_curve():
+    system = SystemModel(9.6, 1500.0)
+    for q in np.linspace(0.02, 0.1, 100):
+        system.add(q, 32.0, q)
+    for _ in range(6):  # one short blip where the delivered flow read low
+        system.add(0.03, 32.0, 0.04)
+    system.refit(40, 0.9)
+    assert system.k == 1500.0
+
+
+def test_the_demand_estimate_sees_a_ramp_ahead_but_not_noise():
+    rng = np.random.default_rng(2)
+    tracker = DemandTracker(window=2.0, trend_window=8.0)
+    for k in range(100):
+        t = 0.1 * k
+        tracker.add(t, (1.0 + 0.01 * t) * (1 + 0.002 * rng.standard_normal()))
+    now = 9.9
+    assert tracker.estimate(now, 0.0) == pytest.approx(1.0 + 0.01 * now, rel=0.003)
+    assert tracker.estimate(now, 5.0) == pytest.approx(1.0 + 0.01 * (now + 5.0), rel=0.004)
+    falling = DemandTracker(window=2.0, trend_window=8.0)
+    for k in range(100):
+        falling.add(0.1 * k, 2.0 - 0.01 * 0.1 * k)
+    assert falling.estimate(now, 5.0) == pytest.approx(2.0 - 0.01 * now, rel=1e-6)  # never below now
+
+
+def group_of(tmp_path: Path, running: dict[str, float]) -> GroupRuntime:
+    config = load_config(site(tmp_path, pumps=3))
+    drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+    for drive in drives:
+        ratio = running.get(drive.name, 0.0)
+        drive.accept(0.0, 0.0, {
+            Quantity.STATUS_WORD: 0b111 if ratio else 0b101,
+            Quantity.SPEED: ratio * 1470 * RPM_TO_RAD_S, Quantity.POWER: 8000.0 * ratio**3,
+            Quantity.FLOW: 0.02 * ratio, Quantity.PRESSURE: 20.0 * RHO_G * ratio**2,
+            Quantity.PROCESS_FLOW: 0.05,
+        })
+    buses = {d.name: config.buses[0] for d in drives}
+    return GroupRuntime(config.groups[0], drives, {}, config.optimizer, buses)
+
+
+def test_staging_waits_for_the_minimum_interval_and_the_minimum_run_time(tmp_path):
+    group = group_of(tmp_path, {"p1": 0.8, "p2": 0.8, "p3": 0.8})
+    system = group.system
+    low = 0.03  # one pump is enough, and cheaper
+    group.stage.started = {"p1": 0.0, "p2": 0.0, "p3": 0.0}
+    # 100 s after they started: neither the run time (600 s) nor the interval (300 s) is over.
+    group.stage.last_change = 0.0
+    plan = group._stage(100.0, system.static, system.k, low)
+    assert sorted(n for n, (_, on) in plan.items() if on) == ["p1", "p2", "p3"]
+    # After both, one pump stops (one stop per decision).
+    group.stage.last_change = -1000.0
+    plan = group._stage(700.0, system.static, system.k, low)
+    assert sum(1 for _, on in plan.values() if on) == 2
+
+
+def test_a_running_set_that_cannot_deliver_stages_up_at_once(tmp_path):
+    group = group_of(tmp_path, {"p1": 0.9})
+    group.stage.started = {"p1": 0.0}
+    group.stage.last_change = 0.0  # a change just happened
+    high = 0.08  # far more than one pump gives
+    plan = group._stage(1.0, group.system.static, group.system.k, high)
+    running = [n for n, (_, on) in plan.items() if on]
+    assert "p1" in running and len(running) == 2  # one start per decision, p1 kept (minimum run time)
