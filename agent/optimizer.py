@@ -87,7 +87,7 @@ MIN_BIAS_SAMPLES = 5  # recent samples a head-bias correction needs ...
 BIAS_SAMPLES = 20  # ... and the most it uses, the latest ...
 BIAS_WINDOW_CYCLES = 10.0  # ... of the last this many optimizer intervals
 BIAS_RANGE = (0.85, 1.15)  # the head-bias correction stays within this
-UNFITTED_PREMIUM = 0.05  # staging prices a pump without a fitted power curve this much higher
+UNFITTED_PREMIUM = 0.05  # staging prices a pump never observed running this much higher
 MAX_EFFICIENCY = 0.99
 RUNNING_RATIO = 0.05  # a drive below this speed ratio counts as stopped for staging
 SATURATION_SHORTFALL = 0.03  # delivered flow this far below the demand: the valves were wide open
@@ -155,6 +155,8 @@ class MachineModel:
         self.power: FloatArray = prior.power
         self.fit: CurveFit | None = None
         self.bias = 1.0  # measured over modelled head at the recent operating points
+        self.power_bias = 1.0  # measured over modelled shaft power there
+        self.observed = False  # a bias has been measured: the machine has run under observation
         self.electric = ElectricalModel(config.rated_power, config.motor_efficiency)
         self.rho_g = 1.0 if self.fan else RHO_G
         point = config.profile.point(Quantity.PRESSURE)
@@ -199,17 +201,18 @@ class MachineModel:
                                                     settings)
         self.fit = CurveFit(hc, pc, float(r2h), float(r2p), count, head_ok, power_ok,
                             "; ".join(w for w in (why_head, why_power) if w))
-        self.power = pc if power_ok else self.prior_power
-        self._rebias(hc if head_ok else self.prior_head, history, ok, settings)
+        self._rebias(hc if head_ok else self.prior_head, pc if power_ok else self.prior_power, history, ok,
+                     settings)
         return self.fit
 
-    def _rebias(self, curve: FloatArray, history: FloatArray, ok: NDArray[np.bool_],
-                settings: OptimizerConfig) -> None:
-        """Scale the head curve by measured over modelled head at the last cycles' operating points.
+    def _rebias(self, curve: FloatArray, power_curve: FloatArray, history: FloatArray,
+                ok: NDArray[np.bool_], settings: OptimizerConfig) -> None:
+        """Scale the curves by measured over modelled head and power at the last cycles' operating points.
 
         A fit over the whole history can be off by a percent or two where the machine runs
-        now; this local, bounded correction keeps the speeds the optimizer computes from
-        falling short of the head the system needs.
+        now, and a machine that has run too little for a fit is still on its datasheet
+        curves; this local, bounded correction keeps the speeds the optimizer computes from
+        falling short of the head the system needs, and prices a worn pump as worn.
         """
         times = history[:, Channel.TIME]
         recent = ok & (times >= times[-1] - BIAS_WINDOW_CYCLES * settings.interval) if len(times) else ok
@@ -221,19 +224,27 @@ class MachineModel:
             q = history[recent, Channel.FLOW]
             measured = history[recent, Channel.PRESSURE] * self._head_factor
             modelled = curve[0] * r * r + curve[1] * r * q + curve[2] * q * q
-            valid = modelled > 0.0
+            shaft = self.electric.shaft(history[recent, Channel.POWER])
+            power = power_curve[0] * r**3 + power_curve[1] * r * r * q + power_curve[2] * r * q * q \
+                + power_curve[3] * q**3
+            valid = (modelled > 0.0) & (power > 0.0) & np.isfinite(shaft)
             if int(valid.sum()) >= MIN_BIAS_SAMPLES:
                 low, high = BIAS_RANGE
                 self.bias = float(np.clip(np.median(measured[valid] / modelled[valid]), low, high))
+                self.power_bias = float(np.clip(np.median(shaft[valid] / power[valid]), low, high))
+                self.observed = True
         self.head = curve * self.bias
+        self.power = power_curve * self.power_bias
 
     def _keep(self, reason: str, history: FloatArray, ok: NDArray[np.bool_],
               settings: OptimizerConfig) -> CurveFit | None:
-        """No new fit: keep the curve in use, corrected by the recent operating points."""
-        if self.fit is not None:
-            self.fit.reason = reason
-        curve = self.fit.head if self.fit is not None and self.fit.head_used else self.prior_head
-        self._rebias(curve, history, ok, settings)
+        """No new fit: keep the curves in use, corrected by the recent operating points."""
+        fit = self.fit
+        if fit is not None:
+            fit.reason = reason
+        head = fit.head if fit is not None and fit.head_used else self.prior_head
+        power = fit.power if fit is not None and fit.power_used else self.prior_power
+        self._rebias(head, power, history, ok, settings)
         return self.fit
 
     def _head_plausible(self, hc: FloatArray, r2: float, settings: OptimizerConfig) -> tuple[bool, str]:
@@ -263,12 +274,16 @@ class MachineModel:
         return float(efficiency(hc, pc, q, 1.0, WATER_DENSITY))
 
     def efficiency_drift(self) -> float:
-        """Best efficiency of the fitted curves over the datasheet's, minus 1 (NaN without a fit in use)."""
-        fit = self.fit
-        if fit is None or not (fit.head_used and fit.power_used):
+        """Best efficiency of the curves in use over the datasheet's, minus 1 (NaN before any observation).
+
+        The curves in use are the fitted ones where the fits passed, else the datasheet's, in
+        both cases scaled by the measured head and power biases: a worn pump shows its lost
+        efficiency even before it has run enough for a fit of its own.
+        """
+        if not self.observed:
             return math.nan
-        return self.best_efficiency(fit.head, fit.power) / self.best_efficiency(self.prior_head,
-                                                                                 self.prior_power) - 1.0
+        return self.best_efficiency(self.head, self.power) / self.best_efficiency(self.prior_head,
+                                                                                   self.prior_power) - 1.0
 
     def flow_at(self, head: float, ratio: float) -> float:
         """Flow [m³/s] at a header head and speed ratio on the curves in use; 0 below the shut-off head."""
@@ -694,10 +709,9 @@ class GroupRuntime:
         staging = self.config.staging
         low, high = staging.bep_window
         electric = machines[0].electric
-        # A pump whose power curve is not fitted yet is priced with a premium: with a known pump
-        # about as good, the known one runs (a worn pump is found out once it has run).
-        premium = np.array([1.0 if m.fit is not None and m.fit.power_used else 1.0 + UNFITTED_PREMIUM
-                            for m in machines])
+        # A pump never observed running is priced with a premium: with a known pump about as
+        # good, the known one runs (a worn pump is found out once it has run).
+        premium = np.array([1.0 if m.observed else 1.0 + UNFITTED_PREMIUM for m in machines])
         speeds, total = stage_pumps_tables(
             np.array([m.head for m in machines]), np.array([m.power for m in machines]) * premium[:, None],
             np.array([m.config.rated_power for m in machines]), static, k, flow,
