@@ -862,11 +862,11 @@ class GroupRuntime:
                 return False, f"drive {drive.name}: not ready or not in remote"
         return True, ""
 
-    async def release(self, reason: str) -> None:
+    async def release(self, reason: str, level: int = logging.WARNING) -> None:
         """Stop writing; write the operator's values back where configured."""
         if not self.holding and not any(w.holds for w in self.writers.values()):
             return
-        log.warning("group %s: handing back to the operator's settings: %s", self.name, reason)
+        log.log(level, "group %s: handing back to the operator's settings: %s", self.name, reason)
         for writer in self.writers.values():
             await writer.restore(reason)
         self.holding = False
@@ -1088,14 +1088,14 @@ class Optimizer:
                 except Exception:  # a bug in one cycle must not end control without a restore
                     self.cycle_errors += 1
                     log.exception("optimizer cycle failed; handing every group back")
-                    await self.shutdown("optimizer error")
+                    await self.shutdown("optimizer error", logging.ERROR)
         finally:
             await self.shutdown("agent stopping")
 
-    async def shutdown(self, reason: str) -> None:
+    async def shutdown(self, reason: str, level: int = logging.INFO) -> None:
         """Restore every group the agent holds."""
         for group in self.groups:
-            await group.release(reason)
+            await group.release(reason, level)
 
     def results(self) -> dict[str, dict[str, float]]:
         """Write results per drive, for the metrics."""
