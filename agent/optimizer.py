@@ -87,7 +87,7 @@ MIN_BIAS_SAMPLES = 5  # recent samples a head-bias correction needs ...
 BIAS_SAMPLES = 20  # ... and the most it uses, the latest ...
 BIAS_WINDOW_CYCLES = 10.0  # ... of the last this many optimizer intervals
 BIAS_RANGE = (0.85, 1.15)  # the head-bias correction stays within this
-UNFITTED_PREMIUM = 0.05  # staging prices a pump never observed running this much higher
+EXPLORE_TOLERANCE = 0.10  # a stage-up may start a never-observed pump that costs this much more
 MAX_EFFICIENCY = 0.99
 RUNNING_RATIO = 0.05  # a drive below this speed ratio counts as stopped for staging
 SATURATION_SHORTFALL = 0.03  # delivered flow this far below the demand: the valves were wide open
@@ -709,11 +709,8 @@ class GroupRuntime:
         staging = self.config.staging
         low, high = staging.bep_window
         electric = machines[0].electric
-        # A pump never observed running is priced with a premium: with a known pump about as
-        # good, the known one runs (a worn pump is found out once it has run).
-        premium = np.array([1.0 if m.observed else 1.0 + UNFITTED_PREMIUM for m in machines])
         speeds, total = stage_pumps_tables(
-            np.array([m.head for m in machines]), np.array([m.power for m in machines]) * premium[:, None],
+            np.array([m.head for m in machines]), np.array([m.power for m in machines]),
             np.array([m.config.rated_power for m in machines]), static, k, flow,
             np.array([m.min_ratio for m in machines]),
             np.array([m.max_ratio if i in allowed else 0.0 for i, m in enumerate(machines)]),
@@ -732,6 +729,11 @@ class GroupRuntime:
         minimum run time. A running set that will not deliver that foreseen demand is
         staged up once the interval allows; one that cannot deliver the demand now, at once.
         Until a change is allowed, exactly the running pumps run.
+
+        At a stage-up, a pump never observed running is preferred to the best one if its
+        (datasheet) price is within ``EXPLORE_TOLERANCE``: the agent learns its real curves
+        (a worn pump is then priced, staged and counted as worn) at the cost of a little power.
+        No new decision is taken while a leaving pump still waits for its stop.
         """
         names = [d.name for d in self.drives]
         staging = self.config.staging
@@ -748,6 +750,12 @@ class GroupRuntime:
             head = static + k * demand * demand
             return sum(self.machines[i].flow_at(head, self.machines[i].max_ratio) for i in members) >= demand
 
+        waited = now - self.stage.last_change >= staging.min_interval
+        if self.stage.pending_stop and running:
+            hold = self._common_speeds(running, static + k * flow * flow, flow)
+            if hold is not None:
+                return hold
+
         options: list[tuple[float, set[int], FloatArray]] = []
         for extra in [None, *(j for j in range(len(names)) if j not in running)]:
             allowed = running | ({extra} if extra is not None else set())
@@ -761,7 +769,7 @@ class GroupRuntime:
                    if len(running - o[1]) <= 1 and all(may_stop(i) for i in running - o[1])] or options
         options.sort(key=lambda o: o[0])
         lasting = [o for o in options if capable(o[1], future)] or options
-        waited = now - self.stage.last_change >= staging.min_interval
+        lasting = self._explore(lasting, running, names)
         if not running or not capable(running, flow):
             best = lasting[0]  # must change now
         elif waited and not capable(running, future):
@@ -782,6 +790,21 @@ class GroupRuntime:
         speeds = best[2]
         return {name: ((float(speeds[i]), 1.0) if i in best[1] else (0.0, 0.0))
                 for i, name in enumerate(names)}
+
+    def _explore(self, options: list[tuple[float, set[int], FloatArray]], running: set[int],
+                 names: list[str]) -> list[tuple[float, set[int], FloatArray]]:
+        """Put first a stage-up that starts a never-observed pump, if it costs little more than the best."""
+        if not options or not options[0][1] - running:
+            return options
+        for option in options:
+            added = option[1] - running
+            if added and all(not self.machines[i].observed for i in added) \
+                    and option[0] <= options[0][0] * (1.0 + EXPLORE_TOLERANCE):
+                if option is not options[0]:
+                    log.info("group %s: starting %s to learn its curves (never observed running)", self.name,
+                             ", ".join(names[i] for i in sorted(added)))
+                return [option, *(o for o in options if o is not option)]
+        return options
 
     def _plan_power(self, speeds: FloatArray, head: float) -> float:
         """Modelled electrical power [W] of the machines at ``speeds`` on a header at ``head``."""
