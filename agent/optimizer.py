@@ -737,9 +737,7 @@ class GroupRuntime:
         """
         names = [d.name for d in self.drives]
         staging = self.config.staging
-        running = {i for i, d in enumerate(self.drives)
-                   if d.last is not None and d.last.speed_ratio >= RUNNING_RATIO
-                   and d.name not in self.stage.pending_stop}
+        running = {i for i, d in enumerate(self.drives) if self._on(d)}
         ahead = self.trend.estimate(now, staging.min_interval) * (1.0 + self.config.demand.margin)
         future = min(max(flow, ahead if math.isfinite(ahead) else flow), 1.3 * flow)
 
@@ -765,8 +763,13 @@ class GroupRuntime:
         if not options:  # nothing delivers the demand: everything at full speed
             return {n: (m.max_ratio, 1.0) for n, m in zip(names, self.machines, strict=True)}
         # One stop per decision, and none before the minimum run time.
-        options = [o for o in options
-                   if len(running - o[1]) <= 1 and all(may_stop(i) for i in running - o[1])] or options
+        permitted = [o for o in options
+                     if len(running - o[1]) <= 1 and all(may_stop(i) for i in running - o[1])]
+        if not permitted:
+            hold = self._common_speeds(running, static + k * flow * flow, flow) if running else None
+            if hold is not None:
+                return hold
+        options = permitted or options
         options.sort(key=lambda o: o[0])
         lasting = [o for o in options if capable(o[1], future)] or options
         lasting = self._explore(lasting, running, names)
@@ -790,6 +793,17 @@ class GroupRuntime:
         speeds = best[2]
         return {name: ((float(speeds[i]), 1.0) if i in best[1] else (0.0, 0.0))
                 for i, name in enumerate(names)}
+
+    def _on(self, drive: DriveRuntime) -> bool:
+        """Running, or started by the agent and on its way up; not waiting for its stop."""
+        if drive.name in self.stage.pending_stop:
+            return False
+        if drive.last is not None and drive.last.speed_ratio >= RUNNING_RATIO:
+            return True
+        writer = self.writers.get(drive.name)
+        run = drive.config.profile.control_words.get("run")
+        word = writer.last.get(Quantity.CONTROL_WORD) if writer is not None else None
+        return word is not None and run is not None and word[0] == run and drive.name in self.stage.started
 
     def _explore(self, options: list[tuple[float, set[int], FloatArray]], running: set[int],
                  names: list[str]) -> list[tuple[float, set[int], FloatArray]]:
@@ -933,7 +947,15 @@ class GroupRuntime:
             reading = drive.last
             if on and (reading is None or reading.speed_ratio < ARRIVED * ratio):
                 arriving = True
-        for drive in self.drives:
+        # Idle pumps are taken first: a pump's own cascade would otherwise start one of them the
+        # moment the agent takes the running ones.
+        def order(drive: DriveRuntime) -> int:
+            reading = drive.last
+            idle = not plan.get(drive.name, (0.0, 0.0))[1] and (reading is None or
+                                                               reading.speed_ratio < RUNNING_RATIO)
+            return 0 if idle else 1
+
+        for drive in sorted(self.drives, key=order):
             writer = self.writers[drive.name]
             control = drive.config.control
             ratio, on = plan.get(drive.name, (0.0, 0.0))
