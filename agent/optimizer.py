@@ -548,7 +548,7 @@ class GroupRuntime:
         delivered, head = self.operating_point()
         if demand.quantity is not Quantity.PRESSURE:
             self.system.add(delivered, head, value)
-        self._counterfactual(now, delivered, head)
+        self._counterfactual(now, delivered)
 
     def operating_point(self) -> tuple[float, float]:
         """(delivered flow, header head) from the latest polls; NaN where unknown."""
@@ -596,7 +596,7 @@ class GroupRuntime:
         return [(m.flow_at(setpoint, ratio), ratio) if i < shadow.staged else (0.0, 0.0)
                 for i, m in enumerate(self.machines)]
 
-    def _counterfactual(self, now: float, delivered: float, head: float) -> None:
+    def _counterfactual(self, now: float, delivered: float) -> None:
         """Set each drive's counterfactual power while the agent's values are in force."""
         dt = now - self.shadow.last_t if math.isfinite(self.shadow.last_t) else 0.0
         self.shadow.last_t = now
@@ -618,7 +618,6 @@ class GroupRuntime:
                 continue
             flow, ratio = points[index]
             drive.counterfactual_power = self.machines[index].electrical(flow, ratio) * calibration
-        del head
 
     def _calibration(self) -> float:
         """Measured over modelled electrical power of the actual operating point (NaN if not trusted)."""
@@ -1105,10 +1104,11 @@ class Optimizer:
             group.refit()
             recommendation = group.recommend(now)
             group.publish(recommendation)
-            delivered, head = group.operating_point()
-            log.debug("group %s: demand %.5f target %.5f delivered %.5f head %.2f system (%.2f, %.1f) rec %s",
-                      group.name, group.demand.estimate(now, 0.0), group.target_flow, delivered, head,
-                      group.system.static, group.system.k, recommendation)
+            if log.isEnabledFor(logging.DEBUG):
+                delivered, head = group.operating_point()
+                log.debug("group %s: demand %.5f target %.5f delivered %.5f head %.2f system (%.2f, %.1f): %s",
+                          group.name, group.demand.estimate(now, 0.0), group.target_flow, delivered, head,
+                          group.system.static, group.system.k, recommendation)
             group.cycles += 1
             if group.mode is not ControlMode.CONTROL:
                 continue
