@@ -1106,7 +1106,8 @@ class Optimizer:
             group.publish(recommendation)
             if log.isEnabledFor(logging.DEBUG):
                 delivered, head = group.operating_point()
-                log.debug("group %s: demand %.5f target %.5f delivered %.5f head %.2f system (%.2f, %.1f): %s",
+                log.debug("group %s: demand %.5f target %.5f delivered %.5f head %.2f system (%.2f, %.1f): "
+                          "%s",
                           group.name, group.demand.estimate(now, 0.0), group.target_flow, delivered, head,
                           group.system.static, group.system.k, recommendation)
             group.cycles += 1
