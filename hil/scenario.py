@@ -203,7 +203,7 @@ class RunResult:
     registry: CollectorRegistry
     reported_saving_j: float
     write_results: dict[str, dict[str, float]]
-    fits: dict[str, dict[str, float]]
+    fits: dict[str, dict[str, float | str]]
 
 
 async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
@@ -257,6 +257,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
                     "head_fit_in_use": float(bool(fit and fit.head_used)),
                     "power_fit_in_use": float(bool(fit and fit.power_used)),
                     "efficiency_drift": machine.efficiency_drift(),
+                    "datasheet_because": fit.reason if fit else "no fit yet",
                 }
         t_end = marks["t_end"]
         # Writes at or after the end are the hand-back to the operator's values, not the agent's control.
@@ -414,10 +415,16 @@ def run_scenario(name: str, duration: float = DEFAULT_DURATION_S, *, dry_run: bo
         "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
                                if true_saving > 0 else None),
         "writes": run.write_results,
-        "fits": {n: {k: (round(v, 4) if math.isfinite(v) else None) for k, v in f.items()}
-                 for n, f in run.fits.items()},
+        "fits": {n: {k: _rounded(v) for k, v in f.items()} for n, f in run.fits.items()},
         "dry_run": dry_run,
     }
+
+
+def _rounded(value: float | str) -> float | str | None:
+    """A figure for the JSON: four decimals, None for NaN; text as it is."""
+    if isinstance(value, str):
+        return value
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
