@@ -247,7 +247,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
                                                 {"drive": name, "basis": "optimizer"}) or 0.0
             reported += saved - penalty
-        fits = {}
+        fits: dict[str, dict[str, float | str]] = {}
         for group in optimizer.groups:
             for machine in group.machines:
                 fit = machine.fit
