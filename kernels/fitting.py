@@ -25,6 +25,27 @@ def _binomial(n: int, k: int) -> float:
 
 
 @jit
+def _weighted_r2(x: FloatArray, ys: FloatArray, beta: FloatArray, wt: FloatArray) -> float:
+    """R² of ``ys ≈ betaᵀx`` under the robust weights, so outliers the fit discounted don't count."""
+    m, n = x.shape
+    sw = 0.0
+    swy = 0.0
+    for i in range(n):
+        sw += wt[i]
+        swy += wt[i] * ys[i]
+    mean = swy / sw
+    ss_res = 0.0
+    ss_tot = 0.0
+    for i in range(n):
+        e = ys[i]
+        for j in range(m):
+            e -= beta[j] * x[j, i]
+        ss_res += wt[i] * e * e
+        ss_tot += wt[i] * (ys[i] - mean) ** 2
+    return 1.0 - ss_res / ss_tot if ss_tot > 0.0 else np.nan
+
+
+@jit
 def _fit_collapsed(
     flow: FloatArray,
     y: FloatArray,
@@ -111,21 +132,7 @@ def _fit_collapsed(
     if not (t_hi - t_lo > min_relative_span * t_hi):
         return coeffs, np.nan
     # Weighted R^2 of the collapsed data under the final robust weights.
-    sw = 0.0
-    swy = 0.0
-    for i in range(n):
-        sw += wt[i]
-        swy += wt[i] * ys[i]
-    mean = swy / sw
-    ss_res = 0.0
-    ss_tot = 0.0
-    for i in range(n):
-        e = ys[i]
-        for j in range(m):
-            e -= beta[j] * x[j, i]
-        ss_res += wt[i] * e * e
-        ss_tot += wt[i] * (ys[i] - mean) ** 2
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0.0 else np.nan
+    r2 = _weighted_r2(x, ys, beta, wt)
     # Back from t = (q - centre) / half to monomials in q.
     for j in range(m):
         s = 0.0
@@ -415,25 +422,14 @@ def fit_load_characteristic_tuned(
     beta, wt, ok = robust_lstsq(x, ys, np.ones(n), huber_c, max_iter, tol, 1e-9)
     if not ok:
         return out, np.nan
-    sw = 0.0
-    swy = 0.0
-    for i in range(n):
-        sw += wt[i]
-        swy += wt[i] * ys[i]
-    mean = swy / sw
-    ss_res = 0.0
-    ss_tot = 0.0
-    for i in range(n):
-        e = ys[i] - beta[0] - beta[1] * x[1, i] - beta[2] * x[2, i]
-        ss_res += wt[i] * e * e
-        ss_tot += wt[i] * (ys[i] - mean) ** 2
+    r2 = _weighted_r2(x, ys, beta, wt)
     out[0] = r0
     out[1] = beta[0] * p_scale
     out[2] = beta[1] * p_scale
     out[3] = beta[2] * p_scale
     out[4] = s_min
     out[5] = s_max
-    return out, (1.0 - ss_res / ss_tot if ss_tot > 0.0 else np.nan)
+    return out, r2
 
 
 @jit
