@@ -176,6 +176,23 @@ def test_stale_data_refuses_the_write(tmp_path):
     run(tmp_path, scenario)
 
 
+@pytest.mark.parametrize("fault, params", [("nan", {}), ("implausible", {"factor": 1000.0})])
+def test_implausible_data_refuses_the_write_however_recent(tmp_path, fault, params):
+    async def scenario(r: Rig) -> None:
+        r.sim.inject(NAME, fault, **params)  # the drive serves NaN, or power ×1000, from now on
+        await r.poller.poll_once()
+        assert r.drive.up is False and r.drive.errors["implausible"] >= 1
+        # The last plausible reading is still well within two poll intervals: age alone would pass.
+        assert r.writer_clock() - r.drive.last.t < r.writer.bus.poll_interval
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_STALE)
+        refused(r, await r.writer.command(Command.RUN), WriteResult.REFUSED_STALE)
+        r.sim.clear(NAME)  # plausible again: the same write passes
+        await r.poll()
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.OK
+
+    run(tmp_path, scenario)
+
+
 def test_a_drive_not_in_remote_refuses_the_write(tmp_path):
     async def scenario(r: Rig) -> None:
         assert r.drive.status("remote") is False
