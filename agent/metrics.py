@@ -205,9 +205,10 @@ class OptimizerCollector(Collector):
         """One family per quantity; a value the optimizer does not have is left out, never shown as 0."""
         fit_r2 = GaugeMetricFamily("vfd_fit_r_squared", "R² of the latest fit of a curve (head, power: the "
                                    "drive's machine; system: its group's)", labels=["drive", "curve"])
-        fit_used = GaugeMetricFamily("vfd_fit_in_use", "1 if the fitted curve is used, 0 if the datasheet "
-                                     "(or configured) curve is", labels=["drive", "curve"])
-        drift = GaugeMetricFamily("vfd_fit_efficiency_drift_ratio", "Best efficiency of the fitted curves "
+        fit_used = GaugeMetricFamily("vfd_fit_in_use", "1 if a fitted curve is used (the latest fit "
+                                     "that passed), 0 if the datasheet (or configured) curve is",
+                                     labels=["drive", "curve"])
+        drift = GaugeMetricFamily("vfd_fit_efficiency_drift_ratio", "Best efficiency of the curves in use "
                                   "over the datasheet's, minus 1 (negative: wear or clogging)",
                                   labels=["drive"])
         speed = GaugeMetricFamily("vfd_recommended_speed_ratio", "Recommended speed over rated speed",
@@ -230,8 +231,8 @@ class OptimizerCollector(Collector):
                 name = drive.name
                 fit = machine.fit
                 if fit is not None:
-                    for curve, r2, used in (("head", fit.r2_head, fit.head_used),
-                                            ("power", fit.r2_power, fit.power_used)):
+                    for curve, r2, used in (("head", fit.r2_head, machine.fitted_head is not None),
+                                            ("power", fit.r2_power, machine.fitted_power is not None)):
                         if math.isfinite(r2):
                             fit_r2.add_metric([name, curve], r2)
                         fit_used.add_metric([name, curve], 1.0 if used else 0.0)

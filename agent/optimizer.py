@@ -83,9 +83,8 @@ MIN_FIT_SPEED = 0.2  # samples below this speed ratio say nothing about the curv
 MIN_FIT_FLOW = 0.02  # nor samples below this share of the rated flow (a shut check valve)
 SLEW_HEADROOM = 0.95  # plans use this share of the slew limit; the guard allows all of it
 ARRIVED = 0.99  # a pump at this share of its planned speed has arrived (stage transitions)
-MIN_BIAS_SAMPLES = 5  # recent samples a head-bias correction needs ...
-BIAS_SAMPLES = 20  # ... and the most it uses, the latest ...
-BIAS_WINDOW_CYCLES = 10.0  # ... of the last this many optimizer intervals
+MIN_BIAS_SAMPLES = 5  # running samples a bias correction needs ...
+BIAS_SAMPLES = 20  # ... and the most it uses, the latest
 BIAS_RANGE = (0.85, 1.15)  # the head-bias correction stays within this
 EXPLORE_TOLERANCE = 0.10  # a stage-up may start a never-observed pump that costs this much more
 MAX_EFFICIENCY = 0.99
@@ -130,15 +129,15 @@ class ElectricalModel:
 
 @dataclass
 class CurveFit:
-    """The latest fit of one drive's curves, and whether each curve passed."""
+    """The latest fit of one drive's curves, and whether each curve passed (and replaced the one in use)."""
 
     head: FloatArray
     power: FloatArray
     r2_head: float
     r2_power: float
     samples: int
-    head_used: bool
-    power_used: bool
+    head_passed: bool
+    power_passed: bool
     reason: str = ""
 
 
@@ -154,6 +153,10 @@ class MachineModel:
         self.head: FloatArray = prior.head  # in use: the fitted (or datasheet) curve times the bias
         self.power: FloatArray = prior.power
         self.fit: CurveFit | None = None
+        # The latest fitted curves that passed; a later fit that fails (a narrow window of
+        # data, noise) does not discard them. None: the datasheet curve is in use.
+        self.fitted_head: FloatArray | None = None
+        self.fitted_power: FloatArray | None = None
         self.bias = 1.0  # measured over modelled head at the recent operating points
         self.power_bias = 1.0  # measured over modelled shaft power there
         self.observed = False  # a bias has been measured: the machine has run under observation
@@ -186,37 +189,50 @@ class MachineModel:
             & (r >= MIN_FIT_SPEED) & (flow > MIN_FIT_FLOW * self.config.load.rated_flow) & (power > 0.0)
         count = int(ok.sum())
         if count < settings.min_samples:
-            return self._keep(f"{count} samples, {settings.min_samples} needed", history, ok, settings)
+            return self._keep(f"{count} samples, {settings.min_samples} needed", history, ok)
         q = flow[ok] / r[ok]
         span = (q.max() - q.min()) / q.max() if q.max() > 0.0 else 0.0
         if span < settings.min_flow_span:
             why = f"collapsed flow spans {span:.0%}, {settings.min_flow_span:.0%} needed"
-            return self._keep(why, history, ok, settings)
+            return self._keep(why, history, ok)
         shaft = self.electric.shaft(power[ok])
         fit = fit_fan_curves if self.fan else fit_pump_curves
         hc, pc, r2h, r2p = fit(flow[ok], head[ok], shaft, r[ok], np.ones(count))
         hc, pc = np.asarray(hc, dtype=np.float64), np.asarray(pc, dtype=np.float64)
         head_ok, why_head = self._head_plausible(hc, float(r2h), settings)
-        power_ok, why_power = self._power_plausible(hc if head_ok else self.prior_head, pc, float(r2p), q,
-                                                    settings)
+        if head_ok:
+            self.fitted_head = hc
+        power_ok, why_power = self._power_plausible(self.base_head, pc, float(r2p), q, settings)
+        if power_ok:
+            self.fitted_power = pc
         self.fit = CurveFit(hc, pc, float(r2h), float(r2p), count, head_ok, power_ok,
                             "; ".join(w for w in (why_head, why_power) if w))
-        self._rebias(hc if head_ok else self.prior_head, pc if power_ok else self.prior_power, history, ok,
-                     settings)
+        self._rebias(history, ok)
         return self.fit
 
-    def _rebias(self, curve: FloatArray, power_curve: FloatArray, history: FloatArray,
-                ok: NDArray[np.bool_], settings: OptimizerConfig) -> None:
-        """Scale the curves by measured over modelled head and power at the last cycles' operating points.
+    @property
+    def base_head(self) -> FloatArray:
+        """The head curve before the bias: the latest fit that passed, else the datasheet's."""
+        return self.fitted_head if self.fitted_head is not None else self.prior_head
+
+    @property
+    def base_power(self) -> FloatArray:
+        """The shaft-power curve before the bias: the latest fit that passed, else the datasheet's."""
+        return self.fitted_power if self.fitted_power is not None else self.prior_power
+
+    def _rebias(self, history: FloatArray, ok: NDArray[np.bool_]) -> None:
+        """Scale the base curves by measured over modelled head and power at the latest operating points.
 
         A fit over the whole history can be off by a percent or two where the machine runs
         now, and a machine that has run too little for a fit is still on its datasheet
         curves; this local, bounded correction keeps the speeds the optimizer computes from
-        falling short of the head the system needs, and prices a worn pump as worn.
+        falling short of the head the system needs, and prices a worn pump as worn. The
+        latest running samples are used however old: a stopped pump's last operating points
+        are still the best evidence of its state, and the bias must be measured against the
+        base curves in use now, not against the ones it was measured for.
         """
-        times = history[:, Channel.TIME]
-        recent = ok & (times >= times[-1] - BIAS_WINDOW_CYCLES * settings.interval) if len(times) else ok
-        indices = np.flatnonzero(recent)[-BIAS_SAMPLES:]  # the latest running samples of the last cycles
+        curve, power_curve = self.base_head, self.base_power
+        indices = np.flatnonzero(ok)[-BIAS_SAMPLES:]  # the latest running samples
         recent = np.zeros_like(ok)
         recent[indices] = True
         if int(recent.sum()) >= MIN_BIAS_SAMPLES:
@@ -236,15 +252,11 @@ class MachineModel:
         self.head = curve * self.bias
         self.power = power_curve * self.power_bias
 
-    def _keep(self, reason: str, history: FloatArray, ok: NDArray[np.bool_],
-              settings: OptimizerConfig) -> CurveFit | None:
-        """No new fit: keep the curves in use, corrected by the recent operating points."""
-        fit = self.fit
-        if fit is not None:
-            fit.reason = reason
-        head = fit.head if fit is not None and fit.head_used else self.prior_head
-        power = fit.power if fit is not None and fit.power_used else self.prior_power
-        self._rebias(head, power, history, ok, settings)
+    def _keep(self, reason: str, history: FloatArray, ok: NDArray[np.bool_]) -> CurveFit | None:
+        """No new fit: keep the curves in use, corrected by the latest operating points."""
+        if self.fit is not None:
+            self.fit.reason = reason
+        self._rebias(history, ok)
         return self.fit
 
     def _head_plausible(self, hc: FloatArray, r2: float, settings: OptimizerConfig) -> tuple[bool, str]:
@@ -276,8 +288,8 @@ class MachineModel:
     def efficiency_drift(self) -> float:
         """Best efficiency of the curves in use over the datasheet's, minus 1 (NaN before any observation).
 
-        The curves in use are the fitted ones where the fits passed, else the datasheet's, in
-        both cases scaled by the measured head and power biases: a worn pump shows its lost
+        The curves in use are the latest fits that passed, else the datasheet's, in both
+        cases scaled by the measured head and power biases: a worn pump shows its lost
         efficiency even before it has run enough for a fit of its own.
         """
         if not self.observed:

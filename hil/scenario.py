@@ -254,10 +254,10 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
                 fits[machine.name] = {
                     "r2_head": fit.r2_head if fit else math.nan,
                     "r2_power": fit.r2_power if fit else math.nan,
-                    "head_fit_in_use": float(bool(fit and fit.head_used)),
-                    "power_fit_in_use": float(bool(fit and fit.power_used)),
+                    "head_fit_in_use": float(machine.fitted_head is not None),
+                    "power_fit_in_use": float(machine.fitted_power is not None),
                     "efficiency_drift": machine.efficiency_drift(),
-                    "datasheet_because": fit.reason if fit else "no fit yet",
+                    "latest_fit_rejected_because": fit.reason if fit else "no fit yet",
                 }
         t_end = marks["t_end"]
         # Writes at or after the end are the hand-back to the operator's values, not the agent's control.

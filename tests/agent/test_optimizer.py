@@ -13,7 +13,7 @@ from agent.config import load_config
 from agent.drive import DriveRuntime
 from agent.groups import OptimizerConfig
 from agent.history import Channel
-from agent.optimizer import DemandTracker, GroupRuntime, MachineModel, SystemModel
+from agent.optimizer import BIAS_SAMPLES, DemandTracker, GroupRuntime, MachineModel, SystemModel
 from agent.profile import Quantity
 from agent.units import RPM_TO_RAD_S
 
@@ -82,7 +82,7 @@ def machine(tmp_path) -> MachineModel:
 
 def test_the_fit_recovers_the_curves_and_sees_no_drift_on_a_new_pump(machine):
     fit = machine.refit(history(machine), SETTINGS)
-    assert fit is not None and fit.head_used and fit.power_used
+    assert fit is not None and fit.head_passed and fit.power_passed
     assert fit.r2_head > 0.99 and fit.r2_power > 0.99
     q = machine.config.load.rated_flow
     for ratio in (0.6, 1.0):
@@ -121,8 +121,37 @@ def test_a_poor_fit_falls_back_to_the_datasheet(machine):
     rng = np.random.default_rng(3)
     rows[:, Channel.POWER] *= rng.uniform(0.5, 1.5, len(rows))  # power that has nothing to do with flow
     fit = machine.refit(rows, SETTINGS)
-    assert fit is not None and not fit.power_used and "power fit R²" in fit.reason
+    assert fit is not None and not fit.power_passed and "power fit R²" in fit.reason
+    assert machine.fitted_power is None  # no fit has passed: the datasheet curve is in use
     assert machine.power == pytest.approx(machine.prior_power, rel=0.1)
+
+
+def test_a_later_poor_fit_keeps_the_last_good_one_and_the_worn_pump_stays_priced_as_worn(machine):
+    worn = history(machine, head_factor=0.94, efficiency_factor=0.88)
+    assert machine.refit(worn, SETTINGS) is not None and machine.fitted_power is not None
+    good_power = machine.fitted_power.copy()
+    assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.015)
+    # Later the window holds data the power fit rejects (here: power unrelated to flow, but
+    # the median of the latest samples still that of the worn pump).
+    later = history(machine, head_factor=0.94, efficiency_factor=0.88, seed=2)
+    rng = np.random.default_rng(5)
+    later[:-BIAS_SAMPLES, Channel.POWER] *= rng.uniform(0.5, 1.5, len(later) - BIAS_SAMPLES)
+    fit = machine.refit(later, SETTINGS)
+    assert fit is not None and not fit.power_passed
+    np.testing.assert_array_equal(machine.fitted_power, good_power)
+    assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.015)
+    assert machine.power_bias == pytest.approx(1.0, abs=0.02)  # measured against the curve in use
+
+
+def test_the_bias_of_a_stopped_pump_comes_from_its_last_running_samples(machine):
+    rows = history(machine, head_factor=0.94, efficiency_factor=0.88, n=30)
+    stopped = np.full((200, len(Channel)), np.nan)
+    stopped[:, Channel.TIME] = np.arange(30, 230, dtype=float)
+    stopped[:, Channel.SPEED_RATIO] = 0.0
+    stopped[:, Channel.POWER] = 0.0
+    assert machine.refit(np.vstack([rows, stopped]), SETTINGS) is None  # too little for a fit
+    assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.02)
+    assert machine.power_bias == pytest.approx(0.94 / 0.88, rel=0.02)
 
 
 def test_the_head_bias_follows_the_latest_operating_points(machine):
