@@ -53,7 +53,7 @@ class OptimizerConfig:
 
     interval: float = 60.0  # s between cycles
     min_samples: int = 60  # valid samples a fit needs
-    min_r_squared: float = 0.9  # a poorer fit falls back to the datasheet curve
+    min_r_squared: float = 0.9  # a poorer fit is rejected: the last that passed (or the datasheet) stays
     min_flow_span: float = 0.15  # excitation: collapsed flow must span this share of its maximum
 
 

@@ -5,8 +5,9 @@ Every ``optimizer.interval`` seconds, per group (``agent.groups``):
 1. refit each drive's pump or fan curves from its ring buffer (affinity-law fits of
    head and shaft power, ``kernels.fit_pump_curves``), where the data have enough
    excitation (samples, spread of collapsed flow Q/r); a fit that is poor (R², shape)
-   falls back to the datasheet curve (``agent.machine``), the prior. The efficiency of
-   the fitted curve against the datasheet's at its best point is the drift (wear);
+   leaves the latest fit that passed in use, or the datasheet curve (``agent.machine``),
+   the prior, until one has. The best efficiency of the curves in use against the
+   datasheet's is the drift (wear);
 2. refit the system curve from the operating points where the loads were starved (the
    delivered flow fell short of the demand: the valves were wide open, so the point
    lies on the system curve itself); without such points the configured curve (static
