@@ -208,8 +208,8 @@ class OptimizerCollector(Collector):
         fit_used = GaugeMetricFamily("vfd_fit_in_use", "1 if a fitted curve is used (the latest fit "
                                      "that passed), 0 if the datasheet (or configured) curve is",
                                      labels=["drive", "curve"])
-        drift = GaugeMetricFamily("vfd_fit_efficiency_drift_ratio", "Best efficiency of the curves in use "
-                                  "over the datasheet's, minus 1 (negative: wear or clogging)",
+        drift = GaugeMetricFamily("vfd_fit_efficiency_drift_ratio", "Efficiency of the curves in use over "
+                                  "the datasheet's where the machine runs, minus 1 (negative: wear)",
                                   labels=["drive"])
         speed = GaugeMetricFamily("vfd_recommended_speed_ratio", "Recommended speed over rated speed",
                                   labels=["drive"])

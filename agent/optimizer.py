@@ -6,8 +6,8 @@ Every ``optimizer.interval`` seconds, per group (``agent.groups``):
    head and shaft power, ``kernels.fit_pump_curves``), where the data have enough
    excitation (samples, spread of collapsed flow Q/r); a fit that is poor (R², shape)
    leaves the latest fit that passed in use, or the datasheet curve (``agent.machine``),
-   the prior, until one has. The best efficiency of the curves in use against the
-   datasheet's is the drift (wear);
+   the prior, until one has. The efficiency of the curves in use against the
+   datasheet's where the machine runs is the drift (wear);
 2. refit the system curve from the operating points where the loads were starved (the
    delivered flow fell short of the demand: the valves were wide open, so the point
    lies on the system curve itself); without such points the configured curve (static
@@ -87,6 +87,7 @@ ARRIVED = 0.99  # a pump at this share of its planned speed has arrived (stage t
 MIN_BIAS_SAMPLES = 5  # running samples a bias correction needs ...
 BIAS_SAMPLES = 20  # ... and the most it uses, the latest
 BIAS_RANGE = (0.85, 1.15)  # the head-bias correction stays within this
+BEP_SHIFT_RANGE = (0.6, 1.5)  # a fitted best-efficiency flow this far from the datasheet's is not believed
 EXPLORE_TOLERANCE = 0.10  # a stage-up may start a never-observed pump that costs this much more
 MAX_EFFICIENCY = 0.99
 RUNNING_RATIO = 0.05  # a drive below this speed ratio counts as stopped for staging
@@ -151,6 +152,7 @@ class MachineModel:
         prior = datasheet_curves(config.load, config.rated_power)
         self.prior_head: FloatArray = prior.head
         self.prior_power: FloatArray = prior.power
+        self.prior_bep = float(bep_flow(prior.head, prior.power, 1.0))
         self.head: FloatArray = prior.head  # in use: the fitted (or datasheet) curve times the bias
         self.power: FloatArray = prior.power
         self.fit: CurveFit | None = None
@@ -161,6 +163,7 @@ class MachineModel:
         self.bias = 1.0  # measured over modelled head at the recent operating points
         self.power_bias = 1.0  # measured over modelled shaft power there
         self.observed = False  # a bias has been measured: the machine has run under observation
+        self.operating_flow = math.nan  # collapsed flow Q/r [m³/s] of the latest operating points
         self.electric = ElectricalModel(config.rated_power, config.motor_efficiency)
         self.rho_g = 1.0 if self.fan else RHO_G
         point = config.profile.point(Quantity.PRESSURE)
@@ -201,9 +204,14 @@ class MachineModel:
         hc, pc, r2h, r2p = fit(flow[ok], head[ok], shaft, r[ok], np.ones(count))
         hc, pc = np.asarray(hc, dtype=np.float64), np.asarray(pc, dtype=np.float64)
         head_ok, why_head = self._head_plausible(hc, float(r2h), settings)
+        power_ok, why_power = self._power_plausible(hc if head_ok else self.base_head, pc, float(r2p), q,
+                                                    settings)
+        if head_ok and not power_ok and not self._pair_plausible(hc, self.base_power):
+            # Staging needs a sound best-efficiency point of the pair in use: a new head curve
+            # must not be paired with an older power curve it has none with.
+            head_ok, why_head = False, "no plausible best-efficiency point with the power curve in use"
         if head_ok:
             self.fitted_head = hc
-        power_ok, why_power = self._power_plausible(self.base_head, pc, float(r2p), q, settings)
         if power_ok:
             self.fitted_power = pc
         self.fit = CurveFit(hc, pc, float(r2h), float(r2p), count, head_ok, power_ok,
@@ -249,6 +257,7 @@ class MachineModel:
                 low, high = BIAS_RANGE
                 self.bias = float(np.clip(np.median(measured[valid] / modelled[valid]), low, high))
                 self.power_bias = float(np.clip(np.median(shaft[valid] / power[valid]), low, high))
+                self.operating_flow = float(np.median(q[valid] / r[valid]))
                 self.observed = True
         self.head = curve * self.bias
         self.power = power_curve * self.power_bias
@@ -273,30 +282,44 @@ class MachineModel:
             return False, f"power fit R² {r2:.3f}"
         grid = np.linspace(float(q.min()), float(q.max()), 16)
         shaft = pc[0] + (pc[1] + (pc[2] + pc[3] * grid) * grid) * grid
-        if not (np.all(shaft > 0.0) and math.isfinite(float(bep_flow(hc, pc, 1.0)))):
-            return False, "power curve not positive over the data, or no best-efficiency point"
+        if not np.all(shaft > 0.0):
+            return False, "power curve not positive over the data"
+        if not self._pair_plausible(hc, pc):
+            return False, "no plausible best-efficiency point"
         return True, ""
 
-    def best_efficiency(self, hc: FloatArray, pc: FloatArray) -> float:
-        """Efficiency at the best-efficiency flow of a pair of curves (rated speed)."""
+    def _pair_plausible(self, hc: FloatArray, pc: FloatArray) -> bool:
+        """The curves have a best-efficiency flow near the datasheet's (wear moves it a little, not 2×).
+
+        A power curve fitted over a narrow window of flows extrapolates freely; its
+        best-efficiency point may land anywhere, and staging keeps each pump in a window
+        around it.
+        """
         q = float(bep_flow(hc, pc, 1.0))
-        if not math.isfinite(q):
-            return math.nan
+        low, high = BEP_SHIFT_RANGE
+        return math.isfinite(q) and low * self.prior_bep <= q <= high * self.prior_bep
+
+    def efficiency_at(self, hc: FloatArray, pc: FloatArray, flow: float) -> float:
+        """Efficiency of a pair of curves at a flow [m³/s], rated speed (NaN off the physical region)."""
         if self.fan:
-            return float(fan_efficiency(hc, pc, q, 1.0))
-        return float(efficiency(hc, pc, q, 1.0, WATER_DENSITY))
+            return float(fan_efficiency(hc, pc, flow, 1.0))
+        return float(efficiency(hc, pc, flow, 1.0, WATER_DENSITY))
 
     def efficiency_drift(self) -> float:
-        """Best efficiency of the curves in use over the datasheet's, minus 1 (NaN before any observation).
+        """Efficiency of the curves in use over the datasheet's where the machine runs, minus 1.
 
-        The curves in use are the latest fits that passed, else the datasheet's, in both
-        cases scaled by the measured head and power biases: a worn pump shows its lost
-        efficiency even before it has run enough for a fit of its own.
+        Compared at the collapsed flow Q/r of the latest operating points: there the fitted
+        curves rest on data, where a best-efficiency point may lie outside what the machine
+        has run and rest on extrapolation. The curves in use are the latest fits that passed,
+        else the datasheet's, in both cases scaled by the measured head and power biases: a
+        worn pump shows its lost efficiency even before it has run enough for a fit of its
+        own. NaN before any observation.
         """
         if not self.observed:
             return math.nan
-        return self.best_efficiency(self.head, self.power) / self.best_efficiency(self.prior_head,
-                                                                                   self.prior_power) - 1.0
+        q = self.operating_flow
+        return self.efficiency_at(self.head, self.power, q) / self.efficiency_at(self.prior_head,
+                                                                                 self.prior_power, q) - 1.0
 
     def flow_at(self, head: float, ratio: float) -> float:
         """Flow [m³/s] at a header head and speed ratio on the curves in use; 0 below the shut-off head."""

@@ -13,9 +13,17 @@ from agent.config import load_config
 from agent.drive import DriveRuntime
 from agent.groups import OptimizerConfig
 from agent.history import Channel
-from agent.optimizer import BIAS_SAMPLES, DemandTracker, GroupRuntime, MachineModel, SystemModel
+from agent.optimizer import (
+    BEP_SHIFT_RANGE,
+    BIAS_SAMPLES,
+    DemandTracker,
+    GroupRuntime,
+    MachineModel,
+    SystemModel,
+)
 from agent.profile import Quantity
 from agent.units import RPM_TO_RAD_S
+from kernels import bep_flow
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
@@ -141,6 +149,34 @@ def test_a_later_poor_fit_keeps_the_last_good_one_and_the_worn_pump_stays_priced
     np.testing.assert_array_equal(machine.fitted_power, good_power)
     assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.015)
     assert machine.power_bias == pytest.approx(1.0, abs=0.02)  # measured against the curve in use
+
+
+@pytest.mark.parametrize("width", [0.1, 0.2])
+def test_the_curves_in_use_keep_a_plausible_best_efficiency_point_and_the_drift_holds(machine, width):
+    """Windows of data too narrow for a sound power fit must not leave a pair staging cannot use.
+
+    A power curve fitted over a narrow window of collapsed flows extrapolates freely: its
+    best-efficiency point can land at a tenth of the real one (and staging keeps a pump
+    in a window around it), or a new head curve can have none with the power curve in use.
+    """
+    machine.refit(history(machine, head_factor=0.94, efficiency_factor=0.88), SETTINGS)
+    hc, pc = machine.prior_head * 0.94, machine.prior_power * 0.94 / 0.88  # the worn pump's true curves
+    q_rated = machine.config.load.rated_flow
+    low, high = BEP_SHIFT_RANGE
+    for seed in range(12):
+        rng = np.random.default_rng(100 + seed)
+        rows = history(machine, seed=seed, noise=0.01)  # 1 % noise on the speed too
+        r = rows[:, Channel.SPEED_RATIO]
+        q = rng.uniform(0.5, 1.0) * q_rated * r * rng.uniform(1 - width, 1 + width, len(rows))
+        shaft = pc[0] * r**3 + pc[1] * r * r * q + pc[2] * r * q * q
+        noise = 1 + 0.01 * rng.standard_normal((2, len(rows)))
+        rows[:, Channel.FLOW] = q
+        rows[:, Channel.PRESSURE] = (hc[0] * r * r + hc[1] * r * q + hc[2] * q * q) * RHO_G * noise[0]
+        rows[:, Channel.POWER] = [machine.electric.electrical(float(x)) for x in shaft] * noise[1]
+        machine.refit(rows, SETTINGS)
+        bep = float(bep_flow(machine.head, machine.power, 1.0))
+        assert low * machine.prior_bep <= bep <= high * machine.prior_bep, (seed, bep)
+        assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.02), seed
 
 
 def test_the_bias_of_a_stopped_pump_comes_from_its_last_running_samples(machine):
