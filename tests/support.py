@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -105,6 +106,15 @@ def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.2, wh
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}: {last_error}")
+
+
+async def async_wait_until(check: Callable[[], object], timeout: float, what: str = "") -> None:
+    """``wait_until`` inside an event loop: the loop (servers, pollers) runs while we wait."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        await asyncio.sleep(0.05)
 
 
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

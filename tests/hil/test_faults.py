@@ -20,7 +20,7 @@ from agent.units import KWH_TO_J
 from agent.yamlsource import Issues
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault, FaultSpec
-from tests.support import REPO
+from tests.support import REPO, async_wait_until
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
 INTERVAL = 0.3
@@ -76,14 +76,6 @@ def site(tmp_path, port, drives):
     return load_config(path)
 
 
-async def until(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
     plant, specs = plant_and_config(tmp_path)
     report: list[str] = []
@@ -100,7 +92,7 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
         stop = asyncio.Event()
         run = asyncio.create_task(agent.run(stop, serve_metrics=False))
         try:
-            await until(lambda: all(d.up for d in agent.drives), 20, "every drive up")
+            await async_wait_until(lambda: all(d.up for d in agent.drives), 20, "every drive up")
             cycles0, polls0 = poller.stats.cycles, healthy.polls
             restarted = drives[Fault.RESTART.value]
             restart_energy, restart_t = restarted.account.totals.energy_j, time.monotonic()
@@ -118,7 +110,7 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
                     await asyncio.sleep(0.05)
 
             watcher = asyncio.create_task(watch_healthy())
-            await until(lambda: all(shown(f) or f is Fault.RESTART for f in MATRIX), 15,
+            await async_wait_until(lambda: all(shown(f) or f is Fault.RESTART for f in MATRIX), 15,
                         "every fault counted")
             for fault in (Fault.NAN, Fault.IMPLAUSIBLE, Fault.STUCK):
                 energy_at[fault] = drives[fault.value].account.totals.energy_j
@@ -140,7 +132,7 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
                         recovered[fault] = time.monotonic() - cleared
                 return len(recovered) == len(MATRIX)
 
-            await until(all_back, 10, "every drive recovered within 10 s")
+            await async_wait_until(all_back, 10, "every drive recovered within 10 s")
             watcher.cancel()
             # The healthy drive was polled in every cycle while the others failed.
             assert healthy.polls - polls0 >= poller.stats.cycles - cycles0 - 1

@@ -17,6 +17,7 @@ from agent.service import Agent
 from hil import SimulatedPlant
 from hil.plantfile import load_plant
 from hil.scenario import PLANTS, SCENARIOS, Timing, scaled_plant, site_config
+from tests.support import async_wait_until
 
 DAY_S = 30.0
 RHO_G = 998.0 * 9.80665
@@ -36,11 +37,7 @@ class Run:
         return self.sim.model.drives[drive].writes
 
     async def until(self, check: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what or check}")
-            await asyncio.sleep(0.05)
+        await async_wait_until(check, timeout, what)
 
     async def finish(self) -> None:
         self.stop.set()

@@ -23,7 +23,7 @@ from agent.yamlsource import Issues
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault
 from tests.ptypair import pty_pair
-from tests.support import REPO
+from tests.support import REPO, async_wait_until
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
 DRIVES = 8
@@ -56,14 +56,6 @@ def site(tmp_path, device, drives, absent_unit):
     return load_config(path)
 
 
-async def until(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def test_eight_drives_on_one_rtu_line_an_absent_one_and_line_noise(tmp_path):
     plant = g120_line()
     figures = {}
@@ -78,9 +70,10 @@ def test_eight_drives_on_one_rtu_line_an_absent_one_and_line_noise(tmp_path):
         stop = asyncio.Event()
         run = asyncio.create_task(agent.run(stop, serve_metrics=False))
         try:
-            await until(lambda: all(drives[d.name].up for d in plant.drives), 20, "all eight drives up")
+            await async_wait_until(lambda: all(drives[d.name].up for d in plant.drives), 20,
+                                   "all eight drives up")
             start_cycles = poller.stats.cycles
-            await until(lambda: poller.stats.cycles >= start_cycles + 6, 30, "six more cycles")
+            await async_wait_until(lambda: poller.stats.cycles >= start_cycles + 6, 30, "six more cycles")
             # The absent unit times out; it never takes the others down.
             assert drives["absent"].up is False and drives["absent"].errors["timeout"] >= 1
             assert all(drives[d.name].up and drives[d.name].errors == {} for d in plant.drives)
@@ -93,11 +86,11 @@ def test_eight_drives_on_one_rtu_line_an_absent_one_and_line_noise(tmp_path):
             figures["agent"] = poller.client.stats.busy_s
             # Noise on the line: CRC errors, counted as such, the other drives unaffected.
             sim.inject("g120-3", Fault.NOISE, probability=1.0)
-            await until(lambda: drives["g120-3"].errors["crc"] >= 1, 15, "a CRC error counted")
+            await async_wait_until(lambda: drives["g120-3"].errors["crc"] >= 1, 15, "a CRC error counted")
             assert drives["g120-3"].up is False
             sim.clear("g120-3")
             cleared = time.monotonic()
-            await until(lambda: drives["g120-3"].up, 10, "g120-3 back after the noise")
+            await async_wait_until(lambda: drives["g120-3"].up, 10, "g120-3 back after the noise")
             figures["recovered_s"] = time.monotonic() - cleared
             assert all(drives[d.name].up for d in plant.drives)
         finally:
