@@ -59,11 +59,14 @@ from kernels.fitting import (
     fit_system_curve_tuned,
     load_power,
     static_head_share,
+    system_curve_r_squared,
 )
 from kernels.integration import integrate_energy
 from kernels.operating import (
+    common_speed,
     estimate_flow,
     estimate_flow_tuned,
+    flow_at_head,
     min_speed_for_flow,
     operating_point,
 )
@@ -90,6 +93,7 @@ __all__ = [
     "baseline_power",
     "bep_flow",
     "characteristic_baseline_power",
+    "common_speed",
     "constant_baseline_power",
     "default_efficiency_tables",
     "efficiency",
@@ -105,6 +109,7 @@ __all__ = [
     "fit_pump_curves_tuned",
     "fit_system_curve",
     "fit_system_curve_tuned",
+    "flow_at_head",
     "head",
     "integrate_energy",
     "jit",
@@ -120,6 +125,7 @@ __all__ = [
     "stage_pumps",
     "stage_pumps_tables",
     "static_head_share",
+    "system_curve_r_squared",
     "table_baseline_power",
     "throttle_baseline_power",
     "warmup",

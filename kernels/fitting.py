@@ -227,6 +227,20 @@ def fit_system_curve(flow: FloatArray, head: FloatArray) -> tuple[float, float]:
 
 
 @jit
+def system_curve_r_squared(flow: FloatArray, head: FloatArray, h_static: float, k: float) -> float:
+    """R² of the system curve H_st + k Q^2 over operating points (the fits' own R², unweighted).
+
+    NaN when the heads do not vary (nothing for a curve to explain).
+    """
+    n = flow.shape[0]
+    x = np.empty((2, n))
+    for i in range(n):
+        x[0, i] = 1.0
+        x[1, i] = flow[i] * flow[i]
+    return _weighted_r2(x, head, np.array([h_static, k]), np.ones(n))
+
+
+@jit
 def fit_system_curve_tuned(
     flow: FloatArray,
     head: FloatArray,
