@@ -7,8 +7,9 @@ the first that fails refuses the write, which is counted with that reason
 ==========================  ==============================================================
 ``refused_mode``            the drive is not in ``control`` mode
 ``refused_not_writable``    the profile does not mark the point writable
-``refused_stale``           the drive's last accepted poll is older than two poll intervals
-                            (or the drive is down, or its data failed a plausibility check)
+``refused_stale``           ``DriveRuntime.is_fresh`` says no: the last accepted poll is older
+                            than two poll intervals, the drive is down, or its data failed a
+                            plausibility check
 ``refused_status``          the status word does not report ready, remote and running (a start
                             needs ready and remote), or reports a fault; no status word refuses
 ``refused_range``           the value is not finite, or outside [min, max] (or the register)
@@ -33,7 +34,6 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -44,15 +44,12 @@ from agent.errors import DriveError
 from agent.modbus import BusClient
 from agent.profile import Point, Quantity
 from agent.readplan import Block
-from agent.units import Dimension
+from agent.units import Clock, Dimension, head_from_pressure, pressure_from_head
 
 log = logging.getLogger(__name__)
 
-WATER_RHO_G = 998.0 * 9.80665  # Pa per metre of water column (as the simulator's)
-FRESH_INTERVALS = 2.0  # data older than this many poll intervals is stale
 BUDGET_WINDOW_S = 3600.0
 SLEW_WINDOW_S = 60.0  # the slew allowance grows with the time since the last write, up to a minute
-Clock = Callable[[], float]
 
 
 class WriteResult(Enum):
@@ -125,17 +122,15 @@ class DriveWriter:
     def _to_point(self, point: Point, value: float) -> float:
         if point.quantity is Quantity.SPEED_SETPOINT and point.dimension is Dimension.ANGULAR_SPEED:
             return value * self.drive.config.rated_speed
-        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE \
-                and self.drive.config.load.kind is LoadKind.PUMP:
-            return value * WATER_RHO_G
+        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE:
+            return pressure_from_head(value, fan=self.drive.config.load.kind is LoadKind.FAN)
         return value
 
     def _from_point(self, point: Point, value: float) -> float:
         if point.quantity is Quantity.SPEED_SETPOINT and point.dimension is Dimension.ANGULAR_SPEED:
             return value / self.drive.config.rated_speed
-        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE \
-                and self.drive.config.load.kind is LoadKind.PUMP:
-            return value / WATER_RHO_G
+        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE:
+            return head_from_pressure(value, fan=self.drive.config.load.kind is LoadKind.FAN)
         return value
 
     def current(self, quantity: Quantity) -> float:
@@ -147,11 +142,6 @@ class DriveWriter:
         return self._from_point(point, reading.values[quantity])
 
     # --- guards -------------------------------------------------------------------------------
-
-    def fresh(self, now: float) -> bool:
-        """The drive's data is fresh: up, plausible and at most two poll intervals old."""
-        limit = min(self.drive.stale_after, FRESH_INTERVALS * self.bus.poll_interval)
-        return bool(self.drive.up) and self.drive.last is not None and now - self.drive.last.t <= limit
 
     def status_ok(self, *, running: bool) -> bool:
         """Ready, remote, no fault, and (unless a start) running, by the profile's status bits."""
@@ -176,7 +166,7 @@ class DriveWriter:
             profile = self.drive.config.profile.name
             return self._refuse(quantity, WriteResult.REFUSED_NOT_WRITABLE,
                                 f"profile {profile!r} has no writable {quantity.value}")
-        if not self.fresh(now):
+        if not self.drive.is_fresh(now):
             age = now - self.drive.last.t if self.drive.last is not None else math.inf
             return self._refuse(quantity, WriteResult.REFUSED_STALE,
                                 f"drive up={self.drive.up}, last data {age:.2f} s old")

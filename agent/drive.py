@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -16,14 +15,22 @@ from agent.errors import DriveError
 from agent.history import Channel, RingBuffer
 from agent.profile import Quantity
 from agent.readplan import Block, plan_reads
-from agent.units import Dimension
+from agent.units import MAX_POWER_OVER_RATED, Dimension, is_running
 
 log = logging.getLogger(__name__)
 
-# A reading beyond these is almost always a wrong scale or word order, not physics.
-MAX_POWER_OVER_RATED = 3.0
-MAX_SPEED_RATIO = 2.0
-RUNNING_SPEED_RATIO = 0.01
+MAX_SPEED_RATIO = 2.0  # a speed beyond this is a wrong scale or word order, not physics
+# The one freshness rule (control, metrics and tests all ask ``DriveRuntime.is_fresh``): a
+# reading is fresh for two poll intervals of its bus. One missed poll is tolerated (a single
+# timeout must not hand a group back), two are not: the agent then acts on data that no longer
+# describes the drive. ``timeout × (retries + 1)`` is below the interval (checked at load), so a
+# poll that answers at all lands well inside the window.
+FRESH_INTERVALS = 2.0
+
+
+def stale_after(poll_interval: float) -> float:
+    """Age [s] beyond which a drive's data is stale, for a bus polled every ``poll_interval`` s."""
+    return FRESH_INTERVALS * poll_interval
 
 
 class ImplausibleReadingError(DriveError):
@@ -69,9 +76,8 @@ class DriveRuntime:
         self.errors: Counter[str] = Counter()
         self.last: Reading | None = None
         self.polls = 0
-        # Freshness and plausibility (for control: see fresh_and_plausible); the poller sets
-        # stale_after from its bus's interval.
-        self.stale_after = 3.0  # s
+        # Freshness (see is_fresh); the poller sets stale_after from its bus's interval.
+        self.stale_after = stale_after(1.0)  # s
         self.stuck_polls = 10  # identical polls of a running drive before its data counts as frozen ...
         self.stuck_min_s = 10.0  # ... and for at least this long
         self.counter_resets = 0
@@ -95,13 +101,13 @@ class DriveRuntime:
         return speed / self.config.rated_speed
 
     def is_fresh(self, now: float) -> bool:
-        """True if the last poll succeeded, passed every check, and is at most ``stale_after`` s old."""
-        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
+        """The one test before acting on this drive's data (see ``FRESH_INTERVALS``).
 
-    @property
-    def fresh_and_plausible(self) -> bool:
-        """The one test before acting on this drive's data: fresh (monotonic clock) and plausible."""
-        return self.is_fresh(time.monotonic())
+        True if the last poll succeeded, passed every plausibility check, and is at most
+        ``stale_after`` s old at ``now``: the caller's clock, the same injected monotonic clock
+        the poller stamps readings with.
+        """
+        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
 
     def status(self, name: str) -> bool | None:
         """A named bit (profile ``status_bits``: ready, running, remote, fault) of the last status word."""
@@ -139,9 +145,7 @@ class DriveRuntime:
         except ImplausibleReadingError as exc:
             self.fail(exc)
             raise
-        running = (math.isfinite(ratio) and ratio > RUNNING_SPEED_RATIO) or (
-            math.isnan(ratio) and power > 0.005 * self.config.rated_power
-        )
+        running = is_running(ratio, power, self.config.rated_power)
         self._check_stuck(t, values, running)
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)

@@ -32,6 +32,7 @@ from agent.config import BaselineConfig, BaselineMethod, DriveConfig, SiteConfig
 from agent.machine import datasheet_curves
 from agent.profile import Point, Quantity
 from agent.schedule import TimeOfUse, hour_start
+from agent.units import MAX_POWER_OVER_RATED
 from kernels import (
     BASELINE_CHARACTERISTIC,
     BASELINE_DAMPER,
@@ -46,7 +47,6 @@ from kernels import (
 )
 
 GRAMS_PER_KG = 1000.0
-MAX_POWER_OVER_RATED = 3.0  # a counter step above this × rated power × dt is not physics
 _TABLE_CODES = {
     BaselineMethod.CHARACTERISTIC: BASELINE_CHARACTERISTIC,
     BaselineMethod.DAMPER: BASELINE_DAMPER,

@@ -926,7 +926,7 @@ class GroupRuntime:
             writer = self.writers.get(drive.name)
             if writer is None:
                 return False, f"drive {drive.name} is not in control mode"
-            if not writer.fresh(now):
+            if not drive.is_fresh(now):
                 return False, f"drive {drive.name}: stale data"
             if drive.status("fault") is not False:
                 return False, f"drive {drive.name}: fault"

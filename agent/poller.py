@@ -29,20 +29,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.config import BusConfig
-from agent.drive import DriveRuntime, ImplausibleReadingError
+from agent.drive import DriveRuntime, ImplausibleReadingError, stale_after
 from agent.errors import DriveConnectionError, DriveError, DriveProtocolError, DriveReplyError
 from agent.modbus import BusClient
 from agent.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
 from agent.rtu import LineBudget
+from agent.units import Clock
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 
 DOWN_RETRY_MAX_S = 4.0  # a silent drive is asked again at least this often (recovery well within 10 s)
 SLOW_KINDS = frozenset({"timeout", "crc", "connection"})  # failures that cost the line a whole timeout
 UTILIZATION_WINDOW_S = 10.0
-STALE_INTERVALS = 2.5  # a reading older than this many intervals is stale
 
 
 @dataclass
@@ -81,7 +80,7 @@ class BusPoller:
         self._busy_samples: deque[tuple[float, float]] = deque()
         for drive in drives:
             drive.blocks = plan_for(bus, drive.config.profile)
-            drive.stale_after = max(STALE_INTERVALS * bus.poll_interval, bus.poll_interval + bus.timeout)
+            drive.stale_after = stale_after(bus.poll_interval)
         profiles = [d.config.profile for d in drives]
         self.budget: LineBudget | None = bus_budget(bus, profiles)
         for warning in bus_warnings(bus, profiles):

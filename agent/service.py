@@ -35,8 +35,9 @@ from agent.metrics import (
 )
 from agent.modbus import BusClient
 from agent.optimizer import Optimizer
-from agent.poller import BusPoller, Clock
+from agent.poller import BusPoller
 from agent.sdnotify import Notifier
+from agent.units import Clock
 
 log = logging.getLogger(__name__)
 
