@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,14 +64,17 @@ class Reading:
 class DriveRuntime:
     """Everything the agent knows about one drive right now."""
 
-    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600) -> None:
+    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600, *,
+                 awaits_counterfactual: bool = False) -> None:
         self.config = config
         self.blocks: tuple[Block, ...] = plan_reads(config.profile.points.values())
         self.history = RingBuffer(history)
         self.account = EnergyAccount.for_drive(config, site, max_gap)
         self.baseline = BaselineModel(config)
-        # What the operator's setpoint would draw now [W]; set by the optimizer, NaN without one.
-        self.counterfactual_power = math.nan
+        # A drive of an optimizer group books each poll's energy once the optimizer has priced
+        # that same poll's counterfactual (``book``); any other drive books it at once.
+        self.awaits_counterfactual = awaits_counterfactual
+        self._unbooked: EnergySample | None = None
         self.up: bool | None = None  # None until the first poll
         self.errors: Counter[str] = Counter()
         self.last: Reading | None = None
@@ -150,8 +153,12 @@ class DriveRuntime:
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
         baseline = self.baseline.power(ratio, flow, power, running)
-        self.account.add(EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan),
-                                      self.counterfactual_power))
+        self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
+        sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
+        if self.awaits_counterfactual:
+            self._unbooked = sample
+        else:
+            self.account.add(sample)
         row = np.full(len(Channel), math.nan)
         row[Channel.TIME] = t
         row[Channel.SPEED_RATIO] = ratio
@@ -195,8 +202,19 @@ class DriveRuntime:
             log.warning("drive %s: energy counter went back from %g to %g J (drive restarted or reset?)",
                         self.name, before, now)
 
+    def book(self, counterfactual_power: float = math.nan) -> None:
+        """Book the latest accepted poll's energy, if it waits for it.
+
+        ``counterfactual_power``: what the operator's strategy would draw at that poll [W], the
+        optimizer's savings basis (NaN: none).
+        """
+        sample, self._unbooked = self._unbooked, None
+        if sample is not None:
+            self.account.add(replace(sample, counterfactual_power=counterfactual_power))
+
     def fail(self, error: DriveError) -> None:
         """Record a failed poll: count it, mark the drive down, stop integrating across it."""
+        self.book()
         self.errors[error.kind] += 1
         self.account.break_chain()
         if self.up is not False:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from agent.bookkeeping import Bookkeeper
 from agent.drive import DriveRuntime
-from agent.optimizer import Optimizer
+from agent.optimizer.loop import Optimizer
 from agent.profile import Quantity
 
 POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -196,7 +196,7 @@ class BusCollector(Collector):
 
 
 class OptimizerCollector(Collector):
-    """Fits, recommendations and guarded writes of the optimizer (``agent.optimizer``), per drive."""
+    """Fits, recommendations and guarded writes of the optimizer, per drive, from its snapshot."""
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
@@ -224,37 +224,35 @@ class OptimizerCollector(Collector):
         writes = CounterMetricFamily("vfd_setpoint_writes", "Attempted writes by result (ok, dry_run, "
                                      "refused_*, failed, verify_failed)", labels=["drive", "result"])
         stages = CounterMetricFamily("vfd_stage_changes", "Stage changes the agent made", labels=["group"])
-        for group in self.optimizer.groups:
-            stages.add_metric([group.name], float(group.stage.changes))
-            system_r2 = group.system.r_squared
-            for machine, drive in zip(group.machines, group.drives, strict=True):
+        snapshot = self.optimizer.snapshot()
+        errors = CounterMetricFamily("vfd_optimizer_cycle_errors", "Optimizer cycles that failed (a bug; "
+                                     "every group was handed back to the operator)")
+        errors.add_metric([], float(snapshot.cycle_errors))
+        for group in snapshot.groups:
+            stages.add_metric([group.name], float(group.stage_changes))
+            for drive in group.drives:
                 name = drive.name
-                fit = machine.fit
-                if fit is not None:
-                    for curve, r2, used in (("head", fit.r2_head, machine.fitted_head is not None),
-                                            ("power", fit.r2_power, machine.fitted_power is not None)):
+                if drive.fitted:
+                    for curve, r2, used in (("head", drive.r2_head, drive.head_fit_in_use),
+                                            ("power", drive.r2_power, drive.power_fit_in_use)):
                         if math.isfinite(r2):
                             fit_r2.add_metric([name, curve], r2)
                         fit_used.add_metric([name, curve], 1.0 if used else 0.0)
-                if math.isfinite(system_r2):
-                    fit_r2.add_metric([name, "system"], system_r2)
-                fit_used.add_metric([name, "system"], 1.0 if group.system.fitted else 0.0)
-                value = machine.efficiency_drift()
-                if math.isfinite(value):
-                    drift.add_metric([name], value)
-                rec = group.recommendations.get(name)
-                if rec is not None:
-                    for family, number in ((speed, rec.speed_ratio), (running, rec.running),
-                                           (setpoint, rec.setpoint_pa), (saving, rec.expected_saving_w)):
-                        if math.isfinite(number):
-                            family.add_metric([name], number)
-                writer = group.writers.get(name)
-                held = group.holding and writer is not None and writer.holds
-                holding.add_metric([name], 1.0 if held else 0.0)
-                if writer is not None:
-                    for result, count in sorted(dict(writer.results).items()):
-                        writes.add_metric([name, result], float(count))
+                if math.isfinite(group.system_r_squared):
+                    fit_r2.add_metric([name, "system"], group.system_r_squared)
+                fit_used.add_metric([name, "system"], 1.0 if group.system_fitted else 0.0)
+                if math.isfinite(drive.efficiency_drift):
+                    drift.add_metric([name], drive.efficiency_drift)
+                rec = drive.recommendation
+                for family, number in ((speed, rec.speed_ratio), (running, rec.running),
+                                       (setpoint, rec.setpoint_pa), (saving, rec.expected_saving_w)):
+                    if math.isfinite(number):
+                        family.add_metric([name], number)
+                holding.add_metric([name], 1.0 if drive.holding else 0.0)
+                for result, count in sorted(drive.writes.items()):
+                    writes.add_metric([name, result], float(count))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
+        yield errors
 
 
 def poll_duration_histogram(registry: CollectorRegistry) -> Histogram:

@@ -34,7 +34,7 @@ from agent.metrics import (
     serve,
 )
 from agent.modbus import BusClient
-from agent.optimizer import Optimizer
+from agent.optimizer.loop import Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
 from agent.units import Clock
@@ -60,7 +60,9 @@ class Agent:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.notifier = notifier if notifier is not None else Notifier()
-        self.drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+        grouped = {name for group in config.groups for name in group.drives}
+        self.drives = [DriveRuntime(d, config.site, config.max_gap, awaits_counterfactual=d.name in grouped)
+                       for d in config.drives]
         self._poll_duration = poll_duration_histogram(self.registry)
         self.pollers: list[BusPoller] = []
         for bus in config.buses:

@@ -248,17 +248,19 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
                                                 {"drive": name, "basis": "optimizer"}) or 0.0
             reported += saved - penalty
         fits: dict[str, dict[str, float | str]] = {}
-        for group in optimizer.groups:
-            for machine in group.machines:
-                fit = machine.fit
-                fits[machine.name] = {
-                    "r2_head": fit.r2_head if fit else math.nan,
-                    "r2_power": fit.r2_power if fit else math.nan,
-                    "head_fit_in_use": float(machine.fitted_head is not None),
-                    "power_fit_in_use": float(machine.fitted_power is not None),
-                    "efficiency_drift": machine.efficiency_drift(),
-                    "latest_fit_rejected_because": fit.reason if fit else "no fit yet",
+        write_results: dict[str, dict[str, float]] = {}
+        for group in optimizer.snapshot().groups:
+            for drive in group.drives:
+                fits[drive.name] = {
+                    "r2_head": drive.r2_head,
+                    "r2_power": drive.r2_power,
+                    "head_fit_in_use": float(drive.head_fit_in_use),
+                    "power_fit_in_use": float(drive.power_fit_in_use),
+                    "efficiency_drift": drive.efficiency_drift,
+                    "latest_fit_rejected_because": drive.fit_rejected_because,
                 }
+                if drive.controlled:
+                    write_results[drive.name] = {k: float(v) for k, v in drive.writes.items()}
         t_end = marks["t_end"]
         # Writes at or after the end are the hand-back to the operator's values, not the agent's control.
         writes = {n: [w for w in sim.model.drives[n].writes if w.t < t_end] for n in circuit.drives}
@@ -267,7 +269,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             unmet_after_settle_s=marks["unmet"] - marks.get("unmet_at_settle", 0.0), t_end=t_end,
             writes=writes, transitions=[x for x in header.truth.transitions if x[0] <= t_end],
             stage_changes=sum(1 for _ in _events(header.truth.transitions, t_end)),
-            registry=registry, reported_saving_j=reported, write_results=optimizer.results(), fits=fits,
+            registry=registry, reported_saving_j=reported, write_results=write_results, fits=fits,
         )
     finally:
         await sim.stop()

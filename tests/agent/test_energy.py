@@ -24,7 +24,7 @@ from agent.energy import (
     EnergySample,
     EnergySource,
 )
-from agent.machine import datasheet_curves
+from agent.optimizer.datasheet import datasheet_curves
 from agent.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable
 from agent.schedule import Period, Schedule, TimeOfUse
 from agent.units import KWH_TO_J, Dimension
