@@ -175,32 +175,56 @@ class EnergyCounter:
 
 
 @dataclass
-class HourDelta:
-    """What one drive added to one ledger hour since the last flush (signed savings)."""
+class Coverage:
+    """What every record of a drive's energy keeps, an hour's delta or the running totals.
+
+    Each field adds up: a later record of the same drive is ``merge``d field by field.
+    """
 
     energy_j: float = 0.0
     baseline_energy_j: float = 0.0
+    covered_s: float = 0.0
+    gaps: int = 0
+    counter_s: float = 0.0  # seconds booked from the drive's energy counter ...
+    power_s: float = 0.0  # ... and from the power integral
+
+    def merge(self, other: Coverage) -> None:
+        """Add the fields ``other`` shares with this record (all of them, for the same type)."""
+        for f in fields(other):
+            if hasattr(self, f.name):
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class HourDelta(Coverage):
+    """What one drive added to one ledger hour since the last flush; savings signed.
+
+    The current window's signed savings are one too (only its savings fields are used).
+    """
+
     saved_vfd_j: float = 0.0
     saved_optimizer_j: float = 0.0
     co2_g: float = 0.0
     cost: float = 0.0
-    covered_s: float = 0.0
-    gaps: int = 0
-    counter_s: float = 0.0
-    power_s: float = 0.0
 
-    def merge(self, other: HourDelta) -> None:
-        """Add another delta of the same hour (used when a flush has to be retried)."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+# Each signed saving of a window, and the totals' (saved, penalty) pair it is split into.
+_SIGNED = (
+    ("saved_vfd_j", "saved_vfd_j", "penalty_vfd_j"),
+    ("saved_optimizer_j", "saved_optimizer_j", "penalty_optimizer_j"),
+    ("co2_g", "co2_avoided_g", "co2_penalty_g"),
+    ("cost", "cost_saved", "cost_penalty"),
+)
 
 
 @dataclass
-class EnergyTotals:
-    """Cumulative figures of one drive, as exported and as persisted by the ledger."""
+class EnergyTotals(Coverage):
+    """Cumulative figures of one drive, as exported and as persisted by the ledger.
 
-    energy_j: float = 0.0
-    baseline_energy_j: float = 0.0
+    Counters never go down: each window's net saving is added to the saved field when
+    positive and to the penalty field when negative.
+    """
+
     saved_vfd_j: float = 0.0
     penalty_vfd_j: float = 0.0
     saved_optimizer_j: float = 0.0
@@ -209,10 +233,13 @@ class EnergyTotals:
     co2_penalty_g: float = 0.0
     cost_saved: float = 0.0
     cost_penalty: float = 0.0
-    covered_s: float = 0.0
-    gaps: int = 0
-    counter_s: float = 0.0
-    power_s: float = 0.0
+
+    def close(self, window: HourDelta) -> None:
+        """Split a window's signed savings by sign into saved and penalty."""
+        for signed, saved, penalty in _SIGNED:
+            value = getattr(window, signed)
+            setattr(self, saved, getattr(self, saved) + max(value, 0.0))
+            setattr(self, penalty, getattr(self, penalty) + max(-value, 0.0))
 
 
 @dataclass(frozen=True)
@@ -228,16 +255,6 @@ class EnergySample:
 
 
 @dataclass
-class _Window:
-    """Signed savings of the current window, split into positive and negative parts at close."""
-
-    saved_vfd_j: float = 0.0
-    saved_optimizer_j: float = 0.0
-    co2_g: float = 0.0
-    cost: float = 0.0
-
-
-@dataclass
 class EnergyAccount:
     """Integrates one drive's samples into totals and per-hour deltas."""
 
@@ -247,7 +264,7 @@ class EnergyAccount:
     totals: EnergyTotals = field(default_factory=EnergyTotals)
     pending: dict[int, HourDelta] = field(default_factory=dict)
     source: EnergySource = EnergySource.POWER
-    _window: _Window = field(default_factory=_Window)
+    _window: HourDelta = field(default_factory=HourDelta)  # signed savings since the last close
     _last: EnergySample | None = None
     _lead: float | None = None  # booked energy minus counter energy, kept within [0, one step]
     _edge: float = -math.inf  # next time a rate or the hour may change after the last split
@@ -317,16 +334,8 @@ class EnergyAccount:
 
     def close_window(self) -> dict[int, HourDelta]:
         """End the current window: split its net savings by sign into the totals; hand over the hours."""
-        window, self._window = self._window, _Window()
-        t = self.totals
-        t.saved_vfd_j += max(window.saved_vfd_j, 0.0)
-        t.penalty_vfd_j += max(-window.saved_vfd_j, 0.0)
-        t.saved_optimizer_j += max(window.saved_optimizer_j, 0.0)
-        t.penalty_optimizer_j += max(-window.saved_optimizer_j, 0.0)
-        t.co2_avoided_g += max(window.co2_g, 0.0)
-        t.co2_penalty_g += max(-window.co2_g, 0.0)
-        t.cost_saved += max(window.cost, 0.0)
-        t.cost_penalty += max(-window.cost, 0.0)
+        window, self._window = self._window, HourDelta()
+        self.totals.close(window)
         pending, self.pending = self.pending, {}
         return pending
 
@@ -367,31 +376,15 @@ class EnergyAccount:
              from_counter: bool) -> None:
         price, kg_per_j = self.rates.rates_at(wall)
         saved = baseline - energy
-        co2 = saved * kg_per_j * GRAMS_PER_KG
-        cost = saved * price
-        hour = self._hour(wall)
-        hour.energy_j += energy
-        hour.baseline_energy_j += baseline
-        hour.saved_vfd_j += saved
-        hour.saved_optimizer_j += optimizer
-        hour.co2_g += co2
-        hour.cost += cost
-        hour.covered_s += seconds
-        t = self.totals
-        t.energy_j += energy
-        t.baseline_energy_j += baseline
-        t.covered_s += seconds
-        if from_counter:
-            hour.counter_s += seconds
-            t.counter_s += seconds
-        else:
-            hour.power_s += seconds
-            t.power_s += seconds
-        w = self._window
-        w.saved_vfd_j += saved
-        w.saved_optimizer_j += optimizer
-        w.co2_g += co2
-        w.cost += cost
+        piece = HourDelta(
+            energy_j=energy, baseline_energy_j=baseline, covered_s=seconds,
+            counter_s=seconds if from_counter else 0.0, power_s=0.0 if from_counter else seconds,
+            saved_vfd_j=saved, saved_optimizer_j=optimizer, co2_g=saved * kg_per_j * GRAMS_PER_KG,
+            cost=saved * price,
+        )
+        self._hour(wall).merge(piece)
+        self._window.merge(piece)
+        self.totals.merge(Coverage(**{f.name: getattr(piece, f.name) for f in fields(Coverage)}))
 
 
 def _mean_linear(y0: float, y1: float, x0: float, x1: float) -> float:
