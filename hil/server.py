@@ -12,8 +12,8 @@ exception 1.
   0x0B (gateway target failed to respond), as from a real gateway.
 - RTU: frames are delimited by silence, as the serial-line specification says: a
   frame ends after t3.5 without a character, and a frame with a silence longer
-  than t1.5 inside it is discarded, as is one with a bad CRC (``ServeStats.discarded``
-  counts both); an absent unit stays silent, as on a real line. A broadcast (unit
+  than t1.5 inside it is discarded, as is one with a bad CRC or size (counted in
+  ``ServeStats.discarded``); an absent unit stays silent, as on a real line. A broadcast (unit
   0) write is carried out by every drive and answered by none. With ``wire_time``
   the reply waits for the time both frames would take on the wire at the line's
   baud rate, so a pseudo-terminal behaves like a real line.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -35,7 +34,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.profile import Quantity, RegisterTable
@@ -82,7 +81,7 @@ class ServeStats:
 
     requests: Counter[int]  # per unit id
     line_busy_s: float = 0.0  # RTU: emulated wire time
-    discarded: Counter[str] = dataclasses.field(default_factory=Counter)  # RTU frames: gap, crc, size
+    discarded: Counter[str] = field(default_factory=Counter)  # RTU frames: gap, crc, size
 
 
 class _DriveEndpoint:
