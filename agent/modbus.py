@@ -13,6 +13,16 @@ pymodbus closes a connection after ``retries + 3`` consecutive failed requests;
 on a multi-drop line or a gateway those failures may all be one absent drive, so
 the client re-arms that count after every failure and leaves the decision to
 reconnect to the poller, which sees every drive of the bus.
+
+Hostile replies are checked here, before anything is decoded: a reply whose
+function code is not the request's is a protocol error (pymodbus would hand it
+over as data), and a Modbus TCP reply whose MBAP length disagrees with its PDU
+is refused before pymodbus parses it (which would raise inside asyncio's
+protocol callback and log a traceback on every reply); the stream has lost its
+framing then, so the connection is dropped. After a timeout on TCP the
+connection is dropped too: many gateways serve one request at a time, and one
+still busy with a late or trickling reply would hold every other unit's request
+behind it; only a fresh connection clears that backlog.
 """
 
 from __future__ import annotations
@@ -78,6 +88,24 @@ class LineStats:
     busy_s: float = 0.0  # RTU: theoretical line time; TCP: measured time in flight
 
 
+def mbap_mismatch(data: bytes) -> str | None:
+    """Why a Modbus TCP reply's MBAP length disagrees with the PDU it carries; None if it agrees.
+
+    Bytes 6.. of a TCP reply (unit id, PDU) are laid out as an RTU frame without its
+    CRC, so the RTU rule for a response's size gives the length the MBAP header must say.
+    None too while too few bytes are in to tell, or for a function the rule does not know.
+    """
+    if len(data) < 9:
+        return None
+    size = response_size(data[6:])
+    if size is None:
+        return None
+    said, needed = int.from_bytes(data[4:6], "big"), size - 2
+    if said == needed or (data[7] & 0x80 and said == 2 and len(data) == 9):
+        return None  # (devices that say 2 for an exception reply: pymodbus accepts those too)
+    return f"MBAP length {said} for a function {data[7] & 0x7F} reply that needs {needed}"
+
+
 class BusClient:
     """One connection to a bus, shared by every drive on it, one request at a time."""
 
@@ -111,10 +139,12 @@ class BusClient:
                 retries=bus.retries,
                 reconnect_delay=0,
                 name=f"bus {bus.name}",
+                trace_packet=self._trace_packet,
             )
         self._lock = asyncio.Lock()
         self._line_free_at = 0.0
         self._bad_crc = False
+        self._malformed: str | None = None  # why the last TCP reply was refused unparsed
 
     @property
     def connected(self) -> bool:
@@ -168,12 +198,27 @@ class BusClient:
         await self._execute(call, function, WRITE_SINGLE_BYTES)
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        """Notice a complete RTU reply whose CRC is wrong (pymodbus silently drops it)."""
-        if not sending:
+        """Look at received bytes before pymodbus parses them.
+
+        RTU: notice a complete reply whose CRC is wrong (pymodbus silently drops it).
+        TCP: refuse a reply whose MBAP length disagrees with its PDU, handing pymodbus
+        nothing to parse, and end the request at once instead of after a timeout.
+        """
+        if sending:
+            return data
+        if self.timing is not None:
             size = response_size(data)
             if size is not None and len(data) >= size and not crc_ok(data[:size]):
                 self._bad_crc = True
-        return data
+            return data
+        problem = mbap_mismatch(data)
+        if problem is None:
+            return data
+        self._malformed = problem
+        pending = getattr(getattr(self._client, "ctx", None), "response_future", None)
+        if isinstance(pending, asyncio.Future) and not pending.done():
+            pending.set_exception(ModbusIOException(problem))
+        return b""
 
     async def _execute(self, call: Callable[[], Awaitable[Any]], function: int, response_bytes: int) -> Any:
         # A hard deadline above pymodbus's own timeout × retries, so no request can hang.
@@ -185,6 +230,7 @@ class BusClient:
                 if wait > 0:
                     await asyncio.sleep(wait)
             self._bad_crc = False
+            self._malformed = None
             started = self.clock()
             ok = False
             try:
@@ -195,6 +241,8 @@ class BusClient:
             except ConnectionException as exc:
                 raise DriveConnectionError(str(exc)) from exc
             except ModbusIOException as exc:
+                if self._malformed is not None:
+                    raise self._framing_lost() from exc
                 if not self.connected:
                     raise DriveConnectionError(str(exc)) from exc
                 text = str(exc)
@@ -209,16 +257,31 @@ class BusClient:
                 self._account(started, ok, response_bytes)
         if response is None:
             raise DriveProtocolError("empty response")
+        replied = int(getattr(response, "function_code", 0)) & 0x7F
+        if replied != function:
+            raise DriveProtocolError(f"asked with function {function}, the reply is function {replied}")
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             raise reply_error(function, code)
         return response
 
     def _no_answer(self, text: str) -> DriveError:
+        if self._malformed is not None:
+            return self._framing_lost()
         if self._bad_crc:
             self.stats.crc_errors += 1
             return LineNoiseError(f"reply failed its CRC check (line noise?); {text}")
+        if self.timing is None:
+            # A one-request-at-a-time gateway may still be busy with this request (or send its
+            # reply into the next one's); a fresh connection clears that backlog.
+            self.close()
+            return DriveTimeoutError(f"{text}; connection reopened")
         return DriveTimeoutError(text)
+
+    def _framing_lost(self) -> DriveError:
+        """A TCP reply whose MBAP length was wrong: the stream has lost its framing, so reopen it."""
+        self.close()
+        return DriveProtocolError(f"{self._malformed}; connection reopened")
 
     def _account(self, started: float, ok: bool, response_bytes: int) -> None:
         now = self.clock()

@@ -10,7 +10,8 @@ A drive that stops answering costs a whole timeout per read, which on an RTU
 line is time the healthy drives need; so a drive that timed out is asked again
 only after a backoff (one interval, doubling up to ``DOWN_RETRY_MAX_S``) and the
 others keep their slots. A connection that drops mid-cycle is reopened at once,
-so the drives after the one that dropped it are still polled in that cycle.
+so the drives after the one that dropped it are still polled in that cycle; on
+TCP that includes the connection the client drops itself after a timeout.
 
 Each drive's reads are planned per bus (``agent.readplan.plan_for``): on RTU,
 gaps are bridged where the frame-time model says that is cheaper. A drive that
@@ -211,8 +212,11 @@ class BusPoller:
             self._schedule_reconnect()
             raise
         self.stats.connects += 1
+        # INFO at the first connect and when the bus comes back; a TCP connection dropped after a
+        # timeout (agent.modbus) is reopened at once, at DEBUG, or a silent unit would log every retry.
+        level = logging.INFO if self.stats.connects == 1 or self._backoff else logging.DEBUG
         self._backoff = 0.0
-        log.info("bus %s: connected to %s", self.bus.name, self.bus.address)
+        log.log(level, "bus %s: connected to %s", self.bus.name, self.bus.address)
 
     def _schedule_reconnect(self) -> None:
         """Exponential backoff from one poll interval up to the bus's maximum."""

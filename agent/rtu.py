@@ -22,6 +22,7 @@ from dataclasses import dataclass
 # Fixed by the Modbus over serial line specification (V1.02, 2.5.1.1).
 FAST_BAUD = 19200
 FAST_T35_S = 1.75e-3
+FAST_T15_S = 0.75e-3
 READ_REQUEST_BYTES = 8  # id, function, address (2), count (2), CRC (2)
 READ_RESPONSE_OVERHEAD_BYTES = 5  # id, function, byte count, CRC (2)
 EXCEPTION_RESPONSE_BYTES = 5
@@ -84,6 +85,13 @@ class LineTiming:
         if self.baudrate > FAST_BAUD:
             return FAST_T35_S
         return 3.5 * self.char_time
+
+    @property
+    def t15(self) -> float:
+        """The longest silence allowed inside a frame, t1.5 (fixed at 0.75 ms above 19200 baud)."""
+        if self.baudrate > FAST_BAUD:
+            return FAST_T15_S
+        return 1.5 * self.char_time
 
     @property
     def gap(self) -> float:

@@ -10,10 +10,13 @@ exception 1.
 
 - TCP: one unit id per drive; unit ids the plant does not have get exception
   0x0B (gateway target failed to respond), as from a real gateway.
-- RTU: frames are found by their length and checked by their CRC; a frame with a
-  bad CRC is dropped, and an absent unit stays silent, as on a real line. With
-  ``wire_time`` the reply waits for the time both frames would take on the wire
-  at the line's baud rate, so a pseudo-terminal behaves like a real line.
+- RTU: frames are delimited by silence, as the serial-line specification says: a
+  frame ends after t3.5 without a character, and a frame with a silence longer
+  than t1.5 inside it is discarded, as is one with a bad CRC or size (counted in
+  ``ServeStats.discarded``); an absent unit stays silent, as on a real line. A broadcast (unit
+  0) write is carried out by every drive and answered by none. With ``wire_time``
+  the reply waits for the time both frames would take on the wire at the line's
+  baud rate, so a pseudo-terminal behaves like a real line.
 
 The physics runs on the event loop (a task stepping it every physics step, and
 every request catching it up first), so no locks are needed; other threads,
@@ -31,11 +34,11 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.profile import Quantity, RegisterTable
-from agent.rtu import READ_REQUEST_BYTES, LineTiming, crc16, crc_ok
+from agent.rtu import LineTiming, crc16, crc_ok
 from hil.faults import ActiveFault, Fault, FaultSpec
 from hil.model import DriveSnapshot, PlantModel
 from hil.plantfile import DriveSpec, PlantSpec
@@ -47,7 +50,9 @@ ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 GATEWAY_NO_RESPONSE = 0x0B
 MAX_READ, MAX_WRITE = 125, 123
 _RESULT_CODES = {WriteResult.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, WriteResult.ILLEGAL_VALUE: ILLEGAL_VALUE}
-_PARTIAL_FRAME_S = 0.1  # an RTU frame not completed within this is line noise
+MAX_RTU_FRAME = 256  # bytes: unit id, PDU of at most 253, CRC
+BROADCAST = 0
+WRITE_FUNCTIONS = (6, 16)
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:
@@ -76,6 +81,7 @@ class ServeStats:
 
     requests: Counter[int]  # per unit id
     line_busy_s: float = 0.0  # RTU: emulated wire time
+    discarded: Counter[str] = field(default_factory=Counter)  # RTU frames: gap, crc, size
 
 
 class _DriveEndpoint:
@@ -256,6 +262,13 @@ class SimulatedPlant:
                 reply.mangle = kind
         return reply
 
+    def broadcast(self, pdu: bytes) -> None:
+        """A request to unit 0: every drive carries out a write; nothing is answered, reads are ignored."""
+        self.stats.requests[BROADCAST] += 1
+        if pdu and pdu[0] in WRITE_FUNCTIONS:
+            for endpoint in self._endpoints.values():
+                self._execute(endpoint, pdu)
+
     def _execute(self, endpoint: _DriveEndpoint, pdu: bytes) -> bytes:
         """Carry out a request on a drive's registers; the response PDU."""
         self.update()
@@ -427,12 +440,15 @@ class _RtuPort:
         self.plant = plant
         self.device = device
         self.settings = (baudrate, parity, stopbits)
-        self.timing = timing
+        self.timing = timing  # None: replies without emulated wire time
+        self.line = LineTiming.for_settings(baudrate, parity, stopbits)  # frames end at its t3.5
         self.serial: Any = None
         self.buffer = bytearray()
+        self.last_char_at = 0.0
+        self.broken = False
         self.frames: asyncio.Queue[bytes] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
-        self.flush_timer: asyncio.TimerHandle | None = None
+        self.end_timer: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
 
     def open(self) -> None:
@@ -456,50 +472,54 @@ class _RtuPort:
             data = b""
         if not data:
             return  # the other end of a pty is not open (yet): nothing to read
-        self.buffer += data
-        self._split()
-
-    def _split(self) -> None:
-        """Cut complete frames off the buffer by their length; drop what cannot be a frame."""
-        while len(self.buffer) >= 2:
-            function = self.buffer[1]
-            if function in (1, 2, 3, 4, 5, 6):
-                size = READ_REQUEST_BYTES
-            elif function in (15, 16):
-                if len(self.buffer) < 7:
-                    break
-                size = 9 + self.buffer[6]
-            else:
-                self.buffer.clear()  # not a request we can frame: line noise
-                break
-            if len(self.buffer) < size:
-                break
-            frame, self.buffer = bytes(self.buffer[:size]), self.buffer[size:]
-            if crc_ok(frame):
-                self.frames.put_nowait(frame)
-            else:
-                self.buffer.clear()  # a CRC error: the master will time out and ask again
-        if self.flush_timer is not None:
-            self.flush_timer.cancel()
-            self.flush_timer = None
+        now = self.loop.time()
         if self.buffer:
-            self.flush_timer = self.loop.call_later(_PARTIAL_FRAME_S, self.buffer.clear)
+            silence = now - self.last_char_at
+            if silence >= self.line.t35:
+                self._end_frame()  # the end-of-frame timer was late: what came before is a frame
+            elif silence > self.line.t15:
+                self.broken = True  # a gap inside a frame: it is discarded when it ends
+        self.buffer += data
+        self.last_char_at = now
+        if self.end_timer is not None:
+            self.end_timer.cancel()
+        self.end_timer = self.loop.call_later(self.line.t35, self._end_frame)
+
+    def _end_frame(self) -> None:
+        """t3.5 of silence: the frame is complete; queue it if it is whole and its CRC checks out."""
+        if self.end_timer is not None:
+            self.end_timer.cancel()
+            self.end_timer = None
+        frame, broken = bytes(self.buffer), self.broken
+        self.buffer.clear()
+        self.broken = False
+        if broken:
+            self.plant.stats.discarded["gap"] += 1
+        elif not 4 <= len(frame) <= MAX_RTU_FRAME:
+            self.plant.stats.discarded["size"] += 1
+        elif not crc_ok(frame):
+            self.plant.stats.discarded["crc"] += 1  # the master will time out and ask again
+        else:
+            self.frames.put_nowait(frame)
 
     async def _work(self) -> None:
         """Answer frames one at a time, as one line carries one transaction at a time."""
         while True:
             frame = await self.frames.get()
             unit, pdu = frame[0], frame[1:-2]
-            if unit == 0:
-                continue  # broadcast: never answered
+            if unit == BROADCAST:
+                self.plant.broadcast(pdu)
+                if self.timing is not None:
+                    self.plant.stats.line_busy_s += self.timing.frame_time(len(frame)) + self.timing.gap
+                continue
             reply = self.plant.answer(unit, pdu, rtu=True)
             delay = reply.delay
             response = rtu_frame(unit, reply.pdu) if reply.pdu is not None else b""
             if self.timing is not None:
                 wire = self.timing.frame_time(len(frame) + len(response)) + 2 * self.timing.gap
                 self.plant.stats.line_busy_s += wire
-                delay += wire
-            if delay:
+                delay += wire - self.line.t35  # one silence already passed, ending the request
+            if delay > 0:
                 await asyncio.sleep(delay)
             if response:
                 self._write(self.plant.mangle(response, reply.mangle))
@@ -509,8 +529,8 @@ class _RtuPort:
             os.write(self.serial.fileno(), data)
 
     async def close(self) -> None:
-        if self.flush_timer is not None:
-            self.flush_timer.cancel()
+        if self.end_timer is not None:
+            self.end_timer.cancel()
         if self.serial is not None:
             self.loop.remove_reader(self.serial.fileno())
             self.serial.close()

@@ -23,6 +23,7 @@ def test_frame_times_at_19200_baud_match_the_modbus_serial_line_figures():
     assert line.bits_per_char == 11
     assert line.char_time == pytest.approx(0.573e-3, abs=1e-6)
     assert line.t35 == pytest.approx(2.005e-3, abs=1e-6)
+    assert line.t15 == pytest.approx(0.859e-3, abs=1e-6)  # the longest silence inside a frame
     # A read of 10 registers: an 8-byte request and a 25-byte response, two silences.
     assert line.read_time(10) == pytest.approx(33 * 11 / 19200 + 2 * 3.5 * 11 / 19200)
     assert 0.0188 < line.frame_time(33) < 0.0190  # "about 19 ms on the wire"
@@ -30,6 +31,7 @@ def test_frame_times_at_19200_baud_match_the_modbus_serial_line_figures():
     assert LineTiming.for_settings(9600, "N", 1).bits_per_char == 10
     for fast in (38400, 57600, 115200):
         assert LineTiming(fast).t35 == 1.75e-3  # fixed above 19200
+        assert LineTiming(fast).t15 == 0.75e-3
     assert LineTiming(19200, inter_frame_delay=0.01).gap == 0.01
 
 
