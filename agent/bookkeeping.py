@@ -20,7 +20,8 @@ from pathlib import Path
 
 from agent.drive import DriveRuntime
 from agent.energy import EnergyTotals, HourDelta
-from agent.ledger import HourRow, Ledger, LedgerError, LedgerLockedError
+from agent.errors import LedgerError, LedgerLockedError
+from agent.ledger import HourRow, Ledger
 
 log = logging.getLogger(__name__)
 

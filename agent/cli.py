@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bus_url(text: str) -> BusConfig:
-    from agent.bus_url import BusUrlError, parse_bus_url
+    from agent.bus_url import parse_bus_url
+    from agent.errors import BusUrlError
 
     try:
         return parse_bus_url(text)
@@ -222,7 +223,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 async def _run_agent(config: AgentConfig, dry_run: bool = False) -> int:
-    from agent.ledger import LedgerLockedError
+    from agent.errors import LedgerLockedError
     from agent.service import Agent  # imports kernels: only after the Numba cache is configured
 
     agent = Agent(config, dry_run=dry_run)
@@ -255,7 +256,8 @@ def _run(path: Path, dry_run: bool = False) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from agent import report
-    from agent.ledger import LEDGER_FILE, LedgerError, open_readonly
+    from agent.errors import LedgerError
+    from agent.ledger import LEDGER_FILE, open_readonly
 
     tz = datetime.now().astimezone().tzinfo
     path: Path = args.db

@@ -11,7 +11,7 @@ import numpy as np
 
 from agent.config import DriveConfig, SiteConfig
 from agent.energy import BaselineModel, EnergyAccount, EnergySample
-from agent.errors import DriveError
+from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
 from agent.profile import Quantity
 from agent.readplan import Block, plan_reads
@@ -31,18 +31,6 @@ FRESH_INTERVALS = 2.0
 def stale_after(poll_interval: float) -> float:
     """Age [s] beyond which a drive's data is stale, for a bus polled every ``poll_interval`` s."""
     return FRESH_INTERVALS * poll_interval
-
-
-class ImplausibleReadingError(DriveError):
-    """The drive answered, but a value cannot be real; it is not used."""
-
-    kind = "implausible"
-
-
-class StuckReadingError(ImplausibleReadingError):
-    """Every value of a running drive has stayed identical for too long: the drive's data is frozen."""
-
-    kind = "stuck"
 
 
 COUNTER_RESET = "counter_reset"  # error kind: the energy counter went backwards (drive restarted?)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from agent.energy import EnergyTotals, HourDelta
-from agent.errors import AgentError
+from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
 SCHEMA_VERSION = 1
@@ -63,14 +63,6 @@ MIGRATIONS: tuple[str, ...] = (
 
 _HOUR_FIELDS = [f.name for f in fields(HourDelta)]
 _TOTAL_FIELDS = [f.name for f in fields(EnergyTotals)]
-
-
-class LedgerError(AgentError):
-    """The ledger cannot be opened or written; polling and metrics go on without it."""
-
-
-class LedgerLockedError(LedgerError):
-    """Another agent already keeps this ledger."""
 
 
 @dataclass(frozen=True)

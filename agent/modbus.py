@@ -46,6 +46,8 @@ from agent.errors import (
     DriveProtocolError,
     DriveReplyError,
     DriveTimeoutError,
+    LineNoiseError,
+    UnknownReplyError,
 )
 from agent.profile import RegisterTable
 from agent.readplan import Block
@@ -57,18 +59,6 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 # Exception codes of the Modbus application protocol (1..4, 5, 6, 8, 10, 11); anything else is
 # counted under one label, so a drive sending junk cannot grow the label set.
 KNOWN_EXCEPTION_CODES = frozenset({1, 2, 3, 4, 5, 6, 8, 10, 11})
-
-
-class LineNoiseError(DriveProtocolError):
-    """An RTU reply arrived with a bad CRC: noise on the line, not a silent drive."""
-
-    kind = "crc"
-
-
-class UnknownReplyError(DriveReplyError):
-    """An exception reply with a code outside the Modbus specification."""
-
-    kind = "exception_other"
 
 
 def reply_error(function: int, code: int) -> DriveReplyError:

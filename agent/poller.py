@@ -30,8 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.config import BusConfig
-from agent.drive import DriveRuntime, ImplausibleReadingError, stale_after
-from agent.errors import DriveConnectionError, DriveError, DriveProtocolError, DriveReplyError
+from agent.drive import DriveRuntime, stale_after
+from agent.errors import (
+    DriveConnectionError,
+    DriveError,
+    DriveProtocolError,
+    DriveReplyError,
+    ImplausibleReadingError,
+)
 from agent.modbus import BusClient
 from agent.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
 from agent.rtu import LineBudget

@@ -4,6 +4,13 @@ Everything here is SI and stateless: flow Q [m³/s], speed ratio r = n/n_rated,
 "head" y in the machine's own unit (pump: head [m]; fan: total pressure [Pa]),
 power [W]. ``rho_g`` turns Q·y into hydraulic (or air) power: ρ·g for a pump,
 1 for a fan whose y is already a pressure.
+
+This module is the plant's truth, so it keeps its own operating-point algebra and its own
+bisections (``flow_at_head``, ``header_operating_point``, ``common_ratio_for``) on purpose,
+although ``kernels.operating`` has the same ones for the agent: the simulator is an
+independent oracle, and an error in a kernel must show as a disagreement with the plant,
+not be copied into it. Only the datasheet's curve shape is shared (it is a configuration
+fact, not physics under test).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from agent.optimizer import datasheet as machine
 
 WATER_DENSITY = 998.0  # kg/m³ at about 20 °C
 GRAVITY = 9.80665  # m/s²
+RHO_G_WATER = WATER_DENSITY * GRAVITY  # Pa per metre of water column (the plant's own, see above)
 
 # Dimensionless curve shapes, h = y/y_rated and p = P/P_rated at q = Q/Q_rated, r = 1.
 # Radial pumps: shut-off head 1.25 × rated, shut-off power about 45 % of rated power;

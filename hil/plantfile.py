@@ -20,9 +20,8 @@ from agent.yamlsource import Issues, Section, load_yaml
 from hil.faults import FaultSpec, parse_faults
 from hil.physics import (
     FAN_SHAPE,
-    GRAVITY,
     PUMP_SHAPE,
-    WATER_DENSITY,
+    RHO_G_WATER,
     MachineCurves,
     curves_from_rated,
     worn,
@@ -83,7 +82,7 @@ class DriveSpec:
     @property
     def rho_g(self) -> float:
         """Factor turning flow × head into hydraulic power (1 for a fan's pressure)."""
-        return 1.0 if self.load.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
+        return 1.0 if self.load.kind is LoadKind.FAN else RHO_G_WATER
 
     def curves(self) -> MachineCurves:
         """The machine's datasheet (as new) affinity curves, derived from its rated point."""
@@ -133,7 +132,7 @@ class CircuitSpec:
     @property
     def rho_g(self) -> float:
         """Factor turning head into pressure [Pa] (1 for a fan)."""
-        return 1.0 if self.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
+        return 1.0 if self.kind is LoadKind.FAN else RHO_G_WATER
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from agent.codec import DataType, decode, encode
 from agent.profile import Point, Quantity, RegisterTable
 from agent.units import Dimension
 from hil.model import DriveSnapshot
-from hil.physics import GRAVITY, WATER_DENSITY
+from hil.physics import RHO_G_WATER
 from hil.plantfile import DriveSpec
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -41,7 +41,7 @@ class StatusBit(IntFlag):
     FAULT = 1 << 3
 
 
-class WriteResult(Enum):
+class DriveAnswer(Enum):
     """How a drive answers a write; the server maps these to Modbus exception codes."""
 
     OK = "ok"
@@ -156,10 +156,10 @@ class DriveRegisters:
             omega = snapshot.speed_ratio * self.spec.rated_speed
             return snapshot.shaft_power / omega if omega > 0.0 else 0.0
         if q is Quantity.PRESSURE and point.dimension is Dimension.HEAD:
-            return m.pressure / (WATER_DENSITY * GRAVITY)  # metres of water column
+            return m.pressure / RHO_G_WATER  # metres of water column
         if q is Quantity.PRESSURE_SETPOINT:
             pa = snapshot.pressure_setpoint
-            return pa / (WATER_DENSITY * GRAVITY) if point.dimension is Dimension.HEAD else pa
+            return pa / RHO_G_WATER if point.dimension is Dimension.HEAD else pa
         if q is Quantity.STATUS_WORD:
             return float(status_word(snapshot, self.spec.remote, self.profile.status_bits))
         if q is Quantity.FAULT_CODE:
@@ -217,7 +217,7 @@ class DriveRegisters:
 
     def write(
         self, address: int, values: Sequence[int], snapshot: DriveSnapshot
-    ) -> tuple[WriteResult, float | None]:
+    ) -> tuple[DriveAnswer, float | None]:
         """Apply a write to holding registers; returns the result and any new speed setpoint ratio.
 
         Every register written must belong to a writable point; a point written only in
@@ -230,7 +230,7 @@ class DriveRegisters:
         ]
         covered = {a for p in touched if p.writable for a in range(p.address, p.end)}
         if any(p.writable is False for p in touched) or not covered.issuperset(range(address, end)):
-            return WriteResult.ILLEGAL_ADDRESS, None
+            return DriveAnswer.ILLEGAL_ADDRESS, None
         updates: dict[Quantity, list[int]] = {}
         commands: dict[Quantity, float] = {}
         new_ratio: float | None = None
@@ -241,15 +241,15 @@ class DriveRegisters:
                 words[a - point.address] = values[a - address]
             si = point.to_si(decode(words, point.dtype, point.word_order, point.byte_order))
             if not math.isfinite(si):
-                return WriteResult.ILLEGAL_VALUE, None
+                return DriveAnswer.ILLEGAL_VALUE, None
             if point.quantity is Quantity.SPEED_SETPOINT:
                 new_ratio = si / self.spec.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else si
                 commands[point.quantity] = new_ratio
             elif point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.HEAD:
-                commands[point.quantity] = si * WATER_DENSITY * GRAVITY
+                commands[point.quantity] = si * RHO_G_WATER
             else:
                 commands[point.quantity] = si
             updates[point.quantity] = words
         self.held.update(updates)
         self.last_write = commands
-        return WriteResult.OK, new_ratio
+        return DriveAnswer.OK, new_ratio

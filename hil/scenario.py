@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry
 from agent.config import load_config
 from agent.profile import BUILTIN_CONFIGS, Quantity
 from hil.model import HeaderCircuit, PlantModel
+from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
 from hil.server import SimulatedPlant
 from hil.strategies import conventional_run, oracle_energy
@@ -294,7 +295,7 @@ def _violations(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timi
     """
     found: list[str] = []
     fan = circuit.kind.value == "fan"
-    rho_g = 1.0 if fan else 998.0 * 9.80665
+    rho_g = 1.0 if fan else RHO_G_WATER
     static = circuit.static_ratio * circuit.design_head
     minimum = (static + scenario.min_setpoint_ratio * (circuit.design_head - static)) * rho_g
     maximum = circuit.design_head * rho_g

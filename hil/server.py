@@ -42,14 +42,14 @@ from agent.rtu import LineTiming, crc16, crc_ok
 from hil.faults import ActiveFault, Fault, FaultSpec
 from hil.model import DriveSnapshot, PlantModel
 from hil.plantfile import DriveSpec, PlantSpec
-from hil.registers import DriveRegisters, WriteResult
+from hil.registers import DriveAnswer, DriveRegisters
 
 log = logging.getLogger(__name__)
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 GATEWAY_NO_RESPONSE = 0x0B
 MAX_READ, MAX_WRITE = 125, 123
-_RESULT_CODES = {WriteResult.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, WriteResult.ILLEGAL_VALUE: ILLEGAL_VALUE}
+_RESULT_CODES = {DriveAnswer.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, DriveAnswer.ILLEGAL_VALUE: ILLEGAL_VALUE}
 MAX_RTU_FRAME = 256  # bytes: unit id, PDU of at most 253, CRC
 BROADCAST = 0
 WRITE_FUNCTIONS = (6, 16)
@@ -302,7 +302,7 @@ class SimulatedPlant:
         snapshot: DriveSnapshot,
     ) -> bytes | None:
         result, ratio = endpoint.registers.write(address, values, snapshot)
-        if result is not WriteResult.OK:
+        if result is not DriveAnswer.OK:
             return _exception(function, _RESULT_CODES[result])
         if ratio is not None:
             self.model.drives[endpoint.spec.name].remote_setpoint = ratio

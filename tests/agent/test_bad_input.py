@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from agent.codec import Order, encode
 from agent.config import BusConfig, Transport, load_config
-from agent.drive import DriveRuntime, ImplausibleReadingError
-from agent.errors import ConfigError
+from agent.drive import DriveRuntime
+from agent.errors import ConfigError, ImplausibleReadingError
 from agent.poller import BusPoller
 from agent.probe import Rating, judge
 from agent.profile import BUILTIN_PROFILES, Quantity, load_profile

@@ -24,7 +24,7 @@ from agent.modbus import BusClient
 from agent.poller import BusPoller
 from agent.profile import Quantity
 from hil import SimulatedPlant, load_plant
-from hil.registers import WriteResult as DriveAnswer
+from hil.registers import DriveAnswer
 from tests.support import REPO
 
 PLANT = REPO / "configs" / "plants" / "booster-static.yaml"
