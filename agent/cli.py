@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +31,7 @@ from agent.units import RPM_TO_RAD_S
 from agent.yamlsource import Issues
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DemoRunner = Callable[[tuple[str, int], float | None, Path | None], int]  # hil.demo.run_demo
 log = logging.getLogger("agent")
 
 
@@ -304,8 +307,24 @@ def _warmup(cache_dir: Path | None) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vfd-agent`` console script."""
+def _exec_demo(argv: list[str]) -> int:
+    """Become ``python -m hil.demo`` with the same arguments: the demo is the test rig's.
+
+    The agent never imports ``hil`` (the product does not depend on its simulator); the
+    process is replaced, so its PID, signals, stdout and exit code stay the caller's.
+    """
+    if importlib.util.find_spec("hil") is None:
+        print("vfd-agent demo: the simulator (package hil) is not installed; "
+              "install vfd-agent from its source tree to run the demo", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "hil.demo", *argv])
+
+
+def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> int:
+    """Entry point of the ``vfd-agent`` console script (``demo``: how ``hil.demo`` runs the demo here)."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "check-config":
@@ -319,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("probe", "scan"):
         return _commission(args)
     if args.command == "demo":
-        from agent.demo import run_demo
-
-        return run_demo(args.listen, args.duration, args.state_dir)
+        if demo is None:
+            return _exec_demo(argv)
+        return demo(args.listen, args.duration, args.state_dir)
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 
