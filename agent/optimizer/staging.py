@@ -106,12 +106,7 @@ class Stager:
             if hold is not None:
                 return hold
 
-        options: list[Option] = []
-        for extra in [None, *(j for j in range(len(names)) if j not in running)]:
-            allowed = running | ({extra} if extra is not None else set())
-            speeds, total = self._priced(allowed, static, k, flow)
-            if math.isfinite(total):
-                options.append((total, {i for i, s in enumerate(speeds) if s > 0.0}, speeds))
+        options = self._options(running, static, k, flow)
         if not options:  # nothing delivers the demand: everything at full speed
             return StagingPlan({n: DriveSpeed(m.max_ratio, True)
                                 for n, m in zip(names, self.machines, strict=True)})
@@ -131,21 +126,34 @@ class Stager:
         elif waited and not capable(running, future):
             best = lasting[0]  # stage up ahead of the rise
         else:
-            current = next((o for o in options if o[1] == running), None)
-            if current is None:  # the kernel would leave a running pump out: price exactly the running set
-                hold = self._common_speeds(running, static + k * flow * flow, flow)
-                if hold is None:
-                    best = lasting[0]
-                else:
-                    speeds = np.array([hold.of(n).ratio if hold.of(n).running else 0.0 for n in names])
-                    current = (self._plan_power(speeds, static + k * flow * flow), running, speeds)
-            if current is not None:
-                cheaper = lasting[0][0] < current[0] * (1.0 - staging.min_gain)
-                change = waited and lasting[0][1] != running and cheaper
-                best = lasting[0] if change else current
+            best = self._keep_or_change(options, lasting[0], running, static + k * flow * flow, flow, waited)
         speeds = best[2]
         return StagingPlan({name: DriveSpeed(float(speeds[i]), True) if i in best[1] else STOPPED
                             for i, name in enumerate(names)})
+
+    def _options(self, running: set[int], static: float, k: float, flow: float) -> list[Option]:
+        """The running set, and it plus any one stopped pump, each staged optimally within itself."""
+        options: list[Option] = []
+        for extra in [None, *(j for j in range(len(self.drives)) if j not in running)]:
+            allowed = running | ({extra} if extra is not None else set())
+            speeds, total = self._priced(allowed, static, k, flow)
+            if math.isfinite(total):
+                options.append((total, {i for i, s in enumerate(speeds) if s > 0.0}, speeds))
+        return options
+
+    def _keep_or_change(self, options: list[Option], best: Option, running: set[int], header: float,
+                        flow: float, waited: bool) -> Option:
+        """The running set, unless ``best`` is another set, cheaper by ``min_gain``, and a change is due."""
+        current = next((o for o in options if o[1] == running), None)
+        if current is None:  # the kernel would leave a running pump out: price exactly the running set
+            hold = self._common_speeds(running, header, flow)
+            if hold is None:
+                return best
+            names = [d.name for d in self.drives]
+            speeds = np.array([hold.of(n).ratio if hold.of(n).running else 0.0 for n in names])
+            current = (self._plan_power(speeds, header), running, speeds)
+        cheaper = best[0] < current[0] * (1.0 - self.config.staging.min_gain)
+        return best if waited and best[1] != running and cheaper else current
 
     def _on(self, drive: DriveRuntime) -> bool:
         """Running, or started by the agent and on its way up; not waiting for its stop."""
