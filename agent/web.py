@@ -38,7 +38,6 @@ from typing import Any
 
 import bcrypt
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agent.yamlsource import Issues, Section, load_yaml
 
@@ -48,6 +47,9 @@ WORKERS = 4  # threads serving connections; more only contend for the GIL with t
 BACKLOG = 128  # connections the kernel queues while every worker is busy (listen(2) backlog)
 CONNECTION_TIMEOUT_S = 10.0  # a client silent this long (handshake, request) is disconnected
 AUTH_CACHE_SIZE = 256
+# The text format every Prometheus since 2.0 parses (the agent's names are all legacy-valid); newer
+# prometheus-client releases announce version=1.0.0, which Debian's Prometheus 2.42 does not know.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # bcrypt hash (cost 10) of a password no user has: an unknown user costs the same time as a known one.
 _DUMMY_HASH = b"$2b$10$SjYrTmkItaQJglvP4CnWweYWaq7qRmjSg.DCoTkyh3d9tuZ85AJmW"
 
@@ -269,6 +271,7 @@ class Authenticator:
         self._size = size
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._lock = threading.Lock()
+        self.hashes = 0  # bcrypt computations made (the cache's misses)
 
     def check(self, users: dict[str, bytes], header: str | None) -> bool:
         """True if no users are configured or the Authorization header names one with its password."""
@@ -288,6 +291,7 @@ class Authenticator:
                 return self._cache[key]
         ok = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
         with self._lock:
+            self.hashes += 1
             self._cache[key] = ok
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
@@ -399,7 +403,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
             body = app.exposition.render(gzipped)
             extra = {"Content-Encoding": "gzip"} if gzipped else {}
-            self._send(200, body, CONTENT_TYPE_LATEST, {**extra, **config.headers})
+            self._send(200, body, CONTENT_TYPE, {**extra, **config.headers})
         elif path == "/":
             self._send(200, _landing(app.status()).encode(), "text/html; charset=utf-8", config.headers)
         elif path == "/-/healthy":
