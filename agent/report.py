@@ -197,11 +197,11 @@ def require_plotting() -> None:
 
 
 def plot(db: sqlite3.Connection, low: int, high: int, tz: tzinfo, path: Path, currency: str,
-         drives: Sequence[str] | None = None) -> None:
+         drives: Sequence[str] | None = None) -> dict[str, list[float]]:
     """Draw a PNG: one row for the site, or one per drive of ``drives``.
 
     Left: daily energy against baseline (bars) and the cumulative net savings (a line from
-    zero); right: daily CO2 avoided and money saved.
+    zero); right: daily CO2 avoided and money saved. Returns each row's cumulative line as drawn.
     """
     import matplotlib
 
@@ -210,6 +210,7 @@ def plot(db: sqlite3.Connection, low: int, high: int, tz: tzinfo, path: Path, cu
 
     series = daily(db, low, high, tz, drives)
     names = sorted(series) or [SITE]
+    lines: dict[str, list[float]] = {}
     span = max((len(series.get(n, {})) for n in names), default=1)
     fig, axes = plt.subplots(len(names), 2, figsize=(max(9.0, 0.6 * span + 6), 3.8 * len(names)),
                              squeeze=False)
@@ -227,7 +228,8 @@ def plot(db: sqlite3.Connection, low: int, high: int, tz: tzinfo, path: Path, cu
         cumulative = list(itertools.accumulate(days[d].saved_kwh for d in ordered))
         twin = left.twinx()
         # The line starts at zero before the first day, so a single day is a rising segment, not a dot.
-        twin.plot([-0.5, *x], [0.0, *cumulative], color="black", marker="o", label="cumulative net savings")
+        lines[name] = [0.0, *cumulative]
+        twin.plot([-0.5, *x], lines[name], color="black", marker="o", label="cumulative net savings")
         twin.set_ylabel("kWh saved, cumulative")
         twin.set_ylim(bottom=min(0.0, *cumulative))
         handles = left.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
@@ -247,3 +249,4 @@ def plot(db: sqlite3.Connection, low: int, high: int, tz: tzinfo, path: Path, cu
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return lines

@@ -344,10 +344,10 @@ class _Server(http.server.HTTPServer):
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, app: _App,
                  workers: int) -> None:
         self.address_family = family
-        super().__init__(address, _Handler)
         self.app = app
         self._slots = threading.BoundedSemaphore(workers)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="http")
+        super().__init__(address, _Handler)  # binds; on failure it calls server_close, which needs the pool
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the connection to a free worker; while none is free, the accept loop waits here."""
