@@ -193,7 +193,7 @@ def test_a_dry_run_counts_the_writes_and_sends_none(tmp_path, caplog):
         run = asyncio.run(scenario())
     for name in ("chw-pump-1", "chw-pump-2", "chw-pump-3"):
         assert run.commands(name) == []
-        assert run.value("vfd_setpoint_writes_total", drive=name, result="ok") is None
+        assert run.value("vfd_setpoint_writes_total", drive=name, result="ok") == 0.0
     assert "dry run: would write" in caplog.text
 
 
