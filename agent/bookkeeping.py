@@ -62,6 +62,11 @@ class Bookkeeper:
         """Hour rows waiting for the ledger to accept them again."""
         return len(self._unwritten)
 
+    @property
+    def unwritten_seconds(self) -> float:
+        """Running time whose energy waits in memory for the ledger: what a crash would lose now."""
+        return sum(delta.covered_s for delta in self._unwritten.values())
+
     def open(self) -> None:
         """Open the ledger and add its totals to the drives'; LedgerLockedError is fatal."""
         try:

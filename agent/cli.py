@@ -1,4 +1,4 @@
-"""``vfd-agent`` command line: run, check-config, demo, warmup, probe, scan.
+"""vfd-agent command line: run, check-config, demo, report, warmup, probe, scan.
 
 Exit codes: 0 success, 1 an environment failure (port in use, disk), 2 a user's
 mistake in a config or on the command line. A user's mistake never shows a
@@ -21,17 +21,23 @@ from collections.abc import Callable
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig, BusConfig, load_config, parse_listen
 from agent.errors import ConfigError, ConfigIssue, DriveError
+from agent.logs import LogFormat, setup_logging
 from agent.numba_cache import configure_numba_cache
 from agent.profile import Profile, RegisterTable, available_profiles, load_profile, resolve_profile_path
 from agent.readplan import Block
 from agent.units import RPM_TO_RAD_S
 from agent.yamlsource import Issues
 
+if TYPE_CHECKING:
+    from agent.web import WebConfigSource
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-DemoRunner = Callable[[tuple[str, int], float | None, Path | None], int]  # hil.demo.run_demo
+DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
+DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
 
@@ -66,41 +72,77 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before or after the sub-command.
+
+    ``vfd-agent run --dry-run`` works as well as ``vfd-agent --dry-run run``: given after the
+    sub-command an option overrides, left out it keeps the global value.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
+    common.add_argument("--log-level", default=default("INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="least severe messages logged (default INFO)")
+    common.add_argument("--log-format", default=default(LogFormat.TEXT), type=LogFormat,
+                        choices=list(LogFormat), metavar="{text,logfmt,json}",
+                        help="text (default), or logfmt / json for Loki and ELK; under journald each line "
+                             "carries its syslog priority")
+    common.add_argument("--dry-run", action="store_true", default=default(False),
+                        help="never write to a drive: log (and count) every write control mode would make")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0],
+                                     parents=[_common_options(suppress=False)])
     parser.add_argument("--version", action="version", version=f"vfd-agent {_version()}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--dry-run", action="store_true",
-                        help="never write to a drive: log (and count) every write control mode would make")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = [_common_options(suppress=True)]
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="poll the drives of a site config and serve metrics")
+    web_help = ("TLS and basic auth for the metrics endpoint: the web-config YAML of Prometheus "
+                "exporters (exporter-toolkit format)")
+    run = sub.add_parser("run", parents=common, help="poll the drives of a site config and serve metrics",
+                         description="Poll the drives of a site config and serve metrics until SIGTERM.")
     run.add_argument("--config", "-c", type=Path, required=True, help="site config YAML")
+    run.add_argument("--web.config.file", dest="web_config", type=Path, default=None, metavar="FILE",
+                     help=web_help)
 
-    check = sub.add_parser("check-config", help="validate a site config and its profiles, then exit")
-    check.add_argument("config", type=Path)
+    check = sub.add_parser("check-config", parents=common,
+                           help="validate a site config and its profiles, then exit")
+    check.add_argument("config", type=Path, help="site config YAML")
 
-    demo = sub.add_parser("demo", help="simulated pumps and a fan, and the agent polling them")
+    demo = sub.add_parser("demo", parents=common,
+                          help="simulated pumps and a fan, and the agent polling them")
     demo.add_argument("--listen", type=_listen, default=("127.0.0.1", 9847),
                       help="metrics endpoint HOST:PORT (default 127.0.0.1:9847)")
     demo.add_argument("--duration", type=_positive, default=None, help="stop after SECONDS")
-    demo.add_argument("--state-dir", type=Path, default=None, help="where the demo keeps its state")
+    demo.add_argument("--state-dir", type=Path, default=Path(DEMO_STATE_DIR),
+                      help=f"where the demo keeps its ledger (default ./{DEMO_STATE_DIR}; try "
+                           f"'vfd-agent report --db {DEMO_STATE_DIR}/ledger.sqlite' afterwards)")
+    demo.add_argument("--web.config.file", dest="web_config", type=Path, default=None, metavar="FILE",
+                      help=web_help)
 
-    report = sub.add_parser("report", help="energy, savings, CO2 and money from the ledger")
+    report = sub.add_parser("report", parents=common, help="energy, savings, CO2 and money from the ledger")
     source = report.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", "-c", type=Path, help="site config (its storage.path holds the ledger)")
     source.add_argument("--db", type=Path, help="a ledger.sqlite file")
     report.add_argument("--from", dest="start", type=_date, default=None, help="first day, YYYY-MM-DD")
     report.add_argument("--to", dest="end", type=_date, default=None, help="last day (inclusive), YYYY-MM-DD")
-    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    report.add_argument("--plot", type=Path, default=None, help="also draw a PNG (needs vfd-agent[plot])")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                        help="table (default); csv and json keep the site total apart from the drive rows")
+    report.add_argument("--plot", type=Path, default=None,
+                        help="also draw a PNG: energy against baseline per day, cumulative net savings, "
+                             "CO2 and money (needs: pip install 'vfd-agent[plot]')")
+    report.add_argument("--drive", action="append", default=None,
+                        help="only this drive (repeat for several); with --plot, one panel row per drive")
 
-    warm = sub.add_parser("warmup", help="compile every kernel into the on-disk cache")
-    warm.add_argument("--cache-dir", type=Path, default=None, help="Numba cache directory")
+    warm = sub.add_parser("warmup", parents=common, help="compile every kernel into the on-disk cache")
+    warm.add_argument("--cache-dir", type=Path, default=None,
+                      help="Numba cache directory (default NUMBA_CACHE_DIR, else beside the kernels)")
 
     bus_help = "tcp://HOST:PORT or rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1"
-    probe = sub.add_parser("probe", help="read one drive once and judge every value (commissioning)")
+    probe = sub.add_parser("probe", parents=common,
+                           help="read one drive once and judge every value (commissioning)")
     probe.add_argument("--bus", type=_bus_url, required=True, help=bus_help)
     probe.add_argument("--unit", type=_unit, required=True, help="Modbus unit id (1..247)")
     probe.add_argument("--profile", required=True, help="profile name or path")
@@ -108,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--rated-speed-rpm", type=_positive, default=None, help="to judge speed against")
     probe.add_argument("--timeout", type=_positive, default=1.0, help="per request, s (default 1)")
 
-    scan = sub.add_parser("scan", help="list the unit ids that answer on a bus")
+    scan = sub.add_parser("scan", parents=common, help="list the unit ids that answer on a bus")
     scan.add_argument("--bus", type=_bus_url, required=True, help=bus_help)
     scan.add_argument("--units", type=_units, default=list(range(1, 248)),
                       help="unit ids, e.g. 1-247 or 1,2,10-20 (default 1-247)")
@@ -225,11 +267,18 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _run_agent(config: AgentConfig, dry_run: bool = False) -> int:
+def _web_config(path: Path | None) -> WebConfigSource:
+    """The web-config source for ``--web.config.file``; ConfigError (located) if the file is wrong."""
+    from agent.web import WebConfigSource
+
+    return WebConfigSource(path)
+
+
+async def _run_agent(config: AgentConfig, dry_run: bool = False, web: WebConfigSource | None = None) -> int:
     from agent.errors import LedgerLockedError
     from agent.service import Agent  # imports kernels: only after the Numba cache is configured
 
-    agent = Agent(config, dry_run=dry_run)
+    agent = Agent(config, dry_run=dry_run, web_config=web)
     if dry_run:
         log.warning("dry run: no drive will be written to; the writes control mode would make are logged")
     try:
@@ -248,13 +297,14 @@ async def _run_agent(config: AgentConfig, dry_run: bool = False) -> int:
     return EXIT_OK
 
 
-def _run(path: Path, dry_run: bool = False) -> int:
+def _run(path: Path, dry_run: bool = False, web_config: Path | None = None) -> int:
     try:
         config = load_config(path)
+        web = _web_config(web_config)
     except ConfigError as exc:
         return _report_config_error(exc)
     configure_numba_cache(config.storage_path / "numba-cache")
-    return asyncio.run(_run_agent(config, dry_run))
+    return asyncio.run(_run_agent(config, dry_run, web))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -279,17 +329,23 @@ def _report(args: argparse.Namespace) -> int:
         print(f"vfd-agent report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     assert tz is not None
+    if args.plot is not None:
+        try:
+            report.require_plotting()
+        except ImportError:
+            print("vfd-agent report: --plot needs matplotlib: pip install 'vfd-agent[plot]'", file=sys.stderr)
+            db.close()
+            return EXIT_USAGE
     with contextlib.closing(db):
         low, high = report.period_bounds(args.start, args.end, tz)
-        summaries = report.summarize(db, low, high, tz)
-        sys.stdout.write(report.render(summaries, report.ReportFormat(args.format)))
+        summary = report.summarize(db, low, high, tz, args.drive)
+        unknown = sorted(set(args.drive or ()) - {s.drive for s in summary.drives})
+        if unknown and summary.drives:
+            print(f"vfd-agent report: no ledger rows for drive(s) {', '.join(unknown)}", file=sys.stderr)
+        sys.stdout.write(report.render(summary, report.ReportFormat(args.format)))
         if args.plot is not None:
-            try:
-                report.plot(db, low, high, tz, args.plot)
-            except ImportError:
-                print("vfd-agent report: --plot needs matplotlib: pip install 'vfd-agent[plot]'",
-                      file=sys.stderr)
-                return EXIT_USAGE
+            currency = summary.site.currency if summary.site is not None else ""
+            report.plot(db, low, high, tz, args.plot, currency, args.drive)
     return EXIT_OK
 
 
@@ -326,11 +382,11 @@ def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> in
     """Entry point of the ``vfd-agent`` console script (``demo``: how ``hil.demo`` runs the demo here)."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "run":
-        return _run(args.config, args.dry_run)
+        return _run(args.config, args.dry_run, args.web_config)
     if args.command == "warmup":
         return _warmup(args.cache_dir)
     if args.command == "report":
@@ -338,9 +394,13 @@ def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> in
     if args.command in ("probe", "scan"):
         return _commission(args)
     if args.command == "demo":
+        try:
+            web = _web_config(args.web_config)
+        except ConfigError as exc:
+            return _report_config_error(exc)
         if demo is None:
             return _exec_demo(argv)
-        return demo(args.listen, args.duration, args.state_dir)
+        return demo(args.listen, args.duration, args.state_dir, web)
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 

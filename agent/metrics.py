@@ -10,19 +10,38 @@ from __future__ import annotations
 
 import math
 import platform
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, GCCollector, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.bookkeeping import Bookkeeper
-from agent.drive import DriveRuntime
+from agent.control import WriteResult
+from agent.drive import COUNTER_RESET, DriveRuntime
+from agent.energy import CounterEvent
+from agent.errors import (
+    DriveConnectionError,
+    DriveProtocolError,
+    DriveTimeoutError,
+    ImplausibleReadingError,
+    LineNoiseError,
+    StuckReadingError,
+    UnknownReplyError,
+)
+from agent.modbus import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
-from agent.profile import Quantity
+from agent.profile import STATUS_BITS, Quantity
+
+# Every kind of failed poll a drive can show, so each ``vfd_poll_errors_total{kind}`` series exists at 0
+# from the start and ``increase()`` sees the first error. The kinds are the error classes' own.
+POLL_ERROR_KINDS: tuple[str, ...] = (
+    DriveTimeoutError.kind, DriveConnectionError.kind, LineNoiseError.kind, DriveProtocolError.kind,
+    ImplausibleReadingError.kind, StuckReadingError.kind, COUNTER_RESET,
+    *(f"exception_{code}" for code in sorted(KNOWN_EXCEPTION_CODES)), UnknownReplyError.kind,
+)
 
 POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -32,6 +51,11 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def agent_version() -> str:
+    """The installed vfd-agent's version."""
+    return _version("vfd-agent")
 
 
 class AgentCollector(Collector):
@@ -83,7 +107,7 @@ class AgentCollector(Collector):
             labels=["drive", "source"],
         )
         counter_events = CounterMetricFamily(
-            "vfd_energy_counter_events", "Energy-counter wraps, resets, jumps and saturation",
+            "vfd_energy_meter_events", "Energy-counter wraps, resets, jumps and saturation",
             labels=["drive", "event"],
         )
         last = GaugeMetricFamily(
@@ -105,12 +129,14 @@ class AgentCollector(Collector):
             source.add_metric([drive.name, "counter"], totals.counter_s)
             source.add_metric([drive.name, "power"], totals.power_s)
             if drive.account.counter is not None:
-                for event, count in dict(drive.account.counter.events).items():
-                    counter_events.add_metric([drive.name, event.value], float(count))
+                events = dict(drive.account.counter.events)
+                for event in CounterEvent:
+                    counter_events.add_metric([drive.name, event.value], float(events.get(event, 0)))
             gaps.add_metric(name, float(totals.gaps))
             # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
-            for kind, count in sorted(dict(drive.errors).items()):
-                errors.add_metric([drive.name, kind], float(count))
+            counts = dict(drive.errors)
+            for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
+                errors.add_metric([drive.name, kind], float(counts.get(kind, 0)))
             reading = drive.last
             if reading is not None:
                 last.add_metric(name, reading.wall)
@@ -140,9 +166,10 @@ class LedgerCollector(Collector):
         yield flushes
         yield GaugeMetricFamily("vfd_ledger_last_flush_timestamp_seconds",
                                 "Unix time of the last successful ledger flush", value=keeper.last_flush_wall)
-        yield GaugeMetricFamily("vfd_ledger_unwritten_hours",
-                                "Drive-hours held in memory because the ledger refused them",
-                                value=float(keeper.unwritten_hours))
+        yield GaugeMetricFamily("vfd_ledger_unwritten_seconds",
+                                "Running time whose energy is held in memory because the ledger refused it "
+                                "(summed over drives): what a crash would lose now",
+                                value=keeper.unwritten_seconds)
 
 
 class BuildInfoCollector(Collector):
@@ -215,8 +242,8 @@ class OptimizerCollector(Collector):
                                   labels=["drive"])
         running = GaugeMetricFamily("vfd_recommended_running", "1 if the drive should run, 0 if it should "
                                     "stop", labels=["drive"])
-        setpoint = GaugeMetricFamily("vfd_recommended_setpoint", "Recommended pressure setpoint of the "
-                                     "drive's PI [Pa]", labels=["drive"])
+        setpoint = GaugeMetricFamily("vfd_recommended_setpoint_pascals", "Recommended pressure setpoint "
+                                     "of the drive's PI", labels=["drive"])
         saving = GaugeMetricFamily("vfd_expected_saving_watts", "Power the recommendation saves against the "
                                    "operator's setpoint, at the present demand", labels=["drive"])
         holding = GaugeMetricFamily("vfd_control_active", "1 while the agent's setpoints are in force on the "
@@ -249,10 +276,83 @@ class OptimizerCollector(Collector):
                     if math.isfinite(number):
                         family.add_metric([name], number)
                 holding.add_metric([name], 1.0 if drive.holding else 0.0)
-                for result, count in sorted(drive.writes.items()):
-                    writes.add_metric([name, result], float(count))
+                if drive.controlled:  # every result at 0 from the start, so increase() sees the first
+                    for result in WriteResult:
+                        writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
         yield errors
+
+
+# Instantaneous health values a profile may map: exported while the drive is up, like power.
+HEALTH_GAUGES: tuple[tuple[Quantity, str, str], ...] = (
+    (Quantity.CURRENT, "vfd_current_amperes", "Motor (output) current"),
+    (Quantity.DC_VOLTAGE, "vfd_dc_link_voltage_volts", "DC-link voltage of the drive"),
+    (Quantity.TORQUE, "vfd_torque_newton_meters", "Motor torque"),
+    (Quantity.MOTOR_TEMPERATURE, "vfd_motor_temperature_celsius", "Motor temperature (measured or modelled)"),
+    (Quantity.FAULT_CODE, "vfd_drive_fault_code", "The drive's active fault number, 0 without a fault"),
+)
+
+
+class DriveHealthCollector(Collector):
+    """What the drive says about itself: status bits, fault code, current, DC link, torque, temperature.
+
+    Like power, these are only exported while the drive is up: a tripped drive still answers
+    (``vfd_drive_status{state="fault"} 1``), a silent one shows ``vfd_up 0`` and nothing else.
+    """
+
+    def __init__(self, drives: Sequence[DriveRuntime]) -> None:
+        self.drives = drives
+
+    def collect(self) -> Iterator[Metric]:
+        """Status per named bit, then one gauge per health quantity the profile maps."""
+        status = GaugeMetricFamily(
+            "vfd_drive_status", "1 if the state's bit (profile status_bits: "
+            + ", ".join(STATUS_BITS) + ") is set in the drive's status word", labels=["drive", "state"])
+        gauges = {q: GaugeMetricFamily(name, text, labels=["drive"]) for q, name, text in HEALTH_GAUGES}
+        for drive in self.drives:
+            reading = drive.last
+            if not drive.up or reading is None:
+                continue
+            for state in drive.config.profile.status_bits:
+                bit = drive.status(state)
+                if bit is not None:
+                    status.add_metric([drive.name, state], 1.0 if bit else 0.0)
+            for quantity, family in gauges.items():
+                number = reading.values.get(quantity)
+                if number is not None and math.isfinite(number):
+                    family.add_metric([drive.name], number)
+        yield status
+        yield from gauges.values()
+
+
+class DriveInfoCollector(Collector):
+    """Identity and ratings of every configured drive (constant: join on ``drive`` in PromQL)."""
+
+    def __init__(self, drives: Sequence[DriveRuntime]) -> None:
+        self.drives = drives
+
+    def collect(self) -> Iterator[Metric]:
+        """``vfd_drive_info`` = 1 with the identity labels, and the rated figures in base units."""
+        info = GaugeMetricFamily("vfd_drive_info", "Identity of a configured drive (always 1)",
+                                 labels=["drive", "bus", "unit", "profile", "load_kind", "baseline"])
+        rated_power = GaugeMetricFamily("vfd_rated_power_watts", "Rated (nameplate) power of the motor",
+                                        labels=["drive"])
+        rated_speed = GaugeMetricFamily("vfd_rated_speed_radians_per_second",
+                                        "Rated (nameplate) speed of the motor", labels=["drive"])
+        for drive in self.drives:
+            config = drive.config
+            info.add_metric([config.name, config.bus, str(config.unit), config.profile.name,
+                             config.load.kind.value, config.baseline.method.value], 1.0)
+            rated_power.add_metric([config.name], config.rated_power)
+            rated_speed.add_metric([config.name], config.rated_speed)
+        yield from (info, rated_power, rated_speed)
+
+
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """``process_*``, ``python_gc_*`` and ``python_info`` on the agent's registry, as every exporter has."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 def poll_duration_histogram(registry: CollectorRegistry) -> Histogram:
@@ -261,9 +361,3 @@ def poll_duration_histogram(registry: CollectorRegistry) -> Histogram:
         "vfd_poll_duration_seconds", "Duration of one poll cycle over every drive of a bus",
         labelnames=["bus"], buckets=POLL_BUCKETS, registry=registry,
     )
-
-
-def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[object, threading.Thread, int]:
-    """Serve the registry over HTTP in a daemon thread; returns (server, thread, bound port)."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    return server, thread, int(server.server_port)

@@ -31,6 +31,7 @@ class Quantity(Enum):
     CURRENT = "current"
     DC_VOLTAGE = "dc_voltage"
     TORQUE = "torque"
+    MOTOR_TEMPERATURE = "motor_temperature"
     FLOW = "flow"
     PRESSURE = "pressure"
     # A flow measured elsewhere in the process and brought to the drive (an analog input, or
@@ -52,6 +53,7 @@ _DIMENSIONS: dict[Quantity, tuple[Dimension, ...]] = {
     Quantity.CURRENT: (Dimension.CURRENT,),
     Quantity.DC_VOLTAGE: (Dimension.VOLTAGE,),
     Quantity.TORQUE: (Dimension.TORQUE,),
+    Quantity.MOTOR_TEMPERATURE: (Dimension.TEMPERATURE,),
     Quantity.FLOW: (Dimension.FLOW,),
     Quantity.PRESSURE: (Dimension.PRESSURE, Dimension.HEAD),
     Quantity.PROCESS_FLOW: (Dimension.FLOW,),

@@ -28,16 +28,20 @@ from agent.metrics import (
     AgentCollector,
     BuildInfoCollector,
     BusCollector,
+    DriveHealthCollector,
+    DriveInfoCollector,
     LedgerCollector,
     OptimizerCollector,
+    agent_version,
     poll_duration_histogram,
-    serve,
+    register_process_collectors,
 )
 from agent.modbus import BusClient
 from agent.optimizer.loop import Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
 from agent.units import Clock
+from agent.web import AgentStatus, WebConfigSource, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +60,10 @@ class Agent:
         notifier: Notifier | None = None,
         clock: Clock = time.monotonic,
         dry_run: bool = False,
+        web_config: WebConfigSource | None = None,
     ) -> None:
         self.config = config
+        self.web_config = web_config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.notifier = notifier if notifier is not None else Notifier()
         grouped = {name for group in config.groups for name in group.drives}
@@ -81,12 +87,15 @@ class Agent:
         self.registry.register(BusCollector(self.pollers))
         self.registry.register(LedgerCollector(self.bookkeeper))
         self.registry.register(BuildInfoCollector())
+        self.registry.register(DriveHealthCollector(self.drives))
+        self.registry.register(DriveInfoCollector(self.drives))
+        register_process_collectors(self.registry)
         if self.optimizer is not None:
             self.registry.register(OptimizerCollector(self.optimizer))
         for collector in extra_collectors:
             self.registry.register(collector)
         self.metrics_port: int | None = None
-        self._server: object | None = None
+        self._server: WebServer | None = None
 
     def drive(self, name: str) -> DriveRuntime:
         """A drive's runtime by name."""
@@ -97,18 +106,31 @@ class Agent:
         if self.optimizer is not None:
             self.optimizer.on_poll_cycle(poller.drives)
 
+    def ledger_restored(self) -> bool:
+        """Readiness hook: the ledger is open and its totals are added to the drives' counters."""
+        return self.bookkeeper.ledger is not None
+
+    def status(self) -> AgentStatus:
+        """Ready once the ledger is restored and every bus has completed one poll cycle."""
+        waiting = [p.bus.name for p in self.pollers if p.stats.cycles < 1]
+        reason = ("ledger not restored" if not self.ledger_restored()
+                  else f"bus {', '.join(waiting)} has not completed a poll cycle" if waiting else "")
+        return AgentStatus(ready=not reason, reason=reason, drives_up=sum(1 for d in self.drives if d.up),
+                           drives_total=len(self.drives), version=agent_version())
+
     def start_metrics(self) -> int:
         """Bind the metrics endpoint; OSError if the address cannot be used."""
-        server, _thread, port = serve(self.registry, self.config.metrics_host, self.config.metrics_port)
-        self._server, self.metrics_port = server, port
-        log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, port)
-        return port
+        server = WebServer(self.registry, self.config.metrics_host, self.config.metrics_port, self.status,
+                           self.web_config)
+        self._server, self.metrics_port = server, server.port
+        log.info("metrics on %s://%s:%d/metrics", "https" if server.tls else "http",
+                 self.config.metrics_host, server.port)
+        return server.port
 
     def stop_metrics(self) -> None:
         """Stop the HTTP server, if it runs."""
         if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
-            self._server.server_close()  # type: ignore[attr-defined]
+            self._server.close()
             self._server = None
 
     def open_ledger(self) -> None:

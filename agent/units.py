@@ -1,8 +1,8 @@
 """Friendly units at the config and profile edge, converted once to SI.
 
 Inside the agent everything is SI: W, J, m³/s, m, Pa, Hz, A, V, rad/s, and
-dimensionless ratios. A unit name maps to its dimension and the factor that
-turns a value in that unit into SI.
+dimensionless ratios (temperature in °C, Prometheus's base unit). A unit name
+maps to its dimension and the factor that turns a value in that unit into SI.
 
 It is also the one place for the physical facts every module shares: ρg and the
 head↔pressure conversion, the plausibility limit on power, the "running" rule, and
@@ -30,6 +30,7 @@ class Dimension(Enum):
     PRESSURE = "pressure"
     HEAD = "head"
     TORQUE = "torque"
+    TEMPERATURE = "temperature"
     BITS = "bit field"
 
 
@@ -62,6 +63,8 @@ UNITS: dict[str, tuple[Dimension, float]] = {
     "bar": (Dimension.PRESSURE, 1e5),
     "m": (Dimension.HEAD, 1.0),
     "Nm": (Dimension.TORQUE, 1.0),
+    # Prometheus's base unit for temperature is the degree Celsius, so the agent keeps it inside too.
+    "degC": (Dimension.TEMPERATURE, 1.0),
     "bits": (Dimension.BITS, 1.0),
 }
 

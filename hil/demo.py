@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,10 +31,12 @@ from agent.config import (
     Tariff,
     Transport,
 )
+from agent.ledger import LEDGER_FILE
 from agent.profile import BUILTIN_CONFIGS
 from agent.schedule import Schedule
 from agent.service import Agent
 from agent.units import KWH_TO_J
+from agent.web import WebConfigSource
 from hil.plantfile import load_plant
 from hil.server import SimulatedPlant
 from hil.truth import GroundTruthCollector
@@ -66,16 +67,23 @@ def demo_config(
     )
 
 
-def run_demo(listen: tuple[str, int], duration: float | None, state_dir: Path | None) -> int:
-    """Run the demo until Ctrl-C or ``duration``; returns the exit code."""
-    if state_dir is not None:
+def run_demo(listen: tuple[str, int], duration: float | None, state_dir: Path,
+             web: WebConfigSource | None = None) -> int:
+    """Run the demo until Ctrl-C or ``duration``; returns the exit code.
+
+    The ledger stays in ``state_dir`` afterwards (a second demo continues it), so
+    ``vfd-agent report --db STATE_DIR/ledger.sqlite`` can be tried right after.
+    """
+    try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(_demo(listen, duration, state_dir))
-    with tempfile.TemporaryDirectory(prefix="vfd-agent-demo-") as tmp:
-        return asyncio.run(_demo(listen, duration, Path(tmp)))
+    except OSError as exc:
+        print(f"vfd-agent demo: cannot use --state-dir {state_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_demo(listen, duration, state_dir, web))
 
 
-async def _demo(listen: tuple[str, int], duration: float | None, state_dir: Path) -> int:
+async def _demo(listen: tuple[str, int], duration: float | None, state_dir: Path,
+                web: WebConfigSource | None) -> int:
     started = time.monotonic()
     plant = load_plant(DEMO_PLANT)
     sim = SimulatedPlant(plant)
@@ -89,7 +97,7 @@ async def _demo(listen: tuple[str, int], duration: float | None, state_dir: Path
         for d in plant.drives
     ]
     agent = Agent(demo_config(drives, sim.port, listen, state_dir),
-                  extra_collectors=[GroundTruthCollector(sim)])
+                  extra_collectors=[GroundTruthCollector(sim)], web_config=web)
     try:
         port = agent.start_metrics()
     except OSError as exc:
@@ -97,10 +105,13 @@ async def _demo(listen: tuple[str, int], duration: float | None, state_dir: Path
         await sim.stop()
         return 1
     host = listen[0] if ":" not in listen[0] else f"[{listen[0]}]"
+    scheme = "https" if web is not None and web.current()[1] is not None else "http"
+    ledger = (state_dir / LEDGER_FILE).resolve()
     print(f"vfd-agent demo: {len(drives)} simulated drives on modbus tcp://127.0.0.1:{sim.port} "
           f"(units {', '.join(str(d.unit) for d in drives)})")
-    print(f"vfd-agent demo: metrics (agent and ground truth) on http://{host}:{port}/metrics")
-    print(f"vfd-agent demo: try  curl -s http://{host}:{port}/metrics | grep -E '^(vfd|hil)_.*energy'")
+    print(f"vfd-agent demo: metrics (agent and ground truth) on {scheme}://{host}:{port}/metrics")
+    print(f"vfd-agent demo: try  curl -s {scheme}://{host}:{port}/metrics | grep -E '^(vfd|hil)_.*energy'")
+    print(f"vfd-agent demo: ledger {ledger}; afterwards try  vfd-agent report --db {ledger}")
     print("vfd-agent demo: Ctrl-C to stop" + (f", or it stops after {duration:g} s" if duration else ""),
           flush=True)
 

@@ -30,7 +30,8 @@ def test_prometheus_scrapes_positive_savings_for_every_drive(tmp_path):
         "  - job_name: vfd-demo\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{demo_port}']}}]\n"
     )
-    demo = spawn("agent.cli", "demo", "--listen", f"127.0.0.1:{demo_port}", "--duration", "120")
+    demo = spawn("agent.cli", "demo", "--listen", f"127.0.0.1:{demo_port}", "--duration", "120",
+                 "--state-dir", str(tmp_path / "demo"))
     log = (tmp_path / "prometheus.log").open("w")
     prometheus = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",

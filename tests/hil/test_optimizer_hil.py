@@ -66,11 +66,11 @@ def test_advise_mode_publishes_recommendations_and_never_writes(tmp_path):
     async def scenario() -> None:
         run = await start(tmp_path, "ahu-fan", mode="advise")
         try:
-            await run.until(lambda: run.value("vfd_recommended_setpoint", drive="supply-fan"),
+            await run.until(lambda: run.value("vfd_recommended_setpoint_pascals", drive="supply-fan"),
                             what="a setpoint")
             await run.until(lambda: (run.value("vfd_expected_saving_watts", drive="supply-fan") or 0) > 0,
                             what="an expected saving")
-            setpoint = run.value("vfd_recommended_setpoint", drive="supply-fan")
+            setpoint = run.value("vfd_recommended_setpoint_pascals", drive="supply-fan")
             assert 200.0 <= setpoint < 800.0  # Pa: reset below the operator's 800 Pa, not below the minimum
         finally:
             await run.finish()
@@ -88,7 +88,7 @@ def test_monitor_mode_recommends_nothing(tmp_path):
             optimizer = run.agent.optimizer
             assert optimizer is not None
             await run.until(lambda: optimizer.cycles >= 5, what="five optimizer cycles")
-            assert run.value("vfd_recommended_setpoint", drive="supply-fan") is None
+            assert run.value("vfd_recommended_setpoint_pascals", drive="supply-fan") is None
             assert run.value("vfd_expected_saving_watts", drive="supply-fan") is None
         finally:
             await run.finish()
@@ -193,7 +193,7 @@ def test_a_dry_run_counts_the_writes_and_sends_none(tmp_path, caplog):
         run = asyncio.run(scenario())
     for name in ("chw-pump-1", "chw-pump-2", "chw-pump-3"):
         assert run.commands(name) == []
-        assert run.value("vfd_setpoint_writes_total", drive=name, result="ok") is None
+        assert run.value("vfd_setpoint_writes_total", drive=name, result="ok") == 0.0
     assert "dry run: would write" in caplog.text
 
 
