@@ -28,7 +28,6 @@ behind it; only a fresh connection clears that backlog.
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,9 +51,6 @@ from agent.errors import (
 from agent.profile import RegisterTable
 from agent.readplan import Block
 from agent.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
-
-# pymodbus logs every timeout at ERROR; the poller reports failures itself, once.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 # Exception codes of the Modbus application protocol (1..4, 5, 6, 8, 10, 11); anything else is
 # counted under one label, so a drive sending junk cannot grow the label set.

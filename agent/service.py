@@ -24,6 +24,7 @@ from agent.bookkeeping import Bookkeeper
 from agent.config import AgentConfig
 from agent.drive import DriveRuntime
 from agent.ledger import LEDGER_FILE
+from agent.logs import quiet_libraries
 from agent.metrics import (
     AgentCollector,
     BuildInfoCollector,
@@ -62,6 +63,7 @@ class Agent:
         dry_run: bool = False,
         web_config: WebConfigSource | None = None,
     ) -> None:
+        quiet_libraries()
         self.config = config
         self.web_config = web_config
         self.registry = registry if registry is not None else CollectorRegistry()
