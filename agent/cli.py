@@ -3,6 +3,9 @@
 Exit codes: 0 success, 1 an environment failure (port in use, disk), 2 a user's
 mistake in a config or on the command line. A user's mistake never shows a
 traceback.
+
+Long because each sub-command's handler sits beside the parser that feeds it: they are
+small, and each is the edge between a user's typing and one part of the agent.
 """
 
 from __future__ import annotations
@@ -92,7 +95,11 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one sub-command per job."""
+    """The argument parser, one sub-command per job.
+
+    Long because it declares every sub-command and option in one place, in the order
+    ``--help`` shows them.
+    """
     parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0],
                                      parents=[_common_options(suppress=False)])
     parser.add_argument("--version", action="version", version=f"vfd-agent {_version()}")

@@ -66,7 +66,11 @@ class AgentCollector(Collector):
         self.currency = currency
 
     def collect(self) -> Iterator[Metric]:
-        """Build every family from the current state."""
+        """Build every family from the current state.
+
+        Long because every per-drive family is declared and filled in one pass over the
+        drives, so one scrape shows one consistent state.
+        """
         labels = ["drive"]
         up = GaugeMetricFamily("vfd_up", "1 if the last poll of the drive succeeded, else 0", labels=labels)
         power = GaugeMetricFamily("vfd_power_watts", "Electrical power drawn by the drive", labels=labels)

@@ -19,6 +19,9 @@ minimum run time and time between stage changes, the drives' speed ramps, the lo
 cascade's delay and the slew limits are set for a 600 s day and scaled with it (the
 poll and optimizer intervals have floors of 0.1 s and 0.5 s, so a much shorter day is
 a harder test for the agent, not an easier one).
+
+Long because a scenario is one experiment: its timing, the three runs and the scoring
+are kept side by side so that a reviewer can check what is compared with what.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ exception 1.
 The physics runs on the event loop (a task stepping it every physics step, and
 every request catching it up first), so no locks are needed; other threads,
 such as a Prometheus scrape, read only immutable snapshots.
+
+Long because it is a whole Modbus server with its fault injection, on two transports that
+share the request handling.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ centred, scaled variables, so flows of 0.01 m^3/s and heads of 50 m produce a sy
 with condition number of order ten, not 1e12. They never raise: on degenerate input (too
 few valid samples, collapsed flows that do not span a range, rank deficiency) they return
 NaN coefficients.
+
+Long because the three fits share one robust core and one weighted R² (private kernels
+that Numba inlines best from the same module); split, each would reach into the others.
 """
 
 from __future__ import annotations

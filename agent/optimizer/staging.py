@@ -87,8 +87,7 @@ class Stager:
         No new decision is taken while a leaving pump still waits for its stop.
         """
         names = [d.name for d in self.drives]
-        staging = self.config.staging
-        stage = self.state
+        staging, stage = self.config.staging, self.state
         running = {i for i, d in enumerate(self.drives) if self._on(d)}
         ahead = self.trend.estimate(now, staging.min_interval) * (1.0 + self.config.demand.margin)
         future = min(max(flow, ahead if math.isfinite(ahead) else flow), 1.3 * flow)
