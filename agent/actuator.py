@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+from agent.config.groups import GroupConfig
+from agent.config.profile import Quantity
 from agent.control import Command, DriveWriter, Limits
 from agent.drive import DriveRuntime
-from agent.groups import GroupConfig
 from agent.optimizer.plans import Plan, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import StageState
-from agent.profile import Quantity
 
 log = logging.getLogger(__name__)
 

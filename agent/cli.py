@@ -27,13 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig, BusConfig, load_config, parse_listen
+from agent.config.profile import (
+    Profile,
+    RegisterTable,
+    available_profiles,
+    load_profile,
+    resolve_profile_path,
+)
+from agent.config.yamlsource import Issues
 from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
 from agent.numba_cache import configure_numba_cache
-from agent.profile import Profile, RegisterTable, available_profiles, load_profile, resolve_profile_path
 from agent.readplan import Block
 from agent.units import RPM_TO_RAD_S
-from agent.yamlsource import Issues
 
 if TYPE_CHECKING:
     from agent.web import WebConfigSource

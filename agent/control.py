@@ -39,10 +39,10 @@ from enum import Enum
 
 from agent.codec import encode
 from agent.config import BusConfig, ControlMode, LoadKind
+from agent.config.profile import Point, Quantity
 from agent.drive import DriveRuntime
 from agent.errors import DriveError
 from agent.modbus import BusClient
-from agent.profile import Point, Quantity
 from agent.readplan import Block
 from agent.units import Clock, Dimension, head_from_pressure, pressure_from_head
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from agent.config import DriveConfig, SiteConfig
+from agent.config.profile import Quantity
 from agent.energy import BaselineModel, EnergyAccount, EnergySample
 from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
-from agent.profile import Quantity
 from agent.readplan import Block, plan_reads
 from agent.units import MAX_POWER_OVER_RATED, Dimension, is_running
 

@@ -29,9 +29,9 @@ from enum import Enum
 import numpy as np
 
 from agent.config import BaselineConfig, BaselineMethod, DriveConfig, SiteConfig
+from agent.config.profile import Point, Quantity
+from agent.config.schedule import TimeOfUse, hour_start
 from agent.optimizer.datasheet import datasheet_curves
-from agent.profile import Point, Quantity
-from agent.schedule import TimeOfUse, hour_start
 from agent.units import MAX_POWER_OVER_RATED
 from kernels import (
     BASELINE_CHARACTERISTIC,

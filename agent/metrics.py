@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from agent.bookkeeping import Bookkeeper
+from agent.config.profile import STATUS_BITS, Quantity
 from agent.control import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy import CounterEvent
@@ -33,7 +34,6 @@ from agent.errors import (
 )
 from agent.modbus import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
-from agent.profile import STATUS_BITS, Quantity
 
 # Every kind of failed poll a drive can show, so each ``vfd_poll_errors_total{kind}`` series exists at 0
 # from the start and ``increase()`` sees the first error. The kinds are the error classes' own.

@@ -39,6 +39,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from agent.config import BusConfig, Transport
+from agent.config.profile import RegisterTable
 from agent.errors import (
     DriveConnectionError,
     DriveError,
@@ -48,7 +49,6 @@ from agent.errors import (
     LineNoiseError,
     UnknownReplyError,
 )
-from agent.profile import RegisterTable
 from agent.readplan import Block
 from agent.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
 

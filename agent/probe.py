@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from agent.codec import Order, decode
 from agent.config import BusConfig
+from agent.config.profile import Point, Profile, Quantity
 from agent.errors import DriveError, DriveReplyError
 from agent.modbus import BusClient
-from agent.profile import Point, Profile, Quantity
 from agent.readplan import Block, plan_for
 from agent.units import RPM_TO_RAD_S, Dimension
 

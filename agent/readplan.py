@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from agent.codec import decode
 from agent.config import BusConfig, Transport
-from agent.profile import Point, Profile, Quantity, RegisterTable
+from agent.config.profile import Point, Profile, Quantity, RegisterTable
 from agent.rtu import LineBudget, LineTiming, line_budget
 
 MAX_READ_REGISTERS = 125

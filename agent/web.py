@@ -42,7 +42,7 @@ from typing import Any
 import bcrypt
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.yamlsource import Issues, Section, load_yaml
+from agent.config.yamlsource import Issues, Section, load_yaml
 
 log = logging.getLogger(__name__)
 

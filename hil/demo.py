@@ -31,9 +31,9 @@ from agent.config import (
     Tariff,
     Transport,
 )
+from agent.config.profile import BUILTIN_CONFIGS
+from agent.config.schedule import Schedule
 from agent.ledger import LEDGER_FILE
-from agent.profile import BUILTIN_CONFIGS
-from agent.schedule import Schedule
 from agent.service import Agent
 from agent.units import KWH_TO_J
 from agent.web import WebConfigSource

@@ -38,8 +38,8 @@ from typing import Protocol
 import numpy as np
 
 from agent.config import BaselineMethod
+from agent.config.profile import Quantity
 from agent.energy import baseline_table
-from agent.profile import Quantity
 from hil.demand import DemandProfile
 from hil.physics import (
     MachineCurves,

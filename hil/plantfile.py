@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, parse_load
+from agent.config.profile import Profile, available_profiles, load_profile, resolve_profile_path
+from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
-from agent.profile import Profile, available_profiles, load_profile, resolve_profile_path
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
-from agent.yamlsource import Issues, Section, load_yaml
 from hil.faults import FaultSpec, parse_faults
 from hil.physics import (
     FAN_SHAPE,

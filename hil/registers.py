@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum, IntFlag
 
 from agent.codec import DataType, decode, encode
-from agent.profile import Point, Quantity, RegisterTable
+from agent.config.profile import Point, Quantity, RegisterTable
 from agent.units import Dimension
 from hil.model import DriveSnapshot
 from hil.physics import RHO_G_WATER

@@ -44,7 +44,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
-from agent.profile import BUILTIN_CONFIGS, Quantity
+from agent.config.profile import BUILTIN_CONFIGS, Quantity
 from hil.model import HeaderCircuit, PlantModel
 from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant

@@ -14,12 +14,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.config.groups import GroupConfig
+from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime
-from agent.groups import GroupConfig
 from agent.optimizer.machine import MachineModel, common_ratio
 from agent.optimizer.plans import Plan
-from agent.profile import Quantity
 from agent.units import Dimension, head_from_pressure
 
 CALIBRATION_RANGE = (0.7, 1.4)  # measured / modelled power outside this: the model is not trusted

@@ -18,16 +18,16 @@ import numpy as np
 
 from agent.actuator import GroupActuator
 from agent.config import BusConfig, ControlMode
+from agent.config.groups import DemandSource, GroupConfig, GroupControl, OptimizerConfig
+from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime
-from agent.groups import DemandSource, GroupConfig, GroupControl, OptimizerConfig
 from agent.optimizer.counterfactual import Counterfactual, flow_of
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import MachineModel
 from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import Stager, StageState
 from agent.optimizer.system import SystemModel
-from agent.profile import Quantity
 from kernels import min_speed_for_flow
 
 

@@ -22,14 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.config import AgentConfig, ControlMode
+from agent.config.groups import DemandSource
+from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime
 from agent.errors import DriveError
-from agent.groups import DemandSource
 from agent.modbus import BusClient
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
-from agent.profile import Quantity
 from agent.readplan import decode_blocks, plan_reads
 from agent.units import Clock
 from kernels import warmup

@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agent.config import DriveConfig, LoadKind
-from agent.groups import OptimizerConfig
+from agent.config.groups import OptimizerConfig
+from agent.config.profile import Quantity
 from agent.history import Channel
 from agent.optimizer.datasheet import datasheet_curves
-from agent.profile import Quantity
 from agent.units import RUNNING_SPEED_RATIO, WATER_DENSITY, Dimension, head_per_pressure
 from kernels import (
     bep_flow,

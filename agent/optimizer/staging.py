@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.config.groups import GroupConfig
+from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime
-from agent.groups import GroupConfig
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import FloatArray, MachineModel, common_ratio
 from agent.optimizer.plans import STOPPED, DriveSpeed, StagingPlan
-from agent.profile import Quantity
 from kernels import stage_pumps_tables
 
 log = logging.getLogger(__name__)

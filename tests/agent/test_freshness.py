@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
+from agent.config.profile import Quantity
 from agent.control import DriveWriter, Limits, WriteResult
 from agent.drive import FRESH_INTERVALS, DriveRuntime
 from agent.errors import DriveTimeoutError
 from agent.modbus import BusClient
 from agent.poller import BusPoller
-from agent.profile import Quantity
 from agent.units import RPM_TO_RAD_S
 
 SITE = """\

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
+from agent.config.groups import OptimizerConfig
+from agent.config.profile import Quantity
 from agent.drive import DriveRuntime
-from agent.groups import OptimizerConfig
 from agent.history import Channel
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.machine import BEP_SHIFT_RANGE, BIAS_SAMPLES, MachineModel
 from agent.optimizer.system import SystemModel
-from agent.profile import Quantity
 from agent.units import RHO_G, RPM_TO_RAD_S
 from kernels import bep_flow
 

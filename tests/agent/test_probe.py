@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 from agent.codec import DataType, Order, encode
+from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable, load_profile
+from agent.config.yamlsource import Issues
 from agent.probe import Rating, describe_bits, judge
-from agent.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable, load_profile
 from agent.units import UNITS
-from agent.yamlsource import Issues
 
 
 def point(quantity, dtype, unit, scale=1.0, word_order=Order.BIG, saturates_at=None):

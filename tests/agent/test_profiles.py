@@ -10,10 +10,10 @@ import pytest
 
 from agent.codec import DataType, Order, decode, encode
 from agent.config import BusConfig, Transport
-from agent.profile import BUILTIN_PROFILES, Quantity, RegisterTable, available_profiles, load_profile
+from agent.config.profile import BUILTIN_PROFILES, Quantity, RegisterTable, available_profiles, load_profile
+from agent.config.yamlsource import Issues
 from agent.readplan import decode_blocks, plan_for, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
-from agent.yamlsource import Issues
 from hil.model import PlantModel
 from hil.plantfile import load_plant
 from hil.registers import DriveAnswer, DriveRegisters, status_word

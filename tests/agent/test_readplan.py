@@ -1,7 +1,7 @@
 import pytest
 
 from agent.codec import DataType, Order, encode
-from agent.profile import Point, Quantity, RegisterTable
+from agent.config.profile import Point, Quantity, RegisterTable
 from agent.readplan import MAX_READ_REGISTERS, decode_blocks, plan_reads
 from agent.units import Dimension
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
+from agent.config.profile import Quantity
 from agent.control import Command, DriveWriter, Limits, WriteResult
 from agent.drive import DriveRuntime
 from agent.modbus import BusClient
 from agent.poller import BusPoller
-from agent.profile import Quantity
 from hil import SimulatedPlant, load_plant
 from hil.registers import DriveAnswer
 from tests.support import REPO

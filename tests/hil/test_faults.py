@@ -14,10 +14,10 @@ import textwrap
 import time
 
 from agent.config import load_config
-from agent.profile import BUILTIN_PROFILES, load_profile
+from agent.config.profile import BUILTIN_PROFILES, load_profile
+from agent.config.yamlsource import Issues
 from agent.service import Agent
 from agent.units import KWH_TO_J
-from agent.yamlsource import Issues
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault, FaultSpec
 from tests.support import REPO, async_wait_until

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
-from agent.profile import Quantity
+from agent.config.profile import Quantity
 from agent.service import Agent
 from hil import SimulatedPlant
 from hil.plantfile import load_plant

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.codec import DataType, Order, decode, encode
-from agent.profile import Point, Quantity, RegisterTable
+from agent.config.profile import Point, Quantity, RegisterTable
 from agent.readplan import decode_blocks, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S, Dimension
 from hil.model import PlantModel

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pymodbus.client import AsyncModbusTcpClient
 
-from agent.profile import Quantity, RegisterTable
+from agent.config.profile import Quantity, RegisterTable
 from agent.readplan import decode_blocks, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from hil.plantfile import PlantSpec, load_plant

@@ -24,11 +24,11 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
-from agent.yamlsource import Issues, Section
+from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.yamlsource import Issues, Section
 
 if TYPE_CHECKING:
-    from agent.config import BusConfig, DriveConfig
+    from agent.config.site import BusConfig, DriveConfig
 
 FAN_KIND = "fan"  # LoadKind.FAN.value, without importing agent.config at module load
 

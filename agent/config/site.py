@@ -15,13 +15,13 @@ from enum import Enum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent.config.groups import GroupConfig, OptimizerConfig, parse_groups, parse_optimizer
+from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
+from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
-from agent.groups import GroupConfig, OptimizerConfig, parse_groups, parse_optimizer
-from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
 from agent.rtu import STANDARD_BAUDRATES
-from agent.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
-from agent.yamlsource import Issues, Section, load_yaml
 
 DEFAULT_METRICS_PORT = 9847
 
