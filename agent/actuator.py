@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from agent.config.groups import GroupConfig
+from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
 from agent.control import Command, DriveWriter, Limits
 from agent.drive import DriveRuntime

@@ -1,6 +1,7 @@
 """Site configuration: parsed once from YAML into frozen, SI-unit objects.
 
 =================  ==========================================================================
+``model``          every frozen config dataclass and enum (site, buses, drives, groups)
 ``site``           ``load_config``: the site file, its buses and drives, cross-field checks
 ``groups``         the optimizer's groups and settings
 ``profile``        register-map profiles: points, units, status bits, control words
@@ -13,7 +14,7 @@ This package re-exports the public API (``load_config`` and the config types) so
 needs; modules inside the package import from their siblings, never from here.
 """
 
-from agent.config.site import (
+from agent.config.model import (
     AgentConfig,
     BaselineConfig,
     BaselineMethod,
@@ -26,11 +27,8 @@ from agent.config.site import (
     SiteConfig,
     Tariff,
     Transport,
-    load_config,
-    parse_baseline,
-    parse_listen,
-    parse_load,
 )
+from agent.config.site import load_config, parse_baseline, parse_listen, parse_load
 
 __all__ = [
     "AgentConfig",

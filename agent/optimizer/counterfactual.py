@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.config.groups import GroupConfig
+from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime

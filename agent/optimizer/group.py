@@ -18,7 +18,7 @@ import numpy as np
 
 from agent.actuator import GroupActuator
 from agent.config import BusConfig, ControlMode
-from agent.config.groups import DemandSource, GroupConfig, GroupControl, OptimizerConfig
+from agent.config.model import DemandSource, GroupConfig, GroupControl, OptimizerConfig
 from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime

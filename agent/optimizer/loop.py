@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.config import AgentConfig, ControlMode
-from agent.config.groups import DemandSource
+from agent.config.model import DemandSource
 from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime

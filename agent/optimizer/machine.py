@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agent.config import DriveConfig, LoadKind
-from agent.config.groups import OptimizerConfig
+from agent.config.model import OptimizerConfig
 from agent.config.profile import Quantity
 from agent.history import Channel
 from agent.optimizer.datasheet import datasheet_curves

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.config.groups import GroupConfig
+from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime

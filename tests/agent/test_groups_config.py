@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ControlMode, load_config
-from agent.config.groups import DemandSource, GroupControl
+from agent.config.model import DemandSource, GroupControl
 from agent.config.profile import Quantity
 from agent.errors import ConfigError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
-from agent.config.groups import OptimizerConfig
+from agent.config.model import OptimizerConfig
 from agent.config.profile import Quantity
 from agent.drive import DriveRuntime
 from agent.history import Channel
