@@ -14,7 +14,7 @@ from agent.config import DriveConfig, SiteConfig
 from agent.energy import BaselineModel, EnergyAccount, EnergySample
 from agent.errors import DriveError
 from agent.history import Channel, RingBuffer
-from agent.profile import Quantity
+from agent.profile import NegativePower, Quantity
 from agent.readplan import Block, plan_reads
 from agent.units import Dimension
 
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # A reading beyond these is almost always a wrong scale or word order, not physics.
 MAX_POWER_OVER_RATED = 3.0
 MAX_SPEED_RATIO = 2.0
+# Power above -this × rated is a stopped drive's measurement noise, taken as zero.
+NEGATIVE_POWER_NOISE = 0.01
 RUNNING_SPEED_RATIO = 0.01
 
 
@@ -124,6 +126,15 @@ class DriveRuntime:
                 f"power {power:g} W is outside ±{MAX_POWER_OVER_RATED:g} × rated "
                 f"{self.config.rated_power:g} W (wrong scale or word order?)"
             )
+        if power < 0.0:
+            rated = self.config.rated_power
+            if power >= -NEGATIVE_POWER_NOISE * rated:
+                power = 0.0
+            elif self.config.profile.negative_power is NegativePower.IMPLAUSIBLE:
+                raise ImplausibleReadingError(
+                    f"power {power:g} W is negative (sign or type error?); the profile's negative_power "
+                    "is implausible (regenerated books it apart)"
+                )
         ratio = self.speed_ratio(values)
         if math.isfinite(ratio) and not -0.1 <= ratio <= MAX_SPEED_RATIO:
             raise ImplausibleReadingError(f"speed ratio {ratio:.3g} is outside [-0.1, {MAX_SPEED_RATIO:g}]")
@@ -145,7 +156,7 @@ class DriveRuntime:
         self._check_stuck(t, values, running)
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
-        baseline = self.baseline.power(ratio, flow, power, running)
+        baseline = self.baseline.power(ratio, flow, max(power, 0.0), running)
         self.account.add(EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan),
                                       self.counterfactual_power))
         row = np.full(len(Channel), math.nan)
