@@ -5,6 +5,11 @@ totals in one transaction on a worker thread (an fsync on an SD card can take
 tens of milliseconds; the poll loop must not wait for it). When the disk is full
 or read-only the deltas are kept and merged into the next attempt, the error is
 logged loudly once and counted, and polling and metrics go on.
+
+A ledger that cannot be opened at start (read-only, locked, full) is retried at
+every flush; until it opens, ``restored`` is False and the cumulative series are
+not exported (``agent.metrics``), so they appear once, with the stored history
+in them, instead of starting at zero and jumping.
 """
 
 from __future__ import annotations
@@ -44,13 +49,16 @@ class Bookkeeper:
         currency: str,
         *,
         wall_clock: Callable[[], float] = time.time,
+        clock_floor: Callable[[float], None] | None = None,
     ) -> None:
         self.drives = drives
         self.path = path
         self.interval = interval
         self.currency = currency
         self.wall_clock = wall_clock
+        self.clock_floor = clock_floor  # told the ledger's newest hour: no real time is earlier
         self.ledger: Ledger | None = None
+        self.restored = False  # the drives' totals include the ledger's
         self.flushes_ok = 0
         self.flushes_failed = 0
         self.last_flush_wall = 0.0
@@ -69,23 +77,39 @@ class Bookkeeper:
 
     def open(self) -> None:
         """Open the ledger and add its totals to the drives'; LedgerLockedError is fatal."""
+        self._restore(self._load())
+
+    def _load(self) -> tuple[Ledger, dict[str, EnergyTotals], float | None] | None:
+        """Open the ledger and read its totals and newest hour; None (reported) if it cannot be.
+
+        Touches no drive, so it may run on a worker thread while the poll loop books energy.
+        """
         try:
             ledger = Ledger.open(self.path)
         except LedgerLockedError:
             raise
         except LedgerError as exc:
             self._report_failure(exc)
-            return
+            return None
         try:
-            stored = ledger.load_totals()
+            return ledger, ledger.load_totals(), ledger.newest_hour()
         except LedgerError as exc:  # pragma: no cover - a readable, migrated file has totals
             ledger.close()
             self._report_failure(exc)
+            return None
+
+    def _restore(self, loaded: tuple[Ledger, dict[str, EnergyTotals], float | None] | None) -> None:
+        """Add the stored totals to what this run has booked so far (on the poll loop's thread)."""
+        if loaded is None:
             return
+        ledger, stored, newest_hour = loaded
         for drive in self.drives:
             if drive.name in stored:
                 drive.account.totals = add_totals(stored[drive.name], drive.account.totals)
         self.ledger = ledger
+        self.restored = True
+        if newest_hour is not None and self.clock_floor is not None:
+            self.clock_floor(newest_hour)
         log.info("ledger %s: %d drive(s) restored", self.path, sum(d.name in stored for d in self.drives))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,6 +122,9 @@ class Bookkeeper:
 
     async def flush(self) -> bool:
         """Close every window and write it; False (and the deltas kept) if the ledger refused."""
+        if self.ledger is None:
+            # Opened before the totals are taken, or this flush would store them without the history.
+            self._restore(await asyncio.to_thread(self._load))
         for drive in self.drives:
             for hour, delta in drive.account.close_window().items():
                 key = (drive.name, hour)
@@ -110,10 +137,8 @@ class Bookkeeper:
             HourRow(drive, hour, self.currency, delta) for (drive, hour), delta in self._unwritten.items()
         ]
         if self.ledger is None:
-            self.open()
-            if self.ledger is None:
-                self.flushes_failed += 1
-                return False
+            self.flushes_failed += 1
+            return False
         now = self.wall_clock()
         try:
             await asyncio.to_thread(self.ledger.flush, rows, totals, now)

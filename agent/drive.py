@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from agent.config import DriveConfig, SiteConfig
-from agent.config.profile import Quantity
+from agent.config.profile import NegativePower, Quantity
 from agent.energy import BaselineModel, EnergyAccount, EnergySample
 from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
@@ -26,6 +26,8 @@ MAX_SPEED_RATIO = 2.0  # a speed beyond this is a wrong scale or word order, not
 # describes the drive. ``timeout × (retries + 1)`` is below the interval (checked at load), so a
 # poll that answers at all lands well inside the window.
 FRESH_INTERVALS = 2.0
+# Power above -this × rated is a stopped drive's measurement noise, taken as zero.
+NEGATIVE_POWER_NOISE = 0.01
 
 
 def stale_after(poll_interval: float) -> float:
@@ -121,6 +123,15 @@ class DriveRuntime:
                 f"power {power:g} W is outside ±{MAX_POWER_OVER_RATED:g} × rated "
                 f"{self.config.rated_power:g} W (wrong scale or word order?)"
             )
+        if power < 0.0:
+            rated = self.config.rated_power
+            if power >= -NEGATIVE_POWER_NOISE * rated:
+                power = 0.0
+            elif self.config.profile.negative_power is NegativePower.IMPLAUSIBLE:
+                raise ImplausibleReadingError(
+                    f"power {power:g} W is negative (sign or type error?); the profile's negative_power "
+                    "is implausible (regenerated books it apart)"
+                )
         ratio = self.speed_ratio(values)
         if math.isfinite(ratio) and not -0.1 <= ratio <= MAX_SPEED_RATIO:
             raise ImplausibleReadingError(f"speed ratio {ratio:.3g} is outside [-0.1, {MAX_SPEED_RATIO:g}]")
@@ -140,7 +151,7 @@ class DriveRuntime:
         self._check_stuck(t, values, running)
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
-        baseline = self.baseline.power(ratio, flow, power, running)
+        baseline = self.baseline.power(ratio, flow, max(power, 0.0), running)
         self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
         sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
         if self.awaits_counterfactual:

@@ -17,6 +17,18 @@ Prometheus counters may not go down, so at each window close (each ledger flush)
 the window's net saving goes to a ``saved`` counter when positive and to a
 ``penalty`` counter when negative: net = saved − penalty, exactly, for energy,
 CO2 and money alike.
+
+Energy counters never go down either: power below zero (a regenerative drive
+feeding back) is booked in its own ``regenerated`` figure, never subtracted from
+the energy drawn and never credited as savings, so saved ≤ baseline always.
+
+Hours are filed by the wall clock only while it is trustworthy (``agent.wallclock``;
+a sample's ``wall`` is NaN while it is not). Until then the intervals are held in
+memory, by monotonic time, and filed at the hours they really happened as soon as
+a sample brings a trusted wall time; the counters catch up then.
+
+Long because the booking, the counter's discipline and the held intervals share one
+account's state (split by job into ``agent/energy/`` right after this merge).
 """
 
 from __future__ import annotations
@@ -47,6 +59,9 @@ from kernels import (
 )
 
 GRAMS_PER_KG = 1000.0
+# Intervals held per drive while the wall clock is untrusted (4 h at a 1 s poll, about 2 MB);
+# beyond it the oldest are dropped and counted as a gap rather than filed at a wrong hour.
+MAX_HELD_INTERVALS = 14_400
 _TABLE_CODES = {
     BaselineMethod.CHARACTERISTIC: BASELINE_CHARACTERISTIC,
     BaselineMethod.DAMPER: BASELINE_DAMPER,
@@ -187,6 +202,7 @@ class Coverage:
     gaps: int = 0
     counter_s: float = 0.0  # seconds booked from the drive's energy counter ...
     power_s: float = 0.0  # ... and from the power integral
+    regenerated_j: float = 0.0  # energy the drive fed back (negative power), booked apart
 
     def merge(self, other: Coverage) -> None:
         """Add the fields ``other`` shares with this record (all of them, for the same type)."""
@@ -247,11 +263,20 @@ class EnergySample:
     """What the account needs from one accepted poll."""
 
     t: float  # monotonic s
-    wall: float  # Unix s
+    wall: float  # Unix s; NaN while the wall clock cannot be trusted (the interval is held)
     power: float  # W, electrical
     baseline_power: float  # W
     counter: float = math.nan  # J, the drive's energy counter, NaN if none
     counterfactual_power: float = math.nan  # W the operator's setpoint would draw (optimizer)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An interval (or, with ``a`` None, a gap ending at ``b``) waiting for a trusted wall clock."""
+
+    a: EnergySample | None
+    b: EnergySample
+    counted: float | None = None
 
 
 @dataclass
@@ -268,6 +293,9 @@ class EnergyAccount:
     _last: EnergySample | None = None
     _lead: float | None = None  # booked energy minus counter energy, kept within [0, one step]
     _edge: float = -math.inf  # next time a rate or the hour may change after the last split
+    _edge_from: float = math.inf  # the time _edge was found from (a clock stepped back needs a new one)
+    _held: list[_Held] = field(default_factory=list)
+    _dropped: bool = False  # the hold overflowed since the clock was last trusted
 
     @classmethod
     def for_drive(cls, drive: DriveConfig, site: SiteConfig, max_gap: float) -> EnergyAccount:
@@ -292,17 +320,50 @@ class EnergyAccount:
             self._last = last
             return
         if dt > self.max_gap:
-            self.totals.gaps += 1
-            self._hour(sample.wall).gaps += 1
+            self._file(_Held(None, sample))
             self._lead = None
             if self.counter is not None:
                 self.counter.forget()
                 self.counter.step(sample.counter, 0.0)
             return
         counted = self.counter.step(sample.counter, dt) if self.counter is not None else None
-        booked = self._disciplined(counted, 0.5 * (last.power + sample.power) * dt)
+        drawn, _ = _signed_parts(last.power, sample.power, 0.0, 1.0)
+        booked = self._disciplined(counted, drawn * dt)
         self.source = EnergySource.COUNTER if booked is not None else EnergySource.POWER
-        self._book(last, sample, dt, booked)
+        self._file(_Held(last, sample, booked))
+
+    @property
+    def held_s(self) -> float:
+        """Seconds of energy held in memory until the wall clock can be trusted."""
+        return sum(h.b.t - h.a.t for h in self._held if h.a is not None)
+
+    def _file(self, item: _Held) -> None:
+        """Book an interval at its wall time, or hold it until the wall clock is trusted.
+
+        The first trusted sample fixes wall − monotonic; every held interval is then
+        filed at the wall time it really happened, in order, before this one.
+        """
+        if not math.isfinite(item.b.wall):
+            self._held.append(item)
+            if len(self._held) > MAX_HELD_INTERVALS:
+                self._held.pop(0)
+                if not self._dropped:
+                    self._dropped = True
+                    self.totals.gaps += 1  # energy that could not be filed at any known hour
+            return
+        offset = item.b.wall - item.b.t
+        for held in self._held:
+            self._book_at(held, held.b.t + offset)
+        self._held.clear()
+        self._dropped = False
+        self._book_at(item, item.b.wall)
+
+    def _book_at(self, item: _Held, wall_b: float) -> None:
+        if item.a is None:
+            self.totals.gaps += 1
+            self._hour(wall_b).gaps += 1
+            return
+        self._book(item.a, item.b, item.b.t - item.a.t, item.counted, wall_b)
 
     def _disciplined(self, counted: float | None, integrated: float) -> float | None:
         """The interval's energy: the power integral, held within one counter step of the counter.
@@ -342,22 +403,24 @@ class EnergyAccount:
     def _hour(self, wall: float) -> HourDelta:
         return self.pending.setdefault(hour_start(wall), HourDelta())
 
-    def _book(self, a: EnergySample, b: EnergySample, dt: float, counted: float | None) -> None:
+    def _book(self, a: EnergySample, b: EnergySample, dt: float, counted: float | None,
+              wall_b: float) -> None:
         """Split [a, b] at every rate or hour edge and book each piece at its own rates."""
-        integrated = 0.5 * (a.power + b.power) * dt
+        integrated = _signed_parts(a.power, b.power, 0.0, 1.0)[0] * dt  # drawn; regeneration apart
         cf_known = math.isfinite(a.counterfactual_power) and math.isfinite(b.counterfactual_power)
-        wall_a = b.wall - dt  # the wall clock may step; the monotonic dt is the truth
+        wall_a = wall_b - dt  # the wall clock may step; the monotonic dt is the truth
         start = 0.0
         while start < dt:
-            if wall_a + start >= self._edge:
-                self._edge = self.rates.next_edge(wall_a + start)
+            if not self._edge_from <= wall_a + start < self._edge:
+                self._edge_from, self._edge = wall_a + start, self.rates.next_edge(wall_a + start)
             end = min(dt, self._edge - wall_a)
             if end <= start:  # an edge exactly at the start: move past it
-                self._edge = self.rates.next_edge(wall_a + start)
+                self._edge_from, self._edge = wall_a + start, self.rates.next_edge(wall_a + start)
                 end = min(dt, self._edge - wall_a)
             x0, x1 = start / dt, end / dt
             piece = end - start
-            power = _mean_linear(a.power, b.power, x0, x1) * piece
+            drawn, fed_back = _signed_parts(a.power, b.power, x0, x1)
+            power, regenerated = drawn * dt, -fed_back * dt
             baseline = _mean_linear(a.baseline_power, b.baseline_power, x0, x1) * piece
             if counted is None:
                 energy = power
@@ -369,22 +432,36 @@ class EnergyAccount:
             if cf_known:
                 counterfactual = _mean_linear(a.counterfactual_power, b.counterfactual_power, x0, x1)
                 optimizer = counterfactual * piece - energy
-            self._add(wall_a + 0.5 * (start + end), energy, baseline, optimizer, piece, counted is not None)
+            self._add(wall_a + 0.5 * (start + end), energy, baseline, optimizer, piece, counted is not None,
+                      regenerated)
             start = end
 
     def _add(self, wall: float, energy: float, baseline: float, optimizer: float, seconds: float,
-             from_counter: bool) -> None:
+             from_counter: bool, regenerated: float) -> None:
         price, kg_per_j = self.rates.rates_at(wall)
-        saved = baseline - energy
+        saved = baseline - energy  # energy ≥ 0, so saved ≤ baseline: regeneration is no saving
         piece = HourDelta(
             energy_j=energy, baseline_energy_j=baseline, covered_s=seconds,
             counter_s=seconds if from_counter else 0.0, power_s=0.0 if from_counter else seconds,
+            regenerated_j=regenerated,
             saved_vfd_j=saved, saved_optimizer_j=optimizer, co2_g=saved * kg_per_j * GRAMS_PER_KG,
             cost=saved * price,
         )
         self._hour(wall).merge(piece)
         self._window.merge(piece)
         self.totals.merge(Coverage(**{f.name: getattr(piece, f.name) for f in fields(Coverage)}))
+
+
+def _signed_parts(y0: float, y1: float, x0: float, x1: float) -> tuple[float, float]:
+    """Integrals over [x0, x1] ⊂ [0, 1] of the positive and of the negative part of the line y0 → y1."""
+    ya, yb = y0 + (y1 - y0) * x0, y0 + (y1 - y0) * x1
+    if ya >= 0.0 and yb >= 0.0:
+        return 0.5 * (ya + yb) * (x1 - x0), 0.0
+    if ya <= 0.0 and yb <= 0.0:
+        return 0.0, 0.5 * (ya + yb) * (x1 - x0)
+    xr = x0 + (x1 - x0) * ya / (ya - yb)  # the zero crossing
+    first, second = 0.5 * ya * (xr - x0), 0.5 * yb * (x1 - xr)
+    return (first, second) if ya > 0.0 else (second, first)
 
 
 def _mean_linear(y0: float, y1: float, x0: float, x1: float) -> float:

@@ -26,7 +26,7 @@ from agent.energy import EnergyTotals, HourDelta
 from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -58,6 +58,11 @@ MIGRATIONS: tuple[str, ...] = (
         counter_s REAL NOT NULL, power_s REAL NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # 1 -> 2: energy fed back by a regenerating drive, booked apart from the energy drawn.
+    """
+    ALTER TABLE hourly ADD COLUMN regenerated_j REAL NOT NULL DEFAULT 0;
+    ALTER TABLE totals ADD COLUMN regenerated_j REAL NOT NULL DEFAULT 0;
     """,
 )
 
@@ -109,6 +114,14 @@ class Ledger:
         """The running totals of every drive, as of the last flush."""
         rows = self._db.execute(f"SELECT drive, {', '.join(_TOTAL_FIELDS)} FROM totals").fetchall()
         return {row[0]: EnergyTotals(*row[1:]) for row in rows}
+
+    def newest_hour(self) -> float | None:
+        """Start of the newest hour with a row (Unix s); no real wall time is earlier. None if empty."""
+        try:
+            row = self._db.execute("SELECT MAX(hour) FROM hourly").fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+        return float(row[0]) if row and row[0] is not None else None
 
     def flush(self, hours: Iterable[HourRow], totals: Mapping[str, EnergyTotals], now: float) -> None:
         """Add the hours' deltas and store the totals, all in one transaction."""

@@ -3,14 +3,17 @@
 Counters and gauges are not pushed per sample; ``AgentCollector.collect`` builds
 the metric families from the drives' current state whenever Prometheus scrapes.
 Instantaneous values (power, speed) are only exported while a drive is up, so a
-dead drive never shows stale numbers as if they were live.
+dead drive never shows stale numbers as if they were live. Cumulative series the
+ledger restores (energy, savings, ...) are absent until it has restored them: a
+counter shown from zero and then jumping by the stored history would make
+``increase()`` count that history twice.
 """
 
 from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
 from typing import Protocol
 
@@ -19,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from agent.bookkeeping import Bookkeeper
-from agent.config.profile import STATUS_BITS, Quantity
+from agent.config.profile import STATUS_BITS, NegativePower, Quantity
 from agent.control import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy import CounterEvent
@@ -34,6 +37,7 @@ from agent.errors import (
 )
 from agent.modbus import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
+from agent.wallclock import WallClock
 
 # Every kind of failed poll a drive can show, so each ``vfd_poll_errors_total{kind}`` series exists at 0
 # from the start and ``increase()`` sees the first error. The kinds are the error classes' own.
@@ -61,9 +65,11 @@ def agent_version() -> str:
 class AgentCollector(Collector):
     """Per-drive energy, savings and health, read from the live ``DriveRuntime`` objects."""
 
-    def __init__(self, drives: Sequence[DriveRuntime], currency: str) -> None:
+    def __init__(self, drives: Sequence[DriveRuntime], currency: str,
+                 totals_restored: Callable[[], bool] | None = None) -> None:
         self.drives = drives
         self.currency = currency
+        self.totals_restored = totals_restored
 
     def collect(self) -> Iterator[Metric]:
         """Build every family from the current state.
@@ -114,13 +120,40 @@ class AgentCollector(Collector):
             "vfd_energy_meter_events", "Energy-counter wraps, resets, jumps and saturation",
             labels=["drive", "event"],
         )
+        regenerated = CounterMetricFamily(
+            "vfd_energy_regenerated_joules", "Energy fed back by the drive (negative power), booked apart "
+            "from the energy drawn and never as savings", labels=labels,
+        )
         last = GaugeMetricFamily(
             "vfd_last_poll_timestamp_seconds", "Unix time of the last successful poll", labels=labels
         )
+        restored = self.totals_restored is None or self.totals_restored()
         for drive in self.drives:
             name = [drive.name]
             up.add_metric(name, 1.0 if drive.up else 0.0)
+            if drive.account.counter is not None:
+                events = dict(drive.account.counter.events)
+                for event in CounterEvent:
+                    counter_events.add_metric([drive.name, event.value], float(events.get(event, 0)))
+            # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
+            counts = dict(drive.errors)
+            for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
+                errors.add_metric([drive.name, kind], float(counts.get(kind, 0)))
+            reading = drive.last
+            if reading is not None and math.isfinite(reading.wall):
+                last.add_metric(name, reading.wall)
+            if drive.up and reading is not None:
+                power.add_metric(name, reading.power)
+                baseline_power.add_metric(name, reading.baseline_power)
+                if reading.speed_ratio == reading.speed_ratio:  # not NaN
+                    speed.add_metric(name, reading.speed_ratio)
+                if Quantity.OUTPUT_FREQUENCY in reading.values:
+                    freq.add_metric(name, reading.values[Quantity.OUTPUT_FREQUENCY])
+            if not restored:
+                continue
             totals = drive.account.totals
+            if drive.config.profile.negative_power is NegativePower.REGENERATED:
+                regenerated.add_metric(name, totals.regenerated_j)
             energy.add_metric(name, totals.energy_j)
             baseline_energy.add_metric(name, totals.baseline_energy_j)
             saved.add_metric([drive.name, "vfd"], totals.saved_vfd_j)
@@ -132,27 +165,9 @@ class AgentCollector(Collector):
             covered.add_metric(name, totals.covered_s)
             source.add_metric([drive.name, "counter"], totals.counter_s)
             source.add_metric([drive.name, "power"], totals.power_s)
-            if drive.account.counter is not None:
-                events = dict(drive.account.counter.events)
-                for event in CounterEvent:
-                    counter_events.add_metric([drive.name, event.value], float(events.get(event, 0)))
             gaps.add_metric(name, float(totals.gaps))
-            # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
-            counts = dict(drive.errors)
-            for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
-                errors.add_metric([drive.name, kind], float(counts.get(kind, 0)))
-            reading = drive.last
-            if reading is not None:
-                last.add_metric(name, reading.wall)
-            if drive.up and reading is not None:
-                power.add_metric(name, reading.power)
-                baseline_power.add_metric(name, reading.baseline_power)
-                if reading.speed_ratio == reading.speed_ratio:  # not NaN
-                    speed.add_metric(name, reading.speed_ratio)
-                if Quantity.OUTPUT_FREQUENCY in reading.values:
-                    freq.add_metric(name, reading.values[Quantity.OUTPUT_FREQUENCY])
         yield from (up, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty, co2,
-                    cost, covered, gaps, errors, last, source, counter_events)
+                    cost, covered, gaps, errors, last, source, counter_events, regenerated)
 
 
 class LedgerCollector(Collector):
@@ -174,6 +189,21 @@ class LedgerCollector(Collector):
                                 "Running time whose energy is held in memory because the ledger refused it "
                                 "(summed over drives): what a crash would lose now",
                                 value=keeper.unwritten_seconds)
+
+
+class ClockCollector(Collector):
+    """The wall clock: its steps, and whether energy may be filed by it (``agent.wallclock``)."""
+
+    def __init__(self, clock: WallClock) -> None:
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """Steps counted, and 1 while the clock is trusted."""
+        yield CounterMetricFamily("vfd_clock_steps", "Steps of the wall clock (wall - monotonic moved by "
+                                  "more than 1 s between readings)", value=float(self.clock.steps))
+        trusted = 1.0 if self.clock.trusted else 0.0
+        yield GaugeMetricFamily("vfd_clock_trusted", "1 while the wall clock is trusted to file energy into "
+                                "hours; 0 while energy is held in memory", value=trusted)
 
 
 class BuildInfoCollector(Collector):

@@ -29,6 +29,7 @@ from agent.metrics import (
     AgentCollector,
     BuildInfoCollector,
     BusCollector,
+    ClockCollector,
     DriveHealthCollector,
     DriveInfoCollector,
     LedgerCollector,
@@ -42,6 +43,7 @@ from agent.optimizer.loop import Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
 from agent.units import Clock
+from agent.wallclock import SyncState, WallClock, timesyncd_synchronized
 from agent.web import AgentStatus, WebConfigSource, WebServer
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class Agent:
         extra_collectors: Iterable[Collector] = (),
         notifier: Notifier | None = None,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        time_synchronized: SyncState = timesyncd_synchronized,
         dry_run: bool = False,
         web_config: WebConfigSource | None = None,
     ) -> None:
@@ -71,21 +75,27 @@ class Agent:
         grouped = {name for group in config.groups for name in group.drives}
         self.drives = [DriveRuntime(d, config.site, config.max_gap, awaits_counterfactual=d.name in grouped)
                        for d in config.drives]
+        # Energy is filed into hours by this clock only while it is trusted (agent.wallclock).
+        self.wall = WallClock(wall=wall_clock, monotonic=clock, synchronized=time_synchronized)
         self._poll_duration = poll_duration_histogram(self.registry)
         self.pollers: list[BusPoller] = []
         for bus in config.buses:
             on_bus = [d for d in self.drives if d.config.bus == bus.name]
             if on_bus:
                 self.pollers.append(
-                    BusPoller(bus, on_bus, BusClient(bus), clock=clock, on_cycle=self._observe_cycle)
+                    BusPoller(bus, on_bus, BusClient(bus), clock=clock, wall_clock=self.wall.read,
+                              on_cycle=self._observe_cycle)
                 )
         self.optimizer: Optimizer | None = None
         if config.groups:
             self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
                                        clock=clock, dry_run=dry_run)
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
-                                     config.site.tariff.currency)
-        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency))
+                                     config.site.tariff.currency, wall_clock=self.wall.raw,
+                                     clock_floor=self.wall.raise_floor)
+        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency,
+                                              totals_restored=lambda: self.bookkeeper.restored))
+        self.registry.register(ClockCollector(self.wall))
         self.registry.register(BusCollector(self.pollers))
         self.registry.register(LedgerCollector(self.bookkeeper))
         self.registry.register(BuildInfoCollector())
@@ -110,7 +120,7 @@ class Agent:
 
     def ledger_restored(self) -> bool:
         """Readiness hook: the ledger is open and its totals are added to the drives' counters."""
-        return self.bookkeeper.ledger is not None
+        return self.bookkeeper.restored
 
     def status(self) -> AgentStatus:
         """Ready once the ledger is restored and every bus has completed one poll cycle."""

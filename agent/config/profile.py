@@ -65,6 +65,18 @@ _DIMENSIONS: dict[Quantity, tuple[Dimension, ...]] = {
 }
 
 
+class NegativePower(Enum):
+    """What a negative power reading (beyond standstill noise) means for this drive.
+
+    ``implausible`` (the default): a sign or type error; the reading is refused and counted,
+    nothing is booked. ``regenerated``: the drive feeds energy back (a regenerative or
+    active-front-end drive); it is booked apart from the energy drawn, never as savings.
+    """
+
+    IMPLAUSIBLE = "implausible"
+    REGENERATED = "regenerated"
+
+
 class RegisterTable(Enum):
     """Modbus table a point lives in; decides the read function code."""
 
@@ -145,6 +157,8 @@ class Profile:
     control_words: dict[str, int] = field(default_factory=dict)
     # Largest gap of unused registers the drive lets a block read bridge; None: the bus decides.
     max_gap: int | None = None
+    # What a negative power reading means (see NegativePower); conservative by default.
+    negative_power: NegativePower = NegativePower.IMPLAUSIBLE
 
     def point(self, quantity: Quantity) -> Point | None:
         """The point for a quantity, if the profile maps it."""
@@ -199,7 +213,7 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
 def parse_profile(sec: Section) -> Profile | None:
     """Build a profile from its YAML section; issues are recorded, None if unusable."""
     sec.check_keys({"name", "description", "defaults", "points", "notes", "status_bits", "control_words",
-                    "max_gap"})
+                    "max_gap", "negative_power"})
     name = sec.string("name")
     description = sec.string("description", "")  # optional, null included
     defaults: dict[str, object] = {}
@@ -231,11 +245,14 @@ def parse_profile(sec: Section) -> Profile | None:
     status_bits = _named_numbers(sec, "status_bits", STATUS_BITS, 15, points, Quantity.STATUS_WORD)
     control_words = _named_numbers(sec, "control_words", CONTROL_WORDS, 0xFFFF, points, Quantity.CONTROL_WORD)
     max_gap = sec.integer("max_gap", minimum=0, maximum=124) if sec.has("max_gap") else None
-    if not ok or not name or status_bits is None or control_words is None or (max_gap or 0) < 0:
+    negative_power = sec.choice("negative_power", NegativePower, NegativePower.IMPLAUSIBLE)
+    if (not ok or not name or status_bits is None or control_words is None or (max_gap or 0) < 0
+            or negative_power is None):
         return None
     return Profile(name=name, description=description, points=points, source=sec.file,
                    notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
-                   status_bits=status_bits, control_words=control_words, max_gap=max_gap)
+                   status_bits=status_bits, control_words=control_words, max_gap=max_gap,
+                   negative_power=negative_power)
 
 
 STATUS_BITS = ("ready", "running", "remote", "fault", "warning")

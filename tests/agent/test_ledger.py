@@ -122,3 +122,25 @@ def test_restored_totals_add_to_what_this_run_booked():
     stored = EnergyTotals(energy_j=10.0, gaps=2, saved_vfd_j=3.0)
     current = EnergyTotals(energy_j=1.0, gaps=1)
     assert add_totals(stored, current) == EnergyTotals(energy_j=11.0, gaps=3, saved_vfd_j=3.0)
+
+
+def test_a_ledger_that_opens_late_restores_before_its_first_flush_stores_the_totals(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger.open(path)
+    ledger.flush([HourRow("p1", HOUR, "EUR", delta(1000.0))], {"p1": EnergyTotals(energy_j=1000.0)}, 1.0)
+    ledger.close()
+    holder = sqlite3.connect(path, isolation_level=None)  # another connection keeps the file locked
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    drive = Drive("p1", {HOUR + 3600: delta(10.0)})
+    drive.account.totals = EnergyTotals(energy_j=10.0)
+    keeper = Bookkeeper([drive], path, 10.0, "EUR")
+    keeper.open()
+    assert keeper.ledger is None and not keeper.restored
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert asyncio.run(keeper.flush()) is True
+    assert keeper.restored and drive.account.totals.energy_j == 1010.0
+    stored = keeper.ledger.load_totals()["p1"].energy_j
+    asyncio.run(keeper.close())
+    assert stored == 1010.0  # not 10: the first flush after the late open kept the history

@@ -6,6 +6,8 @@ import json
 import random
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -130,7 +132,8 @@ def test_an_unusable_ledger_is_reported_loudly_while_polling_goes_on(tmp_path, p
         samples = wait_until(failing_flushes_counted, 30, what="failed flushes counted")
         assert all(value(samples, "vfd_up", drive=d) == 1.0 for d in DRIVES)
         assert value(samples, "vfd_ledger_unwritten_seconds") > 0
-        assert all(value(samples, "vfd_energy_joules_total", drive=d) > 0 for d in DRIVES)
+        # Energy is booked and held, but a total without the ledger's history is not exported.
+        assert all(value(samples, "vfd_energy_joules_total", drive=d) is None for d in DRIVES)
     finally:
         code, _, err = stop(agent)
     assert code == 0
@@ -197,3 +200,92 @@ def test_demo_restarted_on_the_same_state_dir_continues_its_totals(tmp_path):
         energy, _ = ledger_totals(state / "ledger.sqlite")
         totals.append(sum(v[0] for v in energy.values()))
     assert 0 < totals[0] < totals[1]
+
+
+STORED_J = 4.0e8  # each drive's energy in the ledger from earlier runs (111 kWh)
+LOCK_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA locking_mode=EXCLUSIVE")
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def ledger_with_history(path):
+    """A ledger as earlier runs left it: one old hour row and the totals per drive."""
+    from agent.energy import EnergyTotals, HourDelta
+    from agent.ledger import HourRow, Ledger
+
+    ledger = Ledger.open(path)
+    old_hour = 1_790_000_000 // 3600 * 3600  # 2026-09
+    ledger.flush([HourRow(d, old_hour, "EUR", HourDelta(energy_j=STORED_J, covered_s=1.0)) for d in DRIVES],
+                 {d: EnergyTotals(energy_j=STORED_J, covered_s=1.0) for d in DRIVES}, float(old_hour))
+    ledger.close()
+
+
+def watch_energy(url, until, timeout=60):
+    """Scrape until ``until(samples)``; every scrape's energy per drive (None: the series is absent)."""
+    seen = []
+
+    def check():
+        samples = scrape(url)
+        seen.append({d: value(samples, "vfd_energy_joules_total", drive=d) for d in DRIVES})
+        return samples if until(samples) else None
+    samples = wait_until(check, timeout, interval=0.1, what="the agent's series")
+    return samples, seen
+
+
+def assert_continues_from_history(seen):
+    """Absent or at least the stored history, never less; never decreasing."""
+    for drive in DRIVES:
+        series = [s[drive] for s in seen if s[drive] is not None]
+        assert series, "the energy series never appeared"
+        assert series[0] >= STORED_J, f"{drive}: exported {series[0]:g} J before the history was restored"
+        assert series == sorted(series)
+
+
+@pytest.mark.parametrize("available_at_start", [True, False], ids=["ledger-available", "ledger-locked"])
+def test_cumulative_series_are_absent_until_the_ledger_is_restored_and_never_jump(tmp_path, plant,
+                                                                                  available_at_start):
+    storage = tmp_path / "state"
+    storage.mkdir()
+    ledger_with_history(storage / "ledger.sqlite")
+    metrics_port = free_port()
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    holder = None
+    if not available_at_start:  # another process holds SQLite's exclusive lock on the ledger file
+        holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(storage / "ledger.sqlite")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+    agent = spawn("agent.cli", "run", "--config", str(config_for(tmp_path, plant, metrics_port, storage)))
+    try:
+        seen = []
+        if holder is not None:
+            def polling_without_ledger(samples):
+                return ((value(samples, "vfd_ledger_flushes_total", result="error") or 0) >= 2
+                        and all(value(samples, "vfd_up", drive=d) == 1.0 for d in DRIVES))
+            samples, seen = watch_energy(url, polling_without_ledger)
+            for drive in DRIVES:  # absent, not zero, while the history cannot be read
+                assert value(samples, "vfd_energy_joules_total", drive=drive) is None
+                assert value(samples, "vfd_energy_saved_joules_total", drive=drive, basis="vfd") is None
+                # Not from the ledger: poll errors exist from the start, at 0.
+                assert value(samples, "vfd_poll_errors_total", drive=drive, kind="timeout") == 0.0
+            holder.stdin.close()  # the other process lets go of the ledger
+            assert holder.wait(timeout=10) == 0
+        _, more = watch_energy(url, lambda s: (value(s, "vfd_ledger_flushes_total", result="ok") or 0) >= 3)
+        assert_continues_from_history(seen + more)
+    finally:
+        if holder is not None:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+            holder.stdout.close()
+        code, _, err = stop(agent)
+    assert code == 0, err
+    assert "Traceback" not in err
+    totals, hourly = ledger_totals(storage / "ledger.sqlite")
+    for drive in DRIVES:
+        assert totals[drive][0] > STORED_J
+        assert hourly[drive] == pytest.approx(totals[drive][0])  # this run's energy, once, with the old

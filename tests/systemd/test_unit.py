@@ -51,3 +51,9 @@ def test_install_script_is_valid_posix_shell():
 @pytest.mark.parametrize("command", ["check-config", "warmup", "run --config"])
 def test_unit_runs_existing_cli_commands(command):
     assert f"vfd-agent {command}" in UNIT.read_text()
+
+
+def test_unit_is_ordered_after_the_clock_is_synchronized_without_pulling_it_in():
+    unit = unit_entries()["Unit"]
+    assert "time-sync.target" in unit["After"].split()
+    assert "time-sync.target" not in unit.get("Wants", "").split()  # a passive target: order, never pull
