@@ -37,8 +37,8 @@ from agent.config.profile import (
 from agent.config.yamlsource import Issues
 from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
+from agent.modbus.readplan import Block
 from agent.numba_cache import configure_numba_cache
-from agent.readplan import Block
 from agent.units import RPM_TO_RAD_S
 
 if TYPE_CHECKING:
@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bus_url(text: str) -> BusConfig:
-    from agent.bus_url import parse_bus_url
     from agent.errors import BusUrlError
+    from agent.modbus.bus_url import parse_bus_url
 
     try:
         return parse_bus_url(text)
@@ -212,7 +212,7 @@ def _report_config_error(error: ConfigError) -> int:
 
 
 def _check_config(path: Path) -> int:
-    from agent.readplan import bus_budget, bus_warnings
+    from agent.modbus.readplan import bus_budget, bus_warnings
 
     try:
         config = load_config(path)
@@ -246,8 +246,8 @@ def _load_profile(name: str) -> Profile:
 
 def _commission(args: argparse.Namespace) -> int:
     """``probe`` and ``scan``: exit 0 all good, 1 no answer or implausible values, 2 usage."""
-    from agent.probe import Rating, format_probe, probe, scan
-    from agent.readplan import plan_reads
+    from agent.modbus.probe import Rating, format_probe, probe, scan
+    from agent.modbus.readplan import plan_reads
 
     bus = dataclasses.replace(args.bus, timeout=args.timeout)
     try:

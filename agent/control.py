@@ -37,13 +37,13 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from enum import Enum
 
-from agent.codec import encode
 from agent.config import BusConfig, ControlMode, LoadKind
 from agent.config.profile import Point, Quantity
 from agent.drive import DriveRuntime
 from agent.errors import DriveError
-from agent.modbus import BusClient
-from agent.readplan import Block
+from agent.modbus.client import BusClient
+from agent.modbus.codec import encode
+from agent.modbus.readplan import Block
 from agent.units import Clock, Dimension, head_from_pressure, pressure_from_head
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from agent.config.profile import NegativePower, Quantity
 from agent.energy import BaselineModel, EnergyAccount, EnergySample
 from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
-from agent.readplan import Block, plan_reads
+from agent.modbus.readplan import Block, plan_reads
 from agent.units import MAX_POWER_OVER_RATED, Dimension, is_running
 
 log = logging.getLogger(__name__)

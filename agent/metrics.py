@@ -35,7 +35,7 @@ from agent.errors import (
     StuckReadingError,
     UnknownReplyError,
 )
-from agent.modbus import KNOWN_EXCEPTION_CODES
+from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
 from agent.wallclock import WallClock
 

@@ -13,7 +13,7 @@ others keep their slots. A connection that drops mid-cycle is reopened at once,
 so the drives after the one that dropped it are still polled in that cycle; on
 TCP that includes the connection the client drops itself after a timeout.
 
-Each drive's reads are planned per bus (``agent.readplan.plan_for``): on RTU,
+Each drive's reads are planned per bus (``agent.modbus.readplan.plan_for``): on RTU,
 gaps are bridged where the frame-time model says that is cheaper. A drive that
 rejects a bridged read with exception 2 (illegal data address) is re-planned
 without bridging, once.
@@ -38,9 +38,9 @@ from agent.errors import (
     DriveReplyError,
     ImplausibleReadingError,
 )
-from agent.modbus import BusClient
-from agent.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
-from agent.rtu import LineBudget
+from agent.modbus.client import BusClient
+from agent.modbus.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
+from agent.modbus.rtu import LineBudget
 from agent.units import Clock
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class BusPoller:
             raise
         self.stats.connects += 1
         # INFO at the first connect and when the bus comes back; a TCP connection dropped after a
-        # timeout (agent.modbus) is reopened at once, at DEBUG, or a silent unit would log every retry.
+        # timeout (agent.modbus.client) is reopened at once, at DEBUG, or a silent unit would log every retry.
         level = logging.INFO if self.stats.connects == 1 or self._backoff else logging.DEBUG
         self._backoff = 0.0
         log.log(level, "bus %s: connected to %s", self.bus.name, self.bus.address)

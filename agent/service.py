@@ -38,7 +38,7 @@ from agent.metrics import (
     poll_duration_histogram,
     register_process_collectors,
 )
-from agent.modbus import BusClient
+from agent.modbus.client import BusClient
 from agent.optimizer.loop import Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier

@@ -1,6 +1,6 @@
 """A simulated drive's register image, encoded through the same profile the agent decodes.
 
-Reads get the drive's current state encoded point by point with ``agent.codec``;
+Reads get the drive's current state encoded point by point with ``agent.modbus.codec``;
 writes are decoded the same way. Out-of-range values saturate at the type's
 limits, as a drive's display does, except the energy counter, which wraps at
 the type's maximum like a real counter (or sticks at the profile's
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntFlag
 
-from agent.codec import DataType, decode, encode
 from agent.config.profile import Point, Quantity, RegisterTable
+from agent.modbus.codec import DataType, decode, encode
 from agent.units import Dimension
 from hil.model import DriveSnapshot
 from hil.physics import RHO_G_WATER

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config.profile import Quantity, RegisterTable
-from agent.rtu import LineTiming, crc16, crc_ok
+from agent.modbus.rtu import LineTiming, crc16, crc_ok
 from hil.faults import ActiveFault, Fault, FaultSpec
 from hil.model import DriveSnapshot, PlantModel
 from hil.plantfile import DriveSpec, PlantSpec

@@ -183,13 +183,13 @@ class BusConfig:
     timeout: float
     retries: int
     reconnect_delay_max: float
-    # RTU only (agent.rtu models the line timing from these).
+    # RTU only (agent.modbus.rtu models the line timing from these).
     device: str = ""
     baudrate: int = 19200
     parity: str = "E"
     stopbits: int = 1
     inter_frame_delay: float = 0.0  # s of silence kept between frames, if longer than t3.5
-    # Largest gap of unused registers a block read may bridge; None: decided by agent.readplan.
+    # Largest gap of unused registers a block read may bridge; None: decided by agent.modbus.readplan.
     max_gap: int | None = None
 
     @property

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from agent.codec import DataType, Order
 from agent.config.yamlsource import Issues, Section, load_yaml
+from agent.modbus.codec import DataType, Order
 from agent.units import UNITS, Dimension
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parents[2] / "configs"

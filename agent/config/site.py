@@ -33,7 +33,7 @@ from agent.config.profile import Profile, Quantity, available_profiles, load_pro
 from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
-from agent.rtu import STANDARD_BAUDRATES
+from agent.modbus.rtu import STANDARD_BAUDRATES
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 DEFAULT_METRICS_PORT = 9847

@@ -27,10 +27,10 @@ from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime
 from agent.errors import DriveError
-from agent.modbus import BusClient
+from agent.modbus.client import BusClient
+from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
-from agent.readplan import decode_blocks, plan_reads
 from agent.units import Clock
 from kernels import warmup
 

@@ -6,7 +6,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.codec import DataType, Order
 from agent.config import (
     BaselineConfig,
     BaselineMethod,
@@ -27,6 +26,7 @@ from agent.energy import (
     EnergySample,
     EnergySource,
 )
+from agent.modbus.codec import DataType, Order
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import KWH_TO_J, Dimension
 

@@ -17,7 +17,7 @@ from agent.config.profile import Quantity
 from agent.control import DriveWriter, Limits, WriteResult
 from agent.drive import FRESH_INTERVALS, DriveRuntime
 from agent.errors import DriveTimeoutError
-from agent.modbus import BusClient
+from agent.modbus.client import BusClient
 from agent.poller import BusPoller
 from agent.units import RPM_TO_RAD_S
 

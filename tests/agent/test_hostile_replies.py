@@ -21,7 +21,7 @@ from enum import Enum
 import pytest
 
 from agent.config import load_config
-from agent.modbus import mbap_mismatch
+from agent.modbus.client import mbap_mismatch
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from tests.support import REPO, async_wait_until

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from agent.codec import DataType, Order, encode
 from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable, load_profile
 from agent.config.yamlsource import Issues
-from agent.probe import Rating, describe_bits, judge
+from agent.modbus.codec import DataType, Order, encode
+from agent.modbus.probe import Rating, describe_bits, judge
 from agent.units import UNITS
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.codec import DataType, Order, decode, encode
 from agent.config import BusConfig, Transport
 from agent.config.profile import BUILTIN_PROFILES, Quantity, RegisterTable, available_profiles, load_profile
 from agent.config.yamlsource import Issues
-from agent.readplan import decode_blocks, plan_for, plan_reads
+from agent.modbus.codec import DataType, Order, decode, encode
+from agent.modbus.readplan import decode_blocks, plan_for, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from hil.model import PlantModel
 from hil.plantfile import load_plant

@@ -21,7 +21,7 @@ from agent.config import load_config
 from agent.config.profile import Quantity
 from agent.control import Command, DriveWriter, Limits, WriteResult
 from agent.drive import DriveRuntime
-from agent.modbus import BusClient
+from agent.modbus.client import BusClient
 from agent.poller import BusPoller
 from hil import SimulatedPlant, load_plant
 from hil.registers import DriveAnswer

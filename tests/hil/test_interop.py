@@ -29,8 +29,8 @@ from pymodbus.server import ModbusTcpServer
 from agent.config import BusConfig, Transport, load_config
 from agent.config.profile import BUILTIN_PROFILES, Quantity, RegisterTable, load_profile
 from agent.config.yamlsource import Issues
-from agent.modbus import BusClient
-from agent.readplan import Block, decode_blocks, plan_for
+from agent.modbus.client import BusClient
+from agent.modbus.readplan import Block, decode_blocks, plan_for
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault

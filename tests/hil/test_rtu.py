@@ -18,7 +18,7 @@ import pytest
 from agent.config import load_config
 from agent.config.profile import BUILTIN_PROFILES, load_profile
 from agent.config.yamlsource import Issues
-from agent.readplan import bus_budget
+from agent.modbus.readplan import bus_budget
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.codec import DataType, Order, decode, encode
 from agent.config.profile import Point, Quantity, RegisterTable
-from agent.readplan import decode_blocks, plan_reads
+from agent.modbus.codec import DataType, Order, decode, encode
+from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S, Dimension
 from hil.model import PlantModel
 from hil.plantfile import load_plant

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from pymodbus.client import AsyncModbusTcpClient
 
 from agent.config.profile import Quantity, RegisterTable
-from agent.readplan import decode_blocks, plan_reads
+from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from hil.plantfile import PlantSpec, load_plant
 from hil.server import SimulatedPlant

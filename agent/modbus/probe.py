@@ -13,12 +13,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.codec import Order, decode
 from agent.config import BusConfig
 from agent.config.profile import Point, Profile, Quantity
 from agent.errors import DriveError, DriveReplyError
-from agent.modbus import BusClient
-from agent.readplan import Block, plan_for
+from agent.modbus.client import BusClient
+from agent.modbus.codec import Order, decode
+from agent.modbus.readplan import Block, plan_for
 from agent.units import RPM_TO_RAD_S, Dimension
 
 # Absolute limits (SI) no pump or fan drive's reading should pass, whatever its size.

@@ -49,8 +49,8 @@ from agent.errors import (
     LineNoiseError,
     UnknownReplyError,
 )
-from agent.readplan import Block
-from agent.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
+from agent.modbus.readplan import Block
+from agent.modbus.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
 
 # Exception codes of the Modbus application protocol (1..4, 5, 6, 8, 10, 11); anything else is
 # counted under one label, so a drive sending junk cannot grow the label set.

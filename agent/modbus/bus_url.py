@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from agent.config import BusConfig, Transport
 from agent.errors import BusUrlError
-from agent.rtu import STANDARD_BAUDRATES
+from agent.modbus.rtu import STANDARD_BAUDRATES
 
 DEFAULT_TCP_PORT = 502
 _RTU_PARAMS = ("baudrate", "parity", "stopbits", "timeout")
