@@ -321,9 +321,9 @@ def _run(path: Path, dry_run: bool = False, web_config: Path | None = None) -> i
 
 
 def _report(args: argparse.Namespace) -> int:
-    from agent import report
+    from agent.energy import report
+    from agent.energy.ledger import LEDGER_FILE, open_readonly
     from agent.errors import LedgerError
-    from agent.ledger import LEDGER_FILE, open_readonly
 
     tz = datetime.now().astimezone().tzinfo
     path: Path = args.db

@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry, GCCollector, Histogram, Platfor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.bookkeeping import Bookkeeper
 from agent.config.profile import STATUS_BITS, NegativePower, Quantity
 from agent.control import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
-from agent.energy import CounterEvent
+from agent.energy.account import CounterEvent
+from agent.energy.bookkeeping import Bookkeeper
 from agent.errors import (
     DriveConnectionError,
     DriveProtocolError,

@@ -20,10 +20,10 @@ from collections.abc import Iterable, Sequence
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from agent.bookkeeping import Bookkeeper
 from agent.config import AgentConfig
 from agent.drive import DriveRuntime
-from agent.ledger import LEDGER_FILE
+from agent.energy.bookkeeping import Bookkeeper
+from agent.energy.ledger import LEDGER_FILE
 from agent.logs import quiet_libraries
 from agent.metrics import (
     AgentCollector,

@@ -33,7 +33,7 @@ from agent.config import (
 )
 from agent.config.profile import BUILTIN_CONFIGS
 from agent.config.schedule import Schedule
-from agent.ledger import LEDGER_FILE
+from agent.energy.ledger import LEDGER_FILE
 from agent.service import Agent
 from agent.units import KWH_TO_J
 from agent.web import WebConfigSource

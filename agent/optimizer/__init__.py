@@ -15,5 +15,5 @@ By data flow, one job per module:
 =====================  ========================================================================
 
 ``agent.actuator`` writes a plan in control mode. The package itself imports nothing, so
-``agent.energy`` can use ``datasheet`` without loading the optimizer; import from the modules.
+``agent.energy.account`` can use ``datasheet`` without loading the optimizer; import from the modules.
 """

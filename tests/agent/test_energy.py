@@ -18,7 +18,7 @@ from agent.config import (
 from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable
 from agent.config.schedule import Period, Schedule, TimeOfUse
 from agent.config.yamlsource import Issues
-from agent.energy import (
+from agent.energy.account import (
     BaselineModel,
     CounterEvent,
     EnergyAccount,

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from agent.energy import EnergyTotals, HourDelta
+from agent.energy.account import EnergyTotals, HourDelta
 from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"

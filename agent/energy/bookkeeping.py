@@ -24,9 +24,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from agent.drive import DriveRuntime
-from agent.energy import EnergyTotals, HourDelta
+from agent.energy.account import EnergyTotals, HourDelta
+from agent.energy.ledger import HourRow, Ledger
 from agent.errors import LedgerError, LedgerLockedError
-from agent.ledger import HourRow, Ledger
 
 log = logging.getLogger(__name__)
 

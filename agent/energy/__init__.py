@@ -1,0 +1,11 @@
+"""Energy: what each drive drew and saved, made durable, and reported.
+
+================  =========================================================================
+``account``       per drive: energy, baseline, savings by basis, CO2, money, per hour
+``ledger``        the SQLite ledger: hours, totals, hand-backs; schema migrations
+``bookkeeping``   flushes the accounts to the ledger on a schedule, restores the totals
+``report``        ``vfd-agent report``: per-drive and site totals from the ledger
+================  =========================================================================
+
+The package imports nothing itself; import from the modules.
+"""
