@@ -11,7 +11,8 @@ import numpy as np
 
 from agent.config import DriveConfig, SiteConfig
 from agent.config.profile import NegativePower, Quantity
-from agent.energy.account import BaselineModel, EnergyAccount, EnergySample
+from agent.energy.account import EnergyAccount, EnergySample
+from agent.energy.baseline import BaselineModel
 from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
 from agent.modbus.readplan import Block, plan_reads

@@ -24,8 +24,8 @@ from prometheus_client.registry import Collector
 from agent.config.profile import STATUS_BITS, NegativePower, Quantity
 from agent.control import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
-from agent.energy.account import CounterEvent
 from agent.energy.bookkeeping import Bookkeeper
+from agent.energy.counter import CounterEvent
 from agent.errors import (
     DriveConnectionError,
     DriveProtocolError,

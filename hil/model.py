@@ -39,7 +39,7 @@ import numpy as np
 
 from agent.config import BaselineMethod
 from agent.config.profile import Quantity
-from agent.energy.account import baseline_table
+from agent.energy.baseline import baseline_table
 from hil.demand import DemandProfile
 from hil.physics import (
     MachineCurves,

@@ -27,166 +27,30 @@ a sample's ``wall`` is NaN while it is not). Until then the intervals are held i
 memory, by monotonic time, and filed at the hours they really happened as soon as
 a sample brings a trusted wall time; the counters catch up then.
 
-Long because the booking, the counter's discipline and the held intervals share one
-account's state (split by job into ``agent/energy/`` right after this merge).
+The baseline power comes from ``agent.energy.baseline``, the counter's steps from
+``agent.energy.counter``.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
-import numpy as np
-
-from agent.config import BaselineConfig, BaselineMethod, DriveConfig, SiteConfig
-from agent.config.profile import Point, Quantity
+from agent.config import DriveConfig, SiteConfig
+from agent.config.profile import Quantity
 from agent.config.schedule import TimeOfUse, hour_start
-from agent.optimizer.datasheet import datasheet_curves
-from agent.units import MAX_POWER_OVER_RATED
-from kernels import (
-    BASELINE_CHARACTERISTIC,
-    BASELINE_DAMPER,
-    BASELINE_INLET_VANE,
-    DEFAULT_TABLES,
-    characteristic_baseline_power,
-    default_efficiency_tables,
-    electrical_power,
-    estimate_flow,
-    table_baseline_power,
-    throttle_baseline_power,
-)
+from agent.energy.counter import EnergyCounter
 
 GRAMS_PER_KG = 1000.0
 # Intervals held per drive while the wall clock is untrusted (4 h at a 1 s poll, about 2 MB);
 # beyond it the oldest are dropped and counted as a gap rather than filed at a wrong hour.
 MAX_HELD_INTERVALS = 14_400
-_TABLE_CODES = {
-    BaselineMethod.CHARACTERISTIC: BASELINE_CHARACTERISTIC,
-    BaselineMethod.DAMPER: BASELINE_DAMPER,
-    BaselineMethod.INLET_VANE: BASELINE_INLET_VANE,
-}
-
-
-def baseline_table(baseline: BaselineConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The (x %, power %) table of a table baseline: the configured one, else the method's default."""
-    if baseline.table_x_pct:
-        return baseline.table_x_pct, baseline.table_y_pct
-    code = _TABLE_CODES.get(baseline.method)
-    return DEFAULT_TABLES[code] if code is not None else ((), ())
-
-
 class EnergySource(Enum):
     """Where a drive's energy figure came from."""
 
     COUNTER = "counter"
     POWER = "power"
-
-
-class CounterEvent(Enum):
-    """Things an energy counter does that the account must not book as energy."""
-
-    WRAP = "wrap"  # rolled over at its modulus: booked correctly
-    RESET = "reset"  # went backwards, e.g. the drive restarted: not booked, power used instead
-    JUMP = "jump"  # rose faster than the drive could draw: not booked
-    SATURATED = "saturated"  # stuck at its maximum (SINAMICS r0039): power used from then on
-
-
-class BaselineModel:
-    """Baseline electrical power [W] of one drive: what it would draw without the VFD."""
-
-    def __init__(self, drive: DriveConfig) -> None:
-        baseline: BaselineConfig = drive.baseline
-        self.method = baseline.method
-        self.constant_power = baseline.constant_power
-        self.rated_power = drive.rated_power
-        self.rated_flow = drive.load.rated_flow
-        xs, ys = baseline_table(baseline)
-        self._table_x = np.asarray(xs, dtype=np.float64)
-        self._table_y = np.asarray(ys, dtype=np.float64)
-        curves = datasheet_curves(drive.load, drive.rated_power)
-        self._head, self._power = curves.head, curves.power
-        self._motor, self._drive = default_efficiency_tables()
-        self._direct_on_line = np.ones_like(self._drive)  # no VFD, no inverter losses
-        self._direct_on_line[0] = self._drive[0]
-        # Load (or compile) the kernels now, at start-up, rather than inside the first poll.
-        self.power(1.0, math.nan, 0.5 * self.rated_power, running=True)
-
-    def power(self, speed_ratio: float, flow: float, electrical: float, running: bool) -> float:
-        """Baseline power; zero while stopped, NaN when the inputs cannot give one.
-
-        ``flow`` [m³/s] may be NaN: pumps then estimate it from power and speed on the
-        datasheet curve, fans take flow ratio = speed ratio (fan law on a system without
-        static pressure).
-        """
-        if not running:
-            return 0.0
-        if self.method is BaselineMethod.CONSTANT:
-            return self.constant_power
-        if self.method is BaselineMethod.CHARACTERISTIC:
-            return float(characteristic_baseline_power(speed_ratio, self.rated_power, self._table_x,
-                                                       self._table_y))
-        if self.method is BaselineMethod.THROTTLE:
-            if math.isnan(flow):
-                flow = self._estimate_flow(speed_ratio, electrical)
-            shaft = float(throttle_baseline_power(self._head, self._power, flow))
-            return float(electrical_power(shaft, self.rated_power, self._motor, self._direct_on_line))
-        flow_ratio = flow / self.rated_flow if math.isfinite(flow) else speed_ratio
-        return float(table_baseline_power(flow_ratio, self.rated_power, self._table_x, self._table_y))
-
-    def _estimate_flow(self, speed_ratio: float, electrical: float) -> float:
-        if not (math.isfinite(speed_ratio) and speed_ratio > 0 and math.isfinite(electrical)):
-            return math.nan
-        load = electrical / self.rated_power
-        motor = float(np.interp(load, self._motor[0], self._motor[1]))
-        drive = float(np.interp(load, self._drive[0], self._drive[1]))
-        return float(estimate_flow(self._power, electrical * motor * drive, speed_ratio))
-
-
-class EnergyCounter:
-    """Turns successive readings of a drive's energy counter into trustworthy steps [J]."""
-
-    def __init__(self, point: Point, rated_power: float) -> None:
-        self.modulus = point.counter_modulus
-        self.resolution = point.resolution
-        self.rated_power = rated_power
-        self.saturates_at = point.to_si(point.saturates_at) if point.saturates_at is not None else math.inf
-        self.events: Counter[CounterEvent] = Counter()
-        self.saturated = False
-        self._last: float | None = None
-
-    def step(self, value: float, dt: float) -> float | None:
-        """Energy since the previous reading, or None when the counter cannot say."""
-        last, self._last = self._last, value
-        if not math.isfinite(value):
-            self._last = None
-            return None
-        if value >= self.saturates_at - 0.5 * self.resolution:
-            if not self.saturated:
-                self.events[CounterEvent.SATURATED] += 1
-            self.saturated = True
-            return None
-        self.saturated = False
-        if last is None:
-            return None
-        limit = MAX_POWER_OVER_RATED * self.rated_power * dt + 2.0 * self.resolution
-        delta = value - last
-        if delta < 0.0:
-            wrapped = delta + self.modulus
-            if 0.0 <= wrapped <= limit:
-                self.events[CounterEvent.WRAP] += 1
-                return wrapped
-            self.events[CounterEvent.RESET] += 1
-            return None
-        if delta > limit:
-            self.events[CounterEvent.JUMP] += 1
-            return None
-        return delta
-
-    def forget(self) -> None:
-        """Drop the last reading (after a gap nothing can be said about the steps across it)."""
-        self._last = None
 
 
 @dataclass

@@ -18,14 +18,9 @@ from agent.config import (
 from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable
 from agent.config.schedule import Period, Schedule, TimeOfUse
 from agent.config.yamlsource import Issues
-from agent.energy.account import (
-    BaselineModel,
-    CounterEvent,
-    EnergyAccount,
-    EnergyCounter,
-    EnergySample,
-    EnergySource,
-)
+from agent.energy.account import EnergyAccount, EnergySample, EnergySource
+from agent.energy.baseline import BaselineModel
+from agent.energy.counter import CounterEvent, EnergyCounter
 from agent.modbus.codec import DataType, Order
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import KWH_TO_J, Dimension
