@@ -26,7 +26,7 @@ from agent.numba_cache import configure_numba_cache
 from agent.profile import Profile, RegisterTable, available_profiles, load_profile, resolve_profile_path
 from agent.readplan import Block
 from agent.units import RPM_TO_RAD_S
-from agent.yamlsource import Issues
+from agent.yamlsource import BROADCAST_HINT, UNIT_ID_MAX, UNIT_ID_MIN, Issues
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("agent")
@@ -125,7 +125,9 @@ def _bus_url(text: str) -> BusConfig:
 
 
 def _unit(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 247:
+    if text.isdigit() and int(text) == 0:
+        raise argparse.ArgumentTypeError(BROADCAST_HINT)
+    if not text.isdigit() or not UNIT_ID_MIN <= int(text) <= UNIT_ID_MAX:
         raise argparse.ArgumentTypeError(f"a unit id is a whole number in 1..247, got {text!r}")
     return int(text)
 
@@ -136,8 +138,10 @@ def _units(text: str) -> list[int]:
         low, sep, high = part.strip().partition("-")
         try:
             first, last = _unit(low), _unit(high) if sep else _unit(low)
-        except argparse.ArgumentTypeError:
+        except argparse.ArgumentTypeError as exc:
             message = f"expected unit ids like 1-247 or 1,2,10-20, got {text!r}"
+            if str(exc) == BROADCAST_HINT:
+                message += f": {BROADCAST_HINT}"
             raise argparse.ArgumentTypeError(message) from None
         if last < first:
             raise argparse.ArgumentTypeError(f"empty range {part!r}")

@@ -20,6 +20,10 @@ from agent.errors import ConfigError, ConfigIssue
 E = TypeVar("E", bound=Enum)
 _MISSING: Any = object()
 
+# Modbus unit ids a poll may address: 0 is broadcast (no drive answers it), 248..255 are reserved.
+UNIT_ID_MIN, UNIT_ID_MAX = 1, 247
+BROADCAST_HINT = "unit 0 is the broadcast address, which no drive answers; use 1..247"
+
 
 class LocatedDict(dict[Any, Any]):
     """A mapping that knows the line of itself and of each of its keys."""
@@ -230,6 +234,14 @@ class Section:
             self.error(key, f"must be in [{minimum}, {maximum}], got {value}")
             return -1
         return value
+
+    def unit_id(self, key: str) -> int:
+        """A Modbus unit id to poll (1..247); -1 is returned on a recorded issue."""
+        value = self.raw(key, -1)
+        if type(value) is int and value == 0:
+            self.error(key, BROADCAST_HINT)
+            return -1
+        return self.integer(key, minimum=UNIT_ID_MIN, maximum=UNIT_ID_MAX)
 
     def boolean(self, key: str, default: Any = _MISSING) -> bool:
         """A true/false value."""
