@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig, BusConfig, load_config, parse_listen
 from agent.errors import ConfigError, ConfigIssue, DriveError
-from agent.numba_cache import configure_numba_cache
+from agent.numba_cache import cache_fallback, configure_numba_cache
 from agent.profile import Profile, RegisterTable, available_profiles, load_profile, resolve_profile_path
 from agent.readplan import Block
 from agent.units import RPM_TO_RAD_S
@@ -303,6 +303,11 @@ def _warmup(cache_dir: Path | None) -> int:
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     print(f"{len(timings)} kernels ready in {sum(timings.values()):.1f} s; "
           f"cache: {used or 'beside the kernels source'}")
+    fallback = cache_fallback()
+    if fallback is not None:
+        # Not a failure of the service: the agent compiles in memory at each start instead.
+        print(f"vfd-agent warmup: warning: nothing was cached ({fallback}); the agent will compile the "
+              "kernels at each start", file=sys.stderr)
     return EXIT_OK
 
 
