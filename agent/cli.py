@@ -219,10 +219,12 @@ def _commission(args: argparse.Namespace) -> int:
     return EXIT_OK if found else EXIT_FAILURE
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event) -> None:
+    """SIGINT, SIGTERM: stop. SIGHUP (``systemctl reload``): read the config file again."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
 
 
 async def _run_agent(config: AgentConfig, dry_run: bool = False) -> int:
@@ -242,9 +244,9 @@ async def _run_agent(config: AgentConfig, dry_run: bool = False) -> int:
     except OSError as exc:
         log.error("cannot serve metrics on %s:%d: %s", config.metrics_host, config.metrics_port, exc)
         return EXIT_FAILURE
-    stop = asyncio.Event()
-    _install_signal_handlers(stop)
-    await agent.run(stop)
+    stop, reload = asyncio.Event(), asyncio.Event()
+    _install_signal_handlers(stop, reload)
+    await agent.run(stop, reload=reload)
     return EXIT_OK
 
 
