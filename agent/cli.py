@@ -34,11 +34,11 @@ from agent.config.profile import (
     load_profile,
     resolve_profile_path,
 )
-from agent.config.yamlsource import Issues
+from agent.config.yamlsource import BROADCAST_HINT, UNIT_ID_MAX, UNIT_ID_MIN, Issues
 from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
 from agent.modbus.readplan import Block
-from agent.numba_cache import configure_numba_cache
+from agent.numba_cache import cache_fallback, configure_numba_cache
 from agent.units import RPM_TO_RAD_S
 
 if TYPE_CHECKING:
@@ -184,7 +184,9 @@ def _bus_url(text: str) -> BusConfig:
 
 
 def _unit(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 247:
+    if text.isdigit() and int(text) == 0:
+        raise argparse.ArgumentTypeError(BROADCAST_HINT)
+    if not text.isdigit() or not UNIT_ID_MIN <= int(text) <= UNIT_ID_MAX:
         raise argparse.ArgumentTypeError(f"a unit id is a whole number in 1..247, got {text!r}")
     return int(text)
 
@@ -195,8 +197,10 @@ def _units(text: str) -> list[int]:
         low, sep, high = part.strip().partition("-")
         try:
             first, last = _unit(low), _unit(high) if sep else _unit(low)
-        except argparse.ArgumentTypeError:
+        except argparse.ArgumentTypeError as exc:
             message = f"expected unit ids like 1-247 or 1,2,10-20, got {text!r}"
+            if str(exc) == BROADCAST_HINT:
+                message += f": {BROADCAST_HINT}"
             raise argparse.ArgumentTypeError(message) from None
         if last < first:
             raise argparse.ArgumentTypeError(f"empty range {part!r}")
@@ -274,10 +278,12 @@ def _commission(args: argparse.Namespace) -> int:
     return EXIT_OK if found else EXIT_FAILURE
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event) -> None:
+    """SIGINT, SIGTERM: stop. SIGHUP (``systemctl reload``): read the config file again."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
 
 
 def _web_config(path: Path | None) -> WebConfigSource:
@@ -304,9 +310,9 @@ async def _run_agent(config: AgentConfig, dry_run: bool = False, web: WebConfigS
     except OSError as exc:
         log.error("cannot serve metrics on %s:%d: %s", config.metrics_host, config.metrics_port, exc)
         return EXIT_FAILURE
-    stop = asyncio.Event()
-    _install_signal_handlers(stop)
-    await agent.run(stop)
+    stop, reload = asyncio.Event(), asyncio.Event()
+    _install_signal_handlers(stop, reload)
+    await agent.run(stop, reload=reload)
     return EXIT_OK
 
 
@@ -373,6 +379,11 @@ def _warmup(cache_dir: Path | None) -> int:
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     print(f"{len(timings)} kernels ready in {sum(timings.values()):.1f} s; "
           f"cache: {used or 'beside the kernels source'}")
+    fallback = cache_fallback()
+    if fallback is not None:
+        # Not a failure of the service: the agent compiles in memory at each start instead.
+        print(f"vfd-agent warmup: warning: nothing was cached ({fallback}); the agent will compile the "
+              "kernels at each start", file=sys.stderr)
     return EXIT_OK
 
 

@@ -55,16 +55,16 @@ class Reading:
 class DriveRuntime:
     """Everything the agent knows about one drive right now."""
 
-    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600, *,
-                 awaits_counterfactual: bool = False) -> None:
+    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600) -> None:
         self.config = config
         self.blocks: tuple[Block, ...] = plan_reads(config.profile.points.values())
         self.history = RingBuffer(history)
         self.account = EnergyAccount.for_drive(config, site, max_gap)
         self.baseline = BaselineModel(config)
         # A drive of an optimizer group books each poll's energy once the optimizer has priced
-        # that same poll's counterfactual (``book``); any other drive books it at once.
-        self.awaits_counterfactual = awaits_counterfactual
+        # that same poll's counterfactual (``book``); any other drive books it at once. The
+        # agent sets it from the config's groups.
+        self.awaits_counterfactual = False
         self._unbooked: EnergySample | None = None
         self.up: bool | None = None  # None until the first poll
         self.errors: Counter[str] = Counter()

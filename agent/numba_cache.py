@@ -5,17 +5,40 @@ interval, so the service compiles them once (``vfd-agent warmup``) into a
 cache directory it can write under ``ProtectSystem=strict``. Precedence: an
 explicit NUMBA_CACHE_DIR, then systemd's CACHE_DIRECTORY, then the caller's
 default; with none of them Numba caches beside the kernels' source.
+
+A cache that cannot be written (a full or read-only state disk) must never stop
+the agent: Numba raises the OSError out of the kernel call that compiled, so
+``install_cache_fallback`` makes that a warning, logged once, after which every
+kernel is compiled in memory (slower starts, the same results). What the cache
+already holds is still loaded.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_fallback: str | None = None  # why the cache is no longer written, once it is not
 
 
 def configure_numba_cache(default: Path | None = None) -> Path | None:
-    """Set NUMBA_CACHE_DIR for this process and its children; returns the directory used."""
+    """Set NUMBA_CACHE_DIR for this process and its children; returns the directory used.
+
+    Also installs the in-memory fallback for a cache that cannot be written.
+    """
+    chosen = _choose_cache_dir(default)
+    install_cache_fallback()
+    return chosen
+
+
+def _choose_cache_dir(default: Path | None) -> Path | None:
     if "kernels" in sys.modules or "numba" in sys.modules:
         current = os.environ.get("NUMBA_CACHE_DIR")
         return Path(current) if current else None  # too late to change; report what is in force
@@ -27,3 +50,59 @@ def configure_numba_cache(default: Path | None = None) -> Path | None:
     if chosen is not None:
         os.environ["NUMBA_CACHE_DIR"] = str(chosen)
     return chosen
+
+
+def cache_fallback() -> str | None:
+    """Why kernels are compiled in memory instead of cached, or None while the cache works."""
+    return _fallback
+
+
+def _fall_back(where: object, exc: BaseException) -> None:
+    global _fallback
+    with _lock:
+        if _fallback is not None:
+            return
+        _fallback = f"{where}: {exc}"
+    log.warning("Numba cache %s cannot be written (%s); compiling kernels in memory from now on "
+                "(each start compiles again; results are the same)", where, exc)
+
+
+def install_cache_fallback() -> None:
+    """Turn a failure to write (or read) Numba's cache into one warning and in-memory compiles.
+
+    Wraps three methods of Numba's caching (stable since Numba 0.49): ``enable_caching``
+    (no usable cache directory at import), ``Cache.save_overload`` (ENOSPC, EROFS while
+    saving) and ``Cache.load_overload`` (an unreadable index). Idempotent.
+    """
+    from numba.core import caching, dispatcher
+
+    if getattr(caching.Cache, "_vfd_fallback", False):
+        return
+    save, load = caching.Cache.save_overload, caching.Cache.load_overload
+    enable = dispatcher.Dispatcher.enable_caching
+
+    def save_overload(self: Any, sig: Any, data: Any) -> None:
+        if _fallback is not None:
+            return  # compile in memory: do not fill a full disk further with partial files
+        try:
+            save(self, sig, data)  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            _fall_back(self.cache_path, exc)
+
+    def load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+        try:
+            return load(self, sig, target_context)  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            _fall_back(self.cache_path, exc)
+            return None  # compile it
+
+    def enable_caching(self: Any) -> None:
+        try:
+            enable(self)
+        except (RuntimeError, OSError) as exc:  # "no locator available": the dispatcher keeps a NullCache
+            _fall_back(os.environ.get("NUMBA_CACHE_DIR", "(beside the kernels)"), exc)
+
+    caching.Cache.save_overload = save_overload  # type: ignore[method-assign]
+    caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
+    dispatcher.Dispatcher.enable_caching = enable_caching  # type: ignore[method-assign]
+    caching.Cache._vfd_fallback = True  # type: ignore[attr-defined]

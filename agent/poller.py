@@ -58,6 +58,7 @@ class BusStats:
     cycles: int = 0
     missed_deadlines: int = 0
     connects: int = 0
+    connect_failures: int = 0  # attempts to open the connection that failed (port refused, host down)
 
 
 class BusPoller:
@@ -82,6 +83,7 @@ class BusPoller:
         self.stats = BusStats()
         self._backoff = 0.0
         self._next_connect = 0.0
+        self._connect_failing = False
         self._retry_at: dict[str, float] = {}
         self._retry_delay: dict[str, float] = {}
         self._busy_samples: deque[tuple[float, float]] = deque()
@@ -214,14 +216,23 @@ class BusPoller:
             )
         try:
             await self.client.connect()
-        except DriveConnectionError:
+        except DriveConnectionError as exc:
             self._schedule_reconnect()
+            self.stats.connect_failures += 1
+            if not self._connect_failing:  # ERROR once per outage, DEBUG for every further attempt
+                log.error("bus %s: %s; retrying after %g s, backing off to %g s", self.bus.name, exc,
+                          self._backoff, self.bus.reconnect_delay_max)
+                self._connect_failing = True
+            else:
+                log.debug("bus %s: attempt %d failed: %s; next in %g s", self.bus.name,
+                          self.stats.connect_failures, exc, self._backoff)
             raise
         self.stats.connects += 1
         # INFO at the first connect and when the bus comes back; a TCP connection dropped after a
         # timeout (agent.modbus.client) is reopened at once, at DEBUG, or a silent unit would log every retry.
         level = logging.INFO if self.stats.connects == 1 or self._backoff else logging.DEBUG
         self._backoff = 0.0
+        self._connect_failing = False
         log.log(level, "bus %s: connected to %s", self.bus.name, self.bus.address)
 
     def _schedule_reconnect(self) -> None:

@@ -7,23 +7,37 @@ then tell systemd READY. Shutdown: the optimizer (if the config has groups) hand
 every drive it controls back to the operator's settings while the buses are still
 connected; then every poller loop ends and closes its connection; the last energy
 is flushed to the ledger; then the HTTP server stops.
+
+Reload (SIGHUP, ``systemctl reload``): the config file is read and validated
+first; a bad one is logged, located, and the agent goes on with the config it
+has. A good one is applied like a short stop and start of the polling: the
+optimizer hands its drives back, the pollers close, the energy booked so far is
+flushed, then pollers (and an optimizer) are built from the new config. A drive
+whose config did not change keeps its runtime object as it is; a changed one gets
+a new object that carries its energy totals, error counts and history over, so no
+counter resets or jumps; a drive no longer in the config disappears from the
+metrics (its totals stay in the ledger). The metrics address and the storage path
+are bound at start: a change to them is logged and takes effect at the next restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, DriveConfig, load_config
 from agent.drive import DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.ledger import LEDGER_FILE
+from agent.errors import ConfigError
 from agent.logs import quiet_libraries
 from agent.metrics import (
     AgentCollector,
@@ -72,24 +86,19 @@ class Agent:
         self.web_config = web_config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.notifier = notifier if notifier is not None else Notifier()
-        grouped = {name for group in config.groups for name in group.drives}
-        self.drives = [DriveRuntime(d, config.site, config.max_gap, awaits_counterfactual=d.name in grouped)
-                       for d in config.drives]
+        self.clock = clock
+        self.dry_run = dry_run
+        self.reloads = 0  # configs applied by reload
+        self.reloads_refused = 0  # reloads whose config was bad: the old one stayed in effect
+        # The collectors and the bookkeeper read these lists: a reload changes them in place.
+        self.drives: list[DriveRuntime] = []
+        self.pollers: list[BusPoller] = []
+        self._poll_duration = poll_duration_histogram(self.registry)
         # Energy is filed into hours by this clock only while it is trusted (agent.wallclock).
         self.wall = WallClock(wall=wall_clock, monotonic=clock, synchronized=time_synchronized)
-        self._poll_duration = poll_duration_histogram(self.registry)
-        self.pollers: list[BusPoller] = []
-        for bus in config.buses:
-            on_bus = [d for d in self.drives if d.config.bus == bus.name]
-            if on_bus:
-                self.pollers.append(
-                    BusPoller(bus, on_bus, BusClient(bus), clock=clock, wall_clock=self.wall.read,
-                              on_cycle=self._observe_cycle)
-                )
         self.optimizer: Optimizer | None = None
-        if config.groups:
-            self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
-                                       clock=clock, dry_run=dry_run)
+        self._optimizer_collector: OptimizerCollector | None = None
+        self._build(config, {})
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
                                      clock_floor=self.wall.raise_floor)
@@ -102,12 +111,37 @@ class Agent:
         self.registry.register(DriveHealthCollector(self.drives))
         self.registry.register(DriveInfoCollector(self.drives))
         register_process_collectors(self.registry)
-        if self.optimizer is not None:
-            self.registry.register(OptimizerCollector(self.optimizer))
         for collector in extra_collectors:
             self.registry.register(collector)
         self.metrics_port: int | None = None
         self._server: WebServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _build(self, config: AgentConfig, previous: dict[str, DriveRuntime]) -> None:
+        """Drives, pollers and optimizer of ``config``, reusing or carrying over ``previous`` drives."""
+        same_site = (self.config.site, self.config.max_gap) == (config.site, config.max_gap)
+        drives = [_keep_or_carry(previous.get(d.name), d, config, same_site) for d in config.drives]
+        self.drives[:] = drives
+        grouped = {name for group in config.groups for name in group.drives}
+        for drive in drives:  # booked by the optimizer's per-poll hook, with that poll's counterfactual
+            drive.awaits_counterfactual = drive.name in grouped
+        pollers = []
+        for bus in config.buses:
+            on_bus = [d for d in self.drives if d.config.bus == bus.name]
+            if on_bus:
+                pollers.append(BusPoller(bus, on_bus, BusClient(bus), clock=self.clock,
+                                         wall_clock=self.wall.read, on_cycle=self._observe_cycle))
+        self.pollers[:] = pollers
+        if self._optimizer_collector is not None:
+            self.registry.unregister(self._optimizer_collector)
+            self._optimizer_collector = None
+        self.optimizer = None
+        if config.groups:
+            self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
+                                       clock=self.clock, dry_run=self.dry_run)
+            self._optimizer_collector = OptimizerCollector(self.optimizer)
+            self.registry.register(self._optimizer_collector)
+        self.config = config
 
     def drive(self, name: str) -> DriveRuntime:
         """A drive's runtime by name."""
@@ -150,37 +184,36 @@ class Agent:
         if self.bookkeeper.ledger is None:
             self.bookkeeper.open()
 
-    async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True) -> None:
-        """Poll until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True,
+                  reload: asyncio.Event | None = None) -> None:
+        """Poll until ``stop`` is set; apply the config file again whenever ``reload`` is set."""
         self.open_ledger()
         if serve_metrics and self._server is None:
             self.start_metrics()
-        # With an optimizer the pollers outlive ``stop``: the hand-back writes need their connections.
-        poll_stop = asyncio.Event() if self.optimizer is not None else stop
-        tasks = [asyncio.create_task(p.run(poll_stop), name=f"poll {p.bus.name}") for p in self.pollers]
-        watchdog = asyncio.create_task(self._watchdog(stop, tasks), name="watchdog")
+        reload = reload if reload is not None else asyncio.Event()
+        watchdog = asyncio.create_task(self._watchdog(stop), name="watchdog")
         bookkeeping = asyncio.create_task(self.bookkeeper.run(stop), name="ledger")
-        optimizing = (asyncio.create_task(self.optimizer.run(stop), name="optimizer")
-                      if self.optimizer is not None else None)
+        generation = self._start_polling()
         self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
         try:
-            if optimizing is None:
-                await asyncio.gather(*tasks)
-            else:
+            while True:
                 stopped = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                reloading = asyncio.ensure_future(reload.wait())
+                waits = [stopped, reloading, *(t for t in generation.pollers if not t.done())]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 stopped.cancel()
+                reloading.cancel()
                 for task in done:
-                    if task is not stopped:
+                    if task in generation.pollers:
                         task.result()  # a poller that ended by itself: raise what ended it
+                if stop.is_set():
+                    break
+                if reload.is_set():
+                    reload.clear()
+                    generation = await self._reload(generation)
         finally:
             stop.set()
-            if optimizing is not None:
-                await self._finish_optimizer(optimizing)
-            poll_stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_polling(generation)
             for helper in (watchdog, bookkeeping):
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -189,6 +222,63 @@ class Agent:
             await self.bookkeeper.close()
             if serve_metrics:
                 self.stop_metrics()
+
+    def _start_polling(self) -> _Generation:
+        """Start the pollers (and optimizer) of the current config."""
+        generation = _Generation(asyncio.Event(), asyncio.Event(), [], None)
+        generation.pollers = [asyncio.create_task(p.run(generation.stop_pollers), name=f"poll {p.bus.name}")
+                              for p in self.pollers]
+        if self.optimizer is not None:
+            generation.optimizer = asyncio.create_task(self.optimizer.run(generation.stop_optimizer),
+                                                       name="optimizer")
+        self._tasks = generation.pollers
+        return generation
+
+    async def _stop_polling(self, generation: _Generation) -> None:
+        """Hand the drives back while the pollers are still connected, then end every poller."""
+        generation.stop_optimizer.set()
+        if generation.optimizer is not None:
+            await self._finish_optimizer(generation.optimizer)
+        generation.stop_pollers.set()
+        for task in generation.pollers:
+            task.cancel()
+        await asyncio.gather(*generation.pollers, return_exceptions=True)
+
+    async def _reload(self, generation: _Generation) -> _Generation:
+        """Validate the config file again and apply it; a bad file leaves everything as it is."""
+        now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000  # systemd >= 253 asks for it
+        self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={now_us}")
+        path = Path(self.config.source)
+        try:
+            config = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            self.reloads_refused += 1
+            for issue in exc.issues:
+                log.error("reload refused: %s", issue)
+            log.error("reload refused: %d problem(s) in %s; still running on the config loaded before",
+                      len(exc.issues), path)
+            self.notifier.notify("READY=1\nSTATUS=reload refused: bad config; polling on the previous one")
+            return generation
+        old = self.config
+        if (config.metrics_host, config.metrics_port) != (old.metrics_host, old.metrics_port):
+            log.warning("reload: the metrics listen address changed; it takes effect at the next restart")
+        if config.storage_path != old.storage_path:
+            log.warning("reload: the storage path changed; it takes effect at the next restart")
+        config = dataclasses.replace(config, metrics_host=old.metrics_host, metrics_port=old.metrics_port,
+                                     storage_path=old.storage_path)
+        await self._stop_polling(generation)
+        await self.bookkeeper.flush()  # the hours booked so far, under the drives' current runtime objects
+        before = {d.name for d in self.drives}
+        self._build(config, {d.name: d for d in self.drives})
+        after = {d.name for d in self.drives}
+        self.bookkeeper.currency = config.site.tariff.currency
+        self.reloads += 1
+        log.info("reloaded %s: %d drive(s) on %d bus(es); added: %s; removed: %s", path, len(self.drives),
+                 len(self.pollers), ", ".join(sorted(after - before)) or "none",
+                 ", ".join(sorted(before - after)) or "none")
+        generation = self._start_polling()
+        self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
+        return generation
 
     @staticmethod
     async def _finish_optimizer(task: asyncio.Task[None]) -> None:
@@ -200,16 +290,19 @@ class Agent:
         except Exception:
             log.exception("optimizer: failed while handing the drives back")
 
-    async def _watchdog(self, stop: asyncio.Event, tasks: Sequence[asyncio.Task[None]]) -> None:
+    async def _watchdog(self, stop: asyncio.Event) -> None:
         """Pet the systemd watchdog only while every poller is alive and cycling."""
         interval = self.notifier.watchdog_interval()
         if interval is None:
             return
         seen = [p.stats.cycles for p in self.pollers]
+        pollers = list(self.pollers)
         while not stop.is_set():
             await asyncio.sleep(interval)
+            if pollers != self.pollers:  # reloaded: compare the new pollers from now on
+                pollers, seen = list(self.pollers), [p.stats.cycles for p in self.pollers]
             cycles = [p.stats.cycles for p in self.pollers]
-            alive = all(not t.done() for t in tasks)
+            alive = all(not t.done() for t in self._tasks)
             # A poller on a long interval may legitimately not cycle within one watchdog period.
             progressing = all(
                 now > before or poller.bus.poll_interval > interval
@@ -218,3 +311,32 @@ class Agent:
             if alive and progressing:
                 self.notifier.notify("WATCHDOG=1")
             seen = cycles
+
+
+@dataclasses.dataclass
+class _Generation:
+    """The tasks polling one config: they end together, at a stop or a reload."""
+
+    stop_optimizer: asyncio.Event
+    stop_pollers: asyncio.Event
+    pollers: list[asyncio.Task[None]]
+    optimizer: asyncio.Task[None] | None
+
+
+def _keep_or_carry(old: DriveRuntime | None, config: DriveConfig, agent: AgentConfig,
+                   same_site: bool) -> DriveRuntime:
+    """The runtime of a drive after a reload: the same object if nothing it depends on changed.
+
+    A changed drive (or site tariff, or max gap) gets a new object that carries over what
+    must never reset: its energy totals, error counts and history.
+    """
+    if old is not None and same_site and old.config == config:
+        return old
+    new = DriveRuntime(config, agent.site, agent.max_gap)
+    if old is not None:
+        new.account.carry_over(old.account)
+        new.errors = old.errors
+        new.polls = old.polls
+        new.counter_resets = old.counter_resets
+        new.history = old.history
+    return new

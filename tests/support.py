@@ -33,12 +33,12 @@ def site_config(tmp_path, buses, drives, metrics_port=0, storage=None, flush_int
         polling: {{interval_s: 0.5, timeout_s: 0.2, retries: 0, max_gap_s: 3}}
         buses:
         """)
-    for name, port in buses:
-        text += f"  - {{name: {name}, host: 127.0.0.1, port: {port}, reconnect_delay_max_s: 1}}\n"
+    for bus_name, port in buses:
+        text += f"  - {{name: {bus_name}, host: 127.0.0.1, port: {port}, reconnect_delay_max_s: 1}}\n"
     text += "drives:\n"
-    for name, bus, unit, extra, *profile in drives:
+    for drive, bus, unit, extra, *profile in drives:
         text += textwrap.indent(textwrap.dedent(f"""\
-            - name: {name}
+            - name: {drive}
               bus: {bus}
               unit: {unit}
               profile: {profile[0] if profile else "generic"}

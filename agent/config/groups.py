@@ -98,7 +98,7 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
     bus = sec.string("bus")
     if bus and bus not in buses:
         sec.error("bus", f"no bus named {bus!r}; buses: {', '.join(sorted(buses)) or 'none'}")
-    unit = sec.integer("unit", minimum=0, maximum=247)
+    unit = sec.unit_id("unit")
     profile_name = sec.string("profile")
     profile: Profile | None = None
     if profile_name:

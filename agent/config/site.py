@@ -240,7 +240,7 @@ def _drive(
     })
     name = sec.string("name")
     bus = sec.string("bus")
-    unit = sec.integer("unit", minimum=0, maximum=247)
+    unit = sec.unit_id("unit")
     profile_name = sec.string("profile")
     rated_power = sec.number("rated_power_kw", minimum=0.0, exclusive_minimum=True) * 1e3
     rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S

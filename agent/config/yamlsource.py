@@ -3,11 +3,21 @@
 Config, profile and plant files are all read through ``Section`` so that a
 mistake is reported as ``FILE:LINE: dotted.field.path: message`` and every
 mistake in a file is collected before anything fails.
+
+A YAML file is refused, located, before it can cost a gateway its memory: larger
+than ``MAX_FILE_BYTES``, nested deeper than ``MAX_DEPTH``, or with more than
+``MAX_VALUES`` values once every alias is expanded (an "alias bomb": nine
+aliases to nine aliases ... to a list is a billion strings in a few hundred bytes).
+A real site config is a few kilobytes, a few levels deep and a few thousand values.
+
+Long because the bounded loader and the located sections it builds are one contract: every
+value a ``Section`` hands out carries the line the loader recorded.
 """
 
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -19,6 +29,16 @@ from agent.errors import ConfigError, ConfigIssue
 
 E = TypeVar("E", bound=Enum)
 _MISSING: Any = object()
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # nested mappings and lists; far below Python's recursion limit
+MAX_VALUES = 200_000  # scalars, mappings and lists, every alias counted as what it expands to
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxlevel = 80, 80, 8, 8, 3
+
+# Modbus unit ids a poll may address: 0 is broadcast (no drive answers it), 248..255 are reserved.
+UNIT_ID_MIN, UNIT_ID_MAX = 1, 247
+BROADCAST_HINT = "unit 0 is the broadcast address, which no drive answers; use 1..247"
 
 
 class LocatedDict(dict[Any, Any]):
@@ -35,8 +55,88 @@ class LocatedList(list[Any]):
     item_lines: list[int]
 
 
+def shown(value: Any) -> str:
+    """A value for a message: its repr, shortened (a wrong value may be a huge tree)."""
+    return _SHOWN.repr(value)
+
+
+class _LimitError(yaml.composer.ComposerError):
+    """A file over one of the limits, with the dotted path of the field where it went over."""
+
+    def __init__(self, field: str, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, problem, mark)
+        self.field = field
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records 1-based line numbers on mappings and sequences."""
+    """SafeLoader that records 1-based line numbers on mappings and sequences, within the limits.
+
+    Composition is where aliases and nesting are resolved, so the limits are kept
+    there: ``_sizes`` holds each finished node's expanded size, ``_open`` the
+    running size of each node being composed (its length is the depth), ``_path``
+    the field being composed, for the message.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+        self._open: list[int] = []
+        self._path: list[str] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Compose one node, counting what it expands to; refuse what exceeds a limit."""
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if isinstance(index, yaml.ScalarNode):  # a mapping's value: index is its key
+            self._path.append(f".{str(index.value)[:40]}")
+        elif isinstance(index, int):
+            self._path.append(f"[{index}]")
+        else:
+            self._path.append("")  # a mapping's key, or the document
+        try:
+            return self._compose_counted(parent, index, mark)
+        finally:
+            self._path.pop()
+
+    def _compose_counted(self, parent: yaml.Node | None, index: Any, mark: yaml.Mark) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            node = self._compose(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:
+                self._refuse("an alias inside the anchor it names (a structure containing itself)", mark)
+            self._count(size or 0, mark)
+            return node
+        if len(self._open) >= MAX_DEPTH:
+            self._refuse(f"nested deeper than {MAX_DEPTH} levels (the limit for a config file)", mark)
+        self._open.append(1)
+        try:
+            node = self._compose(parent, index)
+        finally:
+            size = self._open.pop()
+        self._sizes[id(node)] = size
+        self._count(size, mark)
+        return node
+
+    def _compose(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        node = super().compose_node(parent, index)
+        if node is None:  # pragma: no cover - PyYAML returns a node or raises
+            raise yaml.composer.ComposerError(None, None, "expected a node", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        return node
+
+    def _count(self, size: int, mark: yaml.Mark) -> None:
+        total = size
+        if self._open:
+            self._open[-1] += size
+            total = self._open[-1]
+        if total > MAX_VALUES:
+            self._refuse(f"more than {MAX_VALUES} values once aliases are expanded (an alias bomb?); "
+                         "the limit for a config file", mark)
+
+    def _refuse(self, problem: str, mark: yaml.Mark) -> None:
+        parts = [p for p in self._path if p]
+        if len(parts) > 8:  # a deep path: where it starts and where it went over
+            parts = [*parts[:4], "...", *parts[-2:]]
+        field = "".join(parts).strip(".") or "(top level)"
+        raise _LimitError(field, problem, mark)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LocatedDict:
@@ -51,7 +151,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LocatedDi
             )
         if key in result:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {shown(key)}", key_node.start_mark
             )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
@@ -88,10 +188,18 @@ def load_yaml(path: Path, issues: Issues) -> Section | None:
     """Read a YAML file whose top level is a mapping; None (and an issue) if it cannot be."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)  # never more: the path may be a device or a huge file
     except OSError as exc:
         issues.add(file, 0, "(file)", f"cannot read: {exc.strerror or exc}")
         return None
+    if len(data) > MAX_FILE_BYTES:
+        line = data[:MAX_FILE_BYTES].count(b"\n") + 1
+        limit = f"is larger than {MAX_FILE_BYTES // 1024} KiB (the limit for a config file)"
+        issues.add(file, line, "(file)", f"{limit}; it goes past the limit at this line")
+        return None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         issues.add(file, 0, "(file)", "is not UTF-8 text")
         return None
@@ -105,7 +213,8 @@ def parse_yaml(text: str, file: str, issues: Issues) -> Section | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        issues.add(file, line, "(syntax)", f"{exc.problem or exc.context or 'invalid YAML'}")
+        field = exc.field if isinstance(exc, _LimitError) else "(syntax)"
+        issues.add(file, line, field, f"{exc.problem or exc.context or 'invalid YAML'}")
         return None
     except yaml.YAMLError as exc:
         issues.add(file, 0, "(syntax)", str(exc))
@@ -169,7 +278,7 @@ class Section:
         if value is None:
             return ""
         if not isinstance(value, str) or not value.strip():
-            self.error(key, f"must be a non-empty string, got {value!r}")
+            self.error(key, f"must be a non-empty string, got {shown(value)}")
             return ""
         return value
 
@@ -198,20 +307,20 @@ class Section:
     ) -> float:
         """Validate a number taken from this section (or one of its lists)."""
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.error(key, f"must be a number, got {value!r}")
+            self.error(key, f"must be a number, got {shown(value)}")
             return math.nan
         number = float(value)
         if not math.isfinite(number):
-            self.error(key, f"must be finite, got {value!r}")
+            self.error(key, f"must be finite, got {shown(value)}")
             return math.nan
         if minimum is not None and (
             number < minimum or (exclusive_minimum and number == minimum)
         ):
             relation = ">" if exclusive_minimum else ">="
-            self.error(key, f"must be {relation} {minimum:g}, got {value!r}")
+            self.error(key, f"must be {relation} {minimum:g}, got {shown(value)}")
             return math.nan
         if maximum is not None and number > maximum:
-            self.error(key, f"must be <= {maximum:g}, got {value!r}")
+            self.error(key, f"must be <= {maximum:g}, got {shown(value)}")
             return math.nan
         return number
 
@@ -224,12 +333,20 @@ class Section:
         if value is None:
             return -1
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error(key, f"must be a whole number, got {value!r}")
+            self.error(key, f"must be a whole number, got {shown(value)}")
             return -1
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             self.error(key, f"must be in [{minimum}, {maximum}], got {value}")
             return -1
         return value
+
+    def unit_id(self, key: str) -> int:
+        """A Modbus unit id to poll (1..247); -1 is returned on a recorded issue."""
+        value = self.raw(key, -1)
+        if type(value) is int and value == 0:
+            self.error(key, BROADCAST_HINT)
+            return -1
+        return self.integer(key, minimum=UNIT_ID_MIN, maximum=UNIT_ID_MAX)
 
     def boolean(self, key: str, default: Any = _MISSING) -> bool:
         """A true/false value."""
@@ -237,7 +354,7 @@ class Section:
         if value is None:
             return False
         if not isinstance(value, bool):
-            self.error(key, f"must be true or false, got {value!r}")
+            self.error(key, f"must be true or false, got {shown(value)}")
             return False
         return value
 
@@ -252,7 +369,7 @@ class Section:
             if member.value == value:
                 return member
         allowed = ", ".join(str(m.value) for m in enum)
-        self.error(key, f"must be one of: {allowed}; got {value!r}")
+        self.error(key, f"must be one of: {allowed}; got {shown(value)}")
         return None
 
     def section(self, key: str, required: bool = True) -> Section | None:
@@ -308,7 +425,7 @@ class Section:
                 or len(item) != 2
                 or any(isinstance(v, bool) or not isinstance(v, int | float) for v in item)
             ):
-                self.error(key, f"each entry must be a pair of numbers [x, y], got {item!r}")
+                self.error(key, f"each entry must be a pair of numbers [x, y], got {shown(item)}")
                 return []
             pairs.append((float(item[0]), float(item[1])))
         return pairs

@@ -196,6 +196,11 @@ class EnergyAccount:
         self.source = EnergySource.COUNTER if booked is not None else EnergySource.POWER
         self._file(_Held(last, sample, booked))
 
+    def carry_over(self, old: EnergyAccount) -> None:
+        """Keep what a config change must not lose: the totals and the intervals held for the clock."""
+        self.totals = old.totals
+        self._held, self._dropped = old._held, old._dropped
+
     @property
     def held_s(self) -> float:
         """Seconds of energy held in memory until the wall clock can be trusted."""

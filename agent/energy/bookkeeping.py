@@ -64,6 +64,7 @@ class Bookkeeper:
         self.last_flush_wall = 0.0
         self._unwritten: dict[tuple[str, int], HourDelta] = {}
         self._failing = False
+        self._flushing = asyncio.Lock()  # one flush at a time: the periodic one, a reload's, the last
 
     @property
     def unwritten_hours(self) -> int:
@@ -122,6 +123,10 @@ class Bookkeeper:
 
     async def flush(self) -> bool:
         """Close every window and write it; False (and the deltas kept) if the ledger refused."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         if self.ledger is None:
             # Opened before the totals are taken, or this flush would store them without the history.
             self._restore(await asyncio.to_thread(self._load))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import termios
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -143,8 +144,21 @@ class BusClient:
             ok = await asyncio.wait_for(self._client.connect(), timeout=self.bus.timeout * 2 + 1.0)
         except (OSError, asyncio.TimeoutError, ModbusException) as exc:
             raise DriveConnectionError(f"cannot connect to {self.bus.address}: {exc}") from exc
+        except (termios.error, ValueError) as exc:
+            # The OS refused the port's settings (a parity a pty or USB adapter does not support):
+            # pyserial raises termios.error, which is no OSError. The port it opened is still held by
+            # the failed constructor's frame: drop the traceback, so that it is closed now and the
+            # next attempt can lock it.
+            raise DriveConnectionError(self._refused(exc)) from exc.with_traceback(None)
         if not ok:
             raise DriveConnectionError(f"cannot connect to {self.bus.address}")
+
+    def _refused(self, exc: Exception) -> str:
+        bus = self.bus
+        detail = exc.args[-1] if exc.args else exc
+        return (f"{bus.device} refuses the line settings {bus.baudrate} baud, 8 data bits, "
+                f"parity {bus.parity}, {bus.stopbits} stop bit(s): {detail}; check the bus's baudrate, "
+                "parity and stopbits against the port")
 
     def close(self) -> None:
         """Drop the connection."""

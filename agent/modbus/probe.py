@@ -13,11 +13,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from agent.config import BusConfig
 from agent.config.profile import Point, Profile, Quantity
 from agent.errors import DriveError, DriveReplyError
 from agent.modbus.client import BusClient
-from agent.modbus.codec import Order, decode
+from agent.modbus.codec import DataType, Order, decode
 from agent.modbus.readplan import Block, plan_for
 from agent.units import RPM_TO_RAD_S, Dimension
 
@@ -62,6 +64,19 @@ class ProbedValue:
         return self.value / self.point.unit_factor
 
 
+FLOAT32_DIGITS = 7  # significant digits a float32 register carries; more would show its rounding noise
+
+
+def plain(value: float, digits: int = 12) -> str:
+    """A number in plain notation (1234567.89, never 1.23457e+06), zeros trimmed.
+
+    A commissioning engineer compares it digit by digit with the drive's display.
+    """
+    if not math.isfinite(value):
+        return str(value)
+    return str(np.format_float_positional(value, precision=digits, unique=True, fractional=False, trim="-"))
+
+
 def _limits(point: Point, rating: Rating) -> tuple[float, float] | None:
     quantity = point.quantity
     if point.dimension is Dimension.BITS:
@@ -96,15 +111,16 @@ def judge(point: Point, raw: Sequence[int], rating: Rating = Rating()) -> Probed
         assert limits is not None
         unit, factor = point.unit, point.unit_factor
         shown = value / factor
+        low, high = plain(limits[0] / factor), plain(limits[1] / factor)
         what = "is not a number" if not math.isfinite(value) else (
-            f"{shown:.6g} {unit} is outside {limits[0] / factor:.4g}..{limits[1] / factor:.4g} {unit}")
+            f"{plain(shown)} {unit} is outside {low}..{high} {unit}")
         hints = _hints(point, raw, limits)
         problems.append(f"{point.quantity.value} {what}: implausible, usually a wrong scale or word order"
                         + (f"; {hints}" if hints else "; check the register address and type"))
     if point.quantity is Quantity.ENERGY and point.saturates_at is not None:
         number = decode(raw, point.dtype, point.word_order, point.byte_order)
         if number >= point.saturates_at:
-            problems.append(f"energy counter stuck at its maximum {point.saturates_at:g}: "
+            problems.append(f"energy counter stuck at its maximum {plain(point.saturates_at)}: "
                             "the agent integrates power instead")
     return ProbedValue(point, tuple(raw), value, tuple(problems))
 
@@ -116,13 +132,13 @@ def _hints(point: Point, raw: Sequence[int], limits: tuple[float, float]) -> str
         swapped = point.to_si(decode(raw, point.dtype, other, point.byte_order))
         if _sensible(point, swapped, limits):
             shown = swapped / point.unit_factor
-            hints.append(f"word_order: {other.value} would give {shown:.6g} {point.unit}")
+            hints.append(f"word_order: {other.value} would give {plain(shown)} {point.unit}")
     value = point.to_si(decode(raw, point.dtype, point.word_order, point.byte_order))
     if math.isfinite(value) and value != 0.0:
         for factor in (0.1, 0.01, 0.001, 10.0, 100.0, 1000.0):
             if _sensible(point, value * factor, limits):
                 shown = value * factor / point.unit_factor
-                hints.append(f"scale {point.scale * factor:g} would give {shown:.6g} {point.unit}")
+                hints.append(f"scale {plain(point.scale * factor)} would give {plain(shown)} {point.unit}")
                 break
     return "; ".join(hints)
 
@@ -180,7 +196,8 @@ def format_probe(values: Sequence[ProbedValue], profile: Profile, where: str, un
         elif point.quantity is Quantity.CONTROL_WORD:
             extra = f"0x{int(item.shown) & 0xFFFF:04X}"
         flag = "  !" if item.problems else ""
-        lines.append(f"  {point.quantity.value:17s} {item.shown:>14.6g} {point.unit:5s} "
+        shown = plain(item.shown, FLOAT32_DIGITS if point.dtype is DataType.FLOAT32 else 12)
+        lines.append(f"  {point.quantity.value:17s} {shown:>16s} {point.unit:5s} "
                      f"@{point.address}{table} {extra}{flag}".rstrip())
     problems = [p for item in values for p in item.problems]
     lines.extend(f"! {problem}" for problem in problems)

@@ -191,7 +191,7 @@ def test_check_config_cli_exits_2_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(path)],
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 2
-    assert f"{path}:11: drives[0].unit: must be in [0, 247], got 300" in result.stderr
+    assert f"{path}:11: drives[0].unit: must be in [1, 247], got 300" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -207,3 +207,24 @@ def test_missing_file_is_a_clear_error(tmp_path):
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 2
     assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+def test_unit_zero_is_broadcast_and_refused_for_polling(tmp_path, transport):
+    bus = ("{name: line, host: 127.0.0.1, port: 5020}" if transport == "tcp"
+           else "{name: line, transport: rtu, device: /dev/ttyUSB0}")
+    path = write(tmp_path, GOOD.replace("unit: 1", "unit: 0").replace(
+        "{name: line, host: 127.0.0.1, port: 5020}", bus))
+    _, messages = issues_of(path)
+    assert messages == [f"{path}:11: drives[0].unit: unit 0 is the broadcast address, which no drive "
+                        "answers; use 1..247"]
+
+
+@pytest.mark.parametrize("argv", [["probe", "--unit", "0", "--profile", "generic"],
+                                  ["scan", "--units", "0-3"]])
+def test_probe_and_scan_refuse_unit_zero_as_a_usage_error(argv):
+    command = [sys.executable, "-m", "agent.cli", argv[0], "--bus", "tcp://127.0.0.1:1", *argv[1:]]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 2
+    assert "unit 0 is the broadcast address" in result.stderr
+    assert "Traceback" not in result.stderr

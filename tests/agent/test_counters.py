@@ -223,3 +223,16 @@ def test_timesyncd_flag_file(tmp_path):
     assert timesyncd_synchronized(tmp_path) is False
     (tmp_path / "synchronized").touch()
     assert timesyncd_synchronized(tmp_path) is True
+
+
+def test_a_reload_carries_the_energy_held_for_the_clock_to_the_new_account():
+    old = account(max_gap=5.0)
+    for t in range(21):  # 20 s of 1 kW while the wall clock is untrusted
+        old.add(EnergySample(float(t), math.nan, 1000.0, 2000.0))
+    assert old.held_s == pytest.approx(20.0)
+    new = account(max_gap=5.0)
+    new.carry_over(old)
+    assert new.held_s == pytest.approx(20.0)
+    new.add(EnergySample(20.0, T0 + 20.0, 1000.0, 2000.0))  # the same chain goes on: nothing booked yet
+    new.add(EnergySample(21.0, T0 + 21.0, 1000.0, 2000.0))  # trusted: the held 20 s are filed, then 1 s
+    assert new.totals.energy_j == pytest.approx(21 * 1000.0)

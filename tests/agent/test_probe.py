@@ -7,7 +7,7 @@ import math
 from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable, load_profile
 from agent.config.yamlsource import Issues
 from agent.modbus.codec import DataType, Order, encode
-from agent.modbus.probe import Rating, describe_bits, judge
+from agent.modbus.probe import Rating, describe_bits, format_probe, judge
 from agent.units import UNITS
 
 
@@ -46,3 +46,15 @@ def test_status_bits_are_named_from_the_profile():
     g120 = load_profile(BUILTIN_PROFILES / "sinamics-g120.yaml", Issues())
     assert describe_bits(g120, float((1 << 0) | (1 << 2) | (1 << 9))) == "ready running remote"
     assert describe_bits(g120, math.nan) == ""
+
+
+def test_probe_prints_counters_and_limits_in_plain_notation():
+    g120 = load_profile(BUILTIN_PROFILES / "generic.yaml", Issues())
+    energy = g120.point(Quantity.ENERGY)
+    assert energy is not None and energy.unit == "kWh" and energy.scale == 0.01
+    judged = judge(energy, encode(123456789, energy.dtype, energy.word_order))
+    text = format_probe([judged], g120, "127.0.0.1:502", 1)
+    assert " 1234567.89 kWh" in text and "e+" not in text
+    huge = judge(point(Quantity.POWER, DataType.FLOAT32, "kW"), encode(2.5e7, DataType.FLOAT32), Rating(15e3))
+    assert "25000000 kW is outside -45..45 kW" in huge.problems[0]
+    assert "e+" not in format_probe([huge], g120, "x", 1)

@@ -2,6 +2,7 @@ import configparser
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,34 @@ def test_unit_is_ordered_after_the_clock_is_synchronized_without_pulling_it_in()
     unit = unit_entries()["Unit"]
     assert "time-sync.target" in unit["After"].split()
     assert "time-sync.target" not in unit.get("Wants", "").split()  # a passive target: order, never pull
+
+
+def test_a_failing_start_is_given_up_after_a_start_limit():
+    """check-config failing in ExecStartPre must not restart the unit every RestartSec forever."""
+    unit = unit_entries()
+    interval = float(unit["Unit"]["StartLimitIntervalSec"].rstrip("s"))
+    burst = int(unit["Unit"]["StartLimitBurst"])
+    restart_sec = float(unit["Service"]["RestartSec"].rstrip("s"))
+    assert "StartLimitIntervalSec" not in unit["Service"] and "StartLimitBurst" not in unit["Service"]
+    assert burst >= 2
+    # Starts RestartSec apart must hit the burst within the interval, or the limit never applies.
+    assert burst * restart_sec < interval
+
+
+def test_reload_sends_sighup_to_the_agent():
+    unit = unit_entries()
+    assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_systemd_reads_the_unit_without_complaint():
+    """systemd-analyze verify, on a copy whose programs exist here (the real ones are installed later)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is installed by the README's test command"
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "vfd-agent.service"
+        copy.write_text(UNIT.read_text().replace("/opt/vfd-agent/venv/bin/vfd-agent", shutil.which("true")))
+        result = subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True, text=True,
+                                timeout=120)
+    complaints = [line for line in result.stderr.splitlines()
+                  if "vfd-agent.service" in line and "User" not in line and "Group" not in line]
+    assert not complaints, result.stderr
