@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.codec import encode
 from agent.config import load_config
 from agent.control import Command, DriveWriter, Limits, WriteResult
 from agent.drive import DriveRuntime
-from agent.ledger import LEDGER_FILE, HandbackStore, Ledger
+from agent.ledger import LEDGER_FILE, HandbackStore, Ledger, PendingHandback
 from agent.modbus import BusClient
 from agent.poller import BusPoller
 from agent.profile import Quantity
@@ -344,3 +345,91 @@ def test_a_dry_run_logs_the_write_and_sends_nothing(tmp_path, caplog):
     r = run(tmp_path, scenario, dry_run=True)
     assert r.writer.results == {"dry_run": 1}
     assert "dry run: would write pressure_setpoint = 45" in caplog.text
+
+
+def test_without_the_ledger_nothing_is_written(tmp_path, caplog):
+    async def scenario(r: Rig) -> None:
+        refused(r, await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD), WriteResult.REFUSED_LEDGER)
+        refused(r, await r.writer.command(Command.RUN), WriteResult.REFUSED_LEDGER)
+        assert not r.writer.holds
+
+    r = run(tmp_path, scenario, ledger=False)
+    assert r.writer.results == {"refused_ledger": 2}
+    assert "ERROR" in caplog.text and "the ledger is not open" in caplog.text
+
+
+def test_a_dry_run_needs_no_ledger(tmp_path):
+    async def scenario(r: Rig) -> None:
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.DRY_RUN
+        assert r.commands == []
+
+    run(tmp_path, scenario, ledger=False, dry_run=True)
+
+
+async def restart(r: Rig, tmp_path: Path) -> list[PendingHandback]:
+    """As after a SIGKILL: the writer and its memory are gone; a new one takes over from the ledger."""
+    assert r.handbacks is not None and r.ledger is not None
+    r.handbacks.close()
+    r.ledger.close()
+    r.ledger = Ledger.open(tmp_path / LEDGER_FILE)
+    r.handbacks = HandbackStore.open(r.ledger)
+    pending = r.handbacks.pending()
+    r.writer = DriveWriter(r.drive, r.poller.bus, r.poller.client, clock=r.writer_clock,
+                           handbacks=r.handbacks)
+    for row in pending:
+        r.writer.resume(row)
+    await r.poll()
+    return pending
+
+
+def test_a_killed_agents_hand_back_writes_the_kept_operators_values_not_the_drives(tmp_path):
+    async def scenario(r: Rig) -> None:
+        assert await r.writer.command(Command.RUN) is WriteResult.OK  # reads 0 before: "no command"
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.OK
+        pending = await restart(r, tmp_path)
+        owed = {(p.quantity, p.agent) for p in pending}
+        assert owed == {("control_word", 0x047F), ("pressure_setpoint", 45.0)}
+        assert r.writer.current(Quantity.PRESSURE_SETPOINT) == pytest.approx(45.0)  # the drive shows ours
+        r.commands.clear()
+        assert await r.writer.restore("start after a crash") == [WriteResult.OK, WriteResult.OK]
+        assert [(c.quantity, c.value) for c in r.commands] == [
+            (Quantity.CONTROL_WORD, 0.0), (Quantity.PRESSURE_SETPOINT, pytest.approx(50.0 * 998.0 * 9.80665))]
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(50.0, rel=1e-4)
+        assert r.handbacks is not None and r.handbacks.pending() == []
+        assert not r.writer.holds
+
+    run(tmp_path, scenario)
+
+
+def test_a_setpoint_someone_changed_while_the_agent_was_away_is_the_operators_now(tmp_path, caplog):
+    async def scenario(r: Rig) -> None:
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.OK
+        point = r.drive.config.profile.point(Quantity.PRESSURE_SETPOINT)
+        assert point is not None
+        # The agent is dead; the operator sets 47 m from the BMS.
+        words = encode(point.from_si(47.0 * 998.0 * 9.80665), point.dtype, point.word_order, point.byte_order)
+        await r.poller.client.write(1, point.address, words)
+        await restart(r, tmp_path)
+        assert await r.writer.restore("start after a crash") == [WriteResult.OK]
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(47.0, rel=1e-4)  # not the old 50
+        assert r.handbacks is not None and r.handbacks.pending() == []
+
+    with caplog.at_level("WARNING", logger="agent.control"):
+        run(tmp_path, scenario)
+    assert "someone set it while the agent was away" in caplog.text
+
+
+def test_a_hand_back_the_drive_did_not_take_stays_owed_and_is_tried_again(tmp_path):
+    async def scenario(r: Rig) -> None:
+        assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.OK
+        r.sim.inject(NAME, "exception", code=4)
+        assert await r.writer.restore("fault") == [WriteResult.FAILED]
+        assert r.writer.holds
+        assert r.handbacks is not None and len(r.handbacks.pending()) == 1
+        r.sim.clear(NAME)
+        await r.poll()
+        assert await r.writer.restore("fault cleared") == [WriteResult.OK]
+        assert r.sim.model.headers["riser"].setpoint == pytest.approx(50.0, rel=1e-4)
+        assert r.handbacks.pending() == [] and not r.writer.holds
+
+    run(tmp_path, scenario)
