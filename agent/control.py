@@ -220,6 +220,7 @@ class DriveWriter:
                 return self._refuse(quantity, WriteResult.REFUSED_RANGE,
                                     f"{value:g} outside [{limits.minimum:g}, {limits.maximum:g}]")
             reference, since = self._slew_anchor(quantity)
+            reference = self._within(reference, limits)
             elapsed = min(now - since, SLEW_WINDOW_S)
             allowed = limits.slew_per_min * max(elapsed, 0.0) / 60.0
             if math.isfinite(limits.slew_per_min) and math.isfinite(reference) \
@@ -245,12 +246,22 @@ class DriveWriter:
         reading = self.drive.last
         return self.current(quantity), (reading.t if reading is not None else -math.inf)
 
+    @staticmethod
+    def _within(reference: float, limits: Limits) -> float:
+        """The slew reference moved into the limits.
+
+        A reference outside them (0: a drive its own cascade is stopping) counts from the
+        nearest limit: the drive gets there as from a start, by its own ramp.
+        """
+        return min(max(reference, limits.minimum), limits.maximum)
+
     def slew_bounded(self, quantity: Quantity, wanted: float, limits: Limits, headroom: float = 1.0) -> float:
         """``wanted`` clamped to the limits and moved no further than ``headroom`` × the slew limit allows."""
         value = min(max(wanted, limits.minimum), limits.maximum)
         reference, since = self._slew_anchor(quantity)
         if not (math.isfinite(reference) and math.isfinite(limits.slew_per_min)):
             return value
+        reference = self._within(reference, limits)
         elapsed = max(min(self.clock() - since, SLEW_WINDOW_S), 0.0)
         allowed = headroom * limits.slew_per_min * elapsed / 60.0
         return min(max(value, reference - allowed), reference + allowed)
