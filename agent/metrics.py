@@ -298,7 +298,8 @@ class OptimizerCollector(Collector):
                         if math.isfinite(number):
                             family.add_metric([name], number)
                 writer = group.writers.get(name)
-                held = group.holding and writer is not None and writer.holds
+                # A dry run sends nothing: the drive's own values are in force.
+                held = group.holding and writer is not None and writer.holds and not writer.dry_run
                 holding.add_metric([name], 1.0 if held else 0.0)
                 if writer is not None:
                     results = dict(writer.results)

@@ -55,6 +55,7 @@ from agent.groups import (
     OptimizerConfig,
 )
 from agent.history import Channel
+from agent.ledger import HandbackStore, LedgerError
 from agent.machine import datasheet_curves
 from agent.modbus import BusClient
 from agent.profile import Quantity
@@ -938,7 +939,9 @@ class GroupRuntime:
         """Stop writing; write the operator's values back where configured."""
         if not self.holding and not any(w.holds for w in self.writers.values()):
             return
-        log.log(level, "group %s: handing back to the operator's settings: %s", self.name, reason)
+        # A hand-back that did not verify is tried again every cycle: say so once.
+        log.log(level if self.holding else logging.DEBUG,
+                "group %s: handing back to the operator's settings: %s", self.name, reason)
         for writer in self.writers.values():
             await writer.restore(reason)
         self.holding = False
@@ -1077,8 +1080,11 @@ class Optimizer:
     """Every group of a site: the cycle task, the per-poll hook, and what the metrics read."""
 
     def __init__(self, config: AgentConfig, drives: Sequence[DriveRuntime], clients: dict[str, BusClient], *,
-                 clock: Clock = time.monotonic, dry_run: bool = False) -> None:
+                 clock: Clock = time.monotonic, dry_run: bool = False,
+                 handbacks: Callable[[], HandbackStore | None] = lambda: None) -> None:
         self.config = config
+        self._handbacks = handbacks  # the ledger's hand-backs, once the ledger is open
+        self.handbacks_attached = False
         self.settings = config.optimizer
         self.clock = clock
         self.dry_run = dry_run
@@ -1094,7 +1100,7 @@ class Optimizer:
             for drive in members:
                 if drive.config.control.mode is ControlMode.CONTROL and drive.config.bus in clients:
                     writer = DriveWriter(drive, buses[drive.config.bus], clients[drive.config.bus],
-                                         clock=clock, dry_run=dry_run)
+                                         clock=clock, dry_run=dry_run)  # hand-backs: attach_handbacks
                     writers[drive.name] = self.writers[drive.name] = writer
             self.groups.append(GroupRuntime(group, members, writers, self.settings,
                                             {d.config.name: buses[d.config.bus] for d in members}))
@@ -1131,9 +1137,42 @@ class Optimizer:
             value = group.machines[0].head_of(value)
         group.demand.add(now, value)
 
+    def attach_handbacks(self) -> None:
+        """Give the writers the ledger's hand-backs once it is open, and take over what an earlier run owed.
+
+        Until then no writer sends anything (``refused_ledger``): what the agent must hand back
+        has to be on disk before its first write. A dry run sends nothing, so it needs no ledger;
+        nor does it write an earlier run's hand-backs back.
+        """
+        if self.handbacks_attached or not self.writers:
+            return
+        store = self._handbacks()
+        if store is None:
+            return
+        try:
+            pending = store.pending()
+        except LedgerError as exc:
+            log.error("%s; no write goes out until it can be read", exc)
+            return
+        self.handbacks_attached = True
+        for row in pending:
+            writer = self.writers.get(row.drive)
+            if writer is None or self.dry_run:
+                why = "a dry run writes nothing" if self.dry_run else "not under control in this config"
+                log.warning("drive %s: the hand-back of %s to %g is owed from an earlier run; %s", row.drive,
+                            row.quantity, row.operator, why)
+                continue
+            writer.resume(row)
+        for writer in self.writers.values():
+            writer.handbacks = store
+        for group in self.groups:
+            if any(w.holds for w in group.writers.values()):
+                group.holding = True  # the earlier run's values are in force until handed back
+
     async def cycle(self) -> None:
         """One optimizer cycle over every group."""
         self.cycles += 1
+        self.attach_handbacks()
         for group in self.groups:
             now = self.clock()
             await self._read_external(group, now)
@@ -1159,6 +1198,7 @@ class Optimizer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle every ``interval`` until ``stop``; then hand every group back to the operator."""
+        self.attach_handbacks()
         try:
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
