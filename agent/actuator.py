@@ -59,7 +59,9 @@ class GroupActuator:
         """Stop writing; write the operator's values back where configured."""
         if not self.holding and not any(w.holds for w in self.writers.values()):
             return
-        log.log(level, "group %s: handing back to the operator's settings: %s", self.config.name, reason)
+        # A hand-back that did not verify is tried again every cycle: say so once.
+        log.log(level if self.holding else logging.DEBUG,
+                "group %s: handing back to the operator's settings: %s", self.config.name, reason)
         for writer in self.writers.values():
             await writer.restore(reason)
         self.holding = False

@@ -1,12 +1,15 @@
 """The running agent: drives, one poller per bus, metrics endpoint, systemd notifications.
 
 Start-up order: build state from the validated config, open the ledger and
-restore the totals (another agent on the same ledger fails the start), bind the
-metrics port (a port in use fails at start, loudly and once), start the pollers,
-then tell systemd READY. Shutdown: the optimizer (if the config has groups) hands
-every drive it controls back to the operator's settings while the buses are still
-connected; then every poller loop ends and closes its connection; the last energy
-is flushed to the ledger; then the HTTP server stops.
+restore the totals (another agent on the same ledger fails the start), take over
+the hand-backs an earlier run still owed (they are in the ledger: the operator's
+values, kept before the first write), bind the metrics port (a port in use fails
+at start, loudly and once), start the pollers, then tell systemd READY. In control
+mode no write goes out while the ledger is not open. Shutdown: the optimizer (if
+the config has groups) hands every drive it controls back to the operator's
+settings while the buses are still connected, and clears each verified hand-back
+from the ledger; then every poller loop ends and closes its connection; the last
+energy is flushed to the ledger; then the HTTP server stops.
 
 Reload (SIGHUP, ``systemctl reload``): the config file is read and validated
 first; a bad one is logged, located, and the agent goes on with the config it
@@ -36,8 +39,8 @@ from prometheus_client.registry import Collector
 from agent.config import AgentConfig, DriveConfig, load_config
 from agent.drive import DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
-from agent.energy.ledger import LEDGER_FILE
-from agent.errors import ConfigError
+from agent.energy.ledger import LEDGER_FILE, HandbackStore
+from agent.errors import ConfigError, LedgerError
 from agent.logs import quiet_libraries
 from agent.metrics import (
     AgentCollector,
@@ -98,6 +101,7 @@ class Agent:
         self.wall = WallClock(wall=wall_clock, monotonic=clock, synchronized=time_synchronized)
         self.optimizer: Optimizer | None = None
         self._optimizer_collector: OptimizerCollector | None = None
+        self.handbacks: HandbackStore | None = None  # opened with the ledger (_handback_store)
         self._build(config, {})
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
@@ -138,7 +142,7 @@ class Agent:
         self.optimizer = None
         if config.groups:
             self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
-                                       clock=self.clock, dry_run=self.dry_run)
+                                       clock=self.clock, dry_run=self.dry_run, handbacks=self._handback_store)
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
         self.config = config
@@ -183,6 +187,21 @@ class Agent:
         """Open the ledger and restore the totals; LedgerLockedError if another agent keeps it."""
         if self.bookkeeper.ledger is None:
             self.bookkeeper.open()
+        if self.optimizer is not None and self.optimizer.writers:
+            self.optimizer.attach_handbacks()
+            if not self.optimizer.handbacks_attached and not self.optimizer.dry_run:
+                log.error("control mode: the ledger %s is not open, so no write goes to any drive until "
+                          "it is (counted as refused_ledger)", self.bookkeeper.path)
+
+    def _handback_store(self) -> HandbackStore | None:
+        """The hand-backs in the ledger, once the bookkeeper has it open (it retries every flush)."""
+        ledger = self.bookkeeper.ledger
+        if self.handbacks is None and ledger is not None:
+            try:
+                self.handbacks = HandbackStore.open(ledger)
+            except LedgerError as exc:
+                log.error("%s", exc)
+        return self.handbacks
 
     async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True,
                   reload: asyncio.Event | None = None) -> None:
@@ -214,6 +233,9 @@ class Agent:
         finally:
             stop.set()
             await self._stop_polling(generation)
+            if self.handbacks is not None:  # before the ledger's lock goes with the bookkeeper
+                self.handbacks.close()
+                self.handbacks = None
             for helper in (watchdog, bookkeeping):
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -42,16 +42,19 @@ from agent.config.profile import Quantity
 from agent.energy.baseline import baseline_table
 from hil.demand import DemandProfile
 from hil.physics import (
-    MachineCurves,
+    Curves,
     SystemCurve,
     common_ratio_for,
     electrical_power,
+    flow_at_head,
+    frequency_for_speed,
     header_flows,
     header_operating_point,
     motor_efficiency,
     operating_flow,
     ramp,
     ratio_for_flow,
+    slip_speed,
     system_from_rated,
 )
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
@@ -96,6 +99,7 @@ class DriveSnapshot:
     measured: Measured
     pressure_setpoint: float = 0.0  # Pa, the circuit's pressure setpoint (0 without a pressure loop)
     fieldbus: bool = False  # under fieldbus control by its control word
+    shaft_speed_ratio: float = math.nan  # the shaft's speed / rated (below speed_ratio by the slip)
 
 
 class SpeedController(Protocol):
@@ -109,14 +113,20 @@ class SpeedController(Protocol):
 class FlowController:
     """The drive's own process loop: the speed at which its circuit passes the demanded flow."""
 
-    def __init__(self, curves: MachineCurves, system: SystemCurve, demand: DemandProfile) -> None:
+    def __init__(self, curves: Curves, system: SystemCurve, demand: DemandProfile,
+                 rated_power: float = 1.0, rated_slip: float = 0.0) -> None:
         self.curves = curves
         self.system = system
         self.demand = demand
+        self.rated_power = rated_power
+        self.rated_slip = rated_slip
 
     def setpoint(self, t: float) -> float:
-        """Speed ratio that meets the demanded flow on the system curve (unclamped)."""
-        return ratio_for_flow(self.curves, self.system, self.demand.flow(t))
+        """Frequency (speed) ratio that meets the demanded flow on the system curve (unclamped)."""
+        flow = self.demand.flow(t)
+        shaft = ratio_for_flow(self.curves, self.system, flow)
+        power = self.curves.shaft_power(flow, shaft)
+        return frequency_for_speed(shaft, power, self.rated_power, self.rated_slip)
 
 
 class LocalSetpoint:
@@ -152,7 +162,8 @@ class DriveModel:
                                     day_length=day_length, seed=spec.seed)
         self.local = LocalSetpoint()
         self.controller: SpeedController = (
-            self.local if in_circuit else FlowController(self.curves, self.system, self.demand)
+            self.local if in_circuit
+            else FlowController(self.curves, self.system, self.demand, spec.rated_power, spec.rated_slip)
         )
         self.circuit: HeaderCircuit | None = None
         self.remote_setpoint: float | None = None
@@ -164,7 +175,9 @@ class DriveModel:
         # Start in steady state at t = 0, so nothing ramps at start-up (circuits set theirs up).
         self.setpoint_ratio = self.choose_setpoint(0.0)
         self.speed_ratio = self.setpoint_ratio
-        self.flow = operating_flow(self.curves, self.system, self.speed_ratio)
+        self.shaft_ratio = self.speed_ratio  # the shaft's speed: below the frequency's by the slip
+        self.flow = 0.0
+        self.solve_own()
         self.head = self._own_head()
         self.snapshot = self._settle(0.0, 0.0, None)
 
@@ -172,7 +185,30 @@ class DriveModel:
         return min(max(ratio, self.spec.min_speed_ratio), self.spec.max_speed_ratio)
 
     def _own_head(self) -> float:
-        return self.system.head(self.flow) if self.flow > 0.0 else self.curves.head(0.0, self.speed_ratio)
+        return self.system.head(self.flow) if self.flow > 0.0 else self.curves.head(0.0, self.shaft_ratio)
+
+    _SLIP_ITERATIONS = 4  # the slip moves the speed by ~2 %; each pass shrinks the error ~50-fold
+
+    def settle_slip(self, flow: float) -> None:
+        """The shaft speed for the present frequency and a flow (no slip: the frequency's)."""
+        slip = self.spec.rated_slip
+        self.shaft_ratio = self.speed_ratio
+        if slip > 0.0:
+            for _ in range(self._SLIP_ITERATIONS):
+                power = self.curves.shaft_power(flow, self.shaft_ratio)
+                self.shaft_ratio = slip_speed(self.speed_ratio, power, self.spec.rated_power, slip)
+
+    def solve_own(self) -> None:
+        """Operating point alone on the own system curve, the slip settled with it."""
+        passes = self._SLIP_ITERATIONS if self.spec.rated_slip > 0.0 else 1
+        for _ in range(passes):
+            self.settle_slip(self.flow)
+            self.flow = operating_flow(self.curves, self.system, self.shaft_ratio)
+
+    def frequency_for(self, shaft_ratio: float, flow: float) -> float:
+        """Frequency ratio that turns the shaft at ``shaft_ratio`` delivering ``flow``."""
+        power = self.curves.shaft_power(flow, shaft_ratio)
+        return frequency_for_speed(shaft_ratio, power, self.spec.rated_power, self.spec.rated_slip)
 
     @property
     def fieldbus(self) -> bool:
@@ -237,7 +273,7 @@ class DriveModel:
             return baseline.constant_power
         if baseline.method is BaselineMethod.THROTTLE:
             # The pump at rated speed, throttled to the same flow: no inverter, motor losses only.
-            shaft = self.curves.shaft_power(self.flow, 1.0)
+            shaft = self.curves.shaft_power(self.flow, 1.0)  # throttled, direct on line
             load = shaft / spec.rated_power
             return shaft / motor_efficiency(load, spec.motor_efficiency) if shaft > 0.0 else 0.0
         xs, ys = baseline_table(baseline)
@@ -252,7 +288,7 @@ class DriveModel:
         r = self.speed_ratio
         head = self.head
         pressure = head * self.curves.rho_g
-        shaft = self.curves.shaft_power(self.flow, r)
+        shaft = self.curves.shaft_power(self.flow, self.shaft_ratio)
         running = r > RUNNING_RATIO
         power = electrical_power(shaft, spec.rated_power, spec.motor_efficiency) if running else 0.0
         baseline = self.baseline_power(running)
@@ -286,6 +322,7 @@ class DriveModel:
             pressure=pressure, shaft_power=shaft, power=power, baseline_power=baseline, energy=energy,
             baseline_energy=baseline_energy, running=running, fault_code=self.fault_code, measured=measured,
             pressure_setpoint=circuit.setpoint_pa if circuit else 0.0, fieldbus=self.fieldbus,
+            shaft_speed_ratio=self.shaft_ratio,
         )
 
     def _process_flow(self, t: float) -> float:
@@ -322,7 +359,7 @@ class OwnSystem:
     def solve(self) -> None:
         """Operating point of the single machine."""
         d = self.drive
-        d.flow = operating_flow(d.curves, d.system, d.speed_ratio)
+        d.solve_own()
         d.head = d._own_head()
 
     def finish_step(self, t: float, dt: float) -> None:
@@ -387,6 +424,7 @@ class HeaderCircuit:
         for drive in self.drives:
             drive.setpoint_ratio = drive.choose_setpoint(0.0)
             drive.speed_ratio = drive.setpoint_ratio
+            drive.shaft_ratio = drive.speed_ratio
         self.solve()
         self._running = tuple(d.speed_ratio > RUNNING_RATIO for d in self.drives)
         for drive in self.drives:
@@ -394,7 +432,7 @@ class HeaderCircuit:
 
     def _common_ratio(self, machines: list[DriveModel], others: list[DriveModel], demand: float) -> float:
         top = max((d.spec.max_speed_ratio for d in machines), default=1.0)
-        ratio = common_ratio_for([d.curves for d in machines], [(d.curves, d.speed_ratio) for d in others],
+        ratio = common_ratio_for([d.curves for d in machines], [(d.curves, d.shaft_ratio) for d in others],
                                  self.setpoint, demand, top)
         return max(ratio, max((d.spec.min_speed_ratio for d in machines), default=0.0))
 
@@ -419,16 +457,25 @@ class HeaderCircuit:
             self._up_s = self._down_s = 0.0
             ratio = self._common_ratio(local[: self.staged], others, demand)
         for index, drive in enumerate(local):
-            drive.local.ratio = ratio if index < self.staged else 0.0
+            running = index < self.staged
+            if running and drive.spec.rated_slip > 0.0:  # the PI settles the frequency giving that speed
+                flow = flow_at_head(drive.curves, self.setpoint, ratio)
+                drive.local.ratio = drive.frequency_for(ratio, flow)
+            else:
+                drive.local.ratio = ratio if running else 0.0
 
     def solve(self) -> None:
         """Phase 2: the header head, the delivered flow and every machine's flow."""
-        machines = [(d.curves, d.speed_ratio) for d in self.drives]
         demand = self.demand.flow(self._t)
-        self.head, self.delivered = header_operating_point(machines, self.system, demand)
-        for drive, flow in zip(self.drives, header_flows(machines, self.head), strict=True):
-            drive.flow = flow
-            drive.head = self.head
+        slipping = any(d.spec.rated_slip > 0.0 for d in self.drives)
+        for _ in range(DriveModel._SLIP_ITERATIONS if slipping else 1):
+            for drive in self.drives:
+                drive.settle_slip(drive.flow)
+            machines = [(d.curves, d.shaft_ratio) for d in self.drives]
+            self.head, self.delivered = header_operating_point(machines, self.system, demand)
+            for drive, flow in zip(self.drives, header_flows(machines, self.head), strict=True):
+                drive.flow = flow
+                drive.head = self.head
 
     _t = 0.0  # time of the step being solved, set by PlantModel
 

@@ -9,8 +9,7 @@ This module is the plant's truth, so it keeps its own operating-point algebra an
 bisections (``flow_at_head``, ``header_operating_point``, ``common_ratio_for``) on purpose,
 although ``kernels.operating`` has the same ones for the agent: the simulator is an
 independent oracle, and an error in a kernel must show as a disagreement with the plant,
-not be copied into it. Only the datasheet's curve shape is shared (it is a configuration
-fact, not physics under test).
+not be copied into it.
 """
 
 from __future__ import annotations
@@ -18,22 +17,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-
-from agent.optimizer import datasheet as machine
 
 WATER_DENSITY = 998.0  # kg/m³ at about 20 °C
 GRAVITY = 9.80665  # m/s²
 RHO_G_WATER = WATER_DENSITY * GRAVITY  # Pa per metre of water column (the plant's own, see above)
 
-# Dimensionless curve shapes, h = y/y_rated and p = P/P_rated at q = Q/Q_rated, r = 1.
-# Radial pumps: shut-off head 1.25 × rated, shut-off power about 45 % of rated power;
-# fans: shut-off pressure 1.3 × rated, shut-off power about 35 %. The power curve is
-# then fixed by two conditions: it passes through the rated point, and the efficiency
-# Q·y/P peaks there (best-efficiency point at rated flow).
-PUMP_SHAPE = machine.PUMP_SHAPE
-FAN_SHAPE = machine.FAN_SHAPE
+# Dimensionless curve shapes of the default ("quadratic") family: (shut-off head ratio,
+# linear head term, shut-off power ratio). Radial pumps: shut-off head 1.25 × rated,
+# shut-off power about 45 % of rated power; fans: shut-off pressure 1.3 × rated, shut-off
+# power about 35 %. The power curve is then fixed by two conditions: it passes through the
+# rated point, and the efficiency Q·y/P peaks there (best-efficiency point at rated flow).
+# These are the same figures as agent.optimizer.datasheet's curves, kept here on purpose
+# (the simulator does not import the agent's model): on this family the agent's prior is
+# exact; hil.catalogue has the families it is not.
+PUMP_SHAPE = (1.25, -0.10, 0.45)
+FAN_SHAPE = (1.30, -0.10, 0.35)
 
 # Motor part-load efficiency, absolute, for the DOE MEASUR premium 200 hp motor
 # (25..125 % load: 0.935, 0.964, 0.965, 0.961, 0.952). The points below 25 % are an
@@ -46,6 +47,39 @@ MOTOR_EFFICIENCY = (0.60, 0.88, 0.935, 0.964, 0.965, 0.961, 0.952)
 DRIVE_LOAD = (0.0, 0.10, 0.25, 0.50, 0.75, 1.00, 1.25)
 DRIVE_EFFICIENCY = (0.80, 0.90, 0.94, 0.96, 0.97, 0.97, 0.97)
 MAX_EFFICIENCY = 0.99
+
+
+class Curves(Protocol):
+    """What the plant's solvers need of a machine's curves (MachineCurves, hil.catalogue.TableCurves)."""
+
+    @property
+    def rho_g(self) -> float:
+        """Factor turning flow × head into hydraulic power."""
+        ...  # pragma: no cover - protocol
+
+    def head(self, flow: float, ratio: float) -> float:
+        """Head (pump, m) or pressure (fan, Pa) at a flow and speed ratio."""
+        ...  # pragma: no cover - protocol
+
+    def shaft_power(self, flow: float, ratio: float) -> float:
+        """Shaft power [W]."""
+        ...  # pragma: no cover - protocol
+
+    def efficiency(self, flow: float, ratio: float) -> float:
+        """Hydraulic efficiency."""
+        ...  # pragma: no cover - protocol
+
+    def max_head(self, ratio: float) -> float:
+        """The highest head the machine makes at this speed."""
+        ...  # pragma: no cover - protocol
+
+    def flow_at_head(self, head: float, ratio: float) -> float:
+        """Flow delivered against a head; 0 above the curve."""
+        ...  # pragma: no cover - protocol
+
+    def ratio_at(self, head: float, flow: float) -> float:
+        """Speed ratio delivering a flow against a head."""
+        ...  # pragma: no cover - protocol
 
 
 @dataclass(frozen=True)
@@ -80,6 +114,29 @@ class MachineCurves:
         power = self.shaft_power(flow, ratio)
         return self.rho_g * flow * self.head(flow, ratio) / power if power > 0.0 else 0.0
 
+    def max_head(self, ratio: float) -> float:
+        """Shut-off head a0·r² (what the check valve holds against)."""
+        return self.a0 * ratio * ratio
+
+    def flow_at_head(self, head: float, ratio: float) -> float:
+        """Flow at ``ratio`` against ``head``; 0 once its shut-off head is reached.
+
+        The positive root of a2·Q² + a1·r·Q + (a0·r² − H) = 0 on the falling curve (a2 < 0);
+        below the shut-off head the check valve holds the flow at zero.
+        """
+        c = self.a0 * ratio * ratio - head
+        if ratio <= 0.0 or c <= 0.0 or self.a2 >= 0.0:
+            return 0.0
+        b = self.a1 * ratio
+        return (b + math.sqrt(b * b - 4.0 * self.a2 * c)) / (-2.0 * self.a2)
+
+    def ratio_at(self, head: float, flow: float) -> float:
+        """Speed ratio at which the machine delivers ``flow`` against ``head`` (larger root)."""
+        b = self.a1 * flow
+        c = self.a2 * flow * flow - head
+        disc = b * b - 4.0 * self.a0 * c
+        return max((-b + math.sqrt(max(disc, 0.0))) / (2.0 * self.a0), 0.0)
+
 
 @dataclass(frozen=True)
 class SystemCurve:
@@ -102,13 +159,18 @@ def curves_from_rated(
 ) -> MachineCurves:
     """Curves through the rated point (Q_r, y_r, P_r) with the best efficiency at Q_r.
 
-    The same construction as the agent's datasheet curves, so that an unworn simulated
-    machine is exactly what the agent assumes before it has fitted anything.
+    The same construction as the agent's datasheet curves (written again here), so that
+    an unworn machine of the default family is exactly what the agent assumes before it
+    has fitted anything. h(q) = s + h1·q + h2·q² with h(1) = 1; p(q) = p0 + p1·q + p2·q²
+    with p(1) = 1 and dη/dq = 0 at q = 1, i.e. p'(1) = 1 + h'(1).
     """
-    curves = machine.curves_from_rated(rated_flow, rated_head, shaft_power, shape)
-    a0, a1, a2 = (float(c) for c in curves.head)
-    b0, b1, b2, b3 = (float(c) for c in curves.power)
-    return MachineCurves(a0=a0, a1=a1, a2=a2, b0=b0, b1=b1, b2=b2, b3=b3, rho_g=rho_g)
+    shutoff, h1, p0 = shape
+    h2 = 1.0 - shutoff - h1
+    p2 = 1.0 + h1 + 2.0 * h2 - (1.0 - p0)
+    p1 = 1.0 - p0 - p2
+    q, y, p = rated_flow, rated_head, shaft_power
+    return MachineCurves(a0=shutoff * y, a1=h1 * y / q, a2=h2 * y / (q * q), b0=p0 * p, b1=p1 * p / q,
+                         b2=p2 * p / (q * q), b3=0.0, rho_g=rho_g)
 
 
 def system_from_rated(rated_flow: float, rated_head: float, static_ratio: float) -> SystemCurve:
@@ -117,11 +179,25 @@ def system_from_rated(rated_flow: float, rated_head: float, static_ratio: float)
     return SystemCurve(static=static, k=(rated_head - static) / (rated_flow * rated_flow))
 
 
-def operating_flow(curves: MachineCurves, system: SystemCurve, ratio: float) -> float:
+def operating_flow(curves: Curves, system: SystemCurve, ratio: float) -> float:
     """Flow where the machine at ``ratio`` meets the system; 0 if it cannot lift the static head.
 
-    The positive root of (a2 − k)·Q² + a1·r·Q + (a0·r² − H_st) = 0 (DESIGN.md).
+    Quadratic curves: the positive root of (a2 − k)·Q² + a1·r·Q + (a0·r² − H_st) = 0
+    (DESIGN.md); other curves: bisection on the falling branch, where the surplus of the
+    machine's head over the system's falls with flow.
     """
+    if not isinstance(curves, MachineCurves):
+        high = curves.flow_at_head(system.static, ratio)
+        if high <= 0.0:
+            return 0.0
+        low = 0.0
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (low + high)
+            if curves.flow_at_head(system.head(mid), ratio) > mid:
+                low = mid
+            else:
+                high = mid
+        return 0.5 * (low + high)
     a = curves.a2 - system.k
     b = curves.a1 * ratio
     c = curves.a0 * ratio * ratio - system.static
@@ -135,15 +211,12 @@ def operating_flow(curves: MachineCurves, system: SystemCurve, ratio: float) -> 
     return max(flow, 0.0)
 
 
-def ratio_for_flow(curves: MachineCurves, system: SystemCurve, flow: float) -> float:
+def ratio_for_flow(curves: Curves, system: SystemCurve, flow: float) -> float:
     """Speed ratio at which the machine delivers ``flow`` into the system (inverse of the above).
 
-    Solves a0·r² + a1·Q·r + (a2·Q² − y_sys(Q)) = 0 for the positive r.
+    Quadratic curves: a0·r² + a1·Q·r + (a2·Q² − y_sys(Q)) = 0 for the positive r.
     """
-    c = curves.a2 * flow * flow - system.head(flow)
-    b = curves.a1 * flow
-    disc = b * b - 4.0 * curves.a0 * c
-    return max((-b + math.sqrt(max(disc, 0.0))) / (2.0 * curves.a0), 0.0)
+    return curves.ratio_at(system.head(flow), flow)
 
 
 def motor_efficiency(load: float, full_load_efficiency: float) -> float:
@@ -165,6 +238,32 @@ def electrical_power(shaft_power: float, rated_power: float, full_load_motor_eff
     return shaft_power / (motor_efficiency(load, full_load_motor_efficiency) * drive_efficiency(load))
 
 
+_BISECTIONS = 60
+
+
+def slip_speed(frequency_ratio: float, shaft_power: float, rated_power: float, rated_slip: float) -> float:
+    """Shaft speed ratio of an induction motor fed at ``frequency_ratio`` of its rated frequency.
+
+    The slip speed is proportional to torque (constant flux): with n_sync / n_rated =
+    1 / (1 − s_r), r = f / (1 − s_r) − s_r / (1 − s_r) · (P / P_rated) / r; the larger root.
+    An overload beyond the breakdown this model cannot show gives the no-load speed's half.
+    """
+    if rated_slip <= 0.0 or frequency_ratio <= 0.0:
+        return frequency_ratio
+    a = frequency_ratio / (1.0 - rated_slip)
+    c = rated_slip / (1.0 - rated_slip) * max(shaft_power, 0.0) / rated_power
+    return 0.5 * (a + math.sqrt(max(a * a - 4.0 * c, 0.0)))
+
+
+def frequency_for_speed(shaft_ratio: float, shaft_power: float, rated_power: float,
+                        rated_slip: float) -> float:
+    """Frequency ratio at which the motor turns at ``shaft_ratio`` delivering ``shaft_power`` (inverse)."""
+    if rated_slip <= 0.0 or shaft_ratio <= 0.0:
+        return shaft_ratio
+    torque = max(shaft_power, 0.0) / rated_power / shaft_ratio
+    return (1.0 - rated_slip) * shaft_ratio + rated_slip * torque
+
+
 def ramp(ratio: float, setpoint: float, dt: float, time_constant: float) -> float:
     """Exact first-order response over ``dt`` toward a setpoint held constant over the step."""
     return setpoint + (ratio - setpoint) * math.exp(-dt / time_constant)
@@ -184,38 +283,24 @@ def worn(curves: MachineCurves, head_factor: float, efficiency_factor: float) ->
     )
 
 
-def flow_at_head(curves: MachineCurves, head: float, ratio: float) -> float:
-    """Flow the machine at ``ratio`` delivers against ``head``; 0 once its shut-off head is reached.
-
-    The positive root of a2·Q² + a1·r·Q + (a0·r² − H) = 0 on the falling curve (a2 < 0);
-    below the shut-off head the check valve holds the flow at zero.
-    """
-    c = curves.a0 * ratio * ratio - head
-    if ratio <= 0.0 or c <= 0.0 or curves.a2 >= 0.0:
-        return 0.0
-    b = curves.a1 * ratio
-    return (b + math.sqrt(b * b - 4.0 * curves.a2 * c)) / (-2.0 * curves.a2)
+def flow_at_head(curves: Curves, head: float, ratio: float) -> float:
+    """Flow the machine at ``ratio`` delivers against ``head``; 0 once its shut-off head is reached."""
+    return curves.flow_at_head(head, ratio)
 
 
-def ratio_at(curves: MachineCurves, head: float, flow: float) -> float:
-    """Speed ratio at which the machine delivers ``flow`` against ``head`` (larger root)."""
-    b = curves.a1 * flow
-    c = curves.a2 * flow * flow - head
-    disc = b * b - 4.0 * curves.a0 * c
-    return max((-b + math.sqrt(max(disc, 0.0))) / (2.0 * curves.a0), 0.0)
+def ratio_at(curves: Curves, head: float, flow: float) -> float:
+    """Speed ratio at which the machine delivers ``flow`` against ``head``."""
+    return curves.ratio_at(head, flow)
 
 
-_BISECTIONS = 60
-
-
-def header_flows(machines: Sequence[tuple[MachineCurves, float]], head: float) -> list[float]:
+def header_flows(machines: Sequence[tuple[Curves, float]], head: float) -> list[float]:
     """Flow of each machine (curves, speed ratio) on a common header at ``head``."""
     return [flow_at_head(c, head, r) for c, r in machines]
 
 
-def header_head_for_flow(machines: Sequence[tuple[MachineCurves, float]], flow: float) -> float:
+def header_head_for_flow(machines: Sequence[tuple[Curves, float]], flow: float) -> float:
     """Header head at which the machines together deliver ``flow`` (valves take the rest)."""
-    high = max((c.a0 * r * r for c, r in machines), default=0.0)
+    high = max((c.max_head(r) for c, r in machines), default=0.0)
     low = 0.0
     if sum(header_flows(machines, low)) <= flow:
         return low
@@ -229,7 +314,7 @@ def header_head_for_flow(machines: Sequence[tuple[MachineCurves, float]], flow: 
 
 
 def header_operating_point(
-    machines: Sequence[tuple[MachineCurves, float]], system: SystemCurve, demand: float
+    machines: Sequence[tuple[Curves, float]], system: SystemCurve, demand: float
 ) -> tuple[float, float]:
     """(head, delivered flow) of parallel machines on one header feeding valve-controlled loads.
 
@@ -238,7 +323,7 @@ def header_operating_point(
     least the demand, the valves throttle the surplus head away and exactly the demand
     flows; otherwise the demand is not met and the open flow is delivered.
     """
-    shutoff = max((c.a0 * r * r for c, r in machines), default=0.0)
+    shutoff = max((c.max_head(r) for c, r in machines), default=0.0)
     if shutoff <= system.static or system.k <= 0.0:
         open_flow, open_head = 0.0, shutoff
     else:
@@ -257,7 +342,7 @@ def header_operating_point(
 
 
 def common_ratio_for(
-    machines: Sequence[MachineCurves], others: Sequence[tuple[MachineCurves, float]], head: float,
+    machines: Sequence[Curves], others: Sequence[tuple[Curves, float]], head: float,
     flow: float, max_ratio: float,
 ) -> float:
     """Common speed at which ``machines`` (with ``others`` at their own speeds) pass ``flow`` at ``head``.

@@ -4,6 +4,9 @@ A plant file is read with the agent's own YAML reader, and each drive's
 ``load`` and ``baseline`` sections with the agent's own parsers, so a plant
 file and a site config describe a drive in the same words. Every mistake is
 collected and raised at once as ``ConfigError`` (``FILE:LINE: field: message``).
+
+Long because each section's spec type sits beside its parser, as in ``agent.config``'s
+groups: a plant file is one format, read and reviewed in one place.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, p
 from agent.config.profile import Profile, available_profiles, load_profile, resolve_profile_path
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
+from agent.motor_tables import rated_slip
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
+from hil.catalogue import Family, TableCurves, Wear
 from hil.faults import FaultSpec, parse_faults
 from hil.physics import (
     FAN_SHAPE,
     PUMP_SHAPE,
     RHO_G_WATER,
+    Curves,
     MachineCurves,
     curves_from_rated,
     worn,
@@ -73,6 +79,16 @@ class DriveSpec:
     head_wear: float = 1.0  # true head / datasheet head (1: as new)
     efficiency_wear: float = 1.0  # true efficiency / datasheet efficiency
     faults: tuple[FaultSpec, ...] = ()  # in force from the start (hil.faults)
+    family: Family = Family.QUADRATIC  # the true curves' shape (hil.catalogue)
+    shape_wear: Wear = Wear()  # impeller wear, leakage, part-load loss (catalogue families)
+    slip: bool = False  # the shaft turns slower than the output frequency by the motor's slip
+
+    @property
+    def rated_slip(self) -> float:
+        """(n_sync − n_rated) / n_sync from the rated speed and frequency; 0 without slip."""
+        if not self.slip:
+            return 0.0
+        return rated_slip(self.rated_speed / RPM_TO_RAD_S, self.rated_frequency)
 
     @property
     def rated_head(self) -> float:
@@ -90,8 +106,11 @@ class DriveSpec:
         return curves_from_rated(self.load.rated_flow, self.rated_head,
                                  self.shaft_power_ratio * self.rated_power, self.rho_g, shape)
 
-    def true_curves(self) -> MachineCurves:
-        """The curves the machine really has: the datasheet's, degraded by its wear."""
+    def true_curves(self) -> Curves:
+        """The curves the machine really has: its family's through the rated point, degraded by wear."""
+        if self.family is not Family.QUADRATIC:
+            return TableCurves(self.family, self.load.rated_flow, self.rated_head,
+                               self.shaft_power_ratio * self.rated_power, self.rho_g, self.shape_wear)
         if self.head_wear == 1.0 and self.efficiency_wear == 1.0:
             return self.curves()
         return worn(self.curves(), self.head_wear, self.efficiency_wear)
@@ -158,7 +177,7 @@ _DRIVE_KEYS = {
     "name", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "rated_frequency_hz",
     "rated_voltage_v", "motor_efficiency_pct", "shaft_power_pct", "load", "baseline", "static_pct",
     "min_demand_pct", "max_demand_pct", "min_speed_pct", "max_speed_pct", "ramp_time_s", "noise_pct",
-    "remote", "energy_counter_start_kwh", "seed", "faults", "wear",
+    "remote", "energy_counter_start_kwh", "seed", "faults", "wear", "curve", "slip",
 }
 
 
@@ -204,7 +223,9 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     remote = sec.boolean("remote", True)
     counter_start = sec.number("energy_counter_start_kwh", 0.0, minimum=0.0) * KWH_TO_J
     drive_seed = sec.integer("seed", seed + max(unit, 0), minimum=0)
-    head_wear, efficiency_wear = _wear(sec.section("wear", required=False))
+    family = _family(sec.section("curve", required=False), load.kind)
+    head_wear, efficiency_wear, shape_wear = _wear(sec.section("wear", required=False), family)
+    slip = sec.boolean("slip", False)
     profile = _profile(sec, plant_dir, profiles, issues)
     values = (rated_power, rated_speed, frequency, voltage, motor_eff, shaft_ratio, static, min_demand,
               max_demand, min_speed, max_speed, ramp_time, counter_start, load.rated_flow,
@@ -218,7 +239,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
         min_demand_ratio=min_demand, max_demand_ratio=max_demand, min_speed_ratio=min_speed,
         max_speed_ratio=max_speed, ramp_time=ramp_time, noise=noise, remote=remote,
         energy_counter_start=counter_start, seed=drive_seed, faults=parse_faults(sec),
-        head_wear=head_wear, efficiency_wear=efficiency_wear,
+        head_wear=head_wear, efficiency_wear=efficiency_wear, family=family, shape_wear=shape_wear, slip=slip,
     )
     efficiency = spec.curves().efficiency(load.rated_flow, 1.0)
     if not MIN_MACHINE_EFFICIENCY <= efficiency <= MAX_MACHINE_EFFICIENCY:
@@ -232,14 +253,43 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     return spec
 
 
-def _wear(sec: Section | None) -> tuple[float, float]:
-    """(head, efficiency) factors of a worn machine; (1, 1) as new."""
+def _family(sec: Section | None, kind: LoadKind) -> Family:
+    """The curve family of ``curve: {family: NAME}``; the quadratic default without one."""
     if sec is None:
-        return 1.0, 1.0
-    sec.check_keys({"head_pct", "efficiency_pct"})
+        return Family.QUADRATIC
+    sec.check_keys({"family"})
+    names = [f.value for f in Family]
+    name = sec.string("family", Family.QUADRATIC.value)
+    if name not in names:
+        sec.error("family", f"unknown curve family {name!r}; families: {', '.join(names)}")
+        return Family.QUADRATIC
+    family = Family(name)
+    if family is not Family.QUADRATIC and kind is LoadKind.FAN:
+        sec.error("family", "catalogue families are pump curves; a fan takes the quadratic family")
+        return Family.QUADRATIC
+    return family
+
+
+_SHAPE_WEAR_KEYS = ("impeller_pct", "leakage_pct", "part_load_pct")
+
+
+def _wear(sec: Section | None, family: Family) -> tuple[float, float, Wear]:
+    """(head, efficiency) factors of a uniformly worn machine, and its shape-changing wear."""
+    if sec is None:
+        return 1.0, 1.0, Wear()
+    sec.check_keys({"head_pct", "efficiency_pct", *_SHAPE_WEAR_KEYS})
     head = sec.number("head_pct", 100.0, minimum=50.0, maximum=100.0) / 100.0
     efficiency = sec.number("efficiency_pct", 100.0, minimum=50.0, maximum=100.0) / 100.0
-    return (head if math.isfinite(head) else 1.0), (efficiency if math.isfinite(efficiency) else 1.0)
+    shape = [sec.number(key, 0.0, minimum=0.0, maximum=30.0) / 100.0 for key in _SHAPE_WEAR_KEYS]
+    shape = [v if math.isfinite(v) else 0.0 for v in shape]
+    uniform = [key for key in ("head_pct", "efficiency_pct") if sec.has(key)]
+    shaped = [key for key in _SHAPE_WEAR_KEYS if sec.has(key)]
+    if family is Family.QUADRATIC and shaped:
+        sec.error(shaped[0], "shape-changing wear needs a catalogue curve family (curve: {family: ...})")
+    if family is not Family.QUADRATIC and uniform:
+        sec.error(uniform[0], "a catalogue curve family wears by impeller_pct, leakage_pct and part_load_pct")
+    return ((head if math.isfinite(head) else 1.0), (efficiency if math.isfinite(efficiency) else 1.0),
+            Wear(impeller=shape[0], leakage=shape[1], part_load=shape[2]))
 
 
 _CIRCUIT_KEYS = {

@@ -33,6 +33,7 @@ from hil.physics import (
     MAX_EFFICIENCY,
     MOTOR_EFFICIENCY,
     MOTOR_LOAD,
+    Curves,
     MachineCurves,
     flow_at_head,
     header_head_for_flow,
@@ -56,7 +57,7 @@ def conventional_run(plant: PlantSpec, until: float) -> PlantModel:
 
 @dataclass(frozen=True)
 class _Machine:
-    curves: MachineCurves
+    curves: Curves
     rated_power: float
     motor_efficiency: float
     min_ratio: float
@@ -78,12 +79,18 @@ def _electrical(shaft: FloatArray, machine: _Machine) -> FloatArray:
 def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
     """Electrical power [W] of a machine delivering ``flow`` against ``head``; inf where it cannot."""
     c = machine.curves
-    b = c.a1 * flow
-    disc = b * b - 4.0 * c.a0 * (c.a2 * flow * flow - head)
-    ratio = (-b + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * c.a0)
-    shaft = np.maximum(
-        c.b0 * ratio**3 + c.b1 * ratio**2 * flow + c.b2 * ratio * flow**2 + c.b3 * flow**3, 0.0
-    )
+    if isinstance(c, MachineCurves):
+        b = c.a1 * flow
+        disc = b * b - 4.0 * c.a0 * (c.a2 * flow * flow - head)
+        ratio = (-b + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * c.a0)
+        shaft = np.maximum(
+            c.b0 * ratio**3 + c.b1 * ratio**2 * flow + c.b2 * ratio * flow**2 + c.b3 * flow**3, 0.0
+        )
+    else:  # catalogue curves: no closed form, one root search per flow
+        ratio = np.array([c.ratio_at(head, float(q)) for q in np.ravel(flow)]).reshape(np.shape(flow))
+        disc = np.ones_like(ratio)
+        shaft = np.array([c.shaft_power(float(q), float(r)) for q, r in zip(np.ravel(flow), np.ravel(ratio),
+                                                                           strict=True)]).reshape(np.shape(flow))
     power = _electrical(shaft, machine)
     feasible = (disc >= 0.0) & (ratio >= machine.min_ratio - 1e-12) & (ratio <= machine.max_ratio + 1e-12)
     low, high = machine.window
@@ -130,8 +137,11 @@ def _best_split(machines: Sequence[_Machine], head: float, demand: float) -> flo
     return best
 
 
-def best_efficiency_flow(curves: MachineCurves) -> float:
+def best_efficiency_flow(curves: Curves) -> float:
     """Flow [m³/s] at rated speed where Q·H/P peaks (dense search; independent of the kernels)."""
+    if not isinstance(curves, MachineCurves):
+        grid = np.linspace(1e-6, 1.0, 4001) * curves.flow_at_head(0.0, 1.0)
+        return float(grid[int(np.argmax([curves.efficiency(float(q), 1.0) for q in grid]))])
     q = np.linspace(1e-6, 1.0, 20001) * (-curves.a1 + math.sqrt(curves.a1**2 - 4 * curves.a2 * curves.a0)) \
         / (-2.0 * curves.a2)
     head = curves.a0 + curves.a1 * q + curves.a2 * q * q

@@ -1,6 +1,7 @@
 """Numeric kernels of vfd-agent, compiled with Numba.
 
-Pump and fan curves, fits, operating points, staging, baselines and energy integration.
+Pump and fan curves, fits, operating points, staging, baselines, energy integration, and
+sensorless flow with its uncertainty and calibrations.
 
 Pure functions on float64 scalars and arrays in SI units (m^3/s, m, Pa, W, J, s; speed
 ratio r = n / n_rated). No I/O, no logging, no configuration objects. Every public kernel
@@ -71,6 +72,17 @@ from kernels.operating import (
     operating_point,
 )
 from kernels.rls import rls_coeffs, rls_init, rls_update, rls_update_bounded
+from kernels.sensorless import (
+    band_uncertainty,
+    calibrate_power_from_head,
+    calibrate_shutoff,
+    combine_estimates,
+    correct_one_point,
+    curve_band,
+    flow_from_head,
+    flow_from_power,
+    shaft_speed_ratio,
+)
 from kernels.staging import stage_pumps, stage_pumps_tables
 from kernels.warmup import warmup
 
@@ -90,11 +102,17 @@ __all__ = [
     "INLET_VANE_POWER_PCT",
     "MOTOR_EFFICIENCY_TABLE",
     "NUMBA_OPTIONS",
+    "band_uncertainty",
     "baseline_power",
     "bep_flow",
+    "calibrate_power_from_head",
+    "calibrate_shutoff",
     "characteristic_baseline_power",
+    "combine_estimates",
     "common_speed",
     "constant_baseline_power",
+    "correct_one_point",
+    "curve_band",
     "default_efficiency_tables",
     "efficiency",
     "electrical_power",
@@ -110,6 +128,8 @@ __all__ = [
     "fit_system_curve",
     "fit_system_curve_tuned",
     "flow_at_head",
+    "flow_from_head",
+    "flow_from_power",
     "head",
     "integrate_energy",
     "jit",
@@ -122,6 +142,7 @@ __all__ = [
     "rls_update_bounded",
     "runout_flow",
     "shaft_power",
+    "shaft_speed_ratio",
     "stage_pumps",
     "stage_pumps_tables",
     "static_head_share",

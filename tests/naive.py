@@ -325,3 +325,79 @@ def rls_batch(x, y, p0, forgetting):
     a = (x * lam[:, None]).T @ x + forgetting**n * np.eye(m) / p0
     b = (x * lam[:, None]).T @ y
     return np.linalg.solve(a, b)
+
+
+# --- sensorless flow and calibration --------------------------------------------------
+
+
+def band_uncertainty(band, x):
+    u_in, u_out, lo, hi, ref = band
+    return u_in + u_out * max(lo - x, x - hi, 0.0) / ref
+
+
+def flow_uncertainty_numeric(coeffs, q, y, r, rel_y_u, rel_speed_u, band, invert):
+    """u_Q by central differences of the inverse ``invert(y, r)`` (first-order propagation)."""
+    x = q / r
+    u_y = y * math.hypot(rel_y_u, band_uncertainty(band, x))
+    dy = 1e-6 * y
+    dq_dy = (invert(y + dy, r) - invert(y - dy, r)) / (2 * dy)
+    dr = 1e-6 * r
+    dq_dr = (invert(y, r + dr) - invert(y, r - dr)) / (2 * dr)
+    return math.hypot(dq_dy * u_y, dq_dr * rel_speed_u * r)
+
+
+def flow_from_head(hc, head, r):
+    """Largest root of the collapsed head curve (the falling branch), by numpy.roots."""
+    roots = np.roots([hc[2], hc[1], hc[0] - head / r**2])
+    real = [z.real for z in roots if abs(z.imag) < 1e-12 and z.real >= 0]
+    return max(real) * r if real else math.nan
+
+
+def correct_one_point(coeffs, flow, value, r, keep_shutoff):
+    k = len(coeffs) - 1
+    x = flow / r
+    poly = np.polynomial.polynomial.polyval(x, coeffs)
+    target = value / r**k
+    out = np.array(coeffs, dtype=float)
+    if keep_shutoff:
+        out[1:] *= (target - coeffs[0]) / (poly - coeffs[0])
+    else:
+        out *= target / poly
+    return out
+
+
+def calibrate_power_from_head(hc, pc, head, power, r, rel_head_u, rel_power_u, x_ref, ridge):
+    """Weighted least squares with numpy.linalg.lstsq on the same samples and weights."""
+    xs, ys, ws = [], [], []
+    for h, p, ri in zip(head, power, r, strict=True):
+        q = flow_from_head(hc, h, ri)
+        if not math.isfinite(q):
+            continue
+        x = q / ri
+        slope_h = hc[1] + 2 * hc[2] * x
+        u_x = rel_head_u * h / ri**2 / abs(slope_h)
+        pi = p / ri**3
+        dp = pc[1] + 2 * pc[2] * x + 3 * pc[3] * x * x
+        xs.append(x)
+        ys.append(pi - np.polynomial.polynomial.polyval(x, pc))
+        ws.append(1 / ((rel_power_u * pi) ** 2 + (dp * u_x) ** 2))
+    xs, ys, ws = np.array(xs), np.array(ys), np.array(ws)
+    span = (xs.max() - xs.min()) / x_ref
+    m = 1 if span < 0.1 else (2 if span < 0.4 else 3)
+    t = xs / x_ref
+    a = np.vstack([t**j for j in range(m)]).T * np.sqrt(ws)[:, None]
+    b = ys * np.sqrt(ws)
+    reg = np.sqrt(ridge * ws.sum()) * np.eye(m)[1:]
+    c = np.linalg.lstsq(np.vstack([a, reg]), np.concatenate([b, np.zeros(m - 1)]), rcond=None)[0]
+    out = np.array(pc, dtype=float)
+    for j in range(m):
+        out[j] += c[j] / x_ref**j
+    return out, xs.min(), xs.max()
+
+
+def shaft_speed_ratio(f, p, p_rated, s):
+    """Fixed-point iteration of r = f / (1 - s) - s / (1 - s) (P / P_rated) / r."""
+    r = f
+    for _ in range(200):
+        r = f / (1 - s) - s / (1 - s) * (p / p_rated) / r
+    return r

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -26,7 +27,7 @@ from agent.energy.account import EnergyTotals, HourDelta
 from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -63,6 +64,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE hourly ADD COLUMN regenerated_j REAL NOT NULL DEFAULT 0;
     ALTER TABLE totals ADD COLUMN regenerated_j REAL NOT NULL DEFAULT 0;
+    """,
+    # 2 -> 3: the hand-backs the agent owes (``HandbackStore``); an older ledger simply has none.
+    """
+    CREATE TABLE handback (
+        drive TEXT NOT NULL,
+        quantity TEXT NOT NULL,           -- agent.config.profile.Quantity value
+        operator REAL NOT NULL,           -- the operator's value, to be written back (agent units)
+        agent REAL,                       -- the agent's last value read back as written
+        sending REAL,                     -- a value on its way to the drive (NULL: none)
+        taken_at REAL NOT NULL,           -- wall time the operator's value was kept
+        PRIMARY KEY (drive, quantity)
+    ) WITHOUT ROWID;
     """,
 )
 
@@ -225,3 +238,97 @@ def open_readonly(path: Path) -> sqlite3.Connection:
 def unix_now() -> float:
     """Wall-clock time for ``updated_at``."""
     return time.time()
+
+
+@dataclass(frozen=True)
+class PendingHandback:
+    """A point the agent has written and not yet verifiably handed back to the operator's value."""
+
+    drive: str
+    quantity: str  # agent.config.profile.Quantity value
+    operator: float  # agent units (speed ratio; m for pumps, Pa for fans; a control word as a number)
+    agent: float | None  # the agent's last value read back as written
+    sending: float | None  # a value that was on its way to the drive (it may or may not have arrived)
+    taken_at: float  # wall time
+
+
+class HandbackStore:
+    """The hand-backs the agent owes, in the ledger's database, written before the drive is.
+
+    Its own connection to the ledger file (the ledger's own one is busy on the flush thread);
+    the ledger's lock, held by the ``Ledger`` this was opened from, keeps other agents out.
+    Every change is one committed transaction (WAL, ``synchronous=FULL``: synced at commit),
+    so a row the agent wrote before a write to the drive survives a SIGKILL or a power cut.
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._mutex = threading.Lock()  # calls come from worker threads, one at a time per writer
+
+    @classmethod
+    def open(cls, ledger: Ledger) -> HandbackStore:
+        """A second connection to an open (so migrated and locked) ledger."""
+        try:
+            db = sqlite3.connect(ledger.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("SELECT 1 FROM handback LIMIT 1")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the hand-backs in the ledger {ledger.path}: {exc}") from exc
+        return cls(ledger.path, db)
+
+    def close(self) -> None:
+        """Close the connection (the ledger keeps its lock)."""
+        with self._mutex:
+            self._db.close()
+
+    def pending(self) -> list[PendingHandback]:
+        """Every hand-back not yet verified, oldest first."""
+        with self._mutex:
+            try:
+                rows = self._db.execute(
+                    "SELECT drive, quantity, operator, agent, sending, taken_at FROM handback "
+                    "ORDER BY taken_at, drive, quantity").fetchall()
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot read the hand-backs in the ledger {self.path}: {exc}") from exc
+        return [PendingHandback(*row) for row in rows]
+
+    def keep(self, drive: str, quantity: str, operator: float, sending: float, now: float) -> None:
+        """Before the first write to a point: the operator's value, and the value on its way."""
+        self._commit("INSERT INTO handback (drive, quantity, operator, agent, sending, taken_at) "
+                     "VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (drive, quantity) DO UPDATE SET "
+                     "sending = excluded.sending", (drive, quantity, operator, sending, now))
+
+    def sending(self, drive: str, quantity: str, value: float) -> None:
+        """Before a later write: the value on its way (the drive may show it after a crash)."""
+        self._commit("UPDATE handback SET sending = ? WHERE drive = ? AND quantity = ?",
+                     (value, drive, quantity))
+
+    def written(self, drive: str, quantity: str, value: float) -> None:
+        """A write read back as sent: the agent's value in force."""
+        self._commit("UPDATE handback SET agent = ?, sending = NULL WHERE drive = ? AND quantity = ?",
+                     (value, drive, quantity))
+
+    def operator_changed(self, drive: str, quantity: str, operator: float) -> None:
+        """Someone else set the point while the agent was away: that is the operator's value now."""
+        self._commit("UPDATE handback SET operator = ?, agent = NULL, sending = NULL "
+                     "WHERE drive = ? AND quantity = ?", (operator, drive, quantity))
+
+    def handed_back(self, drive: str, quantity: str) -> None:
+        """The operator's value read back from the drive: nothing owed any more."""
+        self._commit("DELETE FROM handback WHERE drive = ? AND quantity = ?", (drive, quantity))
+
+    def _commit(self, statement: str, params: tuple[object, ...]) -> None:
+        with self._mutex:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(statement, params)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot write the hand-backs in the ledger {self.path}: {exc}") from exc

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.config import AgentConfig, ControlMode
@@ -26,7 +26,8 @@ from agent.config.model import DemandSource
 from agent.config.profile import Quantity
 from agent.control import DriveWriter
 from agent.drive import DriveRuntime
-from agent.errors import DriveError
+from agent.energy.ledger import HandbackStore
+from agent.errors import DriveError, LedgerError
 from agent.modbus.client import BusClient
 from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.optimizer.group import GroupRuntime
@@ -88,7 +89,9 @@ def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
             efficiency_drift=machine.efficiency_drift(),
             fit_rejected_because=fit.reason if fit else "no fit yet",
             recommendation=group.recommendations.get(drive.name, Recommendation()),
-            controlled=writer is not None, holding=group.holding and writer is not None and writer.holds,
+            # A dry run sends nothing: the drive's own values are in force.
+            controlled=writer is not None,
+            holding=group.holding and writer is not None and writer.holds and not writer.dry_run,
             writes=dict(writer.results) if writer is not None else {},
         ))
     return GroupSnapshot(group.name, group.stage.changes, group.system.r_squared, group.system.fitted,
@@ -100,13 +103,17 @@ class Optimizer:
 
     def __init__(self, config: AgentConfig, drives: Sequence[DriveRuntime],
                  clients: Mapping[str, BusClient], *, clock: Clock = time.monotonic,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, handbacks: Callable[[], HandbackStore | None] = lambda: None) -> None:
         self.config = config
         self.settings = config.optimizer
         self.clock = clock
+        self.dry_run = dry_run
         self.clients = clients
+        self._handbacks = handbacks  # the ledger's hand-backs, once the ledger is open
+        self.handbacks_attached = False
         self.all_drives = {d.name: d for d in drives}
         buses = {b.name: b for b in config.buses}
+        self.writers: dict[str, DriveWriter] = {}  # hand-backs: attach_handbacks
         self.groups: list[GroupRuntime] = []
         for group in config.groups:
             members = [self.all_drives[n] for n in group.drives]
@@ -114,6 +121,7 @@ class Optimizer:
                                            dry_run=dry_run)
                        for d in members
                        if d.config.control.mode is ControlMode.CONTROL and d.config.bus in clients}
+            self.writers.update(writers)
             self.groups.append(GroupRuntime(group, members, writers, self.settings,
                                             {d.config.name: buses[d.config.bus] for d in members}))
         self.cycles = 0
@@ -156,9 +164,42 @@ class Optimizer:
             value = group.machines[0].head_of(value)
         group.demand.add(now, value)
 
+    def attach_handbacks(self) -> None:
+        """Give the writers the ledger's hand-backs once it is open, and take over what an earlier run owed.
+
+        Until then no writer sends anything (``refused_ledger``): what the agent must hand back
+        has to be on disk before its first write. A dry run sends nothing, so it needs no ledger;
+        nor does it write an earlier run's hand-backs back.
+        """
+        if self.handbacks_attached or not self.writers:
+            return
+        store = self._handbacks()
+        if store is None:
+            return
+        try:
+            pending = store.pending()
+        except LedgerError as exc:
+            log.error("%s; no write goes out until it can be read", exc)
+            return
+        self.handbacks_attached = True
+        for row in pending:
+            writer = self.writers.get(row.drive)
+            if writer is None or self.dry_run:
+                why = "a dry run writes nothing" if self.dry_run else "not under control in this config"
+                log.warning("drive %s: the hand-back of %s to %g is owed from an earlier run; %s", row.drive,
+                            row.quantity, row.operator, why)
+                continue
+            writer.resume(row)
+        for writer in self.writers.values():
+            writer.handbacks = store
+        for group in self.groups:
+            if any(w.holds for w in group.writers.values()):
+                group.actuator.holding = True  # the earlier run's values are in force until handed back
+
     async def cycle(self) -> None:
         """One optimizer cycle over every group."""
         self.cycles += 1
+        self.attach_handbacks()
         for group in self.groups:
             now = self.clock()
             await self._read_external(group, now)
@@ -183,6 +224,7 @@ class Optimizer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle every ``interval`` until ``stop``; then hand every group back to the operator."""
+        self.attach_handbacks()
         try:
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):

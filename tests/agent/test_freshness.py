@@ -49,7 +49,7 @@ def rig(tmp_path: Path) -> tuple[DriveRuntime, DriveWriter, FakeClock]:
     clock = FakeClock()
     client = BusClient(bus)  # never connected: every refusal below is decided before any I/O
     BusPoller(bus, [drive], client, clock=clock)  # sets the drive's freshness from its bus
-    writer = DriveWriter(drive, bus, client, clock=clock)
+    writer = DriveWriter(drive, bus, client, clock=clock, dry_run=True)  # a dry run needs no ledger
     values = {Quantity.SPEED: 0.8 * 1470 * RPM_TO_RAD_S, Quantity.POWER: 9e3, Quantity.STATUS_WORD: RUNNING}
     drive.accept(clock(), 1e9, values)
     return drive, writer, clock

@@ -185,6 +185,9 @@ def test_a_dry_run_counts_the_writes_and_sends_none(tmp_path, caplog):
         try:
             await run.until(lambda: (run.value("vfd_setpoint_writes_total", drive="chw-pump-1",
                                                result="dry_run") or 0) >= 3, what="dry-run writes")
+            # Nothing was sent: the drives' own values are in force, whatever the dry run would hold.
+            for name in ("chw-pump-1", "chw-pump-2", "chw-pump-3"):
+                assert run.value("vfd_control_active", drive=name) == 0.0, name
         finally:
             await run.finish()
         return run
