@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from agent.config.profile import STATUS_BITS, NegativePower, Quantity
-from agent.control import WriteResult
+from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.counter import CounterEvent

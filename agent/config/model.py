@@ -224,7 +224,7 @@ class BaselineConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    """Control mode, speed limits (speed ratios) and the guard rails of writes (``agent.control``)."""
+    """Control mode, speed limits (speed ratios) and the guard rails of writes (``agent.control.writer``)."""
 
     mode: ControlMode
     min_speed_ratio: float

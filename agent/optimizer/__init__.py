@@ -14,6 +14,7 @@ By data flow, one job per module:
 ``plans``              the typed plans (``SpeedPlan``, ``StagingPlan``, ``SetpointPlan``)
 =====================  ========================================================================
 
-``agent.actuator`` writes a plan in control mode. The package itself imports nothing, so
-``agent.energy.account`` can use ``datasheet`` without loading the optimizer; import from the modules.
+``agent.control.actuator`` writes a plan in control mode. The package itself imports
+nothing, so ``agent.energy.baseline`` can use ``datasheet`` without loading the optimizer;
+import from the modules.
 """

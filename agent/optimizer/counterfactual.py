@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
-from agent.control import DriveWriter
+from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.optimizer.machine import MachineModel, common_ratio
 from agent.optimizer.plans import Plan

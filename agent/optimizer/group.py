@@ -6,7 +6,7 @@ system curve, then ``recommend`` a typed plan (``agent.optimizer.plans``): a sin
 machine's lowest speed meeting the demand a little ahead against the system curve
 (``kernels.min_speed_for_flow``), a pressure loop's setpoint reset along the system curve,
 or parallel pumps' staging (``agent.optimizer.staging``); ``publish`` keeps what the
-metrics show. In control mode ``actuator`` (``agent.actuator``) writes the plan.
+metrics show. In control mode ``actuator`` (``agent.control.actuator``) writes the plan.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from agent.actuator import GroupActuator
 from agent.config import BusConfig, ControlMode
 from agent.config.model import DemandSource, GroupConfig, GroupControl, OptimizerConfig
 from agent.config.profile import Quantity
-from agent.control import DriveWriter
+from agent.control.actuator import GroupActuator
+from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.optimizer.counterfactual import Counterfactual, flow_of
 from agent.optimizer.demand import DemandTracker

@@ -3,9 +3,9 @@
 Every ``optimizer.interval`` seconds, per group (``agent.optimizer.group``): refit the
 machines (``machine``) and the system curve (``system``), estimate the demand a little ahead
 (``demand``) and plan (``plans``, ``staging``); in control mode write the plan through the
-group's actuator (``agent.actuator``, over ``agent.control``'s guard rails), or, if any drive
-of the group is stale, faulted or not in remote, stop writing and restore the operator's
-values. After every poll cycle each group evaluates the counterfactual (``counterfactual``)
+group's actuator (``agent.control.actuator``, over the guard rails of ``agent.control.writer``),
+or, if any drive of the group is stale, faulted or not in remote, stop writing and restore
+the operator's values. After every poll cycle each group evaluates the counterfactual (``counterfactual``)
 and hands it to its drives' energy accounts for that same poll.
 
 Readers (the metrics, the scenario runner) see ``Optimizer.snapshot()``, never the internals.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from agent.config import AgentConfig, ControlMode
 from agent.config.model import DemandSource
 from agent.config.profile import Quantity
-from agent.control import DriveWriter
+from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.energy.ledger import HandbackStore
 from agent.errors import DriveError, LedgerError

@@ -18,7 +18,7 @@ import numpy as np
 
 from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
-from agent.control import DriveWriter
+from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import FloatArray, MachineModel, common_ratio

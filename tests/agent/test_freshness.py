@@ -14,7 +14,7 @@ import pytest
 
 from agent.config import load_config
 from agent.config.profile import Quantity
-from agent.control import DriveWriter, Limits, WriteResult
+from agent.control.writer import DriveWriter, Limits, WriteResult
 from agent.drive import FRESH_INTERVALS, DriveRuntime
 from agent.errors import DriveTimeoutError
 from agent.modbus.client import BusClient

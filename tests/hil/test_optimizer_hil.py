@@ -192,7 +192,7 @@ def test_a_dry_run_counts_the_writes_and_sends_none(tmp_path, caplog):
             await run.finish()
         return run
 
-    with caplog.at_level("INFO", logger="agent.control"):
+    with caplog.at_level("INFO", logger="agent.control.writer"):
         run = asyncio.run(scenario())
     for name in ("chw-pump-1", "chw-pump-2", "chw-pump-3"):
         assert run.commands(name) == []

@@ -1,6 +1,6 @@
 """Applies a group's plan to its drives in control mode: speeds, starts and stops, setpoints, hand-back.
 
-Every write goes through ``agent.control.DriveWriter`` (the guard rails, read-back and
+Every write goes through ``agent.control.writer.DriveWriter`` (the guard rails, read-back and
 counting); this module decides which writes a plan needs and in which order: a stage change
 never lets the flow dip, a small decrease inside the deadband is not written, and a group
 that is not healthy (a drive stale, faulted or not in remote) is handed back to the
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
-from agent.control import Command, DriveWriter, Limits
+from agent.control.writer import Command, DriveWriter, Limits
 from agent.drive import DriveRuntime
 from agent.optimizer.plans import Plan, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import StageState
