@@ -12,7 +12,7 @@ The demand is a flow read from a point (of a drive of the group, or of another d
 on a bus) or estimated sensorlessly from power and speed; a pressure point may be the
 demand of a pressure loop. Heads are in metres for pumps and pascals for fans
 throughout, as the machine curves are. This module parses the ``optimizer`` and
-``groups`` sections; ``agent.config`` calls it.
+``groups`` sections; ``agent.config.site`` calls it.
 """
 
 from __future__ import annotations
