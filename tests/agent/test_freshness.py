@@ -3,6 +3,8 @@
 Before, three rules disagreed (2.5 intervals in the drive, 2.0 in the writer, and a property
 that read the real clock rather than the injected one); here every check runs on a fake clock
 that the test moves, and the writer refuses exactly when the drive says its data is stale.
+Also the timing of a grouped drive's optimizer savings: each poll is booked with the
+counterfactual priced from that same poll.
 """
 
 from __future__ import annotations
@@ -79,3 +81,27 @@ def test_the_writer_refuses_exactly_when_the_drive_is_stale(tmp_path, age, fresh
         assert result is (WriteResult.REFUSED_RANGE if fresh else WriteResult.REFUSED_STALE)
 
     asyncio.run(check())
+
+
+
+def test_a_grouped_drive_books_each_poll_with_that_polls_counterfactual(tmp_path):
+    """The optimizer prices a poll after it is accepted; the poll waits for that price.
+
+    It used to travel optimizer -> ``DriveRuntime.counterfactual_power`` -> the next poll's
+    sample, one poll late. Here two polls 2 s apart at 9 kW carry the counterfactuals 10 kW
+    and 14 kW priced from themselves: the saving is their own trapezoid, 2 s × (12 − 9) kW.
+    """
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE)
+    config = load_config(path)
+    drive = DriveRuntime(config.drives[0], config.site, config.max_gap)
+    drive.awaits_counterfactual = True  # the agent sets it for the drives of a group
+    values = {Quantity.SPEED: 0.8 * 1470 * RPM_TO_RAD_S, Quantity.POWER: 9e3, Quantity.STATUS_WORD: RUNNING}
+    for t, counterfactual in ((100.0, 10_000.0), (102.0, 14_000.0)):
+        drive.accept(t, 1.7e9 + t, values)
+        booked = drive.account.totals.covered_s
+        drive.book(counterfactual)
+    assert booked == 0.0  # the second poll waited for its own counterfactual ...
+    assert drive.account.totals.covered_s == pytest.approx(2.0)  # ... and was booked with it
+    drive.account.close_window()
+    assert drive.account.totals.saved_optimizer_j == pytest.approx(2.0 * (12_000.0 - 9_000.0))
