@@ -7,12 +7,16 @@ dead drive never shows stale numbers as if they were live. Cumulative series the
 ledger restores (energy, savings, ...) are absent until it has restored them: a
 counter shown from zero and then jumping by the stored history would make
 ``increase()`` count that history twice.
+
+Long because every family's name, unit and help text is the contract with the dashboards,
+rules and alerts (``configs/monitoring``), reviewed together in one place.
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
 from typing import Protocol
@@ -37,6 +41,7 @@ from agent.errors import (
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
+from agent.units import Clock
 from agent.wallclock import WallClock
 
 # Every kind of failed poll a drive can show, so each ``vfd_poll_errors_total{kind}`` series exists at 0
@@ -66,10 +71,11 @@ class AgentCollector(Collector):
     """Per-drive energy, savings and health, read from the live ``DriveRuntime`` objects."""
 
     def __init__(self, drives: Sequence[DriveRuntime], currency: str,
-                 totals_restored: Callable[[], bool] | None = None) -> None:
+                 totals_restored: Callable[[], bool] | None = None, clock: Clock = time.monotonic) -> None:
         self.drives = drives
         self.currency = currency
         self.totals_restored = totals_restored
+        self.clock = clock  # the pollers' clock: freshness is judged on the clock readings are stamped with
 
     def collect(self) -> Iterator[Metric]:
         """Build every family from the current state.
@@ -79,6 +85,9 @@ class AgentCollector(Collector):
         """
         labels = ["drive"]
         up = GaugeMetricFamily("vfd_up", "1 if the last poll of the drive succeeded, else 0", labels=labels)
+        fresh = GaugeMetricFamily("vfd_data_fresh", "1 while the drive's data may be acted on (up, "
+                                  "plausible, at most two poll intervals old: control's rule), else 0",
+                                  labels=labels)
         power = GaugeMetricFamily("vfd_power_watts", "Electrical power drawn by the drive", labels=labels)
         speed = GaugeMetricFamily("vfd_speed_ratio", "Motor speed as a fraction of rated speed",
                                   labels=labels)
@@ -128,9 +137,11 @@ class AgentCollector(Collector):
             "vfd_last_poll_timestamp_seconds", "Unix time of the last successful poll", labels=labels
         )
         restored = self.totals_restored is None or self.totals_restored()
+        now = self.clock()
         for drive in self.drives:
             name = [drive.name]
             up.add_metric(name, 1.0 if drive.up else 0.0)
+            fresh.add_metric(name, 1.0 if drive.is_fresh(now) else 0.0)
             if drive.account.counter is not None:
                 events = dict(drive.account.counter.events)
                 for event in CounterEvent:
@@ -166,8 +177,8 @@ class AgentCollector(Collector):
             source.add_metric([drive.name, "counter"], totals.counter_s)
             source.add_metric([drive.name, "power"], totals.power_s)
             gaps.add_metric(name, float(totals.gaps))
-        yield from (up, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty, co2,
-                    cost, covered, gaps, errors, last, source, counter_events, regenerated)
+        yield from (up, fresh, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty,
+                    co2, cost, covered, gaps, errors, last, source, counter_events, regenerated)
 
 
 class LedgerCollector(Collector):

@@ -106,7 +106,7 @@ class Agent:
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
                                      clock_floor=self.wall.raise_floor)
-        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency,
+        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency, clock=clock,
                                               totals_restored=lambda: self.bookkeeper.restored))
         self.registry.register(ClockCollector(self.wall))
         self.registry.register(BusCollector(self.pollers))

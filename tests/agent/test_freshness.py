@@ -1,4 +1,4 @@
-"""The one freshness rule: ``DriveRuntime.is_fresh`` on the caller's clock, which control obeys.
+"""The one freshness rule: ``DriveRuntime.is_fresh`` on the caller's clock; control and metrics obey it.
 
 Before, three rules disagreed (2.5 intervals in the drive, 2.0 in the writer, and a property
 that read the real clock rather than the injected one); here every check runs on a fake clock
@@ -13,12 +13,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
 from agent.config.profile import Quantity
 from agent.control.writer import DriveWriter, Limits, WriteResult
 from agent.drive import FRESH_INTERVALS, DriveRuntime
 from agent.errors import DriveTimeoutError
+from agent.metrics import AgentCollector
 from agent.modbus.client import BusClient
 from agent.poller import BusPoller
 from agent.units import RPM_TO_RAD_S
@@ -71,11 +73,14 @@ def test_fresh_for_two_poll_intervals_on_the_injected_clock(tmp_path):
 
 
 @pytest.mark.parametrize("age, fresh", [(0.99, True), (1.01, False)])
-def test_the_writer_refuses_exactly_when_the_drive_is_stale(tmp_path, age, fresh):
+def test_the_writer_and_the_metrics_follow_the_drive_s_freshness(tmp_path, age, fresh):
     async def check() -> None:
         drive, writer, clock = rig(tmp_path)
         clock.t += age
         assert drive.is_fresh(clock()) is fresh
+        registry = CollectorRegistry()
+        registry.register(AgentCollector([drive], "EUR", clock=clock))
+        assert registry.get_sample_value("vfd_data_fresh", {"drive": "p1"}) == (1.0 if fresh else 0.0)
         result = await writer.write(Quantity.SPEED_SETPOINT, 2.0, Limits(0.3, 1.0))
         # A fresh drive passes the freshness guard and is refused further on (2.0 is out of range).
         assert result is (WriteResult.REFUSED_RANGE if fresh else WriteResult.REFUSED_STALE)
