@@ -10,18 +10,24 @@ estimates the flow through
 
 - ``main``: the agent's path as it is on main: ``ElectricalModel.shaft`` (no nameplate
   efficiency, as in the example config) then ``estimate_flow`` on the datasheet power
-  curve, at the reported speed;
-- ``none``, ``shut-off``, ``dp``, ``clamp-on``, ``clamp-on+shut-off``: the new kernels
-  (kernels.sensorless) with the IEC 60034-30-1 IE3 motor, slip corrected from the rated
-  speed, and each calibration: none (datasheet curves), a shut-off test (closed valve
-  at rated speed), a differential-pressure transmitter across the pump (the power curve
-  calibrated from a day of DP samples onto the datasheet head curve), one
-  clamp-on reading (2 % flow accuracy) at 80 % flow and 90 % speed.
+  curve built from the rated point, at the reported speed;
+- the new kernels (kernels.sensorless) on the pump's *catalogue curve*: the new pump's
+  published head and power curves read off the graph at 0, 25, ..., 150 % of the
+  best-efficiency flow (to 1 % of the best-efficiency values, as a person reads a
+  printed curve; a rated point and a shut-off head alone do not fix the shape: 4-60 %
+  error on these families) and fitted with cubics, the IEC 60034-30-1 IE3 motor, slip
+  corrected from the rated speed, and each calibration: ``none``; ``shut-off`` (a closed
+  valve test at rated speed); ``dp`` (a differential-pressure transmitter across the
+  pump: the head's estimate and the power's, inverse-variance mean); ``clamp-on`` (one
+  portable meter reading, 2 % accuracy, at 80 % flow and 90 % speed: the power curve
+  moved along the flow axis through it); ``dp+clamp-on``.
 
-One table per case: mean relative error above and below half the best-efficiency
-flow, the 95th percentile of the absolute error as % of the maximum flow (1.2 × the
-best-efficiency flow at rated speed), the share of points with an estimate, and the
-share where the stated 90 % interval (1.645 u) covers the truth. Figures only.
+One table per case: mean relative error above and below half the best-efficiency flow
+over the points that have an estimate, the 95th percentile of the absolute error as %
+of the maximum flow (1.2 x the best-efficiency flow at rated speed), the share of points
+with an estimate, and the share where the stated 90 % interval (1.645 u) covers the
+truth. The uncertainty constants (``BUDGET``) were set on seed 1 (``--seed 1``); the
+reported table is seed 2, the test's seed 4. Figures only.
 """
 
 from __future__ import annotations
@@ -58,20 +64,29 @@ P_BEP = 0.9 * RATED_POWER
 SIM_MOTOR_EFFICIENCY = 0.92
 WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
 NOISE_POWER, NOISE_SPEED, NOISE_HEAD = 0.003, 0.0005, 0.005
-MIN_SENSITIVITY = 0.3  # p'(x) x_end / p(x) below which power says too little about flow
+MIN_SENSITIVITY = 0.1  # |c'(x)| x_end / c(x) below which a curve says too little about flow
+MAX_REL_U = 0.5  # no estimate where the stated 90 % interval is wider than half the estimate
 CLAMP_ON_ACCURACY = 0.02  # relative standard uncertainty of a portable ultrasonic meter
+CATALOGUE_Q = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # where the printed curve is read, x Q_bep
+X_MAX = 1.5 * Q_BEP  # the catalogue's end: curves are not extrapolated
 
-# Uncertainty budget by calibration state (relative standard uncertainties). Shaft power:
-# the power reading (drive's estimate, ~1 %), the motor's efficiency (IEC 60034-1 lets a
-# motor miss its class by 15 % of its losses, ~1.2 points at 92 %), the inverter's (~1 %).
-REL_POWER_U = 0.02
-REL_HEAD_U = 0.006  # a DP transmitter, 0.5 % noise plus calibration
-REL_SPEED_U = 0.002  # after the slip correction: the motor's rated speed is ±20 % of its slip
-# Curve bands (u_in, u_out per best-efficiency flow away from the calibrated range).
-DATASHEET_POWER_BAND = (0.04, 0.15)  # ISO 9906 grade 2B: ±8 % power at the guarantee point
-SHUTOFF_POWER_BAND = (0.04, 0.15)
-CALIBRATED_POWER_BAND = (0.04, 0.15)  # plus the fit's residual
-CLAMP_POWER_BAND = (0.03, 0.15)
+
+@dataclass(frozen=True)
+class Budget:
+    """Relative standard uncertainties by source and calibration state (set on seed 1)."""
+
+    meter: float = 0.01  # the drive's electrical power reading
+    losses: float = 0.15  # the motor's and drive's losses from tables (IEC 60034-1: 15 % for a motor)
+    head: float = 0.006  # DP transmitter, 0.5 % noise plus calibration
+    speed: float = 0.002  # after the slip correction: rated speed ±20 % of its slip
+    curve: float = 0.015  # the catalogue power curve as read and fitted (value, relative)
+    head_curve: float = 0.015  # the catalogue head curve as read and fitted
+    curve_out: float = 0.04  # per best-efficiency flow away from a calibrated point (part-load wear)
+    shift: float = 0.05  # flow-axis shift a new or worn pump may have unseen (leakage), x Q_bep
+    shift_clamp: float = 0.02  # after a clamp-on reading: the meter's accuracy at its point, x Q_bep
+
+
+BUDGET = Budget()
 
 
 @dataclass(frozen=True)
@@ -128,69 +143,48 @@ def sweep(case: Case, points: int, rng: np.random.Generator) -> Samples:
     return _measure(curves, r[keep], flow[keep], rng)
 
 
-def site_day(case: Case, rng: np.random.Generator) -> Samples:
-    """A day of a DP-equipped pump on a system with 30 % static head: 300 samples over its range."""
-    curves = case.curves()
-    r = rng.uniform(0.6, 1.0, 300)
-    # Operating points along the system curve (static 30 % of the rated head).
-    static, kk = 0.3 * H_BEP, 0.7 * H_BEP / Q_BEP**2
-    flow = np.array([_on_system(curves, float(s), static, kk) for s in r])
-    return _measure(curves, r, flow, rng)
-
-
-def _on_system(curves: TableCurves, r: float, static: float, kk: float) -> float:
-    lo, hi = 0.0, curves.flow_at_head(static, r)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if curves.head(mid, r) > static + kk * mid * mid:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+def catalogue_curves(family: Family) -> tuple[FloatArray, FloatArray]:
+    """The new pump's published curves read at CATALOGUE_Q, fitted with cubics (head, power)."""
+    new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
+    q = np.array(CATALOGUE_Q) * Q_BEP
+    head = np.array([round(new.head(float(x), 1.0) / H_BEP, 2) * H_BEP for x in q])
+    power = np.array([round(new.shaft_power(float(x), 1.0) / P_BEP, 2) * P_BEP for x in q])
+    return k.fit_catalogue_curve(q, head, 3), k.fit_catalogue_curve(q, power, 3)
 
 
 class NewPath:
-    """The new kernels with one calibration state."""
+    """The new kernels on the catalogue curve with one calibration state."""
 
-    def __init__(self, calibration: str, case: Case, rng: np.random.Generator) -> None:
-        datasheet = curves_from_rated(Q_BEP, H_BEP, P_BEP, PUMP_SHAPE)
-        self.head = datasheet.head
-        self.power = datasheet.power
+    def __init__(self, calibration: str, case: Case, rng: np.random.Generator,
+                 budget: Budget = BUDGET) -> None:
+        self.calibration = calibration
+        self.budget = b = budget
+        self.head, self.power = catalogue_curves(case.family)
         self.electrical = ElectricalModel(RATED_POWER)
         ie3 = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)
         self.electrical.motor = part_load_table(ie3)
         self.slip = rated_slip(RATED_RPM)
-        self.power_band = k.curve_band(*DATASHEET_POWER_BAND, Q_BEP, Q_BEP, Q_BEP)
+        # The catalogue is the pump's whole range: its value band holds everywhere.
+        self.power_band = k.curve_band(b.curve, 0.0, 0.0, X_MAX, Q_BEP, b.shift)
+        self.head_band = k.curve_band(b.head_curve, 0.0, 0.0, X_MAX, Q_BEP, b.shift)
         curves = case.curves()
-        if "shut-off" in calibration:  # closed valve at rated frequency: flow 0
+        if calibration == "shut-off":  # closed valve at rated frequency: flow 0
             s = _measure(curves, np.array([1.0]), np.array([0.0]), rng)
             shaft, r = self._shaft_and_speed(s)
             self.head, self.power = k.calibrate_shutoff(self.head, self.power, float(s.head[0]),
                                                         float(shaft[0]), float(r[0]), Q_BEP)
-            self.power_band = k.curve_band(*SHUTOFF_POWER_BAND, 0.0, Q_BEP, Q_BEP)
-        if calibration == "dp":
-            s = site_day(case, rng)
-            shaft, r = self._shaft_and_speed(s)
-            power, lo, hi, rms, used = k.calibrate_power_from_head(self.head, self.power, s.head, shaft, r,
-                                                                 REL_HEAD_U, REL_POWER_U, Q_BEP, 1e-3)
-            if used:
-                self.power = power
-                self.power_band = k.curve_band(math.hypot(CALIBRATED_POWER_BAND[0], rms),
-                                               CALIBRATED_POWER_BAND[1], lo, hi, Q_BEP)
-        if calibration.startswith("clamp-on"):
+        if "clamp-on" in calibration:
             r_c, q_c = 0.9, 0.8 * Q_BEP * 0.9
             s = _measure(curves, np.array([r_c]), np.array([q_c]), rng)
             shaft, r = self._shaft_and_speed(s)
             read = q_c * (1.0 + CLAMP_ON_ACCURACY * float(rng.standard_normal()))
-            self.power = k.correct_one_point(self.power, read, float(shaft[0]), float(r[0]),
-                                             "shut-off" in calibration)
             x_c = read / float(r[0])
-            lo = 0.0 if "shut-off" in calibration else x_c
-            # The reading's flow error moves the curve by p'(x) u_Q: fold it into u_in.
-            slope = k.shaft_power(self.power, x_c * 1.001, 1.0) - k.shaft_power(self.power, x_c * 0.999, 1.0)
-            rel = slope / (0.002 * x_c) * CLAMP_ON_ACCURACY * x_c / k.shaft_power(self.power, x_c, 1.0)
-            self.power_band = k.curve_band(math.hypot(CLAMP_POWER_BAND[0], rel), CLAMP_POWER_BAND[1], lo, x_c,
-                                           Q_BEP)
+            self.power = k.correct_flow_offset(self.power, 3, True, read, float(shaft[0]), float(r[0]), X_MAX)
+            self.power_band = k.curve_band(b.curve, b.curve_out, x_c, x_c, Q_BEP, b.shift_clamp)
+            if calibration.startswith("dp"):
+                self.head = k.correct_flow_offset(self.head, 2, False, read, float(s.head[0]), float(r[0]),
+                                                  X_MAX)
+                self.head_band = k.curve_band(b.head_curve, b.curve_out, x_c, x_c, Q_BEP, b.shift_clamp)
 
     def _shaft_and_speed(self, s: Samples) -> tuple[FloatArray, FloatArray]:
         shaft = self.electrical.shaft(s.electrical)
@@ -201,12 +195,19 @@ class NewPath:
     def estimate(self, s: Samples) -> tuple[FloatArray, FloatArray]:
         """Flow and its standard uncertainty per sample (NaN where not identifiable)."""
         shaft, r = self._shaft_and_speed(s)
+        b = self.budget
+        rel_p = [k.shaft_power_uncertainty(float(p / e), b.meter, b.losses)
+                 for p, e in zip(shaft, s.electrical, strict=True)]
         q = np.full(s.flow.size, np.nan)
         u = np.full(s.flow.size, np.nan)
+        dp = self.calibration.startswith("dp")
         for i in range(s.flow.size):
-            qp, up = k.flow_from_power(self.power, float(shaft[i]), float(r[i]), REL_POWER_U, REL_SPEED_U,
-                                       self.power_band, 1.6 * Q_BEP, MIN_SENSITIVITY)
-            q[i], u[i] = qp, up
+            q[i], u[i] = k.flow_from_power(self.power, float(shaft[i]), float(r[i]), rel_p[i], b.speed,
+                                           self.power_band, X_MAX, MIN_SENSITIVITY, MAX_REL_U)
+            if dp:  # the head's estimate is independent of the power's: inverse-variance mean
+                qh, uh = k.flow_from_head(self.head, float(s.head[i]), float(r[i]), b.head, b.speed,
+                                          self.head_band, X_MAX, MIN_SENSITIVITY, MAX_REL_U)
+                q[i], u[i] = k.combine_estimates(q[i], u[i], qh, uh)
         return q, u
 
 
@@ -246,19 +247,31 @@ def score(path: str, s: Samples, q: FloatArray, u: FloatArray | None) -> Row:
                100.0 * float(np.mean(ok)), cover)
 
 
-CALIBRATIONS = ("none", "shut-off", "dp", "clamp-on", "clamp-on+shut-off")
+CALIBRATIONS = ("none", "shut-off", "dp", "clamp-on", "dp+clamp-on")
+
+
+CALIBRATION_DRAWS = 10  # independent calibrations (clamp-on reading, shut-off test) per case
 
 
 def run_case(case: Case, points: int, seed: int) -> list[Row]:
-    """Every path on one sweep of one case."""
+    """Every path on one sweep of one case; each calibration drawn anew for each tenth of the points."""
     rng = np.random.default_rng(seed)
     s = sweep(case, points, rng)
     rows = [score("main", s, main_path(s), None)]
+    groups = np.arange(s.flow.size) % CALIBRATION_DRAWS
     for calibration in CALIBRATIONS:
-        path = NewPath(calibration, case, np.random.default_rng(seed + 1))
-        q, u = path.estimate(s)
+        q = np.full(s.flow.size, np.nan)
+        u = np.full(s.flow.size, np.nan)
+        for g in range(CALIBRATION_DRAWS):
+            path = NewPath(calibration, case, np.random.default_rng([seed, g]))
+            part = _subset(s, groups == g)
+            q[groups == g], u[groups == g] = path.estimate(part)
         rows.append(score(calibration, s, q, u))
     return rows
+
+
+def _subset(s: Samples, keep: NDArray[np.bool_]) -> Samples:
+    return Samples(s.flow[keep], s.q_rel[keep], s.electrical[keep], s.frequency[keep], s.head[keep])
 
 
 def cases() -> list[Case]:
@@ -270,7 +283,7 @@ def main() -> None:
     """Print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=2)
     args = parser.parse_args()
     for case in cases():
         print(f"\n{case.label}")

@@ -1,49 +1,62 @@
 """Sensorless flow with its uncertainty, and the calibrations a site without a flow meter can make.
 
 Curves in the kernels' layout (``kernels.curves``): collapsed to rated speed with
-x = Q / r they are polynomials, h(x) = H / r^2 = a0 + a1 x + a2 x^2 and
-p(x) = P / r^3 = b0 + b1 x + b2 x^2 + b3 x^3. A coefficient array of length n is a
-polynomial of degree n - 1 whose value scales with r^(n - 1); the one-point
-correction below works on either.
+x = Q / r they are polynomials in x, the head h(x) = H / r^2 and the shaft power
+p(x) = P / r^3, coefficients in ascending order of any length (a datasheet's quadratic
+head, or cubics fitted to the catalogue curve by ``fit_catalogue_curve``). The affinity
+exponent (2 for head, 3 for power) is passed where a reading is collapsed.
 
-The uncertainty of a curve is a *band*, a 5-array (u_in, u_out, x_lo, x_hi, x_ref):
+The uncertainty of a curve is a *band*, a 6-array (u_in, u_out, x_lo, x_hi, x_ref, u_shift):
 relative standard uncertainty u_in of the curve's value inside the calibrated range
-[x_lo, x_hi] of collapsed flow, growing by u_out per x_ref outside it. A datasheet curve
-is anchored at its rated point only (x_lo = x_hi = rated flow); a calibration widens the
-range it has seen. ``curve_band`` builds one.
+[x_lo, x_hi] of collapsed flow, growing by u_out per x_ref outside it, and u_shift, the
+standard uncertainty of the curve's flow axis as a fraction of x_ref. The last is the
+wear nothing but a flow reading sees: internal leakage moves a pump's head and power
+curves along the flow axis together, so head, power and speed cannot tell it from the
+new pump (see below); only a clamp-on reading (``correct_flow_offset``) removes it.
+``curve_band`` builds one.
 
-Every estimate is (flow, standard uncertainty) in m^3/s: the measurement's relative
-uncertainty, the speed's, and the curve's band, propagated through the local slope of
-the curve (u_Q = u_y / |dy/dQ|, first order). Where the flow is not identifiable (the
-curve too flat for the reading, the reading off the curve, an ambiguous drooping head
-curve) both are NaN; the caller then has no estimate for that drive, not a wrong one.
+Every estimate is (flow, standard uncertainty) in m^3/s: the readings' relative
+uncertainties, the speed's, the curve's band and the flow-axis shift, propagated
+through the local slope (first order). Where the flow is not identifiable (the curve
+too flat for the reading, the reading off the curve, an ambiguous drooping head curve,
+or a stated 90 % interval wider than ``max_rel_u`` times the estimate) both are NaN:
+the caller then has no estimate for that drive, not a wrong one.
 
-Identifiability without a flow meter: from head, power and speed alone the flow scale
-is not observable. By the affinity laws every sample (H, P, r) is a point
-(H / r^2, P / r^3) of the curve x -> (h(x), p(x)), and replacing x by c x in both curves
-gives the same points for any c. So one curve must be trusted in flow units: the head
-curve (datasheet, shut-off calibrated), and ``calibrate_power_from_head`` moves the power
-curve onto it. A clamp-on reading or the shut-off point anchors the flow axis itself.
+Identifiability without a flow meter: by the affinity laws every sample (H, P, r) is a
+point (H / r^2, P / r^3) of the curve x -> (h(x), p(x)), and replacing x by x + s or c x
+in both curves gives the same points. So with a DP transmitter the flow comes from the
+ratio h(x) / p(x) (``flow_from_ratio``: Q = eta(x) P / (rho g H), the efficiency's
+shape), trusted in flow units only as far as the catalogue curve is; a clamp-on reading
+or nothing anchors the flow axis.
+
+Long because the estimates, their uncertainty bands and the calibrations share the
+private polynomial helpers on the monotone branch, which Numba inlines best from one module.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kernels._linalg import householder_lstsq
 from kernels._numba import jit
 from kernels._typing import FloatArray
-from kernels.operating import estimate_flow_tuned
+
+_BISECTIONS = 80
+_RATIO_GRID = 64  # points on which the head-to-power ratio is checked for monotony
 
 
 @jit
-def curve_band(u_in: float, u_out: float, x_lo: float, x_hi: float, x_ref: float) -> FloatArray:
+def curve_band(
+    u_in: float, u_out: float, x_lo: float, x_hi: float, x_ref: float, u_shift: float
+) -> FloatArray:
     """A curve's uncertainty band (see the module docstring)."""
-    band = np.empty(5)
+    band = np.empty(6)
     band[0] = u_in
     band[1] = u_out
     band[2] = x_lo
     band[3] = x_hi
     band[4] = x_ref
+    band[5] = u_shift
     return band
 
 
@@ -71,22 +84,129 @@ def _dpoly(coeffs: FloatArray, x: float) -> float:
 
 
 @jit
-def _flow_uncertainty(
-    coeffs: FloatArray, x: float, y: float, r: float, rel_y_u: float, rel_speed_u: float, band: FloatArray
-) -> float:
-    """u_Q for a flow read off curve ``coeffs`` at collapsed flow x from a reading y at speed r.
+def _finite(coeffs: FloatArray) -> bool:
+    for j in range(coeffs.shape[0]):
+        if not np.isfinite(coeffs[j]):
+            return False
+    return True
 
-    The reading y / r^k = c(x) (k = degree); Q = r x. The reading's and the curve's
-    relative uncertainties act on y; the speed's moves both r and the collapsed reading.
+
+@jit
+def _stationary(coeffs: FloatArray, after: float, x_max: float) -> float:
+    """First x in (after, x_max) where the derivative changes sign; x_max if none.
+
+    Scanned on a fine grid and refined by bisection (any degree).
     """
-    k = coeffs.shape[0] - 1
-    slope = _dpoly(coeffs, x)  # dc/dx, collapsed
+    n = 256
+    step = (x_max - after) / n
+    prev = _dpoly(coeffs, after + 1e-6 * step)
+    for i in range(1, n + 1):
+        x = after + i * step
+        cur = _dpoly(coeffs, x)
+        if prev * cur <= 0.0 and cur != prev:
+            lo = x - step
+            hi = x
+            for _ in range(_BISECTIONS):
+                mid = 0.5 * (lo + hi)
+                if _dpoly(coeffs, mid) * prev > 0.0:
+                    lo = mid
+                else:
+                    hi = mid
+            return 0.5 * (lo + hi)
+        prev = cur
+    return x_max
+
+
+@jit
+def monotone_branch(coeffs: FloatArray, rising: bool, x_max: float) -> tuple[float, float]:
+    """The branch [x_start, x_end] of collapsed flow on which a curve is read.
+
+    A power curve is read where it rises, a head curve where it falls: from the first
+    stationary point of the wrong sense (the top of a drooping head curve, the dip of a
+    power curve) or 0, to the next stationary point or ``x_max`` (the catalogue's end:
+    a curve is not extrapolated).
+    """
+    sign = 1.0 if rising else -1.0
+    start = 0.0
+    if sign * _dpoly(coeffs, 1e-6 * x_max) <= 0.0:
+        start = _stationary(coeffs, 0.0, x_max)
+    end = _stationary(coeffs, start, x_max) if start < x_max else x_max
+    return start, end
+
+
+@jit
+def _invert(coeffs: FloatArray, target: float, rising: bool, x_max: float) -> float:
+    """Collapsed flow where the curve takes ``target`` on its branch; NaN off it or ambiguous."""
+    start, end = monotone_branch(coeffs, rising, x_max)
+    if not (end > start):
+        return np.nan
+    sign = 1.0 if rising else -1.0
+    if sign * (target - _poly(coeffs, start)) < 0.0 or sign * (target - _poly(coeffs, end)) > 0.0:
+        return np.nan
+    # Between zero flow and the branch's start the curve takes the same values again.
+    if start > 0.0 and sign * (target - _poly(coeffs, 0.0)) < 0.0:
+        return np.nan
+    lo = start
+    hi = end
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        if sign * (_poly(coeffs, mid) - target) < 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@jit
+def _finish(q: float, u: float, max_rel_u: float) -> tuple[float, float]:
+    """NaN for both where the stated 90 % interval is wider than ``max_rel_u`` of the estimate."""
+    if not (np.isfinite(q) and np.isfinite(u) and q > 0.0 and 1.645 * u <= max_rel_u * q):
+        return np.nan, np.nan
+    return q, u
+
+
+@jit
+def flow_from_curve(
+    coeffs: FloatArray,
+    exponent: int,
+    rising: bool,
+    reading: float,
+    r: float,
+    rel_u: float,
+    rel_speed_u: float,
+    band: FloatArray,
+    x_max: float,
+    min_sensitivity: float,
+    max_rel_u: float,
+) -> tuple[float, float]:
+    """Flow [m^3/s] and its standard uncertainty from one reading on one curve at speed ratio r.
+
+    The power curve (``exponent`` 3, ``rising``) or the head curve (2, falling) is
+    inverted on its branch (``monotone_branch``). ``rel_u`` is the reading's relative
+    standard uncertainty (for shaft power: the meter's and the motor efficiency's
+    together). NaN where the relative sensitivity |c'(x)| x_end / c(x) is below
+    ``min_sensitivity`` or the interval is too wide (``max_rel_u``).
+    """
+    if not (
+        r > 0.0 and np.isfinite(r) and np.isfinite(reading) and reading > 0.0 and _finite(coeffs)
+        and rel_u >= 0.0 and rel_speed_u >= 0.0 and x_max > 0.0
+    ):
+        return np.nan, np.nan
+    target = reading / r**exponent
+    x = _invert(coeffs, target, rising, x_max)
+    if not (np.isfinite(x) and x > 0.0):
+        return np.nan, np.nan
+    _, end = monotone_branch(coeffs, rising, x_max)
+    slope = _dpoly(coeffs, x)
+    if not (abs(slope) * end / target >= min_sensitivity and slope != 0.0):
+        return np.nan, np.nan
     u_c = band_uncertainty(band, x)
-    collapsed = y / r**k
-    u_x_meas = np.sqrt(rel_y_u * rel_y_u + u_c * u_c) * collapsed / abs(slope)
+    u_x = np.sqrt(rel_u * rel_u + u_c * u_c) * target / abs(slope)
     # dQ/dr at a fixed reading: x + r dx/dr, dx/dr = -k c / (r c'(x)).
-    dq_dr = x - k * collapsed / slope
-    return float(np.sqrt((r * u_x_meas) ** 2 + (dq_dr * rel_speed_u * r) ** 2))
+    dq_dr = x - exponent * target / slope
+    u_shift = band[5] * band[4]
+    u = np.sqrt((r * u_x) ** 2 + (r * u_shift) ** 2 + (dq_dr * rel_speed_u * r) ** 2)
+    return _finish(x * r, u, max_rel_u)
 
 
 @jit
@@ -97,24 +217,13 @@ def flow_from_power(
     rel_power_u: float,
     rel_speed_u: float,
     band: FloatArray,
-    q_max: float,
+    x_max: float,
     min_sensitivity: float,
+    max_rel_u: float,
 ) -> tuple[float, float]:
-    """Flow [m^3/s] and its standard uncertainty from shaft power [W] at speed ratio r.
-
-    The value is ``estimate_flow_tuned`` (rising branch of the power curve, NaN where its
-    relative sensitivity p'(x) x_end / p(x) is below ``min_sensitivity``). ``rel_power_u``
-    is the shaft power's relative standard uncertainty: the meter's and the motor
-    efficiency's together.
-    """
-    q = estimate_flow_tuned(power_coeffs, shaft_power, r, q_max, min_sensitivity)
-    if not (np.isfinite(q) and rel_power_u >= 0.0 and rel_speed_u >= 0.0):
-        return np.nan, np.nan
-    x = q / r
-    if not (_dpoly(power_coeffs, x) > 0.0):
-        return np.nan, np.nan
-    u = _flow_uncertainty(power_coeffs, x, shaft_power, r, rel_power_u, rel_speed_u, band)
-    return q, u
+    """Flow from shaft power [W] on the rising branch of the power curve (``flow_from_curve``)."""
+    return flow_from_curve(power_coeffs, 3, True, shaft_power, r, rel_power_u, rel_speed_u, band, x_max,
+                           min_sensitivity, max_rel_u)
 
 
 @jit
@@ -125,40 +234,113 @@ def flow_from_head(
     rel_head_u: float,
     rel_speed_u: float,
     band: FloatArray,
+    x_max: float,
     min_sensitivity: float,
+    max_rel_u: float,
 ) -> tuple[float, float]:
-    """Flow [m^3/s] and its standard uncertainty from the pump's head [m] (or a fan's pressure) at r.
+    """Flow from the pump's head [m] on the falling branch of the head curve (``flow_from_curve``).
 
-    Inverts h(x) = H / r^2 on the falling branch of the head curve. NaN when the head is
-    above the curve's top, below zero flow's reach on a drooping curve (two flows give
-    that head: ambiguous), past run-out, or where the curve is too flat: relative
-    sensitivity -h'(x) x_run / h(x) below ``min_sensitivity`` (x_run the run-out flow).
+    On a drooping curve a head above the shut-off head is refused: two flows give it.
     """
-    a0 = head_coeffs[0]
-    a1 = head_coeffs[1]
-    a2 = head_coeffs[2]
+    return flow_from_curve(head_coeffs, 2, False, head, r, rel_head_u, rel_speed_u, band, x_max,
+                           min_sensitivity, max_rel_u)
+
+
+@jit
+def shaft_power_uncertainty(efficiency: float, rel_meter_u: float, rel_loss_u: float) -> float:
+    """Relative standard uncertainty of a shaft power derived from electrical power.
+
+    P_shaft = eta P_el with eta the motor's and drive's efficiency from tables (IEC class,
+    a default drive table): what is uncertain is the losses, (1 / eta - 1) of the shaft
+    power, known to ``rel_loss_u`` (IEC 60034-1 lets a motor miss its losses by 15 %;
+    a drive's light-load losses are known no better), so a lightly loaded motor, whose
+    losses are a large share, gives a much less certain shaft power than one at rating.
+    NaN for an efficiency outside (0, 1].
+    """
+    if not (0.0 < efficiency <= 1.0 and rel_meter_u >= 0.0 and rel_loss_u >= 0.0):
+        return np.nan
+    loss = rel_loss_u * (1.0 / efficiency - 1.0)
+    return float(np.sqrt(rel_meter_u * rel_meter_u + loss * loss))
+
+
+@jit
+def _ratio(head_coeffs: FloatArray, power_coeffs: FloatArray, x: float) -> float:
+    return _poly(head_coeffs, x) / _poly(power_coeffs, x)
+
+
+@jit
+def _dratio(head_coeffs: FloatArray, power_coeffs: FloatArray, x: float) -> float:
+    p = _poly(power_coeffs, x)
+    return (_dpoly(head_coeffs, x) * p - _poly(head_coeffs, x) * _dpoly(power_coeffs, x)) / (p * p)
+
+
+@jit
+def flow_from_ratio(
+    head_coeffs: FloatArray,
+    power_coeffs: FloatArray,
+    head: float,
+    shaft_power: float,
+    r: float,
+    rel_head_u: float,
+    rel_power_u: float,
+    rel_speed_u: float,
+    head_band: FloatArray,
+    power_band: FloatArray,
+    x_max: float,
+    max_rel_u: float,
+) -> tuple[float, float]:
+    """Flow [m^3/s] and its standard uncertainty from head and shaft power read together (DP).
+
+    Q = eta(x) P / (rho g H) with eta(x) = rho g x h(x) / p(x) solves
+    g(x) = h(x) / p(x) = (H / r^2) / (P / r^3): the head falls and the power rises with
+    flow, so their ratio is steeper than either (on a flat-power pump the head carries it,
+    on a flat head curve the power), and its error follows the efficiency's shape
+    error rather than one curve's amplified by its flatness. g must fall monotonically
+    over [0, x_max] (checked on a grid); NaN otherwise, or off the curve, or too wide.
+    Both curves' flow-axis shift (leakage) moves the estimate one for one: the larger
+    of the two bands' u_shift is stated.
+    """
     if not (
-        r > 0.0 and np.isfinite(r) and np.isfinite(head) and head > 0.0 and np.isfinite(a0)
-        and np.isfinite(a1) and np.isfinite(a2) and a2 < 0.0 and a0 > 0.0
-        and rel_head_u >= 0.0 and rel_speed_u >= 0.0
+        r > 0.0 and np.isfinite(r) and np.isfinite(head) and head > 0.0 and np.isfinite(shaft_power)
+        and shaft_power > 0.0 and _finite(head_coeffs) and _finite(power_coeffs) and x_max > 0.0
+        and rel_head_u >= 0.0 and rel_power_u >= 0.0 and rel_speed_u >= 0.0
     ):
         return np.nan, np.nan
-    target = head / (r * r)
-    x_top = max(-a1 / (2.0 * a2), 0.0)  # the head curve's maximum (0 on a stable curve)
-    if target > a0 and x_top > 0.0:
-        return np.nan, np.nan  # on a drooping curve above the shut-off head: two flows
-    if target > a0 + (a1 + a2 * x_top) * x_top:
+    prev = _ratio(head_coeffs, power_coeffs, 0.0)
+    if not (_poly(power_coeffs, 0.0) > 0.0 and _poly(power_coeffs, x_max) > 0.0):
         return np.nan, np.nan
-    disc = a1 * a1 - 4.0 * a2 * (a0 - target)
-    if disc < 0.0:
+    for i in range(1, _RATIO_GRID + 1):
+        x = x_max * i / _RATIO_GRID
+        if not (_poly(power_coeffs, x) > 0.0):
+            return np.nan, np.nan
+        cur = _ratio(head_coeffs, power_coeffs, x)
+        if not (cur < prev):
+            return np.nan, np.nan
+        prev = cur
+    target = (head / (r * r)) / (shaft_power / r**3)
+    if not (target <= _ratio(head_coeffs, power_coeffs, 0.0) and target >= prev):
         return np.nan, np.nan
-    x = (-a1 - np.sqrt(disc)) / (2.0 * a2)  # the larger root: a2 < 0
-    x_run = (-a1 - np.sqrt(a1 * a1 - 4.0 * a2 * a0)) / (2.0 * a2)
-    slope = a1 + 2.0 * a2 * x
-    if not (x >= 0.0 and slope < 0.0 and -slope * x_run / target >= min_sensitivity):
+    lo = 0.0
+    hi = x_max
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        if _ratio(head_coeffs, power_coeffs, mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    x = 0.5 * (lo + hi)
+    slope = _dratio(head_coeffs, power_coeffs, x)
+    if not (slope < 0.0 and x > 0.0):
         return np.nan, np.nan
-    u = _flow_uncertainty(head_coeffs, x, head, r, rel_head_u, rel_speed_u, band)
-    return x * r, u
+    u_h = band_uncertainty(head_band, x)
+    u_p = band_uncertainty(power_band, x)
+    rel = np.sqrt(rel_head_u**2 + rel_power_u**2 + u_h * u_h + u_p * u_p)
+    u_x = rel * target / abs(slope)
+    # The collapsed ratio is H r / P: dQ/dr = x + r dx/dr = x + g / g'(x).
+    dq_dr = x + target / slope
+    u_shift = max(head_band[5] * head_band[4], power_band[5] * power_band[4])
+    u = np.sqrt((r * u_x) ** 2 + (r * u_shift) ** 2 + (dq_dr * rel_speed_u * r) ** 2)
+    return _finish(x * r, u, max_rel_u)
 
 
 @jit
@@ -178,41 +360,72 @@ def combine_estimates(q1: float, u1: float, q2: float, u2: float) -> tuple[float
 
 
 @jit
-def correct_one_point(
-    coeffs: FloatArray, flow: float, value: float, r: float, keep_shutoff: bool
-) -> FloatArray:
-    """A curve corrected to pass through one measured point (flow [m^3/s], value, speed ratio r).
+def fit_catalogue_curve(flow: FloatArray, value: FloatArray, degree: int) -> FloatArray:
+    """A polynomial (ascending coefficients, length degree + 1) through a catalogue curve's points.
 
-    For a clamp-on flow reading: with the power (or head) read at the same moment, the
-    curve is scaled so that it passes through the point. ``keep_shutoff`` keeps the
-    zero-flow value (after a shut-off calibration) and scales only the flow-dependent
-    part; otherwise the whole curve is scaled. NaN coefficients where the point cannot
-    be honoured (non-positive flow, a scale that is not positive).
+    The points are (flow [m^3/s], head [m] or shaft power [W]) read off the pump's
+    published curve at rated speed. Least squares on relative residuals (each point
+    weighted by 1 / value), so the low values of a power curve count as much as the
+    high. NaN coefficients with fewer points than coefficients, a non-positive value,
+    or points that do not determine the polynomial.
     """
-    out: FloatArray = coeffs.copy()
-    k = coeffs.shape[0] - 1
-    if not (r > 0.0 and flow > 0.0 and np.isfinite(value) and value > 0.0 and np.isfinite(flow)):
-        out[:] = np.nan
-        return out
-    x = flow / r
-    target = value / r**k
-    model = _poly(coeffs, x)
-    if keep_shutoff:
-        part = model - coeffs[0]
-        scale = (target - coeffs[0]) / part if part != 0.0 else np.nan
-        if not (scale > 0.0 and np.isfinite(scale)):
-            out[:] = np.nan
-            return out
-        for j in range(1, k + 1):
-            out[j] = coeffs[j] * scale
-        return out
-    scale = target / model if model != 0.0 else np.nan
-    if not (scale > 0.0 and np.isfinite(scale)):
-        out[:] = np.nan
-        return out
-    for j in range(k + 1):
-        out[j] = coeffs[j] * scale
+    n = flow.shape[0]
+    m = degree + 1
+    a = np.empty((m + 1, n))
+    scale = 0.0
+    for i in range(n):
+        scale = max(scale, abs(flow[i]))
+    for i in range(n):
+        if not (np.isfinite(flow[i]) and np.isfinite(value[i]) and value[i] > 0.0 and scale > 0.0):
+            return np.full(m, np.nan)
+        w = 1.0 / value[i]
+        t = flow[i] / scale
+        for j in range(m):
+            a[j, i] = w * t**j
+        a[m, i] = 1.0
+    beta, _, ok = householder_lstsq(a, m, 1e-12)
+    if not ok:
+        return np.full(m, np.nan)
+    out = np.empty(m)
+    for j in range(m):
+        out[j] = beta[j] / scale**j
     return out
+
+
+@jit
+def shift_curve(coeffs: FloatArray, shift: float) -> FloatArray:
+    """Coefficients of c(x + shift): the same curve moved along the flow axis by -shift."""
+    n = coeffs.shape[0]
+    out = np.zeros(n)
+    for j in range(n):
+        binom = 1.0
+        for i in range(j + 1):  # c_j (x + s)^j = sum_i C(j, i) x^i s^(j - i)
+            out[i] += coeffs[j] * binom * shift ** (j - i)
+            binom = binom * (j - i) / (i + 1)
+    return out
+
+
+@jit
+def correct_flow_offset(
+    coeffs: FloatArray, exponent: int, rising: bool, flow: float, reading: float, r: float, x_max: float
+) -> FloatArray:
+    """A curve moved along the flow axis to pass through one measured point (clamp-on reading).
+
+    With a portable flow meter's reading (flow [m^3/s]) and the power (or head) read at
+    the same moment at speed ratio r, the curve becomes c(x + s) with s the distance on
+    the flow axis between where the curve has that value and the measured flow. A shift,
+    not a scale: internal leakage, the wear a reading can see that head and power
+    cannot, moves the curves along the flow axis; the motor's and the curve's scale are
+    in the band. NaN coefficients where the point cannot be honoured (off the curve,
+    non-positive flow).
+    """
+    if not (r > 0.0 and np.isfinite(r) and flow > 0.0 and np.isfinite(flow) and np.isfinite(reading)
+            and reading > 0.0 and _finite(coeffs)):
+        return np.full(coeffs.shape[0], np.nan)
+    x_curve = _invert(coeffs, reading / r**exponent, rising, x_max)
+    if not np.isfinite(x_curve):
+        return np.full(coeffs.shape[0], np.nan)
+    return shift_curve(coeffs, x_curve - flow / r)
 
 
 @jit
@@ -228,8 +441,10 @@ def calibrate_shutoff(
 
     The shut-off head and shaft power give a0 = H0 / r^2 and b0 = P0 / r^3; the quadratic
     term moves by the same amount at the other end so that each curve keeps its value at
-    the collapsed reference flow ``x_ref`` (the rated point the datasheet guarantees).
-    A NaN reading leaves that curve as it was; NaN coefficients if r or x_ref is invalid.
+    the collapsed reference flow ``x_ref`` (the rated point the datasheet guarantees):
+    a correction concentrated at part load, where wear (recirculation, opened
+    clearances) adds power. A NaN reading leaves that curve as it was; NaN coefficients
+    if r or x_ref is invalid.
     """
     head = head_coeffs.copy()
     power = power_coeffs.copy()
@@ -246,93 +461,6 @@ def calibrate_shutoff(
         power[2] = power_coeffs[2] + (power_coeffs[0] - b0) / (x_ref * x_ref)
         power[0] = b0
     return head, power
-
-
-@jit
-def calibrate_power_from_head(
-    head_coeffs: FloatArray,
-    power_coeffs: FloatArray,
-    head: FloatArray,
-    shaft_power: FloatArray,
-    r: FloatArray,
-    rel_head_u: float,
-    rel_power_u: float,
-    x_ref: float,
-    ridge: float,
-) -> tuple[FloatArray, float, float, float, int]:
-    """The power curve moved onto the head curve from (head, shaft power, speed) samples.
-
-    Each sample's flow is read off the head curve (``flow_from_head``, samples where that
-    is not identifiable are skipped); the power curve gets an additive correction
-    c0 + c1 x + c2 x^2 in collapsed flow, fitted by weighted least squares with each
-    sample's variance (the power reading's plus the head-derived flow's, through p'(x)).
-    The degree follows the span of x the samples cover (relative to ``x_ref``): below
-    0.1 an offset only, below 0.4 a line, else a quadratic; ``ridge`` (relative to the
-    data's weight) pulls the higher terms to zero. Needs at least 3 usable samples.
-
-    Returns (power_coeffs, x_lo, x_hi, rms, n): the corrected curve, the calibrated
-    range of collapsed flow, the weighted RMS of the relative residuals, and how many
-    samples were used. NaN coefficients and n = 0 if there were too few.
-    """
-    n = head.shape[0]
-    xs = np.full(n, np.nan)
-    ys = np.full(n, np.nan)
-    ws = np.zeros(n)
-    band = curve_band(0.0, 0.0, 0.0, 0.0, 1.0)
-    used = 0
-    x_lo = np.inf
-    x_hi = -np.inf
-    for i in range(n):
-        if not (r[i] > 0.0 and np.isfinite(shaft_power[i]) and shaft_power[i] > 0.0):
-            continue
-        q, u_q = flow_from_head(head_coeffs, head[i], r[i], rel_head_u, 0.0, band, 0.0)
-        if not np.isfinite(q):
-            continue
-        x = q / r[i]
-        pi = shaft_power[i] / r[i] ** 3
-        u_pi = np.sqrt((rel_power_u * pi) ** 2 + (_dpoly(power_coeffs, x) * u_q / r[i]) ** 2)
-        if not (u_pi > 0.0):
-            continue
-        xs[i] = x
-        ys[i] = pi - _poly(power_coeffs, x)
-        ws[i] = 1.0 / (u_pi * u_pi)
-        used += 1
-        x_lo = min(x_lo, x)
-        x_hi = max(x_hi, x)
-    out = power_coeffs.copy()
-    if used < 3 or not (x_ref > 0.0):
-        out[:] = np.nan
-        return out, np.nan, np.nan, np.nan, 0
-    span = (x_hi - x_lo) / x_ref
-    m = 1 if span < 0.1 else (2 if span < 0.4 else 3)
-    ata = np.zeros((m, m))
-    atb = np.zeros(m)
-    total_w = 0.0
-    for i in range(n):
-        if ws[i] == 0.0:
-            continue
-        t = xs[i] / x_ref
-        for a in range(m):
-            atb[a] += ws[i] * t**a * ys[i]
-            for b in range(m):
-                ata[a, b] += ws[i] * t ** (a + b)
-        total_w += ws[i]
-    for a in range(1, m):
-        ata[a, a] += ridge * total_w
-    c = np.linalg.solve(ata, atb)
-    for a in range(m):
-        out[a] += c[a] / x_ref**a
-    ss = 0.0
-    for i in range(n):
-        if ws[i] == 0.0:
-            continue
-        t = xs[i] / x_ref
-        fit = 0.0
-        for a in range(m):
-            fit += c[a] * t**a
-        rel = (ys[i] - fit) / (ys[i] + _poly(power_coeffs, xs[i]))
-        ss += ws[i] * rel * rel
-    return out, x_lo, x_hi, np.sqrt(ss / total_w), used
 
 
 @jit

@@ -31,7 +31,7 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
     two = np.ones(2)
     load = np.array([0.3, 0.0, 1.0e4, 2.0e4, 0.2, 0.4])
     t = np.linspace(0.0, 10.0, 11)
-    band = sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05)
+    band = sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05, 0.02)
     return [
         ("characteristic_baseline_power", baselines.characteristic_baseline_power,
          (0.8, 1.0e4, speed_pct, power_pct)),
@@ -74,15 +74,21 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
          (hc, 10.0, 8000.0, 0.04, 0.3, 1.0)),
         ("estimate_flow", operating.estimate_flow, (pc, 2.0e4, 0.9)),
         ("estimate_flow_tuned", operating.estimate_flow_tuned, (pc, 2.0e4, 0.9, 0.08, 0.2)),
-        ("curve_band", sensorless.curve_band, (0.03, 0.1, 0.05, 0.05, 0.05)),
+        ("curve_band", sensorless.curve_band, (0.03, 0.1, 0.05, 0.05, 0.05, 0.02)),
         ("band_uncertainty", sensorless.band_uncertainty, (band, 0.04)),
-        ("flow_from_power", sensorless.flow_from_power, (pc, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2)),
-        ("flow_from_head", sensorless.flow_from_head, (hc, 40.0, 0.9, 0.005, 0.002, band, 0.2)),
+        ("monotone_branch", sensorless.monotone_branch, (pc, True, 0.08)),
+        ("flow_from_curve", sensorless.flow_from_curve,
+         (pc, 3, True, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2, 0.5)),
+        ("flow_from_power", sensorless.flow_from_power, (pc, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2, 0.5)),
+        ("flow_from_head", sensorless.flow_from_head, (hc, 40.0, 0.9, 0.005, 0.002, band, 0.08, 0.2, 0.5)),
+        ("flow_from_ratio", sensorless.flow_from_ratio,
+         (hc, pc, 40.0, 2.0e4, 0.9, 0.005, 0.01, 0.002, band, band, 0.08, 0.5)),
         ("combine_estimates", sensorless.combine_estimates, (0.04, 0.002, 0.042, 0.003)),
-        ("correct_one_point", sensorless.correct_one_point, (pc, 0.04, 2.0e4, 0.9, True)),
+        ("fit_catalogue_curve", sensorless.fit_catalogue_curve, (q, p, 3)),
+        ("shift_curve", sensorless.shift_curve, (pc, 0.002)),
+        ("correct_flow_offset", sensorless.correct_flow_offset, (pc, 3, True, 0.04, 2.0e4, 0.9, 0.08)),
         ("calibrate_shutoff", sensorless.calibrate_shutoff, (hc, pc, 45.0, 7000.0, 0.95, 0.05)),
-        ("calibrate_power_from_head", sensorless.calibrate_power_from_head,
-         (hc, pc, h, p, r, 0.005, 0.01, 0.05, 1e-3)),
+        ("shaft_power_uncertainty", sensorless.shaft_power_uncertainty, (0.9, 0.01, 0.15)),
         ("shaft_speed_ratio", sensorless.shaft_speed_ratio, (0.9, 2.0e4, 3.0e4, 0.02)),
         ("electrical_power", electrical.electrical_power, (2.0e4, 3.0e4, motor, drive)),
         ("stage_pumps", staging.stage_pumps,

@@ -331,7 +331,7 @@ def rls_batch(x, y, p0, forgetting):
 
 
 def band_uncertainty(band, x):
-    u_in, u_out, lo, hi, ref = band
+    u_in, u_out, lo, hi, ref, _shift = band
     return u_in + u_out * max(lo - x, x - hi, 0.0) / ref
 
 
@@ -353,46 +353,25 @@ def flow_from_head(hc, head, r):
     return max(real) * r if real else math.nan
 
 
-def correct_one_point(coeffs, flow, value, r, keep_shutoff):
-    k = len(coeffs) - 1
-    x = flow / r
-    poly = np.polynomial.polynomial.polyval(x, coeffs)
-    target = value / r**k
-    out = np.array(coeffs, dtype=float)
-    if keep_shutoff:
-        out[1:] *= (target - coeffs[0]) / (poly - coeffs[0])
-    else:
-        out *= target / poly
-    return out
+def flow_from_ratio_uncertainty(hc, pc, head, power, r, rel):
+    """u_Q of Q = r x, h(x)/p(x) = H r / P, by central differences of a brentq inverse (no speed error)."""
+    from scipy import optimize
+
+    def ratio(x):
+        return np.polynomial.polynomial.polyval(x, hc) / np.polynomial.polynomial.polyval(x, pc)
+
+    def invert(target):
+        return optimize.brentq(lambda x: ratio(x) - target, 0.0, 0.09, xtol=1e-16)
+
+    target = head * r / power
+    dt = 1e-6 * target
+    return r * abs(invert(target + dt) - invert(target - dt)) / (2 * dt) * rel * target
 
 
-def calibrate_power_from_head(hc, pc, head, power, r, rel_head_u, rel_power_u, x_ref, ridge):
-    """Weighted least squares with numpy.linalg.lstsq on the same samples and weights."""
-    xs, ys, ws = [], [], []
-    for h, p, ri in zip(head, power, r, strict=True):
-        q = flow_from_head(hc, h, ri)
-        if not math.isfinite(q):
-            continue
-        x = q / ri
-        slope_h = hc[1] + 2 * hc[2] * x
-        u_x = rel_head_u * h / ri**2 / abs(slope_h)
-        pi = p / ri**3
-        dp = pc[1] + 2 * pc[2] * x + 3 * pc[3] * x * x
-        xs.append(x)
-        ys.append(pi - np.polynomial.polynomial.polyval(x, pc))
-        ws.append(1 / ((rel_power_u * pi) ** 2 + (dp * u_x) ** 2))
-    xs, ys, ws = np.array(xs), np.array(ys), np.array(ws)
-    span = (xs.max() - xs.min()) / x_ref
-    m = 1 if span < 0.1 else (2 if span < 0.4 else 3)
-    t = xs / x_ref
-    a = np.vstack([t**j for j in range(m)]).T * np.sqrt(ws)[:, None]
-    b = ys * np.sqrt(ws)
-    reg = np.sqrt(ridge * ws.sum()) * np.eye(m)[1:]
-    c = np.linalg.lstsq(np.vstack([a, reg]), np.concatenate([b, np.zeros(m - 1)]), rcond=None)[0]
-    out = np.array(pc, dtype=float)
-    for j in range(m):
-        out[j] += c[j] / x_ref**j
-    return out, xs.min(), xs.max()
+def fit_catalogue_curve(q, y, degree):
+    """Relative-residual least squares with numpy.linalg.lstsq."""
+    a = np.vstack([q**j for j in range(degree + 1)]).T / y[:, None]
+    return np.linalg.lstsq(a, np.ones_like(y), rcond=None)[0]
 
 
 def shaft_speed_ratio(f, p, p_rated, s):

@@ -1,8 +1,12 @@
-"""A short seeded sweep of bench/sensorless.py: what the new kernels achieve on independent curves.
+"""A short seeded sweep of bench/sensorless.py (seed 4; the constants were set on seed 1).
 
-Not the issue's accuracy targets (not met yet; the bench prints the figures): on stable
-catalogue families, healthy and worn, the uncalibrated estimate with the IEC motor and slip
-correction beats main's path by a wide margin and its stated 90 % interval holds the truth.
+The cases that meet the issue's targets: a DP transmitter across a healthy pump
+(head's and power's estimates combined) is within 3 % above half the best-efficiency
+flow and 10 % below, and its 90 % interval holds the truth for at least 90 % of the
+estimates. Without any calibration the estimate on the catalogue curve still beats
+main's path by a wide margin with an interval that covers. Worn pumps without a
+reading miss the targets (leakage is invisible to head and power): the bench prints
+them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,18 @@ def load_bench():
     return module
 
 
+@pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.FLAT_POWER])
+def test_dp_transmitter_meets_the_targets_on_a_healthy_pump(family):
+    bench = load_bench()
+    rows = {row.path: row for row in bench.run_case(bench.Case(family, Wear()), 400, seed=4)}
+    dp, main = rows["dp"], rows["main"]
+    assert dp.mean_high <= 3.0
+    assert dp.mean_low <= 10.0
+    assert dp.coverage >= 90.0
+    assert dp.available >= 70.0
+    assert dp.mean_high <= 0.2 * main.mean_high
+
+
 @pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])
 @pytest.mark.parametrize("worn", [False, True])
 def test_uncalibrated_estimate_beats_main_and_its_interval_covers(family, worn):
@@ -32,8 +48,8 @@ def test_uncalibrated_estimate_beats_main_and_its_interval_covers(family, worn):
     case = bench.Case(family, bench.WORN if worn else Wear())
     rows = {row.path: row for row in bench.run_case(case, 300, seed=4)}
     main, new = rows["main"], rows["none"]
-    assert new.mean_high <= 0.6 * main.mean_high
-    assert new.mean_low <= 0.6 * main.mean_low
-    assert new.mean_high <= 10.0
-    assert new.available >= 95.0
+    assert new.mean_high <= 0.5 * main.mean_high
+    assert new.mean_low <= 0.5 * main.mean_low
+    assert new.mean_high <= 8.0
+    assert new.available >= 70.0
     assert new.coverage >= 90.0
