@@ -161,6 +161,14 @@ def design_matrix(spec: DesignSpec, data: Intervals) -> tuple[FloatArray, tuple[
     return np.column_stack(columns), tuple(names)
 
 
+def with_observed_levels(spec: DesignSpec, data: Intervals) -> DesignSpec:
+    """The spec with the time-of-week groups these intervals hold (the first is the reference)."""
+    if spec.time_of_week is TimeOfWeek.NONE:
+        return spec
+    groups = time_of_week_group(data.hour_of_week, spec.time_of_week)
+    return replace(spec, tow_levels=tuple(int(g) for g in np.unique(groups)))
+
+
 @dataclass(frozen=True)
 class BaselineModel:
     """A fitted baseline: what the group would draw under the operator's strategy."""
@@ -218,9 +226,7 @@ def fit_baseline(data: Intervals, spec: DesignSpec, interval_s: float, period_st
     ρ comes from residuals placed on the period's full interval grid, so a gap never pairs
     two intervals that were not adjacent.
     """
-    if spec.time_of_week is not TimeOfWeek.NONE:
-        groups = time_of_week_group(data.hour_of_week, spec.time_of_week)
-        spec = replace(spec, tow_levels=tuple(int(g) for g in np.unique(groups)))
+    spec = with_observed_levels(spec, data)
     X, names = design_matrix(spec, data)
     y = np.asarray(data.power_w, dtype=np.float64)
     fit = ols(X, y, names)
