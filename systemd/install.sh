@@ -38,6 +38,7 @@ START=yes
 YES=no
 RESTORE_LEDGER=no
 READY_TIMEOUT=300
+NOT_READY=
 
 say() { echo "install.sh: $*"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
@@ -113,7 +114,7 @@ verify_bundle() {  # $1: an unpacked bundle; every file listed in SHA256SUMS, ev
     (cd "$dir" && sha256sum --check --strict --quiet SHA256SUMS) || \
         die "bundle verification failed: a file does not match SHA256SUMS (damaged or altered); nothing installed"
     unlisted=$(cd "$dir" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | \
-        while read -r f; do grep -q "  $f\$" SHA256SUMS || echo "$f"; done)
+        while read -r f; do cut -d' ' -f3- SHA256SUMS | grep -qxF "$f" || echo "$f"; done)
     [ -z "$unlisted" ] || die "bundle verification failed: files not in SHA256SUMS: $unlisted"
     ls "$dir"/wheels/*-"$PY_TAG"-*"$(uname -m)"*.whl >/dev/null 2>&1 || \
         die "this bundle has no wheels for CPython ${PY_TAG#cp} on $(uname -m); it carries: $(cat "$dir/PLATFORMS" 2>/dev/null)"
@@ -220,10 +221,14 @@ wait_ready() {  # READY=1 (ActiveState=active for Type=notify) within $READY_TIM
         state=$(systemctl show -P ActiveState vfd-agent.service)
         [ "$state" = active ] && return 0
         # Failing again and again before READY: no need to wait out the timeout.
-        [ "$(systemctl show -P NRestarts vfd-agent.service)" -lt $((restarts + 2)) ] || return 1
+        if [ "$(systemctl show -P NRestarts vfd-agent.service)" -ge $((restarts + 2)) ]; then
+            NOT_READY="it failed twice in ${waited} s"
+            return 1
+        fi
         sleep 1
         waited=$((waited + 1))
     done
+    NOT_READY="it did not report READY within ${READY_TIMEOUT} s"
     return 1
 }
 
@@ -253,7 +258,7 @@ restore_ledger() {  # $1: the version whose pre-start copy to restore
 config_is_untouched_example() { [ -f "$CONF" ] && cmp -s "$CONF" "$EXAMPLE"; }
 
 switch_to() {  # switch_to NEW OLD: stop, copy the ledger, point current, start, fall back on failure
-    new=$1; old=$2
+    new=$1; old=$2; old_previous=$(previous_version)
     systemctl stop vfd-agent.service || true
     snapshot_ledger "$new"
     point current "$new"
@@ -263,12 +268,13 @@ switch_to() {  # switch_to NEW OLD: stop, copy the ledger, point current, start,
         say "vfd-agent $new is READY"
         return 0
     fi
-    say "vfd-agent $new did not report READY within ${READY_TIMEOUT} s: $(systemctl show -P Result vfd-agent.service)"
+    say "vfd-agent $new is not READY: $NOT_READY"
     [ -n "$old" ] && [ "$old" != "$new" ] || die "no earlier release to go back to; see journalctl -u vfd-agent"
     systemctl stop vfd-agent.service || true
     restore_ledger "$new"
     point current "$old"
-    rm -f "$PREFIX/previous"
+    if [ -n "$old_previous" ] && [ "$old_previous" != "$old" ]; then point previous "$old_previous"
+    else rm -f "$PREFIX/previous"; fi
     systemctl reset-failed vfd-agent.service 2>/dev/null || true
     systemctl start --no-block vfd-agent.service
     wait_ready || die "rolled back to $old, but it is not READY either; see journalctl -u vfd-agent"
