@@ -74,6 +74,19 @@ text = urllib.request.urlopen("http://127.0.0.1:9847/metrics", timeout=5).read()
 print(sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("vfd_energy_joules_total{")))'
 }
 
+flushed() {  # wait for a ledger flush with energy booked (flush_interval_s 10 in the example)
+    ct python3 -c 'import sys, time, urllib.request
+for _ in range(90):
+    text = urllib.request.urlopen("http://127.0.0.1:9847/metrics", timeout=5).read().decode()
+    energy = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("vfd_energy_joules_total{"))
+    flushes = sum(float(l.split()[-1]) for l in text.splitlines()
+                  if l.startswith("vfd_ledger_flushes_total{result=\"ok\"}"))
+    if energy > 0 and flushes >= 1:
+        sys.exit(0)
+    time.sleep(1)
+sys.exit(1)'
+}
+
 # --- fresh install: the example config is not polled ------------------------------------------
 install --bundle "/bundles/vfd-agent-$VERSION-bundle.tar" | tee "$W/install-1.log"
 grep -q "is still the example: the service is not enabled" "$W/install-1.log" || fail "untouched example not noticed"
@@ -104,7 +117,8 @@ log "watchdog restart ok"
 # TODO(issue 10): systemctl reload here once ExecReload= is in the unit.
 
 # --- upgrade to a newer build: beside the running one, ledger read by the new code --------------
-before=$(energy)   # the agent flushes its ledger when it stops for the switch
+flushed || fail "no ledger flush"   # energy on disk, so the new release has totals to restore
+before=$(energy)
 install --bundle "/bundles/vfd-agent-$NEW-bundle.tar" | tee "$W/install-3.log"
 [ "$(current)" = "releases/$NEW" ] || fail "current is $(current) after the upgrade"
 [ "$(ct readlink /opt/vfd-agent/previous)" = "releases/$VERSION" ] || fail "previous is not $VERSION"
