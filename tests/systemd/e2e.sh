@@ -114,7 +114,6 @@ ct sh -c 'for i in $(seq 90); do [ "$(systemctl show -P NRestarts vfd-agent)" = 
 ct sh -c 'for i in $(seq 90); do systemctl is-active -q vfd-agent && exit 0; sleep 1; done; exit 1' || fail "not back"
 drives_up || fail "drives not up after the watchdog restart"
 log "watchdog restart ok"
-# TODO(issue 10): systemctl reload here once ExecReload= is in the unit.
 
 # --- upgrade to a newer build: beside the running one, ledger read by the new code --------------
 flushed || fail "no ledger flush"   # energy on disk, so the new release has totals to restore
