@@ -345,15 +345,14 @@ print(row[0] if row else 0)' "$ledger")
         [ "$found" -le "$knows" ] || die "the ledger has schema $found, migrated by $cur; $prev reads up to $knows. \
 install.sh --rollback --restore-ledger restores $(ledger_copy "$cur") (the energy booked since $cur started is lost)"
     fi
-    if [ "$RESTORE_LEDGER" = yes ]; then
-        systemctl stop vfd-agent.service || true
-        restore_ledger "$cur"
-    fi
+    ! have_systemd || systemctl stop vfd-agent.service || true
+    [ "$RESTORE_LEDGER" = no ] || restore_ledger "$cur"
+    snapshot_ledger "$prev"   # what --rollback --restore-ledger brings back after the next switch
     point previous "$cur"
     point current "$prev"
     have_systemd || { say "current release is now $prev"; return 0; }
-    systemctl restart --no-block vfd-agent.service
-    wait_ready || die "rolled back to $prev, but it is not READY; see journalctl -u vfd-agent"
+    systemctl start --no-block vfd-agent.service
+    wait_ready || die "rolled back to $prev, but it is not READY ($NOT_READY); see journalctl -u vfd-agent"
     say "rolled back from $cur to $prev, which is READY"
 }
 

@@ -149,6 +149,22 @@ restored=$(ct journalctl -u vfd-agent -o cat | grep "drive(s) restored" | tail -
 case $restored in *": 3 drive(s) restored"*) ;; *) fail "$VERSION did not restore the ledger: $restored" ;; esac
 log "--rollback to $VERSION: READY, the ledger's 3 drives restored"
 
+# As if $VERSION had migrated the ledger past what $NEW reads: --rollback refuses, names the copy.
+ct python3 -c 'import sqlite3
+db = sqlite3.connect("/var/lib/vfd-agent/ledger.sqlite")
+db.execute("UPDATE schema_version SET version = version + 1")
+db.commit()'
+if install --rollback >"$W/rollback-2.log" 2>&1; then cat "$W/rollback-2.log"; fail "rolled back onto a newer ledger"; fi
+grep -q -- "--rollback --restore-ledger restores /var/lib/vfd-agent/ledger.sqlite.before-$VERSION" "$W/rollback-2.log" \
+    || { cat "$W/rollback-2.log"; fail "no way out named"; }
+[ "$(current)" = "releases/$VERSION" ] || fail "current changed by a refused rollback"
+install --rollback --restore-ledger
+[ "$(current)" = "releases/$NEW" ] || fail "current is $(current) after --rollback --restore-ledger"
+drives_up || fail "drives not up after --rollback --restore-ledger"
+restored=$(ct journalctl -u vfd-agent -o cat | grep "drive(s) restored" | tail -n 1)
+case $restored in *": 3 drive(s) restored"*) ;; *) fail "$NEW did not restore the ledger copy: $restored" ;; esac
+log "--rollback refused on a newer ledger schema; --restore-ledger back to $NEW: READY"
+
 # --- the journal: no traceback, no directory-mode warning ---------------------------------------
 ct journalctl --no-pager -o cat >"$W/journal.txt"
 ! grep -n 'Traceback' "$W/journal.txt" || fail "traceback in the journal"
