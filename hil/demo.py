@@ -149,12 +149,14 @@ def _print_summary(agent: Agent, started: float, final: bool = False) -> None:
     totals = [d.account.totals for d in agent.drives]
     energy = sum(t.energy_j for t in totals) / KWH_TO_J
     saved = sum(t.saved_vfd_j - t.penalty_vfd_j for t in totals) / KWH_TO_J
+    # Against a stipulated baseline: shown apart, never added, no CO2 or money (agent.energy.account).
+    stipulated = sum(t.saved_stipulated_j - t.penalty_stipulated_j for t in totals) / KWH_TO_J
     co2 = sum(t.co2_avoided_g - t.co2_penalty_g for t in totals)
     money = sum(t.cost_saved - t.cost_penalty for t in totals)
     label = "final" if final else f"{time.monotonic() - started:5.0f} s"
     print(f"[{label}] {up}/{len(agent.drives)} up, {power / 1e3:6.2f} kW now | "
           f"energy {energy:.4f} kWh | saved {saved:.4f} kWh, {co2:.1f} g CO2, "
-          f"{agent.config.site.tariff.currency} {money:.4f}", flush=True)
+          f"{agent.config.site.tariff.currency} {money:.4f} | stipulated {stipulated:.4f} kWh", flush=True)
 
 
 if __name__ == "__main__":

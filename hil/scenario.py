@@ -244,13 +244,12 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
         await agent.run(stop, serve_metrics=False)
         optimizer = agent.optimizer
         assert optimizer is not None
-        reported = 0.0
-        for name in circuit.drives:
-            saved = registry.get_sample_value("vfd_energy_saved_joules_total",
-                                              {"drive": name, "basis": "optimizer"}) or 0.0
-            penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
-                                                {"drive": name, "basis": "optimizer"}) or 0.0
-            reported += saved - penalty
+        reported = 0.0  # the optimizer's savings are the group's (every part), never a drive's
+        for family in registry.collect():
+            sign = {"vfd_optimizer_energy_saved_joules": 1.0, "vfd_optimizer_energy_penalty_joules": -1.0}
+            if family.name in sign:
+                totals = [s.value for s in family.samples if s.name.endswith("_total")]
+                reported += sign[family.name] * sum(totals)
         fits: dict[str, dict[str, float | str]] = {}
         write_results: dict[str, dict[str, float]] = {}
         for group in optimizer.snapshot().groups:

@@ -220,6 +220,8 @@ class BaselineConfig:
     constant_power: float
     table_x_pct: tuple[float, ...]
     table_y_pct: tuple[float, ...]
+    # How ``constant_power`` was measured (meter, date); empty: it is stipulated (nameplate, estimate).
+    measured_by: str = ""
 
 
 @dataclass(frozen=True)

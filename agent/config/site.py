@@ -185,7 +185,7 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     """
     if sec is None:
         return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan, (), ())
-    sec.check_keys({"method", "power_kw", "table"})
+    sec.check_keys({"method", "power_kw", "table", "measured_by"})
     method = sec.choice("method", BaselineMethod)
     if method is BaselineMethod.THROTTLE and kind is LoadKind.FAN:
         sec.error("method", "throttle is for pumps; a fan's baseline is damper or inlet_vane")
@@ -195,6 +195,11 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     table: tuple[tuple[float, float], ...] = ()
     if method is BaselineMethod.CONSTANT:
         power = sec.number("power_kw", rated_power / 1e3, minimum=0.0) * 1e3
+    measured_by = sec.string("measured_by", None)
+    if measured_by and method is not BaselineMethod.CONSTANT:
+        sec.error("measured_by", "only a constant baseline's power_kw can be a measured comparison power")
+    elif measured_by and not sec.has("power_kw"):
+        sec.error("measured_by", "a measured comparison power needs its power_kw")
     if method in TABLE_BASELINES and sec.has("table"):
         axis = "speed" if method is BaselineMethod.CHARACTERISTIC else "flow"
         pairs = sec.number_pairs("table")
@@ -210,7 +215,7 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     elif sec.has("table"):
         sec.error("table", f"only {', '.join(m.value for m in TABLE_BASELINES)} baselines take a table")
     xs_pct, ys_pct = (tuple(x) for x in zip(*table, strict=True)) if table else ((), ())
-    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct)
+    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct, measured_by)
 
 
 def _control(sec: Section | None) -> ControlConfig:
