@@ -25,7 +25,7 @@ DASHBOARDS = sorted((MONITORING / "dashboards").glob("*.json"))
 USER, PASSWORD = "prometheus", "scrape me"
 # Series only an optimizer group exports; the demo has none, so their queries must parse and run
 # but cannot return data there (tests/hil/test_optimizer_hil.py covers the series themselves).
-OPTIMIZER_ONLY = re.compile(r"vfd_(recommended|fit)_")
+OPTIMIZER_ONLY = re.compile(r"vfd_(recommended|fit|optimizer_energy)_")
 # What Grafana substitutes before a query reaches Prometheus.
 GRAFANA_VARIABLES = {"$__range": "1h", "$__rate_interval": "15s", "$drive": ".*"}
 

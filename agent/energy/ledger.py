@@ -10,6 +10,9 @@ restores its Prometheus counters from the totals, so they continue, never reset.
 A second agent on the same database is refused: the first holds an exclusive
 ``flock`` on ``ledger.sqlite.lock`` for its lifetime (released by the kernel
 even after SIGKILL).
+
+Long because the forward-only migrations of every released schema live here, in order, beside
+the code that reads and writes their tables.
 """
 
 from __future__ import annotations
