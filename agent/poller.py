@@ -10,8 +10,9 @@ A drive that stops answering costs a whole timeout per read, which on an RTU
 line is time the healthy drives need; so a drive that timed out is asked again
 only after a backoff (one interval, doubling up to ``DOWN_RETRY_MAX_S``) and the
 others keep their slots. A connection that drops mid-cycle is reopened at once,
-so the drives after the one that dropped it are still polled in that cycle; on
-TCP that includes the connection the client drops itself after a timeout.
+so the drives after the one that dropped it are still polled in that cycle; on a
+socket (Modbus TCP, RTU over TCP) that includes the connection the client drops
+itself after a timeout.
 
 Each drive's reads are planned per bus (``agent.modbus.readplan.plan_for``): on RTU,
 gaps are bridged where the frame-time model says that is cheaper. A drive that

@@ -121,8 +121,19 @@ class GroupConfig:
 class Transport(Enum):
     """How a bus reaches its drives."""
 
-    TCP = "tcp"
-    RTU = "rtu"
+    TCP = "tcp"  # Modbus TCP (MBAP framing) to drives or a Modbus gateway
+    RTU = "rtu"  # RTU frames on a serial port of the gateway itself
+    RTU_OVER_TCP = "rtu_over_tcp"  # RTU frames through a transparent Ethernet↔RS-485 serial server
+
+    @property
+    def serial_line(self) -> bool:
+        """True if the drives hang on an RS-485 line: its baud rate sets the frame times."""
+        return self is not Transport.TCP
+
+    @property
+    def socket(self) -> bool:
+        """True if the agent reaches the bus through a TCP socket (host and port)."""
+        return self is not Transport.RTU
 
 
 class LoadKind(Enum):
@@ -183,7 +194,8 @@ class BusConfig:
     timeout: float
     retries: int
     reconnect_delay_max: float
-    # RTU only (agent.modbus.rtu models the line timing from these).
+    # The serial line (rtu: the port and its settings; rtu_over_tcp: the serial server's line side,
+    # for the frame-time model in agent.modbus.rtu).
     device: str = ""
     baudrate: int = 19200
     parity: str = "E"
@@ -195,7 +207,7 @@ class BusConfig:
     @property
     def address(self) -> str:
         """Where the bus is, for messages: HOST:PORT or the serial device."""
-        return self.device if self.transport is Transport.RTU else f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}" if self.transport.socket else self.device
 
 
 @dataclass(frozen=True)

@@ -121,22 +121,33 @@ def _site(sec: Section | None) -> SiteConfig:
     return SiteConfig(name, emission, tariff, timezone)
 
 
-_RTU_KEYS = ("device", "baudrate", "parity", "stopbits", "inter_frame_delay_s")
+_LINE_KEYS = ("baudrate", "parity", "stopbits", "inter_frame_delay_s")  # an RS-485 line's settings
+_FIELDS = {  # the fields of each transport beside the common ones
+    Transport.TCP: ("host", "port"),
+    Transport.RTU: ("device", *_LINE_KEYS),
+    Transport.RTU_OVER_TCP: ("host", "port", *_LINE_KEYS),
+}
 
 
 def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
     sec.check_keys({
         "name", "transport", "host", "port", "poll_interval_s", "timeout_s", "retries",
-        "reconnect_delay_max_s", "max_gap", *_RTU_KEYS,
+        "reconnect_delay_max_s", "max_gap", "device", *_LINE_KEYS,
     })
     name = sec.string("name")
-    transport = sec.choice("transport", Transport, Transport.TCP)
-    rtu = transport is Transport.RTU
-    host = sec.string("host") if transport is Transport.TCP else ""
-    port = sec.integer("port", 502, minimum=1, maximum=65535)
-    for key in ("host", "port") if rtu else _RTU_KEYS:
-        sec.validate(key, not sec.has(key), f"is not a field of a {'rtu' if rtu else 'tcp'} bus")
-    device = sec.string("device") if rtu else ""
+    chosen = sec.choice("transport", Transport, Transport.TCP)
+    transport = chosen or Transport.TCP
+    for key in ("device", *_FIELDS[Transport.RTU_OVER_TCP]) if chosen else ():
+        sec.validate(key, key in _FIELDS[transport] or not sec.has(key),
+                     f"is not a field of a {transport.value} bus")
+    host = sec.string("host") if chosen and transport.socket else ""
+    if chosen is Transport.RTU_OVER_TCP:
+        # No default: a serial server's raw TCP port is its own (4001 on a Moxa NPort), and 502
+        # is likely a Modbus TCP service that would take RTU frames for garbage.
+        sec.validate("port", sec.has("port"), "is required for an rtu_over_tcp bus: the serial server's "
+                     "TCP port for this serial port (e.g. 4001 on a Moxa NPort in TCP server mode)")
+    port = sec.integer("port", 502, minimum=1, maximum=65535) if transport.socket else 0
+    device = sec.string("device") if chosen is Transport.RTU else ""
     baudrate = sec.integer("baudrate", 19200, minimum=1200, maximum=115200)
     if baudrate > 0:
         sec.validate("baudrate", baudrate in STANDARD_BAUDRATES,
@@ -157,7 +168,7 @@ def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
             f"poll_interval_s = {interval:g} s, or one dead drive overruns every cycle",
         )
     backoff = sec.number("reconnect_delay_max_s", 30.0, minimum=0.1, maximum=3600.0)
-    return BusConfig(name, transport or Transport.TCP, host, port, interval, timeout, retries,
+    return BusConfig(name, transport, host, port, interval, timeout, retries,
                      backoff, device, max(baudrate, 0), parity or "E", max(stopbits, 1),
                      frame_delay if math.isfinite(frame_delay) else 0.0,
                      max_gap if max_gap is None or max_gap >= 0 else None)
@@ -331,9 +342,25 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     )
 
 
+def _check_serial_server(bus_sec: Section, sockets: dict[tuple[str, int], str]) -> None:
+    """A serial server's port is one RS-485 line: no second bus may share it (one line, one master)."""
+    transport, host, port = (bus_sec.data.get(k) for k in ("transport", "host", "port"))
+    transport = transport or Transport.TCP.value
+    if not isinstance(host, str) or transport not in (Transport.TCP.value, Transport.RTU_OVER_TCP.value):
+        return
+    where = (host, port if isinstance(port, int) else 502)
+    earlier = sockets.get(where)
+    if earlier is None:
+        sockets[where] = transport
+    elif Transport.RTU_OVER_TCP.value in (transport, earlier):
+        bus_sec.error("port", f"{host}:{where[1]} is already a bus; a serial server's port is one RS-485 "
+                      "line, with one master")
+
+
 def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section]) -> None:
     seen_bus: set[str] = set()
     seen_devices: set[str] = set()
+    sockets: dict[tuple[str, int], str] = {}  # HOST:PORT of each socket bus -> its transport
     for bus_sec in bus_secs:
         bus_name = bus_sec.data.get("name")
         if isinstance(bus_name, str):
@@ -344,6 +371,7 @@ def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Sectio
             # One line, one master: two pollers on one port would garble each other's frames.
             bus_sec.validate("device", device not in seen_devices, f"device {device!r} is already a bus")
             seen_devices.add(device)
+        _check_serial_server(bus_sec, sockets)
     bus_names = sorted(seen_bus)
     seen_names: set[str] = set()
     seen_units: set[tuple[str, int]] = set()

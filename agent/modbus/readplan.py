@@ -7,7 +7,8 @@ bridged, since reading a few unused registers can be cheaper than a frame.
 
 ``plan_for`` picks ``max_gap`` for a drive on a bus: the bus's ``max_gap``, else
 the profile's (what the drive tolerates), else on RTU the frame-time model's
-break-even gap (``agent.modbus.rtu``: at 19200 baud 8E1, 10 registers), and on TCP 0,
+break-even gap (``agent.modbus.rtu``: at 19200 baud 8E1, 10 registers; RTU through a
+serial server too, at its serial side's speed), and on Modbus TCP 0,
 which never reads an address the profile does not name; on RTU a configured
 ``max_gap`` is a ceiling the cost model stays under. Some drives answer reads
 of unnamed registers with exception 2; the poller then re-plans with 0.
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.config import BusConfig, Transport
+from agent.config import BusConfig
 from agent.config.profile import Point, Profile, Quantity, RegisterTable
 from agent.modbus.codec import decode
 from agent.modbus.rtu import LineBudget, LineTiming, line_budget
@@ -61,12 +62,19 @@ def plan_reads(
     return tuple(blocks)
 
 
+def line_timing(bus: BusConfig) -> LineTiming | None:
+    """The wire timing of a bus's RS-485 line (rtu, rtu_over_tcp: the serial side's); None for TCP."""
+    if not bus.transport.serial_line:
+        return None
+    return LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
+
+
 def max_gap_for(bus: BusConfig, profile: Profile) -> int:
     """The largest gap a block read of this drive on this bus bridges (see the module doc)."""
     configured = bus.max_gap if bus.max_gap is not None else profile.max_gap
-    if bus.transport is not Transport.RTU:
+    timing = line_timing(bus)
+    if timing is None:
         return configured or 0
-    timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
     cheapest = timing.break_even_gap()
     return cheapest if configured is None else min(configured, cheapest)
 
@@ -77,21 +85,20 @@ def plan_for(bus: BusConfig, profile: Profile) -> tuple[Block, ...]:
 
 
 def bus_budget(bus: BusConfig, profiles: Iterable[Profile]) -> LineBudget | None:
-    """An RTU bus's line time per cycle for these drives' plans; None for TCP."""
-    if bus.transport is not Transport.RTU:
+    """A serial line's time per cycle for these drives' plans; None for TCP."""
+    timing = line_timing(bus)
+    if timing is None:
         return None
-    timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
     return line_budget(bus.name, bus.poll_interval, timing,
                        (block.count for profile in profiles for block in plan_for(bus, profile)))
 
 
 def bus_warnings(bus: BusConfig, profiles: Sequence[Profile]) -> list[str]:
     """What is wrong with polling these drives on this bus, though the config is valid."""
-    budget = bus_budget(bus, profiles)
-    if budget is None:
+    budget, timing = bus_budget(bus, profiles), line_timing(bus)
+    if budget is None or timing is None:
         return []
     warnings = [w for w in [budget.warning()] if w]
-    timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits, bus.inter_frame_delay)
     longest = max((b.count for p in profiles for b in plan_for(bus, p)), default=0)
     if longest and bus.timeout <= timing.read_time(longest):
         warnings.append(f"bus {bus.name}: timeout_s {bus.timeout:g} s is shorter than the longest read "
