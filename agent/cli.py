@@ -227,8 +227,7 @@ def _check_config(path: Path) -> int:
         profiles = [d.profile for d in config.drives_on(bus.name)]
         budget = bus_budget(bus, profiles)
         if budget is not None:
-            print(f"bus {bus.name}: {budget.reads} reads per cycle need {budget.cycle_time * 1e3:.1f} ms of "
-                  f"line time every {bus.poll_interval:g} s ({budget.utilization:.0%})")
+            print(budget.describe())
         for warning in bus_warnings(bus, profiles):
             print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s)")

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, GCCollector, Histogram, Platfor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.config.profile import STATUS_BITS, NegativePower, Quantity
+from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
 from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
@@ -290,9 +290,21 @@ class BusLike(Protocol):
         """Share of the recent past the line was busy; NaN before it is known."""
         ...  # pragma: no cover - protocol
 
+    def lag(self, rate: PollRate) -> float:
+        """How far behind its schedule a rate class is [s]; 0 on time."""
+        ...  # pragma: no cover - protocol
+
+    def turnarounds(self) -> dict[str, float]:
+        """Each measured drive's turnaround [s]."""
+        ...  # pragma: no cover - protocol
+
 
 class BusCollector(Collector):
-    """``vfd_bus_utilization_ratio{bus}``: how busy each bus's line is, read from its poller."""
+    """Each bus's line and schedule, read from its poller.
+
+    ``vfd_bus_utilization_ratio{bus}``, ``vfd_poll_lag_seconds{bus,rate}`` and
+    ``vfd_drive_turnaround_seconds{drive}``.
+    """
 
     def __init__(self, buses: Sequence[BusLike]) -> None:
         self.buses = buses
@@ -305,11 +317,29 @@ class BusCollector(Collector):
             "character, t3.5 silences) of the transactions made, on TCP the time a request was in flight",
             labels=["bus"],
         )
+        lag = GaugeMetricFamily(
+            "vfd_poll_lag_seconds",
+            "How far a bus's poll schedule is behind: fast, how late the last cycle started after its "
+            "tick; slow, how overdue the most overdue drive's slow class is (stretched under overload)",
+            labels=["bus", "rate"],
+        )
+        turnaround = GaugeMetricFamily(
+            "vfd_drive_turnaround_seconds",
+            "Time a drive takes to answer beyond the frames' wire time (TCP: the whole round trip), "
+            "the median of its recent reads; absent until measured",
+            labels=["drive"],
+        )
         for bus in self.buses:
             value = bus.utilization()
             if math.isfinite(value):
                 family.add_metric([bus.name], value)
+            for rate in (PollRate.FAST, PollRate.SLOW):
+                lag.add_metric([bus.name, rate.value], bus.lag(rate))
+            for drive, seconds in bus.turnarounds().items():
+                turnaround.add_metric([drive], seconds)
         yield family
+        yield lag
+        yield turnaround
 
 
 class OptimizerCollector(Collector):

@@ -203,6 +203,9 @@ class BusConfig:
     inter_frame_delay: float = 0.0  # s of silence kept between frames, if longer than t3.5
     # Largest gap of unused registers a block read may bridge; None: decided by agent.modbus.readplan.
     max_gap: int | None = None
+    # s a drive takes to answer beyond the wire time, assumed until the poller has measured it
+    # (the site config's default is DEFAULT_TURNAROUND_S; 0 here: a bus built in code assumes none).
+    turnaround: float = 0.0
 
     @property
     def address(self) -> str:

@@ -29,7 +29,14 @@ from agent.config.model import (
     Tariff,
     Transport,
 )
-from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.profile import (
+    PollRate,
+    Profile,
+    Quantity,
+    available_profiles,
+    load_profile,
+    resolve_profile_path,
+)
 from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
@@ -37,6 +44,10 @@ from agent.modbus.rtu import STANDARD_BAUDRATES
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 DEFAULT_METRICS_PORT = 9847
+# s a drive is assumed to take to answer, beyond the wire time, until the poller has measured it
+# (real drives: 5..45 ms, a busy one up to 500 ms). None unless configured, so a budget that fit
+# before still fits; check-config says which turnaround it charged.
+DEFAULT_TURNAROUND_S = 0.0
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -132,7 +143,7 @@ _FIELDS = {  # the fields of each transport beside the common ones
 def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
     sec.check_keys({
         "name", "transport", "host", "port", "poll_interval_s", "timeout_s", "retries",
-        "reconnect_delay_max_s", "max_gap", "device", *_LINE_KEYS,
+        "reconnect_delay_max_s", "max_gap", "turnaround_s", "device", *_LINE_KEYS,
     })
     name = sec.string("name")
     chosen = sec.choice("transport", Transport, Transport.TCP)
@@ -168,10 +179,12 @@ def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
             f"poll_interval_s = {interval:g} s, or one dead drive overruns every cycle",
         )
     backoff = sec.number("reconnect_delay_max_s", 30.0, minimum=0.1, maximum=3600.0)
+    turnaround = sec.number("turnaround_s", polling["turnaround"], minimum=0.0, maximum=10.0)
     return BusConfig(name, transport, host, port, interval, timeout, retries,
                      backoff, device, max(baudrate, 0), parity or "E", max(stopbits, 1),
                      frame_delay if math.isfinite(frame_delay) else 0.0,
-                     max_gap if max_gap is None or max_gap >= 0 else None)
+                     max_gap if max_gap is None or max_gap >= 0 else None,
+                     turnaround if math.isfinite(turnaround) else DEFAULT_TURNAROUND_S)
 
 
 def parse_load(sec: Section | None) -> LoadConfig:
@@ -252,7 +265,7 @@ def _drive(
 ) -> DriveConfig | None:
     sec.check_keys({
         "name", "bus", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "load", "baseline",
-        "control", "motor_efficiency_pct",
+        "control", "motor_efficiency_pct", "poll",
     })
     name = sec.string("name")
     bus = sec.string("bus")
@@ -276,6 +289,13 @@ def _drive(
                 profiles[path] = load_profile(path, issues)
             profile = profiles[path]
             if profile is not None:
+                profile = _poll_rates(sec, profile)
+            status = profile.point(Quantity.STATUS_WORD) if profile is not None else None
+            control_mode = control.mode is ControlMode.CONTROL
+            if control_mode and status is not None and status.rate is not PollRate.FAST:
+                sec.error("poll", "a drive in control mode needs its status_word read fast: its fault bit "
+                                  "hands control back")
+            if profile is not None:
                 _check_profile_fits(sec, profile, baseline)
     if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
         return None
@@ -283,10 +303,43 @@ def _drive(
                        motor_efficiency)
 
 
+def _poll_rates(sec: Section, profile: Profile) -> Profile | None:
+    """The drive's ``poll`` section: rate classes of its profile's points, and the slow class's period.
+
+    ``poll: {rates: {status_word: slow, fault_code: slow}, slow_every: 10}``; a quantity the
+    profile does not map is an error, as is a control drive whose status word is not read fast
+    (its fault bit hands control back: it must be as fresh as the speed it guards).
+    """
+    poll = sec.section("poll", required=False)
+    if poll is None:
+        return profile
+    poll.check_keys({"rates", "slow_every"})
+    slow_every = poll.integer("slow_every", minimum=1, maximum=3600) if poll.has("slow_every") else None
+    rates: dict[Quantity, PollRate] = {}
+    rates_sec = poll.section("rates", required=False)
+    if rates_sec is not None:
+        for key in rates_sec.data:
+            quantity = next((q for q in Quantity if q.value == key), None)
+            if quantity is None or profile.point(quantity) is None:
+                rates_sec.error(str(key), f"profile {profile.name!r} has no {key} point")
+                continue
+            rate = rates_sec.choice(str(key), PollRate)
+            if rate is not None:
+                rates[quantity] = rate
+    if slow_every is not None and slow_every < 1:
+        return None
+    return profile.with_rates(rates, slow_every)
+
+
 def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig) -> None:
     """The profile must provide what the drive's features read."""
     if profile.point(Quantity.POWER) is None:
         sec.error("profile", f"profile {profile.name!r} has no power point; energy needs one")
+    for quantity in (Quantity.POWER, Quantity.ENERGY):
+        point = profile.point(quantity)
+        if point is not None and point.rate is not PollRate.FAST:
+            sec.error("poll", f"{quantity.value} must be read fast (every interval): energy is integrated "
+                              f"from it, and is {point.rate.value} in profile {profile.name!r} or poll.rates")
     needs_speed = baseline.method is not BaselineMethod.CONSTANT and profile.point(Quantity.FLOW) is None
     if needs_speed and profile.point(Quantity.SPEED) is None:
         sec.error("profile", f"profile {profile.name!r} has neither a speed nor a flow point; "
@@ -316,9 +369,12 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
         if not storage_path.is_absolute():
             storage_path = config_dir / storage_path
     polling_sec = sec.section("polling", required=False)
-    polling = {"interval": 1.0, "timeout": 0.5, "retries": 0.0, "max_gap": 5.0}
+    polling = {"interval": 1.0, "timeout": 0.5, "retries": 0.0, "max_gap": 5.0,
+               "turnaround": DEFAULT_TURNAROUND_S}
     if polling_sec is not None:
-        polling_sec.check_keys({"interval_s", "timeout_s", "retries", "max_gap_s"})
+        polling_sec.check_keys({"interval_s", "timeout_s", "retries", "max_gap_s", "turnaround_s"})
+        polling["turnaround"] = polling_sec.number("turnaround_s", DEFAULT_TURNAROUND_S, minimum=0.0,
+                                                   maximum=10.0)
         polling["interval"] = polling_sec.number("interval_s", 1.0, minimum=0.05, maximum=3600.0)
         polling["timeout"] = polling_sec.number("timeout_s", 0.5, minimum=0.01, maximum=60.0)
         polling["retries"] = float(polling_sec.integer("retries", 0, minimum=0, maximum=10))

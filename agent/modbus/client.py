@@ -76,6 +76,7 @@ class LineStats:
     failures: int = 0
     crc_errors: int = 0
     busy_s: float = 0.0  # RTU (also over TCP): theoretical line time; TCP: measured time in flight
+    last_exchange_s: float = 0.0  # the last transaction's request sent to reply parsed (for turnaround)
 
 
 def mbap_mismatch(data: bytes) -> str | None:
@@ -288,6 +289,7 @@ class BusClient:
     def _account(self, started: float, ok: bool, response_bytes: int) -> None:
         now = self.clock()
         self.stats.transactions += 1
+        self.stats.last_exchange_s = now - started
         if not ok:
             self.stats.failures += 1
             # One silent drive must never make pymodbus close a line the others still answer on.
