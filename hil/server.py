@@ -488,11 +488,19 @@ class SimulatedPlant:
         for srv in servers:
             srv.close()
         if servers:
+            # Connections accepted just before the close have a task that has not run yet: let it
+            # register (``_connection``), or it would be cancelled unstarted with its socket open.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            writers = list(self._writers)
             self.drop_connections()
             connections = list(self._connections)
             for connection in connections:
                 connection.cancel()
             await asyncio.gather(*connections, return_exceptions=True)
+            for writer in writers:  # the sockets really closed before stop() returns (a loop may end next)
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
             for srv in servers:
                 await srv.wait_closed()
         if line is not None:
