@@ -5,7 +5,11 @@ real loopback Modbus TCP socket; the agent polls it exactly as it would poll
 real drives. The agent's metrics and the simulator's ground truth share one
 endpoint, so the agent's figures can be checked against the truth side by side.
 Two optimizer groups in advise mode (``DEMO_GROUPS``) fit the condenser pump's and
-the supply fan's curves and publish recommendations; nothing is ever written.
+the supply fan's curves and publish recommendations; nothing is ever written. For
+them ``demo_plant`` serves those two drives with their process values (profile
+``generic-process``: generic's map plus flow, pressure, demanded flow and a pressure
+setpoint) and puts the fan on a VAV duct whose PI holds 800 Pa; ``demo.yaml`` itself
+stays the plain three-drive plant that configs/example.yaml and the tests poll.
 
 It lives in ``hil`` because it is the test rig's: the product never imports its test
 rig. ``vfd-agent demo`` replaces its own process with ``python -m hil.demo`` (same
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 import time
@@ -34,18 +39,19 @@ from agent.config import (
     Transport,
 )
 from agent.config.groups import parse_groups, parse_optimizer
-from agent.config.profile import BUILTIN_CONFIGS
+from agent.config.profile import BUILTIN_CONFIGS, load_profile
 from agent.config.schedule import Schedule
 from agent.config.yamlsource import Issues, parse_yaml
 from agent.energy.ledger import LEDGER_FILE
 from agent.service import Agent
 from agent.units import KWH_TO_J
 from agent.web import WebConfigSource
-from hil.plantfile import load_plant
+from hil.plantfile import CircuitSpec, LocalControlSpec, PlantSpec, load_plant
 from hil.server import SimulatedPlant
 from hil.truth import GroundTruthCollector
 
 DEMO_PLANT = BUILTIN_CONFIGS / "plants" / "demo.yaml"
+PROCESS_PROFILE = BUILTIN_CONFIGS / "plants" / "profiles" / "generic-process.yaml"
 SUMMARY_EVERY_S = 5.0
 CHINA_GRID_2022_KG_PER_KWH = 0.5703
 DEMO_PRICE_PER_KWH = 0.18
@@ -72,6 +78,29 @@ groups:
     system: {static_pressure_pa: 200, design_flow_m3h: 30000, design_pressure_pa: 800}
 """
 GROUPED = frozenset({"cw-pump-1", "supply-fan"})
+
+
+def demo_plant() -> PlantSpec:
+    """``demo.yaml`` with the grouped drives' process values, and the fan on a VAV duct.
+
+    The supply duct: the VAV boxes need a quarter of the design pressure at no flow, and
+    the fan's PI holds the design 800 Pa whatever the airflow, as most air-handling units
+    do before a static pressure reset (the supply-air group's recommendation).
+    """
+    plant = load_plant(DEMO_PLANT)
+    issues = Issues()
+    process = load_profile(PROCESS_PROFILE, issues)
+    issues.raise_if_any()
+    assert process is not None  # load_profile returns None only with an issue
+    drives = tuple(dataclasses.replace(d, profile=process) if d.name in GROUPED else d for d in plant.drives)
+    fan = plant.drive("supply-fan")
+    duct = CircuitSpec(
+        name="supply-duct", drives=(fan.name,), kind=fan.load.kind, design_flow=fan.load.rated_flow,
+        design_head=fan.rated_head, static_ratio=0.25, min_demand_ratio=fan.min_demand_ratio,
+        max_demand_ratio=fan.max_demand_ratio, seed=fan.seed, unmet_tolerance=0.01,
+        control=LocalControlSpec(fan.rated_head, 0.98, 0.7, 5.0),
+    )
+    return dataclasses.replace(plant, drives=drives, circuits=(duct,))
 
 
 def demo_config(
@@ -120,7 +149,7 @@ def run_demo(listen: tuple[str, int], duration: float | None, state_dir: Path,
 async def _demo(listen: tuple[str, int], duration: float | None, state_dir: Path,
                 web: WebConfigSource | None) -> int:
     started = time.monotonic()
-    plant = load_plant(DEMO_PLANT)
+    plant = demo_plant()
     sim = SimulatedPlant(plant)
     await sim.start("127.0.0.1", 0)
     drives = [
