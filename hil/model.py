@@ -57,6 +57,11 @@ from hil.physics import (
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
 
 RUNNING_RATIO = 0.005  # below 0.5 % speed the drive counts as stopped
+# Inlet vanes: the share of a damper's throttling loss (over speed control) they still burn.
+# DOE-2's part-load curves put a fan on a system without static pressure at 48 % of rated
+# power at half flow with vanes, 77 % with a damper and about 15 % with speed control:
+# (48 - 15) / (77 - 15) ≈ 0.5.
+VANE_LOSS_SHARE = 0.5
 POWER_FACTOR = 0.85  # motor cos φ, for a plausible output current
 
 
@@ -88,7 +93,7 @@ class DriveSnapshot:
     pressure: float  # Pa
     shaft_power: float  # W
     power: float  # W, true electrical
-    baseline_power: float  # W
+    baseline_power: float  # W, what the machine without a VFD would draw (its physics)
     energy: float  # J, true electrical, since the start
     baseline_energy: float  # J, true baseline, since the start
     running: bool
@@ -97,6 +102,8 @@ class DriveSnapshot:
     pressure_setpoint: float = 0.0  # Pa, the circuit's pressure setpoint (0 without a pressure loop)
     fieldbus: bool = False  # under fieldbus control by its control word
     shaft_speed_ratio: float = math.nan  # the shaft's speed / rated (below speed_ratio by the slip)
+    formula_baseline_power: float = 0.0  # W, the baseline method's formula on the true state
+    formula_baseline_energy: float = 0.0  # J, its integral since the start
 
 
 class SpeedController(Protocol):
@@ -260,8 +267,13 @@ class DriveModel:
         """Phase 3: powers, noise and ground truth at the end of the step."""
         self.snapshot = self._settle(t, dt, self.snapshot)
 
-    def baseline_power(self, running: bool) -> float:
-        """What the load would draw without the VFD, from the true state (ground truth)."""
+    def formula_baseline_power(self, running: bool) -> float:
+        """The baseline method's own formula on the true state: what a correct agent books.
+
+        This is the agent's bookkeeping checked against the truth it was fed (the table of
+        the characteristic, damper and inlet-vane methods, the configured constant), not
+        what the machine without a VFD would draw: that is ``baseline_power``.
+        """
         if not running:
             return 0.0
         spec = self.spec
@@ -269,16 +281,50 @@ class DriveModel:
         if baseline.method is BaselineMethod.CONSTANT:
             return baseline.constant_power
         if baseline.method is BaselineMethod.THROTTLE:
-            # The pump at rated speed, throttled to the same flow: no inverter, motor losses only.
-            shaft = self.curves.shaft_power(self.flow, 1.0)  # throttled, direct on line
-            load = shaft / spec.rated_power
-            return shaft / motor_efficiency(load, spec.motor_efficiency) if shaft > 0.0 else 0.0
+            return self._direct_on_line(self.curves.shaft_power(self.flow, 1.0))
         xs, ys = baseline_table(baseline)
         if baseline.method is BaselineMethod.CHARACTERISTIC:
             x = 100.0 * self.speed_ratio
         else:  # damper, inlet vanes: the fan at rated speed delivering the same flow
             x = 100.0 * self.flow / spec.load.rated_flow
         return spec.rated_power * float(np.interp(x, xs, ys)) / 100.0
+
+    def baseline_power(self, running: bool) -> float:
+        """What the machine the baseline describes would draw, from its own physics (ground truth).
+
+        The machine without a VFD, direct on line at rated speed, on the true curves:
+
+        - ``constant``: the machine riding its curve against the system: alone, where its
+          curve meets its system curve; on a header, with the other running machines also at
+          rated speed and the loads' valves passing the demand;
+        - ``throttle`` and ``characteristic`` (SINAMICS describes a throttled or bypassed
+          plant): the same flow as now, the surplus head burnt in a valve;
+        - ``damper``: the fan at rated speed passing the same flow, the damper taking the
+          surplus pressure;
+        - ``inlet_vane``: pre-swirl turns the fan's curve down like a lower speed, with a
+          loss: the power at the speed that meets the system at this flow plus
+          ``VANE_LOSS_SHARE`` of what a damper would burn on top of it.
+        """
+        if not running:
+            return 0.0
+        method = self.spec.baseline.method
+        if method is BaselineMethod.CONSTANT:
+            flow = (self.circuit.rated_speed_flow(self) if self.circuit is not None
+                    else operating_flow(self.curves, self.system, 1.0))
+            return self._direct_on_line(self.curves.shaft_power(flow, 1.0))
+        throttled = self.curves.shaft_power(self.flow, 1.0)
+        if method is not BaselineMethod.INLET_VANE:
+            return self._direct_on_line(throttled)
+        system = self.circuit.system if self.circuit is not None else self.system
+        ratio = min(self.curves.ratio_at(system.head(self.flow), self.flow), 1.0)
+        speed = self.curves.shaft_power(self.flow, ratio)
+        return self._direct_on_line(speed + VANE_LOSS_SHARE * max(throttled - speed, 0.0))
+
+    def _direct_on_line(self, shaft: float) -> float:
+        """Electrical power of the motor on the mains: motor losses only, no inverter."""
+        if shaft <= 0.0:
+            return 0.0
+        return shaft / motor_efficiency(shaft / self.spec.rated_power, self.spec.motor_efficiency)
 
     def _settle(self, t: float, dt: float, before: DriveSnapshot | None) -> DriveSnapshot:
         spec = self.spec
@@ -289,6 +335,7 @@ class DriveModel:
         running = r > RUNNING_RATIO
         power = electrical_power(shaft, spec.rated_power, spec.motor_efficiency) if running else 0.0
         baseline = self.baseline_power(running)
+        formula = self.formula_baseline_power(running)
         noise = self._rng.standard_normal(6)
         n = spec.noise
         measured_power = max(power * (1.0 + n.power * noise[0]), 0.0)
@@ -296,10 +343,12 @@ class DriveModel:
         load = shaft / spec.rated_power
         dc_voltage = math.sqrt(2.0) * spec.rated_voltage * (1.0 - 0.02 * load)
         if before is None:
-            energy, baseline_energy, counter = 0.0, 0.0, spec.energy_counter_start
+            energy, baseline_energy, formula_energy, counter = 0.0, 0.0, 0.0, spec.energy_counter_start
         else:
             energy = before.energy + 0.5 * (before.power + power) * dt
             baseline_energy = before.baseline_energy + 0.5 * (before.baseline_power + baseline) * dt
+            formula_energy = (before.formula_baseline_energy
+                              + 0.5 * (before.formula_baseline_power + formula) * dt)
             counter = before.measured.energy_counter + 0.5 * (before.measured.power + measured_power) * dt
         measured = Measured(
             speed_ratio=max(r * (1.0 + n.speed * noise[1]), 0.0),
@@ -319,7 +368,8 @@ class DriveModel:
             pressure=pressure, shaft_power=shaft, power=power, baseline_power=baseline, energy=energy,
             baseline_energy=baseline_energy, running=running, fault_code=self.fault_code, measured=measured,
             pressure_setpoint=circuit.setpoint_pa if circuit else 0.0, fieldbus=self.fieldbus,
-            shaft_speed_ratio=self.shaft_ratio,
+            shaft_speed_ratio=self.shaft_ratio, formula_baseline_power=formula,
+            formula_baseline_energy=formula_energy,
         )
 
     def _process_flow(self, t: float) -> float:
@@ -475,6 +525,18 @@ class HeaderCircuit:
                 drive.head = self.head
 
     _t = 0.0  # time of the step being solved, set by PlantModel
+
+    def rated_speed_flow(self, drive: DriveModel) -> float:
+        """Flow of ``drive`` if every running machine ran at rated speed, the valves passing the demand."""
+        if self._rated_at != self._t:
+            running = [d for d in self.drives if d.speed_ratio > RUNNING_RATIO]
+            machines = [(d.curves, 1.0) for d in running]
+            self._rated_head = header_operating_point(machines, self.system, self.demand.flow(self._t))[0]
+            self._rated_at = self._t
+        return flow_at_head(drive.curves, self._rated_head, 1.0)
+
+    _rated_at = math.nan
+    _rated_head = 0.0
 
     def finish_step(self, t: float, dt: float) -> None:
         """Phase 3: unmet demand and stage changes."""

@@ -45,7 +45,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent.config import load_config
+from agent.config import BaselineConfig, BaselineMethod, load_config
 from agent.errors import ConfigError, ConfigIssue
 from agent.profile import BUILTIN_CONFIGS, Quantity
 from hil.model import HeaderCircuit, PlantModel
@@ -229,7 +229,7 @@ def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port
               rated_speed_rpm: {drive.rated_speed * 60 / (2 * math.pi):.6g}
               motor_efficiency_pct: {drive.motor_efficiency * 100:g}
               load: {{kind: {load.kind.value}, rated_flow_m3h: {load.rated_flow * 3600:g}, {rated}}}
-              baseline: {{method: constant, power_kw: {drive.rated_power / 1e3:g}}}
+              baseline: {_baseline(drive.baseline)}
               control: {{mode: {mode}, min_speed_pct: {drive.min_speed_ratio * 100:g}, \
             max_speed_pct: {drive.max_speed_ratio * 100:g}, \
             max_slew_pct_per_min: {timing.slew_pct_per_min:g}, writes_per_hour: 100000, deadband_pct: 0.2}}
@@ -254,6 +254,18 @@ def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port
     return text
 
 
+def _baseline(baseline: BaselineConfig) -> str:
+    """The plant drive's baseline section as the agent's config writes it (the same method and figures)."""
+    fields = [f"method: {baseline.method.value}"]
+    if baseline.method is BaselineMethod.CONSTANT:
+        fields.append(f"power_kw: {baseline.constant_power / 1e3:g}")
+    if baseline.table_x_pct:
+        pairs = ", ".join(f"[{x:g}, {y:g}]" for x, y in zip(baseline.table_x_pct, baseline.table_y_pct,
+                                                             strict=True))
+        fields.append(f"table: [{pairs}]")
+    return "{" + ", ".join(fields) + "}"
+
+
 @dataclass
 class RunResult:
     """What the agent's run left behind."""
@@ -267,6 +279,9 @@ class RunResult:
     stage_changes: int
     registry: CollectorRegistry
     reported_saving_j: float
+    reported_vfd_saving_j: float  # the agent's savings against its baseline method (basis="vfd")
+    true_vfd_saving_j: float  # the physics of the machine without a VFD, less the energy drawn
+    formula_vfd_saving_j: float  # the baseline method's formula on the true state, less the energy
     write_results: dict[str, dict[str, float]]
     fits: dict[str, dict[str, float | str]]
 
@@ -289,6 +304,11 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
+        def vfd_truth() -> tuple[float, float]:
+            snapshots = [sim.model.drives[n].snapshot for n in circuit.drives]
+            return (sum(s.baseline_energy - s.energy for s in snapshots),
+                    sum(s.formula_baseline_energy - s.energy for s in snapshots))
+
         def settle() -> None:
             sim.update()
             marks["unmet_at_settle"] = header.truth.unmet_s
@@ -298,16 +318,23 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             marks["t_end"] = sim.model.t
             marks["energy"] = sum(sim.model.drives[n].snapshot.energy for n in circuit.drives)
             marks["unmet"] = header.truth.unmet_s
+            marks["vfd_true"], marks["vfd_formula"] = vfd_truth()
             stop.set()
 
         started = sim.now()
+        sim.update()  # the agent books from its first poll, a poll interval from now
+        marks["vfd_start_true"], marks["vfd_start_formula"] = vfd_truth()
         loop.call_later(max(timing.settle - started, 0.0), settle)
         loop.call_later(max(timing.day - started, 0.0), finish)
         await agent.run(stop, serve_metrics=False)
         optimizer = agent.optimizer
         assert optimizer is not None
-        reported = 0.0
+        reported = reported_vfd = 0.0
         for name in circuit.drives:
+            reported_vfd += (registry.get_sample_value("vfd_energy_saved_joules_total",
+                                                       {"drive": name, "basis": "vfd"}) or 0.0) - (
+                registry.get_sample_value("vfd_energy_penalty_joules_total", {"drive": name, "basis": "vfd"})
+                or 0.0)
             saved = registry.get_sample_value("vfd_energy_saved_joules_total",
                                               {"drive": name, "basis": "optimizer"}) or 0.0
             penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
@@ -333,7 +360,10 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             unmet_after_settle_s=marks["unmet"] - marks.get("unmet_at_settle", 0.0), t_end=t_end,
             writes=writes, transitions=[x for x in header.truth.transitions if x[0] <= t_end],
             stage_changes=sum(1 for _ in _events(header.truth.transitions, t_end)),
-            registry=registry, reported_saving_j=reported, write_results=optimizer.results(), fits=fits,
+            registry=registry, reported_saving_j=reported, reported_vfd_saving_j=reported_vfd,
+            true_vfd_saving_j=marks["vfd_true"] - marks["vfd_start_true"],
+            formula_vfd_saving_j=marks["vfd_formula"] - marks["vfd_start_formula"],
+            write_results=optimizer.results(), fits=fits,
         )
     finally:
         await sim.stop()
@@ -498,6 +528,13 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         "true_optimizer_saving_joules": round(true_saving, 1),
         "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
                                if true_saving > 0 else None),
+        "vfd_basis": {
+            "reported_joules": round(run.reported_vfd_saving_j, 1),
+            "formula_on_true_state_joules": round(run.formula_vfd_saving_j, 1),
+            "physical_truth_joules": round(run.true_vfd_saving_j, 1),
+            "claim_over_physical_truth": (round(run.reported_vfd_saving_j / run.true_vfd_saving_j, 4)
+                                          if run.true_vfd_saving_j > 0 else None),
+        },
         "writes": run.write_results,
         "fits": {n: {k: _rounded(v) for k, v in f.items()} for n, f in run.fits.items()},
         "dry_run": dry_run,

@@ -167,20 +167,34 @@ def test_ground_truth_energy_of_a_constant_power_period_is_power_times_time(tmp_
     assert end.t == pytest.approx(60.0)
     assert end.power == start.power > 0.0  # noise never touches the truth
     assert end.energy == pytest.approx(start.power * 60.0, rel=1e-12)
-    # The plant file gives no table: the SINAMICS factory points (speed %, power %) apply.
+    # The plant file gives no table: the SINAMICS factory points (speed %, power %) are the formula.
     pct = np.interp(100.0 * start.speed_ratio, [0, 25, 50, 75, 100], [25, 50, 77, 92, 100])
-    expected_baseline = 15_000.0 * pct / 100.0
-    assert end.baseline_power == pytest.approx(expected_baseline, rel=1e-12)
-    assert end.baseline_energy == pytest.approx(expected_baseline * 60.0, rel=1e-12)
+    expected_formula = 15_000.0 * pct / 100.0
+    assert end.formula_baseline_power == pytest.approx(expected_formula, rel=1e-12)
+    assert end.formula_baseline_energy == pytest.approx(expected_formula * 60.0, rel=1e-12)
+    # The truth is the throttled pump it describes: rated speed, the same flow, direct on line.
+    shaft = pump().shaft_power(end.flow, 1.0)
+    expected_baseline = shaft / motor_efficiency(shaft / 15_000.0, 0.92)
+    assert end.baseline_power == pytest.approx(expected_baseline, rel=1e-9)
+    assert end.baseline_energy == pytest.approx(expected_baseline * 60.0, rel=1e-9)
     # The drive's own counter integrates its noisy power, so it tracks the truth closely.
     assert end.measured.energy_counter == pytest.approx(end.energy, rel=1e-3)
 
 
-def test_constant_baseline_draws_its_power_while_running(tmp_path):
+def test_constant_baseline_is_the_pump_at_rated_speed_on_its_system_not_the_configured_figure(tmp_path):
     model = steady_pump(tmp_path, baseline="{method: constant, power_kw: 12.5}")
     model.advance_to(10.0)
     assert model.spec.drives[0].baseline.method is BaselineMethod.CONSTANT
-    assert model.snapshot("p1").baseline_energy == pytest.approx(12_500.0 * 10.0, rel=1e-12)
+    snapshot = model.snapshot("p1")
+    assert snapshot.formula_baseline_energy == pytest.approx(12_500.0 * 10.0, rel=1e-12)
+    drive = model.drives["p1"]
+    flow = operating_flow(drive.curves, drive.system, 1.0)  # where the curve meets the system
+    assert flow > snapshot.flow  # without the drive it over-delivers
+    shaft = drive.curves.shaft_power(flow, 1.0)
+    expected = shaft / motor_efficiency(shaft / 15_000.0, 0.92)
+    assert snapshot.baseline_power == pytest.approx(expected, rel=1e-9)
+    assert expected != pytest.approx(12_500.0, rel=0.01)
+    assert snapshot.baseline_energy == pytest.approx(expected * 10.0, rel=1e-9)
 
 
 def test_noise_is_on_measured_values_only_with_the_configured_spread(tmp_path):

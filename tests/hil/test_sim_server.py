@@ -247,7 +247,12 @@ def test_ground_truth_collector_exports_the_physics():
         assert registry.get_sample_value("hil_true_power_watts", labels) == snapshot.power
         demand = registry.get_sample_value("hil_demand_flow_cubic_meters_per_second", labels)
         assert demand == snapshot.demand_flow
-    assert registry.get_sample_value("hil_true_baseline_power_watts", {"drive": "supply-fan"}) == 11_000.0
+    assert registry.get_sample_value("hil_formula_baseline_power_watts", {"drive": "supply-fan"}) == 11_000.0
+    # The truth is the fan direct on line on its system: its rated point, 90 % of 11 kW at the shaft.
+    fan = sim.snapshot("supply-fan")
+    assert registry.get_sample_value("hil_true_baseline_power_watts", {"drive": "supply-fan"}) == (
+        fan.baseline_power)
+    assert 0.9 * 11_000.0 < fan.baseline_power < 11_000.0
     assert registry.get_sample_value("hil_physics_time_seconds") == pytest.approx(30.0)
 
 
