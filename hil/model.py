@@ -77,6 +77,8 @@ class Measured:
     pressure: float  # Pa
     energy_counter: float  # J, including the counter's start value
     process_flow: float = 0.0  # m³/s: the circuit's demanded flow, as a BMS reports it to the drive
+    critical_pressure: float = 0.0  # Pa: the remote differential pressure transmitter at the critical load
+    critical_valve: float = 0.0  # the critical load's valve position as its controller reports it, 0..1
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class DriveSnapshot:
     pressure_setpoint: float = 0.0  # Pa, the circuit's pressure setpoint (0 without a pressure loop)
     fieldbus: bool = False  # under fieldbus control by its control word
     shaft_speed_ratio: float = math.nan  # the shaft's speed / rated (below speed_ratio by the slip)
+    critical_pressure: float = 0.0  # Pa, true differential pressure across the critical branch
+    critical_valve: float = 0.0  # opening of the critical load's valve, 0..1 (1: wide open)
     formula_baseline_power: float = 0.0  # W, the baseline method's formula on the true state
     formula_baseline_energy: float = 0.0  # J, its integral since the start
 
@@ -337,6 +341,12 @@ class DriveModel:
         baseline = self.baseline_power(running)
         formula = self.formula_baseline_power(running)
         noise = self._rng.standard_normal(6)
+        critical_pa = circuit_dp = 0.0
+        valve = 0.0
+        if self.circuit is not None:
+            circuit_dp = self.circuit.critical_dp * self.curves.rho_g
+            valve = self.circuit.critical_valve
+            critical_pa = max(circuit_dp * (1.0 + self.spec.noise.pressure * noise[5]), 0.0)
         n = spec.noise
         measured_power = max(power * (1.0 + n.power * noise[0]), 0.0)
         current = power / (math.sqrt(3.0) * spec.rated_voltage * POWER_FACTOR)
@@ -358,7 +368,7 @@ class DriveModel:
             flow=max(self.flow * (1.0 + n.flow * noise[4]), 0.0),
             pressure=max(pressure * (1.0 + n.pressure * noise[5]), 0.0),
             energy_counter=counter,
-            process_flow=self._process_flow(t),
+            process_flow=self._process_flow(t), critical_pressure=critical_pa, critical_valve=valve,
         )
         circuit = self.circuit
         return DriveSnapshot(
@@ -368,7 +378,8 @@ class DriveModel:
             pressure=pressure, shaft_power=shaft, power=power, baseline_power=baseline, energy=energy,
             baseline_energy=baseline_energy, running=running, fault_code=self.fault_code, measured=measured,
             pressure_setpoint=circuit.setpoint_pa if circuit else 0.0, fieldbus=self.fieldbus,
-            shaft_speed_ratio=self.shaft_ratio, formula_baseline_power=formula,
+            shaft_speed_ratio=self.shaft_ratio, formula_baseline_power=formula, critical_pressure=circuit_dp,
+            critical_valve=valve,
             formula_baseline_energy=formula_energy,
         )
 
@@ -424,6 +435,19 @@ class CircuitTruth:
     transitions: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, drive, now running)
 
 
+class LocalPolicy(Protocol):
+    """A header's own control beyond the fixed setpoint and speed thresholds (hil.strategies.GoodPractice)."""
+
+    def reset(self, circuit: HeaderCircuit, t: float, dt: float) -> None:
+        """Move the circuit's pressure setpoint (``setpoint_pa``) for this step."""
+        ...  # pragma: no cover - protocol
+
+    def stage(self, circuit: HeaderCircuit, local: Sequence[DriveModel], demand: float,
+              ratio: float) -> tuple[bool, bool]:
+        """(stage up, stage down) wanted with the first ``circuit.staged`` of ``local`` at ``ratio``."""
+        ...  # pragma: no cover - protocol
+
+
 class HeaderCircuit:
     """Parallel machines on one header feeding loads with control valves, and their local control.
 
@@ -444,6 +468,9 @@ class HeaderCircuit:
         self.setpoint_pa = spec.control.pressure_setpoint * spec.rho_g
         self.head = 0.0
         self.delivered = 0.0
+        self.critical_dp = 0.0  # machine units, across the critical branch
+        self.critical_valve = 0.0
+        self.policy: LocalPolicy | None = None  # None: the conventional thresholds of LocalControlSpec
         self.truth = CircuitTruth()
         self.staged = 1  # local drives the cascade runs, in order
         self._up_s = self._down_s = 0.0
@@ -495,10 +522,16 @@ class HeaderCircuit:
         self.staged = min(max(self.staged, 1), len(local))
         others = [d for d in self.drives if d.remote_active]
         demand = self.demand.flow(t)
+        if self.policy is not None:
+            self.policy.reset(self, t, dt)
         ratio = self._common_ratio(local[: self.staged], others, demand)
         control = self.spec.control
-        self._up_s = self._up_s + dt if ratio >= control.stage_up_ratio and self.staged < len(local) else 0.0
-        self._down_s = self._down_s + dt if ratio <= control.stage_down_ratio and self.staged > 1 else 0.0
+        if self.policy is not None:
+            up, down = self.policy.stage(self, local, demand, ratio)
+        else:
+            up, down = ratio >= control.stage_up_ratio, ratio <= control.stage_down_ratio
+        self._up_s = self._up_s + dt if up and self.staged < len(local) else 0.0
+        self._down_s = self._down_s + dt if down and self.staged > 1 else 0.0
         if self._up_s > control.stage_delay or self._down_s > control.stage_delay:
             self.staged += 1 if self._up_s > control.stage_delay else -1
             self._up_s = self._down_s = 0.0
@@ -523,6 +556,27 @@ class HeaderCircuit:
             for drive, flow in zip(self.drives, header_flows(machines, self.head), strict=True):
                 drive.flow = flow
                 drive.head = self.head
+        self._critical_point()
+
+    def _critical_point(self) -> None:
+        """Differential pressure across the critical branch and its valve's opening.
+
+        The lumped curve splits in two: the mains up to the critical branch take
+        ``critical_path_share`` of the dynamic head k·Q², the branch (coil and valve wide
+        open) the rest. The valve throttles whatever the header gives beyond that need; its
+        opening is the flow coefficient it uses over its full one, √(need / available).
+        Wide open (1) exactly when the header gives no more than the system curve needs.
+        """
+        k, share = self.system.k, self.spec.critical_path_share
+        flow = self.delivered
+        self.critical_dp = max(self.head - self.system.static - share * k * flow * flow, 0.0)
+        need = (1.0 - share) * k * flow * flow
+        if flow <= 0.0:
+            self.critical_valve = 0.0
+        elif self.critical_dp <= need * (1.0 + 1e-9):
+            self.critical_valve = 1.0
+        else:
+            self.critical_valve = math.sqrt(need / self.critical_dp)
 
     _t = 0.0  # time of the step being solved, set by PlantModel
 

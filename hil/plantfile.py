@@ -145,6 +145,9 @@ class CircuitSpec:
     seed: int
     unmet_tolerance: float  # a delivered flow this much below the demand counts as unmet
     control: LocalControlSpec
+    # Share of the dynamic head lost in the mains before the critical (remotest) branch; the
+    # rest is the branch's coil and valve at full open, what the critical valve needs.
+    critical_path_share: float = 0.6
 
     @property
     def rho_g(self) -> float:
@@ -292,7 +295,7 @@ def _wear(sec: Section | None, family: Family) -> tuple[float, float, Wear]:
 
 _CIRCUIT_KEYS = {
     "name", "drives", "design_flow_m3h", "design_head_m", "design_pressure_pa", "static_pct",
-    "min_demand_pct", "max_demand_pct", "seed", "unmet_tolerance_pct", "control",
+    "min_demand_pct", "max_demand_pct", "seed", "unmet_tolerance_pct", "control", "critical_path_pct",
 }
 
 
@@ -323,6 +326,7 @@ def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSp
     min_demand, max_demand = _pair(sec, "min_demand_pct", "max_demand_pct", (30.0, 100.0), 150.0)
     circuit_seed = sec.integer("seed", seed, minimum=0)
     tolerance = sec.number("unmet_tolerance_pct", 1.0, minimum=0.0, maximum=20.0) / 100.0
+    path_share = sec.number("critical_path_pct", 60.0, minimum=0.0, maximum=95.0) / 100.0
     control_sec = sec.section("control")
     control = None
     if control_sec is not None:
@@ -336,13 +340,14 @@ def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSp
         delay = control_sec.number("stage_delay_s", 5.0, minimum=0.0)
         if all(math.isfinite(v) for v in (setpoint, up, down, delay)):
             control = LocalControlSpec(setpoint, up, down, delay)
-    values = (flow, head, static, min_demand, max_demand, tolerance)
+    values = (flow, head, static, min_demand, max_demand, tolerance, path_share)
     if control is None or not name or not members or len(members) != len(names) or circuit_seed < 0 \
             or not all(map(math.isfinite, values)):
         return None
     return CircuitSpec(name=name, drives=tuple(names), kind=kind, design_flow=flow, design_head=head,
                        static_ratio=static, min_demand_ratio=min_demand, max_demand_ratio=max_demand,
-                       seed=circuit_seed, unmet_tolerance=tolerance, control=control)
+                       seed=circuit_seed, unmet_tolerance=tolerance, control=control,
+                       critical_path_share=path_share)
 
 
 def _profile(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None],

@@ -6,15 +6,17 @@ runs, on the same demand trace:
 
 1. the conventional strategy: the plant left to its own drives (fixed pressure setpoint,
    threshold staging), stepped faster than real time (``hil.strategies``);
-2. the oracle: the least power that meets the demand, from the true curves;
-3. the agent: a real ``agent.service.Agent`` in control mode, polling and writing over
+2. good practice without the agent: trim-and-respond pressure reset on the critical
+   valve (ASHRAE Guideline 36) and best-efficiency staging (``hil.strategies.GoodPractice``);
+3. the oracle: the least power that meets the demand, from the true curves;
+4. the agent: a real ``agent.service.Agent`` in control mode, polling and writing over
    loopback Modbus TCP to the ``SimulatedPlant``, through its guard rails.
 
 ``--system-error static=-0.33,resistance=+0.2`` hands the agent a system curve off by
 these shares (the static head and the resistance k of y = static + k·Q² the operator types
 into the config); the plant is unchanged, so the run shows what a wrong guess costs.
 
-It prints one JSON object: the three energies, the share of the oracle's savings the
+It prints one JSON object: the four energies, the share of the oracle's savings the
 agent captured, unmet demand, limit violations, stage changes, and the savings the
 agent's own metrics claim against the conventional strategy beside the savings the
 plant shows.
@@ -51,7 +53,7 @@ from agent.profile import BUILTIN_CONFIGS, Quantity
 from hil.model import HeaderCircuit, PlantModel
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
 from hil.server import SimulatedPlant
-from hil.strategies import conventional_run, oracle_energy
+from hil.strategies import conventional_run, good_practice_run, oracle_energy
 
 log = logging.getLogger("hil.scenario")
 
@@ -488,6 +490,8 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         run = asyncio.run(_agent_run(scenario, plant, circuit, timing, state_dir, dry_run, system_error))
     conventional: PlantModel = conventional_run(plant, run.t_end)
     energy_conventional = sum(conventional.drives[n].snapshot.energy for n in circuit.drives)
+    good: PlantModel = good_practice_run(plant, run.t_end)
+    energy_good = sum(good.drives[n].snapshot.energy for n in circuit.drives)
     # Parallel pumps run within the same window around their best-efficiency flow as the agent's.
     window = BEP_WINDOW if len(circuit.drives) > 1 else None
     energy_oracle = oracle_energy(plant, circuit, run.t_end, window)
@@ -513,6 +517,16 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         "saving_vs_conventional_pct": round(100.0 * true_saving / energy_conventional, 2),
         "oracle_saving_vs_conventional_pct": round(100.0 * oracle_saving / energy_conventional, 2),
         "fraction_of_oracle_savings": round(true_saving / oracle_saving, 4) if oracle_saving > 0 else None,
+        "energy_good_practice_j": round(energy_good, 1),
+        "good_practice_saving_vs_conventional_pct": round(100.0 * (energy_conventional - energy_good)
+                                                          / energy_conventional, 2),
+        "saving_vs_good_practice_pct": round(100.0 * (energy_good - run.energy_j) / energy_good, 2),
+        "oracle_saving_vs_good_practice_pct": round(100.0 * (energy_good - energy_oracle) / energy_good, 2),
+        # Of the agent's savings against the conventional plant, the share good practice delivers too.
+        "share_of_agent_saving_good_practice_delivers": (
+            round((energy_conventional - energy_good) / true_saving, 4) if true_saving > 0 else None),
+        "good_practice_demand_unmet_seconds": round(good.headers[circuit.name].truth.unmet_s, 3),
+        "good_practice_stage_changes": good.headers[circuit.name].truth.stage_changes,
         "demand_unmet_seconds": round(run.unmet_s, 3),
         "demand_unmet_seconds_after_settling": round(run.unmet_after_settle_s, 3),
         "settling_allowance_s": round(timing.settle, 3),
