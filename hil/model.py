@@ -47,12 +47,12 @@ from hil.physics import (
     frequency_for_speed,
     header_flows,
     header_operating_point,
-    motor_efficiency,
     operating_flow,
     ramp,
     ratio_for_flow,
     slip_speed,
     system_from_rated,
+    torque_limit,
 )
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
 
@@ -104,6 +104,8 @@ class DriveSnapshot:
     pressure_setpoint: float = 0.0  # Pa, the circuit's pressure setpoint (0 without a pressure loop)
     fieldbus: bool = False  # under fieldbus control by its control word
     shaft_speed_ratio: float = math.nan  # the shaft's speed / rated (below speed_ratio by the slip)
+    current_limited: bool = False  # the drive's current limit held the frequency below the setpoint's
+    current_limited_s: float = 0.0  # s, time spent at the current limit since the start
     critical_pressure: float = 0.0  # Pa, true differential pressure across the critical branch
     critical_valve: float = 0.0  # opening of the critical load's valve, 0..1 (1: wide open)
     formula_baseline_power: float = 0.0  # W, the baseline method's formula on the true state
@@ -174,6 +176,8 @@ class DriveModel:
             else FlowController(self.curves, self.system, self.demand, spec.rated_power, spec.rated_slip)
         )
         self.circuit: HeaderCircuit | None = None
+        self.current_limited = False
+        self._torque_limit = torque_limit(spec.rated_power)
         self.remote_setpoint: float | None = None
         self.control_word: int | None = None  # None until a control word is written
         self.fault_code = 0  # a tripped drive stops, whatever it is told
@@ -267,6 +271,13 @@ class DriveModel:
         self.setpoint_ratio = self.choose_setpoint(t)
         self.speed_ratio = ramp(self.speed_ratio, self.setpoint_ratio, dt, self.spec.ramp_time)
 
+    def overload(self) -> float:
+        """Torque over the torque at the drive's current limit (above 1: the limit acts)."""
+        if self.speed_ratio <= RUNNING_RATIO:
+            return 0.0
+        shaft = self.curves.shaft_power(self.flow, self.shaft_ratio)
+        return shaft / self.spec.rated_power / max(self.shaft_ratio, RUNNING_RATIO) / self._torque_limit
+
     def finish_step(self, t: float, dt: float) -> None:
         """Phase 3: powers, noise and ground truth at the end of the step."""
         self.snapshot = self._settle(t, dt, self.snapshot)
@@ -328,7 +339,7 @@ class DriveModel:
         """Electrical power of the motor on the mains: motor losses only, no inverter."""
         if shaft <= 0.0:
             return 0.0
-        return shaft / motor_efficiency(shaft / self.spec.rated_power, self.spec.motor_efficiency)
+        return electrical_power(shaft, self.spec.rated_power, self.spec.motor_efficiency, 1.0, inverter=False)
 
     def _settle(self, t: float, dt: float, before: DriveSnapshot | None) -> DriveSnapshot:
         spec = self.spec
@@ -337,9 +348,11 @@ class DriveModel:
         pressure = head * self.curves.rho_g
         shaft = self.curves.shaft_power(self.flow, self.shaft_ratio)
         running = r > RUNNING_RATIO
-        power = electrical_power(shaft, spec.rated_power, spec.motor_efficiency) if running else 0.0
+        power = (electrical_power(shaft, spec.rated_power, spec.motor_efficiency, self.shaft_ratio)
+                 if running else 0.0)
         baseline = self.baseline_power(running)
         formula = self.formula_baseline_power(running)
+        limited_s = (before.current_limited_s if before else 0.0) + (dt if self.current_limited else 0.0)
         noise = self._rng.standard_normal(6)
         critical_pa = circuit_dp = 0.0
         valve = 0.0
@@ -378,7 +391,10 @@ class DriveModel:
             pressure=pressure, shaft_power=shaft, power=power, baseline_power=baseline, energy=energy,
             baseline_energy=baseline_energy, running=running, fault_code=self.fault_code, measured=measured,
             pressure_setpoint=circuit.setpoint_pa if circuit else 0.0, fieldbus=self.fieldbus,
-            shaft_speed_ratio=self.shaft_ratio, formula_baseline_power=formula, critical_pressure=circuit_dp,
+            shaft_speed_ratio=self.shaft_ratio, formula_baseline_power=formula,
+            current_limited=self.current_limited,
+            current_limited_s=limited_s,
+            critical_pressure=circuit_dp,
             critical_valve=valve,
             formula_baseline_energy=formula_energy,
         )
@@ -648,6 +664,7 @@ class PlantModel:
                 header._t = t0 + self.step
             for circuit in self.circuits:
                 circuit.solve()
+            self._limit_current()
             self.steps += 1
             for drive in self.drives.values():
                 drive.finish_step(self.t, self.step)
@@ -655,6 +672,29 @@ class PlantModel:
                 circuit.finish_step(self.t, self.step)
             ran += 1
         return ran
+
+    _LIMIT_PASSES = 8
+
+    def _limit_current(self) -> None:
+        """Drives whose motor would draw more than the current limit lower their frequency until it does not.
+
+        A pump run out beyond its best-efficiency flow, or pushed against a low head, loads
+        its motor past rated: the drive's current limit takes speed off (torque of a pump
+        ∝ speed², so the speed falls by the square root of the overload), and the
+        circuit's operating point is solved again. The lowered speed is where the next
+        step's ramp starts, as with a real drive.
+        """
+        for drive in self.drives.values():
+            drive.current_limited = False
+        for _ in range(self._LIMIT_PASSES):
+            over = [d for d in self.drives.values() if d.overload() > 1.0 + 1e-6]
+            if not over:
+                return
+            for drive in over:
+                drive.speed_ratio *= 0.999 * drive.overload() ** -0.5
+                drive.current_limited = True
+            for circuit in self.circuits:
+                circuit.solve()
 
     def command(self, name: str, quantity: Quantity, value: float) -> None:
         """A fieldbus write to a drive (SI value, pressure in Pa), taken at the current time."""

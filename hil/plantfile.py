@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, parse_load
 from agent.errors import ConfigError
-from agent.motor_tables import rated_slip
+from agent.motor_tables import EfficiencyClass, full_load_efficiency, poles_from_speed, rated_slip
 from agent.profile import Profile, available_profiles, load_profile, resolve_profile_path
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from agent.yamlsource import Issues, Section, load_yaml
@@ -201,6 +201,15 @@ def _pair(sec: Section, low_key: str, high_key: str, defaults: tuple[float, floa
     return low / 100.0, high / 100.0
 
 
+def _default_motor_pct(rated_power: float, rated_speed: float, frequency: float) -> float:
+    """Full-load efficiency [%] of an IE3 motor of this size and poles (IEC 60034-30-1); 92 if unknown."""
+    try:
+        poles = poles_from_speed(rated_speed / RPM_TO_RAD_S, frequency)
+        return 100.0 * full_load_efficiency(rated_power / 1e3, poles, EfficiencyClass.IE3)
+    except ValueError:
+        return 92.0
+
+
 def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], seed: int,
            issues: Issues) -> DriveSpec | None:
     sec.check_keys(_DRIVE_KEYS)
@@ -210,7 +219,8 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S
     frequency = sec.number("rated_frequency_hz", 50.0, minimum=1.0, maximum=1000.0)
     voltage = sec.number("rated_voltage_v", 400.0, minimum=24.0, maximum=15000.0)
-    motor_eff = sec.number("motor_efficiency_pct", 92.0, minimum=50.0, maximum=99.0) / 100.0
+    motor_eff = sec.number("motor_efficiency_pct", _default_motor_pct(rated_power, rated_speed, frequency),
+                           minimum=50.0, maximum=99.0) / 100.0
     shaft_ratio = sec.number("shaft_power_pct", 90.0, minimum=10.0, maximum=120.0) / 100.0
     load = parse_load(sec.section("load"))
     baseline = parse_baseline(sec.section("baseline", required=False), rated_power)

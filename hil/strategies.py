@@ -32,16 +32,13 @@ from numpy.typing import NDArray
 
 from hil.model import DriveModel, HeaderCircuit, PlantModel
 from hil.physics import (
-    DRIVE_EFFICIENCY,
-    DRIVE_LOAD,
-    MAX_EFFICIENCY,
-    MOTOR_EFFICIENCY,
-    MOTOR_LOAD,
     Curves,
     MachineCurves,
+    electrical_power_array,
     flow_at_head,
     header_head_for_flow,
     system_from_rated,
+    torque_limit,
 )
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
 
@@ -140,16 +137,12 @@ class _Machine:
     max_ratio: float
     bep_flow: float  # m³/s at rated speed, of the true curves
     window: tuple[float, float]  # allowed Q/r as multiples of the best-efficiency flow
+    torque_limit: float  # torque over rated at the drive's current limit
 
 
-def _electrical(shaft: FloatArray, machine: _Machine) -> FloatArray:
-    """``hil.physics.electrical_power`` on arrays."""
-    load = shaft / machine.rated_power
-    shape = np.interp(load, MOTOR_LOAD, MOTOR_EFFICIENCY) / MOTOR_EFFICIENCY[MOTOR_LOAD.index(1.0)]
-    motor = np.minimum(machine.motor_efficiency * shape, MAX_EFFICIENCY)
-    drive = np.interp(load, DRIVE_LOAD, DRIVE_EFFICIENCY)
-    result: FloatArray = np.where(shaft > 0.0, shaft / (motor * drive), 0.0)
-    return result
+def _electrical(shaft: FloatArray, ratio: FloatArray, machine: _Machine) -> FloatArray:
+    """``hil.physics.electrical_power`` on arrays: the machine at ``ratio`` through its drive."""
+    return electrical_power_array(shaft, ratio, machine.rated_power, machine.motor_efficiency)
 
 
 def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
@@ -167,8 +160,10 @@ def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
         disc = np.ones_like(ratio)
         shaft = np.array([c.shaft_power(float(q), float(r)) for q, r in zip(np.ravel(flow), np.ravel(ratio),
                                                                            strict=True)]).reshape(np.shape(flow))
-    power = _electrical(shaft, machine)
+    power = _electrical(shaft, ratio, machine)
     feasible = (disc >= 0.0) & (ratio >= machine.min_ratio - 1e-12) & (ratio <= machine.max_ratio + 1e-12)
+    # the drive's current limit: no more torque than the rated current gives
+    feasible &= shaft <= machine.torque_limit * machine.rated_power * np.maximum(ratio, 1e-12) * (1.0 + 1e-9)
     low, high = machine.window
     collapsed = flow / np.maximum(ratio, 1e-12)
     bep = machine.bep_flow
@@ -240,7 +235,8 @@ class Oracle:
         self.system = system_from_rated(circuit.design_flow, circuit.design_head, circuit.static_ratio)
         self.machines = [
             _Machine(d.true_curves(), d.rated_power, d.motor_efficiency, d.min_speed_ratio, d.max_speed_ratio,
-                     best_efficiency_flow(d.true_curves()), window or (0.0, math.inf))
+                     best_efficiency_flow(d.true_curves()), window or (0.0, math.inf),
+                     torque_limit(d.rated_power))
             for d in drives
         ]
         self._table_flow: FloatArray = np.zeros(0)
