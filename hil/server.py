@@ -90,7 +90,8 @@ class _DriveEndpoint:
     def __init__(self, plant: SimulatedPlant, spec: DriveSpec) -> None:
         self.plant = plant
         self.spec = spec
-        self.registers = DriveRegisters(spec)
+        in_circuit = any(spec.name in c.drives for c in plant.spec.circuits)
+        self.registers = DriveRegisters(spec, in_circuit)
         self.faults: dict[Fault, ActiveFault] = {}
 
 
