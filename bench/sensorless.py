@@ -123,7 +123,8 @@ def _measure(curves: TableCurves, shaft_r: FloatArray, flow: FloatArray, rng: np
     head = np.array([curves.head(float(q), float(r)) for q, r in zip(flow, shaft_r, strict=True)])
     pairs = zip(shaft_r, shaft, strict=True)
     freq = np.array([frequency_for_speed(float(r), float(p), RATED_POWER, slip) for r, p in pairs])
-    elec = np.array([electrical_power(float(p), RATED_POWER, SIM_MOTOR_EFFICIENCY) for p in shaft])
+    elec = np.array([electrical_power(float(p), RATED_POWER, SIM_MOTOR_EFFICIENCY, float(r))
+                     for p, r in zip(shaft, shaft_r, strict=True)])
     n = flow.size
     return Samples(
         flow=flow, q_rel=flow / (Q_BEP * shaft_r),
