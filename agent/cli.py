@@ -3,6 +3,9 @@
 Exit codes: 0 success, 1 an environment failure (port in use, disk), 2 a user's
 mistake in a config or on the command line. A user's mistake never shows a
 traceback.
+
+Long because each sub-command's handler sits beside the parser that feeds it: they are
+small, and each is the edge between a user's typing and one part of the agent.
 """
 
 from __future__ import annotations
@@ -11,29 +14,38 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig, BusConfig, load_config, parse_listen
+from agent.config.profile import (
+    Profile,
+    RegisterTable,
+    available_profiles,
+    load_profile,
+    resolve_profile_path,
+)
+from agent.config.yamlsource import BROADCAST_HINT, UNIT_ID_MAX, UNIT_ID_MIN, Issues
 from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
+from agent.modbus.readplan import Block
 from agent.numba_cache import cache_fallback, configure_numba_cache
-from agent.profile import Profile, RegisterTable, available_profiles, load_profile, resolve_profile_path
-from agent.readplan import Block
 from agent.units import RPM_TO_RAD_S
-from agent.yamlsource import BROADCAST_HINT, UNIT_ID_MAX, UNIT_ID_MIN, Issues
 
 if TYPE_CHECKING:
     from agent.web import WebConfigSource
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -89,7 +101,11 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one sub-command per job."""
+    """The argument parser, one sub-command per job.
+
+    Long because it declares every sub-command and option in one place, in the order
+    ``--help`` shows them.
+    """
     parser = argparse.ArgumentParser(prog="vfd-agent", description=__doc__.splitlines()[0],
                                      parents=[_common_options(suppress=False)])
     parser.add_argument("--version", action="version", version=f"vfd-agent {_version()}")
@@ -158,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bus_url(text: str) -> BusConfig:
-    from agent.bus_url import BusUrlError, parse_bus_url
+    from agent.errors import BusUrlError
+    from agent.modbus.bus_url import parse_bus_url
 
     try:
         return parse_bus_url(text)
@@ -199,7 +216,7 @@ def _report_config_error(error: ConfigError) -> int:
 
 
 def _check_config(path: Path) -> int:
-    from agent.readplan import bus_budget, bus_warnings
+    from agent.modbus.readplan import bus_budget, bus_warnings
 
     try:
         config = load_config(path)
@@ -233,8 +250,8 @@ def _load_profile(name: str) -> Profile:
 
 def _commission(args: argparse.Namespace) -> int:
     """``probe`` and ``scan``: exit 0 all good, 1 no answer or implausible values, 2 usage."""
-    from agent.probe import Rating, format_probe, probe, scan
-    from agent.readplan import plan_reads
+    from agent.modbus.probe import Rating, format_probe, probe, scan
+    from agent.modbus.readplan import plan_reads
 
     bus = dataclasses.replace(args.bus, timeout=args.timeout)
     try:
@@ -277,7 +294,7 @@ def _web_config(path: Path | None) -> WebConfigSource:
 
 
 async def _run_agent(config: AgentConfig, dry_run: bool = False, web: WebConfigSource | None = None) -> int:
-    from agent.ledger import LedgerLockedError
+    from agent.errors import LedgerLockedError
     from agent.service import Agent  # imports kernels: only after the Numba cache is configured
 
     agent = Agent(config, dry_run=dry_run, web_config=web)
@@ -310,8 +327,9 @@ def _run(path: Path, dry_run: bool = False, web_config: Path | None = None) -> i
 
 
 def _report(args: argparse.Namespace) -> int:
-    from agent import report
-    from agent.ledger import LEDGER_FILE, LedgerError, open_readonly
+    from agent.energy import report
+    from agent.energy.ledger import LEDGER_FILE, open_readonly
+    from agent.errors import LedgerError
 
     tz = datetime.now().astimezone().tzinfo
     path: Path = args.db
@@ -369,8 +387,24 @@ def _warmup(cache_dir: Path | None) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``vfd-agent`` console script."""
+def _exec_demo(argv: list[str]) -> int:
+    """Become ``python -m hil.demo`` with the same arguments: the demo is the test rig's.
+
+    The agent never imports ``hil`` (the product does not depend on its simulator); the
+    process is replaced, so its PID, signals, stdout and exit code stay the caller's.
+    """
+    if importlib.util.find_spec("hil") is None:
+        print("vfd-agent demo: the simulator (package hil) is not installed; "
+              "install vfd-agent from its source tree to run the demo", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "hil.demo", *argv])
+
+
+def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> int:
+    """Entry point of the ``vfd-agent`` console script (``demo``: how ``hil.demo`` runs the demo here)."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     if args.command == "check-config":
@@ -384,13 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("probe", "scan"):
         return _commission(args)
     if args.command == "demo":
-        from agent.demo import run_demo
-
         try:
             web = _web_config(args.web_config)
         except ConfigError as exc:
             return _report_config_error(exc)
-        return run_demo(args.listen, args.duration, args.state_dir, web)
+        if demo is None:
+            return _exec_demo(argv)
+        return demo(args.listen, args.duration, args.state_dir, web)
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 

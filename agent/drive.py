@@ -4,40 +4,36 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from agent.config import DriveConfig, SiteConfig
-from agent.energy import BaselineModel, EnergyAccount, EnergySample
-from agent.errors import DriveError
+from agent.config.profile import NegativePower, Quantity
+from agent.energy.account import EnergyAccount, EnergySample
+from agent.energy.baseline import BaselineModel
+from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
-from agent.profile import NegativePower, Quantity
-from agent.readplan import Block, plan_reads
-from agent.units import Dimension
+from agent.modbus.readplan import Block, plan_reads
+from agent.units import MAX_POWER_OVER_RATED, Dimension, is_running
 
 log = logging.getLogger(__name__)
 
-# A reading beyond these is almost always a wrong scale or word order, not physics.
-MAX_POWER_OVER_RATED = 3.0
-MAX_SPEED_RATIO = 2.0
+MAX_SPEED_RATIO = 2.0  # a speed beyond this is a wrong scale or word order, not physics
+# The one freshness rule (control, metrics and tests all ask ``DriveRuntime.is_fresh``): a
+# reading is fresh for two poll intervals of its bus. One missed poll is tolerated (a single
+# timeout must not hand a group back), two are not: the agent then acts on data that no longer
+# describes the drive. ``timeout × (retries + 1)`` is below the interval (checked at load), so a
+# poll that answers at all lands well inside the window.
+FRESH_INTERVALS = 2.0
 # Power above -this × rated is a stopped drive's measurement noise, taken as zero.
 NEGATIVE_POWER_NOISE = 0.01
-RUNNING_SPEED_RATIO = 0.01
 
 
-class ImplausibleReadingError(DriveError):
-    """The drive answered, but a value cannot be real; it is not used."""
-
-    kind = "implausible"
-
-
-class StuckReadingError(ImplausibleReadingError):
-    """Every value of a running drive has stayed identical for too long: the drive's data is frozen."""
-
-    kind = "stuck"
+def stale_after(poll_interval: float) -> float:
+    """Age [s] beyond which a drive's data is stale, for a bus polled every ``poll_interval`` s."""
+    return FRESH_INTERVALS * poll_interval
 
 
 COUNTER_RESET = "counter_reset"  # error kind: the energy counter went backwards (drive restarted?)
@@ -65,15 +61,17 @@ class DriveRuntime:
         self.history = RingBuffer(history)
         self.account = EnergyAccount.for_drive(config, site, max_gap)
         self.baseline = BaselineModel(config)
-        # What the operator's setpoint would draw now [W]; set by the optimizer, NaN without one.
-        self.counterfactual_power = math.nan
+        # A drive of an optimizer group books each poll's energy once the optimizer has priced
+        # that same poll's counterfactual (``book``); any other drive books it at once. The
+        # agent sets it from the config's groups.
+        self.awaits_counterfactual = False
+        self._unbooked: EnergySample | None = None
         self.up: bool | None = None  # None until the first poll
         self.errors: Counter[str] = Counter()
         self.last: Reading | None = None
         self.polls = 0
-        # Freshness and plausibility (for control: see fresh_and_plausible); the poller sets
-        # stale_after from its bus's interval.
-        self.stale_after = 3.0  # s
+        # Freshness (see is_fresh); the poller sets stale_after from its bus's interval.
+        self.stale_after = stale_after(1.0)  # s
         self.stuck_polls = 10  # identical polls of a running drive before its data counts as frozen ...
         self.stuck_min_s = 10.0  # ... and for at least this long
         self.counter_resets = 0
@@ -97,13 +95,13 @@ class DriveRuntime:
         return speed / self.config.rated_speed
 
     def is_fresh(self, now: float) -> bool:
-        """True if the last poll succeeded, passed every check, and is at most ``stale_after`` s old."""
-        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
+        """The one test before acting on this drive's data (see ``FRESH_INTERVALS``).
 
-    @property
-    def fresh_and_plausible(self) -> bool:
-        """The one test before acting on this drive's data: fresh (monotonic clock) and plausible."""
-        return self.is_fresh(time.monotonic())
+        True if the last poll succeeded, passed every plausibility check, and is at most
+        ``stale_after`` s old at ``now``: the caller's clock, the same injected monotonic clock
+        the poller stamps readings with.
+        """
+        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
 
     def status(self, name: str) -> bool | None:
         """A named bit (profile ``status_bits``: ready, running, remote, fault) of the last status word."""
@@ -150,15 +148,17 @@ class DriveRuntime:
         except ImplausibleReadingError as exc:
             self.fail(exc)
             raise
-        running = (math.isfinite(ratio) and ratio > RUNNING_SPEED_RATIO) or (
-            math.isnan(ratio) and power > 0.005 * self.config.rated_power
-        )
+        running = is_running(ratio, power, self.config.rated_power)
         self._check_stuck(t, values, running)
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
         baseline = self.baseline.power(ratio, flow, max(power, 0.0), running)
-        self.account.add(EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan),
-                                      self.counterfactual_power))
+        self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
+        sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
+        if self.awaits_counterfactual:
+            self._unbooked = sample
+        else:
+            self.account.add(sample)
         row = np.full(len(Channel), math.nan)
         row[Channel.TIME] = t
         row[Channel.SPEED_RATIO] = ratio
@@ -202,8 +202,19 @@ class DriveRuntime:
             log.warning("drive %s: energy counter went back from %g to %g J (drive restarted or reset?)",
                         self.name, before, now)
 
+    def book(self, counterfactual_power: float = math.nan) -> None:
+        """Book the latest accepted poll's energy, if it waits for it.
+
+        ``counterfactual_power``: what the operator's strategy would draw at that poll [W], the
+        optimizer's savings basis (NaN: none).
+        """
+        sample, self._unbooked = self._unbooked, None
+        if sample is not None:
+            self.account.add(replace(sample, counterfactual_power=counterfactual_power))
+
     def fail(self, error: DriveError) -> None:
         """Record a failed poll: count it, mark the drive down, stop integrating across it."""
+        self.book()
         self.errors[error.kind] += 1
         self.account.break_chain()
         if self.up is not False:

@@ -1,12 +1,19 @@
-"""The agent's error tree.
+"""The agent's error tree, every class of it in this one module.
 
 AgentError
- ├── ConfigError          a user's mistake in a config or profile file (exit code 2)
- └── DriveError           a drive or bus failed to answer sensibly; counted, never fatal
-      ├── DriveTimeoutError          no answer in time (TimeoutError too)
-      ├── DriveConnectionError  could not connect, or the connection dropped
-      ├── DriveReplyError   the drive answered with a Modbus exception code
-      └── DriveProtocolError    a malformed or mismatched reply
+ ├── ConfigError                 a user's mistake in a config or profile file (exit code 2)
+ ├── BusUrlError                 a bus URL on the command line that cannot be used (ValueError too)
+ ├── LedgerError                 the ledger cannot be opened or written; polling goes on
+ │    └── LedgerLockedError      another agent keeps this ledger
+ └── DriveError                  a drive or bus failed to answer sensibly; counted, never fatal
+      ├── DriveTimeoutError      no answer in time (TimeoutError too)
+      ├── DriveConnectionError   could not connect, or the connection dropped
+      ├── DriveReplyError        the drive answered with a Modbus exception code
+      │    └── UnknownReplyError     with a code outside the specification
+      ├── DriveProtocolError     a malformed or mismatched reply
+      │    └── LineNoiseError        an RTU reply with a bad CRC
+      └── ImplausibleReadingError  an answer whose values cannot be real
+           └── StuckReadingError     a running drive's values frozen
 
 Each DriveError carries a ``kind`` that becomes the ``kind`` label of
 ``vfd_poll_errors_total``, so the label set stays small and bounded.
@@ -77,3 +84,39 @@ class DriveProtocolError(DriveError):
     """The reply could not be used: wrong length, wrong id, undecodable."""
 
     kind = "protocol"
+
+
+class UnknownReplyError(DriveReplyError):
+    """An exception reply with a code outside the Modbus specification."""
+
+    kind = "exception_other"
+
+
+class LineNoiseError(DriveProtocolError):
+    """An RTU reply arrived with a bad CRC: noise on the line, not a silent drive."""
+
+    kind = "crc"
+
+
+class ImplausibleReadingError(DriveError):
+    """The drive answered, but a value cannot be real; it is not used."""
+
+    kind = "implausible"
+
+
+class StuckReadingError(ImplausibleReadingError):
+    """Every value of a running drive has stayed identical for too long: the drive's data is frozen."""
+
+    kind = "stuck"
+
+
+class BusUrlError(AgentError, ValueError):
+    """A bus URL that cannot be used; the message says why."""
+
+
+class LedgerError(AgentError):
+    """The ledger cannot be opened or written; polling and metrics go on without it."""
+
+
+class LedgerLockedError(LedgerError):
+    """Another agent already keeps this ledger."""

@@ -84,8 +84,18 @@ class AgentFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in text.split("\n"))
 
 
+def quiet_libraries() -> None:
+    """Silence pymodbus below CRITICAL, at start-up (the command line, ``Agent``), never at import.
+
+    pymodbus logs every timeout at ERROR, and the poller reports each failure itself, once
+    per outage; importing the agent's modules changes no one else's logging.
+    """
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
 def setup_logging(level: str, fmt: LogFormat, stream: TextIO | None = None) -> None:
     """Configure the root logger once, for the command line."""
+    quiet_libraries()
     out = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(out)
     handler.setFormatter(AgentFormatter(fmt, under_journald(out)))

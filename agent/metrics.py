@@ -7,12 +7,16 @@ dead drive never shows stale numbers as if they were live. Cumulative series the
 ledger restores (energy, savings, ...) are absent until it has restored them: a
 counter shown from zero and then jumping by the stored history would make
 ``increase()`` count that history twice.
+
+Long because every family's name, unit and help text is the contract with the dashboards,
+rules and alerts (``configs/monitoring``), reviewed together in one place.
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
 from typing import Protocol
@@ -21,14 +25,23 @@ from prometheus_client import CollectorRegistry, GCCollector, Histogram, Platfor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.bookkeeping import Bookkeeper
-from agent.control import WriteResult
-from agent.drive import COUNTER_RESET, DriveRuntime, ImplausibleReadingError, StuckReadingError
-from agent.energy import CounterEvent
-from agent.errors import DriveConnectionError, DriveProtocolError, DriveTimeoutError
-from agent.modbus import KNOWN_EXCEPTION_CODES, LineNoiseError, UnknownReplyError
-from agent.optimizer import Optimizer
-from agent.profile import STATUS_BITS, NegativePower, Quantity
+from agent.config.profile import STATUS_BITS, NegativePower, Quantity
+from agent.control.writer import WriteResult
+from agent.drive import COUNTER_RESET, DriveRuntime
+from agent.energy.bookkeeping import Bookkeeper
+from agent.energy.counter import CounterEvent
+from agent.errors import (
+    DriveConnectionError,
+    DriveProtocolError,
+    DriveTimeoutError,
+    ImplausibleReadingError,
+    LineNoiseError,
+    StuckReadingError,
+    UnknownReplyError,
+)
+from agent.modbus.client import KNOWN_EXCEPTION_CODES
+from agent.optimizer.loop import Optimizer
+from agent.units import Clock
 from agent.wallclock import WallClock
 
 # Every kind of failed poll a drive can show, so each ``vfd_poll_errors_total{kind}`` series exists at 0
@@ -58,15 +71,23 @@ class AgentCollector(Collector):
     """Per-drive energy, savings and health, read from the live ``DriveRuntime`` objects."""
 
     def __init__(self, drives: Sequence[DriveRuntime], currency: str,
-                 totals_restored: Callable[[], bool] | None = None) -> None:
+                 totals_restored: Callable[[], bool] | None = None, clock: Clock = time.monotonic) -> None:
         self.drives = drives
         self.currency = currency
         self.totals_restored = totals_restored
+        self.clock = clock  # the pollers' clock: freshness is judged on the clock readings are stamped with
 
     def collect(self) -> Iterator[Metric]:
-        """Build every family from the current state."""
+        """Build every family from the current state.
+
+        Long because every per-drive family is declared and filled in one pass over the
+        drives, so one scrape shows one consistent state.
+        """
         labels = ["drive"]
         up = GaugeMetricFamily("vfd_up", "1 if the last poll of the drive succeeded, else 0", labels=labels)
+        fresh = GaugeMetricFamily("vfd_data_fresh", "1 while the drive's data may be acted on (up, "
+                                  "plausible, at most two poll intervals old: control's rule), else 0",
+                                  labels=labels)
         power = GaugeMetricFamily("vfd_power_watts", "Electrical power drawn by the drive", labels=labels)
         speed = GaugeMetricFamily("vfd_speed_ratio", "Motor speed as a fraction of rated speed",
                                   labels=labels)
@@ -116,9 +137,11 @@ class AgentCollector(Collector):
             "vfd_last_poll_timestamp_seconds", "Unix time of the last successful poll", labels=labels
         )
         restored = self.totals_restored is None or self.totals_restored()
+        now = self.clock()
         for drive in self.drives:
             name = [drive.name]
             up.add_metric(name, 1.0 if drive.up else 0.0)
+            fresh.add_metric(name, 1.0 if drive.is_fresh(now) else 0.0)
             if drive.account.counter is not None:
                 events = dict(drive.account.counter.events)
                 for event in CounterEvent:
@@ -154,8 +177,8 @@ class AgentCollector(Collector):
             source.add_metric([drive.name, "counter"], totals.counter_s)
             source.add_metric([drive.name, "power"], totals.power_s)
             gaps.add_metric(name, float(totals.gaps))
-        yield from (up, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty, co2,
-                    cost, covered, gaps, errors, last, source, counter_events, regenerated)
+        yield from (up, fresh, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty,
+                    co2, cost, covered, gaps, errors, last, source, counter_events, regenerated)
 
 
 class LedgerCollector(Collector):
@@ -245,7 +268,7 @@ class BusCollector(Collector):
 
 
 class OptimizerCollector(Collector):
-    """Fits, recommendations and guarded writes of the optimizer (``agent.optimizer``), per drive."""
+    """Fits, recommendations and guarded writes of the optimizer, per drive, from its snapshot."""
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
@@ -273,39 +296,36 @@ class OptimizerCollector(Collector):
         writes = CounterMetricFamily("vfd_setpoint_writes", "Attempted writes by result (ok, dry_run, "
                                      "refused_*, failed, verify_failed)", labels=["drive", "result"])
         stages = CounterMetricFamily("vfd_stage_changes", "Stage changes the agent made", labels=["group"])
-        for group in self.optimizer.groups:
-            stages.add_metric([group.name], float(group.stage.changes))
-            system_r2 = group.system.r_squared
-            for machine, drive in zip(group.machines, group.drives, strict=True):
+        snapshot = self.optimizer.snapshot()
+        errors = CounterMetricFamily("vfd_optimizer_cycle_errors", "Optimizer cycles that failed (a bug; "
+                                     "every group was handed back to the operator)")
+        errors.add_metric([], float(snapshot.cycle_errors))
+        for group in snapshot.groups:
+            stages.add_metric([group.name], float(group.stage_changes))
+            for drive in group.drives:
                 name = drive.name
-                fit = machine.fit
-                if fit is not None:
-                    for curve, r2, used in (("head", fit.r2_head, machine.fitted_head is not None),
-                                            ("power", fit.r2_power, machine.fitted_power is not None)):
+                if drive.fitted:
+                    for curve, r2, used in (("head", drive.r2_head, drive.head_fit_in_use),
+                                            ("power", drive.r2_power, drive.power_fit_in_use)):
                         if math.isfinite(r2):
                             fit_r2.add_metric([name, curve], r2)
                         fit_used.add_metric([name, curve], 1.0 if used else 0.0)
-                if math.isfinite(system_r2):
-                    fit_r2.add_metric([name, "system"], system_r2)
-                fit_used.add_metric([name, "system"], 1.0 if group.system.fitted else 0.0)
-                value = machine.efficiency_drift()
-                if math.isfinite(value):
-                    drift.add_metric([name], value)
-                rec = group.recommendations.get(name)
-                if rec is not None:
-                    for family, number in ((speed, rec.speed_ratio), (running, rec.running),
-                                           (setpoint, rec.setpoint_pa), (saving, rec.expected_saving_w)):
-                        if math.isfinite(number):
-                            family.add_metric([name], number)
-                writer = group.writers.get(name)
-                # A dry run sends nothing: the drive's own values are in force.
-                held = group.holding and writer is not None and writer.holds and not writer.dry_run
-                holding.add_metric([name], 1.0 if held else 0.0)
-                if writer is not None:
-                    results = dict(writer.results)
+                if math.isfinite(group.system_r_squared):
+                    fit_r2.add_metric([name, "system"], group.system_r_squared)
+                fit_used.add_metric([name, "system"], 1.0 if group.system_fitted else 0.0)
+                if math.isfinite(drive.efficiency_drift):
+                    drift.add_metric([name], drive.efficiency_drift)
+                rec = drive.recommendation
+                for family, number in ((speed, rec.speed_ratio), (running, rec.running),
+                                       (setpoint, rec.setpoint_pa), (saving, rec.expected_saving_w)):
+                    if math.isfinite(number):
+                        family.add_metric([name], number)
+                holding.add_metric([name], 1.0 if drive.holding else 0.0)
+                if drive.controlled:  # every result at 0 from the start, so increase() sees the first
                     for result in WriteResult:
-                        writes.add_metric([name, result.value], float(results.get(result.value, 0)))
+                        writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
+        yield errors
 
 
 # Instantaneous health values a profile may map: exported while the drive is up, like power.

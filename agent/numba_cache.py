@@ -11,6 +11,11 @@ the agent: Numba raises the OSError out of the kernel call that compiled, so
 ``install_cache_fallback`` makes that a warning, logged once, after which every
 kernel is compiled in memory (slower starts, the same results). What the cache
 already holds is still loaded.
+
+The compile flags (``cache``, ``fastmath``, ``error_model``, ``nogil``) are the kernels'
+own, in ``kernels._numba``; only the location is decided here. They cannot share one
+module: the location must be set before Numba is imported, with I/O and logging, which
+``kernels/`` never does, and ``kernels/`` imports nothing from ``agent/``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ others keep their slots. A connection that drops mid-cycle is reopened at once,
 so the drives after the one that dropped it are still polled in that cycle; on
 TCP that includes the connection the client drops itself after a timeout.
 
-Each drive's reads are planned per bus (``agent.readplan.plan_for``): on RTU,
+Each drive's reads are planned per bus (``agent.modbus.readplan.plan_for``): on RTU,
 gaps are bridged where the frame-time model says that is cheaper. A drive that
 rejects a bridged read with exception 2 (illegal data address) is re-planned
 without bridging, once.
@@ -30,20 +30,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.config import BusConfig
-from agent.drive import DriveRuntime, ImplausibleReadingError
-from agent.errors import DriveConnectionError, DriveError, DriveProtocolError, DriveReplyError
-from agent.modbus import BusClient
-from agent.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
-from agent.rtu import LineBudget
+from agent.drive import DriveRuntime, stale_after
+from agent.errors import (
+    DriveConnectionError,
+    DriveError,
+    DriveProtocolError,
+    DriveReplyError,
+    ImplausibleReadingError,
+)
+from agent.modbus.client import BusClient
+from agent.modbus.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
+from agent.modbus.rtu import LineBudget
+from agent.units import Clock
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 
 DOWN_RETRY_MAX_S = 4.0  # a silent drive is asked again at least this often (recovery well within 10 s)
 SLOW_KINDS = frozenset({"timeout", "crc", "connection"})  # failures that cost the line a whole timeout
 UTILIZATION_WINDOW_S = 10.0
-STALE_INTERVALS = 2.5  # a reading older than this many intervals is stale
 
 
 @dataclass
@@ -84,7 +89,7 @@ class BusPoller:
         self._busy_samples: deque[tuple[float, float]] = deque()
         for drive in drives:
             drive.blocks = plan_for(bus, drive.config.profile)
-            drive.stale_after = max(STALE_INTERVALS * bus.poll_interval, bus.poll_interval + bus.timeout)
+            drive.stale_after = stale_after(bus.poll_interval)
         profiles = [d.config.profile for d in drives]
         self.budget: LineBudget | None = bus_budget(bus, profiles)
         for warning in bus_warnings(bus, profiles):
@@ -224,7 +229,7 @@ class BusPoller:
             raise
         self.stats.connects += 1
         # INFO at the first connect and when the bus comes back; a TCP connection dropped after a
-        # timeout (agent.modbus) is reopened at once, at DEBUG, or a silent unit would log every retry.
+        # timeout (agent.modbus.client) is reopened at once, at DEBUG, or a silent unit would log every retry.
         level = logging.INFO if self.stats.connects == 1 or self._backoff else logging.DEBUG
         self._backoff = 0.0
         self._connect_failing = False

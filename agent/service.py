@@ -36,11 +36,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from agent.bookkeeping import Bookkeeper
 from agent.config import AgentConfig, DriveConfig, load_config
 from agent.drive import DriveRuntime
-from agent.errors import ConfigError
-from agent.ledger import LEDGER_FILE, HandbackStore, LedgerError
+from agent.energy.bookkeeping import Bookkeeper
+from agent.energy.ledger import LEDGER_FILE, HandbackStore
+from agent.errors import ConfigError, LedgerError
+from agent.logs import quiet_libraries
 from agent.metrics import (
     AgentCollector,
     BuildInfoCollector,
@@ -54,10 +55,11 @@ from agent.metrics import (
     poll_duration_histogram,
     register_process_collectors,
 )
-from agent.modbus import BusClient
-from agent.optimizer import Optimizer
-from agent.poller import BusPoller, Clock
+from agent.modbus.client import BusClient
+from agent.optimizer.loop import Optimizer
+from agent.poller import BusPoller
 from agent.sdnotify import Notifier
+from agent.units import Clock
 from agent.wallclock import SyncState, WallClock, timesyncd_synchronized
 from agent.web import AgentStatus, WebConfigSource, WebServer
 
@@ -82,6 +84,7 @@ class Agent:
         dry_run: bool = False,
         web_config: WebConfigSource | None = None,
     ) -> None:
+        quiet_libraries()
         self.config = config
         self.web_config = web_config
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -103,7 +106,7 @@ class Agent:
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
                                      clock_floor=self.wall.raise_floor)
-        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency,
+        self.registry.register(AgentCollector(self.drives, config.site.tariff.currency, clock=clock,
                                               totals_restored=lambda: self.bookkeeper.restored))
         self.registry.register(ClockCollector(self.wall))
         self.registry.register(BusCollector(self.pollers))
@@ -123,6 +126,9 @@ class Agent:
         same_site = (self.config.site, self.config.max_gap) == (config.site, config.max_gap)
         drives = [_keep_or_carry(previous.get(d.name), d, config, same_site) for d in config.drives]
         self.drives[:] = drives
+        grouped = {name for group in config.groups for name in group.drives}
+        for drive in drives:  # booked by the optimizer's per-poll hook, with that poll's counterfactual
+            drive.awaits_counterfactual = drive.name in grouped
         pollers = []
         for bus in config.buses:
             on_bus = [d for d in self.drives if d.config.bus == bus.name]

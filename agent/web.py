@@ -12,6 +12,9 @@ fifty Prometheus servers scraping at once neither spawn fifty threads nor starve
 loop, and a client that stops talking is cut off after ``CONNECTION_TIMEOUT_S``. Scrapes that
 arrive while the exposition is being rendered share the next rendering, so their cost stays
 that of one or two renderings however many arrive.
+
+Long because it is one security boundary: the web-config parsing, the TLS and basic-auth
+checks and the worker pool that enforces them are read and reviewed together.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 import bcrypt
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.yamlsource import Issues, Section, load_yaml
+from agent.config.yamlsource import Issues, Section, load_yaml
 
 log = logging.getLogger(__name__)
 

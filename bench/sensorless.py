@@ -45,9 +45,9 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 import kernels as k  # noqa: E402
-from agent.machine import PUMP_SHAPE, curves_from_rated  # noqa: E402
 from agent.motor_tables import EfficiencyClass, full_load_efficiency, part_load_table, rated_slip  # noqa: E402
-from agent.optimizer import ElectricalModel  # noqa: E402
+from agent.optimizer.datasheet import PUMP_SHAPE, curves_from_rated  # noqa: E402
+from agent.optimizer.machine import ElectricalModel  # noqa: E402
 from hil.catalogue import SHAPES, Family, TableCurves, Wear  # noqa: E402
 from hil.physics import GRAVITY, WATER_DENSITY, electrical_power, frequency_for_speed  # noqa: E402
 

@@ -40,10 +40,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
 
 from agent.config import load_config  # noqa: E402
-from agent.profile import BUILTIN_PROFILES, load_profile  # noqa: E402
+from agent.config.profile import BUILTIN_PROFILES, load_profile  # noqa: E402
+from agent.config.yamlsource import Issues  # noqa: E402
 from agent.service import Agent  # noqa: E402
 from agent.units import RPM_TO_RAD_S  # noqa: E402
-from agent.yamlsource import Issues  # noqa: E402
 from hil import SimulatedPlant, load_plant  # noqa: E402
 from hil.faults import Fault  # noqa: E402
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from agent.bus_url import BusUrlError, parse_bus_url
 from agent.config import BusConfig, parse_listen
-from agent.errors import ConfigError
+from agent.errors import BusUrlError, ConfigError
+from agent.modbus.bus_url import parse_bus_url
 from hil.plantfile import PlantSpec, load_plant
 from hil.server import SimulatedPlant
 from hil.truth import GroundTruthCollector

@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass, field
 from enum import Enum
 
-from agent.yamlsource import Section
+from agent.config.yamlsource import Section
 
 
 class Fault(Enum):

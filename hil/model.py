@@ -23,6 +23,9 @@ A pressure setpoint goes to the drive's circuit, whose PI then holds it.
 Ground truth (true electrical and baseline energy) is the trapezoid integral of
 the noise-free powers at the physics step; measured values carry noise, and the
 drive's own energy counter integrates its measured power, as a real drive's does.
+
+Long because the step's phases share one state (drives, circuits, local control, truth)
+and are read in order; the pure physics lives apart in ``hil.physics``.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from typing import Protocol
 import numpy as np
 
 from agent.config import BaselineMethod
-from agent.energy import baseline_table
-from agent.profile import Quantity
+from agent.config.profile import Quantity
+from agent.energy.baseline import baseline_table
 from hil.demand import DemandProfile
 from hil.physics import (
     Curves,

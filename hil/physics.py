@@ -4,6 +4,12 @@ Everything here is SI and stateless: flow Q [m³/s], speed ratio r = n/n_rated,
 "head" y in the machine's own unit (pump: head [m]; fan: total pressure [Pa]),
 power [W]. ``rho_g`` turns Q·y into hydraulic (or air) power: ρ·g for a pump,
 1 for a fan whose y is already a pressure.
+
+This module is the plant's truth, so it keeps its own operating-point algebra and its own
+bisections (``flow_at_head``, ``header_operating_point``, ``common_ratio_for``) on purpose,
+although ``kernels.operating`` has the same ones for the agent: the simulator is an
+independent oracle, and an error in a kernel must show as a disagreement with the plant,
+not be copied into it.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ FloatLike = FloatArray  # the loss formulas take arrays (one formula for the pla
 
 WATER_DENSITY = 998.0  # kg/m³ at about 20 °C
 GRAVITY = 9.80665  # m/s²
+RHO_G_WATER = WATER_DENSITY * GRAVITY  # Pa per metre of water column (the plant's own, see above)
 
 # Dimensionless curve shapes of the default ("quadratic") family: (shut-off head ratio,
 # linear head term, shut-off power ratio). Radial pumps: shut-off head 1.25 × rated,
 # shut-off power about 45 % of rated power; fans: shut-off pressure 1.3 × rated, shut-off
 # power about 35 %. The power curve is then fixed by two conditions: it passes through the
 # rated point, and the efficiency Q·y/P peaks there (best-efficiency point at rated flow).
-# These are the same figures as agent.machine's datasheet curves, kept here on purpose
+# These are the same figures as agent.optimizer.datasheet's curves, kept here on purpose
 # (the simulator does not import the agent's model): on this family the agent's prior is
 # exact; hil.catalogue has the families it is not.
 PUMP_SHAPE = (1.25, -0.10, 0.45)

@@ -4,6 +4,9 @@ A plant file is read with the agent's own YAML reader, and each drive's
 ``load`` and ``baseline`` sections with the agent's own parsers, so a plant
 file and a site config describe a drive in the same words. Every mistake is
 collected and raised at once as ``ConfigError`` (``FILE:LINE: field: message``).
+
+Long because each section's spec type sits beside its parser, as in ``agent.config``'s
+groups: a plant file is one format, read and reviewed in one place.
 """
 
 from __future__ import annotations
@@ -13,18 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, parse_load
+from agent.config.profile import Profile, available_profiles, load_profile, resolve_profile_path
+from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
 from agent.motor_tables import EfficiencyClass, full_load_efficiency, poles_from_speed, rated_slip
-from agent.profile import Profile, available_profiles, load_profile, resolve_profile_path
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
-from agent.yamlsource import Issues, Section, load_yaml
 from hil.catalogue import Family, TableCurves, Wear
 from hil.faults import FaultSpec, parse_faults
 from hil.physics import (
     FAN_SHAPE,
-    GRAVITY,
     PUMP_SHAPE,
-    WATER_DENSITY,
+    RHO_G_WATER,
     Curves,
     MachineCurves,
     curves_from_rated,
@@ -96,7 +98,7 @@ class DriveSpec:
     @property
     def rho_g(self) -> float:
         """Factor turning flow × head into hydraulic power (1 for a fan's pressure)."""
-        return 1.0 if self.load.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
+        return 1.0 if self.load.kind is LoadKind.FAN else RHO_G_WATER
 
     def curves(self) -> MachineCurves:
         """The machine's datasheet (as new) affinity curves, derived from its rated point."""
@@ -152,7 +154,7 @@ class CircuitSpec:
     @property
     def rho_g(self) -> float:
         """Factor turning head into pressure [Pa] (1 for a fan)."""
-        return 1.0 if self.kind is LoadKind.FAN else WATER_DENSITY * GRAVITY
+        return 1.0 if self.kind is LoadKind.FAN else RHO_G_WATER
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A simulated drive's register image, encoded through the same profile the agent decodes.
 
-Reads get the drive's current state encoded point by point with ``agent.codec``;
+Reads get the drive's current state encoded point by point with ``agent.modbus.codec``;
 writes are decoded the same way. Out-of-range values saturate at the type's
 limits, as a drive's display does, except the energy counter, which wraps at
 the type's maximum like a real counter (or sticks at the profile's
@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntFlag
 
-from agent.codec import DataType, Order, decode, encode
-from agent.profile import Point, Quantity, RegisterTable
+from agent.config.profile import Point, Quantity, RegisterTable
+from agent.modbus.codec import DataType, Order, decode, encode
 from agent.units import Dimension
 from hil.model import DriveSnapshot
-from hil.physics import GRAVITY, WATER_DENSITY
+from hil.physics import RHO_G_WATER
 from hil.plantfile import DriveSpec
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -48,7 +48,7 @@ class StatusBit(IntFlag):
     FAULT = 1 << 3
 
 
-class WriteResult(Enum):
+class DriveAnswer(Enum):
     """How a drive answers a write; the server maps these to Modbus exception codes."""
 
     OK = "ok"
@@ -168,10 +168,10 @@ class DriveRegisters:
             omega = snapshot.speed_ratio * self.spec.rated_speed
             return snapshot.shaft_power / omega if omega > 0.0 else 0.0
         if q is Quantity.PRESSURE and point.dimension is Dimension.HEAD:
-            return m.pressure / (WATER_DENSITY * GRAVITY)  # metres of water column
+            return m.pressure / RHO_G_WATER  # metres of water column
         if q is Quantity.PRESSURE_SETPOINT:
             pa = snapshot.pressure_setpoint
-            return pa / (WATER_DENSITY * GRAVITY) if point.dimension is Dimension.HEAD else pa
+            return pa / RHO_G_WATER if point.dimension is Dimension.HEAD else pa
         if q is Quantity.STATUS_WORD:
             return float(status_word(snapshot, self.spec.remote, self.profile.status_bits))
         if q is Quantity.FAULT_CODE:
@@ -237,7 +237,7 @@ class DriveRegisters:
 
     def write(
         self, address: int, values: Sequence[int], snapshot: DriveSnapshot
-    ) -> tuple[WriteResult, float | None]:
+    ) -> tuple[DriveAnswer, float | None]:
         """Apply a write to holding registers; returns the result and any new speed setpoint ratio.
 
         Every register written must belong to a writable point; a point written only in
@@ -250,7 +250,7 @@ class DriveRegisters:
         ]
         covered = {a for p in touched if p.writable for a in range(p.address, p.end)}
         if any(p.writable is False for p in touched) or not covered.issuperset(range(address, end)):
-            return WriteResult.ILLEGAL_ADDRESS, None
+            return DriveAnswer.ILLEGAL_ADDRESS, None
         updates: dict[Quantity, list[int]] = {}
         commands: dict[Quantity, float] = {}
         new_ratio: float | None = None
@@ -261,15 +261,15 @@ class DriveRegisters:
                 words[a - point.address] = values[a - address]
             si = point.to_si(decode(words, point.dtype, point.word_order, point.byte_order))
             if not math.isfinite(si):
-                return WriteResult.ILLEGAL_VALUE, None
+                return DriveAnswer.ILLEGAL_VALUE, None
             if point.quantity is Quantity.SPEED_SETPOINT:
                 new_ratio = si / self.spec.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else si
                 commands[point.quantity] = new_ratio
             elif point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.HEAD:
-                commands[point.quantity] = si * WATER_DENSITY * GRAVITY
+                commands[point.quantity] = si * RHO_G_WATER
             else:
                 commands[point.quantity] = si
             updates[point.quantity] = words
         self.held.update(updates)
         self.last_write = commands
-        return WriteResult.OK, new_ratio
+        return DriveAnswer.OK, new_ratio

@@ -26,6 +26,9 @@ minimum run time and time between stage changes, the drives' speed ramps, the lo
 cascade's delay and the slew limits are set for a 600 s day and scaled with it (the
 poll and optimizer intervals have floors of 0.1 s and 0.5 s, so a much shorter day is
 a harder test for the agent, not an easier one).
+
+Long because a scenario is one experiment: its timing, the three runs and the scoring
+are kept side by side so that a reviewer can check what is compared with what.
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agent.config import BaselineConfig, BaselineMethod, load_config
+from agent.config.profile import BUILTIN_CONFIGS, Quantity
 from agent.errors import ConfigError, ConfigIssue
-from agent.profile import BUILTIN_CONFIGS, Quantity
 from hil.model import HeaderCircuit, PlantModel
+from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
 from hil.server import SimulatedPlant
 from hil.strategies import conventional_run, good_practice_run, oracle_energy
@@ -343,17 +347,19 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
                                                 {"drive": name, "basis": "optimizer"}) or 0.0
             reported += saved - penalty
         fits: dict[str, dict[str, float | str]] = {}
-        for group in optimizer.groups:
-            for machine in group.machines:
-                fit = machine.fit
-                fits[machine.name] = {
-                    "r2_head": fit.r2_head if fit else math.nan,
-                    "r2_power": fit.r2_power if fit else math.nan,
-                    "head_fit_in_use": float(machine.fitted_head is not None),
-                    "power_fit_in_use": float(machine.fitted_power is not None),
-                    "efficiency_drift": machine.efficiency_drift(),
-                    "latest_fit_rejected_because": fit.reason if fit else "no fit yet",
+        write_results: dict[str, dict[str, float]] = {}
+        for group in optimizer.snapshot().groups:
+            for drive in group.drives:
+                fits[drive.name] = {
+                    "r2_head": drive.r2_head,
+                    "r2_power": drive.r2_power,
+                    "head_fit_in_use": float(drive.head_fit_in_use),
+                    "power_fit_in_use": float(drive.power_fit_in_use),
+                    "efficiency_drift": drive.efficiency_drift,
+                    "latest_fit_rejected_because": drive.fit_rejected_because,
                 }
+                if drive.controlled:
+                    write_results[drive.name] = {k: float(v) for k, v in drive.writes.items()}
         t_end = marks["t_end"]
         # Writes at or after the end are the hand-back to the operator's values, not the agent's control.
         writes = {n: [w for w in sim.model.drives[n].writes if w.t < t_end] for n in circuit.drives}
@@ -365,7 +371,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             registry=registry, reported_saving_j=reported, reported_vfd_saving_j=reported_vfd,
             true_vfd_saving_j=marks["vfd_true"] - marks["vfd_start_true"],
             formula_vfd_saving_j=marks["vfd_formula"] - marks["vfd_start_formula"],
-            write_results=optimizer.results(), fits=fits,
+            write_results=write_results, fits=fits,
         )
     finally:
         await sim.stop()
@@ -390,7 +396,7 @@ def _violations(configured: ConfiguredSystem, plant: PlantSpec, circuit: Circuit
     """
     found: list[str] = []
     fan = circuit.kind.value == "fan"
-    rho_g = 1.0 if fan else 998.0 * 9.80665
+    rho_g = 1.0 if fan else RHO_G_WATER
     minimum = configured.min_setpoint * rho_g
     maximum = configured.max_setpoint * rho_g
     per_second = timing.slew_pct_per_min / 100.0 / 60.0

@@ -21,6 +21,9 @@ exception 1.
 The physics runs on the event loop (a task stepping it every physics step, and
 every request catching it up first), so no locks are needed; other threads,
 such as a Prometheus scrape, read only immutable snapshots.
+
+Long because it is a whole Modbus server with its fault injection, on two transports that
+share the request handling.
 """
 
 from __future__ import annotations
@@ -37,19 +40,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.profile import Quantity, RegisterTable
-from agent.rtu import LineTiming, crc16, crc_ok
+from agent.config.profile import Quantity, RegisterTable
+from agent.modbus.rtu import LineTiming, crc16, crc_ok
 from hil.faults import ActiveFault, Fault, FaultSpec
 from hil.model import DriveSnapshot, PlantModel
 from hil.plantfile import DriveSpec, PlantSpec
-from hil.registers import DriveRegisters, WriteResult
+from hil.registers import DriveAnswer, DriveRegisters
 
 log = logging.getLogger(__name__)
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 GATEWAY_NO_RESPONSE = 0x0B
 MAX_READ, MAX_WRITE = 125, 123
-_RESULT_CODES = {WriteResult.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, WriteResult.ILLEGAL_VALUE: ILLEGAL_VALUE}
+_RESULT_CODES = {DriveAnswer.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, DriveAnswer.ILLEGAL_VALUE: ILLEGAL_VALUE}
 MAX_RTU_FRAME = 256  # bytes: unit id, PDU of at most 253, CRC
 BROADCAST = 0
 WRITE_FUNCTIONS = (6, 16)
@@ -307,7 +310,7 @@ class SimulatedPlant:
         snapshot: DriveSnapshot,
     ) -> bytes | None:
         result, ratio = endpoint.registers.write(address, values, snapshot)
-        if result is not WriteResult.OK:
+        if result is not DriveAnswer.OK:
             return _exception(function, _RESULT_CODES[result])
         if ratio is not None:
             self.model.drives[endpoint.spec.name].remote_setpoint = ratio

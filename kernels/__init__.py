@@ -60,11 +60,14 @@ from kernels.fitting import (
     fit_system_curve_tuned,
     load_power,
     static_head_share,
+    system_curve_r_squared,
 )
 from kernels.integration import integrate_energy
 from kernels.operating import (
+    common_speed,
     estimate_flow,
     estimate_flow_tuned,
+    flow_at_head,
     min_speed_for_flow,
     operating_point,
 )
@@ -110,6 +113,7 @@ __all__ = [
     "calibrate_shutoff",
     "characteristic_baseline_power",
     "combine_estimates",
+    "common_speed",
     "constant_baseline_power",
     "correct_flow_offset",
     "curve_band",
@@ -128,6 +132,7 @@ __all__ = [
     "fit_pump_curves_tuned",
     "fit_system_curve",
     "fit_system_curve_tuned",
+    "flow_at_head",
     "flow_from_curve",
     "flow_from_head",
     "flow_from_power",
@@ -151,6 +156,7 @@ __all__ = [
     "stage_pumps",
     "stage_pumps_tables",
     "static_head_share",
+    "system_curve_r_squared",
     "table_baseline_power",
     "throttle_baseline_power",
     "warmup",

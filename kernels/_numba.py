@@ -16,6 +16,9 @@ Why these flags:
 
 Every kernel is compiled lazily (no explicit signatures) on first call and then loaded from
 the cache; ``kernels.warmup()`` forces that for every public kernel.
+
+Where the cache lives is the agent's decision (``agent.numba_cache``, before ``kernels`` is
+imported): it needs I/O and logging, which kernels never do.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ centred, scaled variables, so flows of 0.01 m^3/s and heads of 50 m produce a sy
 with condition number of order ten, not 1e12. They never raise: on degenerate input (too
 few valid samples, collapsed flows that do not span a range, rank deficiency) they return
 NaN coefficients.
+
+Long because the three fits share one robust core and one weighted R² (private kernels
+that Numba inlines best from the same module); split, each would reach into the others.
 """
 
 from __future__ import annotations
@@ -224,6 +227,20 @@ def fit_fan_curves(
 def fit_system_curve(flow: FloatArray, head: FloatArray) -> tuple[float, float]:
     """``fit_system_curve_tuned`` with Huber c = 1.345, 50 passes, tol 1e-5, span 10 %."""
     return fit_system_curve_tuned(flow, head, 1.345, 50, 1e-5, 0.1)
+
+
+@jit
+def system_curve_r_squared(flow: FloatArray, head: FloatArray, h_static: float, k: float) -> float:
+    """R² of the system curve H_st + k Q^2 over operating points (the fits' own R², unweighted).
+
+    NaN when the heads do not vary (nothing for a curve to explain).
+    """
+    n = flow.shape[0]
+    x = np.empty((2, n))
+    for i in range(n):
+        x[0, i] = 1.0
+        x[1, i] = flow[i] * flow[i]
+    return _weighted_r2(x, head, np.array([h_static, k]), np.ones(n))
 
 
 @jit

@@ -59,6 +59,51 @@ def operating_point(head_coeffs: FloatArray, h_static: float, k: float, r: float
 
 
 @jit
+def flow_at_head(head_coeffs: FloatArray, head: float, r: float) -> float:
+    """Flow [m^3/s] a pump at speed ratio r passes against a fixed (header) head [m].
+
+    The operating point on a flat system curve H_sys = ``head``; 0 where the pump cannot
+    lift that head at all (its shut-off head at r is not above it, r <= 0, or a curve
+    that does not fall), since a check valve then holds it at no flow.
+    """
+    a0 = head_coeffs[0]
+    a2 = head_coeffs[2]
+    if not (r > 0.0 and a0 * r * r - head > 0.0 and a2 < 0.0 and head >= 0.0):
+        return 0.0
+    q = operating_point(head_coeffs, head, 0.0, r)
+    return q if np.isfinite(q) else 0.0
+
+
+@jit
+def common_speed(head_coeffs: FloatArray, head: float, flow: float, r_max: float) -> float:
+    """Lowest common speed ratio at which parallel pumps together pass ``flow`` against ``head``.
+
+    ``head_coeffs`` is N x 3, one row per pump. What a pressure loop converges to when it
+    holds the header at ``head`` while the loads draw ``flow``. Bisection (50 halvings, to
+    r_max / 2^50) on the total flow, which rises with the speed; ``r_max`` if even that is
+    not enough, or for no pumps.
+    """
+    n = head_coeffs.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += flow_at_head(head_coeffs[i], head, r_max)
+    if n == 0 or total <= flow:
+        return r_max
+    low = 0.0
+    high = r_max
+    for _ in range(50):
+        mid = 0.5 * (low + high)
+        total = 0.0
+        for i in range(n):
+            total += flow_at_head(head_coeffs[i], head, mid)
+        if total >= flow:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+@jit
 def min_speed_for_flow(
     head_coeffs: FloatArray, h_static: float, k: float, flow: float, r_min: float, r_max: float
 ) -> float:

@@ -28,6 +28,9 @@ in both curves gives the same points. So with a DP transmitter the flow comes fr
 ratio h(x) / p(x) (``flow_from_ratio``: Q = eta(x) P / (rho g H), the efficiency's
 shape), trusted in flow units only as far as the catalogue curve is; a clamp-on reading
 or nothing anchors the flow axis.
+
+Long because the estimates, their uncertainty bands and the calibrations share the
+private polynomial helpers on the monotone branch, which Numba inlines best from one module.
 """
 
 from __future__ import annotations

@@ -341,7 +341,12 @@ do_rollback() {
         found=$(python3 -c 'import sqlite3, sys
 row = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT version FROM schema_version").fetchone()
 print(row[0] if row else 0)' "$ledger")
-        knows=$("$RELEASES/$prev/venv/bin/python" -c 'from agent.ledger import SCHEMA_VERSION; print(SCHEMA_VERSION)')
+        # agent.energy.ledger since the layout by data flow; agent.ledger in the releases before it.
+        knows=$("$RELEASES/$prev/venv/bin/python" -c 'try:
+    from agent.energy.ledger import SCHEMA_VERSION
+except ImportError:
+    from agent.ledger import SCHEMA_VERSION
+print(SCHEMA_VERSION)')
         [ "$found" -le "$knows" ] || die "the ledger has schema $found, migrated by $cur; $prev reads up to $knows. \
 install.sh --rollback --restore-ledger restores $(ledger_copy "$cur") (the energy booked since $cur started is lost)"
     fi

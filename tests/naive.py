@@ -113,6 +113,32 @@ def operating_point(hc, hs, k, r):
     return max(ok) if ok else math.nan
 
 
+def flow_at_head(hc, h, r):
+    """The positive root of a2 Q^2 + a1 r Q + (a0 r^2 - h) = 0 by numpy's roots; 0 if it cannot lift h."""
+    if not (r > 0 and hc[0] * r * r > h and hc[2] < 0 and h >= 0):
+        return 0.0
+    roots = np.roots([hc[2], hc[1] * r, hc[0] * r * r - h])
+    return max(z.real for z in roots if abs(z.imag) < 1e-12 and z.real >= 0)
+
+
+def common_speed(hcs, h, q, r_max):
+    """A fine grid of speeds, then the first one whose total flow reaches q (brute force)."""
+    grid = np.linspace(0.0, r_max, 200_001)
+    totals = np.array([sum(flow_at_head(hc, h, r) for hc in hcs) for r in grid[::1000]])
+    if len(hcs) == 0 or totals[-1] <= q:
+        return r_max
+    coarse = int(np.argmax(totals >= q))  # first coarse grid point that delivers
+    fine = grid[max(coarse - 1, 0) * 1000 : coarse * 1000 + 1]
+    ok = [r for r in fine if sum(flow_at_head(hc, h, r) for hc in hcs) >= q]
+    return ok[0]
+
+
+def system_curve_r_squared(flow, head_, hs, k):
+    predicted = hs + k * np.asarray(flow) ** 2
+    total = np.sum((head_ - np.mean(head_)) ** 2)
+    return 1.0 - np.sum((head_ - predicted) ** 2) / total if total > 0 else math.nan
+
+
 def min_speed_for_flow(hc, hs, k, q, r_min, r_max):
     """Smallest r on a fine grid (refined by bisection) where pump head >= system head."""
     def surplus(r):

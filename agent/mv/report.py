@@ -136,7 +136,11 @@ class _Series:
 
 def _chart(chart_id: str, title: str, unit: str, t_s: FloatArray, series: Sequence[_Series],
            band: tuple[FloatArray, FloatArray] | None = None, zero_line: bool = False) -> str:
-    """An SVG chart of series against time, with an optional shaded band; each point is in the SVG."""
+    """An SVG chart of series against time, with an optional shaded band; each point is in the SVG.
+
+    Long because axes, band, series and legend are one drawing: each step places its marks in
+    the coordinates the steps before it fixed.
+    """
     t = np.asarray(t_s, dtype=np.float64)
     values = [np.asarray(s.y, dtype=np.float64) for s in series]
     if band is not None:
@@ -252,7 +256,11 @@ def _check_rows(checks: Iterable[Check]) -> str:
 
 
 def render_html(r: MvReport) -> str:
-    """The report page as one HTML string (write it with an atomic file write)."""
+    """The report page as one HTML string (write it with an atomic file write).
+
+    Long because the page is one document read top to bottom by an auditor; its sections are
+    kept in the order they are shown.
+    """
     s = r.savings
     checks = s.checks
     failed = [c.name for c in checks if not c.passed]

@@ -33,6 +33,9 @@ reading); ρ ≤ 0 counts as 0 (n' = n).
 
 Data coverage follows CalTRACK 2.0 §2.2.1.2 (hourly methods): more than 90 % of the
 baseline intervals must hold data.
+
+Long because the Guideline 14 formulas, their editions and the tests of a baseline model are
+one reference an auditor reads top to bottom; split, the formulas would lose their sources.
 """
 
 from __future__ import annotations

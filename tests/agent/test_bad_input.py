@@ -14,15 +14,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.codec import Order, encode
 from agent.config import BusConfig, Transport, load_config
-from agent.drive import DriveRuntime, ImplausibleReadingError
-from agent.errors import ConfigError
+from agent.config.profile import BUILTIN_PROFILES, Quantity, load_profile
+from agent.config.yamlsource import Issues
+from agent.drive import DriveRuntime
+from agent.errors import ConfigError, ImplausibleReadingError
+from agent.modbus.codec import Order, encode
+from agent.modbus.probe import Rating, judge
+from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.poller import BusPoller
-from agent.probe import Rating, judge
-from agent.profile import BUILTIN_PROFILES, Quantity, load_profile
-from agent.readplan import decode_blocks, plan_reads
-from agent.yamlsource import Issues
 from tests.support import REPO
 
 PROFILES = sorted(p.stem for p in BUILTIN_PROFILES.glob("*.yaml"))

@@ -12,9 +12,9 @@ from datetime import timezone
 
 import pytest
 
-from agent import report
 from agent.cli import build_parser
-from agent.ledger import Ledger
+from agent.energy import report
+from agent.energy.ledger import Ledger
 from agent.logs import AgentFormatter, LogFormat, syslog_priority
 from tests.support import REPO, finish, spawn
 

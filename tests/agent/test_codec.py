@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.codec import DataType, Order, decode, encode
+from agent.modbus.codec import DataType, Order, decode, encode
 
 ORDERS = [(w, b) for w in Order for b in Order]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import BaselineMethod, ControlMode, LoadKind, load_config
+from agent.config.profile import Quantity
 from agent.errors import ConfigError
-from agent.profile import Quantity
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
+from agent.config.profile import Quantity
+from agent.config.schedule import hour_start
 from agent.drive import COUNTER_RESET, DriveRuntime, ImplausibleReadingError
-from agent.energy import EnergySample
+from agent.energy.account import EnergySample
 from agent.metrics import AgentCollector, ClockCollector
-from agent.profile import Quantity
-from agent.schedule import hour_start
 from agent.wallclock import STEP_S, UNSYNCED_HOLD_S, WallClock, timesyncd_synchronized
 from tests.agent.test_energy import T0, account
 from tests.support import DRIVE_DATA, REPO

@@ -6,7 +6,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.codec import DataType, Order
 from agent.config import (
     BaselineConfig,
     BaselineMethod,
@@ -16,19 +15,15 @@ from agent.config import (
     LoadConfig,
     LoadKind,
 )
-from agent.energy import (
-    BaselineModel,
-    CounterEvent,
-    EnergyAccount,
-    EnergyCounter,
-    EnergySample,
-    EnergySource,
-)
-from agent.machine import datasheet_curves
-from agent.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable
-from agent.schedule import Period, Schedule, TimeOfUse
+from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable
+from agent.config.schedule import Period, Schedule, TimeOfUse
+from agent.config.yamlsource import Issues
+from agent.energy.account import EnergyAccount, EnergySample, EnergySource
+from agent.energy.baseline import BaselineModel
+from agent.energy.counter import CounterEvent, EnergyCounter
+from agent.modbus.codec import DataType, Order
+from agent.optimizer.datasheet import datasheet_curves
 from agent.units import KWH_TO_J, Dimension
-from agent.yamlsource import Issues
 
 KWH = KWH_TO_J
 UTC = ZoneInfo("UTC")
@@ -211,7 +206,7 @@ def test_optimizer_savings_integrate_the_counterfactual_minus_actual():
 
 
 def drive(method, kind=LoadKind.PUMP, table=((), ()), constant=math.nan):
-    from agent.profile import load_profile
+    from agent.config.profile import load_profile
 
     profile = load_profile(BUILTIN_PROFILES / "generic.yaml", Issues())
     load = LoadConfig(kind, 0.1, 30.0 if kind is LoadKind.PUMP else math.nan,

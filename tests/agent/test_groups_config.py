@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import ControlMode, load_config
+from agent.config.model import DemandSource, GroupControl
+from agent.config.profile import Quantity
 from agent.errors import ConfigError
-from agent.groups import DemandSource, GroupControl
-from agent.profile import Quantity
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"

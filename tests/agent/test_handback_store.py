@@ -2,8 +2,15 @@
 
 import sqlite3
 
-from agent.energy import EnergyTotals
-from agent.ledger import MIGRATIONS, SCHEMA_VERSION, HandbackStore, Ledger, PendingHandback, _statements
+from agent.energy.account import EnergyTotals
+from agent.energy.ledger import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    HandbackStore,
+    Ledger,
+    PendingHandback,
+    _statements,
+)
 
 
 def test_a_version_1_ledger_migrates_keeping_its_totals_and_owes_no_hand_back(tmp_path):

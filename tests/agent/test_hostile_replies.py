@@ -21,7 +21,7 @@ from enum import Enum
 import pytest
 
 from agent.config import load_config
-from agent.modbus import mbap_mismatch
+from agent.modbus.client import mbap_mismatch
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from tests.support import REPO, async_wait_until
@@ -149,7 +149,7 @@ async def keep_up(drives, stop: asyncio.Event) -> None:
     """Fail as soon as one of ``drives`` is down or its data is not fresh."""
     while not stop.is_set():
         for drive in drives:
-            assert drive.up and drive.fresh_and_plausible, (drive.name, dict(drive.errors))
+            assert drive.up and drive.is_fresh(time.monotonic()), (drive.name, dict(drive.errors))
         await asyncio.sleep(0.05)
 
 

@@ -4,9 +4,9 @@ import sqlite3
 
 import pytest
 
-from agent.bookkeeping import Bookkeeper, add_totals
-from agent.energy import EnergyTotals, HourDelta
-from agent.ledger import (
+from agent.energy.account import EnergyTotals, HourDelta
+from agent.energy.bookkeeping import Bookkeeper, add_totals
+from agent.energy.ledger import (
     SCHEMA_VERSION,
     HourRow,
     Ledger,
@@ -93,7 +93,7 @@ class Drive:
 
 
 def test_a_full_disk_keeps_the_energy_and_writes_it_when_space_returns(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="agent.bookkeeping")
+    caplog.set_level(logging.INFO, logger="agent.energy.bookkeeping")
     path = tmp_path / "ledger.sqlite"
     drive = Drive("p1", {HOUR: delta(100.0)})
     keeper = Bookkeeper([drive], path, 10.0, "EUR")

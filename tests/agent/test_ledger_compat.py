@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger
+from agent.energy.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger
 
 DATA = Path(__file__).parent / "data"
 DUMPS = sorted(DATA.glob("ledger-schema-*.sql"))

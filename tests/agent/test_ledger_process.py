@@ -215,8 +215,8 @@ sys.stdin.read()
 
 def ledger_with_history(path):
     """A ledger as earlier runs left it: one old hour row and the totals per drive."""
-    from agent.energy import EnergyTotals, HourDelta
-    from agent.ledger import HourRow, Ledger
+    from agent.energy.account import EnergyTotals, HourDelta
+    from agent.energy.ledger import HourRow, Ledger
 
     ledger = Ledger.open(path)
     old_hour = 1_790_000_000 // 3600 * 3600  # 2026-09

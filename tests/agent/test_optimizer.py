@@ -10,24 +10,19 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
+from agent.config.model import OptimizerConfig
+from agent.config.profile import Quantity
 from agent.drive import DriveRuntime
-from agent.groups import OptimizerConfig
 from agent.history import Channel
-from agent.optimizer import (
-    BEP_SHIFT_RANGE,
-    BIAS_SAMPLES,
-    DemandTracker,
-    GroupRuntime,
-    MachineModel,
-    SystemModel,
-)
-from agent.profile import Quantity
-from agent.units import RPM_TO_RAD_S
+from agent.optimizer.demand import DemandTracker
+from agent.optimizer.group import GroupRuntime
+from agent.optimizer.machine import BEP_SHIFT_RANGE, BIAS_SAMPLES, MachineModel
+from agent.optimizer.system import SystemModel
+from agent.units import RHO_G, RPM_TO_RAD_S
 from kernels import bep_flow
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
-RHO_G = 998.0 * 9.80665
 SETTINGS = OptimizerConfig(interval=1.0, min_samples=40, min_r_squared=0.9, min_flow_span=0.15)
 
 
@@ -264,12 +259,12 @@ def test_staging_waits_for_the_minimum_interval_and_the_minimum_run_time(tmp_pat
     group.stage.started = {"p1": 0.0, "p2": 0.0, "p3": 0.0}
     # 100 s after they started: neither the run time (600 s) nor the interval (300 s) is over.
     group.stage.last_change = 0.0
-    plan = group._stage(100.0, system.static, system.k, low)
-    assert sorted(n for n, (_, on) in plan.items() if on) == ["p1", "p2", "p3"]
+    plan = group.stager.plan(100.0, system.static, system.k, low)
+    assert sorted(n for n, s in plan.speeds.items() if s.running) == ["p1", "p2", "p3"]
     # After both, one pump stops (one stop per decision).
     group.stage.last_change = -1000.0
-    plan = group._stage(700.0, system.static, system.k, low)
-    assert sum(1 for _, on in plan.values() if on) == 2
+    plan = group.stager.plan(700.0, system.static, system.k, low)
+    assert sum(1 for s in plan.speeds.values() if s.running) == 2
 
 
 def test_a_running_set_that_cannot_deliver_stages_up_at_once(tmp_path):
@@ -277,6 +272,6 @@ def test_a_running_set_that_cannot_deliver_stages_up_at_once(tmp_path):
     group.stage.started = {"p1": 0.0}
     group.stage.last_change = 0.0  # a change just happened
     high = 0.08  # far more than one pump gives
-    plan = group._stage(1.0, group.system.static, group.system.k, high)
-    running = [n for n, (_, on) in plan.items() if on]
+    plan = group.stager.plan(1.0, group.system.static, group.system.k, high)
+    running = [n for n, s in plan.speeds.items() if s.running]
     assert "p1" in running and len(running) == 2  # one start per decision, p1 kept (minimum run time)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from agent.codec import DataType, Order, encode
-from agent.probe import Rating, describe_bits, format_probe, judge
-from agent.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable, load_profile
+from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable, load_profile
+from agent.config.yamlsource import Issues
+from agent.modbus.codec import DataType, Order, encode
+from agent.modbus.probe import Rating, describe_bits, format_probe, judge
 from agent.units import UNITS
-from agent.yamlsource import Issues
 
 
 def point(quantity, dtype, unit, scale=1.0, word_order=Order.BIG, saturates_at=None):

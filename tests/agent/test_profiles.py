@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.codec import DataType, Order, decode, encode
 from agent.config import BusConfig, Transport
-from agent.profile import BUILTIN_PROFILES, Quantity, RegisterTable, available_profiles, load_profile
-from agent.readplan import decode_blocks, plan_for, plan_reads
+from agent.config.profile import BUILTIN_PROFILES, Quantity, RegisterTable, available_profiles, load_profile
+from agent.config.yamlsource import Issues
+from agent.modbus.codec import DataType, Order, decode, encode
+from agent.modbus.readplan import decode_blocks, plan_for, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
-from agent.yamlsource import Issues
 from hil.model import PlantModel
 from hil.plantfile import load_plant
-from hil.registers import DriveRegisters, WriteResult, status_word
+from hil.registers import DriveAnswer, DriveRegisters, status_word
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
@@ -99,13 +99,13 @@ def test_a_written_setpoint_and_control_word_read_back(name):
     target = 0.5 * (regs.spec.rated_speed if setpoint.unit == "rpm" else 1.0)
     words = encode(setpoint.from_si(target), setpoint.dtype, setpoint.word_order, setpoint.byte_order)
     result, ratio = regs.write(setpoint.address, words, model.snapshot(regs.spec.name))
-    assert result is WriteResult.OK and ratio == pytest.approx(0.5, abs=1e-3)
+    assert result is DriveAnswer.OK and ratio == pytest.approx(0.5, abs=1e-3)
     result, _ = regs.write(control.address, [loaded.control_words["run"]], model.snapshot(regs.spec.name))
-    assert result is WriteResult.OK
+    assert result is DriveAnswer.OK
     values = served(regs, model)
     assert values[Quantity.CONTROL_WORD] == loaded.control_words["run"]
     status = loaded.point(Quantity.STATUS_WORD)
-    assert regs.write(status.address, [0], model.snapshot(regs.spec.name))[0] is WriteResult.ILLEGAL_ADDRESS
+    assert regs.write(status.address, [0], model.snapshot(regs.spec.name))[0] is DriveAnswer.ILLEGAL_ADDRESS
 
 
 def test_sinamics_energy_counter_saturates_at_32767_kwh_and_power_at_327_67_kw():

@@ -1,8 +1,8 @@
 import pytest
 
-from agent.codec import DataType, Order, encode
-from agent.profile import Point, Quantity, RegisterTable
-from agent.readplan import MAX_READ_REGISTERS, decode_blocks, plan_reads
+from agent.config.profile import Point, Quantity, RegisterTable
+from agent.modbus.codec import DataType, Order, encode
+from agent.modbus.readplan import MAX_READ_REGISTERS, decode_blocks, plan_reads
 from agent.units import Dimension
 
 

@@ -8,13 +8,13 @@ import textwrap
 
 import pytest
 
-from agent.bus_url import BusUrlError, parse_bus_url
 from agent.config import BusConfig, Transport, load_config
-from agent.errors import ConfigError
-from agent.profile import BUILTIN_PROFILES, load_profile
-from agent.readplan import bus_budget, bus_warnings
-from agent.rtu import LineTiming, crc16, crc_ok, line_budget
-from agent.yamlsource import Issues
+from agent.config.profile import BUILTIN_PROFILES, load_profile
+from agent.config.yamlsource import Issues
+from agent.errors import BusUrlError, ConfigError
+from agent.modbus.bus_url import parse_bus_url
+from agent.modbus.readplan import bus_budget, bus_warnings
+from agent.modbus.rtu import LineTiming, crc16, crc_ok, line_budget
 from tests.support import REPO
 
 

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from agent.yamlsource import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, Issues, parse_yaml
+from agent.config.yamlsource import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, Issues, parse_yaml
 from tests.support import REPO
 
 PEAK_RSS_LIMIT_MB = 200  # generous: the agent reading a good config peaks near 30 MB

@@ -1,4 +1,4 @@
-"""Every guard rail of ``agent.control`` refuses its write, against a simulated drive over loopback Modbus.
+"""Every guard rail of ``agent.control.writer`` refuses its write, against a simulated drive over Modbus.
 
 Each test polls a real ``SimulatedPlant`` (booster-static: one pump whose drive holds a
 pressure setpoint) through the agent's own poller and bus client, asks the writer for a
@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.codec import encode
 from agent.config import load_config
-from agent.control import Command, DriveWriter, Limits, WriteResult
+from agent.config.profile import Quantity
+from agent.control.writer import Command, DriveWriter, Limits, WriteResult
 from agent.drive import DriveRuntime
-from agent.ledger import LEDGER_FILE, HandbackStore, Ledger, PendingHandback
-from agent.modbus import BusClient
+from agent.energy.ledger import LEDGER_FILE, HandbackStore, Ledger, PendingHandback
+from agent.modbus.client import BusClient
+from agent.modbus.codec import encode
 from agent.poller import BusPoller
-from agent.profile import Quantity
 from hil import SimulatedPlant, load_plant
-from hil.registers import WriteResult as DriveAnswer
+from hil.registers import DriveAnswer
 from tests.support import REPO
 
 PLANT = REPO / "configs" / "plants" / "booster-static.yaml"
@@ -337,7 +337,7 @@ def test_a_write_the_drive_rejects_is_counted_as_failed(tmp_path):
 
 def test_a_dry_run_logs_the_write_and_sends_nothing(tmp_path, caplog):
     async def scenario(r: Rig) -> None:
-        with caplog.at_level("INFO", logger="agent.control"):
+        with caplog.at_level("INFO", logger="agent.control.writer"):
             assert await r.writer.write(Quantity.PRESSURE_SETPOINT, 45.0, HEAD) is WriteResult.DRY_RUN
         assert r.commands == []
         assert r.sim.model.headers["riser"].setpoint == pytest.approx(50.0, rel=1e-6)
@@ -414,7 +414,7 @@ def test_a_setpoint_someone_changed_while_the_agent_was_away_is_the_operators_no
         assert r.sim.model.headers["riser"].setpoint == pytest.approx(47.0, rel=1e-4)  # not the old 50
         assert r.handbacks is not None and r.handbacks.pending() == []
 
-    with caplog.at_level("WARNING", logger="agent.control"):
+    with caplog.at_level("WARNING", logger="agent.control.writer"):
         run(tmp_path, scenario)
     assert "someone set it while the agent was away" in caplog.text
 

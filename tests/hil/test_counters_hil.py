@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
-from agent.schedule import hour_start
+from agent.config.schedule import hour_start
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.config.profile import Quantity
 from agent.errors import ConfigError
-from agent.profile import Quantity
 from hil.model import PlantModel
 from hil.physics import (
     GRAVITY,

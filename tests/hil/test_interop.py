@@ -27,11 +27,11 @@ from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, M
 from pymodbus.server import ModbusTcpServer
 
 from agent.config import BusConfig, Transport, load_config
-from agent.modbus import BusClient
-from agent.profile import BUILTIN_PROFILES, Quantity, RegisterTable, load_profile
-from agent.readplan import Block, decode_blocks, plan_for
+from agent.config.profile import BUILTIN_PROFILES, Quantity, RegisterTable, load_profile
+from agent.config.yamlsource import Issues
+from agent.modbus.client import BusClient
+from agent.modbus.readplan import Block, decode_blocks, plan_for
 from agent.service import Agent
-from agent.yamlsource import Issues
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault
 from tests.ptypair import pty_pair

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
-from agent.profile import Quantity
+from agent.config.profile import Quantity
 from agent.service import Agent
 from hil import SimulatedPlant
 from hil.plantfile import load_plant
@@ -192,7 +192,7 @@ def test_a_dry_run_counts_the_writes_and_sends_none(tmp_path, caplog):
             await run.finish()
         return run
 
-    with caplog.at_level("INFO", logger="agent.control"):
+    with caplog.at_level("INFO", logger="agent.control.writer"):
         run = asyncio.run(scenario())
     for name in ("chw-pump-1", "chw-pump-2", "chw-pump-3"):
         assert run.commands(name) == []

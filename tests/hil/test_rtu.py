@@ -16,10 +16,10 @@ import time
 import pytest
 
 from agent.config import load_config
-from agent.profile import BUILTIN_PROFILES, load_profile
-from agent.readplan import bus_budget
+from agent.config.profile import BUILTIN_PROFILES, load_profile
+from agent.config.yamlsource import Issues
+from agent.modbus.readplan import bus_budget
 from agent.service import Agent
-from agent.yamlsource import Issues
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault
 from tests.ptypair import pty_pair

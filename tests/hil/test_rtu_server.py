@@ -16,7 +16,7 @@ import struct
 
 import pytest
 
-from agent.rtu import LineTiming
+from agent.modbus.rtu import LineTiming
 from hil import SimulatedPlant, load_plant
 from tests.ptypair import pty_pair
 from tests.support import REPO

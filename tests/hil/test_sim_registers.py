@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.codec import DataType, Order, decode, encode
-from agent.profile import Point, Quantity, RegisterTable
-from agent.readplan import decode_blocks, plan_reads
+from agent.config.profile import Point, Quantity, RegisterTable
+from agent.modbus.codec import DataType, Order, decode, encode
+from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S, Dimension
 from hil.model import PlantModel
 from hil.plantfile import load_plant
-from hil.registers import DriveRegisters, StatusBit, WriteResult, saturated, wrapped
+from hil.registers import DriveAnswer, DriveRegisters, StatusBit, saturated, wrapped
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "plants" / "demo.yaml"
 
@@ -89,14 +89,14 @@ def test_a_written_speed_setpoint_is_read_back_and_reaches_the_physics():
     model, regs = demo()
     snapshot = model.snapshot("chw-pump-1")
     result, ratio = regs.write(101, [5000], snapshot)
-    assert (result, ratio) == (WriteResult.OK, pytest.approx(0.5))
+    assert (result, ratio) == (DriveAnswer.OK, pytest.approx(0.5))
     assert decoded(regs, model, "chw-pump-1")[Quantity.SPEED_SETPOINT] == pytest.approx(0.5)
     # 0xFFFF is not special: 655.35 %, which the drive clamps to its maximum speed.
-    assert regs.write(101, [0xFFFF], snapshot) == (WriteResult.OK, pytest.approx(6.5535))
+    assert regs.write(101, [0xFFFF], snapshot) == (DriveAnswer.OK, pytest.approx(6.5535))
     model.drives["chw-pump-1"].remote_setpoint = 6.5535
     model.advance_to(1.0)
     assert model.snapshot("chw-pump-1").setpoint_ratio == 1.0
-    assert regs.write(100, [0x047F, 2500], snapshot) == (WriteResult.OK, pytest.approx(0.25))
+    assert regs.write(100, [0x047F, 2500], snapshot) == (DriveAnswer.OK, pytest.approx(0.25))
     assert decoded(regs, model, "chw-pump-1")[Quantity.CONTROL_WORD] == 0x047F
 
 
@@ -105,7 +105,7 @@ def test_a_written_speed_setpoint_is_read_back_and_reaches_the_physics():
 )
 def test_writes_outside_writable_points_are_illegal_addresses(address, values):
     model, regs = demo()
-    assert regs.write(address, values, model.snapshot("chw-pump-1")) == (WriteResult.ILLEGAL_ADDRESS, None)
+    assert regs.write(address, values, model.snapshot("chw-pump-1")) == (DriveAnswer.ILLEGAL_ADDRESS, None)
 
 
 def test_a_nan_setpoint_is_an_illegal_value():
@@ -115,7 +115,7 @@ def test_a_nan_setpoint_is_an_illegal_value():
     profile = dataclasses.replace(regs.profile, points=points)
     regs = DriveRegisters(dataclasses.replace(regs.spec, profile=profile))
     nan = encode(math.nan, DataType.FLOAT32)
-    assert regs.write(101, nan, model.snapshot("chw-pump-1")) == (WriteResult.ILLEGAL_VALUE, None)
+    assert regs.write(101, nan, model.snapshot("chw-pump-1")) == (DriveAnswer.ILLEGAL_VALUE, None)
     # One half of a two-register point keeps the other half.
     high, low = encode(50.0 / 0.01, DataType.FLOAT32)
     assert regs.write(101, [high, low], model.snapshot("chw-pump-1"))[1] == pytest.approx(0.5)
@@ -130,7 +130,7 @@ def test_a_speed_setpoint_in_rpm_is_scaled_by_the_rated_speed():
     points = {**regs.profile.points, Quantity.SPEED_SETPOINT: point}
     profile = dataclasses.replace(regs.profile, points=points)
     regs = DriveRegisters(dataclasses.replace(regs.spec, profile=profile))
-    assert regs.write(101, [735], model.snapshot("chw-pump-1")) == (WriteResult.OK, pytest.approx(0.5))
+    assert regs.write(101, [735], model.snapshot("chw-pump-1")) == (DriveAnswer.OK, pytest.approx(0.5))
 
 
 def test_a_drive_in_local_mode_clears_the_remote_bit_and_ignores_fieldbus_setpoints():

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pymodbus.client import AsyncModbusTcpClient
 
-from agent.profile import Quantity, RegisterTable
-from agent.readplan import decode_blocks, plan_reads
+from agent.config.profile import Quantity, RegisterTable
+from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from hil.plantfile import PlantSpec, load_plant
 from hil.server import SimulatedPlant
@@ -369,7 +369,7 @@ def test_vfd_sim_rejects_a_bad_listen_address():
 
 def test_the_critical_point_is_served_as_input_registers_of_every_drive_of_a_circuit():
     """Remote DP (kPa) and valve opening (%) as float32 at 200..203, read over a real socket."""
-    from agent.codec import DataType, Order, decode
+    from agent.modbus.codec import DataType, Order, decode
     from hil.registers import CRITICAL_PRESSURE_ADDRESS
 
     clock = FakeClock()

@@ -180,3 +180,12 @@ def test_load_characteristic_degenerate():
     assert math.isnan(k.static_head_share(coeffs, 0.2))
     coeffs, _ = k.fit_load_characteristic(np.linspace(0.5, 1, 5), np.linspace(1, 2, 5))
     assert np.all(np.isnan(coeffs))
+
+
+def test_system_curve_r_squared_matches_the_textbook_formula():
+    rng = np.random.default_rng(3)
+    flow = rng.uniform(0.01, 0.08, 50)
+    head_ = 12.0 + 3000.0 * flow**2 + rng.normal(0.0, 0.3, 50)
+    got = k.system_curve_r_squared(flow, head_, 12.0, 3000.0)
+    assert got == pytest.approx(naive.system_curve_r_squared(flow, head_, 12.0, 3000.0), rel=1e-12)
+    assert math.isnan(k.system_curve_r_squared(flow, np.full(50, 5.0), 5.0, 0.0))  # nothing to explain

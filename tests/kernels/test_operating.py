@@ -107,3 +107,23 @@ def test_estimate_flow_not_identifiable():
         np.testing.assert_allclose(
             k.estimate_flow(PUMP_P, p, 1.0), naive.estimate_flow(PUMP_P, p, 1.0), rtol=1e-6
         )
+
+
+@pytest.mark.parametrize("r, h", [(1.0, 30.0), (0.8, 20.0), (0.5, 12.0), (0.6, 40.0), (0.0, 10.0), (1, 0.0)])
+def test_flow_at_head_matches_the_roots(r, h):
+    expected = naive.flow_at_head(PUMP_H, h, r)
+    assert k.flow_at_head(PUMP_H, h, r) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("h, q", [(30.0, 0.05), (30.0, 0.12), (20.0, 0.01), (45.0, 0.3), (60.0, 0.01)])
+def test_common_speed_matches_a_brute_force_search(h, q):
+    hcs = np.stack([PUMP_H, 0.9 * PUMP_H])
+    r = k.common_speed(hcs, h, q, 1.0)
+    assert r == pytest.approx(naive.common_speed(hcs, h, q, 1.0), abs=1e-5)
+    if r < 1.0:  # it delivers, and a hair less would not
+        assert sum(k.flow_at_head(c, h, r) for c in hcs) >= q
+        assert sum(k.flow_at_head(c, h, r - 1e-6) for c in hcs) < q
+
+
+def test_common_speed_without_pumps_is_the_top_speed():
+    assert k.common_speed(np.empty((0, 3)), 30.0, 0.05, 0.95) == 0.95

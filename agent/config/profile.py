@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from agent.codec import DataType, Order
+from agent.config.yamlsource import Issues, Section, load_yaml
+from agent.modbus.codec import DataType, Order
 from agent.units import UNITS, Dimension
-from agent.yamlsource import Issues, Section, load_yaml
 
-BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BUILTIN_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BUILTIN_PROFILES = BUILTIN_CONFIGS / "profiles"
 MAX_ADDRESS = 0xFFFF
 

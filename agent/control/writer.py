@@ -9,8 +9,9 @@ the first that fails refuses the write, which is counted with that reason
 ``refused_ledger``          the ledger is not open (or cannot be written), so the operator's value
                             cannot be kept on disk first; a dry run needs no ledger
 ``refused_not_writable``    the profile does not mark the point writable
-``refused_stale``           the drive's last accepted poll is older than two poll intervals
-                            (or the drive is down, or its data failed a plausibility check)
+``refused_stale``           ``DriveRuntime.is_fresh`` says no: the last accepted poll is older
+                            than two poll intervals, the drive is down, or its data failed a
+                            plausibility check
 ``refused_status``          the status word does not report ready, remote and running (a start
                             needs ready and remote), or reports a fault; no status word refuses
 ``refused_range``           the value is not finite, or outside [min, max] (or the register)
@@ -24,7 +25,7 @@ ones written, ``verify_failed`` if not, ``failed`` if the drive did not take it 
 error). With ``dry_run`` nothing is sent: the write is logged and counted as ``dry_run``.
 
 Before its first write to a point, the writer keeps the value the drive had (the
-operator's) in the ledger's database (``agent.ledger.HandbackStore``), committed and
+operator's) in the ledger's database (``agent.energy.ledger.HandbackStore``), committed and
 synced before the write goes out, with every value it then sends and writes; ``restore``
 writes the operator's values back (on shutdown, on stale data, on a fault) and deletes a
 row only once the drive reads back the operator's value. A hand-back that did not verify
@@ -36,6 +37,10 @@ someone else while the agent was away: that is then the operator's value.
 A restore skips the freshness, status and slew guards (it is the way back to the
 operator's own settings) but not the profile's writable flag, the value check, the
 read-back, or the counting.
+
+Long because the guards, the write-and-verify and the hand-back share one writer's state
+(its last values, the operator's values, its budget) and are reviewed together: this is
+the only way the agent changes a drive.
 """
 
 from __future__ import annotations
@@ -45,27 +50,23 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from agent.codec import encode
 from agent.config import BusConfig, ControlMode, LoadKind
+from agent.config.profile import Point, Quantity
 from agent.drive import DriveRuntime
-from agent.errors import DriveError
-from agent.ledger import HandbackStore, LedgerError, PendingHandback
-from agent.modbus import BusClient
-from agent.profile import Point, Quantity
-from agent.readplan import Block
-from agent.units import Dimension
+from agent.energy.ledger import HandbackStore, PendingHandback
+from agent.errors import DriveError, LedgerError
+from agent.modbus.client import BusClient
+from agent.modbus.codec import encode
+from agent.modbus.readplan import Block
+from agent.units import Clock, Dimension, head_from_pressure, pressure_from_head
 
 log = logging.getLogger(__name__)
 
-WATER_RHO_G = 998.0 * 9.80665  # Pa per metre of water column (as the simulator's)
-FRESH_INTERVALS = 2.0  # data older than this many poll intervals is stale
 BUDGET_WINDOW_S = 3600.0
 SLEW_WINDOW_S = 60.0  # the slew allowance grows with the time since the last write, up to a minute
-Clock = Callable[[], float]
 
 
 class WriteResult(Enum):
@@ -146,17 +147,15 @@ class DriveWriter:
     def _to_point(self, point: Point, value: float) -> float:
         if point.quantity is Quantity.SPEED_SETPOINT and point.dimension is Dimension.ANGULAR_SPEED:
             return value * self.drive.config.rated_speed
-        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE \
-                and self.drive.config.load.kind is LoadKind.PUMP:
-            return value * WATER_RHO_G
+        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE:
+            return pressure_from_head(value, fan=self.drive.config.load.kind is LoadKind.FAN)
         return value
 
     def _from_point(self, point: Point, value: float) -> float:
         if point.quantity is Quantity.SPEED_SETPOINT and point.dimension is Dimension.ANGULAR_SPEED:
             return value / self.drive.config.rated_speed
-        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE \
-                and self.drive.config.load.kind is LoadKind.PUMP:
-            return value / WATER_RHO_G
+        if point.quantity is Quantity.PRESSURE_SETPOINT and point.dimension is Dimension.PRESSURE:
+            return head_from_pressure(value, fan=self.drive.config.load.kind is LoadKind.FAN)
         return value
 
     def current(self, quantity: Quantity) -> float:
@@ -173,11 +172,6 @@ class DriveWriter:
                       point.byte_order)
 
     # --- guards -------------------------------------------------------------------------------
-
-    def fresh(self, now: float) -> bool:
-        """The drive's data is fresh: up, plausible and at most two poll intervals old."""
-        limit = min(self.drive.stale_after, FRESH_INTERVALS * self.bus.poll_interval)
-        return bool(self.drive.up) and self.drive.last is not None and now - self.drive.last.t <= limit
 
     def status_ok(self, *, running: bool) -> bool:
         """Ready, remote, no fault, and (unless a start) running, by the profile's status bits."""
@@ -207,7 +201,7 @@ class DriveWriter:
             profile = self.drive.config.profile.name
             return self._refuse(quantity, WriteResult.REFUSED_NOT_WRITABLE,
                                 f"profile {profile!r} has no writable {quantity.value}")
-        if not self.fresh(now):
+        if not self.drive.is_fresh(now):
             age = now - self.drive.last.t if self.drive.last is not None else math.inf
             return self._refuse(quantity, WriteResult.REFUSED_STALE,
                                 f"drive up={self.drive.up}, last data {age:.2f} s old")

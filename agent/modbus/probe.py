@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.codec import DataType, Order, decode
 from agent.config import BusConfig
+from agent.config.profile import Point, Profile, Quantity
 from agent.errors import DriveError, DriveReplyError
-from agent.modbus import BusClient
-from agent.profile import Point, Profile, Quantity
-from agent.readplan import Block, plan_for
+from agent.modbus.client import BusClient
+from agent.modbus.codec import DataType, Order, decode
+from agent.modbus.readplan import Block, plan_for
 from agent.units import RPM_TO_RAD_S, Dimension
 
 # Absolute limits (SI) no pump or fan drive's reading should pass, whatever its size.

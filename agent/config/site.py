@@ -9,177 +9,39 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import tzinfo
-from enum import Enum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent.config.groups import parse_groups, parse_optimizer
+from agent.config.model import (
+    TABLE_BASELINES,
+    AgentConfig,
+    BaselineConfig,
+    BaselineMethod,
+    BusConfig,
+    ControlConfig,
+    ControlMode,
+    DriveConfig,
+    LoadConfig,
+    LoadKind,
+    SiteConfig,
+    Tariff,
+    Transport,
+)
+from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
+from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
-from agent.groups import GroupConfig, OptimizerConfig, parse_groups, parse_optimizer
-from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
-from agent.rtu import STANDARD_BAUDRATES
-from agent.schedule import MINUTES_PER_DAY, Period, Schedule
+from agent.modbus.rtu import STANDARD_BAUDRATES
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
-from agent.yamlsource import Issues, Section, load_yaml
 
 DEFAULT_METRICS_PORT = 9847
 
 
-class Transport(Enum):
-    """How a bus reaches its drives."""
-
-    TCP = "tcp"
-    RTU = "rtu"
-
-
-class LoadKind(Enum):
-    """The machine a drive turns."""
-
-    PUMP = "pump"
-    FAN = "fan"
-
-
-class BaselineMethod(Enum):
-    """What the load would draw without the VFD (DESIGN.md, baselines)."""
-
-    CONSTANT = "constant"
-    CHARACTERISTIC = "characteristic"
-    THROTTLE = "throttle"
-    DAMPER = "damper"
-    INLET_VANE = "inlet_vane"
-
-
-TABLE_BASELINES = (BaselineMethod.CHARACTERISTIC, BaselineMethod.DAMPER, BaselineMethod.INLET_VANE)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
-
-class ControlMode(Enum):
-    """How far the agent may act on a drive."""
-
-    MONITOR = "monitor"
-    ADVISE = "advise"
-    CONTROL = "control"
-
-
-@dataclass(frozen=True)
-class Tariff:
-    """Price of electrical energy: a time-of-use schedule in currency per joule."""
-
-    currency: str
-    price_per_joule: Schedule
-
-
-@dataclass(frozen=True)
-class SiteConfig:
-    """Site-wide rates for CO2 and money, applied in the site's local time."""
-
-    name: str
-    emission_kg_per_joule: Schedule
-    tariff: Tariff
-    timezone: tzinfo
-
-
-@dataclass(frozen=True)
-class BusConfig:
-    """One Modbus connection shared by the drives on it."""
-
-    name: str
-    transport: Transport
-    host: str
-    port: int
-    poll_interval: float
-    timeout: float
-    retries: int
-    reconnect_delay_max: float
-    # RTU only (agent.rtu models the line timing from these).
-    device: str = ""
-    baudrate: int = 19200
-    parity: str = "E"
-    stopbits: int = 1
-    inter_frame_delay: float = 0.0  # s of silence kept between frames, if longer than t3.5
-    # Largest gap of unused registers a block read may bridge; None: decided by agent.readplan.
-    max_gap: int | None = None
-
-    @property
-    def address(self) -> str:
-        """Where the bus is, for messages: HOST:PORT or the serial device."""
-        return self.device if self.transport is Transport.RTU else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class LoadConfig:
-    """The rated duty point of the pump or fan."""
-
-    kind: LoadKind
-    rated_flow: float
-    rated_head: float
-    rated_pressure: float
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    """How the counterfactual without a VFD is computed.
-
-    ``table_x_pct`` is % speed (characteristic) or % flow (damper, inlet_vane);
-    ``table_y_pct`` is % of rated power. Empty for constant and throttle.
-    """
-
-    method: BaselineMethod
-    constant_power: float
-    table_x_pct: tuple[float, ...]
-    table_y_pct: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class ControlConfig:
-    """Control mode, speed limits (speed ratios) and the guard rails of writes (``agent.control``)."""
-
-    mode: ControlMode
-    min_speed_ratio: float
-    max_speed_ratio: float
-    slew_per_min: float = 0.2  # largest speed setpoint change per minute (ratio)
-    writes_per_hour: int = 120  # write budget
-    restore: bool = True  # write the operator's values back on stop, stale data or a fault
-    deadband: float = 0.005  # smaller speed changes are not written (ratio)
-
-
-@dataclass(frozen=True)
-class DriveConfig:
-    """One drive: where it is, its map and ratings, its baseline and control mode."""
-
-    name: str
-    bus: str
-    unit: int
-    profile: Profile
-    rated_power: float
-    rated_speed: float
-    load: LoadConfig
-    baseline: BaselineConfig
-    control: ControlConfig
-    motor_efficiency: float = math.nan  # nameplate full-load efficiency; NaN: the default table's
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """A whole site config, validated."""
-
-    source: str
-    site: SiteConfig
-    metrics_host: str
-    metrics_port: int
-    storage_path: Path
-    flush_interval: float
-    max_gap: float
-    buses: tuple[BusConfig, ...]
-    drives: tuple[DriveConfig, ...]
-    groups: tuple[GroupConfig, ...] = ()
-    optimizer: OptimizerConfig = OptimizerConfig()
-
-    def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
-        """Drives polled through one bus, in config order."""
-        return tuple(d for d in self.drives if d.bus == bus)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -12,123 +12,31 @@ The demand is a flow read from a point (of a drive of the group, or of another d
 on a bus) or estimated sensorlessly from power and speed; a pressure point may be the
 demand of a pressure loop. Heads are in metres for pumps and pascals for fans
 throughout, as the machine curves are. This module parses the ``optimizer`` and
-``groups`` sections; ``agent.config`` calls it.
+``groups`` sections; ``agent.config.site`` calls it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from agent.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
-from agent.yamlsource import Issues, Section
-
-if TYPE_CHECKING:
-    from agent.config import BusConfig, DriveConfig
-
-FAN_KIND = "fan"  # LoadKind.FAN.value, without importing agent.config at module load
-
-
-class GroupControl(Enum):
-    """What the agent writes for a group."""
-
-    SPEED = "speed"
-    PRESSURE_SETPOINT = "pressure_setpoint"
-
-
-class DemandSource(Enum):
-    """Where a group's demand comes from."""
-
-    POINT = "point"  # a flow or pressure point read over Modbus
-    SENSORLESS = "sensorless"  # flow estimated from each running drive's power and speed
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """How often and how carefully the optimizer refits and recommends."""
-
-    interval: float = 60.0  # s between cycles
-    min_samples: int = 60  # valid samples a fit needs
-    min_r_squared: float = 0.9  # a poorer fit is rejected: the last that passed (or the datasheet) stays
-    min_flow_span: float = 0.15  # excitation: collapsed flow must span this share of its maximum
-
-
-@dataclass(frozen=True)
-class DemandConfig:
-    """A group's demand signal."""
-
-    source: DemandSource
-    quantity: Quantity  # FLOW, PROCESS_FLOW or PRESSURE (POINT); FLOW (SENSORLESS)
-    drive: str  # the drive whose point carries it ("" for another device)
-    bus: str  # another device: its bus, unit and profile
-    unit: int
-    profile: Profile | None
-    margin: float  # ratio added to the demanded flow (or pressure)
-    lookahead: float = math.nan  # s the demand is estimated ahead; NaN: 1.5 optimizer intervals
-
-
-@dataclass(frozen=True)
-class SystemConfig:
-    """The system curve's prior: static head at no flow, design head at design flow."""
-
-    static: float  # m or Pa
-    design_flow: float  # m³/s
-    design_head: float  # m or Pa
-
-    @property
-    def k(self) -> float:
-        """Friction coefficient of H = static + k·Q²."""
-        return (self.design_head - self.static) / (self.design_flow * self.design_flow)
-
-
-@dataclass(frozen=True)
-class SetpointConfig:
-    """Limits of a pressure setpoint the agent writes (m or Pa)."""
-
-    minimum: float
-    maximum: float
-    slew_per_min: float  # largest change per minute
-    deadband: float  # smaller changes are not written
-
-
-@dataclass(frozen=True)
-class StagingConfig:
-    """Limits of parallel-pump staging."""
-
-    min_run: float  # s a started pump runs at least
-    min_interval: float  # s between two stage changes
-    bep_window: tuple[float, float]  # flow window around each pump's best-efficiency flow
-    min_gain: float  # a stage change must save at least this share of the power
-
-
-@dataclass(frozen=True)
-class ConventionalConfig:
-    """The operator's strategy the optimizer's savings are counted against (the drives' own)."""
-
-    pressure_setpoint: float  # m or Pa; NaN: read it from the setpoint drive before the first write
-    stage_up_ratio: float  # cascade thresholds on the common speed
-    stage_down_ratio: float
-    stage_delay: float  # s
-
-
-@dataclass(frozen=True)
-class GroupConfig:
-    """Drives serving one demand on one system curve."""
-
-    name: str
-    drives: tuple[str, ...]  # also the conventional cascade's lead-lag order
-    control: GroupControl
-    setpoint_drive: str  # pressure loops: the drive whose PI setpoint is written
-    demand: DemandConfig
-    system: SystemConfig
-    setpoint: SetpointConfig
-    staging: StagingConfig
-    conventional: ConventionalConfig
-    fan: bool  # heads in Pa (fans) or m (pumps)
+from agent.config.model import (
+    BusConfig,
+    ConventionalConfig,
+    DemandConfig,
+    DemandSource,
+    DriveConfig,
+    GroupConfig,
+    GroupControl,
+    LoadKind,
+    OptimizerConfig,
+    SetpointConfig,
+    StagingConfig,
+    SystemConfig,
+)
+from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.yamlsource import Issues, Section
 
 
 def parse_optimizer(sec: Section | None) -> OptimizerConfig:
@@ -307,10 +215,10 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
                          f"no drive {member!r}; drives: {', '.join(drives) or 'none'}")
         sec.validate("drives", len(set(members)) == len(members), "a drive is listed twice")
     configs = [drives[m] for m in members if m in drives]
-    kinds = {d.load.kind.value for d in configs}
+    kinds = {d.load.kind for d in configs}
     if len(kinds) > 1:
         sec.error("drives", "pumps and fans cannot share a group")
-    fan = kinds == {FAN_KIND}
+    fan = kinds == {LoadKind.FAN}
     control = sec.choice("control", GroupControl, GroupControl.SPEED)
     setpoint_drive = sec.string("setpoint_drive", members[0] if members else "")
     if sec.has("setpoint_drive"):

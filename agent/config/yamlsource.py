@@ -9,6 +9,9 @@ than ``MAX_FILE_BYTES``, nested deeper than ``MAX_DEPTH``, or with more than
 ``MAX_VALUES`` values once every alias is expanded (an "alias bomb": nine
 aliases to nine aliases ... to a list is a billion strings in a few hundred bytes).
 A real site config is a few kilobytes, a few levels deep and a few thousand values.
+
+Long because the bounded loader and the located sections it builds are one contract: every
+value a ``Section`` hands out carries the line the loader recorded.
 """
 
 from __future__ import annotations

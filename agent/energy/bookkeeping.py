@@ -24,8 +24,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from agent.drive import DriveRuntime
-from agent.energy import EnergyTotals, HourDelta
-from agent.ledger import HourRow, Ledger, LedgerError, LedgerLockedError
+from agent.energy.account import EnergyTotals, HourDelta
+from agent.energy.ledger import HourRow, Ledger
+from agent.errors import LedgerError, LedgerLockedError
 
 log = logging.getLogger(__name__)
 

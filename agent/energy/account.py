@@ -26,54 +26,26 @@ Hours are filed by the wall clock only while it is trustworthy (``agent.wallcloc
 a sample's ``wall`` is NaN while it is not). Until then the intervals are held in
 memory, by monotonic time, and filed at the hours they really happened as soon as
 a sample brings a trusted wall time; the counters catch up then.
+
+The baseline power comes from ``agent.energy.baseline``, the counter's steps from
+``agent.energy.counter``.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
-import numpy as np
-
-from agent.config import BaselineConfig, BaselineMethod, DriveConfig, SiteConfig
-from agent.machine import datasheet_curves
-from agent.profile import Point, Quantity
-from agent.schedule import TimeOfUse, hour_start
-from kernels import (
-    BASELINE_CHARACTERISTIC,
-    BASELINE_DAMPER,
-    BASELINE_INLET_VANE,
-    DEFAULT_TABLES,
-    characteristic_baseline_power,
-    default_efficiency_tables,
-    electrical_power,
-    estimate_flow,
-    table_baseline_power,
-    throttle_baseline_power,
-)
+from agent.config import DriveConfig, SiteConfig
+from agent.config.profile import Quantity
+from agent.config.schedule import TimeOfUse, hour_start
+from agent.energy.counter import EnergyCounter
 
 GRAMS_PER_KG = 1000.0
-MAX_POWER_OVER_RATED = 3.0  # a counter step above this × rated power × dt is not physics
 # Intervals held per drive while the wall clock is untrusted (4 h at a 1 s poll, about 2 MB);
 # beyond it the oldest are dropped and counted as a gap rather than filed at a wrong hour.
 MAX_HELD_INTERVALS = 14_400
-_TABLE_CODES = {
-    BaselineMethod.CHARACTERISTIC: BASELINE_CHARACTERISTIC,
-    BaselineMethod.DAMPER: BASELINE_DAMPER,
-    BaselineMethod.INLET_VANE: BASELINE_INLET_VANE,
-}
-
-
-def baseline_table(baseline: BaselineConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The (x %, power %) table of a table baseline: the configured one, else the method's default."""
-    if baseline.table_x_pct:
-        return baseline.table_x_pct, baseline.table_y_pct
-    code = _TABLE_CODES.get(baseline.method)
-    return DEFAULT_TABLES[code] if code is not None else ((), ())
-
-
 class EnergySource(Enum):
     """Where a drive's energy figure came from."""
 
@@ -81,139 +53,58 @@ class EnergySource(Enum):
     POWER = "power"
 
 
-class CounterEvent(Enum):
-    """Things an energy counter does that the account must not book as energy."""
-
-    WRAP = "wrap"  # rolled over at its modulus: booked correctly
-    RESET = "reset"  # went backwards, e.g. the drive restarted: not booked, power used instead
-    JUMP = "jump"  # rose faster than the drive could draw: not booked
-    SATURATED = "saturated"  # stuck at its maximum (SINAMICS r0039): power used from then on
-
-
-class BaselineModel:
-    """Baseline electrical power [W] of one drive: what it would draw without the VFD."""
-
-    def __init__(self, drive: DriveConfig) -> None:
-        baseline: BaselineConfig = drive.baseline
-        self.method = baseline.method
-        self.constant_power = baseline.constant_power
-        self.rated_power = drive.rated_power
-        self.rated_flow = drive.load.rated_flow
-        xs, ys = baseline_table(baseline)
-        self._table_x = np.asarray(xs, dtype=np.float64)
-        self._table_y = np.asarray(ys, dtype=np.float64)
-        curves = datasheet_curves(drive.load, drive.rated_power)
-        self._head, self._power = curves.head, curves.power
-        self._motor, self._drive = default_efficiency_tables()
-        self._direct_on_line = np.ones_like(self._drive)  # no VFD, no inverter losses
-        self._direct_on_line[0] = self._drive[0]
-        # Load (or compile) the kernels now, at start-up, rather than inside the first poll.
-        self.power(1.0, math.nan, 0.5 * self.rated_power, running=True)
-
-    def power(self, speed_ratio: float, flow: float, electrical: float, running: bool) -> float:
-        """Baseline power; zero while stopped, NaN when the inputs cannot give one.
-
-        ``flow`` [m³/s] may be NaN: pumps then estimate it from power and speed on the
-        datasheet curve, fans take flow ratio = speed ratio (fan law on a system without
-        static pressure).
-        """
-        if not running:
-            return 0.0
-        if self.method is BaselineMethod.CONSTANT:
-            return self.constant_power
-        if self.method is BaselineMethod.CHARACTERISTIC:
-            return float(characteristic_baseline_power(speed_ratio, self.rated_power, self._table_x,
-                                                       self._table_y))
-        if self.method is BaselineMethod.THROTTLE:
-            if math.isnan(flow):
-                flow = self._estimate_flow(speed_ratio, electrical)
-            shaft = float(throttle_baseline_power(self._head, self._power, flow))
-            return float(electrical_power(shaft, self.rated_power, self._motor, self._direct_on_line))
-        flow_ratio = flow / self.rated_flow if math.isfinite(flow) else speed_ratio
-        return float(table_baseline_power(flow_ratio, self.rated_power, self._table_x, self._table_y))
-
-    def _estimate_flow(self, speed_ratio: float, electrical: float) -> float:
-        if not (math.isfinite(speed_ratio) and speed_ratio > 0 and math.isfinite(electrical)):
-            return math.nan
-        load = electrical / self.rated_power
-        motor = float(np.interp(load, self._motor[0], self._motor[1]))
-        drive = float(np.interp(load, self._drive[0], self._drive[1]))
-        return float(estimate_flow(self._power, electrical * motor * drive, speed_ratio))
-
-
-class EnergyCounter:
-    """Turns successive readings of a drive's energy counter into trustworthy steps [J]."""
-
-    def __init__(self, point: Point, rated_power: float) -> None:
-        self.modulus = point.counter_modulus
-        self.resolution = point.resolution
-        self.rated_power = rated_power
-        self.saturates_at = point.to_si(point.saturates_at) if point.saturates_at is not None else math.inf
-        self.events: Counter[CounterEvent] = Counter()
-        self.saturated = False
-        self._last: float | None = None
-
-    def step(self, value: float, dt: float) -> float | None:
-        """Energy since the previous reading, or None when the counter cannot say."""
-        last, self._last = self._last, value
-        if not math.isfinite(value):
-            self._last = None
-            return None
-        if value >= self.saturates_at - 0.5 * self.resolution:
-            if not self.saturated:
-                self.events[CounterEvent.SATURATED] += 1
-            self.saturated = True
-            return None
-        self.saturated = False
-        if last is None:
-            return None
-        limit = MAX_POWER_OVER_RATED * self.rated_power * dt + 2.0 * self.resolution
-        delta = value - last
-        if delta < 0.0:
-            wrapped = delta + self.modulus
-            if 0.0 <= wrapped <= limit:
-                self.events[CounterEvent.WRAP] += 1
-                return wrapped
-            self.events[CounterEvent.RESET] += 1
-            return None
-        if delta > limit:
-            self.events[CounterEvent.JUMP] += 1
-            return None
-        return delta
-
-    def forget(self) -> None:
-        """Drop the last reading (after a gap nothing can be said about the steps across it)."""
-        self._last = None
-
-
 @dataclass
-class HourDelta:
-    """What one drive added to one ledger hour since the last flush (signed savings)."""
+class Coverage:
+    """What every record of a drive's energy keeps, an hour's delta or the running totals.
+
+    Each field adds up: a later record of the same drive is ``merge``d field by field.
+    """
 
     energy_j: float = 0.0
     baseline_energy_j: float = 0.0
+    covered_s: float = 0.0
+    gaps: int = 0
+    counter_s: float = 0.0  # seconds booked from the drive's energy counter ...
+    power_s: float = 0.0  # ... and from the power integral
+    regenerated_j: float = 0.0  # energy the drive fed back (negative power), booked apart
+
+    def merge(self, other: Coverage) -> None:
+        """Add the fields ``other`` shares with this record (all of them, for the same type)."""
+        for f in fields(other):
+            if hasattr(self, f.name):
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class HourDelta(Coverage):
+    """What one drive added to one ledger hour since the last flush; savings signed.
+
+    The current window's signed savings are one too (only its savings fields are used).
+    """
+
     saved_vfd_j: float = 0.0
     saved_optimizer_j: float = 0.0
     co2_g: float = 0.0
     cost: float = 0.0
-    covered_s: float = 0.0
-    gaps: int = 0
-    counter_s: float = 0.0
-    power_s: float = 0.0
-    regenerated_j: float = 0.0
 
-    def merge(self, other: HourDelta) -> None:
-        """Add another delta of the same hour (used when a flush has to be retried)."""
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+# Each signed saving of a window, and the totals' (saved, penalty) pair it is split into.
+_SIGNED = (
+    ("saved_vfd_j", "saved_vfd_j", "penalty_vfd_j"),
+    ("saved_optimizer_j", "saved_optimizer_j", "penalty_optimizer_j"),
+    ("co2_g", "co2_avoided_g", "co2_penalty_g"),
+    ("cost", "cost_saved", "cost_penalty"),
+)
 
 
 @dataclass
-class EnergyTotals:
-    """Cumulative figures of one drive, as exported and as persisted by the ledger."""
+class EnergyTotals(Coverage):
+    """Cumulative figures of one drive, as exported and as persisted by the ledger.
 
-    energy_j: float = 0.0
-    baseline_energy_j: float = 0.0
+    Counters never go down: each window's net saving is added to the saved field when
+    positive and to the penalty field when negative.
+    """
+
     saved_vfd_j: float = 0.0
     penalty_vfd_j: float = 0.0
     saved_optimizer_j: float = 0.0
@@ -222,11 +113,13 @@ class EnergyTotals:
     co2_penalty_g: float = 0.0
     cost_saved: float = 0.0
     cost_penalty: float = 0.0
-    covered_s: float = 0.0
-    gaps: int = 0
-    counter_s: float = 0.0
-    power_s: float = 0.0
-    regenerated_j: float = 0.0
+
+    def close(self, window: HourDelta) -> None:
+        """Split a window's signed savings by sign into saved and penalty."""
+        for signed, saved, penalty in _SIGNED:
+            value = getattr(window, signed)
+            setattr(self, saved, getattr(self, saved) + max(value, 0.0))
+            setattr(self, penalty, getattr(self, penalty) + max(-value, 0.0))
 
 
 @dataclass(frozen=True)
@@ -239,16 +132,6 @@ class EnergySample:
     baseline_power: float  # W
     counter: float = math.nan  # J, the drive's energy counter, NaN if none
     counterfactual_power: float = math.nan  # W the operator's setpoint would draw (optimizer)
-
-
-@dataclass
-class _Window:
-    """Signed savings of the current window, split into positive and negative parts at close."""
-
-    saved_vfd_j: float = 0.0
-    saved_optimizer_j: float = 0.0
-    co2_g: float = 0.0
-    cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -270,7 +153,7 @@ class EnergyAccount:
     totals: EnergyTotals = field(default_factory=EnergyTotals)
     pending: dict[int, HourDelta] = field(default_factory=dict)
     source: EnergySource = EnergySource.POWER
-    _window: _Window = field(default_factory=_Window)
+    _window: HourDelta = field(default_factory=HourDelta)  # signed savings since the last close
     _last: EnergySample | None = None
     _lead: float | None = None  # booked energy minus counter energy, kept within [0, one step]
     _edge: float = -math.inf  # next time a rate or the hour may change after the last split
@@ -381,16 +264,8 @@ class EnergyAccount:
 
     def close_window(self) -> dict[int, HourDelta]:
         """End the current window: split its net savings by sign into the totals; hand over the hours."""
-        window, self._window = self._window, _Window()
-        t = self.totals
-        t.saved_vfd_j += max(window.saved_vfd_j, 0.0)
-        t.penalty_vfd_j += max(-window.saved_vfd_j, 0.0)
-        t.saved_optimizer_j += max(window.saved_optimizer_j, 0.0)
-        t.penalty_optimizer_j += max(-window.saved_optimizer_j, 0.0)
-        t.co2_avoided_g += max(window.co2_g, 0.0)
-        t.co2_penalty_g += max(-window.co2_g, 0.0)
-        t.cost_saved += max(window.cost, 0.0)
-        t.cost_penalty += max(-window.cost, 0.0)
+        window, self._window = self._window, HourDelta()
+        self.totals.close(window)
         pending, self.pending = self.pending, {}
         return pending
 
@@ -434,33 +309,16 @@ class EnergyAccount:
              from_counter: bool, regenerated: float) -> None:
         price, kg_per_j = self.rates.rates_at(wall)
         saved = baseline - energy  # energy ≥ 0, so saved ≤ baseline: regeneration is no saving
-        co2 = saved * kg_per_j * GRAMS_PER_KG
-        cost = saved * price
-        hour = self._hour(wall)
-        hour.energy_j += energy
-        hour.baseline_energy_j += baseline
-        hour.saved_vfd_j += saved
-        hour.saved_optimizer_j += optimizer
-        hour.co2_g += co2
-        hour.cost += cost
-        hour.covered_s += seconds
-        hour.regenerated_j += regenerated
-        t = self.totals
-        t.energy_j += energy
-        t.baseline_energy_j += baseline
-        t.covered_s += seconds
-        t.regenerated_j += regenerated
-        if from_counter:
-            hour.counter_s += seconds
-            t.counter_s += seconds
-        else:
-            hour.power_s += seconds
-            t.power_s += seconds
-        w = self._window
-        w.saved_vfd_j += saved
-        w.saved_optimizer_j += optimizer
-        w.co2_g += co2
-        w.cost += cost
+        piece = HourDelta(
+            energy_j=energy, baseline_energy_j=baseline, covered_s=seconds,
+            counter_s=seconds if from_counter else 0.0, power_s=0.0 if from_counter else seconds,
+            regenerated_j=regenerated,
+            saved_vfd_j=saved, saved_optimizer_j=optimizer, co2_g=saved * kg_per_j * GRAMS_PER_KG,
+            cost=saved * price,
+        )
+        self._hour(wall).merge(piece)
+        self._window.merge(piece)
+        self.totals.merge(Coverage(**{f.name: getattr(piece, f.name) for f in fields(Coverage)}))
 
 
 def _signed_parts(y0: float, y1: float, x0: float, x1: float) -> tuple[float, float]:

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from agent.energy import EnergyTotals, HourDelta
-from agent.errors import AgentError
+from agent.energy.account import EnergyTotals, HourDelta
+from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
 SCHEMA_VERSION = 3
@@ -69,7 +69,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE handback (
         drive TEXT NOT NULL,
-        quantity TEXT NOT NULL,           -- agent.profile.Quantity value
+        quantity TEXT NOT NULL,           -- agent.config.profile.Quantity value
         operator REAL NOT NULL,           -- the operator's value, to be written back (agent units)
         agent REAL,                       -- the agent's last value read back as written
         sending REAL,                     -- a value on its way to the drive (NULL: none)
@@ -81,14 +81,6 @@ MIGRATIONS: tuple[str, ...] = (
 
 _HOUR_FIELDS = [f.name for f in fields(HourDelta)]
 _TOTAL_FIELDS = [f.name for f in fields(EnergyTotals)]
-
-
-class LedgerError(AgentError):
-    """The ledger cannot be opened or written; polling and metrics go on without it."""
-
-
-class LedgerLockedError(LedgerError):
-    """Another agent already keeps this ledger."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +245,7 @@ class PendingHandback:
     """A point the agent has written and not yet verifiably handed back to the operator's value."""
 
     drive: str
-    quantity: str  # agent.profile.Quantity value
+    quantity: str  # agent.config.profile.Quantity value
     operator: float  # agent units (speed ratio; m for pumps, Pa for fans; a control word as a number)
     agent: float | None  # the agent's last value read back as written
     sending: float | None  # a value that was on its way to the drive (it may or may not have arrived)

@@ -7,7 +7,7 @@ bridged, since reading a few unused registers can be cheaper than a frame.
 
 ``plan_for`` picks ``max_gap`` for a drive on a bus: the bus's ``max_gap``, else
 the profile's (what the drive tolerates), else on RTU the frame-time model's
-break-even gap (``agent.rtu``: at 19200 baud 8E1, 10 registers), and on TCP 0,
+break-even gap (``agent.modbus.rtu``: at 19200 baud 8E1, 10 registers), and on TCP 0,
 which never reads an address the profile does not name; on RTU a configured
 ``max_gap`` is a ceiling the cost model stays under. Some drives answer reads
 of unnamed registers with exception 2; the poller then re-plans with 0.
@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.codec import decode
 from agent.config import BusConfig, Transport
-from agent.profile import Point, Profile, Quantity, RegisterTable
-from agent.rtu import LineBudget, LineTiming, line_budget
+from agent.config.profile import Point, Profile, Quantity, RegisterTable
+from agent.modbus.codec import decode
+from agent.modbus.rtu import LineBudget, LineTiming, line_budget
 
 MAX_READ_REGISTERS = 125
 

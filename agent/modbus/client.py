@@ -28,7 +28,6 @@ behind it; only a fresh connection clears that backlog.
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 import termios
 import time
@@ -41,35 +40,22 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from agent.config import BusConfig, Transport
+from agent.config.profile import RegisterTable
 from agent.errors import (
     DriveConnectionError,
     DriveError,
     DriveProtocolError,
     DriveReplyError,
     DriveTimeoutError,
+    LineNoiseError,
+    UnknownReplyError,
 )
-from agent.profile import RegisterTable
-from agent.readplan import Block
-from agent.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
-
-# pymodbus logs every timeout at ERROR; the poller reports failures itself, once.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+from agent.modbus.readplan import Block
+from agent.modbus.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
 
 # Exception codes of the Modbus application protocol (1..4, 5, 6, 8, 10, 11); anything else is
 # counted under one label, so a drive sending junk cannot grow the label set.
 KNOWN_EXCEPTION_CODES = frozenset({1, 2, 3, 4, 5, 6, 8, 10, 11})
-
-
-class LineNoiseError(DriveProtocolError):
-    """An RTU reply arrived with a bad CRC: noise on the line, not a silent drive."""
-
-    kind = "crc"
-
-
-class UnknownReplyError(DriveReplyError):
-    """An exception reply with a code outside the Modbus specification."""
-
-    kind = "exception_other"
 
 
 def reply_error(function: int, code: int) -> DriveReplyError:

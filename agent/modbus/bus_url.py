@@ -11,14 +11,11 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from agent.config import BusConfig, Transport
-from agent.rtu import STANDARD_BAUDRATES
+from agent.errors import BusUrlError
+from agent.modbus.rtu import STANDARD_BAUDRATES
 
 DEFAULT_TCP_PORT = 502
 _RTU_PARAMS = ("baudrate", "parity", "stopbits", "timeout")
-
-
-class BusUrlError(ValueError):
-    """A bus URL that cannot be used; the message says why."""
 
 
 def parse_bus_url(

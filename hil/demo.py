@@ -4,6 +4,11 @@ The plant (``configs/plants/demo.yaml``: two pumps and a fan) is served over a
 real loopback Modbus TCP socket; the agent polls it exactly as it would poll
 real drives. The agent's metrics and the simulator's ground truth share one
 endpoint, so the agent's figures can be checked against the truth side by side.
+
+It lives in ``hil`` because it is the test rig's: the product never imports its test
+rig. ``vfd-agent demo`` replaces its own process with ``python -m hil.demo`` (same
+arguments, same PID), which parses them with the agent's own command line and runs
+``run_demo`` here.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from agent.config import (
     Tariff,
     Transport,
 )
-from agent.ledger import LEDGER_FILE
-from agent.profile import BUILTIN_CONFIGS
-from agent.schedule import Schedule
+from agent.config.profile import BUILTIN_CONFIGS
+from agent.config.schedule import Schedule
+from agent.energy.ledger import LEDGER_FILE
 from agent.service import Agent
 from agent.units import KWH_TO_J
 from agent.web import WebConfigSource
-from hil import GroundTruthCollector, SimulatedPlant, load_plant
+from hil.plantfile import load_plant
+from hil.server import SimulatedPlant
+from hil.truth import GroundTruthCollector
 
 DEMO_PLANT = BUILTIN_CONFIGS / "plants" / "demo.yaml"
 SUMMARY_EVERY_S = 5.0
@@ -148,3 +155,9 @@ def _print_summary(agent: Agent, started: float, final: bool = False) -> None:
     print(f"[{label}] {up}/{len(agent.drives)} up, {power / 1e3:6.2f} kW now | "
           f"energy {energy:.4f} kWh | saved {saved:.4f} kWh, {co2:.1f} g CO2, "
           f"{agent.config.site.tariff.currency} {money:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    from agent.cli import main
+
+    sys.exit(main(sys.argv[1:], demo=run_demo))

@@ -1,0 +1,272 @@
+"""The site configuration's types: every frozen config dataclass and enum of the agent, in SI units.
+
+``site`` and ``groups`` parse YAML into these; nothing downstream sees raw YAML. Being
+here, apart from the parsers, they import no parser: ``groups`` needs the drive and bus
+types and ``site`` needs the group types without importing each other (the parsers used
+to, which forced string stand-ins such as ``FAN_KIND = "fan"``). The register-map types
+(``Profile``, ``Point``, ``Quantity``) stay with their parser in ``profile``: a profile is
+a file format of its own, read by the simulator too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import tzinfo
+from enum import Enum
+from pathlib import Path
+
+from agent.config.profile import Profile, Quantity
+from agent.config.schedule import Schedule
+
+
+class GroupControl(Enum):
+    """What the agent writes for a group."""
+
+    SPEED = "speed"
+    PRESSURE_SETPOINT = "pressure_setpoint"
+
+
+class DemandSource(Enum):
+    """Where a group's demand comes from."""
+
+    POINT = "point"  # a flow or pressure point read over Modbus
+    SENSORLESS = "sensorless"  # flow estimated from each running drive's power and speed
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How often and how carefully the optimizer refits and recommends."""
+
+    interval: float = 60.0  # s between cycles
+    min_samples: int = 60  # valid samples a fit needs
+    min_r_squared: float = 0.9  # a poorer fit is rejected: the last that passed (or the datasheet) stays
+    min_flow_span: float = 0.15  # excitation: collapsed flow must span this share of its maximum
+
+
+@dataclass(frozen=True)
+class DemandConfig:
+    """A group's demand signal."""
+
+    source: DemandSource
+    quantity: Quantity  # FLOW, PROCESS_FLOW or PRESSURE (POINT); FLOW (SENSORLESS)
+    drive: str  # the drive whose point carries it ("" for another device)
+    bus: str  # another device: its bus, unit and profile
+    unit: int
+    profile: Profile | None
+    margin: float  # ratio added to the demanded flow (or pressure)
+    lookahead: float = math.nan  # s the demand is estimated ahead; NaN: 1.5 optimizer intervals
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The system curve's prior: static head at no flow, design head at design flow."""
+
+    static: float  # m or Pa
+    design_flow: float  # m³/s
+    design_head: float  # m or Pa
+
+    @property
+    def k(self) -> float:
+        """Friction coefficient of H = static + k·Q²."""
+        return (self.design_head - self.static) / (self.design_flow * self.design_flow)
+
+
+@dataclass(frozen=True)
+class SetpointConfig:
+    """Limits of a pressure setpoint the agent writes (m or Pa)."""
+
+    minimum: float
+    maximum: float
+    slew_per_min: float  # largest change per minute
+    deadband: float  # smaller changes are not written
+
+
+@dataclass(frozen=True)
+class StagingConfig:
+    """Limits of parallel-pump staging."""
+
+    min_run: float  # s a started pump runs at least
+    min_interval: float  # s between two stage changes
+    bep_window: tuple[float, float]  # flow window around each pump's best-efficiency flow
+    min_gain: float  # a stage change must save at least this share of the power
+
+
+@dataclass(frozen=True)
+class ConventionalConfig:
+    """The operator's strategy the optimizer's savings are counted against (the drives' own)."""
+
+    pressure_setpoint: float  # m or Pa; NaN: read it from the setpoint drive before the first write
+    stage_up_ratio: float  # cascade thresholds on the common speed
+    stage_down_ratio: float
+    stage_delay: float  # s
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """Drives serving one demand on one system curve."""
+
+    name: str
+    drives: tuple[str, ...]  # also the conventional cascade's lead-lag order
+    control: GroupControl
+    setpoint_drive: str  # pressure loops: the drive whose PI setpoint is written
+    demand: DemandConfig
+    system: SystemConfig
+    setpoint: SetpointConfig
+    staging: StagingConfig
+    conventional: ConventionalConfig
+    fan: bool  # heads in Pa (fans) or m (pumps)
+
+
+class Transport(Enum):
+    """How a bus reaches its drives."""
+
+    TCP = "tcp"
+    RTU = "rtu"
+
+
+class LoadKind(Enum):
+    """The machine a drive turns."""
+
+    PUMP = "pump"
+    FAN = "fan"
+
+
+class BaselineMethod(Enum):
+    """What the load would draw without the VFD (DESIGN.md, baselines)."""
+
+    CONSTANT = "constant"
+    CHARACTERISTIC = "characteristic"
+    THROTTLE = "throttle"
+    DAMPER = "damper"
+    INLET_VANE = "inlet_vane"
+
+
+TABLE_BASELINES = (BaselineMethod.CHARACTERISTIC, BaselineMethod.DAMPER, BaselineMethod.INLET_VANE)
+
+
+class ControlMode(Enum):
+    """How far the agent may act on a drive."""
+
+    MONITOR = "monitor"
+    ADVISE = "advise"
+    CONTROL = "control"
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """Price of electrical energy: a time-of-use schedule in currency per joule."""
+
+    currency: str
+    price_per_joule: Schedule
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Site-wide rates for CO2 and money, applied in the site's local time."""
+
+    name: str
+    emission_kg_per_joule: Schedule
+    tariff: Tariff
+    timezone: tzinfo
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """One Modbus connection shared by the drives on it."""
+
+    name: str
+    transport: Transport
+    host: str
+    port: int
+    poll_interval: float
+    timeout: float
+    retries: int
+    reconnect_delay_max: float
+    # RTU only (agent.modbus.rtu models the line timing from these).
+    device: str = ""
+    baudrate: int = 19200
+    parity: str = "E"
+    stopbits: int = 1
+    inter_frame_delay: float = 0.0  # s of silence kept between frames, if longer than t3.5
+    # Largest gap of unused registers a block read may bridge; None: decided by agent.modbus.readplan.
+    max_gap: int | None = None
+
+    @property
+    def address(self) -> str:
+        """Where the bus is, for messages: HOST:PORT or the serial device."""
+        return self.device if self.transport is Transport.RTU else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """The rated duty point of the pump or fan."""
+
+    kind: LoadKind
+    rated_flow: float
+    rated_head: float
+    rated_pressure: float
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """How the counterfactual without a VFD is computed.
+
+    ``table_x_pct`` is % speed (characteristic) or % flow (damper, inlet_vane);
+    ``table_y_pct`` is % of rated power. Empty for constant and throttle.
+    """
+
+    method: BaselineMethod
+    constant_power: float
+    table_x_pct: tuple[float, ...]
+    table_y_pct: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """Control mode, speed limits (speed ratios) and the guard rails of writes (``agent.control.writer``)."""
+
+    mode: ControlMode
+    min_speed_ratio: float
+    max_speed_ratio: float
+    slew_per_min: float = 0.2  # largest speed setpoint change per minute (ratio)
+    writes_per_hour: int = 120  # write budget
+    restore: bool = True  # write the operator's values back on stop, stale data or a fault
+    deadband: float = 0.005  # smaller speed changes are not written (ratio)
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """One drive: where it is, its map and ratings, its baseline and control mode."""
+
+    name: str
+    bus: str
+    unit: int
+    profile: Profile
+    rated_power: float
+    rated_speed: float
+    load: LoadConfig
+    baseline: BaselineConfig
+    control: ControlConfig
+    motor_efficiency: float = math.nan  # nameplate full-load efficiency; NaN: the default table's
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """A whole site config, validated."""
+
+    source: str
+    site: SiteConfig
+    metrics_host: str
+    metrics_port: int
+    storage_path: Path
+    flush_interval: float
+    max_gap: float
+    buses: tuple[BusConfig, ...]
+    drives: tuple[DriveConfig, ...]
+    groups: tuple[GroupConfig, ...] = ()
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+    def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
+        """Drives polled through one bus, in config order."""
+        return tuple(d for d in self.drives if d.bus == bus)

@@ -1,0 +1,156 @@
+"""The operator's strategy, run alongside on the fitted curves: what the plant would draw without the agent.
+
+After every poll cycle the group evaluates the counterfactual: what the operator's strategy
+(the drives' own fixed pressure setpoint and threshold cascade, ``ConventionalConfig``) would
+draw now for the flow the group delivers, from the curves in use, scaled by measured over
+modelled power of the actual operating point so that a common error of the model cancels.
+While the agent's setpoints are in force it is the ``optimizer`` basis of the savings: the
+group hands it to each drive's energy account for the poll it was computed from (no lag).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.config.model import GroupConfig
+from agent.config.profile import Quantity
+from agent.control.writer import DriveWriter
+from agent.drive import DriveRuntime
+from agent.optimizer.machine import MachineModel, common_ratio
+from agent.optimizer.plans import Plan
+from agent.units import Dimension, head_from_pressure
+
+CALIBRATION_RANGE = (0.7, 1.4)  # measured / modelled power outside this: the model is not trusted
+
+
+@dataclass
+class Shadow:
+    """The operator's cascade, run on the curves: its stage count and its timers."""
+
+    staged: int = 0
+    up_s: float = 0.0
+    down_s: float = 0.0
+    last_t: float = math.nan
+
+
+def flow_of(machine: MachineModel, drive: DriveRuntime) -> float:
+    """A running drive's flow [m³/s]: its flow point, else the sensorless estimate (NaN if neither)."""
+    assert drive.last is not None
+    flow = drive.last.values.get(Quantity.FLOW, math.nan)
+    if math.isnan(flow):
+        flow = machine.flow_estimate(drive.last.power, drive.last.speed_ratio)
+    return flow
+
+
+class Counterfactual:
+    """One group's counterfactual: the operator's setpoint and cascade, and the calibration."""
+
+    def __init__(self, config: GroupConfig, drives: Sequence[DriveRuntime], machines: Sequence[MachineModel],
+                 writers: Mapping[str, DriveWriter]) -> None:
+        self.config = config
+        self.drives = list(drives)
+        self.machines = list(machines)
+        self.writers = writers
+        self.shadow = Shadow()
+        self.operator_setpoint = config.conventional.pressure_setpoint  # m or Pa
+        self.calibration = math.nan
+
+    def conventional(self, flow: float, dt: float) -> list[tuple[float, float]] | None:
+        """(flow, speed) per machine under the operator's setpoint and cascade; None if unknown."""
+        setpoint = self.operator_setpoint
+        if not (math.isfinite(setpoint) and math.isfinite(flow)):
+            return None
+        conventional = self.config.conventional
+        shadow = self.shadow
+        shadow.staged = min(max(shadow.staged, 1), len(self.machines))
+        top = max(m.max_ratio for m in self.machines)
+
+        def ratio_for(count: int) -> float:
+            running = self.machines[:count]
+            return max(common_ratio(running, setpoint, flow, top), max(m.min_ratio for m in running))
+
+        ratio = ratio_for(shadow.staged)
+        if len(self.machines) > 1:
+            can_up = shadow.staged < len(self.machines)
+            shadow.up_s = shadow.up_s + dt if ratio >= conventional.stage_up_ratio and can_up else 0.0
+            can_down = shadow.staged > 1
+            shadow.down_s = shadow.down_s + dt if ratio <= conventional.stage_down_ratio and can_down else 0.0
+            if shadow.up_s > conventional.stage_delay or shadow.down_s > conventional.stage_delay:
+                shadow.staged += 1 if shadow.up_s > conventional.stage_delay else -1
+                shadow.up_s = shadow.down_s = 0.0
+                ratio = ratio_for(shadow.staged)
+        return [(m.flow_at(setpoint, ratio), ratio) if i < shadow.staged else (0.0, 0.0)
+                for i, m in enumerate(self.machines)]
+
+    def power(self, now: float, delivered: float, *, holding: bool) -> dict[str, float]:
+        """Each drive's counterfactual power [W] now; NaN while the operator's values are in force."""
+        dt = now - self.shadow.last_t if math.isfinite(self.shadow.last_t) else 0.0
+        self.shadow.last_t = now
+        unknown = {d.name: math.nan for d in self.drives}
+        if not holding:
+            # The operator's strategy is what runs: the shadow cascade follows the plant.
+            self.shadow.staged = max(1, sum(1 for d in self.drives if d.last is not None and d.last.running))
+            self.shadow.up_s = self.shadow.down_s = 0.0
+            self._capture_operator_setpoint()
+            return unknown
+        points = self.conventional(delivered, dt)
+        calibration = self.calibrate()
+        self.calibration = calibration
+        if points is None or not math.isfinite(calibration):
+            return unknown
+        return {d.name: m.electrical(*point) * calibration
+                for d, m, point in zip(self.drives, self.machines, points, strict=True)}
+
+    def calibrate(self) -> float:
+        """Measured over modelled electrical power of the actual operating point (NaN if not trusted)."""
+        measured = modelled = 0.0
+        for machine, drive in zip(self.machines, self.drives, strict=True):
+            reading = drive.last
+            if reading is None or not drive.up:
+                return math.nan
+            if not reading.running:
+                continue
+            measured += reading.power
+            modelled += machine.electrical(flow_of(machine, drive), reading.speed_ratio)
+        if not (modelled > 0.0 and math.isfinite(modelled)):
+            return math.nan
+        ratio = measured / modelled
+        low, high = CALIBRATION_RANGE
+        return ratio if low <= ratio <= high else math.nan
+
+    def _capture_operator_setpoint(self) -> None:
+        """Before the agent writes, the setpoint drive's pressure setpoint is the operator's."""
+        if math.isfinite(self.config.conventional.pressure_setpoint):
+            return
+        drive = next(d for d in self.drives if d.name == self.config.setpoint_drive)
+        writer = self.writers.get(drive.name)
+        if writer is not None and Quantity.PRESSURE_SETPOINT in writer.operator:
+            # Once the agent has written, the register shows its value: the writer kept the operator's.
+            self.operator_setpoint = writer.operator[Quantity.PRESSURE_SETPOINT]
+            return
+        reading = drive.last
+        value = reading.values.get(Quantity.PRESSURE_SETPOINT, math.nan) if reading is not None else math.nan
+        point = drive.config.profile.point(Quantity.PRESSURE_SETPOINT)
+        if point is not None and math.isfinite(value) and value > 0.0:
+            machine = self.machines[self.drives.index(drive)]
+            self.operator_setpoint = value if point.dimension is Dimension.HEAD \
+                else head_from_pressure(value, fan=machine.fan)
+
+    def expected_saving(self, plan: Plan, delivered: float, system_head: float) -> dict[str, float]:
+        """Counterfactual minus planned power per drive [W], at the present flow (calibrated)."""
+        calibration = self.calibrate()
+        if not (math.isfinite(delivered) and math.isfinite(calibration)):
+            return {}
+        saved_shadow = (self.shadow.staged, self.shadow.up_s, self.shadow.down_s)
+        points = self.conventional(delivered, 0.0)  # a look, not a step: the cascade's state is kept
+        self.shadow.staged, self.shadow.up_s, self.shadow.down_s = saved_shadow
+        if points is None:
+            return {}
+        running = [d.last is not None and d.last.running for d in self.drives]
+        planned = plan.points(self.machines, [d.name for d in self.drives], running, delivered, system_head)
+        return {
+            d.name: calibration * (m.electrical(*cf) - m.electrical(*p))
+            for m, d, cf, p in zip(self.machines, self.drives, points, planned, strict=True)
+        }

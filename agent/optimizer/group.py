@@ -1,0 +1,182 @@
+"""One group of drives that serve one demand: its models, its demand, its plan, and its hand-back.
+
+Per poll cycle (``observe``): sample the demand and the operating point, feed the system
+curve, and evaluate the counterfactual. Per optimizer cycle: ``refit`` the machines and the
+system curve, then ``recommend`` a typed plan (``agent.optimizer.plans``): a single
+machine's lowest speed meeting the demand a little ahead against the system curve
+(``kernels.min_speed_for_flow``), a pressure loop's setpoint reset along the system curve,
+or parallel pumps' staging (``agent.optimizer.staging``); ``publish`` keeps what the
+metrics show. In control mode ``actuator`` (``agent.control.actuator``) writes the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from agent.config import BusConfig, ControlMode
+from agent.config.model import DemandSource, GroupConfig, GroupControl, OptimizerConfig
+from agent.config.profile import Quantity
+from agent.control.actuator import GroupActuator
+from agent.control.writer import DriveWriter
+from agent.drive import DriveRuntime
+from agent.optimizer.counterfactual import Counterfactual, flow_of
+from agent.optimizer.demand import DemandTracker
+from agent.optimizer.machine import MachineModel
+from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
+from agent.optimizer.staging import Stager, StageState
+from agent.optimizer.system import SystemModel
+from kernels import min_speed_for_flow
+
+
+class GroupRuntime:
+    """One group: its drives, models, demand, plan and (in control mode) its actuator."""
+
+    def __init__(self, config: GroupConfig, drives: Sequence[DriveRuntime],
+                 writers: Mapping[str, DriveWriter], settings: OptimizerConfig,
+                 bus_of: Mapping[str, BusConfig]) -> None:
+        self.config = config
+        self.drives = list(drives)
+        self.machines = [MachineModel(d.config) for d in drives]
+        self.writers = writers
+        self.settings = settings
+        self.system = SystemModel(config.system.static, config.system.k)
+        poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
+        window = max(2.0 * settings.interval, 20.0 * poll)
+        self.demand = DemandTracker(window, trend_window=4.0 * window)
+        # The demand until the next cycle's setpoints are in force: one interval and the data's age.
+        lookahead = config.demand.lookahead
+        self.lookahead = lookahead if math.isfinite(lookahead) else settings.interval + 2.0 * poll
+        self.trend = DemandTracker(window, trend_window=max(config.staging.min_interval, 4.0 * window))
+        self.recommendations = {d.name: Recommendation() for d in drives}
+        self.stage = StageState()
+        self.stager = Stager(config, self.drives, self.machines, writers, self.trend, self.stage)
+        self.counterfactual = Counterfactual(config, self.drives, self.machines, writers)
+        self.actuator = GroupActuator(config, self.drives, writers, self.stage)
+        self.target_flow = math.nan
+        modes = {d.config.control.mode for d in drives}
+        self.mode = ControlMode.CONTROL if modes == {ControlMode.CONTROL} else (
+            ControlMode.MONITOR if ControlMode.MONITOR in modes else ControlMode.ADVISE)
+
+    @property
+    def name(self) -> str:
+        """The group's name."""
+        return self.config.name
+
+    @property
+    def parallel(self) -> bool:
+        """More than one machine: staging."""
+        return len(self.machines) > 1
+
+    @property
+    def holding(self) -> bool:
+        """The agent's values are in force."""
+        return self.actuator.holding
+
+    # --- per poll ----------------------------------------------------------------------------
+
+    def demand_point(self) -> float:
+        """The demand as the latest poll shows it (NaN if it does not)."""
+        demand = self.config.demand
+        if demand.source is DemandSource.SENSORLESS:
+            running = [m.flow_estimate(d.last.power, d.last.speed_ratio)
+                       for m, d in zip(self.machines, self.drives, strict=True)
+                       if d.last is not None and d.last.running]
+            return sum(running) if running and all(map(math.isfinite, running)) else math.nan
+        if not demand.drive:
+            return math.nan  # another device: read in the cycle
+        drive = next((d for d in self.drives if d.name == demand.drive), None)
+        source = drive.last if drive is not None else None
+        return source.values.get(demand.quantity, math.nan) if source is not None else math.nan
+
+    def observe(self, now: float, external: Mapping[str, DriveRuntime]) -> dict[str, float]:
+        """After a poll cycle: sample the demand and the operating point; returns the counterfactual [W]."""
+        demand = self.config.demand
+        value = self.demand_point()
+        if demand.source is DemandSource.POINT and demand.drive and math.isnan(value):
+            carrier = external.get(demand.drive)
+            if carrier is not None and carrier.last is not None:
+                value = carrier.last.values.get(demand.quantity, math.nan)
+        if demand.quantity is Quantity.PRESSURE and math.isfinite(value):
+            value = self.machines[0].head_of(value)
+        if math.isfinite(value):
+            self.demand.add(now, value)
+            self.trend.add(now, value)
+        delivered, head = self.operating_point()
+        if demand.quantity is not Quantity.PRESSURE:
+            self.system.add(delivered, head, value)
+        return self.counterfactual.power(now, delivered, holding=self.holding)
+
+    def operating_point(self) -> tuple[float, float]:
+        """(delivered flow, header head) from the latest polls; NaN where unknown."""
+        flows, heads = [], []
+        for machine, drive in zip(self.machines, self.drives, strict=True):
+            reading = drive.last
+            if reading is None or not drive.up:
+                return math.nan, math.nan
+            flows.append(flow_of(machine, drive) if reading.running else 0.0)
+            if reading.running:
+                heads.append(machine.head_of(reading.values.get(Quantity.PRESSURE, math.nan)))
+        head = float(np.mean(heads)) if heads else math.nan
+        return float(sum(flows)), head
+
+    # --- per cycle -----------------------------------------------------------------------------
+
+    def refit(self) -> None:
+        """Refit every machine and the system curve."""
+        for machine, drive in zip(self.machines, self.drives, strict=True):
+            machine.refit(drive.history.snapshot(), self.settings)
+        self.system.refit(self.settings.min_samples, self.settings.min_r_squared)
+
+    def recommend(self, now: float) -> Plan | None:
+        """The plan for the demand a little ahead; None in monitor mode or without a usable demand."""
+        if self.mode is ControlMode.MONITOR:
+            return None
+        estimate = self.demand.estimate(now, self.lookahead)
+        design = self.config.system
+        limit = 3.0 * (design.design_head if self.config.demand.quantity is Quantity.PRESSURE
+                       else design.design_flow)
+        if not (math.isfinite(estimate) and 0.0 <= estimate <= limit):
+            self.target_flow = math.nan
+            return None
+        margin = 1.0 + self.config.demand.margin
+        if self.config.demand.quantity is Quantity.PRESSURE:
+            delivered, _ = self.operating_point()
+            target_head = estimate * margin
+            flow = delivered * margin if math.isfinite(delivered) else math.nan
+            static, k = target_head, 0.0
+        else:
+            # Margins on both: the flow, and the head the system needs for the demand (where the
+            # operating point is flat, near a high static head, a head error is a large flow error).
+            flow = estimate * margin
+            static, k = self.system.static, self.system.k
+            target_head = max(static + k * flow * flow, (static + k * estimate * estimate) * margin)
+            static = target_head - k * flow * flow  # the curve through (flow, target head) for the kernels
+        self.target_flow = flow
+        if self.config.control is GroupControl.PRESSURE_SETPOINT:
+            setpoint = self.config.setpoint
+            head = min(max(target_head, setpoint.minimum), setpoint.maximum)
+            return SetpointPlan(head, self.config.setpoint_drive)
+        if not math.isfinite(flow):
+            return None
+        if not self.parallel:
+            machine = self.machines[0]
+            ratio = float(min_speed_for_flow(machine.head, static, k, flow, machine.min_ratio,
+                                             machine.max_ratio))
+            ratio = ratio if math.isfinite(ratio) else machine.max_ratio
+            return SpeedPlan({self.drives[0].name: DriveSpeed(ratio, True)})
+        return self.stager.plan(now, static, k, flow)
+
+    def publish(self, plan: Plan | None) -> None:
+        """Keep the plan for the metrics (nothing in monitor mode)."""
+        if plan is None:
+            self.recommendations = {d.name: Recommendation() for d in self.drives}
+            return
+        delivered, _ = self.operating_point()
+        savings = self.counterfactual.expected_saving(plan, delivered, self.system.head(delivered))
+        self.recommendations = {
+            d.name: plan.recommendation(d.name, m, savings.get(d.name, math.nan))
+            for d, m in zip(self.drives, self.machines, strict=True)
+        }
