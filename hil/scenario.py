@@ -94,14 +94,14 @@ SCENARIOS = {
 
 
 @dataclass(frozen=True)
-class SystemError:
+class CurveOffset:
     """How far the system curve in the agent's config is off the plant's, as shares (-0.33: a third low)."""
 
     static: float = 0.0
     resistance: float = 0.0
 
     @classmethod
-    def parse(cls, text: str) -> SystemError:
+    def parse(cls, text: str) -> CurveOffset:
         """``static=-0.33,resistance=+0.2`` (either key may be left out); ValueError naming the bad part."""
         values: dict[str, float] = {}
         for part in (p.strip() for p in text.split(",") if p.strip()):
@@ -136,7 +136,7 @@ class ConfiguredSystem:
 
     @classmethod
     def of(cls, scenario: Scenario, circuit: CircuitSpec,
-           error: SystemError = SystemError()) -> ConfiguredSystem:
+           error: CurveOffset = CurveOffset()) -> ConfiguredSystem:
         """The plant's curve off by ``error``; the setpoint range follows the configured static head.
 
         The maximum setpoint stays the design head the plant runs at today (the operator
@@ -206,7 +206,7 @@ def scaled_plant(plant: PlantSpec, timing: Timing) -> PlantSpec:
 
 
 def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port: int, timing: Timing,
-                state_dir: Path, mode: str = "control", error: SystemError = SystemError()) -> str:
+                state_dir: Path, mode: str = "control", error: CurveOffset = CurveOffset()) -> str:
     """The agent's site config for the plant as an operator would write it, system curve off by ``error``."""
     fan = circuit.kind.value == "fan"
     head_key = "pressure_pa" if fan else "head_m"
@@ -293,7 +293,7 @@ class RunResult:
 
 
 async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
-                     state_dir: Path, dry_run: bool, error: SystemError) -> RunResult:
+                     state_dir: Path, dry_run: bool, error: CurveOffset) -> RunResult:
     from agent.service import Agent  # imports the kernels: after the Numba cache is set up
 
     sim = SimulatedPlant(plant)
@@ -481,7 +481,7 @@ def scenario_for_plant(path: Path, control: str | None = None) -> Scenario:
 
 
 def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, dry_run: bool = False,
-                 state_dir: Path | None = None, system_error: SystemError = SystemError()) -> dict[str, Any]:
+                 state_dir: Path | None = None, system_error: CurveOffset = CurveOffset()) -> dict[str, Any]:
     """Run one scenario (a built-in name or a ``Scenario``) end to end; the result as a JSON-ready dict."""
     scenario = SCENARIOS[name] if isinstance(name, str) else name
     timing = Timing.for_duration(duration)
@@ -591,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.control and args.plant is None:
         parser.error("--control goes with --plant (the built-in scenarios fix their own)")
     try:
-        error = SystemError.parse(args.system_error)
+        error = CurveOffset.parse(args.system_error)
     except ValueError as exc:
         parser.error(f"--system-error: {exc}")
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")

@@ -23,7 +23,7 @@ import pytest
 
 from hil.generator import MAX_SYSTEM_ERROR, distribution, generate
 from hil.plantfile import load_plant
-from hil.scenario import Scenario, SystemError, run_scenario, scenario_for_plant
+from hil.scenario import CurveOffset, Scenario, run_scenario, scenario_for_plant
 from tests.support import REPO
 
 SEEDS = (0, 1, 3)
@@ -93,7 +93,7 @@ def test_acceptance_with_the_configured_curve_30_percent_off(tmp_path, name, err
     scenario: str | Scenario = name
     if name.startswith("generated-"):
         scenario = scenario_for_plant(generate(int(name.split("-")[1])).write(tmp_path))
-    result = run_scenario(scenario, ACCEPTANCE_DAY, system_error=SystemError.parse(error))
+    result = run_scenario(scenario, ACCEPTANCE_DAY, system_error=CurveOffset.parse(error))
     print("\n" + json.dumps({k: result[k] for k in ("fraction_of_oracle_savings",
                                                     "demand_unmet_seconds_after_settling",
                                                     "saving_claim_error", "system_error")}))
