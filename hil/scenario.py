@@ -288,6 +288,7 @@ class RunResult:
     reported_vfd_saving_j: float  # the agent's savings against its baseline method (basis="vfd")
     true_vfd_saving_j: float  # the physics of the machine without a VFD, less the energy drawn
     formula_vfd_saving_j: float  # the baseline method's formula on the true state, less the energy
+    current_limited_s: dict[str, float]  # per drive: time its current limit held it below its setpoint
     write_results: dict[str, dict[str, float]]
     fits: dict[str, dict[str, float | str]]
 
@@ -325,6 +326,8 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             marks["energy"] = sum(sim.model.drives[n].snapshot.energy for n in circuit.drives)
             marks["unmet"] = header.truth.unmet_s
             marks["vfd_true"], marks["vfd_formula"] = vfd_truth()
+            for n in circuit.drives:
+                marks[f"limited:{n}"] = sim.model.drives[n].snapshot.current_limited_s
             stop.set()
 
         started = sim.now()
@@ -371,6 +374,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             registry=registry, reported_saving_j=reported, reported_vfd_saving_j=reported_vfd,
             true_vfd_saving_j=marks["vfd_true"] - marks["vfd_start_true"],
             formula_vfd_saving_j=marks["vfd_formula"] - marks["vfd_start_formula"],
+            current_limited_s={n: marks[f"limited:{n}"] for n in circuit.drives},
             write_results=write_results, fits=fits,
         )
     finally:
@@ -548,6 +552,7 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         "true_optimizer_saving_joules": round(true_saving, 1),
         "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
                                if true_saving > 0 else None),
+        "current_limited_seconds": {n: round(v, 3) for n, v in run.current_limited_s.items()},
         "vfd_basis": {
             "reported_joules": round(run.reported_vfd_saving_j, 1),
             "formula_on_true_state_joules": round(run.formula_vfd_saving_j, 1),
