@@ -53,6 +53,7 @@ from prometheus_client import CollectorRegistry
 from agent.config import BaselineConfig, BaselineMethod, load_config
 from agent.config.profile import BUILTIN_CONFIGS, Quantity
 from agent.errors import ConfigError, ConfigIssue
+from agent.metrics import SavingsBasis
 from hil.model import HeaderCircuit, PlantModel
 from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
@@ -338,17 +339,20 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
         await agent.run(stop, serve_metrics=False)
         optimizer = agent.optimizer
         assert optimizer is not None
-        reported = reported_vfd = 0.0
+        reported = 0.0  # the optimizer's savings are the group's (every part), never a drive's
+        for family in registry.collect():
+            sign = {"vfd_optimizer_energy_saved_joules": 1.0, "vfd_optimizer_energy_penalty_joules": -1.0}
+            if family.name in sign:
+                totals = [s.value for s in family.samples if s.name.endswith("_total")]
+                reported += sign[family.name] * sum(totals)
+        # The VFD's savings against the baseline method, whichever basis backs it (never both at once).
+        reported_vfd = 0.0
         for name in circuit.drives:
-            reported_vfd += (registry.get_sample_value("vfd_energy_saved_joules_total",
-                                                       {"drive": name, "basis": "vfd"}) or 0.0) - (
-                registry.get_sample_value("vfd_energy_penalty_joules_total", {"drive": name, "basis": "vfd"})
-                or 0.0)
-            saved = registry.get_sample_value("vfd_energy_saved_joules_total",
-                                              {"drive": name, "basis": "optimizer"}) or 0.0
-            penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
-                                                {"drive": name, "basis": "optimizer"}) or 0.0
-            reported += saved - penalty
+            for basis in SavingsBasis:
+                labels = {"drive": name, "basis": basis.value}
+                saved = registry.get_sample_value("vfd_energy_saved_joules_total", labels) or 0.0
+                penalty = registry.get_sample_value("vfd_energy_penalty_joules_total", labels) or 0.0
+                reported_vfd += saved - penalty
         fits: dict[str, dict[str, float | str]] = {}
         write_results: dict[str, dict[str, float]] = {}
         for group in optimizer.snapshot().groups:
