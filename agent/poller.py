@@ -32,6 +32,9 @@ Each drive's reads are planned per bus (``agent.modbus.readplan.plan_for``): on 
 gaps are bridged where the frame-time model says that is cheaper. A drive that
 rejects a bridged read with exception 2 (illegal data address) is re-planned
 without bridging, once.
+
+Long because the schedule is one piece: the tick, the rate classes, the overload rule, the
+turnaround learning and the reconnect backoff all decide when the next read goes on the line.
 """
 
 from __future__ import annotations

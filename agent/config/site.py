@@ -3,6 +3,10 @@
 Friendly units live only in the YAML keys (``rated_power_kw``, ``rated_flow_m3h``);
 everything this module returns is SI. Every problem in the config and the
 profiles it names is reported at once, located, by ``ConfigError``.
+
+Long because it is the one parser of the site file's sections (site, tariff, polling, buses of
+three transports, drives, baselines, loads): each is a short function beside the others, and
+splitting them would scatter one file's grammar over several modules.
 """
 
 from __future__ import annotations
