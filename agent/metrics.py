@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from importlib import metadata
 from typing import Protocol
@@ -27,6 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
+from agent.control.abblocks import CONFIDENCE as AB_CONFIDENCE
+from agent.control.abblocks import AbSnapshot
 from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
@@ -401,6 +403,43 @@ class OptimizerCollector(Collector):
                         writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
         yield errors
+        yield from ab_block_families(snapshot.ab_blocks)
+
+
+def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
+    """The measured A/B saving of each group with A/B blocks: estimate and its 90 % interval.
+
+    Separate names for the bounds (never a ``bound`` label a sum() would add up). The
+    estimate's families are left out until the group has enough blocks for one.
+    """
+    families = {}
+    for key, unit, what in (("rate", "watts", "power the agent saves against the operator's strategy at "
+                                              "the same flow"),
+                            ("energy", "joules", "energy the agent saved over the time it ran (rate × "
+                                                 "agent time)")):
+        for part, bound in (("", "estimate"), ("_lower", "lower end of the 90 % interval"),
+                            ("_upper", "upper end of the 90 % interval")):
+            name = f"vfd_ab_saving{'_energy' if key == 'energy' else ''}{part}_{unit}"
+            families[key, part] = GaugeMetricFamily(name, f"A/B blocks: {what}; {bound}", labels=["group"])
+    seconds = GaugeMetricFamily("vfd_ab_strategy_seconds", "A/B blocks: time in the analysed intervals by "
+                                "strategy (agent, operator)", labels=["group", "strategy"])
+    blocks_run = CounterMetricFamily("vfd_ab_blocks", "A/B blocks decided, by what ran (operator: handed "
+                                     "back; overridden: an operator block the agent kept because the loads "
+                                     "were short)", labels=["group", "decision"])
+    for group, ab in blocks.items():
+        blocks_run.add_metric([group, "operator"], float(ab.operator_blocks))
+        blocks_run.add_metric([group, "overridden"], float(ab.overridden_blocks))
+        estimate = ab.estimate
+        if estimate is None:
+            continue
+        seconds.add_metric([group, "agent"], estimate.agent_time_s)
+        seconds.add_metric([group, "operator"], estimate.operator_time_s)
+        for key, figure in (("rate", estimate.saving_rate_w), ("energy", estimate.saving_j)):
+            families[key, ""].add_metric([group], figure.value)
+            families[key, "_lower"].add_metric([group], figure.lower(AB_CONFIDENCE))
+            families[key, "_upper"].add_metric([group], figure.upper(AB_CONFIDENCE))
+    yield from families.values()
+    yield from (seconds, blocks_run)
 
 
 # Instantaneous health values a profile may map: exported while the drive is up, like power.

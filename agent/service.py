@@ -145,7 +145,8 @@ class Agent:
         self.optimizer = None
         if config.groups:
             self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
-                                       clock=self.clock, dry_run=self.dry_run, handbacks=self._handback_store)
+                                       clock=self.clock, dry_run=self.dry_run, handbacks=self._handback_store,
+                                       wall_clock=self.wall.read)
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
         self.config = config

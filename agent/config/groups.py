@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.config.model import (
+    AbBlocksConfig,
     BusConfig,
+    ControlMode,
     ConventionalConfig,
     DemandConfig,
     DemandSource,
@@ -37,6 +39,8 @@ from agent.config.model import (
 )
 from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
 from agent.config.yamlsource import Issues, Section
+from agent.mv.abtest import BlockPlan
+from agent.mv.stats import MvError
 
 
 def parse_optimizer(sec: Section | None) -> OptimizerConfig:
@@ -195,8 +199,38 @@ def _conventional(sec: Section | None, fan: bool) -> ConventionalConfig:
     return ConventionalConfig(setpoint, up, down, delay)
 
 
+def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig]) -> AbBlocksConfig | None:
+    """The ``ab_blocks`` section: None without one (the agent keeps control all the time)."""
+    if sec is None:
+        return None
+    sec.check_keys({"operator_share_pct", "block_s", "seed", "interval_s", "round_blocks"})
+    share = sec.number("operator_share_pct", minimum=0.0, exclusive_minimum=True, maximum=100.0) / 100.0
+    block = sec.number("block_s", minimum=0.0, exclusive_minimum=True)
+    seed = sec.integer("seed", minimum=0, maximum=2**31 - 1)
+    interval = sec.number("interval_s", 3600.0, minimum=0.0, exclusive_minimum=True)
+    rounds = sec.integer("round_blocks", 8, minimum=2, maximum=64)
+    for config in configs:
+        if config.control.mode is not ControlMode.CONTROL:
+            sec.error(None, f"A/B blocks hand the group back from control mode; drive {config.name!r} is in "
+                            f"{config.control.mode.value} mode")
+            return None
+    if not all(map(math.isfinite, (share, block, interval))) or seed < 0 or rounds < 0:
+        return None
+    per_block = block / interval
+    if not sec.validate("interval_s", per_block >= 2.0 and abs(per_block - round(per_block)) < 1e-9,
+                        f"must divide block_s ({block:g}) into two or more whole intervals"):
+        return None
+    try:
+        BlockPlan(seed, block, share, 0.0, rounds)
+    except MvError as exc:
+        sec.error("operator_share_pct", str(exc))
+        return None
+    return AbBlocksConfig(share, block, seed, interval, rounds)
+
+
 _GROUP_KEYS = {
     "name", "drives", "control", "setpoint_drive", "demand", "system", "setpoint", "staging", "conventional",
+    "ab_blocks",
 }
 
 
@@ -241,11 +275,12 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     setpoint = _setpoint(sec.section("setpoint", required=False), fan, system)
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
+    ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs)
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None
     return GroupConfig(name, tuple(members), control, setpoint_drive, demand, system, setpoint, staging,
-                       conventional, fan)
+                       conventional, fan, ab_blocks)
 
 
 def parse_groups(secs: Sequence[Section], drives: Sequence[DriveConfig], buses: Sequence[BusConfig],

@@ -103,6 +103,23 @@ class ConventionalConfig:
 
 
 @dataclass(frozen=True)
+class AbBlocksConfig:
+    """Randomized A/B blocks: a share of time handed back to the operator's strategy, to measure savings.
+
+    Blocks of ``block_s`` start at whole multiples of ``block_s`` since the Unix epoch (UTC),
+    so a restarted agent finds the same schedule; ``agent.mv.abtest`` draws which block is
+    whose from ``seed``. Power and flow are averaged over intervals of ``interval_s`` (a
+    whole fraction of the block) for the regression.
+    """
+
+    operator_share: float  # share of blocks handed back to the operator's strategy
+    block_s: float
+    seed: int
+    interval_s: float
+    round_blocks: int = 8  # the share holds exactly in every round of this many blocks
+
+
+@dataclass(frozen=True)
 class GroupConfig:
     """Drives serving one demand on one system curve."""
 
@@ -116,6 +133,7 @@ class GroupConfig:
     staging: StagingConfig
     conventional: ConventionalConfig
     fan: bool  # heads in Pa (fans) or m (pumps)
+    ab_blocks: AbBlocksConfig | None = None  # randomized hand-back blocks (control mode only)
 
 
 class Transport(Enum):

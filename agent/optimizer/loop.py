@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from agent.config import AgentConfig, ControlMode
 from agent.config.model import DemandSource
 from agent.config.profile import Quantity
+from agent.control.abblocks import HAND_BACK_REASON, AbBlocks, AbSnapshot, group_reading, group_short
 from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.energy.ledger import HandbackStore
@@ -74,6 +76,7 @@ class OptimizerSnapshot:
     cycles: int
     cycle_errors: int
     groups: tuple[GroupSnapshot, ...]
+    ab_blocks: Mapping[str, AbSnapshot] = dataclasses.field(default_factory=dict)  # by group
 
 
 def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
@@ -103,10 +106,12 @@ class Optimizer:
 
     def __init__(self, config: AgentConfig, drives: Sequence[DriveRuntime],
                  clients: Mapping[str, BusClient], *, clock: Clock = time.monotonic,
-                 dry_run: bool = False, handbacks: Callable[[], HandbackStore | None] = lambda: None) -> None:
+                 dry_run: bool = False, handbacks: Callable[[], HandbackStore | None] = lambda: None,
+                 wall_clock: Clock = time.time) -> None:
         self.config = config
         self.settings = config.optimizer
         self.clock = clock
+        self.wall_clock = wall_clock  # A/B blocks are scheduled on it (NaN while it is not trusted)
         self.dry_run = dry_run
         self.clients = clients
         self._handbacks = handbacks  # the ledger's hand-backs, once the ledger is open
@@ -124,6 +129,9 @@ class Optimizer:
             self.writers.update(writers)
             self.groups.append(GroupRuntime(group, members, writers, self.settings,
                                             {d.config.name: buses[d.config.bus] for d in members}))
+        # Randomized hand-back blocks (agent.control.abblocks); only where the whole group is controlled.
+        self.ab_blocks = {g.name: AbBlocks(g.name, g.config.ab_blocks) for g in self.groups
+                          if g.config.ab_blocks is not None and g.mode is ControlMode.CONTROL}
         self.cycles = 0
         self.cycle_errors = 0
         if self.groups:
@@ -141,6 +149,9 @@ class Optimizer:
         for group in self.groups:
             if names.intersection(group.config.drives):
                 counterfactual.update(group.observe(now, self.all_drives))
+                blocks = self.ab_blocks.get(group.name)
+                if blocks is not None:
+                    blocks.sample(self.wall_clock(), *group_reading(group, now), holding=group.holding)
         for drive in drives:
             drive.book(*counterfactual.get(drive.name, (math.nan, math.nan)))
 
@@ -220,6 +231,10 @@ class Optimizer:
             if not healthy or plan is None:
                 await group.actuator.release(why or "no usable demand")
                 continue
+            blocks = self.ab_blocks.get(group.name)
+            if blocks is not None and blocks.operator_now(self.wall_clock(), group_short(group, now)):
+                await group.actuator.release(HAND_BACK_REASON, logging.INFO)
+                continue
             await group.actuator.apply(now, plan)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -248,4 +263,5 @@ class Optimizer:
     def snapshot(self) -> OptimizerSnapshot:
         """What the metrics and the scenario runner read: fits, plans, writes, per group and drive."""
         groups = tuple(_group_snapshot(g) for g in self.groups)
-        return OptimizerSnapshot(self.cycles, self.cycle_errors, groups)
+        ab = {name: blocks.snapshot() for name, blocks in self.ab_blocks.items()}
+        return OptimizerSnapshot(self.cycles, self.cycle_errors, groups, ab)

@@ -1,0 +1,147 @@
+"""A/B blocks in control mode: the section, the decision per block, the labelled intervals, the estimate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from agent.config import load_config
+from agent.config.model import AbBlocksConfig
+from agent.control.abblocks import AbBlocks, service_short
+from agent.metrics import ab_block_families
+from agent.mv.abtest import Strategy, planned_strategy
+from tests.agent.mv_synth import ar1
+from tests.agent.test_groups_config import drive, issues, write
+
+GROUP = """\
+- name: chw
+  drives: [p1]
+  control: speed
+  demand: {drive: p1, quantity: process_flow}
+  system: {static_head_m: 9.6, design_flow_m3h: 240, design_head_m: 32}
+  ab_blocks: {ab}
+"""
+EPOCH = 1_790_000_000.0  # a wall time past the release floor
+
+
+def config(share=0.25, block_s=3600.0, seed=7, interval_s=600.0, round_blocks=8):
+    return AbBlocksConfig(share, block_s, seed, interval_s, round_blocks)
+
+
+def test_the_section_is_parsed(tmp_path):
+    path = write(tmp_path, drive("p1", 1), GROUP.replace(
+        "{ab}", "{operator_share_pct: 25, block_s: 14400, seed: 3, interval_s: 3600}"))
+    (group,) = load_config(path).groups
+    assert group.ab_blocks == AbBlocksConfig(0.25, 14400.0, 3, 3600.0, 8)
+    plain = write(tmp_path, drive("p1", 1), GROUP.replace("  ab_blocks: {ab}\n", ""))
+    assert load_config(plain).groups[0].ab_blocks is None
+
+
+@pytest.mark.parametrize(("ab", "mode", "field", "words"), [
+    ("{operator_share_pct: 2, block_s: 7200, seed: 1}", "control", "operator_share_pct", "operator share"),
+    ("{operator_share_pct: 100, block_s: 7200, seed: 1}", "control", "operator_share_pct", "leave one"),
+    ("{operator_share_pct: 25, block_s: 3600, seed: 1, interval_s: 2400}", "control", "interval_s",
+     "two or more whole intervals"),
+    ("{operator_share_pct: 25, block_s: 0, seed: 1}", "control", "block_s", "must be > 0"),
+    ("{operator_share_pct: 25, block_s: 7200}", "control", "seed", "is required"),
+    ("{operator_share_pct: 25, block_s: 7200, seed: 1, blocks: 3}", "control", "blocks", "unknown field"),
+    ("{operator_share_pct: 25, block_s: 7200, seed: 1}", "advise", "ab_blocks", "in advise mode"),
+])
+def test_a_bad_section_names_its_line_and_field(tmp_path, ab, mode, field, words):
+    path = write(tmp_path, drive("p1", 1, mode=mode), GROUP.replace("{ab}", ab))
+    found = issues(path)
+    assert any(field in i and words in i and "site.yaml:" in i for i in found), found
+
+
+def test_the_share_holds_in_every_round_and_a_seed_reproduces_the_schedule():
+    plan_config = config(share=0.25)
+    a, b = AbBlocks("g", plan_config), AbBlocks("g", plan_config)
+    start = math.ceil(EPOCH / 3600.0) * 3600.0
+    seen = [a.operator_now(start + i * 3600.0 + 5.0, short=False) for i in range(160)]
+    assert seen == [b.operator_now(start + i * 3600.0 + 5.0, short=False) for i in range(160)]
+    assert a.operator_blocks == sum(seen) == 40  # 2 of every 8, exactly
+    first = int(start // 3600.0)
+    for r in range(first // 8 + 1, (first + 160) // 8):
+        assert sum(seen[i - first] for i in range(r * 8, r * 8 + 8)) == 2
+    other = AbBlocks("g", config(share=0.25, seed=8))
+    assert seen != [other.operator_now(start + i * 3600.0 + 5.0, short=False) for i in range(160)]
+    # Twice in one block: the same answer (decided once).
+    assert [a.operator_now(start + i * 3600.0 + 3000.0, short=False) for i in range(160)] == seen
+
+
+def test_no_operator_block_starts_while_the_loads_are_short():
+    blocks = AbBlocks("g", config(share=0.5))
+    start = math.ceil(EPOCH / 3600.0) * 3600.0
+    operator = [i for i in range(40) if planned_strategy(blocks.plan, int(start // 3600.0) + i)
+                is Strategy.OPERATOR]
+    for i in operator:
+        t = start + i * 3600.0
+        assert not blocks.operator_now(t + 1.0, short=True)
+        # Decided at its start: the block stays with the agent when the shortfall ends.
+        assert not blocks.operator_now(t + 1800.0, short=False)
+    assert blocks.overridden_blocks == len(operator) == 20 and blocks.operator_blocks == 0
+    # No trusted wall clock: no schedule, the agent keeps control.
+    assert not blocks.operator_now(math.nan, short=False)
+
+
+def test_service_short_counts_unknown_as_short():
+    assert not service_short(0.1, 0.099)
+    assert service_short(0.1, 0.09)
+    assert service_short(0.1, math.nan) and service_short(math.nan, 0.1)
+
+
+def run_synthetic(seed: int, saving_w: float, days: int = 20):
+    """A group polled every minute for ``days``: power rises with flow; the operator draws saving_w more."""
+    rng = np.random.default_rng(seed)
+    blocks = AbBlocks("g", config(share=0.5, block_s=4 * 3600.0, seed=seed, interval_s=3600.0))
+    start = math.ceil(EPOCH / 86400.0) * 86400.0
+    n = days * 24 * 60
+    noise = ar1(rng, n, 0.95, 800.0)  # minute-scale drift, autocorrelated over hours
+    before, switches = False, 0
+    for i in range(n):
+        wall = start + 60.0 * i
+        operator = blocks.operator_now(wall, short=False)
+        flow = 0.03 + 0.015 * math.sin(2 * math.pi * (wall % 86400.0) / 86400.0) + rng.normal(0.0, 0.002)
+        # The first poll of a block still finds the other strategy in force (the cycle comes next).
+        holding = not before if i % 240 == 0 else not operator
+        switches += holding == operator  # a poll of the other strategy: its interval is left out
+        power = 3000.0 + 1e5 * flow + 2e6 * flow**2 + (saving_w if not holding else 0.0) + noise[i]
+        blocks.sample(wall, power, flow, holding)
+        before = operator
+    return blocks, switches
+
+
+def test_the_estimate_recovers_a_known_saving_with_a_90_percent_interval():
+    truth = 1200.0
+    hits = 0
+    for seed in range(20):
+        blocks, switches = run_synthetic(seed, truth)
+        snap = blocks.snapshot()
+        assert snap.estimate is not None, snap.why_no_estimate
+        rate = snap.estimate.saving_rate_w
+        hits += rate.lower(0.9) <= truth <= rate.upper(0.9)
+        # Every interval holding a switch is left out (and the last one, still open).
+        assert switches > 10 and len(snap.intervals) == 20 * 24 - switches - 1
+        assert {iv.strategy for iv in snap.intervals} == {Strategy.AGENT, Strategy.OPERATOR}
+        assert snap.estimate.agent_time_s + snap.estimate.operator_time_s == len(snap.intervals) * 3600.0
+    assert hits >= 16  # 90 % coverage; 16 of 20 or more with probability 0.96
+    zero = run_synthetic(99, 0.0)[0].snapshot().estimate
+    assert zero is not None and zero.saving_rate_w.lower(0.9) < 0.0 < zero.saving_rate_w.upper(0.9)
+
+
+def test_the_gauges_show_the_estimate_and_its_interval_once_there_is_one():
+    snap = run_synthetic(3, 1200.0)[0].snapshot()
+    young = AbBlocks("h", config()).snapshot()
+    families = {f.name: f for f in ab_block_families({"g": snap, "h": young})}
+    rate = snap.estimate.saving_rate_w
+    values = {name: {tuple(s.labels.values()): s.value for s in f.samples} for name, f in families.items()}
+    assert values["vfd_ab_saving_watts"] == {("g",): rate.value}
+    assert values["vfd_ab_saving_lower_watts"][("g",)] == pytest.approx(rate.lower(0.9))
+    assert values["vfd_ab_saving_upper_watts"][("g",)] == pytest.approx(rate.upper(0.9))
+    energy = snap.estimate.saving_j
+    assert values["vfd_ab_saving_energy_joules"][("g",)] == pytest.approx(energy.value)
+    assert values["vfd_ab_saving_energy_lower_joules"][("g",)] < energy.value
+    assert values["vfd_ab_blocks"][("h", "operator")] == 0.0  # a young group shows counts, no estimate
+    assert values["vfd_ab_strategy_seconds"][("g", "agent")] == snap.estimate.agent_time_s
