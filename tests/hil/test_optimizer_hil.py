@@ -247,3 +247,38 @@ def test_the_plant_helpers_keep_the_demo_plant_unchanged():
     demo = load_plant(PLANTS / "demo.yaml")
     assert demo.circuits == () and all(d.head_wear == d.efficiency_wear == 1.0 for d in demo.drives)
     assert dataclasses.replace(demo, day_length=10.0).day_length == 10.0
+
+
+def test_an_ab_block_hands_the_group_back_and_the_agent_takes_it_again(tmp_path):
+    """An operator block writes the operator's setpoint back (no longer owed on disk); the next agent block
+    keeps it on disk again before its first write, and its intervals are labelled by strategy."""
+    ab = "    ab_blocks: {operator_share_pct: 50, block_s: 2, seed: 4, interval_s: 0.5}\n"
+
+    def edit(text: str) -> str:
+        return text.replace("    conventional:", ab + "    conventional:")
+
+    async def scenario() -> None:
+        run = await start(tmp_path, "ahu-fan", edit=edit)
+        header = run.sim.model.headers["supply-duct"]
+        optimizer = run.agent.optimizer
+        assert optimizer is not None
+        blocks = optimizer.ab_blocks["supply-duct"]
+        try:
+            await run.until(lambda: header.setpoint < 700.0, what="control")
+            handed = blocks.operator_blocks
+            await run.until(lambda: blocks.operator_blocks > handed, what="an operator block")
+            await run.until(lambda: header.setpoint == pytest.approx(800.0, rel=1e-6), what="the hand-back")
+            assert run.value("vfd_control_active", drive="supply-fan") == 0.0
+            store = run.agent.handbacks
+            assert store is not None and store.pending() == []  # handed back and verified: nothing owed
+            last = run.commands("supply-fan")[-1]
+            assert last.quantity is Quantity.PRESSURE_SETPOINT
+            assert last.value == pytest.approx(800.0, rel=1e-6)
+            await run.until(lambda: header.setpoint < 700.0, what="the agent again")
+            assert [p.operator for p in store.pending()] == [pytest.approx(800.0, rel=1e-6)]
+            await run.until(lambda: {i.strategy.value for i in blocks.snapshot().intervals}
+                            == {"agent", "operator"}, what="intervals of both strategies")
+        finally:
+            await run.finish()
+
+    asyncio.run(scenario())
