@@ -55,6 +55,7 @@ from agent.config.profile import BUILTIN_CONFIGS, Quantity
 from agent.errors import ConfigError, ConfigIssue
 from agent.metrics import SavingsBasis
 from hil.model import HeaderCircuit, PlantModel
+from hil.mvscenario import OPERATOR_SHARE, MvTiming, run_mv
 from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
 from hil.server import SimulatedPlant
@@ -570,6 +571,29 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
     }
 
 
+def ab_section(design: MvTiming, seed: int) -> str:
+    """The group's ``ab_blocks`` line (exact lengths: the interval must divide the block)."""
+    return (f"    ab_blocks: {{operator_share_pct: {OPERATOR_SHARE * 100:g}, block_s: {design.block_s!r}, "
+            f"seed: {seed}, interval_s: {design.interval_s!r}}}\n")
+
+
+def run_scenario_mv(name: str | Scenario, duration: float = DEFAULT_DURATION_S, seed: int = 0,
+                    system_error: CurveOffset = CurveOffset(),
+                    state_dir: Path | None = None) -> dict[str, Any]:
+    """``--mv``: a baseline day, then a day of A/B blocks (``hil.mvscenario``); the ``mv`` object."""
+    scenario = SCENARIOS[name] if isinstance(name, str) else name
+    timing = Timing.for_duration(duration)
+    plant = scaled_plant(load_plant(PLANTS / scenario.plant), timing)
+
+    def text(sim: SimulatedPlant, state: Path, mode: str, design: MvTiming) -> str:
+        config = site_config(scenario, plant, plant.circuits[0], sim.port, timing, state, mode, system_error)
+        if mode != "control":
+            return config
+        return config.replace("    conventional:", ab_section(design, seed) + "    conventional:", 1)
+
+    return run_mv(scenario, timing, plant, seed, text, state_dir)
+
+
 def _rounded(value: float | str) -> float | str | None:
     """A figure for the JSON: four decimals, None for NaN; text as it is."""
     if isinstance(value, str):
@@ -591,6 +615,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S,
                         help=f"seconds one day of demand is compressed into (default {DEFAULT_DURATION_S:g})")
     parser.add_argument("--dry-run", action="store_true", help="the agent logs the writes it would do")
+    parser.add_argument("--mv", action="store_true",
+                        help="measure the savings as an auditor would: a baseline day under the conventional "
+                             "strategy, then a day of A/B blocks; prints the mv object beside the truth")
+    parser.add_argument("--seed", type=int, default=0, help="with --mv: reseeds the plant's noise and the "
+                                                             "A/B schedule (default 0)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     if not args.duration >= 10.0:
@@ -610,6 +639,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m hil.scenario: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
+    if args.mv:
+        if args.dry_run:
+            parser.error("--mv hands the group back and takes it again: not with --dry-run")
+        mv: dict[str, Any] = {"scenario": scenario.name,
+                              "mv": run_scenario_mv(scenario, args.duration, args.seed, error),
+                              "wall_s": round(time.monotonic() - started, 1)}
+        json.dump(mv, sys.stdout, indent=2)
+        print()
+        return 0
     result = run_scenario(scenario, args.duration, dry_run=args.dry_run, system_error=error)
     result["wall_s"] = round(time.monotonic() - started, 1)
     json.dump(result, sys.stdout, indent=2)
