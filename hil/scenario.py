@@ -584,6 +584,10 @@ def run_scenario_mv(name: str | Scenario, duration: float = DEFAULT_DURATION_S, 
     scenario = SCENARIOS[name] if isinstance(name, str) else name
     timing = Timing.for_duration(duration)
     plant = scaled_plant(load_plant(PLANTS / scenario.plant), timing)
+    if scenario.control == "speed" and len(plant.circuits[0].drives) == 1:
+        # A single drive's hand-back writes back the speed it had, a fixed speed, not its own PI (the
+        # operator's strategy): its pressure setpoint is what the A/B blocks must hand back.
+        scenario = dataclasses.replace(scenario, control="pressure_setpoint")
 
     def text(sim: SimulatedPlant, state: Path, mode: str, design: MvTiming) -> str:
         config = site_config(scenario, plant, plant.circuits[0], sim.port, timing, state, mode, system_error)
@@ -591,7 +595,7 @@ def run_scenario_mv(name: str | Scenario, duration: float = DEFAULT_DURATION_S, 
             return config
         return config.replace("    conventional:", ab_section(design, seed) + "    conventional:", 1)
 
-    return run_mv(scenario, timing, plant, seed, text, state_dir)
+    return {"control": scenario.control, **run_mv(scenario, timing, plant, seed, text, state_dir)}
 
 
 def _rounded(value: float | str) -> float | str | None:
