@@ -199,9 +199,20 @@ def _conventional(sec: Section | None, fan: bool) -> ConventionalConfig:
     return ConventionalConfig(setpoint, up, down, delay)
 
 
-def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig]) -> AbBlocksConfig | None:
-    """The ``ab_blocks`` section: None without one (the agent keeps control all the time)."""
+def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig],
+               demand: DemandConfig | None) -> AbBlocksConfig | None:
+    """The ``ab_blocks`` section: None without one (the agent keeps control all the time).
+
+    The saving is regressed on a measured flow: a sensorless flow (estimated from power) or a
+    pressure (what the agent's strategy changes) would absorb the very difference measured.
+    """
     if sec is None:
+        return None
+    sensorless = demand is not None and demand.source is DemandSource.SENSORLESS
+    if sensorless or (demand is not None and demand.quantity is Quantity.PRESSURE):
+        what = "a sensorless flow, estimated from power" if sensorless \
+            else "a pressure, which the agent's strategy changes"
+        sec.error(None, f"A/B blocks regress power on a measured flow; this group's demand is {what}")
         return None
     sec.check_keys({"operator_share_pct", "block_s", "seed", "interval_s", "round_blocks"})
     share = sec.number("operator_share_pct", minimum=0.0, exclusive_minimum=True, maximum=100.0) / 100.0
@@ -275,7 +286,7 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     setpoint = _setpoint(sec.section("setpoint", required=False), fan, system)
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
-    ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs)
+    ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs, demand)
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None

@@ -55,6 +55,15 @@ def test_a_bad_section_names_its_line_and_field(tmp_path, ab, mode, field, words
     assert any(field in i and words in i and "site.yaml:" in i for i in found), found
 
 
+@pytest.mark.parametrize("demand", ["{source: sensorless}", "{drive: p1, quantity: pressure}"])
+def test_blocks_need_a_measured_flow_to_regress_on(tmp_path, demand):
+    text = GROUP.replace("{drive: p1, quantity: process_flow}", demand)
+    ab = "{operator_share_pct: 25, block_s: 7200, seed: 1}"
+    path = write(tmp_path, drive("p1", 1), text.replace("{ab}", ab))
+    found = issues(path)
+    assert any("ab_blocks" in i and "measured flow" in i for i in found), found
+
+
 def test_the_share_holds_in_every_round_and_a_seed_reproduces_the_schedule():
     plan_config = config(share=0.25)
     a, b = AbBlocks("g", plan_config), AbBlocks("g", plan_config)
