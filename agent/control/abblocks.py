@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.config.model import AbBlocksConfig
-from agent.config.profile import Quantity
 from agent.mv.abtest import MIN_CLUSTERS, AbEstimate, BlockPlan, Strategy, ab_estimate, decide
 from agent.mv.baseline import DesignSpec, Intervals, TimeOfWeek
 from agent.mv.stats import MvError
@@ -199,9 +198,9 @@ def group_reading(group: GroupRuntime, now: float) -> tuple[float, float]:
 
 
 def group_short(group: GroupRuntime, now: float) -> bool:
-    """The loads are short (or unknown): delivered flow (head for a pressure demand) below the demand."""
-    demand = group.demand.estimate(now, 0.0)
-    delivered, head = group.operating_point()
-    if group.config.demand.quantity is Quantity.PRESSURE:
-        return service_short(demand, head)
-    return service_short(demand, delivered)
+    """The loads are short (or it is unknown): the delivered flow below the demanded flow.
+
+    A group with A/B blocks has a measured flow demand (``agent.config.groups`` refuses others).
+    """
+    delivered, _ = group.operating_point()
+    return service_short(group.demand.estimate(now, 0.0), delivered)

@@ -5,8 +5,9 @@ machines (``machine``) and the system curve (``system``), estimate the demand a 
 (``demand``) and plan (``plans``, ``staging``); in control mode write the plan through the
 group's actuator (``agent.control.actuator``, over the guard rails of ``agent.control.writer``),
 or, if any drive of the group is stale, faulted or not in remote, stop writing and restore
-the operator's values. After every poll cycle each group evaluates the counterfactual (``counterfactual``)
-and hands it to its drives' energy accounts for that same poll.
+the operator's values; a group with A/B blocks (``agent.control.abblocks``) is also handed
+back for the operator's randomized blocks. After every poll cycle each group evaluates the
+counterfactual (``counterfactual``) and hands it to its drives' energy accounts for that same poll.
 
 Readers (the metrics, the scenario runner) see ``Optimizer.snapshot()``, never the internals.
 """
