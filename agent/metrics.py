@@ -27,7 +27,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
-from agent.control.abblocks import CONFIDENCE as AB_CONFIDENCE
 from agent.control.abblocks import AbSnapshot
 from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
@@ -407,20 +406,24 @@ class OptimizerCollector(Collector):
 
 
 def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
-    """The measured A/B saving of each group with A/B blocks: estimate and its 90 % interval.
+    """The measured A/B saving of each group with A/B blocks: estimate and its 68 % and 90 % intervals.
 
-    Separate names for the bounds (never a ``bound`` label a sum() would add up). The
-    estimate's families are left out until the group has enough blocks for one.
+    Named like the baseline's ``vfd_mv_energy_saved_*``: separate names for the bounds (never a
+    ``bound`` label a sum() would add up), the level as a ``confidence`` label. The estimate's
+    families are left out until the group has enough blocks for one.
     """
-    families = {}
-    for key, unit, what in (("rate", "watts", "power the agent saves against the operator's strategy at "
-                                              "the same flow"),
-                            ("energy", "joules", "energy the agent saved over the time it ran (rate × "
-                                                 "agent time)")):
-        for part, bound in (("", "estimate"), ("_lower", "lower end of the 90 % interval"),
-                            ("_upper", "upper end of the 90 % interval")):
-            name = f"vfd_ab_saving{'_energy' if key == 'energy' else ''}{part}_{unit}"
-            families[key, part] = GaugeMetricFamily(name, f"A/B blocks: {what}; {bound}", labels=["group"])
+    families: dict[tuple[str, str], GaugeMetricFamily] = {}
+    for key, base, what in (
+            ("power", "vfd_ab_power_saved", "power the agent saves against the operator's strategy at the "
+                                            "same flow [W]"),
+            ("energy", "vfd_ab_energy_saved", "energy the agent saved over the time it ran (power saved × "
+                                              "agent time) [J]")):
+        unit = "watts" if key == "power" else "joules"
+        families[key, ""] = GaugeMetricFamily(f"{base}_{unit}", f"A/B blocks: {what}", labels=["group"])
+        for bound in ("lower", "upper"):
+            families[key, bound] = GaugeMetricFamily(f"{base}_{bound}_{unit}", f"A/B blocks: {bound} end of "
+                                                     f"the interval at confidence of the {what}",
+                                                     labels=["group", "confidence"])
     seconds = GaugeMetricFamily("vfd_ab_strategy_seconds", "A/B blocks: time in the analysed intervals by "
                                 "strategy (agent, operator)", labels=["group", "strategy"])
     blocks_run = CounterMetricFamily("vfd_ab_blocks", "A/B blocks decided, by what ran (operator: handed "
@@ -434,10 +437,11 @@ def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
             continue
         seconds.add_metric([group, "agent"], estimate.agent_time_s)
         seconds.add_metric([group, "operator"], estimate.operator_time_s)
-        for key, figure in (("rate", estimate.saving_rate_w), ("energy", estimate.saving_j)):
+        for key, figure in (("power", estimate.saving_rate_w), ("energy", estimate.saving_j)):
             families[key, ""].add_metric([group], figure.value)
-            families[key, "_lower"].add_metric([group], figure.lower(AB_CONFIDENCE))
-            families[key, "_upper"].add_metric([group], figure.upper(AB_CONFIDENCE))
+            for confidence, (lower, upper) in figure.intervals().items():
+                families[key, "lower"].add_metric([group, f"{confidence:g}"], lower)
+                families[key, "upper"].add_metric([group, f"{confidence:g}"], upper)
     yield from families.values()
     yield from (seconds, blocks_run)
 

@@ -43,7 +43,6 @@ MAX_INTERVALS = 24 * 7 * 26
 SPEC = DesignSpec(flow_degree=2, time_of_week=TimeOfWeek.NONE)
 """Power on a quadratic in flow. The randomized blocks balance the time of day between the
 strategies, so time-of-week columns would only spend degrees of freedom."""
-CONFIDENCE = 0.90
 HAND_BACK_REASON = "A/B block: the operator's strategy runs"
 
 

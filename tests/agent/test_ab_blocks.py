@@ -140,17 +140,21 @@ def test_the_estimate_recovers_a_known_saving_with_a_90_percent_interval():
     assert zero is not None and zero.saving_rate_w.lower(0.9) < 0.0 < zero.saving_rate_w.upper(0.9)
 
 
-def test_the_gauges_show_the_estimate_and_its_interval_once_there_is_one():
+def test_the_gauges_show_the_estimate_and_its_intervals_once_there_is_one():
     snap = run_synthetic(3, 1200.0)[0].snapshot()
     young = AbBlocks("h", config()).snapshot()
     families = {f.name: f for f in ab_block_families({"g": snap, "h": young})}
     rate = snap.estimate.saving_rate_w
     values = {name: {tuple(s.labels.values()): s.value for s in f.samples} for name, f in families.items()}
-    assert values["vfd_ab_saving_watts"] == {("g",): rate.value}
-    assert values["vfd_ab_saving_lower_watts"][("g",)] == pytest.approx(rate.lower(0.9))
-    assert values["vfd_ab_saving_upper_watts"][("g",)] == pytest.approx(rate.upper(0.9))
+    assert values["vfd_ab_power_saved_watts"] == {("g",): rate.value}
+    for level in (0.68, 0.9):
+        labels = ("g", f"{level:g}")
+        assert values["vfd_ab_power_saved_lower_watts"][labels] == pytest.approx(rate.lower(level))
+        assert values["vfd_ab_power_saved_upper_watts"][labels] == pytest.approx(rate.upper(level))
     energy = snap.estimate.saving_j
-    assert values["vfd_ab_saving_energy_joules"][("g",)] == pytest.approx(energy.value)
-    assert values["vfd_ab_saving_energy_lower_joules"][("g",)] < energy.value
+    assert values["vfd_ab_energy_saved_joules"][("g",)] == pytest.approx(energy.value)
+    lower90 = values["vfd_ab_energy_saved_lower_joules"][("g", "0.9")]
+    assert lower90 < values["vfd_ab_energy_saved_lower_joules"][("g", "0.68")] < energy.value
     assert values["vfd_ab_blocks"][("h", "operator")] == 0.0  # a young group shows counts, no estimate
+    assert ("h",) not in values["vfd_ab_energy_saved_joules"]
     assert values["vfd_ab_strategy_seconds"][("g", "agent")] == snap.estimate.agent_time_s
