@@ -76,8 +76,10 @@ def test_the_share_holds_in_every_round_and_a_seed_reproduces_the_schedule():
         assert sum(seen[i - first] for i in range(r * 8, r * 8 + 8)) == 2
     other = AbBlocks("g", config(share=0.25, seed=8))
     assert seen != [other.operator_now(start + i * 3600.0 + 5.0, short=False) for i in range(160)]
-    # Twice in one block: the same answer (decided once).
-    assert [a.operator_now(start + i * 3600.0 + 3000.0, short=False) for i in range(160)] == seen
+    # A block lasts block_s: the same answer to its last instant (decided once), the next block's after.
+    assert [a.operator_now(start + i * 3600.0 + 3599.9, short=False) for i in range(160)] == seen
+    assert a.operator_now(start + 160 * 3600.0, short=False) is (
+        planned_strategy(a.plan, int(start // 3600.0) + 160) is Strategy.OPERATOR)
 
 
 def test_no_operator_block_starts_while_the_loads_are_short():
