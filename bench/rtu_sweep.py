@@ -1,6 +1,6 @@
 """Sweep the offered load on one RTU line: eight SINAMICS G120 over a pty, the simulator emulating wire time.
 
-    python bench/rtu_sweep.py [--baud 19200 115200] [--step-s 10] [--rates]
+    python bench/rtu_sweep.py [--baud 19200 115200] [--step-s 10] [--rates] [--loads 0.96 1.2]
 
 The simulator runs in a child process (so its event loop never competes with the poller's)
 on one end of a socat pty pair, with the frames' wire time emulated at the baud rate and an
@@ -146,7 +146,7 @@ async def step(config_path: Path, seconds: float) -> dict[str, float]:
             "slow_s": (slow1 - slow0) / seconds / DRIVES}
 
 
-def sweep(baud: int, seconds: float, rates: bool) -> None:
+def sweep(baud: int, seconds: float, rates: bool, loads: tuple[float, ...]) -> None:
     """One baud rate's sweep, printed as a table."""
     from tests.ptypair import pty_pair  # socat
 
@@ -163,7 +163,7 @@ def sweep(baud: int, seconds: float, rates: bool) -> None:
                   + alone)
             print("offered  interval_s  asked/s  achieved/s  of_asked  of_capacity  wire  missed  errors"
                   "  load_avg" + ("  slow_reads/s/drive" if rates else ""))
-            for load in LOADS:
+            for load in loads:
                 interval = base / load
                 r = asyncio.run(step(site(Path(tmp), b, baud, interval, rates), seconds))
                 asked = 1 / interval
@@ -183,13 +183,15 @@ def main() -> None:
     parser.add_argument("--baud", type=int, nargs="+", default=[19200, 115200])
     parser.add_argument("--step-s", type=float, default=10.0, help="measured seconds per step")
     parser.add_argument("--rates", action="store_true", help="status word and fault code slow")
+    parser.add_argument("--loads", type=float, nargs="+", default=LOADS, help="offered loads (1.0: the line)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.baud[0])
         return
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     for baud in args.baud:
-        sweep(baud, args.step_s, args.rates)
+        sweep(baud, args.step_s, args.rates, tuple(args.loads))
 
 
 if __name__ == "__main__":

@@ -288,3 +288,46 @@ def test_the_lag_gauge_rises_under_overload_and_returns_to_zero_logged_once_each
     said = [r.getMessage() for r in caplog.records if r.name == "agent.poller"]
     assert sum("behind schedule" in m for m in said) == 1, said
     assert sum("back on schedule" in m for m in said) == 1, said
+
+
+def test_the_agent_stores_the_learned_turnarounds_and_starts_from_them(tmp_path):
+    from agent.modbus.turnaround import TURNAROUND_FILE, load_turnarounds
+    from agent.service import Agent
+    from tests.support import DRIVE_DATA, site_config
+
+    async def scenario():
+        sim = SimulatedPlant(load_plant(REPO / "configs" / "plants" / "demo.yaml"))
+        await sim.start("127.0.0.1", 0)
+        config = load_config(site_config(
+            tmp_path, [("plant", sim.port)],
+            [(name, "plant", sim.units[name], DRIVE_DATA[name]) for name in sim.drive_names]))
+        agent = Agent(config, registry=CollectorRegistry())
+        stop = asyncio.Event()
+        run = asyncio.create_task(agent.run(stop, serve_metrics=False))
+        try:
+            await async_wait_until(lambda: all(len(p.turnarounds()) == len(p.drives) for p in agent.pollers),
+                                   20, "every drive measured")
+            measured = {n: v for p in agent.pollers for n, v in p.turnarounds().items()}
+        finally:
+            stop.set()
+            await run
+            await sim.stop()
+        return set(sim.drive_names), measured
+
+    names, measured = asyncio.run(scenario())
+    stored = load_turnarounds(tmp_path / TURNAROUND_FILE)
+    assert set(stored) == names == set(measured)
+    assert all(0.0 <= v < 0.2 for v in stored.values()), stored
+
+    # The next start charges the stored turnaround until the drive is measured again.
+    config = site(tmp_path, "/dev/null", 1.0)
+    (bus,) = config.buses
+    drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+
+    async def restart():  # pymodbus's client needs the loop it will run on
+        return BusPoller(bus, drives, BusClient(bus), learned={"g120-2": 0.05})
+
+    poller = asyncio.run(restart())
+    assert poller.budget.turnaround == 0.05 and poller.budget.learned == 1
+    assert "learned on 1 of 4 drives" in poller.budget.describe()
+    assert poller.turnarounds() == {}  # nothing measured in this run yet: no gauge
