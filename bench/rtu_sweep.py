@@ -3,7 +3,8 @@
     python bench/rtu_sweep.py [--baud 19200 115200] [--step-s 10] [--rates] [--loads 0.96 1.2]
 
 The simulator runs in a child process (so its event loop never competes with the poller's)
-on one end of a socat pty pair, with the frames' wire time emulated at the baud rate and an
+on the master side of a pseudo-terminal (no relay process such as socat between the two, whose
+wake-ups would add to every frame), with the frames' wire time emulated at the baud rate and an
 emulated turnaround of 2.0 + 0.5·i ms for drive i (the plant file's ``turnaround_ms``). The
 agent's ``BusPoller`` polls the other end. The line's capacity is one cycle every C seconds,
 where C = Σ (read time on the wire + the drive's emulated turnaround) over a cycle's reads;
@@ -52,8 +53,10 @@ def turnaround(i: int) -> float:
     return 0.002 + 0.0005 * i
 
 
-def serve(device: str, baud: int) -> None:
-    """Child process: eight G120 on an RTU line at ``device``, each with its emulated turnaround."""
+def serve(baud: int) -> None:
+    """Child process: eight G120 on an RTU line, each with its emulated turnaround; prints the line's path."""
+    import tty
+
     from hil import SimulatedPlant, load_plant
 
     demo = load_plant(REPO / "configs" / "plants" / "demo.yaml")
@@ -63,10 +66,13 @@ def serve(device: str, baud: int) -> None:
                    for i in range(DRIVES))
     plant = dataclasses.replace(demo, drives=drives)
 
+    master, slave = os.openpty()
+    tty.setraw(slave)  # kept open, so the master side never reads end-of-file between steps
+
     async def main() -> None:
         sim = SimulatedPlant(plant, seed=1)
-        await sim.start_rtu(device, baudrate=baud, parity="N", stopbits=2)
-        print("ready", flush=True)
+        await sim.start_rtu(master, baudrate=baud, parity="N", stopbits=2)
+        print(f"ready {os.ttyname(slave)}", flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -148,14 +154,14 @@ async def step(config_path: Path, seconds: float) -> dict[str, float]:
 
 def sweep(baud: int, seconds: float, rates: bool, loads: tuple[float, ...]) -> None:
     """One baud rate's sweep, printed as a table."""
-    from tests.ptypair import pty_pair  # socat
-
     total, fast = cycle_cost(baud, rates)
-    with tempfile.TemporaryDirectory() as tmp, pty_pair(Path(tmp)) as (a, b):
-        child = subprocess.Popen([sys.executable, __file__, "--serve", a, "--baud", str(baud)],
+    with tempfile.TemporaryDirectory() as tmp:
+        child = subprocess.Popen([sys.executable, __file__, "--serve", "--baud", str(baud)],
                                  stdout=subprocess.PIPE, text=True, cwd=REPO)
         try:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            assert child.stdout is not None
+            said, b = child.stdout.readline().split()
+            assert said == "ready"
             base = fast if rates else total
             alone = f"; the fast class alone {fast * 1e3:.1f} ms ({1 / fast:.2f} cycles/s)" if rates else ""
             print(f"\n{baud} baud, 8 x G120, turnaround 2.0..5.5 ms: a cycle of every read needs "
@@ -184,10 +190,10 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=10.0, help="measured seconds per step")
     parser.add_argument("--rates", action="store_true", help="status word and fault code slow")
     parser.add_argument("--loads", type=float, nargs="+", default=LOADS, help="offered loads (1.0: the line)")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.baud[0])
+        serve(args.baud[0])
         return
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     for baud in args.baud:

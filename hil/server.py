@@ -418,10 +418,15 @@ class SimulatedPlant:
     # --- Modbus RTU and RTU over TCP ------------------------------------------------------------
 
     async def start_rtu(
-        self, device: str, *, baudrate: int = 19200, parity: str = "E", stopbits: int = 1,
+        self, device: str | int, *, baudrate: int = 19200, parity: str = "E", stopbits: int = 1,
         wire_time: bool = True,
     ) -> None:
-        """Serve every drive as a unit on an RTU line at ``device`` (a serial port or a pty)."""
+        """Serve every drive as a unit on an RTU line at ``device`` (a serial port or a pty).
+
+        ``device`` may also be the descriptor of an open terminal, which the simulator then owns:
+        the master side of ``os.openpty()``, whose other side the agent opens by its path, joins
+        the two with no relay process (socat) adding its wake-ups to every frame.
+        """
         if self._rtu is not None:
             raise RuntimeError("the simulated plant is already serving RTU")
         self._rtu = _RtuPort(self, device, baudrate, parity, stopbits, wire_time)
@@ -430,7 +435,7 @@ class SimulatedPlant:
         except OSError:
             self._rtu = None
             raise
-        self.device = device
+        self.device = str(device)
         self._start_physics()
 
     async def start_rtu_over_tcp(
@@ -646,13 +651,14 @@ class _FrameReceiver:
 class _RtuPort:
     """One serial port (or pseudo-terminal) carrying an RTU line."""
 
-    def __init__(self, plant: SimulatedPlant, device: str, baudrate: int, parity: str, stopbits: int,
+    def __init__(self, plant: SimulatedPlant, device: str | int, baudrate: int, parity: str, stopbits: int,
                  wire_time: bool) -> None:
         self.plant = plant
         self.device = device
         self.settings = (baudrate, parity, stopbits)
         self.wire_time = wire_time
         self.serial: Any = None
+        self.fd = -1
         self.line: _RtuLine | None = None
         self.receiver: _FrameReceiver | None = None
         self.loop = asyncio.get_running_loop()
@@ -661,18 +667,23 @@ class _RtuPort:
         import serial  # type: ignore[import-untyped]  # pyserial; only needed for RTU
 
         baudrate, parity, stopbits = self.settings
-        try:
-            self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
-                                        bytesize=8, timeout=0, write_timeout=0, exclusive=True)
-        except (serial.SerialException, ValueError) as exc:
-            raise OSError(f"cannot open {self.device}: {exc}") from exc
-        self.line = _line(self.plant, baudrate, parity, stopbits, self.wire_time, self.device)
+        if isinstance(self.device, int):
+            self.fd = self.device  # an open terminal (a pty's master side), ours from now on
+            os.set_blocking(self.fd, False)
+        else:
+            try:
+                self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
+                                            bytesize=8, timeout=0, write_timeout=0, exclusive=True)
+            except (serial.SerialException, ValueError) as exc:
+                raise OSError(f"cannot open {self.device}: {exc}") from exc
+            self.fd = self.serial.fileno()
+        self.line = _line(self.plant, baudrate, parity, stopbits, self.wire_time, str(self.device))
         self.receiver = self.line.receiver(self._write)
-        self.loop.add_reader(self.serial.fileno(), self._readable)
+        self.loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
         try:
-            data = os.read(self.serial.fileno(), 4096)
+            data = os.read(self.fd, 4096)
         except BlockingIOError:
             return
         except OSError:
@@ -682,15 +693,18 @@ class _RtuPort:
 
     def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
-            os.write(self.serial.fileno(), data)
+            os.write(self.fd, data)
 
     async def close(self) -> None:
         if self.receiver is not None:
             self.receiver.close()
-        if self.serial is not None:
-            self.loop.remove_reader(self.serial.fileno())
-            self.serial.close()
-            self.serial = None
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            if self.serial is not None:
+                self.serial.close()
+            else:
+                os.close(self.fd)
+            self.serial, self.fd = None, -1
         if self.line is not None:
             await self.line.close()
 

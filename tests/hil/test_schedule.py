@@ -220,22 +220,27 @@ def test_at_120_percent_the_fast_class_keeps_its_rate_and_the_slow_class_is_stre
             await asyncio.sleep(2 * interval)
             polls0 = {d.name: d.polls for d in drives}
             slow0 = {d.name: poller.slow_reads(d.name) for d in drives}
-            t0 = loop.time()
+            cycles0, t0 = poller.stats.cycles, loop.time()
             await asyncio.sleep(8.0)
             elapsed = loop.time() - t0
+            cycles = (poller.stats.cycles - cycles0) / elapsed
             fast = {d.name: (d.polls - polls0[d.name]) / elapsed for d in drives}
             slow = {d.name: (poller.slow_reads(d.name) - slow0[d.name]) / elapsed for d in drives}
+            errors = {d.name: dict(d.errors) for d in drives if d.errors}
         finally:
             stop.set()
             await task
             await sim.stop()
-        return interval, fast, slow
+        return interval, cycles, fast, slow, errors
 
     with pty_pair(tmp_path) as (a, b):
-        interval, fast, slow = asyncio.run(scenario(a, b))
+        interval, cycles, fast, slow, errors = asyncio.run(scenario(a, b))
     asked = 1 / interval
+    assert cycles > 0.9 * asked, (cycles, asked)  # every tick, but for a late wake-up or two
     for name in fast:
-        assert fast[name] > 0.85 * asked, (fast, asked)  # every tick, but for a late wake-up or two
+        # Every cycle reads every drive's fast class (a read that a loaded machine made time out
+        # costs that drive one backoff interval).
+        assert fast[name] > 0.75 * asked, (fast, asked, errors)
         # The slow class asked every interval, stretched to what the line leaves (about half),
         # but read at least once a period late (never starved).
         assert 0.1 * asked < slow[name] < 0.8 * asked, (slow, asked)
@@ -272,8 +277,8 @@ def test_the_lag_gauge_rises_under_overload_and_returns_to_zero_logged_once_each
             for drive in drives:
                 sim.clear(drive.config.name, Fault.SLOW)
             await async_wait_until(lambda: lag() == 0.0, 10, "back on time")
-            cycles = poller.stats.cycles
-            await async_wait_until(lambda: poller.stats.cycles >= cycles + 5, 20, "five cycles on time")
+            await async_wait_until(lambda: any("back on schedule" in r.getMessage() for r in caplog.records),
+                                   20, "three cycles on time in a row")
             after = lag()
         finally:
             stop.set()
@@ -284,7 +289,7 @@ def test_the_lag_gauge_rises_under_overload_and_returns_to_zero_logged_once_each
     with pty_pair(tmp_path) as (a, b):
         behind, after = asyncio.run(scenario(a, b))
     assert 0.15 < behind < 1.5  # a cycle of ~0.7 s for an interval of 0.4 s
-    assert after == 0.0
+    assert after < 0.02 * interval  # on time, but for a late wake-up on a loaded machine
     said = [r.getMessage() for r in caplog.records if r.name == "agent.poller"]
     assert sum("behind schedule" in m for m in said) == 1, said
     assert sum("back on schedule" in m for m in said) == 1, said
