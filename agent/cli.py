@@ -218,17 +218,23 @@ def _report_config_error(error: ConfigError) -> int:
 
 def _check_config(path: Path) -> int:
     from agent.modbus.readplan import bus_budget, bus_warnings
+    from agent.modbus.turnaround import TURNAROUND_FILE, load_turnarounds
 
     try:
         config = load_config(path)
     except ConfigError as exc:
         return _report_config_error(exc)
+    # Each drive's turnaround as the agent last measured it, else the bus's configured default.
+    learned = load_turnarounds(config.storage_path / TURNAROUND_FILE)
     for bus in config.buses:
-        profiles = [d.profile for d in config.drives_on(bus.name)]
-        budget = bus_budget(bus, profiles)
+        drives = config.drives_on(bus.name)
+        profiles = [d.profile for d in drives]
+        turnarounds = [learned.get(d.name, bus.turnaround) for d in drives]
+        measured = sum(d.name in learned for d in drives)
+        budget = bus_budget(bus, profiles, turnarounds, measured)
         if budget is not None:
             print(budget.describe())
-        for warning in bus_warnings(bus, profiles):
+        for warning in bus_warnings(bus, profiles, turnarounds, measured):
             print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s)")
     return EXIT_OK

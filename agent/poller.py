@@ -16,7 +16,8 @@ bus falls behind and once when it is back on time.
 
 Each drive's turnaround (the time it takes to answer beyond the frames' wire time) is
 measured on every successful read and kept as the median of the recent ones
-(``TurnaroundEstimate``); the bus's configured ``turnaround`` stands in before that.
+(``agent.modbus.turnaround``); before that, the value stored at the last run, else the
+bus's configured ``turnaround``.
 The slow pass charges it when it decides what fits.
 
 Every drive of the bus is polled in config order, one transaction at a time.
@@ -42,10 +43,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.config import BusConfig
@@ -70,6 +70,7 @@ from agent.modbus.readplan import (
     plan_classes,
     read_cost,
 )
+from agent.modbus.turnaround import TurnaroundEstimate
 from agent.units import Clock
 
 log = logging.getLogger(__name__)
@@ -78,35 +79,8 @@ log = logging.getLogger(__name__)
 DOWN_RETRY_MAX_S = 4.0  # a silent drive is asked again at least this often (recovery well within 10 s)
 SLOW_KINDS = frozenset({"timeout", "crc", "connection"})  # failures that cost the line a whole timeout
 UTILIZATION_WINDOW_S = 10.0
-TURNAROUND_WINDOW = 15  # recent exchanges a drive's turnaround is the median of
 BEHIND_CYCLES = 3  # consecutive late (or on-time) cycles before the bus is said to be behind (or back)
 LATE_SHARE = 0.02  # of the interval: a start later than this is a late cycle
-
-
-class TurnaroundEstimate:
-    """A drive's turnaround [s]: the median of its recent residuals beyond the wire time.
-
-    A median shrugs off the odd slow answer (a drive busy with its own work), which a mean
-    would carry for many cycles; before any measurement, the configured default.
-    """
-
-    def __init__(self, default: float, window: int = TURNAROUND_WINDOW) -> None:
-        self.default = default
-        self._recent: deque[float] = deque(maxlen=window)
-
-    def add(self, residual: float) -> None:
-        """One successful exchange's time beyond its wire time [s]."""
-        self._recent.append(max(0.0, residual))
-
-    @property
-    def measured(self) -> bool:
-        """True once a read has been measured."""
-        return bool(self._recent)
-
-    @property
-    def value(self) -> float:
-        """The estimate [s]."""
-        return statistics.median(self._recent) if self._recent else self.default
 
 
 @dataclass
@@ -143,7 +117,9 @@ class BusPoller:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         on_cycle: Callable[[BusPoller, float], None] | None = None,
+        learned: Mapping[str, float] | None = None,
     ) -> None:
+        """``learned``: turnarounds measured before (``agent.modbus.turnaround``), until measured again."""
         self.bus = bus
         self.drives = drives
         self.client = client
@@ -161,15 +137,18 @@ class BusPoller:
         self._schedule: dict[str, _DriveSchedule] = {}
         for drive in drives:
             plan = plan_classes(bus, drive.config.profile)
-            self._schedule[drive.name] = _DriveSchedule(plan, TurnaroundEstimate(bus.turnaround))
+            default = (learned or {}).get(drive.name, bus.turnaround)
+            self._schedule[drive.name] = _DriveSchedule(plan, TurnaroundEstimate(default))
             drive.blocks = plan.fast + plan.slow + plan.connect
             drive.stale_after = stale_after(bus.poll_interval)
         self._fast_lag = 0.0
         self._late_cycles = self._on_time_cycles = 0
         self._behind = False
         profiles = [d.config.profile for d in drives]
-        self.budget: PollBudget | None = bus_budget(bus, profiles)
-        for warning in bus_warnings(bus, profiles):
+        turnarounds = [self._schedule[d.name].turnaround.value for d in drives]
+        stored = sum(d.name in (learned or {}) for d in drives)
+        self.budget: PollBudget | None = bus_budget(bus, profiles, turnarounds, stored)
+        for warning in bus_warnings(bus, profiles, turnarounds, stored):
             log.warning("%s", warning)  # once, at start; check-config shows the same
 
     @property
@@ -271,9 +250,10 @@ class BusPoller:
         return self._schedule[drive].slow_reads
 
     def budget_now(self) -> PollBudget | None:
-        """The line budget with each drive's turnaround as measured (the configured one before)."""
-        return bus_budget(self.bus, [d.config.profile for d in self.drives],
-                          [self._schedule[d.name].turnaround.value for d in self.drives])
+        """The line budget with each drive's turnaround as measured (the configured or stored one before)."""
+        estimates = [self._schedule[d.name].turnaround for d in self.drives]
+        return bus_budget(self.bus, [d.config.profile for d in self.drives], [e.value for e in estimates],
+                          learned=sum(e.measured for e in estimates))
 
     def _note_lag(self, duration: float) -> None:
         """Log once when the bus falls behind its schedule, once when it is back on time."""

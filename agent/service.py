@@ -57,6 +57,7 @@ from agent.metrics import (
     register_process_collectors,
 )
 from agent.modbus.client import BusClient
+from agent.modbus.turnaround import TURNAROUND_FILE, load_turnarounds, save_turnarounds
 from agent.optimizer.loop import Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
@@ -66,6 +67,7 @@ from agent.web import AgentStatus, WebConfigSource, WebServer
 
 log = logging.getLogger(__name__)
 
+TURNAROUND_SAVE_S = 600.0  # the measured turnarounds are stored this often, and at every stop and reload
 RESTORE_TIMEOUT_S = 30.0  # the optimizer's hand-back at shutdown may take this long at most
 
 
@@ -103,6 +105,8 @@ class Agent:
         self.optimizer: Optimizer | None = None
         self._optimizer_collector: OptimizerCollector | None = None
         self.handbacks: HandbackStore | None = None  # opened with the ledger (_handback_store)
+        # Each drive's turnaround as last measured (agent.modbus.turnaround), until measured again.
+        self._learned = load_turnarounds(config.storage_path / TURNAROUND_FILE)
         self._build(config, {})
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
@@ -137,7 +141,8 @@ class Agent:
             on_bus = [d for d in self.drives if d.config.bus == bus.name]
             if on_bus:
                 pollers.append(BusPoller(bus, on_bus, BusClient(bus), clock=self.clock,
-                                         wall_clock=self.wall.read, on_cycle=self._observe_cycle))
+                                         wall_clock=self.wall.read, on_cycle=self._observe_cycle,
+                                         learned=self._learned))
         self.pollers[:] = pollers
         if self._optimizer_collector is not None:
             self.registry.unregister(self._optimizer_collector)
@@ -150,6 +155,23 @@ class Agent:
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
         self.config = config
+
+    async def save_turnarounds(self) -> None:
+        """Store each drive's turnaround as measured (this run's over the stored) for check-config."""
+        learned = {**self._learned, **{n: v for p in self.pollers for n, v in p.turnarounds().items()}}
+        self._learned = {d.name: learned[d.name] for d in self.drives if d.name in learned}
+        path = self.config.storage_path / TURNAROUND_FILE
+        try:
+            await asyncio.to_thread(save_turnarounds, path, self._learned)
+        except OSError as exc:
+            log.warning("cannot store the drives' turnarounds in %s: %s", path, exc)
+
+    async def _keep_turnarounds(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), TURNAROUND_SAVE_S)
+            if not stop.is_set():
+                await self.save_turnarounds()
 
     def drive(self, name: str) -> DriveRuntime:
         """A drive's runtime by name."""
@@ -216,6 +238,7 @@ class Agent:
         reload = reload if reload is not None else asyncio.Event()
         watchdog = asyncio.create_task(self._watchdog(stop), name="watchdog")
         bookkeeping = asyncio.create_task(self.bookkeeper.run(stop), name="ledger")
+        turnarounds = asyncio.create_task(self._keep_turnarounds(stop), name="turnarounds")
         generation = self._start_polling()
         self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
         try:
@@ -237,10 +260,11 @@ class Agent:
         finally:
             stop.set()
             await self._stop_polling(generation)
+            await self.save_turnarounds()
             if self.handbacks is not None:  # before the ledger's lock goes with the bookkeeper
                 self.handbacks.close()
                 self.handbacks = None
-            for helper in (watchdog, bookkeeping):
+            for helper in (watchdog, bookkeeping, turnarounds):
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
@@ -293,6 +317,7 @@ class Agent:
         config = dataclasses.replace(config, metrics_host=old.metrics_host, metrics_port=old.metrics_port,
                                      storage_path=old.storage_path)
         await self._stop_polling(generation)
+        await self.save_turnarounds()  # the new pollers start from what the old ones measured
         await self.bookkeeper.flush()  # the hours booked so far, under the drives' current runtime objects
         before = {d.name for d in self.drives}
         self._build(config, {d.name: d for d in self.drives})

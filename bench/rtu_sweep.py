@@ -1,15 +1,19 @@
 """Sweep the offered load on one RTU line: eight SINAMICS G120 over a pty, the simulator emulating wire time.
 
-    python bench/rtu_sweep.py [--baud 19200 115200] [--step-s 10] [--rates]
+    python bench/rtu_sweep.py [--baud 19200 115200] [--step-s 10] [--rates] [--loads 0.96 1.2]
 
 The simulator runs in a child process (so its event loop never competes with the poller's)
-on one end of a socat pty pair, with the frames' wire time emulated at the baud rate and an
-emulated turnaround of 2.0 + 0.5·i ms for drive i (``hil.faults`` ``slow``). The agent's
-``BusPoller`` polls the other end. The line's capacity is one cycle every C seconds, where
-C = Σ (read time on the wire + the drive's emulated turnaround) over a cycle's reads; each
-step asks for an interval of C / load, for loads from 50 % to 120 %, and prints the cycles/s
-asked and achieved, the share of the capacity achieved, the agent's utilization (wire time
-over elapsed time) and the deadline misses.
+on the master side of a pseudo-terminal (no relay process such as socat between the two, whose
+wake-ups would add to every frame), with the frames' wire time emulated at the baud rate and an
+emulated turnaround of 2.0 + 0.5·i ms for drive i (the plant file's ``turnaround_ms``). The
+agent's ``BusPoller`` polls the other end. The line's capacity is one cycle every C seconds,
+where C = Σ (read time on the wire + the drive's emulated turnaround) over a cycle's reads;
+each step asks for an interval of C / load, for loads from 50 % to 120 %, and prints the
+cycles/s asked and achieved, the share of the asked rate achieved, the share of the line's
+capacity achieved (= the line's utilization, turnaround included: achieved × C), the wire
+utilization (frames and silences only, as ``vfd_bus_utilization_ratio``), the deadline
+misses, and the load average of the machine during the step (a loaded machine delays the
+two processes' wake-ups, which costs line time).
 
 With ``--rates`` status word and fault code are polled slow (every 10 intervals) and the
 sweep also prints the fast class's cycles/s and the slow reads per second per drive.
@@ -49,23 +53,26 @@ def turnaround(i: int) -> float:
     return 0.002 + 0.0005 * i
 
 
-def serve(device: str, baud: int) -> None:
-    """Child process: eight G120 on an RTU line at ``device``, each with its emulated turnaround."""
+def serve(baud: int) -> None:
+    """Child process: eight G120 on an RTU line, each with its emulated turnaround; prints the line's path."""
+    import tty
+
     from hil import SimulatedPlant, load_plant
-    from hil.faults import Fault
 
     demo = load_plant(REPO / "configs" / "plants" / "demo.yaml")
     g120 = load_profile(BUILTIN_PROFILES / "sinamics-g120.yaml", Issues())
-    drives = tuple(dataclasses.replace(demo.drives[i % 3], name=f"g120-{i + 1}", unit=i + 1, profile=g120)
+    drives = tuple(dataclasses.replace(demo.drives[i % 3], name=f"g120-{i + 1}", unit=i + 1, profile=g120,
+                                       turnaround=turnaround(i))
                    for i in range(DRIVES))
     plant = dataclasses.replace(demo, drives=drives)
 
+    master, slave = os.openpty()
+    tty.setraw(slave)  # kept open, so the master side never reads end-of-file between steps
+
     async def main() -> None:
         sim = SimulatedPlant(plant, seed=1)
-        await sim.start_rtu(device, baudrate=baud, parity="N", stopbits=2)
-        for i, drive in enumerate(drives):
-            sim.inject(drive.name, Fault.SLOW, delay_s=turnaround(i))
-        print("ready", flush=True)
+        await sim.start_rtu(master, baudrate=baud, parity="N", stopbits=2)
+        print(f"ready {os.ttyname(slave)}", flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -145,31 +152,30 @@ async def step(config_path: Path, seconds: float) -> dict[str, float]:
             "slow_s": (slow1 - slow0) / seconds / DRIVES}
 
 
-def sweep(baud: int, seconds: float, rates: bool) -> None:
+def sweep(baud: int, seconds: float, rates: bool, loads: tuple[float, ...]) -> None:
     """One baud rate's sweep, printed as a table."""
-    from tests.ptypair import pty_pair  # socat
-
     total, fast = cycle_cost(baud, rates)
-    with tempfile.TemporaryDirectory() as tmp, pty_pair(Path(tmp)) as (a, b):
-        child = subprocess.Popen([sys.executable, __file__, "--serve", a, "--baud", str(baud)],
+    with tempfile.TemporaryDirectory() as tmp:
+        child = subprocess.Popen([sys.executable, __file__, "--serve", "--baud", str(baud)],
                                  stdout=subprocess.PIPE, text=True, cwd=REPO)
         try:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            assert child.stdout is not None
+            said, b = child.stdout.readline().split()
+            assert said == "ready"
             base = fast if rates else total
             alone = f"; the fast class alone {fast * 1e3:.1f} ms ({1 / fast:.2f} cycles/s)" if rates else ""
             print(f"\n{baud} baud, 8 x G120, turnaround 2.0..5.5 ms: a cycle of every read needs "
                   f"{total * 1e3:.1f} ms (capacity {1 / total:.2f} cycles/s)"
                   + alone)
-            print("offered  interval_s  asked/s  achieved/s  of_capacity  utilization  missed  errors"
-                  + ("  slow_reads/s/drive" if rates else ""))
-            for load in LOADS:
+            print("offered  interval_s  asked/s  achieved/s  of_asked  of_capacity  wire  missed  errors"
+                  "  load_avg" + ("  slow_reads/s/drive" if rates else ""))
+            for load in loads:
                 interval = base / load
                 r = asyncio.run(step(site(Path(tmp), b, baud, interval, rates), seconds))
                 asked = 1 / interval
-                capacity = 1 / base
-                share = r["cycles_s"] / min(asked, capacity)
-                print(f"{load:6.0%}  {interval:10.4f}  {asked:7.2f}  {r['cycles_s']:10.2f}  {share:11.1%}  "
-                      f"{r['utilization']:11.2f}  {r['missed']:6.0f}  {r['errors']:6.0f}"
+                print(f"{load:6.0%}  {interval:10.4f}  {asked:7.2f}  {r['cycles_s']:10.2f}  "
+                      f"{r['cycles_s'] / asked:8.1%}  {r['cycles_s'] * base:11.1%}  {r['utilization']:4.2f}  "
+                      f"{r['missed']:6.0f}  {r['errors']:6.0f}  {os.getloadavg()[0]:8.2f}"
                       + (f"  {r['slow_s']:.3f}" if rates else ""), flush=True)
         finally:
             child.terminate()
@@ -183,13 +189,15 @@ def main() -> None:
     parser.add_argument("--baud", type=int, nargs="+", default=[19200, 115200])
     parser.add_argument("--step-s", type=float, default=10.0, help="measured seconds per step")
     parser.add_argument("--rates", action="store_true", help="status word and fault code slow")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--loads", type=float, nargs="+", default=LOADS, help="offered loads (1.0: the line)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.baud[0])
+        serve(args.baud[0])
         return
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     for baud in args.baud:
-        sweep(baud, args.step_s, args.rates)
+        sweep(baud, args.step_s, args.rates, tuple(args.loads))
 
 
 if __name__ == "__main__":

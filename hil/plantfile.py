@@ -82,6 +82,7 @@ class DriveSpec:
     family: Family = Family.QUADRATIC  # the true curves' shape (hil.catalogue)
     shape_wear: Wear = Wear()  # impeller wear, leakage, part-load loss (catalogue families)
     slip: bool = False  # the shaft turns slower than the output frequency by the motor's slip
+    turnaround: float = 0.0  # s an RTU drive takes to answer after the request's t3.5 (real ones: 5..45 ms)
 
     @property
     def rated_slip(self) -> float:
@@ -180,7 +181,7 @@ _DRIVE_KEYS = {
     "name", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "rated_frequency_hz",
     "rated_voltage_v", "motor_efficiency_pct", "shaft_power_pct", "load", "baseline", "static_pct",
     "min_demand_pct", "max_demand_pct", "min_speed_pct", "max_speed_pct", "ramp_time_s", "noise_pct",
-    "remote", "energy_counter_start_kwh", "seed", "faults", "wear", "curve", "slip",
+    "remote", "energy_counter_start_kwh", "seed", "faults", "wear", "curve", "slip", "turnaround_ms",
 }
 
 
@@ -239,10 +240,11 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     family = _family(sec.section("curve", required=False), load.kind)
     head_wear, efficiency_wear, shape_wear = _wear(sec.section("wear", required=False), family)
     slip = sec.boolean("slip", False)
+    turnaround = sec.number("turnaround_ms", 0.0, minimum=0.0, maximum=1000.0) / 1e3
     profile = _profile(sec, plant_dir, profiles, issues)
     values = (rated_power, rated_speed, frequency, voltage, motor_eff, shaft_ratio, static, min_demand,
               max_demand, min_speed, max_speed, ramp_time, counter_start, load.rated_flow,
-              load.rated_pressure if load.kind is LoadKind.FAN else load.rated_head)
+              load.rated_pressure if load.kind is LoadKind.FAN else load.rated_head, turnaround)
     if profile is None or not name or unit < 0 or drive_seed < 0 or not all(map(math.isfinite, values)):
         return None
     spec = DriveSpec(
@@ -253,6 +255,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
         max_speed_ratio=max_speed, ramp_time=ramp_time, noise=noise, remote=remote,
         energy_counter_start=counter_start, seed=drive_seed, faults=parse_faults(sec),
         head_wear=head_wear, efficiency_wear=efficiency_wear, family=family, shape_wear=shape_wear, slip=slip,
+        turnaround=turnaround,
     )
     efficiency = spec.curves().efficiency(load.rated_flow, 1.0)
     if not MIN_MACHINE_EFFICIENCY <= efficiency <= MAX_MACHINE_EFFICIENCY:

@@ -15,8 +15,9 @@ exception 1.
   than t1.5 inside it is discarded, as is one with a bad CRC or size (counted in
   ``ServeStats.discarded``); an absent unit stays silent, as on a real line. A broadcast (unit
   0) write is carried out by every drive and answered by none. With ``wire_time``
-  the reply waits for the time both frames would take on the wire at the line's
-  baud rate, so a pseudo-terminal behaves like a real line.
+  the reply comes when it would end on a real line at the line's baud rate (request
+  frame, t3.5, the drive's ``turnaround``, response frame), so a pseudo-terminal
+  behaves like a real line.
 - RTU over TCP: the same line behind a transparent serial server (Moxa NPort, USR,
   Lantronix): RTU frames with their CRC in a TCP stream, no MBAP header; the line
   answers one frame at a time whichever connection sent it, and a reply goes to the
@@ -61,6 +62,7 @@ _RESULT_CODES = {DriveAnswer.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, DriveAnswer.ILLEG
 MAX_RTU_FRAME = 256  # bytes: unit id, PDU of at most 253, CRC
 BROADCAST = 0
 WRITE_FUNCTIONS = (6, 16)
+FINE_WAIT_S = 1e-3  # the last stretch of an emulated wire time, slept to the 0.1 ms
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:
@@ -272,8 +274,10 @@ class SimulatedPlant:
             reply = _Reply(_exception(function, hit[Fault.EXCEPTION].code))
         else:
             reply = _Reply(self._execute(endpoint, pdu))
+        if rtu:
+            reply.delay = endpoint.spec.turnaround  # the drive's own time to answer (turnaround_ms)
         if Fault.SLOW in hit:
-            reply.delay = hit[Fault.SLOW].delay_s
+            reply.delay += hit[Fault.SLOW].delay_s
         for kind in (Fault.GARBAGE, Fault.TRUNCATED, Fault.NOISE):
             if kind in hit:
                 reply.mangle = kind
@@ -414,10 +418,15 @@ class SimulatedPlant:
     # --- Modbus RTU and RTU over TCP ------------------------------------------------------------
 
     async def start_rtu(
-        self, device: str, *, baudrate: int = 19200, parity: str = "E", stopbits: int = 1,
+        self, device: str | int, *, baudrate: int = 19200, parity: str = "E", stopbits: int = 1,
         wire_time: bool = True,
     ) -> None:
-        """Serve every drive as a unit on an RTU line at ``device`` (a serial port or a pty)."""
+        """Serve every drive as a unit on an RTU line at ``device`` (a serial port or a pty).
+
+        ``device`` may also be the descriptor of an open terminal, which the simulator then owns:
+        the master side of ``os.openpty()``, whose other side the agent opens by its path, joins
+        the two with no relay process (socat) adding its wake-ups to every frame.
+        """
         if self._rtu is not None:
             raise RuntimeError("the simulated plant is already serving RTU")
         self._rtu = _RtuPort(self, device, baudrate, parity, stopbits, wire_time)
@@ -426,7 +435,7 @@ class SimulatedPlant:
         except OSError:
             self._rtu = None
             raise
-        self.device = device
+        self.device = str(device)
         self._start_physics()
 
     async def start_rtu_over_tcp(
@@ -525,7 +534,8 @@ class _RtuLine:
         self.plant = plant
         self.line = line  # frames end at its t3.5
         self.timing = wire  # None: replies without emulated wire time
-        self.frames: asyncio.Queue[tuple[bytes, Callable[[bytes], None]]] = asyncio.Queue()
+        # A frame, where its reply goes, and when its last byte came in (loop time).
+        self.frames: asyncio.Queue[tuple[bytes, Callable[[bytes], None], float]] = asyncio.Queue()
         self.worker = asyncio.create_task(self._work(), name=f"hil rtu {name}")
 
     def receiver(self, reply: Callable[[bytes], None]) -> _FrameReceiver:
@@ -533,24 +543,37 @@ class _RtuLine:
         return _FrameReceiver(self, reply)
 
     async def _work(self) -> None:
-        """Answer frames one at a time, as one line carries one transaction at a time."""
+        """Answer frames one at a time, as one line carries one transaction at a time.
+
+        With wire time, a reply is handed over when its last character would arrive on a real
+        line: the request frame, its t3.5, the drive's turnaround, the response frame; the
+        master keeps its own t3.5 before the next request. The moment is reckoned from when the
+        request's bytes came in (a pty or a socket delivers them at once), so the end-of-frame
+        timer's own lateness is not charged a second time.
+        """
+        loop = asyncio.get_running_loop()
+        free_at = 0.0  # when the emulated line is silent again after the last transaction
         while True:
-            frame, reply_to = await self.frames.get()
+            frame, reply_to, arrived = await self.frames.get()
+            start = max(arrived, free_at)  # the request went onto the line (after the last reply)
             unit, pdu = frame[0], frame[1:-2]
             if unit == BROADCAST:
                 self.plant.broadcast(pdu)
                 if self.timing is not None:
                     self.plant.stats.line_busy_s += self.timing.frame_time(len(frame)) + self.timing.gap
+                    free_at = start + self.timing.frame_time(len(frame)) + self.timing.gap
                 continue
             reply = self.plant.answer(unit, pdu, rtu=True)
-            delay = reply.delay
             response = rtu_frame(unit, reply.pdu) if reply.pdu is not None else b""
-            if self.timing is not None:
-                wire = self.timing.frame_time(len(frame) + len(response)) + 2 * self.timing.gap
-                self.plant.stats.line_busy_s += wire
-                delay += wire - self.line.t35  # one silence already passed, ending the request
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if self.timing is None:
+                due = loop.time() + reply.delay
+            else:
+                request_end = start + self.timing.frame_time(len(frame)) + self.timing.gap
+                due = request_end + reply.delay + self.timing.frame_time(len(response))
+                self.plant.stats.line_busy_s += (self.timing.frame_time(len(frame) + len(response))
+                                                 + 2 * self.timing.gap)
+                free_at = due + self.timing.gap if response else request_end
+            await _sleep_until(loop, due)
             if response:
                 reply_to(self.plant.mangle(response, reply.mangle))
 
@@ -558,6 +581,20 @@ class _RtuLine:
         self.worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.worker
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, due: float) -> None:
+    """Wait until loop time ``due``, to within ~0.1 ms.
+
+    asyncio's timers round up to whole milliseconds (epoll), a third of a frame at 115200
+    baud, so the last millisecond is slept blocking (the line carries one transaction at a
+    time anyway).
+    """
+    if due - loop.time() > FINE_WAIT_S:
+        await asyncio.sleep(due - loop.time() - FINE_WAIT_S)
+    remaining = due - loop.time()
+    if remaining > 0:
+        time.sleep(min(remaining, FINE_WAIT_S))
 
 
 class _FrameReceiver:
@@ -602,7 +639,7 @@ class _FrameReceiver:
         elif not crc_ok(frame):
             discarded["crc"] += 1  # the master will time out and ask again
         else:
-            self.line.frames.put_nowait((frame, self.reply))
+            self.line.frames.put_nowait((frame, self.reply, self.last_char_at))
 
     def close(self) -> None:
         """Stop waiting for the end of a frame."""
@@ -614,13 +651,14 @@ class _FrameReceiver:
 class _RtuPort:
     """One serial port (or pseudo-terminal) carrying an RTU line."""
 
-    def __init__(self, plant: SimulatedPlant, device: str, baudrate: int, parity: str, stopbits: int,
+    def __init__(self, plant: SimulatedPlant, device: str | int, baudrate: int, parity: str, stopbits: int,
                  wire_time: bool) -> None:
         self.plant = plant
         self.device = device
         self.settings = (baudrate, parity, stopbits)
         self.wire_time = wire_time
         self.serial: Any = None
+        self.fd = -1
         self.line: _RtuLine | None = None
         self.receiver: _FrameReceiver | None = None
         self.loop = asyncio.get_running_loop()
@@ -629,18 +667,23 @@ class _RtuPort:
         import serial  # type: ignore[import-untyped]  # pyserial; only needed for RTU
 
         baudrate, parity, stopbits = self.settings
-        try:
-            self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
-                                        bytesize=8, timeout=0, write_timeout=0, exclusive=True)
-        except (serial.SerialException, ValueError) as exc:
-            raise OSError(f"cannot open {self.device}: {exc}") from exc
-        self.line = _line(self.plant, baudrate, parity, stopbits, self.wire_time, self.device)
+        if isinstance(self.device, int):
+            self.fd = self.device  # an open terminal (a pty's master side), ours from now on
+            os.set_blocking(self.fd, False)
+        else:
+            try:
+                self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
+                                            bytesize=8, timeout=0, write_timeout=0, exclusive=True)
+            except (serial.SerialException, ValueError) as exc:
+                raise OSError(f"cannot open {self.device}: {exc}") from exc
+            self.fd = self.serial.fileno()
+        self.line = _line(self.plant, baudrate, parity, stopbits, self.wire_time, str(self.device))
         self.receiver = self.line.receiver(self._write)
-        self.loop.add_reader(self.serial.fileno(), self._readable)
+        self.loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
         try:
-            data = os.read(self.serial.fileno(), 4096)
+            data = os.read(self.fd, 4096)
         except BlockingIOError:
             return
         except OSError:
@@ -650,15 +693,18 @@ class _RtuPort:
 
     def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
-            os.write(self.serial.fileno(), data)
+            os.write(self.fd, data)
 
     async def close(self) -> None:
         if self.receiver is not None:
             self.receiver.close()
-        if self.serial is not None:
-            self.loop.remove_reader(self.serial.fileno())
-            self.serial.close()
-            self.serial = None
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            if self.serial is not None:
+                self.serial.close()
+            else:
+                os.close(self.fd)
+            self.serial, self.fd = None, -1
         if self.line is not None:
             await self.line.close()
 

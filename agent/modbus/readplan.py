@@ -124,6 +124,8 @@ class PollBudget:
     fast_reads: int  # frames per cycle
     slow_reads: int  # frames per slow period (every drive's slow class once)
     turnaround: float  # s per read charged on top of the wire time (largest of the drives')
+    learned: int = 0  # drives whose turnaround was measured (the others: the configured default)
+    drives: int = 0
 
     @property
     def cycle_time(self) -> float:
@@ -148,9 +150,11 @@ class PollBudget:
     def describe(self) -> str:
         """One line for ``check-config``."""
         slow = f" + {self.slow_reads} slow reads spread over their period" if self.slow_reads else ""
+        source = (f"learned on {self.learned} of {self.drives} drives" if self.learned
+                  else "configured, none measured yet")
         return (f"bus {self.bus}: {self.fast_reads} reads per cycle{slow} need "
                 f"{self.cycle_time * 1e3:.1f} ms of line time every {self.interval:g} s "
-                f"({self.utilization:.0%}; turnaround {self.turnaround * 1e3:.1f} ms per read)")
+                f"({self.utilization:.0%}; turnaround {self.turnaround * 1e3:.1f} ms per read, {source})")
 
     def warning(self) -> str | None:
         """A user-facing warning when the line is overbooked, else None."""
@@ -174,10 +178,11 @@ def read_cost(timing: LineTiming | None, registers: int, turnaround: float) -> f
 
 
 def bus_budget(bus: BusConfig, profiles: Iterable[Profile],
-               turnarounds: Sequence[float] | None = None) -> PollBudget | None:
+               turnarounds: Sequence[float] | None = None, learned: int = 0) -> PollBudget | None:
     """An RTU bus's line time per cycle for these drives' plans; None for TCP.
 
-    ``turnarounds``: each drive's measured turnaround [s]; the bus's configured one otherwise.
+    ``turnarounds``: each drive's turnaround [s], ``learned`` of them measured; the bus's
+    configured one otherwise.
     """
     timing = line_timing(bus)
     if timing is None:
@@ -193,12 +198,13 @@ def bus_budget(bus: BusConfig, profiles: Iterable[Profile],
         fast_reads += len(plan.fast)
         slow_reads += len(plan.slow)
     return PollBudget(bus.name, bus.poll_interval, fast, slow, fast_reads, slow_reads,
-                      max(waits, default=0.0))
+                      max(waits, default=0.0), learned, len(profiles))
 
 
-def bus_warnings(bus: BusConfig, profiles: Sequence[Profile]) -> list[str]:
+def bus_warnings(bus: BusConfig, profiles: Sequence[Profile],
+                 turnarounds: Sequence[float] | None = None, learned: int = 0) -> list[str]:
     """What is wrong with polling these drives on this bus, though the config is valid."""
-    budget, timing = bus_budget(bus, profiles), line_timing(bus)
+    budget, timing = bus_budget(bus, profiles, turnarounds, learned), line_timing(bus)
     if budget is None or timing is None:
         return []
     warnings = [w for w in [budget.warning()] if w]
