@@ -45,11 +45,11 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 import kernels as k  # noqa: E402
-from agent.motor_tables import EfficiencyClass, full_load_efficiency, part_load_table, rated_slip  # noqa: E402
+from agent.motor_tables import EfficiencyClass, full_load_efficiency, rated_slip, shaft_from_electrical  # noqa: E402
 from agent.optimizer.datasheet import PUMP_SHAPE, curves_from_rated  # noqa: E402
 from agent.optimizer.machine import ElectricalModel  # noqa: E402
 from hil.catalogue import SHAPES, Family, TableCurves, Wear  # noqa: E402
-from hil.physics import GRAVITY, WATER_DENSITY, frequency_for_speed  # noqa: E402
+from hil.physics import GRAVITY, WATER_DENSITY, electrical_power, frequency_for_speed  # noqa: E402
 
 FloatArray = NDArray[np.float64]
 RHO_G = WATER_DENSITY * GRAVITY
@@ -61,7 +61,7 @@ H_BEP = 32.0
 RATED_POWER = 15_000.0
 RATED_RPM = 1470.0
 P_BEP = 0.9 * RATED_POWER
-SIM_MOTOR_EFFICIENCY = 0.92
+SIM_MOTOR_EFFICIENCY = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)  # the plant default
 WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
 NOISE_POWER, NOISE_SPEED, NOISE_HEAD = 0.003, 0.0005, 0.005
 MIN_SENSITIVITY = 0.1  # |c'(x)| x_end / c(x) below which a curve says too little about flow
@@ -117,25 +117,9 @@ class Samples:
     head: FloatArray  # m, measured
 
 
-# The motor and drive the sweep's constants and the README's table were set on: the
-# simulator's loss tables before issue 13 (DOE MEASUR 200 hp part-load shape scaled to 92 %,
-# inverter 0.97 at full load), by load alone. hil.physics now has losses by size, speed and
-# torque; with them the uncalibrated DP path's mean error above half the BEP flow rises from
-# within the target to 2.5 % against main's 11.8 % (the target: a fifth of main's): the
-# sweep is to be re-tuned on the new physics by its owner, so it keeps its own model here.
-_MOTOR_LOAD = (0.0, 0.125, 0.25, 0.50, 0.75, 1.00, 1.25)
-_MOTOR_EFFICIENCY = (0.60, 0.88, 0.935, 0.964, 0.965, 0.961, 0.952)
-_DRIVE_LOAD = (0.0, 0.10, 0.25, 0.50, 0.75, 1.00, 1.25)
-_DRIVE_EFFICIENCY = (0.80, 0.90, 0.94, 0.96, 0.97, 0.97, 0.97)
-
-
-def _electrical(shaft: float) -> float:
-    """Electrical power [W] of the sweep's motor and drive at a shaft power (by load alone)."""
-    if shaft <= 0.0:
-        return 0.0
-    load = shaft / RATED_POWER
-    motor = min(SIM_MOTOR_EFFICIENCY * float(np.interp(load, _MOTOR_LOAD, _MOTOR_EFFICIENCY)) / 0.961, 0.99)
-    return shaft / (motor * float(np.interp(load, _DRIVE_LOAD, _DRIVE_EFFICIENCY)))
+def _electrical(shaft: float, shaft_ratio: float) -> float:
+    """Electrical power [W] the simulator draws (hil.physics: losses by size, speed and torque)."""
+    return electrical_power(shaft, RATED_POWER, SIM_MOTOR_EFFICIENCY, shaft_ratio)
 
 
 def _measure(curves: TableCurves, shaft_r: FloatArray, flow: FloatArray, rng: np.random.Generator) -> Samples:
@@ -144,7 +128,7 @@ def _measure(curves: TableCurves, shaft_r: FloatArray, flow: FloatArray, rng: np
     head = np.array([curves.head(float(q), float(r)) for q, r in zip(flow, shaft_r, strict=True)])
     pairs = zip(shaft_r, shaft, strict=True)
     freq = np.array([frequency_for_speed(float(r), float(p), RATED_POWER, slip) for r, p in pairs])
-    elec = np.array([_electrical(float(p)) for p in shaft])
+    elec = np.array([_electrical(float(p), float(r)) for p, r in zip(shaft, shaft_r, strict=True)])
     n = flow.size
     return Samples(
         flow=flow, q_rel=flow / (Q_BEP * shaft_r),
@@ -181,9 +165,7 @@ class NewPath:
         self.calibration = calibration
         self.budget = b = budget
         self.head, self.power = catalogue_curves(case.family)
-        self.electrical = ElectricalModel(RATED_POWER)
-        ie3 = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)
-        self.electrical.motor = part_load_table(ie3)
+        self.ie3 = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)
         self.slip = rated_slip(RATED_RPM)
         # The catalogue is the pump's whole range: its value band holds everywhere.
         self.power_band = k.curve_band(b.curve, 0.0, 0.0, X_MAX, Q_BEP, b.shift)
@@ -208,9 +190,12 @@ class NewPath:
                 self.head_band = k.curve_band(b.head_curve, b.curve_out, x_c, x_c, Q_BEP, b.shift_clamp)
 
     def _shaft_and_speed(self, s: Samples) -> tuple[FloatArray, FloatArray]:
-        shaft = self.electrical.shaft(s.electrical)
-        r = np.array([k.shaft_speed_ratio(float(f), float(p), RATED_POWER, self.slip)
-                      for f, p in zip(s.frequency, shaft, strict=True)])
+        # The slip needs the shaft power and the losses the speed: two passes settle both.
+        r = s.frequency
+        for _ in range(2):
+            shaft = shaft_from_electrical(s.electrical, r, RATED_POWER, self.ie3)
+            r = np.array([k.shaft_speed_ratio(float(f), float(p), RATED_POWER, self.slip)
+                          for f, p in zip(s.frequency, shaft, strict=True)])
         return shaft, r
 
     def estimate(self, s: Samples) -> tuple[FloatArray, FloatArray]:
