@@ -45,9 +45,12 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 import kernels as k  # noqa: E402
-from agent.motor_tables import EfficiencyClass, full_load_efficiency, rated_slip, shaft_from_electrical  # noqa: E402
+from agent.config import LoadConfig, LoadKind  # noqa: E402
+from agent.config.model import CurvePoints, SensorlessConfig, SpotReading  # noqa: E402
+from agent.motor_tables import EfficiencyClass, full_load_efficiency, rated_slip  # noqa: E402
 from agent.optimizer.datasheet import PUMP_SHAPE, curves_from_rated  # noqa: E402
 from agent.optimizer.machine import ElectricalModel  # noqa: E402
+from agent.sensorless import CLAMP_ON_ACCURACY, Z90, FlowEstimator  # noqa: E402
 from hil.catalogue import SHAPES, Family, TableCurves, Wear  # noqa: E402
 from hil.physics import GRAVITY, WATER_DENSITY, electrical_power, frequency_for_speed  # noqa: E402
 
@@ -64,29 +67,7 @@ P_BEP = 0.9 * RATED_POWER
 SIM_MOTOR_EFFICIENCY = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)  # the plant default
 WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
 NOISE_POWER, NOISE_SPEED, NOISE_HEAD = 0.003, 0.0005, 0.005
-MIN_SENSITIVITY = 0.1  # |c'(x)| x_end / c(x) below which a curve says too little about flow
-MAX_REL_U = 0.5  # no estimate where the stated 90 % interval is wider than half the estimate
-CLAMP_ON_ACCURACY = 0.02  # relative standard uncertainty of a portable ultrasonic meter
 CATALOGUE_Q = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # where the printed curve is read, x Q_bep
-X_MAX = 1.5 * Q_BEP  # the catalogue's end: curves are not extrapolated
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Relative standard uncertainties by source and calibration state (set on seed 1)."""
-
-    meter: float = 0.01  # the drive's electrical power reading
-    losses: float = 0.15  # the motor's and drive's losses from tables (IEC 60034-1: 15 % for a motor)
-    head: float = 0.006  # DP transmitter, 0.5 % noise plus calibration
-    speed: float = 0.002  # after the slip correction: rated speed ±20 % of its slip
-    curve: float = 0.015  # the catalogue power curve as read and fitted (value, relative)
-    head_curve: float = 0.015  # the catalogue head curve as read and fitted
-    curve_out: float = 0.04  # per best-efficiency flow away from a calibrated point (part-load wear)
-    shift: float = 0.05  # flow-axis shift a new or worn pump may have unseen (leakage), x Q_bep
-    shift_clamp: float = 0.02  # after a clamp-on reading: the meter's accuracy at its point, x Q_bep
-
-
-BUDGET = Budget()
 
 
 @dataclass(frozen=True)
@@ -148,72 +129,45 @@ def sweep(case: Case, points: int, rng: np.random.Generator) -> Samples:
     return _measure(curves, r[keep], flow[keep], rng)
 
 
-def catalogue_curves(family: Family) -> tuple[FloatArray, FloatArray]:
-    """The new pump's published curves read at CATALOGUE_Q, fitted with cubics (head, power)."""
+def catalogue(family: Family) -> tuple[CurvePoints, CurvePoints]:
+    """The new pump's published curves read at CATALOGUE_Q to 1 % (head [m], shaft power [W])."""
     new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
-    q = np.array(CATALOGUE_Q) * Q_BEP
-    head = np.array([round(new.head(float(x), 1.0) / H_BEP, 2) * H_BEP for x in q])
-    power = np.array([round(new.shaft_power(float(x), 1.0) / P_BEP, 2) * P_BEP for x in q])
-    return k.fit_catalogue_curve(q, head, 3), k.fit_catalogue_curve(q, power, 3)
+    q = tuple(x * Q_BEP for x in CATALOGUE_Q)
+    head = tuple(round(new.head(x, 1.0) / H_BEP, 2) * H_BEP for x in q)
+    power = tuple(round(new.shaft_power(x, 1.0) / P_BEP, 2) * P_BEP for x in q)
+    return CurvePoints(q, head), CurvePoints(q, power)
+
+
+def _spot(s: Samples, flow: float) -> SpotReading:
+    return SpotReading(flow, float(s.frequency[0]), float(s.electrical[0]), float(s.head[0]), "2026-01-01")
 
 
 class NewPath:
-    """The new kernels on the catalogue curve with one calibration state."""
+    """The agent's estimator (agent.sensorless.FlowEstimator) with one calibration state."""
 
-    def __init__(self, calibration: str, case: Case, rng: np.random.Generator,
-                 budget: Budget = BUDGET) -> None:
+    def __init__(self, calibration: str, case: Case, rng: np.random.Generator) -> None:
         self.calibration = calibration
-        self.budget = b = budget
-        self.head, self.power = catalogue_curves(case.family)
-        self.ie3 = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)
-        self.slip = rated_slip(RATED_RPM)
-        # The catalogue is the pump's whole range: its value band holds everywhere.
-        self.power_band = k.curve_band(b.curve, 0.0, 0.0, X_MAX, Q_BEP, b.shift)
-        self.head_band = k.curve_band(b.head_curve, 0.0, 0.0, X_MAX, Q_BEP, b.shift)
         curves = case.curves()
+        head, power = catalogue(case.family) if calibration != "datasheet" else (None, None)
+        shutoff = clamp_on = None
         if calibration == "shut-off":  # closed valve at rated frequency: flow 0
-            s = _measure(curves, np.array([1.0]), np.array([0.0]), rng)
-            shaft, r = self._shaft_and_speed(s)
-            self.head, self.power = k.calibrate_shutoff(self.head, self.power, float(s.head[0]),
-                                                        float(shaft[0]), float(r[0]), Q_BEP)
+            shutoff = _spot(_measure(curves, np.array([1.0]), np.array([0.0]), rng), 0.0)
         if "clamp-on" in calibration:
             r_c, q_c = 0.9, 0.8 * Q_BEP * 0.9
             s = _measure(curves, np.array([r_c]), np.array([q_c]), rng)
-            shaft, r = self._shaft_and_speed(s)
-            read = q_c * (1.0 + CLAMP_ON_ACCURACY * float(rng.standard_normal()))
-            x_c = read / float(r[0])
-            self.power = k.correct_flow_offset(self.power, 3, True, read, float(shaft[0]), float(r[0]), X_MAX)
-            self.power_band = k.curve_band(b.curve, b.curve_out, x_c, x_c, Q_BEP, b.shift_clamp)
-            if calibration.startswith("dp"):
-                self.head = k.correct_flow_offset(self.head, 2, False, read, float(s.head[0]), float(r[0]),
-                                                  X_MAX)
-                self.head_band = k.curve_band(b.head_curve, b.curve_out, x_c, x_c, Q_BEP, b.shift_clamp)
-
-    def _shaft_and_speed(self, s: Samples) -> tuple[FloatArray, FloatArray]:
-        # The slip needs the shaft power and the losses the speed: two passes settle both.
-        r = s.frequency
-        for _ in range(2):
-            shaft = shaft_from_electrical(s.electrical, r, RATED_POWER, self.ie3)
-            r = np.array([k.shaft_speed_ratio(float(f), float(p), RATED_POWER, self.slip)
-                          for f, p in zip(s.frequency, shaft, strict=True)])
-        return shaft, r
+            clamp_on = _spot(s, q_c * (1.0 + CLAMP_ON_ACCURACY * float(rng.standard_normal())))
+        settings = SensorlessConfig(catalogue_head=head, catalogue_power=power, shutoff=shutoff,
+                                    clamp_on=clamp_on, dp_across_pump=calibration.startswith("dp"))
+        load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
+        self.estimator = FlowEstimator(settings, load, RATED_POWER, RATED_RPM)
 
     def estimate(self, s: Samples) -> tuple[FloatArray, FloatArray]:
         """Flow and its standard uncertainty per sample (NaN where not identifiable)."""
-        shaft, r = self._shaft_and_speed(s)
-        b = self.budget
-        rel_p = [k.shaft_power_uncertainty(float(p / e), b.meter, b.losses)
-                 for p, e in zip(shaft, s.electrical, strict=True)]
         q = np.full(s.flow.size, np.nan)
         u = np.full(s.flow.size, np.nan)
-        dp = self.calibration.startswith("dp")
         for i in range(s.flow.size):
-            q[i], u[i] = k.flow_from_power(self.power, float(shaft[i]), float(r[i]), rel_p[i], b.speed,
-                                           self.power_band, X_MAX, MIN_SENSITIVITY, MAX_REL_U)
-            if dp:  # the head's estimate is independent of the power's: inverse-variance mean
-                qh, uh = k.flow_from_head(self.head, float(s.head[i]), float(r[i]), b.head, b.speed,
-                                          self.head_band, X_MAX, MIN_SENSITIVITY, MAX_REL_U)
-                q[i], u[i] = k.combine_estimates(q[i], u[i], qh, uh)
+            e = self.estimator.estimate(float(s.electrical[i]), float(s.frequency[i]), float(s.head[i]))
+            q[i], u[i] = e.flow, e.flow * e.rel_u90 / Z90
         return q, u
 
 
@@ -253,7 +207,7 @@ def score(path: str, s: Samples, q: FloatArray, u: FloatArray | None) -> Row:
                100.0 * float(np.mean(ok)), cover)
 
 
-CALIBRATIONS = ("none", "shut-off", "dp", "clamp-on", "dp+clamp-on")
+CALIBRATIONS = ("datasheet", "none", "shut-off", "dp", "clamp-on", "dp+clamp-on")
 
 
 CALIBRATION_DRAWS = 10  # independent calibrations (clamp-on reading, shut-off test) per case

@@ -1,0 +1,226 @@
+"""Sensorless flow of a pump drive: an estimate with its 90 % uncertainty, from the best calibration it has.
+
+Without a flow meter the flow comes from the shaft power and speed on the pump's power
+curve (``kernels.sensorless``), and with a differential-pressure point across the pump
+also from its head on the head curve (the two combined). The curves are, best first:
+
+- ``dp``: the pump's own DP is read every poll (``dp_across_pump``);
+- ``clamp_on``: a portable meter's one-off reading moved the curves along the flow axis
+  through it (internal leakage, the wear head and power cannot see);
+- ``shutoff``: a closed-valve test corrected the curves at part load;
+- ``catalogue``: the published curve's points, fitted with cubics;
+- ``datasheet``: the rated point alone (``agent.optimizer.datasheet``): uncalibrated.
+
+The shaft power behind the drive's electrical power is read through the motor's and
+drive's losses by speed and torque (``agent.motor_tables``: the nameplate efficiency, else
+IEC 60034-30-1 by size, poles and class), and the shaft speed from a frequency-based speed
+reading through the rated slip. Where the flow is not identifiable (a flat curve, off the
+curve, an interval wider than ``MAX_REL_U``) the estimate is NaN: that drive has none.
+The uncertainty constants (``Budget``) were set on bench/sensorless.py's seed 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+
+import kernels as k
+from agent.config import DriveConfig, LoadConfig, LoadKind
+from agent.config.model import CurvePoints, SensorlessConfig
+from agent.config.profile import Quantity
+from agent.drive import Reading
+from agent.motor_tables import full_load_efficiency, poles_from_speed, rated_slip, shaft_from_electrical
+from agent.optimizer.datasheet import datasheet_curves
+from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
+
+FloatArray = NDArray[np.float64]
+MIN_SPEED = 0.2  # below this speed ratio a reading says nothing about the flow
+MIN_SENSITIVITY = 0.1  # |c'(x)| x_end / c(x) below which a curve says too little about flow
+MAX_REL_U = 0.5  # no estimate where the stated 90 % interval is wider than half the estimate
+Z90 = 1.645  # two-sided 90 % of a normal distribution
+CATALOGUE_DEGREE = 3
+DATASHEET_X_MAX = 1.5  # a datasheet curve is read up to this × the rated flow
+CLAMP_ON_ACCURACY = 0.02  # relative standard uncertainty of a portable ultrasonic meter
+
+
+class Calibration(Enum):
+    """What a drive's flow estimate rests on, best first (``CALIBRATIONS``)."""
+
+    DP = "dp"
+    CLAMP_ON = "clamp_on"
+    SHUTOFF = "shutoff"
+    CATALOGUE = "catalogue"
+    DATASHEET = "datasheet"
+
+
+CALIBRATIONS = tuple(Calibration)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Relative standard uncertainties by source and calibration state (set on the bench's seed 1)."""
+
+    losses: float = 0.15  # the motor's and drive's losses from tables (IEC 60034-1: 15 % for a motor)
+    head: float = 0.006  # DP transmitter, 0.5 % noise plus calibration
+    speed: float = 0.002  # after the slip correction: rated speed ±20 % of its slip
+    curve: float = 0.015  # the catalogue power curve as read and fitted (value, relative)
+    head_curve: float = 0.015  # the catalogue head curve as read and fitted
+    curve_out: float = 0.04  # per best-efficiency flow away from a calibrated point (part-load wear)
+    shift: float = 0.05  # flow-axis shift a new or worn pump may have unseen (leakage), x rated flow
+    shift_clamp: float = 0.02  # after a clamp-on reading: the meter's accuracy at its point, x rated flow
+    datasheet: float = 0.08  # a curve assumed from the rated point alone (value, relative)
+    datasheet_shift: float = 0.10  # ... and its flow axis, x rated flow
+
+
+BUDGET = Budget()
+
+
+@dataclass(frozen=True)
+class FlowEstimate:
+    """A drive's flow [m³/s] and the relative half-width of its 90 % interval; NaN where none."""
+
+    flow: float
+    rel_u90: float
+    calibration: Calibration
+
+    @property
+    def available(self) -> bool:
+        """The flow is identifiable here."""
+        return math.isfinite(self.flow)
+
+
+def _fit(points: CurvePoints) -> FloatArray:
+    flow, value = np.array(points.flow), np.array(points.value)
+    coeffs: FloatArray = k.fit_catalogue_curve(flow, value, CATALOGUE_DEGREE)
+    return coeffs
+
+
+class FlowEstimator:
+    """One pump drive's sensorless flow: its curves after every calibration it has had."""
+
+    def __init__(self, sensorless: SensorlessConfig, load: LoadConfig, rated_power: float,
+                 rated_speed_rpm: float, motor_efficiency: float = math.nan, budget: Budget = BUDGET) -> None:
+        self.settings = sensorless
+        self.budget = b = budget
+        self.rated_power = rated_power
+        poles = sensorless.poles or poles_from_speed(rated_speed_rpm)
+        self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else full_load_efficiency(
+            rated_power / 1e3, poles, sensorless.motor_class)
+        self.head_factor = math.nan  # the pressure reading's SI value to the pump's head [m]; NaN: none
+        self.slip = 0.0 if sensorless.speed_is_shaft else rated_slip(rated_speed_rpm)
+        q_ref = load.rated_flow
+        self.q_ref = q_ref
+        prior = datasheet_curves(load, rated_power)
+        self.head: FloatArray = np.asarray(prior.head, dtype=np.float64)
+        self.power: FloatArray = np.asarray(prior.power, dtype=np.float64)
+        self.x_max = DATASHEET_X_MAX * q_ref
+        had = [Calibration.DATASHEET]
+        u_head, u_power, shift = b.datasheet, b.datasheet, b.datasheet_shift
+        if sensorless.catalogue_power is not None:
+            self.power = _fit(sensorless.catalogue_power)
+            self.x_max = sensorless.catalogue_power.flow[-1]
+            u_power, shift = b.curve, b.shift
+            had.append(Calibration.CATALOGUE)
+        if sensorless.catalogue_head is not None:
+            self.head = _fit(sensorless.catalogue_head)
+            u_head = b.head_curve
+        self.power_band = k.curve_band(u_power, 0.0, 0.0, self.x_max, q_ref, shift)
+        self.head_band = k.curve_band(u_head, 0.0, 0.0, self.x_max, q_ref, shift)
+        spot = sensorless.shutoff
+        if spot is not None:
+            shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+            self.head, self.power = k.calibrate_shutoff(self.head, self.power, spot.head, shaft, r, q_ref)
+            had.append(Calibration.SHUTOFF)
+        spot = sensorless.clamp_on
+        if spot is not None:
+            shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+            offset = float(k.flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+            if math.isfinite(offset):
+                x_c = spot.flow / r
+                # Leakage moves the head curve along the flow axis with the power curve.
+                self.power = k.shift_curve(self.power, offset)
+                self.head = k.shift_curve(self.head, offset)
+                self.power_band = k.curve_band(u_power, b.curve_out, x_c, x_c, q_ref, b.shift_clamp)
+                self.head_band = k.curve_band(u_head, b.curve_out, x_c, x_c, q_ref, b.shift_clamp)
+                had.append(Calibration.CLAMP_ON)
+        if sensorless.dp_across_pump:
+            had.append(Calibration.DP)
+        self.calibrations = tuple(c for c in CALIBRATIONS if c in had)  # best first
+        self.calibration = self.calibrations[0]
+
+    @classmethod
+    def for_drive(cls, config: DriveConfig) -> FlowEstimator | None:
+        """The estimator of a pump drive; None for a fan."""
+        if config.load.kind is not LoadKind.PUMP:
+            return None
+        estimator = cls(config.sensorless, config.load, config.rated_power,
+                        config.rated_speed / RPM_TO_RAD_S, config.motor_efficiency)
+        point = config.profile.point(Quantity.PRESSURE)
+        if point is not None:  # Channel.PRESSURE's SI value: Pa, or m for a head point
+            estimator.head_factor = head_per_pressure(fan=False, head_point=point.dimension is Dimension.HEAD)
+        return estimator
+
+    def shaft_and_speed(self, electrical: float, speed_reading: float) -> tuple[float, float]:
+        """Shaft power [W] and shaft speed ratio behind an electrical power and a speed reading.
+
+        The slip needs the shaft power and the losses the speed: two passes settle both.
+        """
+        r = speed_reading
+        shaft = math.nan
+        for _ in range(2):
+            shaft = float(shaft_from_electrical(np.array([electrical]), np.array([r]), self.rated_power,
+                                                self.full_load)[0])
+            if not math.isfinite(shaft):
+                return math.nan, math.nan
+            r = float(k.shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))
+        return shaft, r
+
+    def estimate(self, electrical: float, speed_reading: float, head: float = math.nan) -> FlowEstimate:
+        """Flow from an electrical power [W], a speed reading (ratio) and, with ``dp``, the pump head [m]."""
+        b = self.budget
+        none = FlowEstimate(math.nan, math.nan, self.calibration)
+        if not (speed_reading >= MIN_SPEED and electrical > 0.0):
+            return none
+        shaft, r = self.shaft_and_speed(electrical, speed_reading)
+        if not (math.isfinite(shaft) and math.isfinite(r)):
+            return none
+        meter = self.settings.power_accuracy / math.sqrt(3.0)  # a declared ± limit: rectangular
+        rel_p = float(k.shaft_power_uncertainty(shaft / electrical, meter, b.losses))
+        q, u = k.flow_from_power(self.power, shaft, r, rel_p, b.speed, self.power_band, self.x_max,
+                                 MIN_SENSITIVITY, MAX_REL_U)
+        if self.calibration is Calibration.DP and math.isfinite(head):
+            qh, uh = k.flow_from_head(self.head, head, r, b.head, b.speed, self.head_band, self.x_max,
+                                      MIN_SENSITIVITY, MAX_REL_U)
+            q, u = k.combine_estimates(q, u, qh, uh)
+        if not math.isfinite(q):
+            return none
+        return FlowEstimate(float(q), Z90 * float(u) / float(q), self.calibration)
+
+    def estimate_reading(self, reading: Reading) -> FlowEstimate:
+        """The estimate of a drive's poll (the pressure point read as the pump's head with ``dp``)."""
+        head = reading.values.get(Quantity.PRESSURE, math.nan) * self.head_factor
+        return self.estimate(reading.power, reading.speed_ratio, head)
+
+
+def group_demand(estimates: Sequence[FlowEstimate], shares: Sequence[float]) -> FlowEstimate:
+    """A group's flow from its running drives' estimates; the drives without one carry their share.
+
+    ``shares`` are the drives' rated flows: a running drive whose flow is not identifiable
+    is taken to deliver in proportion to its rated flow what those with an estimate deliver
+    (parallel pumps on one header run at one speed), and the sum's uncertainty grows by
+    that ratio. NaN only when no running drive has an estimate.
+    """
+    have = [(e, s) for e, s in zip(estimates, shares, strict=True) if e.available]
+    if not have:
+        calibration = estimates[0].calibration if estimates else Calibration.DATASHEET
+        return FlowEstimate(math.nan, math.nan, calibration)
+    flow = sum(e.flow for e, _ in have)
+    u90 = math.sqrt(sum((e.flow * e.rel_u90) ** 2 for e, _ in have))
+    scale = sum(shares) / sum(s for _, s in have)
+    worst = max((e.calibration for e in estimates), key=CALIBRATIONS.index)
+    return FlowEstimate(flow * scale, u90 / flow if flow > 0.0 else math.nan, worst)
