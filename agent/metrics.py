@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, GCCollector, Histogram, Platfor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.config import DriveConfig
 from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
 from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
@@ -42,6 +43,7 @@ from agent.errors import (
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
+from agent.sensorless import CALIBRATIONS, FlowEstimator
 from agent.units import Clock
 from agent.wallclock import WallClock
 
@@ -443,6 +445,55 @@ class DriveHealthCollector(Collector):
                     family.add_metric([drive.name], number)
         yield status
         yield from gauges.values()
+
+
+class FlowEstimateCollector(Collector):
+    """Each pump drive's sensorless flow, its 90 % uncertainty and its calibrations (``agent.sensorless``).
+
+    The estimate is shown while the drive is up and running and its flow is identifiable
+    there; otherwise the two gauges are absent for that drive only. The calibrations are
+    config facts, shown always: ``vfd_flow_calibration`` 1 for each one the drive has had,
+    ``vfd_flow_calibration_in_use`` 1 for the best, the one its estimate rests on.
+    """
+
+    def __init__(self, drives: Sequence[DriveRuntime]) -> None:
+        self.drives = drives
+        self._estimators: dict[str, tuple[DriveConfig, FlowEstimator | None]] = {}
+
+    def _estimator(self, drive: DriveRuntime) -> FlowEstimator | None:
+        known = self._estimators.get(drive.name)
+        if known is None or known[0] is not drive.config:  # built once per config (reload: anew)
+            known = (drive.config, FlowEstimator.for_drive(drive.config))
+            self._estimators[drive.name] = known
+        return known[1]
+
+    def collect(self) -> Iterator[Metric]:
+        """The estimate families, then the calibration state families."""
+        flow = GaugeMetricFamily("vfd_flow_estimate_m3_per_second", "Sensorless flow estimate of a pump "
+                                 "drive (absent where not identifiable)", labels=["drive"])
+        rel_u = GaugeMetricFamily("vfd_flow_estimate_relative_uncertainty", "Half-width of the flow "
+                                  "estimate's 90 % interval over the estimate", labels=["drive"])
+        had = GaugeMetricFamily("vfd_flow_calibration", "1 for each calibration the drive's flow estimate "
+                                "has had, 0 for the others", labels=["drive", "calibration"])
+        in_use = GaugeMetricFamily("vfd_flow_calibration_in_use", "1 for the calibration the drive's flow "
+                                   "estimate rests on (the best it has had)", labels=["drive", "calibration"])
+        for drive in self.drives:
+            estimator = self._estimator(drive)
+            if estimator is None:
+                continue
+            for calibration in CALIBRATIONS:
+                had.add_metric([drive.name, calibration.value],
+                               1.0 if calibration in estimator.calibrations else 0.0)
+                in_use.add_metric([drive.name, calibration.value],
+                                  1.0 if calibration is estimator.calibration else 0.0)
+            reading = drive.last
+            if not drive.up or reading is None or not reading.running:
+                continue
+            estimate = estimator.estimate_reading(reading)
+            if estimate.available:
+                flow.add_metric([drive.name], estimate.flow)
+                rel_u.add_metric([drive.name], estimate.rel_u90)
+        yield from (flow, rel_u, had, in_use)
 
 
 class DriveInfoCollector(Collector):
