@@ -26,7 +26,6 @@ from prometheus_client import CollectorRegistry, GCCollector, Histogram, Platfor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.config import DriveConfig
 from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
 from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
@@ -43,7 +42,7 @@ from agent.errors import (
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
-from agent.sensorless import CALIBRATIONS, FlowEstimator
+from agent.sensorless import CALIBRATIONS
 from agent.units import Clock
 from agent.wallclock import WallClock
 
@@ -458,14 +457,6 @@ class FlowEstimateCollector(Collector):
 
     def __init__(self, drives: Sequence[DriveRuntime]) -> None:
         self.drives = drives
-        self._estimators: dict[str, tuple[DriveConfig, FlowEstimator | None]] = {}
-
-    def _estimator(self, drive: DriveRuntime) -> FlowEstimator | None:
-        known = self._estimators.get(drive.name)
-        if known is None or known[0] is not drive.config:  # built once per config (reload: anew)
-            known = (drive.config, FlowEstimator.for_drive(drive.config))
-            self._estimators[drive.name] = known
-        return known[1]
 
     def collect(self) -> Iterator[Metric]:
         """The estimate families, then the calibration state families."""
@@ -478,7 +469,7 @@ class FlowEstimateCollector(Collector):
         in_use = GaugeMetricFamily("vfd_flow_calibration_in_use", "1 for the calibration the drive's flow "
                                    "estimate rests on (the best it has had)", labels=["drive", "calibration"])
         for drive in self.drives:
-            estimator = self._estimator(drive)
+            estimator = drive.flow_estimator
             if estimator is None:
                 continue
             for calibration in CALIBRATIONS:
@@ -486,11 +477,8 @@ class FlowEstimateCollector(Collector):
                                1.0 if calibration in estimator.calibrations else 0.0)
                 in_use.add_metric([drive.name, calibration.value],
                                   1.0 if calibration is estimator.calibration else 0.0)
-            reading = drive.last
-            if not drive.up or reading is None or not reading.running:
-                continue
-            estimate = estimator.estimate_reading(reading)
-            if estimate.available:
+            estimate = drive.flow_estimate
+            if drive.up and estimate is not None and estimate.available:
                 flow.add_metric([drive.name], estimate.flow)
                 rel_u.add_metric([drive.name], estimate.rel_u90)
         yield from (flow, rel_u, had, in_use)

@@ -22,7 +22,8 @@ The uncertainty constants (``Budget``) were set on bench/sensorless.py's seed 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -33,7 +34,6 @@ import kernels as k
 from agent.config import DriveConfig, LoadConfig, LoadKind
 from agent.config.model import CurvePoints, SensorlessConfig
 from agent.config.profile import Quantity
-from agent.drive import Reading
 from agent.motor_tables import full_load_efficiency, poles_from_speed, rated_slip, shaft_from_electrical
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
@@ -45,6 +45,9 @@ MAX_REL_U = 0.5  # no estimate where the stated 90 % interval is wider than half
 Z90 = 1.645  # two-sided 90 % of a normal distribution
 CATALOGUE_DEGREE = 3
 DATASHEET_X_MAX = 1.5  # a datasheet curve is read up to this × the rated flow
+HEAD_LOSS_POINTS = 200  # the latest points from which a DP drive's head loss is learned ...
+MIN_HEAD_LOSS_POINTS = 20  # ... and how many it needs first
+MAX_HEAD_LOSS = 0.15  # of the rated head at the rated flow: more is not wear but a wrong curve
 CLAMP_ON_ACCURACY = 0.02  # relative standard uncertainty of a portable ultrasonic meter
 
 
@@ -72,8 +75,10 @@ class Budget:
     head_curve: float = 0.015  # the catalogue head curve as read and fitted
     curve_out: float = 0.04  # per best-efficiency flow away from a calibrated point (part-load wear)
     shift: float = 0.05  # flow-axis shift a new or worn pump may have unseen (leakage), x rated flow
+    wear_power: float = 0.06  # power a worn pump adds at shut-off, falling to 0 at the rated flow
+    wear_head: float = 0.03  # head a worn impeller loses at the rated flow, from 0 at shut-off
     shift_clamp: float = 0.02  # after a clamp-on reading: the meter's accuracy at its point, x rated flow
-    datasheet: float = 0.08  # a curve assumed from the rated point alone (value, relative)
+    datasheet: float = 0.15  # a curve assumed from the rated point alone (value, relative)
     datasheet_shift: float = 0.10  # ... and its flow axis, x rated flow
 
 
@@ -129,13 +134,20 @@ class FlowEstimator:
         if sensorless.catalogue_head is not None:
             self.head = _fit(sensorless.catalogue_head)
             u_head = b.head_curve
-        self.power_band = k.curve_band(u_power, 0.0, 0.0, self.x_max, q_ref, shift)
-        self.head_band = k.curve_band(u_head, 0.0, 0.0, self.x_max, q_ref, shift)
+        # Wear the published curve cannot show: the power curve is sure from the rated flow
+        # up and less so toward shut-off (part-load recirculation adds power), the head curve
+        # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
+        self.power_band = k.curve_band(u_power, b.wear_power, q_ref, self.x_max, q_ref, shift)
+        self.head_band = k.curve_band(u_head, b.wear_head, 0.0, 0.0, q_ref, shift)
         spot = sensorless.shutoff
         if spot is not None:
             shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-            self.head, self.power = k.calibrate_shutoff(self.head, self.power, spot.head, shaft, r, q_ref)
-            had.append(Calibration.SHUTOFF)
+            excess = shaft / (float(self.power[0]) * r**3) - 1.0 if math.isfinite(shaft) else math.nan
+            if math.isfinite(excess):
+                # The power the test shows above the curve is the part-load wear the band allows.
+                self.power_band = k.curve_band(u_power, abs(excess) + u_power, q_ref, self.x_max, q_ref,
+                                               shift)
+                had.append(Calibration.SHUTOFF)
         spot = sensorless.clamp_on
         if spot is not None:
             shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
@@ -146,11 +158,15 @@ class FlowEstimator:
                 self.power = k.shift_curve(self.power, offset)
                 self.head = k.shift_curve(self.head, offset)
                 self.power_band = k.curve_band(u_power, b.curve_out, x_c, x_c, q_ref, b.shift_clamp)
-                self.head_band = k.curve_band(u_head, b.curve_out, x_c, x_c, q_ref, b.shift_clamp)
+                self.head_band = k.curve_band(u_head, b.wear_head, 0.0, 0.0, q_ref, b.shift_clamp)
                 had.append(Calibration.CLAMP_ON)
         if sensorless.dp_across_pump:
             had.append(Calibration.DP)
         self.calibrations = tuple(c for c in CALIBRATIONS if c in had)  # best first
+        # With DP, the head lost to wear, learned from the poll (``_learn_head_loss``).
+        self._head_loss: deque[float] = deque(maxlen=HEAD_LOSS_POINTS)
+        self.head_in_use: FloatArray = self.head
+        self.head_band_in_use: FloatArray = self.head_band
         self.calibration = self.calibrations[0]
 
     @classmethod
@@ -193,18 +209,48 @@ class FlowEstimator:
         rel_p = float(k.shaft_power_uncertainty(shaft / electrical, meter, b.losses))
         q, u = k.flow_from_power(self.power, shaft, r, rel_p, b.speed, self.power_band, self.x_max,
                                  MIN_SENSITIVITY, MAX_REL_U)
-        if self.calibration is Calibration.DP and math.isfinite(head):
-            qh, uh = k.flow_from_head(self.head, head, r, b.head, b.speed, self.head_band, self.x_max,
-                                      MIN_SENSITIVITY, MAX_REL_U)
+        if self.calibration is Calibration.DP and math.isfinite(head) and head > 0.0:
+            self._learn_head_loss(q / r, head / (r * r))
+            qh, uh = k.flow_from_head(self.head_in_use, head, r, b.head, b.speed, self.head_band_in_use,
+                                      self.x_max, MIN_SENSITIVITY, MAX_REL_U)
             q, u = k.combine_estimates(q, u, qh, uh)
         if not math.isfinite(q):
             return none
         return FlowEstimate(float(q), Z90 * float(u) / float(q), self.calibration)
 
-    def estimate_reading(self, reading: Reading) -> FlowEstimate:
+    def _learn_head_loss(self, x_power: float, collapsed_head: float) -> None:
+        """With DP: the head a worn impeller has lost, learned where the power curve is sure.
+
+        From the rated flow up part-load wear adds no power, so the power curve places the
+        operating point, and the head read there against the curve's is the loss. Hydraulic
+        losses in worn passages grow with the square of the flow: the loss coefficient w
+        (head = h(x) − w x²) is the median of the latest points, and once
+        ``MIN_HEAD_LOSS_POINTS`` agree the head curve in use carries it and its band keeps
+        only the points' scatter in place of the prior wear allowance.
+        """
+        if not (math.isfinite(x_power) and self.q_ref <= x_power <= self.x_max):
+            return
+        curve = float(np.polynomial.polynomial.polyval(x_power, self.head))
+        self._head_loss.append((curve - collapsed_head) / (x_power * x_power))
+        if len(self._head_loss) < MIN_HEAD_LOSS_POINTS:
+            return
+        w = float(np.median(self._head_loss))
+        rated_head = float(np.polynomial.polynomial.polyval(self.q_ref, self.head))
+        limit = MAX_HEAD_LOSS * rated_head / self.q_ref**2
+        w = min(max(w, -limit), limit)
+        self.head_in_use = self.head.copy()
+        if self.head_in_use.shape[0] < 3:
+            self.head_in_use = np.concatenate([self.head_in_use, np.zeros(3 - self.head_in_use.shape[0])])
+        self.head_in_use[2] -= w
+        scatter = float(np.std(self._head_loss)) * self.q_ref**2 / rated_head
+        band = self.head_band
+        self.head_band_in_use = k.curve_band(band[0] + scatter, scatter, 0.0, 0.0, band[4], band[5])
+
+    def estimate_values(self, values: Mapping[Quantity, float], power: float,
+                        speed_ratio: float) -> FlowEstimate:
         """The estimate of a drive's poll (the pressure point read as the pump's head with ``dp``)."""
-        head = reading.values.get(Quantity.PRESSURE, math.nan) * self.head_factor
-        return self.estimate(reading.power, reading.speed_ratio, head)
+        head = values.get(Quantity.PRESSURE, math.nan) * self.head_factor
+        return self.estimate(power, speed_ratio, head)
 
 
 def group_demand(estimates: Sequence[FlowEstimate], shares: Sequence[float]) -> FlowEstimate:

@@ -67,6 +67,7 @@ P_BEP = 0.9 * RATED_POWER
 SIM_MOTOR_EFFICIENCY = full_load_efficiency(RATED_POWER / 1e3, 4, EfficiencyClass.IE3)  # the plant default
 WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
 NOISE_POWER, NOISE_SPEED, NOISE_HEAD = 0.003, 0.0005, 0.005
+WARM_UP_POINTS = 150  # polls a DP drive's estimator sees (an independent sweep) before it is scored
 CATALOGUE_Q = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # where the printed curve is read, x Q_bep
 
 
@@ -160,6 +161,9 @@ class NewPath:
                                     clamp_on=clamp_on, dp_across_pump=calibration.startswith("dp"))
         load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
         self.estimator = FlowEstimator(settings, load, RATED_POWER, RATED_RPM)
+        if settings.dp_across_pump:  # the agent has run a while: its polls taught it the head lost
+            warm = sweep(case, WARM_UP_POINTS, rng)
+            self.estimate(warm)
 
     def estimate(self, s: Samples) -> tuple[FloatArray, FloatArray]:
         """Flow and its standard uncertainty per sample (NaN where not identifiable)."""

@@ -28,7 +28,7 @@ from agent.optimizer.machine import MachineModel
 from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import Stager, StageState
 from agent.optimizer.system import SystemModel
-from agent.sensorless import group_demand
+from agent.sensorless import Calibration, FlowEstimate, group_demand
 from kernels import min_speed_for_flow
 
 
@@ -84,9 +84,9 @@ class GroupRuntime:
         """The demand as the latest poll shows it (NaN if it does not)."""
         demand = self.config.demand
         if demand.source is DemandSource.SENSORLESS:
-            running = [(m.flow_estimate(d.last), m.config.load.rated_flow)
-                       for m, d in zip(self.machines, self.drives, strict=True)
-                       if d.last is not None and d.last.running]
+            none = FlowEstimate(math.nan, math.nan, Calibration.DATASHEET)
+            running = [(d.flow_estimate or none, d.config.load.rated_flow)
+                       for d in self.drives if d.last is not None and d.last.running]
             total = group_demand([e for e, _ in running], [share for _, share in running])
             self.demand_u90 = total.rel_u90 if total.available else self.demand_u90
             return total.flow

@@ -23,10 +23,8 @@ from numpy.typing import NDArray
 from agent.config import DriveConfig, LoadKind
 from agent.config.model import OptimizerConfig
 from agent.config.profile import Quantity
-from agent.drive import Reading
 from agent.history import Channel
 from agent.optimizer.datasheet import datasheet_curves
-from agent.sensorless import Calibration, FlowEstimate, FlowEstimator
 from agent.units import RUNNING_SPEED_RATIO, WATER_DENSITY, Dimension, head_per_pressure
 from kernels import (
     bep_flow,
@@ -120,7 +118,6 @@ class MachineModel:
         self.observed = False  # a bias has been measured: the machine has run under observation
         self.operating_flow = math.nan  # collapsed flow Q/r [m³/s] of the latest operating points
         self.electric = ElectricalModel(config.rated_power, config.motor_efficiency)
-        self.sensorless = FlowEstimator.for_drive(config)
         point = config.profile.point(Quantity.PRESSURE)
         # Channel.PRESSURE holds the point's SI value: Pa, or m for a head point.
         self._head_factor = head_per_pressure(
@@ -288,12 +285,6 @@ class MachineModel:
         if ratio < RUNNING_SPEED_RATIO:
             return 0.0
         return self.electric.electrical(self.shaft(flow, ratio))
-
-    def flow_estimate(self, reading: Reading) -> FlowEstimate:
-        """Sensorless flow of a poll with its 90 % uncertainty (``agent.sensorless``); NaN for a fan."""
-        if self.sensorless is None:
-            return FlowEstimate(math.nan, math.nan, Calibration.DATASHEET)
-        return self.sensorless.estimate_reading(reading)
 
 def common_ratio(machines: Sequence[MachineModel], header: float, flow: float, top: float) -> float:
     """Common speed at which ``machines`` deliver ``flow`` at ``header`` head; ``top`` if they cannot."""

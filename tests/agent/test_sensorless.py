@@ -10,11 +10,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import load_config
 from agent.config.profile import Quantity
-from agent.drive import DriveRuntime, Reading
+from agent.drive import DriveRuntime
 from agent.errors import ConfigError
 from agent.metrics import FlowEstimateCollector
 from agent.motor_tables import EfficiencyClass
 from agent.sensorless import Calibration, FlowEstimate, FlowEstimator, group_demand
+from agent.units import RHO_G, Dimension
 from tests.agent.test_groups_config import HEAD, drive
 
 SENSORLESS = """\
@@ -119,11 +120,16 @@ def test_the_families_show_the_estimate_while_running_and_the_calibrations_alway
     assert 'vfd_flow_calibration_in_use{calibration="dp",drive="p1"} 1.0' in text()
     assert 'vfd_flow_calibration_in_use{calibration="catalogue",drive="p1"} 0.0' in text()
     assert "vfd_flow_estimate_m3_per_second{" not in text()  # not polled yet
-    pressure = 36.0 * 998.0 * 9.80665
-    runtime.up = True
-    runtime.last = Reading(1.0, 1.0, {Quantity.PRESSURE: pressure}, 1.0, 13_000.0, 13_000.0, True)
+    drive_config = config.drives[0]
+    point = drive_config.profile.point(Quantity.SPEED)
+    assert point is not None
+    speed = drive_config.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else 1.0
+    pressure = 36.0 * RHO_G
+    runtime.accept(1.0, 1.0, {Quantity.POWER: 13_000.0, Quantity.SPEED: speed, Quantity.PRESSURE: pressure})
     shown = text()
-    assert 'vfd_flow_estimate_m3_per_second{drive="p1"}' in shown
+    assert runtime.flow_estimate is not None and runtime.flow_estimate.available
+    assert f'vfd_flow_estimate_m3_per_second{{drive="p1"}} {runtime.flow_estimate.flow!r}' in shown
     assert 'vfd_flow_estimate_relative_uncertainty{drive="p1"}' in shown
-    runtime.last = Reading(2.0, 2.0, {Quantity.PRESSURE: pressure}, 1.0, 300.0, 300.0, True)
+    runtime.accept(2.0, 2.0, {Quantity.POWER: 300.0, Quantity.SPEED: speed, Quantity.PRESSURE: pressure})
+    assert runtime.flow_estimate is not None and not runtime.flow_estimate.available
     assert "vfd_flow_estimate_m3_per_second{" not in text()  # off the curve: absent, not 0
