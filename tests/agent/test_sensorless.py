@@ -14,9 +14,11 @@ from agent.drive import DriveRuntime
 from agent.errors import ConfigError
 from agent.metrics import FlowEstimateCollector
 from agent.motor_tables import EfficiencyClass
+from agent.optimizer.group import GroupRuntime
 from agent.sensorless import Calibration, FlowEstimate, FlowEstimator, group_demand
 from agent.units import RHO_G, Dimension
 from tests.agent.test_groups_config import HEAD, drive
+from tests.agent.test_groups_config import write as write_groups
 
 SENSORLESS = """\
     sensorless:
@@ -133,3 +135,49 @@ def test_the_families_show_the_estimate_while_running_and_the_calibrations_alway
     runtime.accept(2.0, 2.0, {Quantity.POWER: 300.0, Quantity.SPEED: speed, Quantity.PRESSURE: pressure})
     assert runtime.flow_estimate is not None and not runtime.flow_estimate.available
     assert "vfd_flow_estimate_m3_per_second{" not in text()  # off the curve: absent, not 0
+
+
+def _group(tmp_path: Path, names: list[str]) -> tuple[GroupRuntime, list[DriveRuntime]]:
+    drives = "".join(drive(n, i + 1, mode="advise") for i, n in enumerate(names))
+    path = write_groups(tmp_path, drives, f"""\
+        - name: booster
+          drives: [{", ".join(names)}]
+          demand: {{source: sensorless, margin_pct: 1}}
+          system: {{static_head_m: 10, design_flow_m3h: {120 * len(names)}, design_head_m: 32}}
+        """)
+    config = load_config(path)
+    runtimes = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+    group = GroupRuntime(config.groups[0], runtimes, {}, config.optimizer, {b.name: b for b in config.buses}
+                         | {d.name: config.buses[0] for d in config.drives})
+    return group, runtimes
+
+
+def _poll(runtime: DriveRuntime, t: float, power: float) -> None:
+    point = runtime.config.profile.point(Quantity.SPEED)
+    assert point is not None
+    speed = runtime.config.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else 1.0
+    runtime.accept(t, t, {Quantity.POWER: power, Quantity.SPEED: 0.95 * speed, Quantity.PRESSURE: 30 * RHO_G})
+
+
+def test_a_sensorless_group_keeps_its_demand_when_one_pump_has_no_estimate(tmp_path):
+    """On main one running pump without an estimate made the whole group's demand NaN."""
+    group, (p1, p2) = _group(tmp_path, ["p1", "p2"])
+    _poll(p1, 1.0, 13_500.0)
+    _poll(p2, 1.0, 600.0)  # running, but far below the curve's shut-off power at this speed
+    assert p1.flow_estimate is not None and p1.flow_estimate.available
+    assert p2.flow_estimate is not None and not p2.flow_estimate.available
+    demand = group.demand_point()
+    assert demand == pytest.approx(2.0 * p1.flow_estimate.flow)  # p2 carries its rated share
+    assert group.demand_u90 == pytest.approx(p1.flow_estimate.rel_u90)
+
+
+def test_the_margin_widens_with_the_demand_uncertainty(tmp_path):
+    group, (p1,) = _group(tmp_path, ["p1"])
+    _poll(p1, 1.0, 13_500.0)
+    group.observe(1.0, {})
+    assert p1.flow_estimate is not None and p1.flow_estimate.available
+    u90 = p1.flow_estimate.rel_u90
+    assert 0.0 < u90 == group.demand_u90
+    assert group.recommend(1.0) is not None
+    estimate = group.demand.estimate(1.0, group.lookahead)
+    assert group.target_flow == pytest.approx(estimate * (1.0 + 0.01 + u90))
