@@ -167,9 +167,12 @@ def no_load_current_share(rated_power_kw: float) -> float:
 
 
 def losses(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_power: float,
-           full_load: float) -> NDArray[np.float64]:
-    """Motor and drive losses [W] at a shaft power [W] and speed ratio (see the comment above)."""
-    m = no_load_current_share(rated_power / 1e3)
+           full_load: float, no_load_share: float | None = None) -> NDArray[np.float64]:
+    """Motor and drive losses [W] at a shaft power [W] and speed ratio (see the comment above).
+
+    ``no_load_share``: the motor's no-load current share if already known (a caller's loop).
+    """
+    m = no_load_current_share(rated_power / 1e3) if no_load_share is None else no_load_share
     speed = np.maximum(speed_ratio, MIN_LOSS_SPEED)
     torque = np.maximum(shaft, 0.0) / rated_power / speed
     current2 = m * m + (1.0 - m * m) * torque * torque
@@ -186,12 +189,18 @@ def shaft_from_electrical(electrical: NDArray[np.float64], speed_ratio: NDArray[
     """Shaft power [W] behind a measured electrical power [W] at a speed ratio; NaN where none is.
 
     Solves P_el = P + losses(P, r) by fixed point (the losses grow slower than the power,
-    so it contracts); NaN where the electrical power does not cover the no-load losses.
+    so it contracts, to a milliwatt in a few steps); NaN where the electrical power does not
+    cover the no-load losses.
     """
     electrical = np.asarray(electrical, dtype=np.float64)
     speed_ratio = np.asarray(speed_ratio, dtype=np.float64)
+    m = no_load_current_share(rated_power / 1e3)
     shaft = 0.85 * electrical
     for _ in range(30):
-        shaft = np.maximum(electrical - losses(shaft, speed_ratio, rated_power, full_load), 0.0)
+        new = np.maximum(electrical - losses(shaft, speed_ratio, rated_power, full_load, m), 0.0)
+        done = bool(np.all(np.abs(new - shaft) <= 1e-3))
+        shaft = new
+        if done:
+            break
     result: NDArray[np.float64] = np.where((electrical > 0.0) & (shaft > 0.0), shaft, np.nan)
     return result
