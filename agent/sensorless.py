@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 import kernels as k
 from agent.config import DriveConfig, LoadConfig, LoadKind
-from agent.config.model import CurvePoints, SensorlessConfig
+from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
 from agent.config.profile import Quantity
 from agent.motor_tables import full_load_efficiency, poles_from_speed, rated_slip, shaft_from_electrical
 from agent.optimizer.datasheet import datasheet_curves
@@ -125,49 +125,55 @@ class FlowEstimator:
         self.power: FloatArray = np.asarray(prior.power, dtype=np.float64)
         self.x_max = DATASHEET_X_MAX * q_ref
         had = [Calibration.DATASHEET]
-        u_head, u_power, shift = b.datasheet, b.datasheet, b.datasheet_shift
+        self.u_head, self.u_power, self.shift = b.datasheet, b.datasheet, b.datasheet_shift
         if sensorless.catalogue_power is not None:
             self.power = _fit(sensorless.catalogue_power)
             self.x_max = sensorless.catalogue_power.flow[-1]
-            u_power, shift = b.curve, b.shift
+            self.u_power, self.shift = b.curve, b.shift
             had.append(Calibration.CATALOGUE)
         if sensorless.catalogue_head is not None:
             self.head = _fit(sensorless.catalogue_head)
-            u_head = b.head_curve
+            self.u_head = b.head_curve
         # Wear the published curve cannot show: the power curve is sure from the rated flow
         # up and less so toward shut-off (part-load recirculation adds power), the head curve
         # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
-        self.power_band = k.curve_band(u_power, b.wear_power, q_ref, self.x_max, q_ref, shift)
-        self.head_band = k.curve_band(u_head, b.wear_head, 0.0, 0.0, q_ref, shift)
-        spot = sensorless.shutoff
-        if spot is not None:
-            shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-            excess = shaft / (float(self.power[0]) * r**3) - 1.0 if math.isfinite(shaft) else math.nan
-            if math.isfinite(excess):
-                # The power the test shows above the curve is the part-load wear the band allows.
-                self.power_band = k.curve_band(u_power, abs(excess) + u_power, q_ref, self.x_max, q_ref,
-                                               shift)
-                had.append(Calibration.SHUTOFF)
-        spot = sensorless.clamp_on
-        if spot is not None:
-            shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-            offset = float(k.flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
-            if math.isfinite(offset):
-                x_c = spot.flow / r
-                # Leakage moves the head curve along the flow axis with the power curve.
-                self.power = k.shift_curve(self.power, offset)
-                self.head = k.shift_curve(self.head, offset)
-                self.power_band = k.curve_band(u_power, b.curve_out, x_c, x_c, q_ref, b.shift_clamp)
-                self.head_band = k.curve_band(u_head, b.wear_head, 0.0, 0.0, q_ref, b.shift_clamp)
-                had.append(Calibration.CLAMP_ON)
+        self.power_band = k.curve_band(self.u_power, b.wear_power, q_ref, self.x_max, q_ref, self.shift)
+        self.head_band = k.curve_band(self.u_head, b.wear_head, 0.0, 0.0, q_ref, self.shift)
+        if sensorless.shutoff is not None and self._shutoff(sensorless.shutoff):
+            had.append(Calibration.SHUTOFF)
+        if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on):
+            had.append(Calibration.CLAMP_ON)
         if sensorless.dp_across_pump:
             had.append(Calibration.DP)
         self.calibrations = tuple(c for c in CALIBRATIONS if c in had)  # best first
-        # With DP, the head lost to wear, learned from the poll (``_learn_head_loss``).
+        self.calibration = self.calibrations[0]
+        # With DP, the head lost to wear, learned from the polls (``_learn_head_loss``).
         self._head_loss: deque[float] = deque(maxlen=HEAD_LOSS_POINTS)
         self.head_in_use: FloatArray = self.head
         self.head_band_in_use: FloatArray = self.head_band
-        self.calibration = self.calibrations[0]
+
+    def _shutoff(self, spot: SpotReading) -> bool:
+        """A closed-valve test: the power it shows above the curve is the part-load wear the band allows."""
+        shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+        excess = shaft / (float(self.power[0]) * r**3) - 1.0 if math.isfinite(shaft) else math.nan
+        if not math.isfinite(excess):
+            return False
+        self.power_band = k.curve_band(self.u_power, abs(excess) + self.u_power, self.q_ref, self.x_max,
+                                       self.q_ref, self.shift)
+        return True
+
+    def _clamp_on(self, spot: SpotReading) -> bool:
+        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both)."""
+        shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+        offset = float(k.flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+        if not math.isfinite(offset):
+            return False
+        b, x_c = self.budget, spot.flow / r
+        self.power = k.shift_curve(self.power, offset)
+        self.head = k.shift_curve(self.head, offset)
+        self.power_band = k.curve_band(self.u_power, b.curve_out, x_c, x_c, self.q_ref, b.shift_clamp)
+        self.head_band = k.curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
+        return True
 
     @classmethod
     def for_drive(cls, config: DriveConfig) -> FlowEstimator | None:
