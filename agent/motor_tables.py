@@ -105,6 +105,34 @@ def rated_slip(rated_speed_rpm: float, frequency_hz: float = 50.0) -> float:
     return (sync - rated_speed_rpm) / sync
 
 
+MAINS_FREQUENCIES_HZ = (50.0, 60.0)
+MAX_RATED_SLIP = 0.1  # a cage motor's rated slip is 0.5-8 %: more means the wrong mains frequency
+
+
+def rated_frequency(rated_speed_rpm: float) -> float:
+    """The mains frequency [Hz] a motor's rated speed belongs to: the one giving a plausible slip.
+
+    1470 rpm is a 4-pole 50 Hz motor (slip 2 %), 1780 rpm a 4-pole 60 Hz one (read at 50 Hz
+    it would be a 2-pole motor slipping 41 %); 50 Hz where neither is plausible.
+    """
+    for frequency in MAINS_FREQUENCIES_HZ:
+        if 0.0 < rated_slip(rated_speed_rpm, frequency) <= MAX_RATED_SLIP:
+            return frequency
+    return MAINS_FREQUENCIES_HZ[0]
+
+
+def table_efficiency(rated_power_kw: float, poles: int,
+                     efficiency_class: EfficiencyClass = DEFAULT_CLASS) -> float:
+    """``full_load_efficiency`` for any motor: poles and power brought inside the tables.
+
+    An 8-pole motor takes the 6-pole row (about a point optimistic), a rating beyond
+    1000 kW the last value: a default the sensorless interval's loss allowance covers,
+    where refusing would leave the pump without an estimate.
+    """
+    nearest = min(POLES, key=lambda p: abs(p - poles))
+    return full_load_efficiency(min(max(rated_power_kw, 1e-3), MAX_RATED_POWER_KW), nearest, efficiency_class)
+
+
 def full_load_efficiency(rated_power_kw: float, poles: int,
                          efficiency_class: EfficiencyClass = DEFAULT_CLASS) -> float:
     """Nominal full-load efficiency (ratio) of a 50 Hz motor of this power, poles and class.

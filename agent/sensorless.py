@@ -34,7 +34,14 @@ import kernels as k
 from agent.config import DriveConfig, LoadConfig, LoadKind
 from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
 from agent.config.profile import Quantity
-from agent.motor_tables import full_load_efficiency, poles_from_speed, rated_slip, shaft_from_electrical
+from agent.motor_tables import (
+    MAX_RATED_SLIP,
+    poles_from_speed,
+    rated_frequency,
+    rated_slip,
+    shaft_from_electrical,
+    table_efficiency,
+)
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
 
@@ -113,11 +120,13 @@ class FlowEstimator:
         self.settings = sensorless
         self.budget = b = budget
         self.rated_power = rated_power
-        poles = sensorless.poles or poles_from_speed(rated_speed_rpm)
-        self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else full_load_efficiency(
+        frequency = rated_frequency(rated_speed_rpm)
+        poles = sensorless.poles or poles_from_speed(rated_speed_rpm, frequency)
+        self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else table_efficiency(
             rated_power / 1e3, poles, sensorless.motor_class)
         self.head_factor = math.nan  # the pressure reading's SI value to the pump's head [m]; NaN: none
-        self.slip = 0.0 if sensorless.speed_is_shaft else rated_slip(rated_speed_rpm)
+        slip = rated_slip(rated_speed_rpm, frequency)
+        self.slip = 0.0 if sensorless.speed_is_shaft or not 0.0 < slip <= MAX_RATED_SLIP else slip
         q_ref = load.rated_flow
         self.q_ref = q_ref
         prior = datasheet_curves(load, rated_power)

@@ -80,7 +80,7 @@ def _spot(sec: Section | None, shutoff: bool) -> SpotReading | None:
     return SpotReading(flow, speed, power, head, date)
 
 
-def parse_sensorless(sec: Section | None, kind: LoadKind, rated_speed_rpm: float) -> SensorlessConfig:
+def parse_sensorless(sec: Section | None, kind: LoadKind) -> SensorlessConfig:
     """A drive's ``sensorless`` section (defaults without one); located issues for bad fields."""
     if sec is None:
         return SensorlessConfig()
@@ -92,9 +92,6 @@ def parse_sensorless(sec: Section | None, kind: LoadKind, rated_speed_rpm: float
     poles = sec.integer("poles", 0, minimum=2, maximum=6) if sec.has("poles") else 0
     if poles > 0:
         sec.validate("poles", poles in POLES, f"must be one of {', '.join(map(str, POLES))}, got {poles}")
-    elif rated_speed_rpm < 500.0 and math.isfinite(rated_speed_rpm):
-        sec.error(None, f"rated_speed_rpm {rated_speed_rpm:g} implies more than 6 poles; the IEC tables "
-                        "cover 2, 4 and 6")
     accuracy = sec.number("power_accuracy_pct", 2.0, minimum=0.1, maximum=20.0) / 100.0
     catalogue = sec.section("catalogue", required=False)
     head = power = None

@@ -283,8 +283,7 @@ def _drive(
     control = _control(sec.section("control", required=False))
     motor_efficiency = sec.number("motor_efficiency_pct", math.nan, minimum=50.0, maximum=99.9) / 100.0 \
         if sec.has("motor_efficiency_pct") else math.nan
-    sensorless = parse_sensorless(sec.section("sensorless", required=False), load.kind,
-                                  rated_speed / RPM_TO_RAD_S)
+    sensorless = parse_sensorless(sec.section("sensorless", required=False), load.kind)
     profile: Profile | None = None
     if profile_name:
         path = resolve_profile_path(profile_name, config_dir)

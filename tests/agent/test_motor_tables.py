@@ -128,3 +128,20 @@ def test_the_losses_by_speed_stay_within_the_budget_of_the_simulators_independen
             sim = electrical_power(shaft, rated, eta, speed) - shaft
             ours = float(losses(np.array([shaft]), np.array([speed]), rated, eta)[0])
             assert abs(ours / sim - 1.0) <= 0.3, (rated_kw, speed, ours, sim)  # within 2 sigma
+
+
+def test_the_mains_frequency_from_the_rated_speed():
+    from agent.motor_tables import rated_frequency
+
+    assert rated_frequency(1470.0) == 50.0 and rated_frequency(2900.0) == 50.0
+    assert rated_frequency(1780.0) == 60.0 and rated_frequency(3550.0) == 60.0  # NEMA motors
+    assert rated_frequency(1160.0) == 60.0 and rated_frequency(970.0) == 50.0
+    assert rated_slip(1780.0, rated_frequency(1780.0)) == pytest.approx(20.0 / 1800.0)
+
+
+def test_table_efficiency_answers_outside_the_tables():
+    from agent.motor_tables import table_efficiency
+
+    assert table_efficiency(15.0, 8) == full_load_efficiency(15.0, 6)
+    assert table_efficiency(2500.0, 4) == full_load_efficiency(1000.0, 4)
+    assert table_efficiency(15.0, 4) == full_load_efficiency(15.0, 4)

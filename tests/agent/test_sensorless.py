@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,19 @@ def test_the_margin_widens_with_the_demand_uncertainty(tmp_path):
     assert group.recommend(1.0) is not None
     estimate = group.demand.estimate(1.0, group.lookahead)
     assert group.target_flow == pytest.approx(estimate * (1.0 + 0.01 + u90))
+
+
+@pytest.mark.parametrize(("rpm", "kw"), [(720, 15), (1780, 15), (1480, 1600)])
+def test_a_pump_outside_the_iec_tables_or_on_60_hz_gets_an_estimator(tmp_path, rpm, kw):
+    """An 8-pole, a 60 Hz or a 1.6 MW motor: the estimator is built (a bare IEC lookup raises)."""
+    text = (HEAD + drive("p1", 1)).replace("rated_speed_rpm: 1470", f"rated_speed_rpm: {rpm}")
+    text = text.replace("rated_power_kw: 15", f"rated_power_kw: {kw}")
+    text = re.sub(r" *motor_efficiency_pct: 93\n", "", text)  # the IEC tables, not the nameplate
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    config = load_config(path).drives[0]
+    estimator = FlowEstimator.for_drive(config)
+    assert estimator is not None and 0.0 < estimator.slip <= 0.05  # 1780 rpm read at 50 Hz: 41 %
+    assert 0.85 < estimator.full_load < 0.975
+    estimate = estimator.estimate(0.95 * config.rated_power, 1.0)
+    assert not estimate.available or 0.5 * 120 / 3600 < estimate.flow < 1.5 * 120 / 3600
