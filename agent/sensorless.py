@@ -7,7 +7,7 @@ also from its head on the head curve (the two combined). The curves are, best fi
 - ``dp``: the pump's own DP is read every poll (``dp_across_pump``);
 - ``clamp_on``: a portable meter's one-off reading moved the curves along the flow axis
   through it (internal leakage, the wear head and power cannot see);
-- ``shutoff``: a closed-valve test corrected the curves at part load;
+- ``shutoff``: a closed-valve test measured how much power part-load wear adds (the interval's allowance);
 - ``catalogue``: the published curve's points, fitted with cubics;
 - ``datasheet``: the rated point alone (``agent.optimizer.datasheet``): uncalibrated.
 
@@ -273,8 +273,9 @@ def group_demand(estimates: Sequence[FlowEstimate], shares: Sequence[float]) -> 
 
     ``shares`` are the drives' rated flows: a running drive whose flow is not identifiable
     is taken to deliver in proportion to its rated flow what those with an estimate deliver
-    (parallel pumps on one header run at one speed), and the sum's uncertainty grows by
-    that ratio. NaN only when no running drive has an estimate.
+    (parallel pumps on one header run at one speed); the relative uncertainty stays that of
+    the drives with an estimate (the share is assumed, not measured: a known limit). NaN only
+    when no running drive has an estimate.
     """
     have = [(e, s) for e, s in zip(estimates, shares, strict=True) if e.available]
     if not have:
