@@ -16,6 +16,7 @@ from agent.energy.baseline import BaselineModel
 from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
 from agent.modbus.readplan import Block, plan_reads
+from agent.sensorless import FlowEstimate, FlowEstimator
 from agent.units import MAX_POWER_OVER_RATED, Dimension, is_running
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class DriveRuntime:
         self.history = RingBuffer(history)
         self.account = EnergyAccount.for_drive(config, site, max_gap)
         self.baseline = BaselineModel(config)
+        # A pump's sensorless flow (agent.sensorless), estimated once per accepted poll of a running drive.
+        self.flow_estimator = FlowEstimator.for_drive(config)
+        self.flow_estimate: FlowEstimate | None = None
         # A drive of an optimizer group books each poll's energy once the optimizer has priced
         # that same poll's counterfactual (``book``); any other drive books it at once. The
         # agent sets it from the config's groups.
@@ -169,6 +173,8 @@ class DriveRuntime:
         self.history.append(row)
         reading = Reading(t, wall, values, ratio, power, baseline, running)
         self.last = reading
+        self.flow_estimate = self.flow_estimator.estimate_values(values, power, ratio) \
+            if self.flow_estimator is not None and running else None
         if self.up is False:
             log.info("drive %s: answering again", self.name)
         self.up = True

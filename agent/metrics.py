@@ -43,6 +43,7 @@ from agent.errors import (
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.optimizer.loop import Optimizer
+from agent.sensorless import CALIBRATIONS
 from agent.units import Clock
 from agent.wallclock import WallClock
 
@@ -486,6 +487,44 @@ class DriveHealthCollector(Collector):
                     family.add_metric([drive.name], number)
         yield status
         yield from gauges.values()
+
+
+class FlowEstimateCollector(Collector):
+    """Each pump drive's sensorless flow, its 90 % uncertainty and its calibrations (``agent.sensorless``).
+
+    The estimate is shown while the drive is up and running and its flow is identifiable
+    there; otherwise the two gauges are absent for that drive only. The calibrations are
+    config facts, shown always: ``vfd_flow_calibration`` 1 for each one the drive has had,
+    ``vfd_flow_calibration_in_use`` 1 for the best, the one its estimate rests on.
+    """
+
+    def __init__(self, drives: Sequence[DriveRuntime]) -> None:
+        self.drives = drives
+
+    def collect(self) -> Iterator[Metric]:
+        """The estimate families, then the calibration state families."""
+        flow = GaugeMetricFamily("vfd_flow_estimate_m3_per_second", "Sensorless flow estimate of a pump "
+                                 "drive (absent where not identifiable)", labels=["drive"])
+        rel_u = GaugeMetricFamily("vfd_flow_estimate_relative_uncertainty", "Half-width of the flow "
+                                  "estimate's 90 % interval over the estimate", labels=["drive"])
+        had = GaugeMetricFamily("vfd_flow_calibration", "1 for each calibration the drive's flow estimate "
+                                "has had, 0 for the others", labels=["drive", "calibration"])
+        in_use = GaugeMetricFamily("vfd_flow_calibration_in_use", "1 for the calibration the drive's flow "
+                                   "estimate rests on (the best it has had)", labels=["drive", "calibration"])
+        for drive in self.drives:
+            estimator = drive.flow_estimator
+            if estimator is None:
+                continue
+            for calibration in CALIBRATIONS:
+                had.add_metric([drive.name, calibration.value],
+                               1.0 if calibration in estimator.calibrations else 0.0)
+                in_use.add_metric([drive.name, calibration.value],
+                                  1.0 if calibration is estimator.calibration else 0.0)
+            estimate = drive.flow_estimate
+            if drive.up and estimate is not None and estimate.available:
+                flow.add_metric([drive.name], estimate.flow)
+                rel_u.add_metric([drive.name], estimate.rel_u90)
+        yield from (flow, rel_u, had, in_use)
 
 
 class DriveInfoCollector(Collector):

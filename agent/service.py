@@ -49,6 +49,7 @@ from agent.metrics import (
     ClockCollector,
     DriveHealthCollector,
     DriveInfoCollector,
+    FlowEstimateCollector,
     GroupSavingsCollector,
     LedgerCollector,
     OptimizerCollector,
@@ -121,6 +122,7 @@ class Agent:
         self.registry.register(BuildInfoCollector())
         self.registry.register(DriveHealthCollector(self.drives))
         self.registry.register(DriveInfoCollector(self.drives))
+        self.registry.register(FlowEstimateCollector(self.drives))
         register_process_collectors(self.registry)
         for collector in extra_collectors:
             self.registry.register(collector)

@@ -406,26 +406,40 @@ def shift_curve(coeffs: FloatArray, shift: float) -> FloatArray:
 
 
 @jit
+def flow_offset(
+    coeffs: FloatArray, exponent: int, rising: bool, flow: float, reading: float, r: float, x_max: float
+) -> float:
+    """The shift s on the collapsed flow axis that makes c(x + s) pass through one measured point.
+
+    With a portable flow meter's reading (flow [m^3/s]) and the power (or head) read at
+    the same moment at speed ratio r, s is the distance on the flow axis between where
+    the curve has that value and the measured flow. NaN where the point cannot be
+    honoured (off the curve, non-positive flow).
+    """
+    if not (r > 0.0 and np.isfinite(r) and flow > 0.0 and np.isfinite(flow) and np.isfinite(reading)
+            and reading > 0.0 and _finite(coeffs)):
+        return np.nan
+    x_curve = _invert(coeffs, reading / r**exponent, rising, x_max)
+    if not np.isfinite(x_curve):
+        return np.nan
+    return x_curve - flow / r
+
+
+@jit
 def correct_flow_offset(
     coeffs: FloatArray, exponent: int, rising: bool, flow: float, reading: float, r: float, x_max: float
 ) -> FloatArray:
     """A curve moved along the flow axis to pass through one measured point (clamp-on reading).
 
-    With a portable flow meter's reading (flow [m^3/s]) and the power (or head) read at
-    the same moment at speed ratio r, the curve becomes c(x + s) with s the distance on
-    the flow axis between where the curve has that value and the measured flow. A shift,
-    not a scale: internal leakage, the wear a reading can see that head and power
-    cannot, moves the curves along the flow axis; the motor's and the curve's scale are
-    in the band. NaN coefficients where the point cannot be honoured (off the curve,
-    non-positive flow).
+    ``flow_offset``'s shift: a shift, not a scale, because internal leakage, the wear a
+    reading can see that head and power cannot, moves the curves along the flow axis;
+    the motor's and the curve's scale are in the band. NaN coefficients where the point
+    cannot be honoured.
     """
-    if not (r > 0.0 and np.isfinite(r) and flow > 0.0 and np.isfinite(flow) and np.isfinite(reading)
-            and reading > 0.0 and _finite(coeffs)):
+    shift = flow_offset(coeffs, exponent, rising, flow, reading, r, x_max)
+    if not np.isfinite(shift):
         return np.full(coeffs.shape[0], np.nan)
-    x_curve = _invert(coeffs, reading / r**exponent, rising, x_max)
-    if not np.isfinite(x_curve):
-        return np.full(coeffs.shape[0], np.nan)
-    return shift_curve(coeffs, x_curve - flow / r)
+    return shift_curve(coeffs, shift)
 
 
 @jit

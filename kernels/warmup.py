@@ -87,6 +87,7 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
         ("fit_catalogue_curve", sensorless.fit_catalogue_curve, (q, p, 3)),
         ("shift_curve", sensorless.shift_curve, (pc, 0.002)),
         ("correct_flow_offset", sensorless.correct_flow_offset, (pc, 3, True, 0.04, 2.0e4, 0.9, 0.08)),
+        ("flow_offset", sensorless.flow_offset, (pc, 3, True, 0.04, 2.0e4, 0.9, 0.08)),
         ("calibrate_shutoff", sensorless.calibrate_shutoff, (hc, pc, 45.0, 7000.0, 0.95, 0.05)),
         ("shaft_power_uncertainty", sensorless.shaft_power_uncertainty, (0.9, 0.01, 0.15)),
         ("shaft_speed_ratio", sensorless.shaft_speed_ratio, (0.9, 2.0e4, 3.0e4, 0.02)),

@@ -1,16 +1,17 @@
 """A short seeded sweep of bench/sensorless.py (seed 4; the constants were set on seed 1).
 
-The cases that meet the issue's targets: a DP transmitter across a healthy pump
-(head's and power's estimates combined) is within 3 % above half the best-efficiency
-flow and 10 % below, and its 90 % interval holds the truth for at least 90 % of the
-estimates. Without any calibration the estimate on the catalogue curve still beats
-main's path by a wide margin with an interval that covers. Worn pumps without a
-reading miss the targets (leakage is invisible to head and power): the bench prints
-them.
+The sweep runs the agent's own estimator (agent.sensorless.FlowEstimator) on the
+simulator's new losses. Where the issue's targets hold: a DP transmitter across a healthy
+pump within 3 % above half the best-efficiency flow and 10 % below; the catalogue curve
+alone within 5 % and 10 %; one clamp-on reading brings a worn pump within 3 % above half
+flow; every 90 % interval holds the truth for at least 90 % of the estimates. Where they
+cannot: a worn pump without a flow reading below half flow (leakage moves head and power
+along the flow axis together, invisible to both); above half flow it stays near 5 %.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 
@@ -20,6 +21,7 @@ from hil.catalogue import Family, Wear
 from tests.support import REPO
 
 
+@functools.cache
 def load_bench():
     spec = importlib.util.spec_from_file_location("bench_sensorless", REPO / "bench" / "sensorless.py")
     module = importlib.util.module_from_spec(spec)
@@ -29,27 +31,53 @@ def load_bench():
     return module
 
 
+@functools.cache
+def rows_of(family: Family, worn: bool, points: int) -> dict:
+    """The bench's rows of one case at the test's seed, computed once per run."""
+    bench = load_bench()
+    case = bench.Case(family, bench.WORN if worn else Wear())
+    return {row.path: row for row in bench.run_case(case, points, seed=4)}
+
+
 @pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.FLAT_POWER])
 def test_dp_transmitter_meets_the_targets_on_a_healthy_pump(family):
-    bench = load_bench()
-    rows = {row.path: row for row in bench.run_case(bench.Case(family, Wear()), 400, seed=4)}
+    rows = rows_of(family, False, 300)
     dp, main = rows["dp"], rows["main"]
     assert dp.mean_high <= 3.0
     assert dp.mean_low <= 10.0
     assert dp.coverage >= 90.0
-    assert dp.available >= 70.0
+    assert dp.available >= 60.0  # the wear the interval allows refuses light-load points
     assert dp.mean_high <= 0.2 * main.mean_high
 
 
 @pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])
-@pytest.mark.parametrize("worn", [False, True])
-def test_uncalibrated_estimate_beats_main_and_its_interval_covers(family, worn):
-    bench = load_bench()
-    case = bench.Case(family, bench.WORN if worn else Wear())
-    rows = {row.path: row for row in bench.run_case(case, 300, seed=4)}
+def test_catalogue_curve_meets_the_targets_on_a_healthy_pump(family):
+    rows = rows_of(family, False, 300)
     main, new = rows["main"], rows["none"]
-    assert new.mean_high <= 0.5 * main.mean_high
-    assert new.mean_low <= 0.5 * main.mean_low
-    assert new.mean_high <= 8.0
-    assert new.available >= 70.0
+    assert new.mean_high <= 5.0
+    assert new.mean_low <= 10.0
     assert new.coverage >= 90.0
+    assert new.available >= 70.0
+    assert new.mean_high <= 0.5 * main.mean_high
+
+
+@pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])
+def test_a_worn_pump_without_a_reading_beats_main_above_half_flow_and_its_interval_covers(family):
+    """Leakage is invisible to head and power: below half the BEP flow the target is missed (bench)."""
+    rows = rows_of(family, True, 300)
+    main = rows["main"]
+    for path in ("none", "dp", "shut-off"):  # dp: the head lost learned from the polls
+        assert rows[path].mean_high <= 0.5 * main.mean_high, path
+        assert rows[path].mean_high <= 6.0, path
+        assert rows[path].coverage >= 90.0, path
+    # A shut-off test that shows part-load wear refuses the points it makes unidentifiable.
+    assert rows["shut-off"].mean_low < 0.7 * rows["none"].mean_low
+
+
+@pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])
+def test_one_clamp_on_reading_brings_a_worn_pump_within_3_percent_above_half_flow(family):
+    rows = rows_of(family, True, 300)
+    for path in ("clamp-on", "dp+clamp-on"):
+        assert rows[path].mean_high <= 3.0, path
+        assert rows[path].coverage >= 90.0, path
+        assert rows[path].mean_high < 0.7 * rows["none"].mean_high, path

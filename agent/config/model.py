@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent.config.profile import Profile, Quantity
 from agent.config.schedule import Schedule
+from agent.motor_tables import DEFAULT_CLASS, EfficiencyClass
 
 
 class GroupControl(Enum):
@@ -271,6 +272,45 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class CurvePoints:
+    """Points read off a pump's published curve at rated speed (SI: m³/s against m or W)."""
+
+    flow: tuple[float, ...]
+    value: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SpotReading:
+    """A one-off reading at one operating point: a clamp-on meter's flow, or a closed-valve test.
+
+    ``power`` is the electrical power the drive showed then [W], ``speed_ratio`` its speed
+    reading; ``flow`` [m³/s] is the clamp-on meter's (0 for a shut-off test), ``head`` [m]
+    the pump's head if read (NaN if not). ``date`` says when, for the record.
+    """
+
+    flow: float
+    speed_ratio: float
+    power: float
+    head: float
+    date: str
+
+
+@dataclass(frozen=True)
+class SensorlessConfig:
+    """What a pump drive's sensorless flow estimate may use beyond the rated point (``agent.sensorless``)."""
+
+    motor_class: EfficiencyClass = DEFAULT_CLASS  # IEC 60034-30-1, without a nameplate efficiency
+    poles: int = 0  # 0: from the rated speed
+    power_accuracy: float = 0.02  # the drive's declared ± accuracy of its power reading (ratio)
+    dp_across_pump: bool = False  # the drive's pressure point is the pump's own differential pressure
+    speed_is_shaft: bool = False  # the speed point is the shaft's (slip compensated), not the frequency's
+    catalogue_head: CurvePoints | None = None
+    catalogue_power: CurvePoints | None = None  # shaft power
+    clamp_on: SpotReading | None = None
+    shutoff: SpotReading | None = None
+
+
+@dataclass(frozen=True)
 class DriveConfig:
     """One drive: where it is, its map and ratings, its baseline and control mode."""
 
@@ -284,6 +324,7 @@ class DriveConfig:
     baseline: BaselineConfig
     control: ControlConfig
     motor_efficiency: float = math.nan  # nameplate full-load efficiency; NaN: the default table's
+    sensorless: SensorlessConfig = SensorlessConfig()
 
 
 @dataclass(frozen=True)

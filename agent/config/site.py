@@ -42,6 +42,7 @@ from agent.config.profile import (
     resolve_profile_path,
 )
 from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
+from agent.config.sensorless import parse_sensorless
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
 from agent.modbus.rtu import STANDARD_BAUDRATES
@@ -269,7 +270,7 @@ def _drive(
 ) -> DriveConfig | None:
     sec.check_keys({
         "name", "bus", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "load", "baseline",
-        "control", "motor_efficiency_pct", "poll",
+        "control", "motor_efficiency_pct", "poll", "sensorless",
     })
     name = sec.string("name")
     bus = sec.string("bus")
@@ -282,6 +283,7 @@ def _drive(
     control = _control(sec.section("control", required=False))
     motor_efficiency = sec.number("motor_efficiency_pct", math.nan, minimum=50.0, maximum=99.9) / 100.0 \
         if sec.has("motor_efficiency_pct") else math.nan
+    sensorless = parse_sensorless(sec.section("sensorless", required=False), load.kind)
     profile: Profile | None = None
     if profile_name:
         path = resolve_profile_path(profile_name, config_dir)
@@ -304,7 +306,7 @@ def _drive(
     if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
         return None
     return DriveConfig(name, bus, unit, profile, rated_power, rated_speed, load, baseline, control,
-                       motor_efficiency)
+                       motor_efficiency, sensorless)
 
 
 def _poll_rates(sec: Section, profile: Profile) -> Profile | None:

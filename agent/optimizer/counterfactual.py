@@ -46,7 +46,7 @@ def flow_of(machine: MachineModel, drive: DriveRuntime) -> float:
     assert drive.last is not None
     flow = drive.last.values.get(Quantity.FLOW, math.nan)
     if math.isnan(flow):
-        flow = machine.flow_estimate(drive.last.power, drive.last.speed_ratio)
+        flow = drive.flow_estimate.flow if drive.flow_estimate is not None else math.nan
     return flow
 
 

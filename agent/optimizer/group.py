@@ -28,6 +28,7 @@ from agent.optimizer.machine import MachineModel
 from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import Stager, StageState
 from agent.optimizer.system import SystemModel
+from agent.sensorless import Calibration, FlowEstimate, group_demand
 from kernels import min_speed_for_flow
 
 
@@ -56,6 +57,8 @@ class GroupRuntime:
         self.counterfactual = Counterfactual(config, self.drives, self.machines, writers)
         self.actuator = GroupActuator(config, self.drives, writers, self.stage)
         self.target_flow = math.nan
+        # Relative 90 % uncertainty of the latest sensorless demand: widens the margin (0 otherwise).
+        self.demand_u90 = 0.0
         modes = {d.config.control.mode for d in drives}
         self.mode = ControlMode.CONTROL if modes == {ControlMode.CONTROL} else (
             ControlMode.MONITOR if ControlMode.MONITOR in modes else ControlMode.ADVISE)
@@ -81,10 +84,12 @@ class GroupRuntime:
         """The demand as the latest poll shows it (NaN if it does not)."""
         demand = self.config.demand
         if demand.source is DemandSource.SENSORLESS:
-            running = [m.flow_estimate(d.last.power, d.last.speed_ratio)
-                       for m, d in zip(self.machines, self.drives, strict=True)
-                       if d.last is not None and d.last.running]
-            return sum(running) if running and all(map(math.isfinite, running)) else math.nan
+            none = FlowEstimate(math.nan, math.nan, Calibration.DATASHEET)
+            running = [(d.flow_estimate or none, d.config.load.rated_flow)
+                       for d in self.drives if d.last is not None and d.last.running]
+            total = group_demand([e for e, _ in running], [share for _, share in running])
+            self.demand_u90 = total.rel_u90 if total.available else self.demand_u90
+            return total.flow
         if not demand.drive:
             return math.nan  # another device: read in the cycle
         drive = next((d for d in self.drives if d.name == demand.drive), None)
@@ -141,7 +146,7 @@ class GroupRuntime:
         if not (math.isfinite(estimate) and 0.0 <= estimate <= limit):
             self.target_flow = math.nan
             return None
-        margin = 1.0 + self.config.demand.margin
+        margin = 1.0 + self.config.demand.margin + self.demand_u90
         if self.config.demand.quantity is Quantity.PRESSURE:
             delivered, _ = self.operating_point()
             target_head = estimate * margin

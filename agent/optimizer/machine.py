@@ -32,7 +32,6 @@ from kernels import (
     default_efficiency_tables,
     efficiency,
     electrical_power,
-    estimate_flow,
     fan_efficiency,
     fit_fan_curves,
     fit_pump_curves,
@@ -286,13 +285,6 @@ class MachineModel:
         if ratio < RUNNING_SPEED_RATIO:
             return 0.0
         return self.electric.electrical(self.shaft(flow, ratio))
-
-    def flow_estimate(self, power: float, ratio: float) -> float:
-        """Sensorless flow [m³/s] from electrical power and speed; NaN where not identifiable."""
-        if not (ratio >= MIN_FIT_SPEED and power > 0.0):
-            return math.nan
-        shaft = float(self.electric.shaft(np.array([power]))[0])
-        return float(estimate_flow(self.power, shaft, ratio))
 
 def common_ratio(machines: Sequence[MachineModel], header: float, flow: float, top: float) -> float:
     """Common speed at which ``machines`` deliver ``flow`` at ``header`` head; ``top`` if they cannot."""

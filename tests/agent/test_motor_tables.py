@@ -102,3 +102,46 @@ def test_part_load_shape_follows_a_measured_premium_motor():
     assert table.shape[0] == 2 and np.all(np.diff(table[0]) > 0)
     assert table[1][list(table[0]).index(1.0)] == pytest.approx(0.921)
     assert part_load_efficiency(0.0, 0.921) == 0.0
+
+
+def test_shaft_from_electrical_inverts_the_losses_by_speed_and_torque():
+    from agent.motor_tables import losses, shaft_from_electrical
+
+    shaft = np.array([500.0, 2_000.0, 8_000.0, 13_500.0])
+    speed = np.array([0.4, 0.6, 0.85, 1.0])
+    electrical = shaft + losses(shaft, speed, 15_000.0, 0.921)
+    assert shaft_from_electrical(electrical, speed, 15_000.0, 0.921) == pytest.approx(shaft, rel=1e-6)
+    # Below the no-load losses there is no shaft power.
+    assert np.isnan(shaft_from_electrical(np.array([50.0]), np.array([0.5]), 15_000.0, 0.921)[0])
+
+
+def test_the_losses_by_speed_stay_within_the_budget_of_the_simulators_independent_model():
+    """The sensorless budget states the losses to 15 % (1 sigma); the simulator's model is built apart."""
+    from agent.motor_tables import losses
+    from hil.physics import electrical_power
+
+    for rated_kw in (3.0, 15.0, 90.0):
+        rated = rated_kw * 1e3
+        eta = full_load_efficiency(rated_kw, 4, EfficiencyClass.IE3)
+        for speed in (0.4, 0.6, 0.8, 1.0):
+            shaft = 0.9 * rated * speed**3
+            sim = electrical_power(shaft, rated, eta, speed) - shaft
+            ours = float(losses(np.array([shaft]), np.array([speed]), rated, eta)[0])
+            assert abs(ours / sim - 1.0) <= 0.3, (rated_kw, speed, ours, sim)  # within 2 sigma
+
+
+def test_the_mains_frequency_from_the_rated_speed():
+    from agent.motor_tables import rated_frequency
+
+    assert rated_frequency(1470.0) == 50.0 and rated_frequency(2900.0) == 50.0
+    assert rated_frequency(1780.0) == 60.0 and rated_frequency(3550.0) == 60.0  # NEMA motors
+    assert rated_frequency(1160.0) == 60.0 and rated_frequency(970.0) == 50.0
+    assert rated_slip(1780.0, rated_frequency(1780.0)) == pytest.approx(20.0 / 1800.0)
+
+
+def test_table_efficiency_answers_outside_the_tables():
+    from agent.motor_tables import table_efficiency
+
+    assert table_efficiency(15.0, 8) == full_load_efficiency(15.0, 6)
+    assert table_efficiency(2500.0, 4) == full_load_efficiency(1000.0, 4)
+    assert table_efficiency(15.0, 4) == full_load_efficiency(15.0, 4)

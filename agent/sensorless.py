@@ -1,0 +1,288 @@
+"""Sensorless flow of a pump drive: an estimate with its 90 % uncertainty, from the best calibration it has.
+
+Without a flow meter the flow comes from the shaft power and speed on the pump's power
+curve (``kernels.sensorless``), and with a differential-pressure point across the pump
+also from its head on the head curve (the two combined). The curves are, best first:
+
+- ``dp``: the pump's own DP is read every poll (``dp_across_pump``);
+- ``clamp_on``: a portable meter's one-off reading moved the curves along the flow axis
+  through it (internal leakage, the wear head and power cannot see);
+- ``shutoff``: a closed-valve test measured how much power part-load wear adds (the interval's allowance);
+- ``catalogue``: the published curve's points, fitted with cubics;
+- ``datasheet``: the rated point alone (``agent.optimizer.datasheet``): uncalibrated.
+
+The shaft power behind the drive's electrical power is read through the motor's and
+drive's losses by speed and torque (``agent.motor_tables``: the nameplate efficiency, else
+IEC 60034-30-1 by size, poles and class), and the shaft speed from a frequency-based speed
+reading through the rated slip. Where the flow is not identifiable (a flat curve, off the
+curve, an interval wider than ``MAX_REL_U``) the estimate is NaN: that drive has none.
+The uncertainty constants (``Budget``) were set on bench/sensorless.py's seed 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+
+import kernels as k
+from agent.config import DriveConfig, LoadConfig, LoadKind
+from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
+from agent.config.profile import Quantity
+from agent.motor_tables import (
+    MAX_RATED_SLIP,
+    poles_from_speed,
+    rated_frequency,
+    rated_slip,
+    shaft_from_electrical,
+    table_efficiency,
+)
+from agent.optimizer.datasheet import datasheet_curves
+from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
+
+FloatArray = NDArray[np.float64]
+MIN_SPEED = 0.2  # below this speed ratio a reading says nothing about the flow
+MIN_SENSITIVITY = 0.1  # |c'(x)| x_end / c(x) below which a curve says too little about flow
+MAX_REL_U = 0.5  # no estimate where the stated 90 % interval is wider than half the estimate
+Z90 = 1.645  # two-sided 90 % of a normal distribution
+CATALOGUE_DEGREE = 3
+DATASHEET_X_MAX = 1.5  # a datasheet curve is read up to this × the rated flow
+HEAD_LOSS_POINTS = 200  # the latest points from which a DP drive's head loss is learned ...
+MIN_HEAD_LOSS_POINTS = 20  # ... and how many it needs first
+MAX_HEAD_LOSS = 0.15  # of the rated head at the rated flow: more is not wear but a wrong curve
+CLAMP_ON_ACCURACY = 0.02  # relative standard uncertainty of a portable ultrasonic meter
+
+
+class Calibration(Enum):
+    """What a drive's flow estimate rests on, best first (``CALIBRATIONS``)."""
+
+    DP = "dp"
+    CLAMP_ON = "clamp_on"
+    SHUTOFF = "shutoff"
+    CATALOGUE = "catalogue"
+    DATASHEET = "datasheet"
+
+
+CALIBRATIONS = tuple(Calibration)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Relative standard uncertainties by source and calibration state (set on the bench's seed 1)."""
+
+    losses: float = 0.15  # the motor's and drive's losses from tables (IEC 60034-1: 15 % for a motor)
+    head: float = 0.006  # DP transmitter, 0.5 % noise plus calibration
+    speed: float = 0.002  # after the slip correction: rated speed ±20 % of its slip
+    curve: float = 0.015  # the catalogue power curve as read and fitted (value, relative)
+    head_curve: float = 0.015  # the catalogue head curve as read and fitted
+    curve_out: float = 0.04  # per best-efficiency flow away from a calibrated point (part-load wear)
+    shift: float = 0.05  # flow-axis shift a new or worn pump may have unseen (leakage), x rated flow
+    wear_power: float = 0.06  # power a worn pump adds at shut-off, falling to 0 at the rated flow
+    wear_head: float = 0.03  # head a worn impeller loses at the rated flow, from 0 at shut-off
+    shift_clamp: float = 0.02  # after a clamp-on reading: the meter's accuracy at its point, x rated flow
+    datasheet: float = 0.15  # a curve assumed from the rated point alone (value, relative)
+    datasheet_shift: float = 0.10  # ... and its flow axis, x rated flow
+
+
+BUDGET = Budget()
+
+
+@dataclass(frozen=True)
+class FlowEstimate:
+    """A drive's flow [m³/s] and the relative half-width of its 90 % interval; NaN where none."""
+
+    flow: float
+    rel_u90: float
+    calibration: Calibration
+
+    @property
+    def available(self) -> bool:
+        """The flow is identifiable here."""
+        return math.isfinite(self.flow)
+
+
+def _fit(points: CurvePoints) -> FloatArray:
+    flow, value = np.array(points.flow), np.array(points.value)
+    coeffs: FloatArray = k.fit_catalogue_curve(flow, value, CATALOGUE_DEGREE)
+    return coeffs
+
+
+class FlowEstimator:
+    """One pump drive's sensorless flow: its curves after every calibration it has had."""
+
+    def __init__(self, sensorless: SensorlessConfig, load: LoadConfig, rated_power: float,
+                 rated_speed_rpm: float, motor_efficiency: float = math.nan, budget: Budget = BUDGET) -> None:
+        self.settings = sensorless
+        self.budget = b = budget
+        self.rated_power = rated_power
+        frequency = rated_frequency(rated_speed_rpm)
+        poles = sensorless.poles or poles_from_speed(rated_speed_rpm, frequency)
+        self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else table_efficiency(
+            rated_power / 1e3, poles, sensorless.motor_class)
+        self.head_factor = math.nan  # the pressure reading's SI value to the pump's head [m]; NaN: none
+        slip = rated_slip(rated_speed_rpm, frequency)
+        self.slip = 0.0 if sensorless.speed_is_shaft or not 0.0 < slip <= MAX_RATED_SLIP else slip
+        q_ref = load.rated_flow
+        self.q_ref = q_ref
+        prior = datasheet_curves(load, rated_power)
+        self.head: FloatArray = np.asarray(prior.head, dtype=np.float64)
+        self.power: FloatArray = np.asarray(prior.power, dtype=np.float64)
+        self.x_max = DATASHEET_X_MAX * q_ref
+        had = [Calibration.DATASHEET]
+        self.u_head, self.u_power, self.shift = b.datasheet, b.datasheet, b.datasheet_shift
+        if sensorless.catalogue_power is not None:
+            self.power = _fit(sensorless.catalogue_power)
+            self.x_max = sensorless.catalogue_power.flow[-1]
+            self.u_power, self.shift = b.curve, b.shift
+            had.append(Calibration.CATALOGUE)
+        if sensorless.catalogue_head is not None:
+            self.head = _fit(sensorless.catalogue_head)
+            self.u_head = b.head_curve
+        # Wear the published curve cannot show: the power curve is sure from the rated flow
+        # up and less so toward shut-off (part-load recirculation adds power), the head curve
+        # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
+        self.power_band = k.curve_band(self.u_power, b.wear_power, q_ref, self.x_max, q_ref, self.shift)
+        self.head_band = k.curve_band(self.u_head, b.wear_head, 0.0, 0.0, q_ref, self.shift)
+        if sensorless.shutoff is not None and self._shutoff(sensorless.shutoff):
+            had.append(Calibration.SHUTOFF)
+        if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on):
+            had.append(Calibration.CLAMP_ON)
+        if sensorless.dp_across_pump:
+            had.append(Calibration.DP)
+        self.calibrations = tuple(c for c in CALIBRATIONS if c in had)  # best first
+        self.calibration = self.calibrations[0]
+        # With DP, the head lost to wear, learned from the polls (``_learn_head_loss``).
+        self._head_loss: deque[float] = deque(maxlen=HEAD_LOSS_POINTS)
+        self.head_in_use: FloatArray = self.head
+        self.head_band_in_use: FloatArray = self.head_band
+
+    def _shutoff(self, spot: SpotReading) -> bool:
+        """A closed-valve test: the power it shows above the curve is the part-load wear the band allows."""
+        shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+        excess = shaft / (float(self.power[0]) * r**3) - 1.0 if math.isfinite(shaft) else math.nan
+        if not math.isfinite(excess):
+            return False
+        self.power_band = k.curve_band(self.u_power, abs(excess) + self.u_power, self.q_ref, self.x_max,
+                                       self.q_ref, self.shift)
+        return True
+
+    def _clamp_on(self, spot: SpotReading) -> bool:
+        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both)."""
+        shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+        offset = float(k.flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+        if not math.isfinite(offset):
+            return False
+        b, x_c = self.budget, spot.flow / r
+        self.power = k.shift_curve(self.power, offset)
+        self.head = k.shift_curve(self.head, offset)
+        self.power_band = k.curve_band(self.u_power, b.curve_out, x_c, x_c, self.q_ref, b.shift_clamp)
+        self.head_band = k.curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
+        return True
+
+    @classmethod
+    def for_drive(cls, config: DriveConfig) -> FlowEstimator | None:
+        """The estimator of a pump drive; None for a fan."""
+        if config.load.kind is not LoadKind.PUMP:
+            return None
+        estimator = cls(config.sensorless, config.load, config.rated_power,
+                        config.rated_speed / RPM_TO_RAD_S, config.motor_efficiency)
+        point = config.profile.point(Quantity.PRESSURE)
+        if point is not None:  # Channel.PRESSURE's SI value: Pa, or m for a head point
+            estimator.head_factor = head_per_pressure(fan=False, head_point=point.dimension is Dimension.HEAD)
+        return estimator
+
+    def shaft_and_speed(self, electrical: float, speed_reading: float) -> tuple[float, float]:
+        """Shaft power [W] and shaft speed ratio behind an electrical power and a speed reading.
+
+        The slip needs the shaft power and the losses the speed: two passes settle both.
+        """
+        r = speed_reading
+        shaft = math.nan
+        for _ in range(2):
+            shaft = float(shaft_from_electrical(np.array([electrical]), np.array([r]), self.rated_power,
+                                                self.full_load)[0])
+            if not math.isfinite(shaft):
+                return math.nan, math.nan
+            r = float(k.shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))
+        return shaft, r
+
+    def estimate(self, electrical: float, speed_reading: float, head: float = math.nan) -> FlowEstimate:
+        """Flow from an electrical power [W], a speed reading (ratio) and, with ``dp``, the pump head [m]."""
+        b = self.budget
+        none = FlowEstimate(math.nan, math.nan, self.calibration)
+        if not (speed_reading >= MIN_SPEED and electrical > 0.0):
+            return none
+        shaft, r = self.shaft_and_speed(electrical, speed_reading)
+        if not (math.isfinite(shaft) and math.isfinite(r)):
+            return none
+        meter = self.settings.power_accuracy / math.sqrt(3.0)  # a declared ± limit: rectangular
+        rel_p = float(k.shaft_power_uncertainty(shaft / electrical, meter, b.losses))
+        q, u = k.flow_from_power(self.power, shaft, r, rel_p, b.speed, self.power_band, self.x_max,
+                                 MIN_SENSITIVITY, MAX_REL_U)
+        if self.calibration is Calibration.DP and math.isfinite(head) and head > 0.0:
+            self._learn_head_loss(q / r, head / (r * r))
+            qh, uh = k.flow_from_head(self.head_in_use, head, r, b.head, b.speed, self.head_band_in_use,
+                                      self.x_max, MIN_SENSITIVITY, MAX_REL_U)
+            q, u = k.combine_estimates(q, u, qh, uh)
+        if not math.isfinite(q):
+            return none
+        return FlowEstimate(float(q), Z90 * float(u) / float(q), self.calibration)
+
+    def _learn_head_loss(self, x_power: float, collapsed_head: float) -> None:
+        """With DP: the head a worn impeller has lost, learned where the power curve is sure.
+
+        From the rated flow up part-load wear adds no power, so the power curve places the
+        operating point, and the head read there against the curve's is the loss. Hydraulic
+        losses in worn passages grow with the square of the flow: the loss coefficient w
+        (head = h(x) − w x²) is the median of the latest points, and once
+        ``MIN_HEAD_LOSS_POINTS`` agree the head curve in use carries it and its band keeps
+        only the points' scatter in place of the prior wear allowance.
+        """
+        if not (math.isfinite(x_power) and self.q_ref <= x_power <= self.x_max):
+            return
+        curve = float(np.polynomial.polynomial.polyval(x_power, self.head))
+        self._head_loss.append((curve - collapsed_head) / (x_power * x_power))
+        if len(self._head_loss) < MIN_HEAD_LOSS_POINTS:
+            return
+        w = float(np.median(self._head_loss))
+        rated_head = float(np.polynomial.polynomial.polyval(self.q_ref, self.head))
+        limit = MAX_HEAD_LOSS * rated_head / self.q_ref**2
+        w = min(max(w, -limit), limit)
+        self.head_in_use = self.head.copy()
+        if self.head_in_use.shape[0] < 3:
+            self.head_in_use = np.concatenate([self.head_in_use, np.zeros(3 - self.head_in_use.shape[0])])
+        self.head_in_use[2] -= w
+        scatter = float(np.std(self._head_loss)) * self.q_ref**2 / rated_head
+        band = self.head_band
+        self.head_band_in_use = k.curve_band(band[0] + scatter, scatter, 0.0, 0.0, band[4], band[5])
+
+    def estimate_values(self, values: Mapping[Quantity, float], power: float,
+                        speed_ratio: float) -> FlowEstimate:
+        """The estimate of a drive's poll (the pressure point read as the pump's head with ``dp``)."""
+        head = values.get(Quantity.PRESSURE, math.nan) * self.head_factor
+        return self.estimate(power, speed_ratio, head)
+
+
+def group_demand(estimates: Sequence[FlowEstimate], shares: Sequence[float]) -> FlowEstimate:
+    """A group's flow from its running drives' estimates; the drives without one carry their share.
+
+    ``shares`` are the drives' rated flows: a running drive whose flow is not identifiable
+    is taken to deliver in proportion to its rated flow what those with an estimate deliver
+    (parallel pumps on one header run at one speed); the relative uncertainty stays that of
+    the drives with an estimate (the share is assumed, not measured: a known limit). NaN only
+    when no running drive has an estimate.
+    """
+    have = [(e, s) for e, s in zip(estimates, shares, strict=True) if e.available]
+    if not have:
+        calibration = estimates[0].calibration if estimates else Calibration.DATASHEET
+        return FlowEstimate(math.nan, math.nan, calibration)
+    flow = sum(e.flow for e, _ in have)
+    u90 = math.sqrt(sum((e.flow * e.rel_u90) ** 2 for e, _ in have))
+    scale = sum(shares) / sum(s for _, s in have)
+    worst = max((e.calibration for e in estimates), key=CALIBRATIONS.index)
+    return FlowEstimate(flow * scale, u90 / flow if flow > 0.0 else math.nan, worst)

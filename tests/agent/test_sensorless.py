@@ -1,0 +1,200 @@
+"""A pump drive's ``sensorless`` section, its estimator, the group's demand and the exported families."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from agent.config import load_config
+from agent.config.profile import Quantity
+from agent.drive import DriveRuntime
+from agent.errors import ConfigError
+from agent.metrics import FlowEstimateCollector
+from agent.motor_tables import EfficiencyClass
+from agent.optimizer.group import GroupRuntime
+from agent.sensorless import Calibration, FlowEstimate, FlowEstimator, group_demand
+from agent.units import RHO_G, Dimension
+from tests.agent.test_groups_config import HEAD, drive
+from tests.agent.test_groups_config import write as write_groups
+
+SENSORLESS = """\
+    sensorless:
+      motor_class: IE2
+      poles: 4
+      power_accuracy_pct: 1.5
+      dp_across_pump: true
+      catalogue:
+        head: [[0, 40], [30, 40.5], [60, 39], [90, 36], [120, 32], [150, 26]]
+        power: [[0, 6.5], [30, 8.4], [60, 10.3], [90, 12.1], [120, 13.5], [150, 14.6]]
+      clamp_on: {flow_m3h: 86.4, speed_pct: 90, power_kw: 10.2, date: 2026-03-14}
+      shutoff: {head_m: 40.2, speed_pct: 100, power_kw: 7.6, date: "2026-03-14"}
+"""
+
+
+def write(tmp_path: Path, extra: str, kind: str = "pump") -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(HEAD + drive("p1", 1, kind=kind) + extra)
+    return path
+
+
+def test_the_section_is_parsed_in_si_units(tmp_path):
+    config = load_config(write(tmp_path, SENSORLESS)).drives[0]
+    s = config.sensorless
+    assert s.motor_class is EfficiencyClass.IE2 and s.poles == 4 and s.power_accuracy == pytest.approx(0.015)
+    assert s.dp_across_pump and not s.speed_is_shaft
+    assert s.catalogue_head is not None and s.catalogue_power is not None
+    assert s.catalogue_head.flow[-1] == pytest.approx(150 / 3600) and s.catalogue_power.value[0] == 6500.0
+    assert s.clamp_on is not None and s.clamp_on.flow == pytest.approx(0.024)
+    assert s.clamp_on.date == "2026-03-14"
+    assert s.shutoff is not None and s.shutoff.flow == 0.0 and s.shutoff.head == 40.2
+    estimator = FlowEstimator.for_drive(config)
+    assert estimator is not None
+    assert estimator.calibrations == (Calibration.DP, Calibration.CLAMP_ON, Calibration.SHUTOFF,
+                                      Calibration.CATALOGUE, Calibration.DATASHEET)
+
+
+def test_without_a_section_a_pump_has_the_datasheet_and_ie3(tmp_path):
+    config = load_config(write(tmp_path, "")).drives[0]
+    assert config.sensorless.motor_class is EfficiencyClass.IE3
+    estimator = FlowEstimator.for_drive(config)
+    assert estimator is not None and estimator.calibrations == (Calibration.DATASHEET,)
+
+
+@pytest.mark.parametrize(("edit", "field", "words"), [
+    ("      catalogue: {head: [[0, 40], [60, 39], [120, 32]]}\n", "drives[0].sensorless.catalogue.head",
+     "at least 4"),
+    ("      catalogue: {power: [[0, 6], [60, 9], [30, 10], [120, 13]]}\n",
+     "drives[0].sensorless.catalogue.power", "increase strictly"),
+    ("      clamp_on: {flow_m3h: 80, speed_pct: 90, power_kw: 9, date: last spring}\n",
+     "drives[0].sensorless.clamp_on.date", "YYYY-MM-DD"),
+    ("      clamp_on: {flow_m3h: 80, speed_pct: 90, power_kw: 9}\n", "drives[0].sensorless.clamp_on.date",
+     "required"),
+    ("      motor_class: IE9\n", "drives[0].sensorless.motor_class", "IE3"),
+    ("      poles: 5\n", "drives[0].sensorless.poles", "2, 4, 6"),
+    ("      power_accurcy_pct: 2\n", "drives[0].sensorless.power_accurcy_pct", "unknown field"),
+])
+def test_a_bad_field_is_named_with_its_file_and_line(tmp_path, edit, field, words):
+    path = write(tmp_path, "    sensorless:\n" + edit)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    line = len((HEAD + drive("p1", 1)).splitlines()) + 2
+    assert f"{path}:{line}" in text and field in text and words in text, text
+
+
+def test_a_fan_has_no_sensorless_section(tmp_path):
+    with pytest.raises(ConfigError, match="pumps only"):
+        load_config(write(tmp_path, "    sensorless: {motor_class: IE3}\n", kind="fan"))
+
+
+def test_a_not_identifiable_point_has_no_estimate_and_the_group_keeps_its_demand(tmp_path):
+    config = load_config(write(tmp_path, "")).drives[0]
+    estimator = FlowEstimator.for_drive(config)
+    assert estimator is not None
+    good = estimator.estimate(0.8 * 15_000 / 0.93, 0.95)
+    assert good.available and 0.0 < good.rel_u90 < 0.5
+    # Below the curve's shut-off power at this speed: no flow gives it.
+    off = estimator.estimate(0.05 * 15_000, 0.95)
+    assert not off.available and math.isnan(off.rel_u90)
+    assert not estimator.estimate(5_000.0, 0.1).available  # below the lowest speed that says anything
+    # Two equal pumps, one not identifiable: the group's demand is the other's twice, not NaN.
+    total = group_demand([good, off], [0.0333, 0.0333])
+    assert total.flow == pytest.approx(2.0 * good.flow)
+    assert total.rel_u90 == pytest.approx(good.rel_u90)
+    assert math.isnan(group_demand([off], [0.0333]).flow)
+    mixed = group_demand([good, FlowEstimate(good.flow, 0.02, Calibration.DP)], [1.0, 1.0])
+    assert mixed.flow == pytest.approx(2.0 * good.flow) and mixed.calibration is Calibration.DATASHEET
+
+
+def test_the_families_show_the_estimate_while_running_and_the_calibrations_always(tmp_path):
+    config = load_config(write(tmp_path, SENSORLESS))
+    runtime = DriveRuntime(config.drives[0], config.site, config.max_gap)
+    registry = CollectorRegistry()
+    registry.register(FlowEstimateCollector([runtime]))
+
+    def text() -> str:
+        return generate_latest(registry).decode()
+
+    assert 'vfd_flow_calibration{calibration="clamp_on",drive="p1"} 1.0' in text()
+    assert 'vfd_flow_calibration_in_use{calibration="dp",drive="p1"} 1.0' in text()
+    assert 'vfd_flow_calibration_in_use{calibration="catalogue",drive="p1"} 0.0' in text()
+    assert "vfd_flow_estimate_m3_per_second{" not in text()  # not polled yet
+    drive_config = config.drives[0]
+    point = drive_config.profile.point(Quantity.SPEED)
+    assert point is not None
+    speed = drive_config.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else 1.0
+    pressure = 36.0 * RHO_G
+    runtime.accept(1.0, 1.0, {Quantity.POWER: 13_000.0, Quantity.SPEED: speed, Quantity.PRESSURE: pressure})
+    shown = text()
+    assert runtime.flow_estimate is not None and runtime.flow_estimate.available
+    assert f'vfd_flow_estimate_m3_per_second{{drive="p1"}} {runtime.flow_estimate.flow!r}' in shown
+    assert 'vfd_flow_estimate_relative_uncertainty{drive="p1"}' in shown
+    runtime.accept(2.0, 2.0, {Quantity.POWER: 300.0, Quantity.SPEED: speed, Quantity.PRESSURE: pressure})
+    assert runtime.flow_estimate is not None and not runtime.flow_estimate.available
+    assert "vfd_flow_estimate_m3_per_second{" not in text()  # off the curve: absent, not 0
+
+
+def _group(tmp_path: Path, names: list[str]) -> tuple[GroupRuntime, list[DriveRuntime]]:
+    drives = "".join(drive(n, i + 1, mode="advise") for i, n in enumerate(names))
+    path = write_groups(tmp_path, drives, f"""\
+        - name: booster
+          drives: [{", ".join(names)}]
+          demand: {{source: sensorless, margin_pct: 1}}
+          system: {{static_head_m: 10, design_flow_m3h: {120 * len(names)}, design_head_m: 32}}
+        """)
+    config = load_config(path)
+    runtimes = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+    group = GroupRuntime(config.groups[0], runtimes, {}, config.optimizer, {b.name: b for b in config.buses}
+                         | {d.name: config.buses[0] for d in config.drives})
+    return group, runtimes
+
+
+def _poll(runtime: DriveRuntime, t: float, power: float) -> None:
+    point = runtime.config.profile.point(Quantity.SPEED)
+    assert point is not None
+    speed = runtime.config.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else 1.0
+    runtime.accept(t, t, {Quantity.POWER: power, Quantity.SPEED: 0.95 * speed, Quantity.PRESSURE: 30 * RHO_G})
+
+
+def test_a_sensorless_group_keeps_its_demand_when_one_pump_has_no_estimate(tmp_path):
+    """On main one running pump without an estimate made the whole group's demand NaN."""
+    group, (p1, p2) = _group(tmp_path, ["p1", "p2"])
+    _poll(p1, 1.0, 13_500.0)
+    _poll(p2, 1.0, 600.0)  # running, but far below the curve's shut-off power at this speed
+    assert p1.flow_estimate is not None and p1.flow_estimate.available
+    assert p2.flow_estimate is not None and not p2.flow_estimate.available
+    demand = group.demand_point()
+    assert demand == pytest.approx(2.0 * p1.flow_estimate.flow)  # p2 carries its rated share
+    assert group.demand_u90 == pytest.approx(p1.flow_estimate.rel_u90)
+
+
+def test_the_margin_widens_with_the_demand_uncertainty(tmp_path):
+    group, (p1,) = _group(tmp_path, ["p1"])
+    _poll(p1, 1.0, 13_500.0)
+    group.observe(1.0, {})
+    assert p1.flow_estimate is not None and p1.flow_estimate.available
+    u90 = p1.flow_estimate.rel_u90
+    assert 0.0 < u90 == group.demand_u90
+    assert group.recommend(1.0) is not None
+    estimate = group.demand.estimate(1.0, group.lookahead)
+    assert group.target_flow == pytest.approx(estimate * (1.0 + 0.01 + u90))
+
+
+@pytest.mark.parametrize(("rpm", "kw"), [(720, 15), (1780, 15), (1480, 1600)])
+def test_a_pump_outside_the_iec_tables_or_on_60_hz_gets_an_estimator(tmp_path, rpm, kw):
+    """An 8-pole, a 60 Hz or a 1.6 MW motor: the estimator is built (a bare IEC lookup raises)."""
+    text = (HEAD + drive("p1", 1)).replace("rated_speed_rpm: 1470", f"rated_speed_rpm: {rpm}")
+    text = text.replace("rated_power_kw: 15", f"rated_power_kw: {kw}")
+    text = re.sub(r" *motor_efficiency_pct: 93\n", "", text)  # the IEC tables, not the nameplate
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    config = load_config(path).drives[0]
+    estimator = FlowEstimator.for_drive(config)
+    assert estimator is not None and 0.0 < estimator.slip <= 0.05  # 1780 rpm read at 50 Hz: 41 %
+    assert 0.85 < estimator.full_load < 0.975
+    estimate = estimator.estimate(0.95 * config.rated_power, 1.0)
+    assert not estimate.available or 0.5 * 120 / 3600 < estimate.flow < 1.5 * 120 / 3600
