@@ -65,6 +65,9 @@ class GroupSnapshot:
     system_r_squared: float
     system_fitted: bool
     drives: tuple[DriveSnapshot, ...]
+    mode: ControlMode = ControlMode.MONITOR  # the group's (monitor unless every drive is advise/control)
+    delivered_flow: float = math.nan  # m³/s from the latest polls (flow points, else sensorless)
+    critical_pressure: float = math.nan  # the demand point when it is a pressure (agent units); else NaN
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,9 @@ def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
             holding=group.holding and writer is not None and writer.holds and not writer.dry_run,
             writes=dict(writer.results) if writer is not None else {},
         ))
+    pressure = group.demand_point() if group.config.demand.quantity is Quantity.PRESSURE else math.nan
     return GroupSnapshot(group.name, group.stage.changes, group.system.r_squared, group.system.fitted,
-                         tuple(drives))
+                         tuple(drives), group.mode, group.operating_point()[0], pressure)
 
 
 class Optimizer:

@@ -1,0 +1,88 @@
+"""M&V with real agent processes against vfd-sim: the baseline recorded, fitted and kept across SIGKILL."""
+
+import signal
+import sqlite3
+
+from agent.energy.ledger import EventKind, read_events, read_intervals, read_models
+from agent.energy.verification import model_from_json
+from tests.agent.test_ledger_process import DRIVES, UNITS, plant  # noqa: F401  (the fixture)
+from tests.support import DRIVE_DATA, free_port, scrape, site_config, spawn, stop, value, wait_until
+
+INTERVAL_S = 1.0
+BASELINE = 12  # intervals: the shortest baseline the config accepts
+
+
+def mv_config(tmp_path, port, metrics_port):
+    path = site_config(tmp_path, [("plant", port)], [(d, "plant", UNITS[d], DRIVE_DATA[d]) for d in DRIVES],
+                       metrics_port=metrics_port, storage=tmp_path / "state", flush_interval_s=1.0)
+    path.write_text(path.read_text() + f"mv: {{interval_s: {INTERVAL_S}, baseline_intervals: {BASELINE}}}\n")
+    return path
+
+
+def read(path, query):
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        return query(db)
+    finally:
+        db.close()
+
+
+def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, plant):  # noqa: F811
+    metrics_port = free_port()
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    config = mv_config(tmp_path, plant, metrics_port)
+    ledger = tmp_path / "state" / "ledger.sqlite"
+    agent = spawn("agent.cli", "run", "--config", str(config))
+    try:
+        # A drive outside every group is a group of one: each gets a model once its period has passed.
+        def a_model_per_drive():
+            try:
+                found = read(ledger, read_models)
+            except sqlite3.OperationalError:  # not created or not migrated yet
+                return None
+            return found if {m.grp for m in found} == set(DRIVES) else None
+        models = wait_until(a_model_per_drive, 90, what="a baseline model per drive")
+    finally:
+        agent.send_signal(signal.SIGKILL)
+        stop(agent)
+    intervals = read(ledger, read_intervals)
+    for model in models:
+        fitted = model_from_json(model.model)
+        baseline = [i for i in intervals if i.grp == model.grp and i.start < model.period_end]
+        assert model.period_end - model.period_start == BASELINE * INTERVAL_S
+        assert all(i.mode == "monitor" and i.energy_j > 0 and i.speed_ratio is not None for i in baseline)
+        # The fit saw what the ledger holds: n intervals, the coverage of the period's slots.
+        usable = [i for i in baseline if i.covered_s >= 0.5 * i.length_s]
+        assert fitted.stats.n == len(usable) and fitted.expected_intervals == BASELINE
+        assert fitted.coverage == len(usable) / BASELINE
+    first = {m.grp: m.fitted_at for m in models}
+
+    agent = spawn("agent.cli", "run", "--config", str(config))
+    try:
+        def savings_with_bounds():
+            samples = scrape(url)
+            got = {}
+            for d in DRIVES:
+                saved = value(samples, "vfd_mv_energy_saved_joules", group=d)
+                lo = value(samples, "vfd_mv_energy_saved_lower_joules", group=d, confidence="0.9")
+                hi = value(samples, "vfd_mv_energy_saved_upper_joules", group=d, confidence="0.9")
+                if None in (saved, lo, hi):
+                    return None
+                got[d] = (lo, saved, hi)
+            return got
+        bounds = wait_until(savings_with_bounds, 60, what="M&V savings with bounds after the restart")
+        for lo, saved, hi in bounds.values():
+            assert lo < saved < hi
+    finally:
+        code, _, err = stop(agent)
+    assert code == 0, err
+    # The model is the one fitted before the kill: never refitted, never duplicated.
+    after = read(ledger, read_models)
+    assert {m.grp: m.fitted_at for m in after} == first
+    events = read(ledger, read_events)
+    configs = [e for e in events if e.kind is EventKind.CONFIG]
+    assert len(configs) == 2 and configs[0].detail.split(": ")[1] == configs[1].detail.split(": ")[1]
+    assert configs[0].detail.startswith("start: sha256 ")
+    assert sorted(e.subject for e in events if e.kind is EventKind.BASELINE_FITTED) == sorted(DRIVES)
+    later = [i for i in read(ledger, read_intervals) if i.start >= max(m.period_end for m in after)]
+    assert later, "the reporting period is recorded after the restart"
