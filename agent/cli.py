@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -39,7 +40,7 @@ from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
 from agent.modbus.readplan import Block
 from agent.numba_cache import cache_fallback, configure_numba_cache
-from agent.units import RPM_TO_RAD_S
+from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 if TYPE_CHECKING:
     from agent.web import WebConfigSource
@@ -148,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "CO2 and money (needs: pip install 'vfd-agent[plot]')")
     report.add_argument("--drive", action="append", default=None,
                         help="only this drive (repeat for several); with --plot, one panel row per drive")
+    report.add_argument("--mv", action="store_true",
+                        help="the auditor's M&V page of each group (IPMVP option B, Guideline 14 statistics, "
+                             "savings with 68/90 %% intervals) as HTML files; needs --config")
+    report.add_argument("--group", action="append", default=None,
+                        help="with --mv: only this group (repeat for several)")
+    report.add_argument("--output", "-o", type=Path, default=Path("."),
+                        help="with --mv: directory for the pages, mv-GROUP.html (default: here)")
 
     warm = sub.add_parser("warmup", parents=common, help="compile every kernel into the on-disk cache")
     warm.add_argument("--cache-dir", type=Path, default=None,
@@ -331,6 +339,9 @@ def _report(args: argparse.Namespace) -> int:
     from agent.energy.ledger import LEDGER_FILE, open_readonly
     from agent.errors import LedgerError
 
+    if args.mv:
+        return _report_mv(args)
+
     tz = datetime.now().astimezone().tzinfo
     path: Path = args.db
     if args.config is not None:
@@ -366,6 +377,51 @@ def _report(args: argparse.Namespace) -> int:
             currency = summary.site.currency if summary.site is not None else ""
             report.plot(db, low, high, tz, args.plot, currency, args.drive)
     return EXIT_OK
+
+
+def _report_mv(args: argparse.Namespace) -> int:
+    """``report --mv``: one HTML page per group, written atomically; exit 1 if no group has one yet."""
+    from agent.energy.ledger import LEDGER_FILE, open_readonly
+    from agent.energy.mvreport import build
+    from agent.errors import LedgerError
+    from agent.metrics import agent_version
+    from agent.mv.report import render_html
+    from agent.mv.stats import MvError
+
+    if args.config is None:
+        print("vfd-agent report --mv: needs --config (the site's emission factor, tariff and groups)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _report_config_error(exc)
+    try:
+        db = open_readonly(config.storage_path / LEDGER_FILE)
+    except LedgerError as exc:
+        print(f"vfd-agent report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with contextlib.closing(db):
+            pages, missing = build(db, config, agent_version(), args.group)
+    except (MvError, sqlite3.Error) as exc:
+        print(f"vfd-agent report --mv: {config.storage_path / LEDGER_FILE}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for why in missing:
+        print(f"vfd-agent report --mv: {why}", file=sys.stderr)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        for page in pages:
+            path = args.output / f"mv-{page.group}.html"
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(render_html(page), encoding="utf-8")
+            os.replace(tmp, path)
+            verdict = "meets Guideline 14" if page.savings.passed else "NOT signable (fails a test)"
+            print(f"{path}: {page.group}: {page.savings_total_j.value / KWH_TO_J:,.2f} kWh saved, {verdict}")
+    except OSError as exc:
+        print(f"vfd-agent report --mv: cannot write to {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if pages else EXIT_FAILURE
 
 
 def _warmup(cache_dir: Path | None) -> int:

@@ -49,7 +49,7 @@ from agent.config.profile import Quantity
 from agent.drive import DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.ledger import LEDGER_FILE, EventKind, HandbackStore
-from agent.energy.verification import GroupSample, Verifier, group_accuracy
+from agent.energy.verification import GroupSample, Verifier, group_accuracy, mv_groups
 from agent.errors import ConfigError, LedgerError
 from agent.logs import quiet_libraries
 from agent.metrics import (
@@ -181,9 +181,7 @@ class Agent:
 
     def _mv_setup(self, config: AgentConfig, old: AgentConfig | None) -> None:
         """The M&V groups of ``config``, the config's hash and any mode changes as events."""
-        grouped = {name for group in config.groups for name in group.drives}
-        self.mv_groups = {g.name: tuple(g.drives) for g in config.groups}
-        self.mv_groups.update({d.name: (d.name,) for d in config.drives if d.name not in grouped})
+        self.mv_groups = mv_groups(config)
         accuracy = {d.name: d.profile.power_accuracy for d in config.drives}
         self.verifier.accuracy = {g: group_accuracy(accuracy, m) for g, m in self.mv_groups.items()}
         wall = self.wall.raw()

@@ -25,7 +25,7 @@ from datetime import datetime, timezone, tzinfo
 
 import numpy as np
 
-from agent.config.model import ControlMode, MvConfig
+from agent.config.model import AgentConfig, ControlMode, MvConfig
 from agent.config.profile import DEFAULT_POWER_ACCURACY
 from agent.energy.ledger import Event, EventKind, Ledger, MvInterval, StoredModel
 from agent.mv.baseline import (
@@ -325,6 +325,14 @@ class Verifier:
                            Event(wall, EventKind.BASELINE_FITTED, grp, detail))
         log.info("M&V group %s: baseline model stored: %s", grp, detail)
         return model
+
+
+def mv_groups(config: AgentConfig) -> dict[str, tuple[str, ...]]:
+    """The M&V groups of a config: its optimizer groups, and each drive outside them as a group of one."""
+    grouped = {name for g in config.groups for name in g.drives}
+    groups = {g.name: tuple(g.drives) for g in config.groups}
+    groups.update({d.name: (d.name,) for d in config.drives if d.name not in grouped})
+    return groups
 
 
 def group_accuracy(accuracies: Mapping[str, float], members: Sequence[str]) -> float:

@@ -2,11 +2,16 @@
 
 import signal
 import sqlite3
+import subprocess
+import sys
+from dataclasses import astuple
+from html.parser import HTMLParser
 
 from agent.energy.ledger import EventKind, read_events, read_intervals, read_models
 from agent.energy.verification import model_from_json
+from agent.mv.report import ledger_digest
 from tests.agent.test_ledger_process import DRIVES, UNITS, plant  # noqa: F401  (the fixture)
-from tests.support import DRIVE_DATA, free_port, scrape, site_config, spawn, stop, value, wait_until
+from tests.support import DRIVE_DATA, REPO, free_port, scrape, site_config, spawn, stop, value, wait_until
 
 INTERVAL_S = 1.0
 BASELINE = 12  # intervals: the shortest baseline the config accepts
@@ -86,3 +91,36 @@ def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, pla
     assert sorted(e.subject for e in events if e.kind is EventKind.BASELINE_FITTED) == sorted(DRIVES)
     later = [i for i in read(ledger, read_intervals) if i.start >= max(m.period_end for m in after)]
     assert later, "the reporting period is recorded after the restart"
+
+    # The auditor's page of each drive, from the ledger the two runs left.
+    out = tmp_path / "pages"
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "report", "--mv", "--config", str(config),
+                           "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for d in DRIVES:
+        page = (out / f"mv-{d}.html").read_text()
+        parser = _Elements()
+        parser.feed(page)
+        model = next(m for m in after if m.grp == d)
+        rows = [r for r in read(ledger, lambda db, d=d: read_intervals(db, d))]
+        reporting = [r for r in rows if r.start >= model.period_end and r.covered_s >= 0.5 * r.length_s]
+        lines = {a["data-series"]: a for tag, a in parser.elements if tag == "polyline"}
+        # The charts carry one point per reporting interval (time-of-week groups seen in the baseline).
+        assert int(lines["measured"]["data-n"]) == len(reporting) > 0
+        assert len(lines["cumulative savings"]["points"].split()) == len(reporting)
+        assert ledger_digest([astuple(model), *(astuple(r) for r in rows)]) in page
+        assert "IPMVP option" in page
+        assert ("Meets ASHRAE Guideline 14" in page) != ("Not signable" in page)
+        # The config in force (its hash at the first start) and the restart's among the events.
+        assert page.count(configs[0].detail) == 2 and "baseline_fitted" in page
+
+
+class _Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.elements = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+    handle_startendtag = handle_starttag
