@@ -46,7 +46,7 @@ def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, pla
             except sqlite3.OperationalError:  # not created or not migrated yet
                 return None
             return found if {m.grp for m in found} == set(DRIVES) else None
-        models = wait_until(a_model_per_drive, 90, what="a baseline model per drive")
+        models = wait_until(a_model_per_drive, 180, what="a baseline model per drive")
     finally:
         agent.send_signal(signal.SIGKILL)
         stop(agent)
@@ -75,7 +75,7 @@ def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, pla
                     return None
                 got[d] = (lo, saved, hi)
             return got
-        bounds = wait_until(savings_with_bounds, 60, what="M&V savings with bounds after the restart")
+        bounds = wait_until(savings_with_bounds, 180, what="M&V savings with bounds after the restart")
         for lo, saved, hi in bounds.values():
             assert lo < saved < hi
     finally:
