@@ -8,7 +8,8 @@ through the one ``DriveWriter``), every write passes the writer's guards (fresh 
 word, limits, slew, budget), the speed ramps up and back down at the drive's configured slew
 limit, and the operator's value is written back and read back at the end, after an abort
 (stale data, a refused write, SIGINT or SIGTERM) too. An earlier test killed half-way left its
-hand-back in the ledger: this run takes it over, so the value it restores is the operator's.
+hand-back in the ledger (an agent whose config does not control the drive only warns about it):
+the next test writes it back first and stops, so the value restored is the operator's.
 
 The agent itself must not run meanwhile (it holds the ledger's lock). The result (mean power and
 flow at rated speed, power against flow) goes into the ledger as a ``baseline_test`` event, and
@@ -93,9 +94,9 @@ async def run(config: AgentConfig, drive: DriveRuntime, duration_s: float, ledge
     client = BusClient(bus)
     store = HandbackStore.open(ledger)
     writer = DriveWriter(drive, bus, client, handbacks=store)
-    for owed in store.pending():
-        if owed.drive == drive.name:
-            writer.resume(owed)  # an earlier run's: its operator's value is the one to restore
+    owed = [row for row in store.pending() if row.drive == drive.name]
+    for row in owed:
+        writer.resume(row)  # an interrupted test's: its operator's value is the one to restore
     samples: list[tuple[float, float, float]] = []  # power, speed ratio, flow
     measuring = asyncio.Event()
 
@@ -110,7 +111,10 @@ async def run(config: AgentConfig, drive: DriveRuntime, duration_s: float, ledge
     started, at_rated_since, aborted = time.time(), math.nan, ""
     try:
         aborted = await _first_data(drive, bus.poll_interval, stop)
-        if not aborted:
+        if not aborted and owed:
+            aborted = ("an interrupted run's hand-back was owed; the operator's value is written back "
+                       "first: run the test again")
+        elif not aborted:
             aborted = await _ramp(writer, drive, 1.0, stop, bus.poll_interval)
         if not aborted:
             measuring.set()

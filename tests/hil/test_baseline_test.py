@@ -114,3 +114,20 @@ def test_sigterm_while_at_rated_speed_hands_back_at_once(tmp_path, plant, client
             stop(test)
     assert code == 1 and "aborted: stopped by a signal" in err and "Traceback" not in err
     assert setpoint(client) == OPERATOR and handbacks(tmp_path) == []
+
+
+def test_after_a_sigkill_the_next_test_hands_the_operators_setpoint_back_first(tmp_path, plant, client):  # noqa: F811
+    config = config_for(tmp_path, plant)
+    test = spawn("agent.cli", "baseline-test", "--config", str(config), "--drive", "chw-pump-1",
+                 "--minutes", "10", "--yes")
+    try:
+        wait_until(lambda: setpoint(client) == RATED, 60, interval=0.05, what="the drive at rated speed")
+    finally:
+        test.send_signal(signal.SIGKILL)
+        stop(test)
+    assert setpoint(client) == RATED and handbacks(tmp_path)  # left at rated, the operator's value on disk
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "baseline-test", "--config", str(config),
+                          "--drive", "chw-pump-1", "--minutes", "10", "--yes"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "hand-back was owed" in run.stderr, run.stderr
+    assert setpoint(client) == OPERATOR and handbacks(tmp_path) == []
