@@ -175,8 +175,8 @@ class Bookkeeper:
                 verifier.recorder.give_back(intervals)
                 verifier.events[:0] = events
             return False
-        if verifier is not None:
-            await self._verify(verifier, now)
+        if verifier is not None and (intervals or not verifier.started):
+            await self._verify(verifier, now)  # only when an interval came in (or once after a start)
         self._unwritten.clear()
         self.flushes_ok += 1
         self.last_flush_wall = now

@@ -271,6 +271,7 @@ class Verifier:
         self.accuracy: dict[str, float] = {}  # group -> its drives' worst declared power accuracy
         self.figures: dict[str, MvFigure] = {}
         self.events: list[Event] = []  # waiting for the next flush
+        self.started = False  # after_flush has run once (it reads the ledger's rows of earlier runs)
         self.fit_failures = 0
         self._failed: set[str] = set()
         self._seen: dict[str, int] = {}
@@ -282,8 +283,10 @@ class Verifier:
     def after_flush(self, ledger: Ledger, wall: float) -> None:
         """Fit the models whose baseline period has ended; recompute savings where intervals came in.
 
-        Runs on the flush's worker thread, with the ledger's own connection.
+        Runs on the flush's worker thread, with the ledger's own connection. A baseline period
+        ends with an interval's end, so a flush that wrote no interval has nothing new to fit.
         """
+        self.started = True
         rows_by_group: dict[str, list[MvInterval]] = {}
         for row in ledger.intervals():
             rows_by_group.setdefault(row.grp, []).append(row)
