@@ -214,15 +214,19 @@ class Agent:
             drives = [self.drive(m) for m in members]
             snap = snapshots.get(grp)
             if snap is not None:
-                holding = any(d.holding for d in snap.drives)
-                if grp in self._holding and not holding:
-                    self.verifier.event(self.wall.raw(), EventKind.HAND_BACK, grp,
-                                        "the operator's values in force again")
-                if holding:
-                    self._holding.add(grp)
-                else:
-                    self._holding.discard(grp)
+                self._note_handback(snap)
             self.verifier.recorder.sample(grp, now, wall, group_sample(drives, snap, now))
+
+    def _note_handback(self, snap: GroupSnapshot) -> None:
+        """An event when a group the agent held is back on the operator's values."""
+        holding = any(d.holding for d in snap.drives)
+        if snap.name in self._holding and not holding:
+            self.verifier.event(self.wall.raw(), EventKind.HAND_BACK, snap.name,
+                                "the operator's values in force again")
+        if holding:
+            self._holding.add(snap.name)
+        else:
+            self._holding.discard(snap.name)
 
     def ledger_restored(self) -> bool:
         """Readiness hook: the ledger is open and its totals are added to the drives' counters."""
@@ -329,6 +333,9 @@ class Agent:
         generation.stop_optimizer.set()
         if generation.optimizer is not None:
             await self._finish_optimizer(generation.optimizer)
+        if self.optimizer is not None:  # the hand-back of a stop or a reload is an event too
+            for snap in self.optimizer.snapshot().groups:
+                self._note_handback(snap)
         generation.stop_pollers.set()
         for task in generation.pollers:
             task.cancel()
@@ -424,7 +431,7 @@ def group_sample(drives: Sequence[DriveRuntime], snap: GroupSnapshot | None,
     running = [r for r in readings if r.running]
     speeds = [r.speed_ratio for r in running if math.isfinite(r.speed_ratio)]
     if snap is not None:
-        flow, pressure, mode = snap.delivered_flow, snap.critical_pressure, snap.mode.value
+        flow, pressure, mode = snap.measured_flow, snap.critical_pressure, snap.mode.value
     else:  # a drive of its own: its flow point, else the process flow it is brought
         values = readings[0].values
         flow = values.get(Quantity.FLOW, values.get(Quantity.PROCESS_FLOW, math.nan))

@@ -173,15 +173,18 @@ def _varies(column: np.ndarray | None) -> bool:
 
 
 def candidate_specs(data: Intervals, tow: TimeOfWeek) -> list[DesignSpec]:
-    """Designs to try, richest first: every term the record measures and that varies, then fewer."""
+    """Designs to try, richest first: measured flow (if it varies) and the time of week, then fewer.
+
+    Only what the measure does not change may explain the baseline's power: the flow the process
+    asks for and the operator's schedule. Speed, pumps running and the critical point's pressure
+    are what the agent (or the VFD itself) changes; a model on them would predict the agent's own
+    power in the reporting period and hide the saving. They are recorded for the report and the
+    A/B estimate, never regressors of the baseline here.
+    """
     flow = 2 if _varies(data.flow_m3s) else 0
-    speed, pumps, pressure = (_varies(data.speed_ratio), _varies(data.pumps_running),
-                              _varies(data.pressure_pa))
-    specs = [DesignSpec(flow, speed, pumps, pressure, tow), DesignSpec(flow, speed, pumps, False, tow),
-             DesignSpec(flow, speed, False, False, tow), DesignSpec(flow, False, False, False, tow),
-             DesignSpec(min(flow, 1), False, False, False, tow), DesignSpec(min(flow, 1), speed, False, False,
-                                                                            TimeOfWeek.NONE),
-             DesignSpec(0, False, False, False, TimeOfWeek.NONE)]
+    degrees, groupings = (flow, min(flow, 1)), (tow, TimeOfWeek.NONE)
+    specs = [DesignSpec(d, time_of_week=g) for d in degrees for g in groupings]
+    specs += [DesignSpec(0, time_of_week=g) for g in groupings]
     return list(dict.fromkeys(specs))
 
 

@@ -1,5 +1,6 @@
 """The agent's M&V record: time-weighted intervals, the baseline fit on a real ledger, the savings' bounds."""
 
+import dataclasses
 import math
 import sqlite3
 from zoneinfo import ZoneInfo
@@ -75,11 +76,16 @@ def rows(n, start, mode, power_of_flow, seed, interval=3600.0, pumps=1.0):
     return out
 
 
-def test_fit_drops_terms_that_do_not_vary_and_recovers_the_physics():
+def test_the_baseline_explains_power_by_flow_and_schedule_only_and_recovers_the_physics():
     base = rows(336, MONDAY, "monitor", lambda q: 2000.0 + 3e6 * q * q, seed=1)
     model = fit_group(base, MvConfig(3600.0, 336, TimeOfWeek.NONE), MONDAY)
-    assert "pumps_running" not in model.names  # always 1: collinear with the intercept, left out
+    # Speed varies (it follows the flow) but is what the measure changes: never a regressor.
+    assert model.names == ("intercept", "flow", "flow^2")
+    assert model.coefficients[2] == pytest.approx(3e6, rel=0.05)
     assert model.passed and model.stats.cv_rmse < 0.05
+    unmetered = [dataclasses.replace(r, flow=None) for r in base]
+    daily = fit_group(unmetered, MvConfig(3600.0, 336, TimeOfWeek.DAYPART), MONDAY)
+    assert daily.names[0] == "intercept" and all(n.startswith("tow[") for n in daily.names[1:])
     again = model_from_json(model_to_json(model))
     data = to_intervals(base)
     assert np.allclose(again.predict_w(data), model.predict_w(data)) and again.checks == model.checks
