@@ -35,6 +35,7 @@ from agent.energy.verification import (
     to_intervals,
 )
 from agent.mv.report import EmissionFactor, MvReport, NonRoutineEvent, TariffInfo, ledger_digest
+from agent.mv.stats import MvError
 from agent.mv.uncertainty import co2_kg, money, weighted_factor
 from agent.units import KWH_TO_J
 
@@ -58,8 +59,12 @@ def build(db: sqlite3.Connection, config: AgentConfig, version: str,
             missing.append(f"{grp}: no baseline model yet (its baseline period has not ended)")
             continue
         rows = read_intervals(db, grp)
-        report = _group_report(db, config, grp, stored, rows, group_accuracy(accuracy, groups.get(grp, ())),
-                               version)
+        try:
+            report = _group_report(db, config, grp, stored, rows,
+                                   group_accuracy(accuracy, groups.get(grp, ())), version)
+        except MvError as exc:
+            missing.append(f"{grp}: no savings estimate: {exc}")
+            continue
         if report is None:
             missing.append(f"{grp}: no reporting interval after the baseline period yet")
         else:

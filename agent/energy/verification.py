@@ -278,6 +278,7 @@ class Verifier:
         self.fit_failures = 0
         self._failed: set[str] = set()
         self._seen: dict[str, int] = {}
+        self._unestimable: dict[str, str] = {}  # group -> why its savings cannot be estimated (logged once)
 
     def event(self, wall: float, kind: EventKind, subject: str, detail: str) -> None:
         """A non-routine event, written with the next flush."""
@@ -298,12 +299,16 @@ class Verifier:
             model = self._model(ledger, grp, rows, stored.get(grp), wall)
             if model is None or self._seen.get(grp) == len(rows) and grp in self.figures:
                 continue
+            self._seen[grp] = len(rows)
+            accuracy = self.accuracy.get(grp, DEFAULT_POWER_ACCURACY)
             try:
-                accuracy = self.accuracy.get(grp, DEFAULT_POWER_ACCURACY)
                 self.figures[grp] = savings_figure(grp, model, rows, accuracy)
-                self._seen[grp] = len(rows)
-            except MvError as exc:
-                log.warning("M&V group %s: no savings estimate: %s", grp, exc)
+                self._unestimable.pop(grp, None)
+            except MvError as exc:  # e.g. too few independent intervals yet: the model without savings
+                self.figures[grp] = MvFigure(grp, model, None, None)
+                if self._unestimable.get(grp) != str(exc):
+                    log.warning("M&V group %s: no savings estimate yet: %s", grp, exc)
+                    self._unestimable[grp] = str(exc)
 
     def _model(self, ledger: Ledger, grp: str, rows: Sequence[MvInterval], stored: StoredModel | None,
                wall: float) -> BaselineModel | None:

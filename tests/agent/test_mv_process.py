@@ -7,19 +7,36 @@ import sys
 from dataclasses import astuple
 from html.parser import HTMLParser
 
+import pytest
+
 from agent.energy.ledger import EventKind, read_events, read_intervals, read_models
 from agent.energy.verification import model_from_json
 from agent.mv.report import ledger_digest
-from tests.agent.test_ledger_process import DRIVES, UNITS, plant  # noqa: F401  (the fixture)
+from hil.scenario import PROCESS_PROFILE
+from tests.agent.test_ledger_process import DRIVES, UNITS
 from tests.support import DRIVE_DATA, REPO, free_port, scrape, site_config, spawn, stop, value, wait_until
 
 INTERVAL_S = 1.0
 BASELINE = 12  # intervals: the shortest baseline the config accepts
 
 
+@pytest.fixture
+def plant(tmp_path):
+    """The demo plant with flow meters (the generic-process map) in a real vfd-sim process; its port."""
+    text = (REPO / "configs" / "plants" / "demo.yaml").read_text(encoding="utf-8")
+    plant_file = tmp_path / "demo-metered.yaml"
+    plant_file.write_text(text.replace("profile: generic", f"profile: {PROCESS_PROFILE}"), encoding="utf-8")
+    sim = spawn("hil.cli", "--plant", str(plant_file), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+    line = sim.stdout.readline()
+    assert line.startswith("vfd-sim: modbus"), line + sim.stderr.read()
+    yield int(line.split()[2].rsplit(":", 1)[1])
+    stop(sim)
+
+
 def mv_config(tmp_path, port, metrics_port):
-    path = site_config(tmp_path, [("plant", port)], [(d, "plant", UNITS[d], DRIVE_DATA[d]) for d in DRIVES],
-                       metrics_port=metrics_port, storage=tmp_path / "state", flush_interval_s=1.0)
+    drives = [(d, "plant", UNITS[d], DRIVE_DATA[d], str(PROCESS_PROFILE)) for d in DRIVES]
+    path = site_config(tmp_path, [("plant", port)], drives, metrics_port=metrics_port,
+                       storage=tmp_path / "state", flush_interval_s=1.0)
     path.write_text(path.read_text() + f"mv: {{interval_s: {INTERVAL_S}, baseline_intervals: {BASELINE}}}\n")
     return path
 
@@ -32,7 +49,7 @@ def read(path, query):
         db.close()
 
 
-def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, plant):  # noqa: F811
+def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, plant):
     metrics_port = free_port()
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     config = mv_config(tmp_path, plant, metrics_port)
@@ -55,7 +72,8 @@ def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, pla
         fitted = model_from_json(model.model)
         baseline = [i for i in intervals if i.grp == model.grp and i.start < model.period_end]
         assert model.period_end - model.period_start == BASELINE * INTERVAL_S
-        assert all(i.mode == "monitor" and i.energy_j > 0 and i.speed_ratio is not None for i in baseline)
+        assert all(i.mode == "monitor" and i.energy_j > 0 and i.speed_ratio is not None and i.flow
+                   for i in baseline)
         # The fit saw what the ledger holds: n intervals, the coverage of the period's slots.
         usable = [i for i in baseline if i.covered_s >= 0.5 * i.length_s]
         assert fitted.stats.n == len(usable) and fitted.expected_intervals == BASELINE
@@ -75,7 +93,11 @@ def test_the_baseline_is_recorded_fitted_once_and_survives_sigkill(tmp_path, pla
                     return None
                 got[d] = (lo, saved, hi)
             return got
-        bounds = wait_until(savings_with_bounds, 180, what="M&V savings with bounds after the restart")
+        try:
+            bounds = wait_until(savings_with_bounds, 180, what="M&V savings with bounds after the restart")
+        except AssertionError:
+            agent.send_signal(signal.SIGKILL)
+            raise AssertionError(stop(agent)[2][-3000:]) from None
         for lo, saved, hi in bounds.values():
             assert lo < saved < hi
     finally:
