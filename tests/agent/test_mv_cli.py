@@ -52,3 +52,24 @@ def test_baseline_test_while_the_agent_keeps_the_ledger_writes_nothing(tmp_path)
     finally:
         held.close()
     assert code == 1 and "already keeping the ledger" in err
+
+
+def test_a_bad_mv_section_is_located(tmp_path):
+    path = config(tmp_path)
+    bad = "mv: {interval_s: 0, baseline_intervals: 5, time_of_week: weekly, x: 1}\n"
+    path.write_text(path.read_text() + bad)
+    line = len(path.read_text().splitlines())
+    code, _, err = cli("check-config", str(path))
+    assert code == 2
+    for field in ("interval_s", "baseline_intervals", "time_of_week", "x"):
+        assert any(f"{path}:{line}" in row and field in row for row in err.splitlines()), (field, err)
+
+
+def test_a_bad_power_accuracy_is_located(tmp_path):
+    profile = (REPO / "configs" / "profiles" / "generic.yaml").read_text()
+    bad = profile.replace("name: generic", "name: acc") + "power_accuracy_pct: 80\n"
+    (tmp_path / "acc.yaml").write_text(bad)
+    path = site_config(tmp_path, [("plant", 1)], [("p", "plant", 1, DRIVE_DATA["chw-pump-1"],
+                                                   str(tmp_path / "acc.yaml"))])
+    code, _, err = cli("check-config", str(path))
+    assert code == 2 and "acc.yaml" in err and "power_accuracy_pct" in err
