@@ -216,6 +216,9 @@ def _chart(chart_id: str, title: str, unit: str, t_s: FloatArray, series: Sequen
         else:
             parts.append(f'<polyline class="line" data-series="{_e(s.label)}" data-n="{len(y)}" '
                          f'stroke="{s.color}" points="{points(t, y)}"/>')
+            if len(y) == 1:  # a line of one point draws nothing: mark it
+                parts.append(f'<circle cx="{float(sx(t)[0]):.1f}" cy="{float(sy(y)[0]):.1f}" r="3" '
+                             f'fill="{s.color}"/>')
         legend.append((s.label, s.color))
     if band is not None:
         legend.append(("shaded: 90 % interval", "#5b8fd9"))
