@@ -293,7 +293,8 @@ class Ledger:
               intervals: Iterable[MvInterval] = (), events: Iterable[Event] = ()) -> None:
         """Add the hours' deltas, store the totals, the closed M&V intervals and the events: one transaction.
 
-        A retried flush writes an interval again: it replaces itself (intervals are closed, not deltas).
+        The first record of an interval's slot is kept: a wall clock stepped back, or a mode change
+        within an interval (two partial records of one slot), never overwrites one already written.
         """
         add = ", ".join(f"{f} = {f} + excluded.{f}" for f in _HOUR_FIELDS)
         insert_hour = (
@@ -320,8 +321,9 @@ class Ledger:
                     [(grp, part.value, sp.saved_j, sp.penalty_j, now)
                      for (grp, part), sp in (groups or {}).items()])
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO mv_interval ({', '.join(_INTERVAL_FIELDS)}) "
-                    f"VALUES ({', '.join('?' * len(_INTERVAL_FIELDS))})", [astuple(i) for i in intervals])
+                    f"INSERT INTO mv_interval ({', '.join(_INTERVAL_FIELDS)}) "
+                    f"VALUES ({', '.join('?' * len(_INTERVAL_FIELDS))}) ON CONFLICT (grp, start) DO NOTHING",
+                    [astuple(i) for i in intervals])
                 self._db.executemany("INSERT INTO event (wall, kind, subject, detail) VALUES (?, ?, ?, ?)",
                                      [(e.wall, e.kind.value, e.subject, e.detail) for e in events])
                 self._db.execute("COMMIT")
