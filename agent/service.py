@@ -20,7 +20,8 @@ whose config did not change keeps its runtime object as it is; a changed one get
 a new object that carries its energy totals, error counts and history over, so no
 counter resets or jumps; a drive no longer in the config disappears from the
 metrics (its totals stay in the ledger). The metrics address and the storage path
-are bound at start: a change to them is logged and takes effect at the next restart.
+(and the mv section) are bound at start: a change to them is logged and takes effect at the next
+restart.
 
 M&V (``agent.energy.verification``): after each poll cycle every group polled gives the
 interval recorder a sample, and the cycle's non-routine events (a drive's fault, a clock
@@ -361,8 +362,10 @@ class Agent:
             log.warning("reload: the metrics listen address changed; it takes effect at the next restart")
         if config.storage_path != old.storage_path:
             log.warning("reload: the storage path changed; it takes effect at the next restart")
+        if config.mv != old.mv:  # an interval changed half-way would mix two records in one baseline
+            log.warning("reload: the mv section changed; it takes effect at the next restart")
         config = dataclasses.replace(config, metrics_host=old.metrics_host, metrics_port=old.metrics_port,
-                                     storage_path=old.storage_path)
+                                     storage_path=old.storage_path, mv=old.mv)
         await self._stop_polling(generation)
         await self.bookkeeper.flush()  # the hours booked so far, under the drives' current runtime objects
         before = {d.name for d in self.drives}

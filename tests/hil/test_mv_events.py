@@ -47,9 +47,12 @@ def test_faults_clock_steps_reloads_and_mode_changes_are_events(tmp_path):
             steps = agent.wall.steps
             offset[0] = 120.0  # the wall clock steps two minutes ahead (NTP after a boot)
             await async_wait_until(lambda: agent.wall.steps > steps, 20, "the step seen")
-            write_config(tmp_path, sim.port, advise=("cw-pump-1",))
+            changed = write_config(tmp_path, sim.port, advise=("cw-pump-1",))
+            changed.write_text(changed.read_text() + "mv: {interval_s: 60}\n")
             reload.set()
             await async_wait_until(lambda: agent.reloads == 1, 20, "the reload applied")
+            # The record's interval is bound at start: a baseline never mixes two interval lengths.
+            assert agent.config.mv.interval == agent.verifier.recorder.interval_s == 3600.0
             await asyncio.sleep(1.0)  # a flush or two
         finally:
             stop.set()
