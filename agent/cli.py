@@ -1,4 +1,4 @@
-"""vfd-agent command line: run, check-config, demo, report, warmup, probe, scan.
+"""vfd-agent command line: run, check-config, demo, report, baseline-test, warmup, probe, scan.
 
 Exit codes: 0 success, 1 an environment failure (port in use, disk), 2 a user's
 mistake in a config or on the command line. A user's mistake never shows a
@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -39,9 +40,12 @@ from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
 from agent.modbus.readplan import Block
 from agent.numba_cache import cache_fallback, configure_numba_cache
-from agent.units import RPM_TO_RAD_S
+from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 if TYPE_CHECKING:
+    from agent.control.baseline_test import BaselineTestResult
+    from agent.drive import DriveRuntime
+    from agent.energy.ledger import Ledger
     from agent.web import WebConfigSource
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -148,6 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "CO2 and money (needs: pip install 'vfd-agent[plot]')")
     report.add_argument("--drive", action="append", default=None,
                         help="only this drive (repeat for several); with --plot, one panel row per drive")
+    report.add_argument("--mv", action="store_true",
+                        help="the auditor's M&V page of each group (IPMVP option B, Guideline 14 statistics, "
+                             "savings with 68/90 %% intervals) as HTML files; needs --config")
+    report.add_argument("--group", action="append", default=None,
+                        help="with --mv: only this group (repeat for several)")
+    report.add_argument("--output", "-o", type=Path, default=Path("."),
+                        help="with --mv: directory for the pages, mv-GROUP.html (default: here)")
+
+    test = sub.add_parser("baseline-test", parents=common,
+                          help="run one drive at rated speed a while to measure its baseline (asks first)",
+                          description="Ramp one drive to rated speed within its slew limit, hold it there "
+                                      "for the given minutes recording power against flow, then hand the "
+                                      "operator's speed setpoint back. The agent must be stopped (it holds "
+                                      "the ledger).")
+    test.add_argument("--config", "-c", type=Path, required=True, help="site config YAML")
+    test.add_argument("--drive", required=True, help="the drive's name in the config")
+    test.add_argument("--minutes", type=_positive, default=10.0, help="time at rated speed (default 10)")
+    test.add_argument("--yes", action="store_true",
+                      help="the operator's confirmation given on the command line (no prompt)")
 
     warm = sub.add_parser("warmup", parents=common, help="compile every kernel into the on-disk cache")
     warm.add_argument("--cache-dir", type=Path, default=None,
@@ -337,6 +360,9 @@ def _report(args: argparse.Namespace) -> int:
     from agent.energy.ledger import LEDGER_FILE, open_readonly
     from agent.errors import LedgerError
 
+    if args.mv:
+        return _report_mv(args)
+
     tz = datetime.now().astimezone().tzinfo
     path: Path = args.db
     if args.config is not None:
@@ -372,6 +398,117 @@ def _report(args: argparse.Namespace) -> int:
             currency = summary.site.currency if summary.site is not None else ""
             report.plot(db, low, high, tz, args.plot, currency, args.drive)
     return EXIT_OK
+
+
+def _report_mv(args: argparse.Namespace) -> int:
+    """``report --mv``: one HTML page per group, written atomically; exit 1 if no group has one yet."""
+    from agent.energy.ledger import LEDGER_FILE, open_readonly
+    from agent.energy.mvreport import build
+    from agent.errors import LedgerError
+    from agent.metrics import agent_version
+    from agent.mv.report import render_html
+    from agent.mv.stats import MvError
+
+    if args.config is None:
+        print("vfd-agent report --mv: needs --config (the site's emission factor, tariff and groups)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _report_config_error(exc)
+    try:
+        db = open_readonly(config.storage_path / LEDGER_FILE)
+    except LedgerError as exc:
+        print(f"vfd-agent report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with contextlib.closing(db):
+            pages, missing = build(db, config, agent_version(), args.group)
+    except (MvError, sqlite3.Error) as exc:
+        print(f"vfd-agent report --mv: {config.storage_path / LEDGER_FILE}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for why in missing:
+        print(f"vfd-agent report --mv: {why}", file=sys.stderr)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        for page in pages:
+            path = args.output / f"mv-{page.group}.html"
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(render_html(page), encoding="utf-8")
+            os.replace(tmp, path)
+            verdict = "meets Guideline 14" if page.savings.passed else "NOT signable (fails a test)"
+            print(f"{path}: {page.group}: {page.savings_total_j.value / KWH_TO_J:,.2f} kWh saved, {verdict}")
+    except OSError as exc:
+        print(f"vfd-agent report --mv: cannot write to {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if pages else EXIT_FAILURE
+
+
+def _baseline_test(args: argparse.Namespace) -> int:
+    """``baseline-test``: 0 measured and handed back, 1 aborted or ledger busy, 2 usage or no consent."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _report_config_error(exc)
+    configure_numba_cache(config.storage_path / "numba-cache")
+    from agent.control.baseline_test import BaselineTestError, baseline_snippet, plan
+    from agent.energy.ledger import LEDGER_FILE, Ledger
+    from agent.errors import LedgerError, LedgerLockedError
+
+    try:
+        drive = plan(config, args.drive)
+    except BaselineTestError as exc:
+        print(f"vfd-agent baseline-test: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    control = drive.config.control
+    print(f"drive {drive.name} (bus {drive.config.bus}, unit {drive.config.unit}) will ramp to 100 % "
+          f"speed at most {control.slew_per_min:.0%}/min, stay there {args.minutes:g} min, and ramp back; "
+          "the operator's speed setpoint is kept in the ledger before the first write and written back at "
+          "the end (also after Ctrl-C or a fault).", file=sys.stderr)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("vfd-agent baseline-test: needs the operator's confirmation: run it at a terminal, "
+                  "or pass --yes", file=sys.stderr)
+            return EXIT_USAGE
+        if input("Type yes to run it: ").strip().lower() != "yes":
+            print("vfd-agent baseline-test: not confirmed; nothing written", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        ledger = Ledger.open(config.storage_path / LEDGER_FILE)
+    except LedgerLockedError as exc:
+        print(f"vfd-agent baseline-test: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except LedgerError as exc:
+        print(f"vfd-agent baseline-test: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        result = asyncio.run(_baseline_test_run(config, drive, args.minutes * 60.0, ledger))
+    finally:
+        ledger.close()
+    if result.aborted:
+        print(f"vfd-agent baseline-test: {drive.name}: aborted: {result.aborted}; the operator's speed "
+              "setpoint was handed back", file=sys.stderr)
+        return EXIT_FAILURE
+    flow = (f", flow {result.mean_flow * 3600:.1f} m³/h" if math.isfinite(result.mean_flow) else "")
+    print(f"{drive.name}: {result.seconds_at_rated:.0f} s at rated speed ({result.mean_speed_ratio:.1%}), "
+          f"{result.samples} samples: mean power {result.mean_power_w / 1e3:.3f} kW{flow}")
+    a, b = result.power_per_flow
+    if math.isfinite(b):
+        print(f"power against flow at rated speed: {a / 1e3:.3f} kW + {b / 1e3 / 3600:.5f} kW per m³/h")
+    print("to book this drive's vfd savings as measured, set in its config:\n  " + baseline_snippet(result))
+    return EXIT_OK
+
+
+async def _baseline_test_run(config: AgentConfig, drive: DriveRuntime, seconds: float,
+                             ledger: Ledger) -> BaselineTestResult:
+    from agent.control.baseline_test import run
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await run(config, drive, seconds, ledger, stop)
 
 
 def _warmup(cache_dir: Path | None) -> int:
@@ -423,6 +560,8 @@ def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> in
         return _report(args)
     if args.command in ("probe", "scan"):
         return _commission(args)
+    if args.command == "baseline-test":
+        return _baseline_test(args)
     if args.command == "demo":
         try:
             web = _web_config(args.web_config)

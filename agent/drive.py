@@ -71,6 +71,7 @@ class DriveRuntime:
         self.awaits_counterfactual = False
         self._unbooked: EnergySample | None = None
         self.up: bool | None = None  # None until the first poll
+        self.fault = ""  # what ended the drive's last good run (the first failed poll's error)
         self.errors: Counter[str] = Counter()
         self.last: Reading | None = None
         self.polls = 0
@@ -227,6 +228,7 @@ class DriveRuntime:
         self.account.break_chain()
         if self.up is not False:
             log.error("drive %s: %s (%s)", self.name, error, error.kind)
+            self.fault = f"{error} ({error.kind})"
         else:
             log.debug("drive %s still failing: %s", self.name, error)
         self.up = False

@@ -32,6 +32,7 @@ from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.counter import CounterEvent
+from agent.energy.verification import Verifier
 from agent.errors import (
     DriveConnectionError,
     DriveProtocolError,
@@ -42,6 +43,7 @@ from agent.errors import (
     UnknownReplyError,
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
+from agent.mv.stats import CONFIDENCE_LEVELS
 from agent.optimizer.loop import Optimizer
 from agent.sensorless import CALIBRATIONS
 from agent.units import Clock
@@ -226,6 +228,52 @@ class GroupSavingsCollector(Collector):
                 saved.add_metric([group, part.value], totals.saved_j)
                 penalty.add_metric([group, part.value], totals.penalty_j)
         yield from (saved, penalty)
+
+
+class MvCollector(Collector):
+    """M&V per group: the baseline model's Guideline 14 figures and the measured savings with bounds.
+
+    The savings are the reporting period's avoided energy against the group's fitted baseline
+    (IPMVP option B), their bounds from the fit's residuals and the power reading's declared
+    accuracy. Lower and upper are separate names so no query adds a bound to an estimate.
+    """
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+
+    def collect(self) -> Iterator[Metric]:
+        """One series per group with a model (the savings once a reporting interval is recorded)."""
+        labels = ["group"]
+        saved = GaugeMetricFamily("vfd_mv_energy_saved_joules", "Energy saved in the reporting period "
+                                  "against the group's measured baseline model (IPMVP option B); may be "
+                                  "negative",
+                                  labels=labels)
+        lower = GaugeMetricFamily("vfd_mv_energy_saved_lower_joules", "Lower end of the savings' interval at "
+                                  "the confidence given (fit residuals and power accuracy)",
+                                  labels=["group", "confidence"])
+        upper = GaugeMetricFamily("vfd_mv_energy_saved_upper_joules", "Upper end of the savings' interval at "
+                                  "the confidence given", labels=["group", "confidence"])
+        cv = GaugeMetricFamily("vfd_mv_baseline_cv_rmse_ratio", "CV(RMSE) of the group's baseline model "
+                               "(Guideline 14 hourly limit 0.30)", labels=labels)
+        nmbe = GaugeMetricFamily("vfd_mv_baseline_nmbe_ratio", "NMBE of the group's baseline model "
+                                 "(Guideline 14 limit ±0.10)", labels=labels)
+        cover = GaugeMetricFamily("vfd_mv_baseline_coverage_ratio", "Share of the baseline period's "
+                                  "intervals with data (CalTRACK: above 0.90)", labels=labels)
+        passed = GaugeMetricFamily("vfd_mv_baseline_passed", "1 if the baseline model meets every Guideline "
+                                   "14 and coverage test, else 0 (its savings are then not signable)",
+                                   labels=labels)
+        for group, figure in sorted(self.verifier.figures.items()):
+            model = figure.model
+            cv.add_metric([group], model.stats.cv_rmse)
+            nmbe.add_metric([group], model.stats.nmbe)
+            cover.add_metric([group], model.coverage)
+            passed.add_metric([group], 1.0 if model.passed else 0.0)
+            if figure.savings_j is not None:
+                saved.add_metric([group], figure.savings_j.value)
+                for level in CONFIDENCE_LEVELS:
+                    lower.add_metric([group, f"{level:g}"], figure.savings_j.lower(level))
+                    upper.add_metric([group, f"{level:g}"], figure.savings_j.upper(level))
+        yield from (saved, lower, upper, cv, nmbe, cover, passed)
 
 
 class LedgerCollector(Collector):

@@ -20,7 +20,14 @@ whose config did not change keeps its runtime object as it is; a changed one get
 a new object that carries its energy totals, error counts and history over, so no
 counter resets or jumps; a drive no longer in the config disappears from the
 metrics (its totals stay in the ledger). The metrics address and the storage path
-are bound at start: a change to them is logged and takes effect at the next restart.
+(and the mv section) are bound at start: a change to them is logged and takes effect at the next
+restart.
+
+M&V (``agent.energy.verification``): after each poll cycle every group polled gives the
+interval recorder a sample, and the cycle's non-routine events (a drive's fault, a clock
+step, a group handed back; the config's hash at start and reload, mode changes) are queued
+for the next flush. Long because start-up, reload, shutdown and these per-cycle hooks all
+act on the same runtime objects, in an order that matters.
 """
 
 from __future__ import annotations
@@ -28,18 +35,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from agent.config import AgentConfig, DriveConfig, load_config
+from agent.config.profile import Quantity
 from agent.drive import DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
-from agent.energy.ledger import LEDGER_FILE, HandbackStore
+from agent.energy.ledger import LEDGER_FILE, EventKind, HandbackStore
+from agent.energy.verification import GroupSample, Verifier, group_accuracy, mv_groups
 from agent.errors import ConfigError, LedgerError
 from agent.logs import quiet_libraries
 from agent.metrics import (
@@ -52,6 +63,7 @@ from agent.metrics import (
     FlowEstimateCollector,
     GroupSavingsCollector,
     LedgerCollector,
+    MvCollector,
     OptimizerCollector,
     agent_version,
     poll_duration_histogram,
@@ -59,7 +71,7 @@ from agent.metrics import (
 )
 from agent.modbus.client import BusClient
 from agent.modbus.turnaround import TURNAROUND_FILE, load_turnarounds, save_turnarounds
-from agent.optimizer.loop import Optimizer
+from agent.optimizer.loop import GroupSnapshot, Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
 from agent.units import Clock
@@ -113,12 +125,20 @@ class Agent:
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
                                      clock_floor=self.wall.raise_floor)
         self.bookkeeper.groups = {g.name: tuple(g.drives) for g in config.groups}
+        # M&V: intervals per group (a drive outside every group is a group of one), events, savings.
+        self.verifier = Verifier(config.mv, config.site.timezone, config.max_gap)
+        self.bookkeeper.verifier = self.verifier
+        self._down: set[str] = set()  # drives whose fault is already an event
+        self._clock_steps = 0
+        self._holding: set[str] = set()  # groups whose agent values were in force at the last sample
+        self._mv_setup(config, None)
         self.registry.register(AgentCollector(self.drives, config.site.tariff.currency, clock=clock,
                                               totals_restored=lambda: self.bookkeeper.restored))
         self.registry.register(ClockCollector(self.wall))
         self.registry.register(BusCollector(self.pollers))
         self.registry.register(LedgerCollector(self.bookkeeper))
         self.registry.register(GroupSavingsCollector(self.bookkeeper))
+        self.registry.register(MvCollector(self.verifier))
         self.registry.register(BuildInfoCollector())
         self.registry.register(DriveHealthCollector(self.drives))
         self.registry.register(DriveInfoCollector(self.drives))
@@ -183,6 +203,56 @@ class Agent:
         self._poll_duration.labels(poller.bus.name).observe(duration)
         if self.optimizer is not None:
             self.optimizer.on_poll_cycle(poller.drives)
+        self._record(poller.drives)
+
+    def _mv_setup(self, config: AgentConfig, old: AgentConfig | None) -> None:
+        """The M&V groups of ``config``, the config's hash and any mode changes as events."""
+        self.mv_groups = mv_groups(config)
+        accuracy = {d.name: d.profile.power_accuracy for d in config.drives}
+        self.verifier.accuracy = {g: group_accuracy(accuracy, m) for g, m in self.mv_groups.items()}
+        wall = self.wall.raw()
+        when = "reload" if old else "start"
+        self.verifier.event(wall, EventKind.CONFIG, "", f"{when}: {config_digest(config)}")
+        before = {d.name: d.control.mode for d in old.drives} if old is not None else {}
+        for drive in config.drives:
+            if drive.name in before and before[drive.name] is not drive.control.mode:
+                self.verifier.event(wall, EventKind.MODE_CHANGE, drive.name,
+                                    f"{before[drive.name].value} -> {drive.control.mode.value}")
+
+    def _record(self, polled: Sequence[DriveRuntime]) -> None:
+        """After a poll cycle: the M&V sample of each group polled, and the events the cycle shows."""
+        now, wall = self.clock(), self.wall.read()
+        if self.wall.steps > self._clock_steps:
+            self._clock_steps = self.wall.steps
+            self.verifier.event(self.wall.raw(), EventKind.CLOCK_STEP, "", f"step {self.wall.steps}")
+        for drive in polled:
+            if drive.up is False and drive.name not in self._down:
+                self._down.add(drive.name)
+                self.verifier.event(self.wall.raw(), EventKind.FAULT, drive.name, drive.fault)
+            elif drive.up:
+                self._down.discard(drive.name)
+        names = {d.name for d in polled}
+        snapshots = ({g.name: g for g in self.optimizer.snapshot().groups} if self.optimizer is not None
+                     else {})
+        for grp, members in self.mv_groups.items():
+            if names.isdisjoint(members):
+                continue
+            drives = [self.drive(m) for m in members]
+            snap = snapshots.get(grp)
+            if snap is not None:
+                self._note_handback(snap)
+            self.verifier.recorder.sample(grp, now, wall, group_sample(drives, snap, now))
+
+    def _note_handback(self, snap: GroupSnapshot) -> None:
+        """An event when a group the agent held is back on the operator's values."""
+        holding = any(d.holding for d in snap.drives)
+        if snap.name in self._holding and not holding:
+            self.verifier.event(self.wall.raw(), EventKind.HAND_BACK, snap.name,
+                                "the operator's values in force again")
+        if holding:
+            self._holding.add(snap.name)
+        else:
+            self._holding.discard(snap.name)
 
     def ledger_restored(self) -> bool:
         """Readiness hook: the ledger is open and its totals are added to the drives' counters."""
@@ -291,6 +361,9 @@ class Agent:
         generation.stop_optimizer.set()
         if generation.optimizer is not None:
             await self._finish_optimizer(generation.optimizer)
+        if self.optimizer is not None:  # the hand-back of a stop or a reload is an event too
+            for snap in self.optimizer.snapshot().groups:
+                self._note_handback(snap)
         generation.stop_pollers.set()
         for task in generation.pollers:
             task.cancel()
@@ -316,8 +389,10 @@ class Agent:
             log.warning("reload: the metrics listen address changed; it takes effect at the next restart")
         if config.storage_path != old.storage_path:
             log.warning("reload: the storage path changed; it takes effect at the next restart")
+        if config.mv != old.mv:  # an interval changed half-way would mix two records in one baseline
+            log.warning("reload: the mv section changed; it takes effect at the next restart")
         config = dataclasses.replace(config, metrics_host=old.metrics_host, metrics_port=old.metrics_port,
-                                     storage_path=old.storage_path)
+                                     storage_path=old.storage_path, mv=old.mv)
         await self._stop_polling(generation)
         await self.save_turnarounds()  # the new pollers start from what the old ones measured
         await self.bookkeeper.flush()  # the hours booked so far, under the drives' current runtime objects
@@ -326,6 +401,7 @@ class Agent:
         after = {d.name for d in self.drives}
         self.bookkeeper.currency = config.site.tariff.currency
         self.bookkeeper.groups = {g.name: tuple(g.drives) for g in config.groups}
+        self._mv_setup(config, old)
         self.reloads += 1
         log.info("reloaded %s: %d drive(s) on %d bus(es); added: %s; removed: %s", path, len(self.drives),
                  len(self.pollers), ", ".join(sorted(after - before)) or "none",
@@ -375,6 +451,33 @@ class _Generation:
     stop_pollers: asyncio.Event
     pollers: list[asyncio.Task[None]]
     optimizer: asyncio.Task[None] | None
+
+
+def group_sample(drives: Sequence[DriveRuntime], snap: GroupSnapshot | None,
+                 now: float) -> GroupSample | None:
+    """A group's M&V sample, or None unless every drive's data is fresh (the one freshness rule)."""
+    if not all(d.is_fresh(now) for d in drives):
+        return None
+    readings = [d.last for d in drives if d.last is not None]
+    running = [r for r in readings if r.running]
+    speeds = [r.speed_ratio for r in running if math.isfinite(r.speed_ratio)]
+    if snap is not None:
+        flow, pressure, mode = snap.measured_flow, snap.critical_pressure, snap.mode.value
+    else:  # a drive of its own: its flow point, else the process flow it is brought
+        values = readings[0].values
+        flow = values.get(Quantity.FLOW, values.get(Quantity.PROCESS_FLOW, math.nan))
+        pressure, mode = math.nan, drives[0].config.control.mode.value
+    speed = sum(speeds) / len(speeds) if speeds else math.nan
+    return GroupSample(sum(r.power for r in readings), flow, speed, float(len(running)), pressure, mode)
+
+
+def config_digest(config: AgentConfig) -> str:
+    """SHA-256 of the config file's bytes (what was applied), or of the config itself if not from a file."""
+    try:
+        data = Path(config.source).read_bytes()
+    except OSError:
+        data = repr(config).encode()
+    return "sha256 " + hashlib.sha256(data).hexdigest()
 
 
 def _keep_or_carry(old: DriveRuntime | None, config: DriveConfig, agent: AgentConfig,

@@ -19,6 +19,7 @@ from pathlib import Path
 from agent.config.profile import Profile, Quantity
 from agent.config.schedule import Schedule
 from agent.motor_tables import DEFAULT_CLASS, EfficiencyClass
+from agent.mv.baseline import TimeOfWeek
 
 
 class GroupControl(Enum):
@@ -43,6 +44,20 @@ class OptimizerConfig:
     min_samples: int = 60  # valid samples a fit needs
     min_r_squared: float = 0.9  # a poorer fit is rejected: the last that passed (or the datasheet) stays
     min_flow_span: float = 0.15  # excitation: collapsed flow must span this share of its maximum
+
+
+@dataclass(frozen=True)
+class MvConfig:
+    """Measurement and verification: the interval record and the baseline period (README, M&V)."""
+
+    interval: float = 3600.0  # s per recorded interval (hourly on site; scenarios scale it down)
+    baseline_intervals: int = 336  # the baseline period's length in intervals (two weeks hourly)
+    time_of_week: TimeOfWeek = TimeOfWeek.DAYPART  # how the operator's schedule enters the model
+
+    @property
+    def baseline_s(self) -> float:
+        """The baseline period's length [s]."""
+        return self.interval * self.baseline_intervals
 
 
 @dataclass(frozen=True)
@@ -342,6 +357,7 @@ class AgentConfig:
     drives: tuple[DriveConfig, ...]
     groups: tuple[GroupConfig, ...] = ()
     optimizer: OptimizerConfig = OptimizerConfig()
+    mv: MvConfig = MvConfig()
 
     def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
         """Drives polled through one bus, in config order."""

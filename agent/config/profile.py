@@ -92,6 +92,7 @@ class PollRate(Enum):
 
 
 DEFAULT_SLOW_EVERY = 10  # intervals between two reads of the slow class
+DEFAULT_POWER_ACCURACY = 0.05  # ±5 % of reading: assumed where a profile declares no accuracy
 
 
 class RegisterTable(Enum):
@@ -179,6 +180,10 @@ class Profile:
     negative_power: NegativePower = NegativePower.IMPLAUSIBLE
     # Poll intervals between two reads of the slow class (PollRate.SLOW).
     slow_every: int = DEFAULT_SLOW_EVERY
+    # Declared accuracy of the power reading, a bound relative to the reading (0.02: ±2 %); the
+    # M&V savings' bounds include it. A profile that declares none is taken at the conservative
+    # DEFAULT_POWER_ACCURACY.
+    power_accuracy: float = DEFAULT_POWER_ACCURACY
 
     def point(self, quantity: Quantity) -> Point | None:
         """The point for a quantity, if the profile maps it."""
@@ -240,7 +245,7 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
 def parse_profile(sec: Section) -> Profile | None:
     """Build a profile from its YAML section; issues are recorded, None if unusable."""
     sec.check_keys({"name", "description", "defaults", "points", "notes", "status_bits", "control_words",
-                    "max_gap", "negative_power", "slow_every"})
+                    "max_gap", "negative_power", "slow_every", "power_accuracy_pct"})
     name = sec.string("name")
     description = sec.string("description", "")  # optional, null included
     defaults: dict[str, object] = {}
@@ -274,13 +279,14 @@ def parse_profile(sec: Section) -> Profile | None:
     max_gap = sec.integer("max_gap", minimum=0, maximum=124) if sec.has("max_gap") else None
     negative_power = sec.choice("negative_power", NegativePower, NegativePower.IMPLAUSIBLE)
     slow_every = sec.integer("slow_every", DEFAULT_SLOW_EVERY, minimum=1, maximum=3600)
+    accuracy = sec.number("power_accuracy_pct", DEFAULT_POWER_ACCURACY * 100.0, minimum=0.0, maximum=50.0)
     if (not ok or not name or status_bits is None or control_words is None or (max_gap or 0) < 0
-            or negative_power is None or slow_every < 1):
+            or negative_power is None or slow_every < 1 or not math.isfinite(accuracy)):
         return None
     return Profile(name=name, description=description, points=points, source=sec.file,
                    notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
                    status_bits=status_bits, control_words=control_words, max_gap=max_gap,
-                   negative_power=negative_power, slow_every=slow_every)
+                   negative_power=negative_power, slow_every=slow_every, power_accuracy=accuracy / 100.0)
 
 
 STATUS_BITS = ("ready", "running", "remote", "fault", "warning")

@@ -29,6 +29,7 @@ from agent.config.model import (
     DriveConfig,
     LoadConfig,
     LoadKind,
+    MvConfig,
     SiteConfig,
     Tariff,
     Transport,
@@ -46,6 +47,7 @@ from agent.config.sensorless import parse_sensorless
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
 from agent.modbus.rtu import STANDARD_BAUDRATES
+from agent.mv.baseline import TimeOfWeek
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 DEFAULT_METRICS_PORT = 9847
@@ -354,7 +356,7 @@ def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig
 
 def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig | None:
     """Build the config from the top-level section; None if anything was wrong."""
-    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives", "optimizer", "groups"})
+    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives", "optimizer", "groups", "mv"})
     site = _site(sec.section("site"))
     host, port = "127.0.0.1", DEFAULT_METRICS_PORT
     metrics = sec.section("metrics", required=False)
@@ -392,6 +394,7 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     drives = [_drive(d, config_dir, profiles, issues) for d in drive_secs]
     _cross_checks(sec, bus_secs, drive_secs)
     optimizer = parse_optimizer(sec.section("optimizer", required=False))
+    mv = _mv(sec.section("mv", required=False))
     groups = parse_groups(list(sec.sections("groups", required=False)), [d for d in drives if d is not None],
                           buses, config_dir, profiles, issues)
     if issues.items:
@@ -400,8 +403,22 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
         source=sec.file, site=site, metrics_host=host, metrics_port=port,
         storage_path=storage_path, flush_interval=flush_interval, max_gap=polling["max_gap"],
         buses=tuple(buses),
-        drives=tuple(d for d in drives if d is not None), groups=groups, optimizer=optimizer,
+        drives=tuple(d for d in drives if d is not None), groups=groups, optimizer=optimizer, mv=mv,
     )
+
+
+def _mv(sec: Section | None) -> MvConfig:
+    """The ``mv`` section (all defaults without one)."""
+    if sec is None:
+        return MvConfig()
+    sec.check_keys({"interval_s", "baseline_intervals", "time_of_week"})
+    default = MvConfig()
+    interval = sec.number("interval_s", default.interval, minimum=1.0, maximum=86400.0)
+    count = sec.integer("baseline_intervals", default.baseline_intervals, minimum=12, maximum=100000)
+    tow = sec.choice("time_of_week", TimeOfWeek, default.time_of_week)
+    if not math.isfinite(interval) or count < 12 or tow is None:
+        return default  # the issue is recorded: the config is refused
+    return MvConfig(interval, count, tow)
 
 
 def _check_serial_server(bus_sec: Section, sockets: dict[tuple[str, int], str]) -> None:

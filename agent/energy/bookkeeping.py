@@ -25,8 +25,10 @@ from pathlib import Path
 
 from agent.drive import DriveRuntime
 from agent.energy.account import EnergyTotals, HourDelta, OptimizerPart, SavedPenalty, optimizer_parts
-from agent.energy.ledger import HourRow, Ledger
+from agent.energy.ledger import Event, HourRow, Ledger
+from agent.energy.verification import Verifier
 from agent.errors import LedgerError, LedgerLockedError
+from agent.mv.stats import MvError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class Bookkeeper:
         # The optimizer's savings belong to a group, not to its drives (one pump's share may be negative
         # while the group saves): each window's net per group and part goes to saved or penalty by sign.
         self.group_totals: dict[tuple[str, OptimizerPart], SavedPenalty] = {}
+        self.verifier: Verifier | None = None  # M&V: its intervals and events go with each flush
         self.ledger: Ledger | None = None
         self.restored = False  # the drives' totals include the ledger's
         self.flushes_ok = 0
@@ -158,12 +161,22 @@ class Bookkeeper:
             self.flushes_failed += 1
             return False
         now = self.wall_clock()
+        verifier = self.verifier
+        intervals = verifier.recorder.take(now) if verifier is not None else []
+        events: list[Event] = []
+        if verifier is not None:
+            events, verifier.events = verifier.events, []
         try:
-            await asyncio.to_thread(self.ledger.flush, rows, totals, now, groups)
+            await asyncio.to_thread(self.ledger.flush, rows, totals, now, groups, intervals, events)
         except LedgerError as exc:
             self.flushes_failed += 1
             self._report_failure(exc)
+            if verifier is not None:  # written with the next flush that succeeds
+                verifier.recorder.give_back(intervals)
+                verifier.events[:0] = events
             return False
+        if verifier is not None and (intervals or not verifier.started):
+            await self._verify(verifier, now)  # only when an interval came in (or once after a start)
         self._unwritten.clear()
         self.flushes_ok += 1
         self.last_flush_wall = now
@@ -171,6 +184,14 @@ class Bookkeeper:
             log.info("ledger %s: writing again", self.path)
             self._failing = False
         return True
+
+    async def _verify(self, verifier: Verifier, now: float) -> None:
+        """The M&V fits due and the savings, on a worker thread; a failure is logged, never raised."""
+        assert self.ledger is not None
+        try:
+            await asyncio.to_thread(verifier.after_flush, self.ledger, now)
+        except (LedgerError, MvError) as exc:
+            log.error("M&V: %s", exc)
 
     def _attribute_to_groups(self) -> None:
         """Each group's net optimizer saving of the windows just closed, by part, into its totals."""

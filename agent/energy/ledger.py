@@ -18,12 +18,14 @@ the code that reads and writes their tables.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
+from enum import Enum
 from pathlib import Path
 
 from agent.energy.account import EnergyTotals, HourDelta, OptimizerPart, SavedPenalty
@@ -151,6 +153,89 @@ class HourRow:
     delta: HourDelta
 
 
+class EventKind(Enum):
+    """Non-routine events (IPMVP): what may have changed the energy use other than the measure."""
+
+    CONFIG = "config"  # the config's SHA-256 at start and at each applied reload
+    MODE_CHANGE = "mode_change"  # a drive's control mode changed (monitor, advise, control)
+    HAND_BACK = "hand_back"  # a group handed back to the operator's settings
+    FAULT = "fault"  # a drive stopped answering or answered implausibly (logged once per episode)
+    CLOCK_STEP = "clock_step"  # the wall clock stepped
+    BASELINE_TEST = "baseline_test"  # a consented run at rated speed (vfd-agent baseline-test)
+    BASELINE_FITTED = "baseline_fitted"  # a group's baseline model was fitted and stored
+
+
+@dataclass(frozen=True)
+class MvInterval:
+    """One group's interval of the M&V record (table ``mv_interval``; NULL columns are None)."""
+
+    grp: str
+    start: float  # Unix s of the interval's start
+    length_s: float
+    mode: str  # the group's control mode then (ControlMode value); baselines use monitor and advise
+    energy_j: float
+    covered_s: float  # seconds with every drive of the group sampled fresh
+    flow: float | None  # mean delivered flow [m³/s] or demand proxy
+    speed_ratio: float | None  # mean speed ratio of the running drives
+    pumps_running: float | None  # mean number of drives running
+    pressure_pa: float | None  # mean critical-point pressure
+    hour_of_week: int  # 0 = Monday 00:00 site time
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A fitted baseline model as stored (table ``mv_model``); ``model`` is its JSON."""
+
+    grp: str
+    fitted_at: float
+    period_start: float
+    period_end: float
+    interval_s: float
+    model: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """A non-routine event as stored (table ``event``)."""
+
+    wall: float
+    kind: EventKind
+    subject: str  # a drive, a group, or '' for the whole agent
+    detail: str
+
+
+_INTERVAL_FIELDS = [f.name for f in fields(MvInterval)]
+_MODEL_FIELDS = [f.name for f in fields(StoredModel)]
+
+
+def read_intervals(db: sqlite3.Connection, grp: str | None = None, start: float = -math.inf,
+                   end: float = math.inf) -> list[MvInterval]:
+    """The M&V intervals starting in [start, end), of one group or all, in (group, time) order."""
+    where, params = "start >= ? AND start < ?", (start, end)  # type: tuple[str, tuple[object, ...]]
+    if grp is not None:
+        where, params = where + " AND grp = ?", (start, end, grp)
+    rows = db.execute(f"SELECT {', '.join(_INTERVAL_FIELDS)} FROM mv_interval WHERE {where} "
+                      "ORDER BY grp, start", params).fetchall()
+    return [MvInterval(*row) for row in rows]
+
+
+def read_models(db: sqlite3.Connection, grp: str | None = None) -> list[StoredModel]:
+    """Stored baseline models, of one group or all, oldest first."""
+    where, params = ("WHERE grp = ?", (grp,)) if grp is not None else ("", ())
+    rows = db.execute(f"SELECT {', '.join(_MODEL_FIELDS)} FROM mv_model {where} ORDER BY grp, fitted_at",
+                      params).fetchall()
+    return [StoredModel(*row) for row in rows]
+
+
+def read_events(db: sqlite3.Connection, start: float = -math.inf, end: float = math.inf) -> list[Event]:
+    """Non-routine events in [start, end), oldest first (an unknown kind, from a newer agent, is skipped)."""
+    known = {k.value: k for k in EventKind}
+    rows = db.execute("SELECT wall, kind, subject, detail FROM event WHERE wall >= ? AND wall < ? "
+                      "ORDER BY wall, id", (start, end)).fetchall()
+    return [Event(wall, known[kind], subject, detail)
+            for wall, kind, subject, detail in rows if kind in known]
+
+
 class Ledger:
     """An open, locked ledger database."""
 
@@ -204,8 +289,13 @@ class Ledger:
                 if part in _PARTS}
 
     def flush(self, hours: Iterable[HourRow], totals: Mapping[str, EnergyTotals], now: float,
-              groups: Mapping[tuple[str, OptimizerPart], SavedPenalty] | None = None) -> None:
-        """Add the hours' deltas and store the totals (the drives', the groups'), all in one transaction."""
+              groups: Mapping[tuple[str, OptimizerPart], SavedPenalty] | None = None,
+              intervals: Iterable[MvInterval] = (), events: Iterable[Event] = ()) -> None:
+        """Add the hours' deltas, store the totals, the closed M&V intervals and the events: one transaction.
+
+        The first record of an interval's slot is kept: a wall clock stepped back, or a mode change
+        within an interval (two partial records of one slot), never overwrites one already written.
+        """
         add = ", ".join(f"{f} = {f} + excluded.{f}" for f in _HOUR_FIELDS)
         insert_hour = (
             f"INSERT INTO hourly (drive, hour, currency, {', '.join(_HOUR_FIELDS)}) "
@@ -230,6 +320,12 @@ class Ledger:
                     "VALUES (?, ?, ?, ?, ?)",
                     [(grp, part.value, sp.saved_j, sp.penalty_j, now)
                      for (grp, part), sp in (groups or {}).items()])
+                self._db.executemany(
+                    f"INSERT INTO mv_interval ({', '.join(_INTERVAL_FIELDS)}) "
+                    f"VALUES ({', '.join('?' * len(_INTERVAL_FIELDS))}) ON CONFLICT (grp, start) DO NOTHING",
+                    [astuple(i) for i in intervals])
+                self._db.executemany("INSERT INTO event (wall, kind, subject, detail) VALUES (?, ?, ?, ?)",
+                                     [(e.wall, e.kind.value, e.subject, e.detail) for e in events])
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
@@ -237,6 +333,40 @@ class Ledger:
                 raise
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+
+
+    def store_model(self, model: StoredModel, event: Event | None = None) -> None:
+        """Keep a fitted baseline model (and the event saying so) in one transaction."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"INSERT OR REPLACE INTO mv_model ({', '.join(_MODEL_FIELDS)}) "
+                                 f"VALUES ({', '.join('?' * len(_MODEL_FIELDS))})", astuple(model))
+                if event is not None:
+                    self._db.execute("INSERT INTO event (wall, kind, subject, detail) VALUES (?, ?, ?, ?)",
+                                     (event.wall, event.kind.value, event.subject, event.detail))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
+
+    def intervals(self, grp: str | None = None, start: float = -math.inf,
+                  end: float = math.inf) -> list[MvInterval]:
+        """``read_intervals`` on this ledger (call it on the thread that flushes)."""
+        try:
+            return read_intervals(self._db, grp, start, end)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+
+    def models(self, grp: str | None = None) -> list[StoredModel]:
+        """``read_models`` on this ledger."""
+        try:
+            return read_models(self._db, grp)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
 
 
 def astuple_hour(delta: HourDelta) -> tuple[float, ...]:

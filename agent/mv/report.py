@@ -106,6 +106,18 @@ def _num(x: float, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _tick(v: float, span: float) -> str:
+    """An axis label with the decimals the axis' span needs (a scaled-down run's kWh are small)."""
+    digits = max(0, min(6, 2 - math.floor(math.log10(span)))) if span > 0 else 0
+    return _num(v, digits) if abs(v) >= 0.5 * 10.0**-digits else _num(0.0, digits)
+
+
+def _duration(seconds: float) -> str:
+    """An interval's length in the unit a reader expects."""
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 \
+        else f"{seconds:g} s"
+
+
 def _pct(x: float) -> str:
     if math.isinf(x):
         return "∞"
@@ -174,7 +186,7 @@ def _chart(chart_id: str, title: str, unit: str, t_s: FloatArray, series: Sequen
         y_px = float(sy(np.array([v]))[0])
         parts.append(f'<line x1="{_L}" y1="{y_px:.1f}" x2="{_W - _R}" y2="{y_px:.1f}" class="grid"/>'
                      f'<text x="{_L - 6}" y="{y_px + 4:.1f}" class="tick" '
-                     f'text-anchor="end">{_num(v, 0)}</text>')
+                     f'text-anchor="end">{_tick(v, y_max - y_min)}</text>')
     for k in range(5):
         v = t0 + (t1 - t0) * k / 4
         x_px = float(sx(np.array([v]))[0])
@@ -204,6 +216,9 @@ def _chart(chart_id: str, title: str, unit: str, t_s: FloatArray, series: Sequen
         else:
             parts.append(f'<polyline class="line" data-series="{_e(s.label)}" data-n="{len(y)}" '
                          f'stroke="{s.color}" points="{points(t, y)}"/>')
+            if len(y) == 1:  # a line of one point draws nothing: mark it
+                parts.append(f'<circle cx="{float(sx(t)[0]):.1f}" cy="{float(sy(y)[0]):.1f}" r="3" '
+                             f'fill="{s.color}"/>')
         legend.append((s.label, s.color))
     if band is not None:
         legend.append(("shaded: 90 % interval", "#5b8fd9"))
@@ -308,7 +323,7 @@ def render_html(r: MvReport) -> str:
 <tr><th>Method</th><td>{_e(r.method)}</td></tr>
 <tr><th>Baseline period</th><td>{_e(_utc(m.period_start_s))} – {_e(_utc(m.period_end_s))}</td></tr>
 <tr><th>Reporting period</th><td>{_e(_utc(r.reporting_start_s))} – {_e(_utc(r.reporting_end_s))}</td></tr>
-<tr><th>Interval</th><td>{m.interval_s / 3600:g} h</td></tr></table></section>
+<tr><th>Interval</th><td>{_duration(m.interval_s)}</td></tr></table></section>
 <section id="model"><h2>Baseline model</h2>
 <p>Ordinary least squares of mean electrical power [W] per interval on:
 {_e(terms)}.</p><table>{coef_rows}</table>

@@ -68,6 +68,11 @@ class GroupSnapshot:
     system_r_squared: float
     system_fitted: bool
     drives: tuple[DriveSnapshot, ...]
+    mode: ControlMode = ControlMode.MONITOR  # the group's (monitor unless every drive is advise/control)
+    # Measured flow [m³/s]: the demand point when it is a flow, else the drives' flow points summed;
+    # NaN without a meter (a sensorless estimate derives from power: no regressor for power's M&V).
+    measured_flow: float = math.nan
+    critical_pressure: float = math.nan  # the demand point when it is a pressure (agent units); else NaN
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,20 @@ def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
             holding=group.holding and writer is not None and writer.holds and not writer.dry_run,
             writes=dict(writer.results) if writer is not None else {},
         ))
+    pressure = group.demand_point() if group.config.demand.quantity is Quantity.PRESSURE else math.nan
     return GroupSnapshot(group.name, group.stage.changes, group.system.r_squared, group.system.fitted,
-                         tuple(drives))
+                         tuple(drives), group.mode, _measured_flow(group), pressure)
+
+
+def _measured_flow(group: GroupRuntime) -> float:
+    """The group's flow as a meter shows it (see ``GroupSnapshot.measured_flow``)."""
+    demand = group.config.demand
+    if demand.source is DemandSource.POINT and demand.quantity in (Quantity.FLOW, Quantity.PROCESS_FLOW):
+        return group.demand.samples[-1][1] if group.demand.samples else math.nan
+    flows = [(d.last.values.get(Quantity.FLOW, math.nan) if d.last.running else 0.0)
+             for d in group.drives if d.last is not None]
+    complete = len(flows) == len(group.drives) and all(map(math.isfinite, flows))
+    return math.fsum(flows) if complete else math.nan
 
 
 class Optimizer:

@@ -18,7 +18,7 @@ from agent.energy.ledger import Ledger
 from agent.logs import AgentFormatter, LogFormat, syslog_priority
 from tests.support import REPO, finish, spawn
 
-COMMANDS = {"run", "check-config", "demo", "report", "warmup", "probe", "scan"}
+COMMANDS = {"run", "check-config", "demo", "report", "baseline-test", "warmup", "probe", "scan"}
 
 
 def subparsers(parser):
