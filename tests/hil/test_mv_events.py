@@ -108,6 +108,14 @@ def test_an_optimizer_group_records_its_metered_demand_and_its_hand_backs(tmp_pa
             await async_wait_until(holding, 60, "the agent holding")
             await async_wait_until(lambda: agent.verifier.figures[circuit.name].savings_j is not None, 60,
                                    "savings against the model")
+
+            def control_recorded() -> bool:  # the interval of the switch itself is still an advise one
+                db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite")
+                try:
+                    return any(r.mode == "control" for r in read_intervals(db, circuit.name))
+                finally:
+                    db.close()
+            await async_wait_until(control_recorded, 60, "a control interval in the ledger")
         finally:
             stop.set()
             await task
