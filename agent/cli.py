@@ -17,10 +17,11 @@ import dataclasses
 import importlib.util
 import logging
 import math
+import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
+WARMUP_CHUNK = 13  # kernels compiled per process by ``warmup`` (memory against start-up cost)
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -151,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     warm = sub.add_parser("warmup", parents=common, help="compile every kernel into the on-disk cache")
     warm.add_argument("--cache-dir", type=Path, default=None,
-                      help="Numba cache directory (default NUMBA_CACHE_DIR, else beside the kernels)")
+                      help="Numba cache directory (default NUMBA_CACHE_DIR, else the config's "
+                           "storage.path/numba-cache with --config, else beside the kernels)")
+    warm.add_argument("--config", "-c", type=Path, default=None,
+                      help="compile only the kernels this site config uses (default: every kernel)")
 
     bus_help = "tcp://HOST:PORT or rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1"
     probe = sub.add_parser("probe", parents=common,
@@ -368,23 +373,63 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _warmup(cache_dir: Path | None) -> int:
+def _warmup(cache_dir: Path | None, config_path: Path | None) -> int:
+    """Compile every kernel, or with ``--config`` only those that config calls (``kernels_for``).
+
+    The kernels are compiled in fresh processes, a few modules' worth each, one after the
+    other: LLVM keeps every module it compiled until its process exits, so one process
+    compiling all of them peaked near 400 MB; each later process loads what the earlier
+    ones cached. Not in parallel: two processes compiling the same callee with different
+    argument types would both write its cache index, and the last one would win.
+    """
     if cache_dir is not None:
         os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
-    used = configure_numba_cache(None)
+    default: Path | None = None
+    names: list[str] | None = None
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            return _report_config_error(exc)
+        default = config.storage_path / "numba-cache"  # where ``run`` looks for it
+    used = configure_numba_cache(default)
     import kernels
+    from agent.numba_cache import kernels_for
 
-    timings = kernels.warmup()
+    if config_path is not None:
+        names = sorted(kernels_for(config))
+    chunks = warmup_chunks(kernels.kernel_names() if names is None else names)
+    timings: dict[str, float] = {}
+    fallback: str | None = None
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for chunk_timings, chunk_fallback in pool.imap(_warm_chunk, chunks):
+            timings.update(chunk_timings)
+            fallback = fallback or chunk_fallback
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
-    print(f"{len(timings)} kernels ready in {sum(timings.values()):.1f} s; "
+    what = "kernels" if names is None else f"kernels of {config_path}"
+    print(f"{len(timings)} {what} ready in {sum(timings.values()):.1f} s; "
           f"cache: {used or 'beside the kernels source'}")
-    fallback = cache_fallback()
     if fallback is not None:
         # Not a failure of the service: the agent compiles in memory at each start instead.
         print(f"vfd-agent warmup: warning: nothing was cached ({fallback}); the agent will compile the "
               "kernels at each start", file=sys.stderr)
     return EXIT_OK
+
+
+def warmup_chunks(names: Sequence[str]) -> list[list[str]]:
+    """``names`` (in ``kernel_names`` order) in runs of about ``WARMUP_CHUNK`` kernels, one process each."""
+    count = max(1, math.ceil(len(names) / WARMUP_CHUNK))
+    size = math.ceil(len(names) / count)
+    return [list(names[i:i + size]) for i in range(0, len(names), size)]
+
+
+def _warm_chunk(names: list[str]) -> tuple[dict[str, float], str | None]:
+    """In a worker process: compile (or load) ``names``; their timings and the cache's fallback."""
+    configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
+    import kernels
+
+    return kernels.warmup(names), cache_fallback()
 
 
 def _exec_demo(argv: list[str]) -> int:
@@ -412,7 +457,7 @@ def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> in
     if args.command == "run":
         return _run(args.config, args.dry_run, args.web_config)
     if args.command == "warmup":
-        return _warmup(args.cache_dir)
+        return _warmup(args.cache_dir, args.config)
     if args.command == "report":
         return _report(args)
     if args.command in ("probe", "scan"):

@@ -20,12 +20,17 @@ module: the location must be set before Numba is imported, with I/O and logging,
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +116,37 @@ def install_cache_fallback() -> None:
     caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
     dispatcher.Dispatcher.enable_caching = enable_caching  # type: ignore[method-assign]
     caching.Cache._vfd_fallback = True  # type: ignore[attr-defined]
+
+
+# The agent's modules that call kernels, by the feature that needs them. ``kernels_for``
+# reads the kernels each one imports, so the list of kernels is never written twice; a
+# test checks that every agent module holding a kernel is named here.
+ENERGY_MODULES = ("agent.energy.baseline",)  # every drive, every poll
+OPTIMIZER_MODULES = ("agent.optimizer.group", "agent.optimizer.machine", "agent.optimizer.staging",
+                     "agent.optimizer.system")  # a config with groups
+
+
+def kernels_in(module_names: Iterable[str]) -> frozenset[str]:
+    """The public kernels these modules import (their Numba dispatchers), by kernel name."""
+    from numba.core.dispatcher import Dispatcher
+
+    import kernels
+
+    public = set(kernels.kernel_names())
+    found: set[str] = set()
+    for name in module_names:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, Dispatcher) and value.py_func.__name__ in public:
+                found.add(value.py_func.__name__)
+    return frozenset(found)
+
+
+def kernels_for(config: AgentConfig) -> frozenset[str]:
+    """The kernels a site config makes the agent call: energy always, the optimizer's with groups.
+
+    ``vfd-agent warmup --config`` compiles these and the service loads these before its
+    first optimizer cycle; any other kernel is neither compiled nor loaded (its memory
+    is saved), and one called after all would compile or load on its first call.
+    """
+    return kernels_in(ENERGY_MODULES + (OPTIMIZER_MODULES if config.groups else ()))

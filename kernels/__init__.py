@@ -89,7 +89,7 @@ from kernels.sensorless import (
     shift_curve,
 )
 from kernels.staging import stage_pumps, stage_pumps_tables
-from kernels.warmup import warmup
+from kernels.warmup import kernel_names, warmup
 
 __all__ = [
     "BASELINE_CHARACTERISTIC",
@@ -140,6 +140,7 @@ __all__ = [
     "head",
     "integrate_energy",
     "jit",
+    "kernel_names",
     "load_power",
     "min_speed_for_flow",
     "monotone_branch",

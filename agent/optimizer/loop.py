@@ -30,6 +30,7 @@ from agent.energy.ledger import HandbackStore
 from agent.errors import DriveError, LedgerError
 from agent.modbus.client import BusClient
 from agent.modbus.readplan import decode_blocks, plan_reads
+from agent.numba_cache import kernels_for
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
 from agent.units import Clock
@@ -127,7 +128,9 @@ class Optimizer:
         self.cycles = 0
         self.cycle_errors = 0
         if self.groups:
-            warmup()  # load (or compile) the kernels now, not inside the first cycle
+            # Load (or compile) the kernels now, not inside the first cycle; only the ones this
+            # config calls: each loaded kernel costs memory (issue 14).
+            warmup(kernels_for(config))
 
     def on_poll_cycle(self, drives: Sequence[DriveRuntime]) -> None:
         """After a bus's poll cycle: every group with a drive among ``drives`` samples.
