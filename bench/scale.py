@@ -16,8 +16,9 @@ For each: all-up time (start of the process until every drive has answered: the 
 ``vfd_up`` all 1, the floor's first complete cycle), then over ``--window`` seconds the CPU
 share of one core (user + system ticks) and the RSS at the end. Medians over the repeats.
 
-Cold warm-up: ``vfd-agent warmup`` into an empty NUMBA_CACHE_DIR, wall time and the peak RSS
-summed over its process tree (sampled every 20 ms), median of ``--warmup-repeats``.
+Cold warm-up: ``vfd-agent warmup`` (``--warmup-args`` added, e.g. ``"--config site.yaml"``)
+into an empty NUMBA_CACHE_DIR: wall time, CPU time and the peak RSS summed over its process
+tree (sampled every 20 ms), median of ``--warmup-repeats``.
 
 The machine may be shared: the load average is printed with the figures; compare runs made
 under similar load, and never read one run's figure as exact.
@@ -30,6 +31,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -68,6 +70,7 @@ class Warmup:
     """One cold ``vfd-agent warmup``."""
 
     seconds: float
+    cpu_s: float  # user + system over the process tree: what a busy machine does not change much
     peak_rss_bytes: int  # summed over the process tree
 
 
@@ -316,6 +319,7 @@ def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str]) -> Warmup:
     cache = Path(tempfile.mkdtemp(dir=tmp, prefix="cold-cache-"))
     env = dict(env, NUMBA_CACHE_DIR=str(cache))
     started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "warmup", *extra], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -323,10 +327,12 @@ def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str]) -> Warmup:
         peak = max(peak, sum(rss_bytes(p) for p in _tree(proc.pid)))
         time.sleep(0.02)
     seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"warmup failed: {proc.stderr.read() if proc.stderr else ''}")
     shutil.rmtree(cache, ignore_errors=True)
-    return Warmup(seconds=seconds, peak_rss_bytes=peak)
+    return Warmup(seconds=seconds, cpu_s=cpu, peak_rss_bytes=peak)
 
 
 def _median_run(runs: list[Run]) -> Run:
@@ -363,9 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_warmup:
             warm = [cold_warmup(tmp, env, args.warmup_args.split()) for _ in range(args.warmup_repeats)]
             results["warmup"] = [asdict(w) for w in warm]
-            runs = ", ".join(f"{w.seconds:.1f} s/{w.peak_rss_bytes / MIB:.0f} MiB" for w in warm)
+            runs = ", ".join(f"{w.seconds:.1f} s/{w.cpu_s:.1f} CPU s/{w.peak_rss_bytes / MIB:.0f} MiB"
+                             for w in warm)
             seconds = statistics.median(w.seconds for w in warm)
-            print(f"cold warmup {args.warmup_args}: median {seconds:.1f} s, "
+            cpu = statistics.median(w.cpu_s for w in warm)
+            print(f"cold warmup {args.warmup_args}: median {seconds:.1f} s ({cpu:.1f} CPU s), "
                   f"peak RSS {statistics.median(w.peak_rss_bytes for w in warm) / MIB:.0f} MiB "
                   f"(runs: {runs}); load {_load()}")
         print(f"{'drives':>6} {'process':>7} {'up s':>6} {'CPU %':>6} {'RSS MiB':>8} {'CPU/floor':>9} "
