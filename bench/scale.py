@@ -14,7 +14,9 @@ alternately and ``--repeats`` times each:
 
 For each: all-up time (start of the process until every drive has answered: the agent's
 ``vfd_up`` all 1, the floor's first complete cycle), then over ``--window`` seconds the CPU
-share of one core (user + system ticks) and the RSS at the end. Medians over the repeats.
+share of one core (user + system ticks) and the RSS at the end, with its anonymous part
+(RssAnon: the rest is file-backed, two thirds of it libllvmlite.so's code, shared and
+evictable). Medians over the repeats.
 
 Cold warm-up: ``vfd-agent warmup`` (``--warmup-args`` added, e.g. ``"--config site.yaml"``)
 into an empty NUMBA_CACHE_DIR: wall time, CPU time and the peak RSS summed over its process
@@ -54,6 +56,7 @@ PER_SIM = 100  # drives per simulator process (one bus each)
 GROUP = 3  # drives per header circuit / optimizer group
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
+PYTHON = [sys.executable]  # the agent's, the floor's and warm-up's interpreter (--python)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Run:
     up_s: float  # start until every drive answered
     cpu_share: float  # of one core over the window
     rss_bytes: int  # at the end of the window
+    anon_bytes: int = 0  # of which the process's own (RssAnon); the rest is file-backed, mostly LLVM's code
 
 
 @dataclass
@@ -93,11 +97,11 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of one process (0 once it is gone)."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size of one process (0 once it is gone); ``RssAnon``: its anonymous part."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -244,7 +248,8 @@ def _measure(proc: subprocess.Popen[str], started: float, is_up: Any, window: fl
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     time.sleep(window)
     cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
-    return Run(up_s=up, cpu_share=(cpu1 - cpu0) / (t1 - t0), rss_bytes=rss_bytes(proc.pid))
+    return Run(up_s=up, cpu_share=(cpu1 - cpu0) / (t1 - t0), rss_bytes=rss_bytes(proc.pid),
+               anon_bytes=rss_bytes(proc.pid, "RssAnon"))
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -263,7 +268,7 @@ def run_agent(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: 
     path.write_text(agent_config(state, port, buses))
     total = sum(c for _, _, c in buses)
     started = time.monotonic()
-    command = [sys.executable, "-m", "agent.cli", "--log-level", "WARNING", "run", "-c", str(path)]
+    command = [PYTHON[0], "-m", "agent.cli", "--log-level", "WARNING", "run", "-c", str(path)]
     proc = subprocess.Popen(command,
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -279,7 +284,7 @@ def run_floor(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: 
     started = time.monotonic()
     marker = spec.with_suffix(".up")
     marker.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, __file__, "--floor", str(spec)], env=env,
+    proc = subprocess.Popen([PYTHON[0], __file__, "--floor", str(spec)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     is_up = marker.exists
     try:
@@ -320,7 +325,7 @@ def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str]) -> Warmup:
     env = dict(env, NUMBA_CACHE_DIR=str(cache))
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "warmup", *extra], cwd=REPO, env=env,
+    proc = subprocess.Popen([PYTHON[0], "-m", "agent.cli", "warmup", *extra], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
     while proc.poll() is None:
@@ -338,7 +343,8 @@ def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str]) -> Warmup:
 def _median_run(runs: list[Run]) -> Run:
     return Run(up_s=statistics.median(r.up_s for r in runs),
                cpu_share=statistics.median(r.cpu_share for r in runs),
-               rss_bytes=int(statistics.median(r.rss_bytes for r in runs)))
+               rss_bytes=int(statistics.median(r.rss_bytes for r in runs)),
+               anon_bytes=int(statistics.median(r.anon_bytes for r in runs)))
 
 
 def _load() -> str:
@@ -353,31 +359,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-repeats", type=int, default=3)
     parser.add_argument("--no-warmup", action="store_true", help="skip the cold warm-up figures")
     parser.add_argument("--warmup-args", default="", help="extra arguments of `vfd-agent warmup`, quoted")
+    parser.add_argument("--warmup-config", action="store_true",
+                        help="cold warm-up with --config (the scale config: pumps in optimizer groups)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter of the agent, the floor and the warm-up: a gateway-like venv "
+                             "(pip install . without [test]: numba then imports no SciPy)")
     parser.add_argument("--floor", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor is not None:
         asyncio.run(_floor(json.loads(args.floor.read_text())))
         return 0
+    PYTHON[0] = args.python
     env = dict(os.environ, PYTHONPATH=str(REPO), NUMBA_CACHE_DIR=str(REPO / ".numba_cache"))
     results: dict[str, Any] = {"load_before": _load(), "cpus": os.cpu_count()}
-    print(f"load average {results['load_before']} on {os.cpu_count()} CPUs")
-    subprocess.run([sys.executable, "-m", "agent.cli", "warmup"], cwd=REPO, env=env, check=True,
+    print(f"load average {results['load_before']} on {os.cpu_count()} CPUs; agent: {args.python}")
+    subprocess.run([PYTHON[0], "-m", "agent.cli", "warmup"], cwd=REPO, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="vfd-scale-") as name:
         tmp = Path(name)
         if not args.no_warmup:
-            warm = [cold_warmup(tmp, env, args.warmup_args.split()) for _ in range(args.warmup_repeats)]
+            extra = args.warmup_args.split()
+            if args.warmup_config:
+                site = tmp / "warmup-site.yaml"
+                site.write_text(agent_config(tmp / "warmup-state", _free_port(), [(5020, 0, 6)]))
+                extra += ["--config", str(site)]
+            warm = [cold_warmup(tmp, env, extra) for _ in range(args.warmup_repeats)]
             results["warmup"] = [asdict(w) for w in warm]
             runs = ", ".join(f"{w.seconds:.1f} s/{w.cpu_s:.1f} CPU s/{w.peak_rss_bytes / MIB:.0f} MiB"
                              for w in warm)
             seconds = statistics.median(w.seconds for w in warm)
             cpu = statistics.median(w.cpu_s for w in warm)
-            print(f"cold warmup {args.warmup_args}: median {seconds:.1f} s ({cpu:.1f} CPU s), "
+            print(f"cold warmup {' '.join(extra)}: median {seconds:.1f} s ({cpu:.1f} CPU s), "
                   f"peak RSS {statistics.median(w.peak_rss_bytes for w in warm) / MIB:.0f} MiB "
                   f"(runs: {runs}); load {_load()}")
-        print(f"{'drives':>6} {'process':>7} {'up s':>6} {'CPU %':>6} {'RSS MiB':>8} {'CPU/floor':>9} "
-              f"{'RSS/floor':>9}  load")
+        print(f"{'drives':>6} {'process':>7} {'up s':>6} {'CPU %':>6} {'RSS MiB':>8} {'anon MiB':>8} "
+              f"{'CPU/floor':>9} {'RSS/floor':>9}  load")
         for drives in args.drives:
             sims, buses = start_sims(tmp, drives, env)
             try:
@@ -392,8 +409,10 @@ def main(argv: list[str] | None = None) -> int:
             a, f = _median_run(agent), _median_run(floor)
             results[str(drives)] = {"agent": [asdict(r) for r in agent], "floor": [asdict(r) for r in floor]}
             load = _load()
-            print(f"{drives:>6} {'floor':>7} {f.up_s:6.1f} {100 * f.cpu_share:6.1f} {f.rss_bytes / MIB:8.0f}")
+            print(f"{drives:>6} {'floor':>7} {f.up_s:6.1f} {100 * f.cpu_share:6.1f} {f.rss_bytes / MIB:8.0f} "
+                  f"{f.anon_bytes / MIB:8.0f}")
             print(f"{drives:>6} {'agent':>7} {a.up_s:6.1f} {100 * a.cpu_share:6.1f} {a.rss_bytes / MIB:8.0f} "
+                  f"{a.anon_bytes / MIB:8.0f} "
                   f"{a.cpu_share / f.cpu_share if f.cpu_share else math.nan:9.1f} "
                   f"{a.rss_bytes / f.rss_bytes:9.1f}  {load}")
             runs = ", ".join(f"{r.up_s:.1f} s/{100 * r.cpu_share:.1f} %/{r.rss_bytes / MIB:.0f} MiB"
