@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
-WARMUP_CHUNK = 13  # kernels compiled per process by ``warmup`` (memory against start-up cost)
+WARMUP_CHUNK = 7  # kernels compiled per process by ``warmup`` (memory against start-up cost)
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
