@@ -420,8 +420,9 @@ def _warmup(cache_dir: Path | None, config_path: Path | None) -> int:
 def warmup_chunks(names: Sequence[str]) -> list[list[str]]:
     """``names`` (in ``kernel_names`` order) in runs of about ``WARMUP_CHUNK`` kernels, one process each."""
     count = max(1, math.ceil(len(names) / WARMUP_CHUNK))
-    size = math.ceil(len(names) / count)
-    return [list(names[i:i + size]) for i in range(0, len(names), size)]
+    size, extra = divmod(len(names), count)  # even runs: the first ``extra`` get one more
+    starts = [i * size + min(i, extra) for i in range(count + 1)]
+    return [list(names[a:b]) for a, b in zip(starts, starts[1:], strict=False) if b > a]
 
 
 def _warm_chunk(names: list[str]) -> tuple[dict[str, float], str | None]:
