@@ -13,10 +13,10 @@ alternately and ``--repeats`` times each:
   the same drives at 1 Hz, one task per bus, as the agent's pollers do.
 
 For each: all-up time (start of the process until every drive has answered: the agent's
-``vfd_up`` all 1, the floor's first complete cycle), then over ``--window`` seconds the CPU
-share of one core (user + system ticks) and the RSS at the end, with its anonymous part
-(RssAnon: the rest is file-backed, two thirds of it libllvmlite.so's code, shared and
-evictable). Medians over the repeats.
+``vfd_up`` all 1, the floor's every drive read once; NaN if not within 180 s), then over
+``--window`` seconds the CPU share of one core (user + system ticks) and the RSS at the
+end, with its anonymous part (RssAnon: the rest is file-backed, two thirds of it
+libllvmlite.so's code, shared and evictable). Medians over the repeats.
 
 Cold warm-up: ``vfd-agent warmup`` (``--warmup-args`` added, e.g. ``"--config site.yaml"``)
 into an empty NUMBA_CACHE_DIR: wall time, CPU time and the peak RSS summed over its process
@@ -137,7 +137,7 @@ def plant_text(first: int, count: int, index: int) -> str:
         names = [p["name"] for p in pumps[start:start + GROUP]]
         circuits.append(dict(circuit, name=f"c{first + start}", drives=names,
                              design_flow_m3h=circuit["design_flow_m3h"] * len(names) / 3))
-    plant = dict(template, name=f"scale-{index}", step_s=0.2, seed=index + 1, drives=pumps, circuits=circuits)
+    plant = dict(template, name=f"scale-{index}", step_s=0.5, seed=index + 1, drives=pumps, circuits=circuits)
     return yaml.safe_dump(plant, sort_keys=False)
 
 
@@ -241,9 +241,9 @@ def _measure(proc: subprocess.Popen[str], started: float, is_up: Any, window: fl
             why = proc.stderr.read() if proc.stderr else ""
             raise RuntimeError(f"process ended ({proc.returncode}): {why}")
         if time.monotonic() - started > limit:
-            raise RuntimeError("not all drives up in time")
+            break  # measured all the same; the all-up time is NaN
         time.sleep(0.2)
-    up = time.monotonic() - started
+    up = time.monotonic() - started if is_up() else math.nan
     time.sleep(3.0)  # the first optimizer cycle, the connection bursts
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     time.sleep(window)
@@ -272,7 +272,7 @@ def run_agent(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: 
     proc = subprocess.Popen(command,
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        return _measure(proc, started, lambda: _up_count(port) == total, window, 300.0)
+        return _measure(proc, started, lambda: _up_count(port) == total, window, 180.0)
     finally:
         _stop(proc)
         shutil.rmtree(state, ignore_errors=True)
@@ -288,7 +288,7 @@ def run_floor(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     is_up = marker.exists
     try:
-        return _measure(proc, started, is_up, window, 300.0)
+        return _measure(proc, started, is_up, window, 180.0)
     finally:
         _stop(proc)
 
