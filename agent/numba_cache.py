@@ -12,6 +12,9 @@ the agent: Numba raises the OSError out of the kernel call that compiled, so
 kernel is compiled in memory (slower starts, the same results). What the cache
 already holds is still loaded.
 
+Which kernels a config makes the agent call (``kernels_for``) is decided here too: the
+service loads only those, and ``vfd-agent warmup --config`` compiles only those.
+
 The compile flags (``cache``, ``fastmath``, ``error_model``, ``nogil``) are the kernels'
 own, in ``kernels._numba``; only the location is decided here. They cannot share one
 module: the location must be set before Numba is imported, with I/O and logging, which

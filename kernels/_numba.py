@@ -15,7 +15,9 @@ Why these flags:
 - ``nogil=True``: lets the agent run a refit in a worker thread without holding the GIL.
 
 Every kernel is compiled lazily (no explicit signatures) on first call and then loaded from
-the cache; ``kernels.warmup()`` forces that for every public kernel.
+the cache; ``kernels.warmup()`` forces that for every public kernel, ``warmup(names)`` for
+some. Each kernel loaded costs the process memory (LLVM keeps its code), so the agent
+loads only those its config calls (``agent.numba_cache.kernels_for``).
 
 Where the cache lives is the agent's decision (``agent.numba_cache``, before ``kernels`` is
 imported): it needs I/O and logging, which kernels never do.
