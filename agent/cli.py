@@ -385,29 +385,25 @@ def _warmup(cache_dir: Path | None, config_path: Path | None) -> int:
     if cache_dir is not None:
         os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
     default: Path | None = None
-    names: list[str] | None = None
     if config_path is not None:
         try:
             config = load_config(config_path)
         except ConfigError as exc:
             return _report_config_error(exc)
         default = config.storage_path / "numba-cache"  # where ``run`` looks for it
-    used = configure_numba_cache(default)
-    import kernels
-    from agent.numba_cache import kernels_for
-
-    if config_path is not None:
-        names = sorted(kernels_for(config))
-    chunks = warmup_chunks(kernels.kernel_names() if names is None else names)
+    used = configure_numba_cache(default, fallback=False)  # the workers install it
     timings: dict[str, float] = {}
     fallback: str | None = None
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        # Even the plan is made in a worker: numba in this process would sit beside every
+        # worker's peak (~100 MB).
+        chunks = pool.apply(_warm_plan, (None if config_path is None else str(config_path),))
         for chunk_timings, chunk_fallback in pool.imap(_warm_chunk, chunks):
             timings.update(chunk_timings)
             fallback = fallback or chunk_fallback
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
-    what = "kernels" if names is None else f"kernels of {config_path}"
+    what = "kernels" if config_path is None else f"kernels of {config_path}"
     print(f"{len(timings)} {what} ready in {sum(timings.values()):.1f} s; "
           f"cache: {used or 'beside the kernels source'}")
     if fallback is not None:
@@ -423,6 +419,19 @@ def warmup_chunks(names: Sequence[str]) -> list[list[str]]:
     size, extra = divmod(len(names), count)  # even runs: the first ``extra`` get one more
     starts = [i * size + min(i, extra) for i in range(count + 1)]
     return [list(names[a:b]) for a, b in zip(starts, starts[1:], strict=False) if b > a]
+
+
+def _warm_plan(config_path: str | None) -> list[list[str]]:
+    """In a worker process: the runs of kernels to compile, every kernel or a config's."""
+    configure_numba_cache(None)
+    import kernels
+    from agent.numba_cache import kernels_for
+
+    names = kernels.kernel_names()
+    if config_path is not None:
+        wanted = kernels_for(load_config(Path(config_path)))
+        names = tuple(name for name in names if name in wanted)  # in module order: related runs
+    return warmup_chunks(names)
 
 
 def _warm_chunk(names: list[str]) -> tuple[dict[str, float], str | None]:

@@ -41,13 +41,16 @@ _lock = threading.Lock()
 _fallback: str | None = None  # why the cache is no longer written, once it is not
 
 
-def configure_numba_cache(default: Path | None = None) -> Path | None:
+def configure_numba_cache(default: Path | None = None, *, fallback: bool = True) -> Path | None:
     """Set NUMBA_CACHE_DIR for this process and its children; returns the directory used.
 
-    Also installs the in-memory fallback for a cache that cannot be written.
+    Also installs the in-memory fallback for a cache that cannot be written, unless
+    ``fallback`` is False: a process that only starts others that compile (``warmup``)
+    then does not import numba itself.
     """
     chosen = _choose_cache_dir(default)
-    install_cache_fallback()
+    if fallback:
+        install_cache_fallback()
     return chosen
 
 
