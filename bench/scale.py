@@ -353,7 +353,8 @@ def _load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drives", type=int, nargs="+", default=[50, 200, 1000])
+    parser.add_argument("--drives", type=int, nargs="*", default=[50, 200, 1000],
+                        help="drive counts (none: the warm-up figures only)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=20.0, help="seconds of CPU measurement (default 20)")
     parser.add_argument("--warmup-repeats", type=int, default=3)
