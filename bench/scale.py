@@ -81,11 +81,14 @@ class Warmup:
 # --- process figures ------------------------------------------------------------------------------
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
+    """Children of every thread of ``pid`` (a process pool starts its workers from a thread)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
 
 
 def _tree(pid: int) -> list[int]:
