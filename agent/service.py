@@ -57,6 +57,7 @@ from agent.metrics import (
     register_process_collectors,
 )
 from agent.modbus.client import BusClient
+from agent.numba_cache import load_kernels
 from agent.optimizer.loop import Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
@@ -148,6 +149,7 @@ class Agent:
                                        clock=self.clock, dry_run=self.dry_run, handbacks=self._handback_store)
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
+        load_kernels(config)  # the config's kernels, before the first poll; then LLVM's code unmapped
         self.config = config
 
     def drive(self, name: str) -> DriveRuntime:

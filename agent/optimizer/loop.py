@@ -30,11 +30,9 @@ from agent.energy.ledger import HandbackStore
 from agent.errors import DriveError, LedgerError
 from agent.modbus.client import BusClient
 from agent.modbus.readplan import decode_blocks, plan_reads
-from agent.numba_cache import kernels_for
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
 from agent.units import Clock
-from kernels import warmup
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +125,6 @@ class Optimizer:
                                             {d.config.name: buses[d.config.bus] for d in members}))
         self.cycles = 0
         self.cycle_errors = 0
-        if self.groups:
-            # Load (or compile) the kernels now, not inside the first cycle; only the ones this
-            # config calls: each loaded kernel costs memory (issue 14).
-            warmup(kernels_for(config))
 
     def on_poll_cycle(self, drives: Sequence[DriveRuntime]) -> None:
         """After a bus's poll cycle: every group with a drive among ``drives`` samples.
