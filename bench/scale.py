@@ -15,8 +15,10 @@ alternately and ``--repeats`` times each:
 For each: all-up time (start of the process until every drive has answered: the agent's
 ``vfd_up`` all 1, the floor's every drive read once; NaN if not within 180 s), then over
 ``--window`` seconds the CPU share of one core (user + system ticks) and the RSS at the
-end, with its anonymous part (RssAnon: the rest is file-backed, two thirds of it
-libllvmlite.so's code, shared and evictable). Medians over the repeats.
+end, split into its anonymous part (RssAnon: the process's own, the real cost), the
+file-backed part (RssFile: clean code and data, shared and reclaimable; before the agent
+unmapped it, two thirds of it libllvmlite.so's code) and shared memory (RssShmem).
+Medians over the repeats.
 
 Cold warm-up: ``vfd-agent warmup`` (``--warmup-args`` added, e.g. ``"--config site.yaml"``)
 into an empty NUMBA_CACHE_DIR: wall time, CPU time and the peak RSS summed over its process
@@ -66,7 +68,9 @@ class Run:
     up_s: float  # start until every drive answered
     cpu_share: float  # of one core over the window
     rss_bytes: int  # at the end of the window
-    anon_bytes: int = 0  # of which the process's own (RssAnon); the rest is file-backed, mostly LLVM's code
+    anon_bytes: int = 0  # of which the process's own (RssAnon): the real cost
+    file_bytes: int = 0  # file-backed (RssFile): clean code and data, shared and reclaimable
+    shmem_bytes: int = 0  # shared memory (RssShmem)
 
 
 @dataclass
@@ -252,7 +256,8 @@ def _measure(proc: subprocess.Popen[str], started: float, is_up: Any, window: fl
     time.sleep(window)
     cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
     return Run(up_s=up, cpu_share=(cpu1 - cpu0) / (t1 - t0), rss_bytes=rss_bytes(proc.pid),
-               anon_bytes=rss_bytes(proc.pid, "RssAnon"))
+               anon_bytes=rss_bytes(proc.pid, "RssAnon"), file_bytes=rss_bytes(proc.pid, "RssFile"),
+               shmem_bytes=rss_bytes(proc.pid, "RssShmem"))
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -347,7 +352,9 @@ def _median_run(runs: list[Run]) -> Run:
     return Run(up_s=statistics.median(r.up_s for r in runs),
                cpu_share=statistics.median(r.cpu_share for r in runs),
                rss_bytes=int(statistics.median(r.rss_bytes for r in runs)),
-               anon_bytes=int(statistics.median(r.anon_bytes for r in runs)))
+               anon_bytes=int(statistics.median(r.anon_bytes for r in runs)),
+               file_bytes=int(statistics.median(r.file_bytes for r in runs)),
+               shmem_bytes=int(statistics.median(r.shmem_bytes for r in runs)))
 
 
 def _load() -> str:
@@ -397,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cold warmup {' '.join(extra)}: median {seconds:.1f} s ({cpu:.1f} CPU s), "
                   f"peak RSS {statistics.median(w.peak_rss_bytes for w in warm) / MIB:.0f} MiB "
                   f"(runs: {runs}); load {_load()}")
-        print(f"{'drives':>6} {'process':>7} {'up s':>6} {'CPU %':>6} {'RSS MiB':>8} {'anon MiB':>8} "
-              f"{'CPU/floor':>9} {'RSS/floor':>9}  load")
+        print(f"{'drives':>6} {'process':>7} {'up s':>6} {'CPU %':>6} {'RSS MiB':>8} {'anon':>6} {'file':>6} "
+              f"{'shmem':>6} {'CPU/floor':>9} {'RSS/floor':>9} {'anon/floor':>10}  load")
         for drives in args.drives:
             sims, buses = start_sims(tmp, drives, env)
             try:
@@ -413,12 +420,12 @@ def main(argv: list[str] | None = None) -> int:
             a, f = _median_run(agent), _median_run(floor)
             results[str(drives)] = {"agent": [asdict(r) for r in agent], "floor": [asdict(r) for r in floor]}
             load = _load()
-            print(f"{drives:>6} {'floor':>7} {f.up_s:6.1f} {100 * f.cpu_share:6.1f} {f.rss_bytes / MIB:8.0f} "
-                  f"{f.anon_bytes / MIB:8.0f}")
-            print(f"{drives:>6} {'agent':>7} {a.up_s:6.1f} {100 * a.cpu_share:6.1f} {a.rss_bytes / MIB:8.0f} "
-                  f"{a.anon_bytes / MIB:8.0f} "
-                  f"{a.cpu_share / f.cpu_share if f.cpu_share else math.nan:9.1f} "
-                  f"{a.rss_bytes / f.rss_bytes:9.1f}  {load}")
+            for name, r in (("floor", f), ("agent", a)):
+                print(f"{drives:>6} {name:>7} {r.up_s:6.1f} {100 * r.cpu_share:6.1f} "
+                      f"{r.rss_bytes / MIB:8.0f} {r.anon_bytes / MIB:6.0f} "
+                      f"{r.file_bytes / MIB:6.0f} {r.shmem_bytes / MIB:6.0f} "
+                      f"{r.cpu_share / f.cpu_share if f.cpu_share else math.nan:9.1f} "
+                      f"{r.rss_bytes / f.rss_bytes:9.1f} {r.anon_bytes / f.anon_bytes:10.1f}  {load}")
             runs = ", ".join(f"{r.up_s:.1f} s/{100 * r.cpu_share:.1f} %/{r.rss_bytes / MIB:.0f} MiB"
                              for r in agent)
             print(f"{'':>6} {'':>7} agent runs: {runs}")
