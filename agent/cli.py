@@ -21,7 +21,9 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
@@ -74,6 +76,12 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _date(text: str) -> date:
@@ -157,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "storage.path/numba-cache with --config, else beside the kernels)")
     warm.add_argument("--config", "-c", type=Path, default=None,
                       help="compile only the kernels this site config uses (default: every kernel)")
+    warm.add_argument("--jobs", "-j", type=_positive_int, default=1,
+                      help="processes compiling side by side (default 1: each costs ~200 MB at its peak)")
 
     bus_help = ("tcp://HOST:PORT, rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1, or "
                 "rtu+tcp://HOST:PORT?baudrate=19200 (RTU through an Ethernet-to-RS-485 serial server)")
@@ -373,14 +383,16 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _warmup(cache_dir: Path | None, config_path: Path | None) -> int:
+def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     """Compile every kernel, or with ``--config`` only those that config calls (``kernels_for``).
 
-    The kernels are compiled in fresh processes, a few modules' worth each, one after the
-    other: LLVM keeps every module it compiled until its process exits, so one process
-    compiling all of them peaked near 400 MB; each later process loads what the earlier
-    ones cached. Not in parallel: two processes compiling the same callee with different
-    argument types would both write its cache index, and the last one would win.
+    The kernels are compiled in fresh processes, a few modules' worth each: LLVM keeps
+    every module it compiled until its process exits, so one process compiling all of
+    them peaked near 400 MB; each later process loads what the earlier ones cached. With
+    ``jobs`` > 1, that many lanes of processes run side by side (``warmup_lanes``): two
+    lanes never compile the same function, since two processes compiling one callee for
+    different argument types would both write its cache index and could pair an entry
+    with the other's code.
     """
     if cache_dir is not None:
         os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
@@ -393,22 +405,30 @@ def _warmup(cache_dir: Path | None, config_path: Path | None) -> int:
         default = config.storage_path / "numba-cache"  # where ``run`` looks for it
     used = configure_numba_cache(default, fallback=False)  # the workers install it
     timings: dict[str, float] = {}
-    fallback: str | None = None
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+    fallbacks: list[str] = []
+    started = time.monotonic()
+    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
         # Even the plan is made in a worker: numba in this process would sit beside every
         # worker's peak (~100 MB).
-        chunks = pool.apply(_warm_plan, (None if config_path is None else str(config_path),))
-        for chunk_timings, chunk_fallback in pool.imap(_warm_chunk, chunks):
-            timings.update(chunk_timings)
-            fallback = fallback or chunk_fallback
+        lanes = pool.apply(_warm_plan, (None if config_path is None else str(config_path), jobs))
+
+        def run_lane(chunks: list[list[str]]) -> None:
+            for chunk in chunks:  # one after the other: a lane's chunks share callees
+                chunk_timings, chunk_fallback = pool.apply(_warm_chunk, (chunk,))
+                timings.update(chunk_timings)
+                fallbacks.extend([chunk_fallback] if chunk_fallback else [])
+
+        with ThreadPoolExecutor(len(lanes)) as lane_threads:
+            list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     what = "kernels" if config_path is None else f"kernels of {config_path}"
-    print(f"{len(timings)} {what} ready in {sum(timings.values()):.1f} s; "
+    print(f"{len(timings)} {what} ready in {time.monotonic() - started:.1f} s "
+          f"({sum(timings.values()):.1f} s of calls, {len(lanes)} lane(s)); "
           f"cache: {used or 'beside the kernels source'}")
-    if fallback is not None:
+    if fallbacks:
         # Not a failure of the service: the agent compiles in memory at each start instead.
-        print(f"vfd-agent warmup: warning: nothing was cached ({fallback}); the agent will compile the "
+        print(f"vfd-agent warmup: warning: nothing was cached ({fallbacks[0]}); the agent will compile the "
               "kernels at each start", file=sys.stderr)
     return EXIT_OK
 
@@ -421,17 +441,42 @@ def warmup_chunks(names: Sequence[str]) -> list[list[str]]:
     return [list(names[a:b]) for a, b in zip(starts, starts[1:], strict=False) if b > a]
 
 
-def _warm_plan(config_path: str | None) -> list[list[str]]:
-    """In a worker process: the runs of kernels to compile, every kernel or a config's."""
+def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
+                 jobs: int) -> list[list[list[str]]]:
+    """``names`` in at most ``jobs`` lanes of chunks that share no compiled function.
+
+    ``callees``: every function each kernel compiles (itself included). Kernels that share
+    one are kept in one lane, whose chunks run one after the other; lanes are filled
+    largest group first, each to the lane with the fewest kernels so far.
+    """
+    groups: list[set[str]] = []
+    reach: list[set[str]] = []
+    for name in names:
+        joined, funcs = {name}, set(callees[name])
+        for i in reversed(range(len(groups))):
+            if reach[i] & funcs:
+                joined |= groups.pop(i)
+                funcs |= reach.pop(i)
+        groups.append(joined)
+        reach.append(funcs)
+    lanes: list[set[str]] = [set() for _ in range(max(1, min(jobs, len(groups))))]
+    for group in sorted(groups, key=len, reverse=True):
+        min(lanes, key=len).update(group)
+    order = {name: i for i, name in enumerate(names)}
+    return [warmup_chunks(sorted(lane, key=order.__getitem__)) for lane in lanes if lane]
+
+
+def _warm_plan(config_path: str | None, jobs: int) -> list[list[list[str]]]:
+    """In a worker process: the lanes of runs of kernels to compile, every kernel or a config's."""
     configure_numba_cache(None)
     import kernels
-    from agent.numba_cache import kernels_for
+    from agent.numba_cache import callees, kernels_for
 
     names = kernels.kernel_names()
     if config_path is not None:
         wanted = kernels_for(load_config(Path(config_path)))
         names = tuple(name for name in names if name in wanted)  # in module order: related runs
-    return warmup_chunks(names)
+    return warmup_lanes(names, {name: callees(name) for name in names}, jobs)
 
 
 def _warm_chunk(names: list[str]) -> tuple[dict[str, float], str | None]:
@@ -467,7 +512,7 @@ def main(argv: list[str] | None = None, *, demo: DemoRunner | None = None) -> in
     if args.command == "run":
         return _run(args.config, args.dry_run, args.web_config)
     if args.command == "warmup":
-        return _warmup(args.cache_dir, args.config)
+        return _warmup(args.cache_dir, args.config, args.jobs)
     if args.command == "report":
         return _report(args)
     if args.command in ("probe", "scan"):

@@ -153,6 +153,28 @@ def kernels_in(module_names: Iterable[str]) -> frozenset[str]:
     return frozenset(found)
 
 
+def callees(kernel: str) -> frozenset[str]:
+    """Every function compiling ``kernel`` compiles (itself too), as ``module.name``.
+
+    Read from the names each kernel's code loads that are kernels, private ones included.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    import kernels
+
+    found: dict[int, str] = {}
+    todo = [getattr(kernels, kernel)]
+    while todo:
+        dispatcher = todo.pop()
+        if id(dispatcher) in found:
+            continue
+        func = dispatcher.py_func
+        found[id(dispatcher)] = f"{func.__module__}.{func.__name__}"
+        todo.extend(value for name in func.__code__.co_names
+                    if isinstance(value := func.__globals__.get(name), Dispatcher))
+    return frozenset(found.values())
+
+
 def kernels_for(config: AgentConfig) -> frozenset[str]:
     """The kernels a site config makes the agent call: energy always, the optimizer's with groups.
 

@@ -2,6 +2,7 @@
 
     python bench/scale.py                       # 50/200/1,000 drives, 3 repeats, cold warm-up too
     python bench/scale.py --drives 200 --repeats 1 --no-warmup
+    git archive main | tar -x -C /tmp/before && python bench/scale.py --before /tmp/before
 
 Per drive count N, ``ceil(N / 100)`` ``vfd-sim`` processes each serve up to 100 drives
 (pumps of configs/plants/chw-3pump.yaml, three to a header circuit) on their own port. Then,
@@ -23,6 +24,10 @@ Medians over the repeats.
 Cold warm-up: ``vfd-agent warmup`` (``--warmup-args`` added, e.g. ``"--config site.yaml"``)
 into an empty NUMBA_CACHE_DIR: wall time, CPU time and the peak RSS summed over its process
 tree (sampled every 20 ms), median of ``--warmup-repeats``.
+
+``--before DIR``: another tree of the agent (another commit, unpacked) measured alongside in
+the same run, against the same simulators and floor, each repeat in turn: before-and-after
+figures made under the same load. Its cold warm-up runs without ``--warmup-args``.
 
 The machine may be shared: the load average is printed with the figures; compare runs made
 under similar load, and never read one run's figure as exact.
@@ -269,7 +274,13 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def run_agent(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: dict[str, str]) -> Run:
+def tree_env(env: dict[str, str], tree: Path) -> dict[str, str]:
+    """The environment of an agent (or warm-up) process from ``tree``, with that tree's Numba cache."""
+    return dict(env, PYTHONPATH=str(tree), NUMBA_CACHE_DIR=str(tree / ".numba_cache"))
+
+
+def run_agent(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: dict[str, str],
+              tree: Path = REPO) -> Run:
     state = Path(tempfile.mkdtemp(dir=tmp, prefix="state-"))
     port = _free_port()
     path = state / "site.yaml"
@@ -277,8 +288,8 @@ def run_agent(tmp: Path, buses: list[tuple[int, int, int]], window: float, env: 
     total = sum(c for _, _, c in buses)
     started = time.monotonic()
     command = [PYTHON[0], "-m", "agent.cli", "--log-level", "WARNING", "run", "-c", str(path)]
-    proc = subprocess.Popen(command,
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=tree, env=tree_env(env, tree),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         return _measure(proc, started, lambda: _up_count(port) == total, window, 180.0)
     finally:
@@ -328,12 +339,12 @@ def start_sims(tmp: Path, drives: int, env: dict[str, str]) -> tuple[Sims, list[
     return sims, buses
 
 
-def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str]) -> Warmup:
+def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str], tree: Path = REPO) -> Warmup:
     cache = Path(tempfile.mkdtemp(dir=tmp, prefix="cold-cache-"))
-    env = dict(env, NUMBA_CACHE_DIR=str(cache))
+    env = dict(tree_env(env, tree), NUMBA_CACHE_DIR=str(cache))
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen([PYTHON[0], "-m", "agent.cli", "warmup", *extra], cwd=REPO, env=env,
+    proc = subprocess.Popen([PYTHON[0], "-m", "agent.cli", "warmup", *extra], cwd=tree, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
     while proc.poll() is None:
@@ -376,59 +387,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter of the agent, the floor and the warm-up: a gateway-like venv "
                              "(pip install . without [test]: numba then imports no SciPy)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another tree of the agent measured alongside (e.g. main, unpacked)")
     parser.add_argument("--floor", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor is not None:
         asyncio.run(_floor(json.loads(args.floor.read_text())))
         return 0
     PYTHON[0] = args.python
-    env = dict(os.environ, PYTHONPATH=str(REPO), NUMBA_CACHE_DIR=str(REPO / ".numba_cache"))
-    results: dict[str, Any] = {"load_before": _load(), "cpus": os.cpu_count()}
-    print(f"load average {results['load_before']} on {os.cpu_count()} CPUs; agent: {args.python}")
-    subprocess.run([PYTHON[0], "-m", "agent.cli", "warmup"], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    env = tree_env(dict(os.environ), REPO)
+    trees = {"agent": REPO} if args.before is None else {"before": args.before.resolve(), "agent": REPO}
+    results: dict[str, Any] = {"load_before": _load(), "cpus": os.cpu_count(),
+                               "trees": {k: str(v) for k, v in trees.items()}}
+    print(f"load average {results['load_before']} on {os.cpu_count()} CPUs; agent: {args.python}; "
+          + ", ".join(f"{k}: {v}" for k, v in trees.items()))
+    for tree in trees.values():
+        subprocess.run([PYTHON[0], "-m", "agent.cli", "warmup"], cwd=tree, env=tree_env(env, tree),
+                       check=True, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="vfd-scale-") as name:
         tmp = Path(name)
         if not args.no_warmup:
-            extra = args.warmup_args.split()
-            if args.warmup_config:
-                site = tmp / "warmup-site.yaml"
-                site.write_text(agent_config(tmp / "warmup-state", _free_port(), [(5020, 0, 6)]))
-                extra += ["--config", str(site)]
-            warm = [cold_warmup(tmp, env, extra) for _ in range(args.warmup_repeats)]
-            results["warmup"] = [asdict(w) for w in warm]
-            runs = ", ".join(f"{w.seconds:.1f} s/{w.cpu_s:.1f} CPU s/{w.peak_rss_bytes / MIB:.0f} MiB"
-                             for w in warm)
-            seconds = statistics.median(w.seconds for w in warm)
-            cpu = statistics.median(w.cpu_s for w in warm)
-            print(f"cold warmup {' '.join(extra)}: median {seconds:.1f} s ({cpu:.1f} CPU s), "
-                  f"peak RSS {statistics.median(w.peak_rss_bytes for w in warm) / MIB:.0f} MiB "
-                  f"(runs: {runs}); load {_load()}")
+            for label, tree in trees.items():
+                extra = args.warmup_args.split() if tree == REPO else []
+                if args.warmup_config and tree == REPO:
+                    site = tmp / "warmup-site.yaml"
+                    site.write_text(agent_config(tmp / "warmup-state", _free_port(), [(5020, 0, 6)]))
+                    extra += ["--config", str(site)]
+                warm = [cold_warmup(tmp, env, extra, tree) for _ in range(args.warmup_repeats)]
+                results[f"warmup_{label}"] = [asdict(w) for w in warm]
+                runs = ", ".join(f"{w.seconds:.1f} s/{w.cpu_s:.1f} CPU s/{w.peak_rss_bytes / MIB:.0f} MiB"
+                                 for w in warm)
+                seconds = statistics.median(w.seconds for w in warm)
+                cpu = statistics.median(w.cpu_s for w in warm)
+                print(f"{label}: cold warmup {' '.join(extra)}: median {seconds:.1f} s ({cpu:.1f} CPU s), "
+                      f"peak RSS {statistics.median(w.peak_rss_bytes for w in warm) / MIB:.0f} MiB "
+                      f"(runs: {runs}); load {_load()}")
         print(f"{'drives':>6} {'process':>7} {'up s':>6} {'CPU %':>6} {'RSS MiB':>8} {'anon':>6} {'file':>6} "
               f"{'shmem':>6} {'CPU/floor':>9} {'RSS/floor':>9} {'anon/floor':>10}  load")
         for drives in args.drives:
             sims, buses = start_sims(tmp, drives, env)
+            measured: dict[str, list[Run]] = {"floor": [], **{label: [] for label in trees}}
             try:
-                agent: list[Run] = []
-                floor: list[Run] = []
                 for _ in range(args.repeats):
-                    floor.append(run_floor(tmp, buses, args.window, env))
-                    agent.append(run_agent(tmp, buses, args.window, env))
+                    measured["floor"].append(run_floor(tmp, buses, args.window, env))
+                    for label, tree in trees.items():
+                        measured[label].append(run_agent(tmp, buses, args.window, env, tree))
             finally:
                 for sim in sims:
                     _stop(sim)
-            a, f = _median_run(agent), _median_run(floor)
-            results[str(drives)] = {"agent": [asdict(r) for r in agent], "floor": [asdict(r) for r in floor]}
+            results[str(drives)] = {k: [asdict(r) for r in v] for k, v in measured.items()}
+            f = _median_run(measured["floor"])
             load = _load()
-            for name, r in (("floor", f), ("agent", a)):
-                print(f"{drives:>6} {name:>7} {r.up_s:6.1f} {100 * r.cpu_share:6.1f} "
+            for label, runs in measured.items():
+                r = _median_run(runs)
+                print(f"{drives:>6} {label:>7} {r.up_s:6.1f} {100 * r.cpu_share:6.1f} "
                       f"{r.rss_bytes / MIB:8.0f} {r.anon_bytes / MIB:6.0f} "
                       f"{r.file_bytes / MIB:6.0f} {r.shmem_bytes / MIB:6.0f} "
                       f"{r.cpu_share / f.cpu_share if f.cpu_share else math.nan:9.1f} "
                       f"{r.rss_bytes / f.rss_bytes:9.1f} {r.anon_bytes / f.anon_bytes:10.1f}  {load}")
-            runs = ", ".join(f"{r.up_s:.1f} s/{100 * r.cpu_share:.1f} %/{r.rss_bytes / MIB:.0f} MiB"
-                             for r in agent)
-            print(f"{'':>6} {'':>7} agent runs: {runs}")
+            for label in trees:
+                each = ", ".join(f"{r.up_s:.1f} s/{100 * r.cpu_share:.1f} %/{r.rss_bytes / MIB:.0f} MiB"
+                                 for r in measured[label])
+                print(f"{'':>6} {'':>7} {label} runs: {each}")
     results["load_after"] = _load()
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

@@ -14,9 +14,9 @@ import textwrap
 from pathlib import Path
 
 import kernels
-from agent.cli import _warm_plan, warmup_chunks
+from agent.cli import _warm_plan, warmup_chunks, warmup_lanes
 from agent.config import load_config
-from agent.numba_cache import ENERGY_MODULES, OPTIMIZER_MODULES, kernels_for, kernels_in
+from agent.numba_cache import ENERGY_MODULES, OPTIMIZER_MODULES, callees, kernels_for, kernels_in
 from tests.support import REPO, finish, spawn
 
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
@@ -134,7 +134,42 @@ def test_warmup_without_a_config_plans_every_kernel():
     ``--config``; run every kernel again here and the suite would load all 50 in 8 processes.
     """
     names = kernels.kernel_names()
-    chunks = _warm_plan(None)
-    assert chunks == warmup_chunks(names)
-    assert [n for chunk in chunks for n in chunk] == list(names)
-    assert len(chunks) > 1
+    lanes = _warm_plan(None, 1)
+    assert lanes == [warmup_chunks(names)]
+    assert [n for chunk in lanes[0] for n in chunk] == list(names)
+    assert len(lanes[0]) > 1
+
+
+def test_lanes_side_by_side_never_compile_the_same_function():
+    """Two processes compiling one callee could pair its cache index entry with the other's code."""
+    names = kernels.kernel_names()
+    for jobs in (2, 3):
+        lanes = _warm_plan(None, jobs)
+        assert len(lanes) == jobs
+        planned = [n for lane in lanes for chunk in lane for n in chunk]
+        assert sorted(planned) == sorted(names)
+        compiled = [set().union(*(callees(n) for chunk in lane for n in chunk)) for lane in lanes]
+        for i, mine in enumerate(compiled):
+            for other in compiled[i + 1:]:
+                assert not mine & other
+    assert callees("fit_fan_curves") >= {"kernels.fitting.fit_pump_curves", "kernels._linalg.robust_lstsq"}
+
+
+def test_lanes_keep_kernels_that_share_a_callee_together():
+    shared = {"a": frozenset({"x", "a"}), "b": frozenset({"b"}), "c": frozenset({"c", "x"}),
+              "d": frozenset({"d"})}
+    lanes = warmup_lanes(["a", "b", "c", "d"], shared, 2)
+    assert sorted(sorted(n for chunk in lane for n in chunk) for lane in lanes) == [["a", "c"], ["b", "d"]]
+    assert warmup_lanes(["a", "b"], shared, 8) == [[["a"]], [["b"]]]  # no more lanes than groups
+    assert warmup_lanes(["a", "b", "c", "d"], shared, 1) == [warmup_chunks(["a", "b", "c", "d"])]
+
+
+def test_warmup_jobs_runs_the_lanes_side_by_side(tmp_path):
+    path = _site(tmp_path, groups=True)
+    code, out, err = finish(spawn("agent.cli", "warmup", "--config", str(path), "--jobs", "2"), timeout=600)
+    assert code == 0, err
+    wanted = kernels_for(load_config(path))
+    assert f"{len(wanted)} kernels of {path} ready" in out and "2 lane(s)" in out
+    assert {line.split()[0] for line in out.splitlines() if line.endswith(" ms")} == wanted
+    code, _, err = finish(spawn("agent.cli", "warmup", "--jobs", "0"), timeout=60)
+    assert code == 2 and "--jobs" in err and "Traceback" not in err
