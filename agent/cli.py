@@ -19,6 +19,7 @@ import logging
 import math
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import time
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
-WARMUP_CHUNK = 7  # kernels compiled per process by ``warmup`` (memory against start-up cost)
+WARMUP_RSS_BUDGET = 170 * 2**20  # a warm-up process starts no further kernel once its RSS is past this
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -386,9 +387,11 @@ def _report(args: argparse.Namespace) -> int:
 def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     """Compile every kernel, or with ``--config`` only those that config calls (``kernels_for``).
 
-    The kernels are compiled in fresh processes, a few modules' worth each: LLVM keeps
-    every module it compiled until its process exits, so one process compiling all of
-    them peaked near 400 MB; each later process loads what the earlier ones cached. With
+    The kernels are compiled in fresh processes, one after the other, each going on until
+    its RSS passes ``WARMUP_RSS_BUDGET``: LLVM keeps every module it compiled until its
+    process exits, so one process compiling all of them peaked near 400 MB. Loading from
+    a warm cache stays under the budget, so the warm-up before each service start is one
+    process (it was one per seven kernels). With
     ``jobs`` > 1, that many lanes of processes run side by side (``warmup_lanes``): two
     lanes never compile the same function, since two processes compiling one callee for
     different argument types would both write its cache index and could pair an entry
@@ -406,17 +409,20 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     used = configure_numba_cache(default, fallback=False)  # the workers install it
     timings: dict[str, float] = {}
     fallbacks: list[str] = []
+    processes: list[int] = []  # kernels each worker process did
     started = time.monotonic()
     with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
         # Even the plan is made in a worker: numba in this process would sit beside every
         # worker's peak (~100 MB).
         lanes = pool.apply(_warm_plan, (None if config_path is None else str(config_path), jobs))
 
-        def run_lane(chunks: list[list[str]]) -> None:
-            for chunk in chunks:  # one after the other: a lane's chunks share callees
-                chunk_timings, chunk_fallback = pool.apply(_warm_chunk, (chunk,))
-                timings.update(chunk_timings)
-                fallbacks.extend([chunk_fallback] if chunk_fallback else [])
+        def run_lane(names: list[str]) -> None:
+            while names:  # one process after the other: a lane's kernels share callees
+                done, fallback = pool.apply(_warm_chunk, (names, WARMUP_RSS_BUDGET))
+                processes.append(len(done))
+                timings.update(done)
+                fallbacks.extend([fallback] if fallback else [])
+                names = names[len(done):]
 
         with ThreadPoolExecutor(len(lanes)) as lane_threads:
             list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
@@ -424,7 +430,7 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     what = "kernels" if config_path is None else f"kernels of {config_path}"
     print(f"{len(timings)} {what} ready in {time.monotonic() - started:.1f} s "
-          f"({sum(timings.values()):.1f} s of calls, {len(lanes)} lane(s)); "
+          f"({sum(timings.values()):.1f} s of calls, {len(processes)} processes in {len(lanes)} lane(s)); "
           f"cache: {used or 'beside the kernels source'}")
     if fallbacks:
         # Not a failure of the service: the agent compiles in memory at each start instead.
@@ -433,20 +439,12 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     return EXIT_OK
 
 
-def warmup_chunks(names: Sequence[str]) -> list[list[str]]:
-    """``names`` (in ``kernel_names`` order) in runs of about ``WARMUP_CHUNK`` kernels, one process each."""
-    count = max(1, math.ceil(len(names) / WARMUP_CHUNK))
-    size, extra = divmod(len(names), count)  # even runs: the first ``extra`` get one more
-    starts = [i * size + min(i, extra) for i in range(count + 1)]
-    return [list(names[a:b]) for a, b in zip(starts, starts[1:], strict=False) if b > a]
-
-
 def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
-                 jobs: int) -> list[list[list[str]]]:
-    """``names`` in at most ``jobs`` lanes of chunks that share no compiled function.
+                 jobs: int) -> list[list[str]]:
+    """``names`` in at most ``jobs`` lanes that share no compiled function, each in ``names``' order.
 
     ``callees``: every function each kernel compiles (itself included). Kernels that share
-    one are kept in one lane, whose chunks run one after the other; lanes are filled
+    one are kept in one lane, whose processes run one after the other; lanes are filled
     largest group first, each to the lane with the fewest kernels so far.
     """
     groups: list[set[str]] = []
@@ -463,11 +461,11 @@ def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
     for group in sorted(groups, key=len, reverse=True):
         min(lanes, key=len).update(group)
     order = {name: i for i, name in enumerate(names)}
-    return [warmup_chunks(sorted(lane, key=order.__getitem__)) for lane in lanes if lane]
+    return [sorted(lane, key=order.__getitem__) for lane in lanes if lane]
 
 
-def _warm_plan(config_path: str | None, jobs: int) -> list[list[list[str]]]:
-    """In a worker process: the lanes of runs of kernels to compile, every kernel or a config's."""
+def _warm_plan(config_path: str | None, jobs: int) -> list[list[str]]:
+    """In a worker process: the lanes of kernels to compile, every kernel or a config's."""
     configure_numba_cache(None)
     import kernels
     from agent.numba_cache import callees, kernels_for
@@ -479,12 +477,20 @@ def _warm_plan(config_path: str | None, jobs: int) -> list[list[list[str]]]:
     return warmup_lanes(names, {name: callees(name) for name in names}, jobs)
 
 
-def _warm_chunk(names: list[str]) -> tuple[dict[str, float], str | None]:
-    """In a worker process: compile (or load) ``names``; their timings and the cache's fallback."""
+def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
+    """In a worker process: compile (or load) ``names`` in order until the RSS passes ``budget``.
+
+    Returns the timings of those done (at least one) and the cache's fallback, if any.
+    """
     configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
     import kernels
 
-    return kernels.warmup(names), cache_fallback()
+    timings: dict[str, float] = {}
+    for name in names:
+        timings.update(kernels.warmup([name]))
+        if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 >= budget:  # KiB on Linux
+            break
+    return timings, cache_fallback()
 
 
 def _exec_demo(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import kernels
-from agent.cli import _warm_plan, warmup_chunks, warmup_lanes
+from agent.cli import WARMUP_RSS_BUDGET, _warm_chunk, _warm_plan, warmup_lanes
 from agent.config import load_config
 from agent.numba_cache import ENERGY_MODULES, OPTIMIZER_MODULES, callees, kernels_for, kernels_in
 from tests.support import REPO, finish, spawn
@@ -128,16 +128,21 @@ def test_warming_some_kernels_loads_those_and_their_callees_only():
 
 
 def test_warmup_without_a_config_plans_every_kernel():
-    """What install.sh runs: every public kernel, in processes of a few modules each.
+    """What install.sh runs: every public kernel, in one lane by default.
 
     The plan only (made in this process): the command itself is the one run above with
-    ``--config``; run every kernel again here and the suite would load all 50 in 8 processes.
+    ``--config``; run every kernel again here and the suite would load all 50 once more.
     """
-    names = kernels.kernel_names()
-    lanes = _warm_plan(None, 1)
-    assert lanes == [warmup_chunks(names)]
-    assert [n for chunk in lanes[0] for n in chunk] == list(names)
-    assert len(lanes[0]) > 1
+    assert _warm_plan(None, 1) == [list(kernels.kernel_names())]
+
+
+def test_a_warm_up_process_stops_starting_kernels_past_its_budget():
+    """In this process (its kernels loaded already): past the budget after the first kernel."""
+    names = ["load_power", "static_head_share"]
+    done, _ = _warm_chunk(names, 1)
+    assert list(done) == names[:1]
+    done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000)
+    assert list(done) == names
 
 
 def test_lanes_side_by_side_never_compile_the_same_function():
@@ -146,9 +151,8 @@ def test_lanes_side_by_side_never_compile_the_same_function():
     for jobs in (2, 3):
         lanes = _warm_plan(None, jobs)
         assert len(lanes) == jobs
-        planned = [n for lane in lanes for chunk in lane for n in chunk]
-        assert sorted(planned) == sorted(names)
-        compiled = [set().union(*(callees(n) for chunk in lane for n in chunk)) for lane in lanes]
+        assert sorted(n for lane in lanes for n in lane) == sorted(names)
+        compiled = [set().union(*(callees(n) for n in lane)) for lane in lanes]
         for i, mine in enumerate(compiled):
             for other in compiled[i + 1:]:
                 assert not mine & other
@@ -159,9 +163,9 @@ def test_lanes_keep_kernels_that_share_a_callee_together():
     shared = {"a": frozenset({"x", "a"}), "b": frozenset({"b"}), "c": frozenset({"c", "x"}),
               "d": frozenset({"d"})}
     lanes = warmup_lanes(["a", "b", "c", "d"], shared, 2)
-    assert sorted(sorted(n for chunk in lane for n in chunk) for lane in lanes) == [["a", "c"], ["b", "d"]]
-    assert warmup_lanes(["a", "b"], shared, 8) == [[["a"]], [["b"]]]  # no more lanes than groups
-    assert warmup_lanes(["a", "b", "c", "d"], shared, 1) == [warmup_chunks(["a", "b", "c", "d"])]
+    assert sorted(lanes) == [["a", "c"], ["b", "d"]]
+    assert warmup_lanes(["a", "b"], shared, 8) == [["a"], ["b"]]  # no more lanes than groups
+    assert warmup_lanes(["a", "b", "c", "d"], shared, 1) == [["a", "b", "c", "d"]]
 
 
 def test_warmup_jobs_runs_the_lanes_side_by_side(tmp_path):
