@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
-WARMUP_RSS_BUDGET = 170 * 2**20  # a warm-up process starts no further kernel once its RSS is past this
+WARMUP_RSS_BUDGET = 215 * 2**20  # a warm-up process starts no kernel it would not finish under this RSS ...
+GROWTH_PER_FUNCTION = 6 * 2**20  # ... at about this per function it compiles (fit_pump_curves: 10, 59 MB)
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -387,11 +388,12 @@ def _report(args: argparse.Namespace) -> int:
 def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     """Compile every kernel, or with ``--config`` only those that config calls (``kernels_for``).
 
-    The kernels are compiled in fresh processes, one after the other, each going on until
-    its RSS passes ``WARMUP_RSS_BUDGET``: LLVM keeps every module it compiled until its
-    process exits, so one process compiling all of them peaked near 400 MB. Loading from
-    a warm cache stays under the budget, so the warm-up before each service start is one
-    process (it was one per seven kernels). With
+    The kernels are compiled in fresh processes, one after the other, each going on while
+    the next kernel is expected to fit under ``WARMUP_RSS_BUDGET``: LLVM keeps every module
+    it compiled until its process exits, so one process compiling all of them peaked near
+    400 MB, and one process per few kernels spent a second of start-up on each. A warm
+    cache loads every kernel in two processes (the unit's ExecStartPre runs this before
+    each start). With
     ``jobs`` > 1, that many lanes of processes run side by side (``warmup_lanes``): two
     lanes never compile the same function, since two processes compiling one callee for
     different argument types would both write its cache index and could pair an entry
@@ -478,18 +480,25 @@ def _warm_plan(config_path: str | None, jobs: int) -> list[list[str]]:
 
 
 def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
-    """In a worker process: compile (or load) ``names`` in order until the RSS passes ``budget``.
+    """In a worker process: compile (or load) ``names`` in order while each is expected to fit.
 
-    Returns the timings of those done (at least one) and the cache's fallback, if any.
+    A kernel is started if it is the first, or if the peak RSS so far plus
+    ``GROWTH_PER_FUNCTION`` for each function it would compile that this process has not
+    stays under ``budget``. Returns the timings of those done and the cache's fallback, if any.
     """
     configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
     import kernels
+    from agent.numba_cache import callees
 
     timings: dict[str, float] = {}
+    compiled: set[str] = set()
     for name in names:
-        timings.update(kernels.warmup([name]))
-        if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 >= budget:  # KiB on Linux
+        functions = callees(name)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        if timings and peak + GROWTH_PER_FUNCTION * len(functions - compiled) > budget:
             break
+        timings.update(kernels.warmup([name]))
+        compiled |= functions
     return timings, cache_fallback()
 
 
