@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib.util
+import json
 import logging
 import math
-import multiprocessing
 import os
 import resource
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.config import AgentConfig, BusConfig, load_config, parse_listen
 from agent.config.profile import (
@@ -413,21 +414,20 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     fallbacks: list[str] = []
     processes: list[int] = []  # kernels each worker process did
     started = time.monotonic()
-    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
-        # Even the plan is made in a worker: numba in this process would sit beside every
-        # worker's peak (~100 MB).
-        lanes = pool.apply(_warm_plan, (None if config_path is None else str(config_path), jobs))
+    # Even the plan is made in a worker: numba in this process would sit beside every
+    # worker's peak (~100 MB).
+    lanes: list[list[str]] = _in_worker("_warm_plan", None if config_path is None else str(config_path), jobs)
 
-        def run_lane(names: list[str]) -> None:
-            while names:  # one process after the other: a lane's kernels share callees
-                done, fallback = pool.apply(_warm_chunk, (names, WARMUP_RSS_BUDGET))
-                processes.append(len(done))
-                timings.update(done)
-                fallbacks.extend([fallback] if fallback else [])
-                names = names[len(done):]
+    def run_lane(names: list[str]) -> None:
+        while names:  # one process after the other: a lane's kernels share callees
+            done, fallback = _in_worker("_warm_chunk", names, WARMUP_RSS_BUDGET)
+            processes.append(len(done))
+            timings.update(done)
+            fallbacks.extend([fallback] if fallback else [])
+            names = names[len(done):]
 
-        with ThreadPoolExecutor(len(lanes)) as lane_threads:
-            list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
+    with ThreadPoolExecutor(len(lanes)) as lane_threads:
+        list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     what = "kernels" if config_path is None else f"kernels of {config_path}"
@@ -464,6 +464,21 @@ def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
         min(lanes, key=len).update(group)
     order = {name: i for i, name in enumerate(names)}
     return [sorted(lane, key=order.__getitem__) for lane in lanes if lane]
+
+
+def _in_worker(function: str, *args: Any) -> Any:
+    """``function(*args)`` of this module in a fresh Python process; its result, through JSON.
+
+    A plain child process rather than a multiprocessing pool: the pool's resource tracker
+    is one more Python process (12 MB) beside every worker's peak.
+    """
+    code = ("import json, sys; from agent import cli; "
+            "print(json.dumps(getattr(cli, sys.argv[1])(*json.loads(sys.argv[2]))))")
+    done = subprocess.run([sys.executable, "-c", code, function, json.dumps(args)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"warm-up worker failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def _warm_plan(config_path: str | None, jobs: int) -> list[list[str]]:
