@@ -53,6 +53,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
 WARMUP_RSS_BUDGET = 215 * 2**20  # a warm-up process starts no kernel it would not finish under this RSS ...
 GROWTH_PER_FUNCTION = 6 * 2**20  # ... at about this per function it compiles (fit_pump_curves: 10, 59 MB)
+LOADED_PER_FUNCTION = 1 * 2**20  # ... or this once every kernel so far was loaded from the cache
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -416,17 +417,24 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     started = time.monotonic()
     # Even the plan is made in a worker: numba in this process would sit beside every
     # worker's peak (~100 MB).
-    lanes: list[list[str]] = _in_worker("_warm_plan", None if config_path is None else str(config_path), jobs)
+    # It goes on with the first lane, so that a warm cache is loaded in as few processes as may be.
+    lanes, first = _in_worker("_warm_plan", None if config_path is None else str(config_path), jobs,
+                              WARMUP_RSS_BUDGET)
+
+    def record(done: dict[str, float], fallback: str | None) -> None:
+        processes.append(len(done))
+        timings.update(done)
+        fallbacks.extend([fallback] if fallback else [])
 
     def run_lane(names: list[str]) -> None:
         while names:  # one process after the other: a lane's kernels share callees
             done, fallback = _in_worker("_warm_chunk", names, WARMUP_RSS_BUDGET)
-            processes.append(len(done))
-            timings.update(done)
-            fallbacks.extend([fallback] if fallback else [])
+            record(done, fallback)
             names = names[len(done):]
 
-    with ThreadPoolExecutor(len(lanes)) as lane_threads:
+    record(*first)
+    lanes = [lane[len(first[0]):] if i == 0 else lane for i, lane in enumerate(lanes)]
+    with ThreadPoolExecutor(max(1, len(lanes))) as lane_threads:
         list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
@@ -481,8 +489,12 @@ def _in_worker(function: str, *args: Any) -> Any:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def _warm_plan(config_path: str | None, jobs: int) -> list[list[str]]:
-    """In a worker process: the lanes of kernels to compile, every kernel or a config's."""
+def _warm_plan(config_path: str | None, jobs: int,
+               budget: int) -> tuple[list[list[str]], tuple[dict[str, float], str | None]]:
+    """In a worker process: the lanes of kernels to compile, every kernel or a config's.
+
+    Then the first lane's first run (``_warm_chunk``), in this same process.
+    """
     configure_numba_cache(None)
     import kernels
     from agent.numba_cache import callees, kernels_for
@@ -491,15 +503,17 @@ def _warm_plan(config_path: str | None, jobs: int) -> list[list[str]]:
     if config_path is not None:
         wanted = kernels_for(load_config(Path(config_path)))
         names = tuple(name for name in names if name in wanted)  # in module order: related runs
-    return warmup_lanes(names, {name: callees(name) for name in names}, jobs)
+    lanes = warmup_lanes(names, {name: callees(name) for name in names}, jobs)
+    return lanes, _warm_chunk(lanes[0], budget) if lanes else ({}, None)
 
 
 def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
     """In a worker process: compile (or load) ``names`` in order while each is expected to fit.
 
-    A kernel is started if it is the first, or if the peak RSS so far plus
-    ``GROWTH_PER_FUNCTION`` for each function it would compile that this process has not
-    stays under ``budget``. Returns the timings of those done and the cache's fallback, if any.
+    A kernel is started if it is the first, or if the peak RSS so far plus, for each function
+    it would compile that this process has not, ``GROWTH_PER_FUNCTION`` (``LOADED_PER_FUNCTION``
+    while every kernel so far was a cache hit: a warm cache) stays under ``budget``.
+    Returns the timings of those done and the cache's fallback, if any.
     """
     configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
     import kernels
@@ -507,13 +521,16 @@ def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | 
 
     timings: dict[str, float] = {}
     compiled: set[str] = set()
+    warm = True
     for name in names:
         functions = callees(name)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        if timings and peak + GROWTH_PER_FUNCTION * len(functions - compiled) > budget:
+        per_function = LOADED_PER_FUNCTION if warm else GROWTH_PER_FUNCTION
+        if timings and peak + per_function * len(functions - compiled) > budget:
             break
         timings.update(kernels.warmup([name]))
         compiled |= functions
+        warm = warm and not getattr(kernels, name).stats.cache_misses
     return timings, cache_fallback()
 
 

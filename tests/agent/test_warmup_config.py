@@ -133,7 +133,10 @@ def test_warmup_without_a_config_plans_every_kernel():
     The plan only (made in this process): the command itself is the one run above with
     ``--config``; run every kernel again here and the suite would load all 50 once more.
     """
-    assert _warm_plan(None, 1) == [list(kernels.kernel_names())]
+    names = list(kernels.kernel_names())
+    lanes, (done, _) = _warm_plan(None, 1, 0)  # then the first lane's first run: one kernel, loaded
+    assert lanes == [names]
+    assert list(done) == names[:1]
 
 
 def test_a_warm_up_process_stops_starting_kernels_past_its_budget():
@@ -149,7 +152,7 @@ def test_lanes_side_by_side_never_compile_the_same_function():
     """Two processes compiling one callee could pair its cache index entry with the other's code."""
     names = kernels.kernel_names()
     for jobs in (2, 3):
-        lanes = _warm_plan(None, jobs)
+        lanes, _ = _warm_plan(None, jobs, 0)
         assert len(lanes) == jobs
         assert sorted(n for lane in lanes for n in lane) == sorted(names)
         compiled = [set().union(*(callees(n) for n in lane)) for lane in lanes]
