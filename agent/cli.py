@@ -394,12 +394,11 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     the next kernel is expected to fit under ``WARMUP_RSS_BUDGET``: LLVM keeps every module
     it compiled until its process exits, so one process compiling all of them peaked near
     400 MB, and one process per few kernels spent a second of start-up on each. A warm
-    cache loads every kernel in two processes (the unit's ExecStartPre runs this before
-    each start). With
-    ``jobs`` > 1, that many lanes of processes run side by side (``warmup_lanes``): two
-    lanes never compile the same function, since two processes compiling one callee for
-    different argument types would both write its cache index and could pair an entry
-    with the other's code.
+    cache loads every kernel in one process (the unit's ExecStartPre runs this before each
+    start). With ``jobs`` > 1, that many lanes of processes run side by side
+    (``warmup_lanes``): two lanes never compile the same function, since two processes
+    compiling one callee for different argument types would both write its cache index
+    and could pair an entry with the other's code.
     """
     if cache_dir is not None:
         os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
@@ -416,8 +415,7 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
     processes: list[int] = []  # kernels each worker process did
     started = time.monotonic()
     # Even the plan is made in a worker: numba in this process would sit beside every
-    # worker's peak (~100 MB).
-    # It goes on with the first lane, so that a warm cache is loaded in as few processes as may be.
+    # worker's peak (~100 MB). It goes on with the first lane: a warm cache, one process.
     lanes, first = _in_worker("_warm_plan", None if config_path is None else str(config_path), jobs,
                               WARMUP_RSS_BUDGET)
 
