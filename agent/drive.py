@@ -165,12 +165,10 @@ class DriveRuntime:
         else:
             self.account.add(sample)
         row = np.full(len(Channel), math.nan)
-        row[Channel.TIME] = t
         row[Channel.SPEED_RATIO] = ratio
         row[Channel.POWER] = power
         row[Channel.FLOW] = flow
         row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
-        row[Channel.ENERGY_COUNTER] = values.get(Quantity.ENERGY, math.nan)
         self.history.append(row)
         reading = Reading(t, wall, values, ratio, power, baseline, running)
         self.last = reading

@@ -12,6 +12,11 @@ the agent: Numba raises the OSError out of the kernel call that compiled, so
 kernel is compiled in memory (slower starts, the same results). What the cache
 already holds is still loaded.
 
+Which kernels a config makes the agent call (``kernels_for``) is decided here too: the
+service loads only those (``load_kernels``), and ``vfd-agent warmup --config`` compiles
+only those. Once they are loaded no LLVM code runs, so ``load_kernels`` hands
+libllvmlite.so's resident code back to the kernel (``unmap_compiler_code``).
+
 The compile flags (``cache``, ``fastmath``, ``error_model``, ``nogil``) are the kernels'
 own, in ``kernels._numba``; only the location is decided here. They cannot share one
 module: the location must be set before Numba is imported, with I/O and logging, which
@@ -20,12 +25,20 @@ module: the location must be set before Numba is imported, with I/O and logging,
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import logging
+import mmap
 import os
 import sys
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +46,16 @@ _lock = threading.Lock()
 _fallback: str | None = None  # why the cache is no longer written, once it is not
 
 
-def configure_numba_cache(default: Path | None = None) -> Path | None:
+def configure_numba_cache(default: Path | None = None, *, fallback: bool = True) -> Path | None:
     """Set NUMBA_CACHE_DIR for this process and its children; returns the directory used.
 
-    Also installs the in-memory fallback for a cache that cannot be written.
+    Also installs the in-memory fallback for a cache that cannot be written, unless
+    ``fallback`` is False: a process that only starts others that compile (``warmup``)
+    then does not import numba itself.
     """
     chosen = _choose_cache_dir(default)
-    install_cache_fallback()
+    if fallback:
+        install_cache_fallback()
     return chosen
 
 
@@ -111,3 +127,156 @@ def install_cache_fallback() -> None:
     caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
     dispatcher.Dispatcher.enable_caching = enable_caching  # type: ignore[method-assign]
     caching.Cache._vfd_fallback = True  # type: ignore[attr-defined]
+
+
+# The agent's modules that call kernels, by the feature that needs them. ``kernels_for``
+# reads the kernels each one imports, so the list of kernels is never written twice; a
+# test checks that every agent module holding a kernel is named here.
+ENERGY_MODULES = ("agent.energy.baseline",)  # every drive, every poll
+SENSORLESS_MODULES = ("agent.sensorless",)  # every pump drive, every running poll (its flow estimate)
+OPTIMIZER_MODULES = ("agent.optimizer.group", "agent.optimizer.machine", "agent.optimizer.staging",
+                     "agent.optimizer.system")  # a config with groups
+
+
+def kernels_in(module_names: Iterable[str]) -> frozenset[str]:
+    """The public kernels these modules import (their Numba dispatchers), by kernel name."""
+    from numba.core.dispatcher import Dispatcher
+
+    import kernels
+
+    public = set(kernels.kernel_names())
+    found: set[str] = set()
+    for name in module_names:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, Dispatcher) and value.py_func.__name__ in public:
+                found.add(value.py_func.__name__)
+    return frozenset(found)
+
+
+def callees(kernel: str) -> frozenset[str]:
+    """Every function compiling ``kernel`` compiles (itself too), as ``module.name``.
+
+    Read from the names each kernel's code loads that are kernels, private ones included.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    import kernels
+
+    found: dict[int, str] = {}
+    todo = [getattr(kernels, kernel)]
+    while todo:
+        dispatcher = todo.pop()
+        if id(dispatcher) in found:
+            continue
+        func = dispatcher.py_func
+        found[id(dispatcher)] = f"{func.__module__}.{func.__name__}"
+        todo.extend(value for name in func.__code__.co_names
+                    if isinstance(value := func.__globals__.get(name), Dispatcher))
+    return frozenset(found.values())
+
+
+def kernels_for(config: AgentConfig) -> frozenset[str]:
+    """The kernels a site config makes the agent call: energy always, more with pumps and groups.
+
+    The flow estimate's kernels with pumps, the optimizer's with groups.
+
+    ``vfd-agent warmup --config`` compiles these and the service loads these before its
+    first optimizer cycle; any other kernel is neither compiled nor loaded (its memory
+    is saved), and one called after all would compile or load on its first call.
+    """
+    from agent.config import LoadKind
+
+    pumps = any(d.load.kind is LoadKind.PUMP for d in config.drives)
+    return kernels_in(ENERGY_MODULES + (SENSORLESS_MODULES if pumps else ())
+                      + (OPTIMIZER_MODULES if config.groups else ()))
+
+
+def load_kernels(config: AgentConfig) -> None:
+    """Load (or compile) the kernels ``config`` calls now, not inside a poll or optimizer cycle.
+
+    Then unmap LLVM's code, which only a compile runs: at 200 drives it was a third of the
+    agent's RSS (issue 14). A kernel called later with new argument types compiles as before
+    and faults the pages it needs back in from the file.
+    """
+    from kernels import warmup
+
+    warmup(kernels_for(config))
+    released = unmap_compiler_code()
+    log.debug("kernels loaded; %.1f MiB of LLVM's code unmapped", released / 2**20)
+
+
+COMPILER_LIBRARY = "libllvmlite.so"  # LLVM, as llvmlite ships it: Numba's compiler, idle once kernels load
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One memory mapping of this process, as /proc/self/smaps describes it."""
+
+    start: int
+    end: int
+    perms: str  # e.g. "r-xp"
+    path: str  # "" for an anonymous mapping
+    rss: int  # bytes resident
+    anonymous: int  # bytes of it that are private copies (written to), not the file's pages
+
+
+def read_mappings(smaps: str) -> list[Mapping]:
+    """The mappings of an smaps text (a header line per mapping, then ``Field: N kB`` lines)."""
+    found: list[Mapping] = []
+    head: list[str] | None = None
+    fields: dict[str, int] = {}
+
+    def close() -> None:
+        if head is not None:
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            found.append(Mapping(start, end, head[1], head[5] if len(head) > 5 else "",
+                                 fields.get("Rss", 0), fields.get("Anonymous", 0)))
+
+    for line in smaps.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0].endswith(":"):
+            if len(parts) >= 2 and parts[1].isdigit():
+                fields[parts[0][:-1]] = int(parts[1]) * 1024
+            continue
+        close()
+        head, fields = parts, {}
+    close()
+    return found
+
+
+def compiler_code(mappings: Iterable[Mapping]) -> list[Mapping]:
+    """LLVM's mappings that hold only the file's own pages: dropping them loses nothing.
+
+    Read-only or executable and never written: a mapping with private copies (the part of
+    the data the loader relocated, then made read-only) would lose those and is left alone.
+    """
+    return [m for m in mappings
+            if Path(m.path).name == COMPILER_LIBRARY and m.perms in ("r-xp", "r--p")
+            and m.anonymous == 0 and m.rss > 0]
+
+
+def unmap_compiler_code(smaps: Path = Path("/proc/self/smaps")) -> int:
+    """Drop this process's resident pages of LLVM's code; returns the bytes that were resident.
+
+    ``madvise(MADV_DONTNEED)`` on a clean file mapping only removes the page-table entries:
+    the pages stay in the page cache, the first unmapped ones the kernel reclaims, and a
+    later compile faults back in what it runs. ``MADV_PAGEOUT`` would also evict them, but
+    only for a process that could write the file, which the service user (``vfd-agent``) of
+    a root-owned venv cannot: it is a silent no-op there. Linux only; elsewhere returns 0.
+    """
+    try:
+        mine = compiler_code(read_mappings(smaps.read_text(encoding="ascii", errors="replace")))
+    except OSError:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    for mapping in mine:
+        if libc.madvise(mapping.start, mapping.end - mapping.start, mmap.MADV_DONTNEED) == 0:
+            released += mapping.rss
+        else:
+            log.debug("madvise of %s: errno %d", mapping, ctypes.get_errno())
+    return released

@@ -30,7 +30,6 @@ from enum import Enum
 import numpy as np
 from numpy.typing import NDArray
 
-import kernels as k
 from agent.config import DriveConfig, LoadConfig, LoadKind
 from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
 from agent.config.profile import Quantity
@@ -44,6 +43,17 @@ from agent.motor_tables import (
 )
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
+from kernels import (
+    combine_estimates,
+    curve_band,
+    fit_catalogue_curve,
+    flow_from_head,
+    flow_from_power,
+    flow_offset,
+    shaft_power_uncertainty,
+    shaft_speed_ratio,
+    shift_curve,
+)
 
 FloatArray = NDArray[np.float64]
 MIN_SPEED = 0.2  # below this speed ratio a reading says nothing about the flow
@@ -108,7 +118,7 @@ class FlowEstimate:
 
 def _fit(points: CurvePoints) -> FloatArray:
     flow, value = np.array(points.flow), np.array(points.value)
-    coeffs: FloatArray = k.fit_catalogue_curve(flow, value, CATALOGUE_DEGREE)
+    coeffs: FloatArray = fit_catalogue_curve(flow, value, CATALOGUE_DEGREE)
     return coeffs
 
 
@@ -146,8 +156,8 @@ class FlowEstimator:
         # Wear the published curve cannot show: the power curve is sure from the rated flow
         # up and less so toward shut-off (part-load recirculation adds power), the head curve
         # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
-        self.power_band = k.curve_band(self.u_power, b.wear_power, q_ref, self.x_max, q_ref, self.shift)
-        self.head_band = k.curve_band(self.u_head, b.wear_head, 0.0, 0.0, q_ref, self.shift)
+        self.power_band = curve_band(self.u_power, b.wear_power, q_ref, self.x_max, q_ref, self.shift)
+        self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q_ref, self.shift)
         if sensorless.shutoff is not None and self._shutoff(sensorless.shutoff):
             had.append(Calibration.SHUTOFF)
         if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on):
@@ -167,21 +177,21 @@ class FlowEstimator:
         excess = shaft / (float(self.power[0]) * r**3) - 1.0 if math.isfinite(shaft) else math.nan
         if not math.isfinite(excess):
             return False
-        self.power_band = k.curve_band(self.u_power, abs(excess) + self.u_power, self.q_ref, self.x_max,
+        self.power_band = curve_band(self.u_power, abs(excess) + self.u_power, self.q_ref, self.x_max,
                                        self.q_ref, self.shift)
         return True
 
     def _clamp_on(self, spot: SpotReading) -> bool:
         """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both)."""
         shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-        offset = float(k.flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+        offset = float(flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
         if not math.isfinite(offset):
             return False
         b, x_c = self.budget, spot.flow / r
-        self.power = k.shift_curve(self.power, offset)
-        self.head = k.shift_curve(self.head, offset)
-        self.power_band = k.curve_band(self.u_power, b.curve_out, x_c, x_c, self.q_ref, b.shift_clamp)
-        self.head_band = k.curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
+        self.power = shift_curve(self.power, offset)
+        self.head = shift_curve(self.head, offset)
+        self.power_band = curve_band(self.u_power, b.curve_out, x_c, x_c, self.q_ref, b.shift_clamp)
+        self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
         return True
 
     @classmethod
@@ -208,7 +218,7 @@ class FlowEstimator:
                                                 self.full_load)[0])
             if not math.isfinite(shaft):
                 return math.nan, math.nan
-            r = float(k.shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))
+            r = float(shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))
         return shaft, r
 
     def estimate(self, electrical: float, speed_reading: float, head: float = math.nan) -> FlowEstimate:
@@ -221,14 +231,14 @@ class FlowEstimator:
         if not (math.isfinite(shaft) and math.isfinite(r)):
             return none
         meter = self.settings.power_accuracy / math.sqrt(3.0)  # a declared ± limit: rectangular
-        rel_p = float(k.shaft_power_uncertainty(shaft / electrical, meter, b.losses))
-        q, u = k.flow_from_power(self.power, shaft, r, rel_p, b.speed, self.power_band, self.x_max,
+        rel_p = float(shaft_power_uncertainty(shaft / electrical, meter, b.losses))
+        q, u = flow_from_power(self.power, shaft, r, rel_p, b.speed, self.power_band, self.x_max,
                                  MIN_SENSITIVITY, MAX_REL_U)
         if self.calibration is Calibration.DP and math.isfinite(head) and head > 0.0:
             self._learn_head_loss(q / r, head / (r * r))
-            qh, uh = k.flow_from_head(self.head_in_use, head, r, b.head, b.speed, self.head_band_in_use,
+            qh, uh = flow_from_head(self.head_in_use, head, r, b.head, b.speed, self.head_band_in_use,
                                       self.x_max, MIN_SENSITIVITY, MAX_REL_U)
-            q, u = k.combine_estimates(q, u, qh, uh)
+            q, u = combine_estimates(q, u, qh, uh)
         if not math.isfinite(q):
             return none
         return FlowEstimate(float(q), Z90 * float(u) / float(q), self.calibration)
@@ -259,7 +269,7 @@ class FlowEstimator:
         self.head_in_use[2] -= w
         scatter = float(np.std(self._head_loss)) * self.q_ref**2 / rated_head
         band = self.head_band
-        self.head_band_in_use = k.curve_band(band[0] + scatter, scatter, 0.0, 0.0, band[4], band[5])
+        self.head_band_in_use = curve_band(band[0] + scatter, scatter, 0.0, 0.0, band[4], band[5])
 
     def estimate_values(self, values: Mapping[Quantity, float], power: float,
                         speed_ratio: float) -> FlowEstimate:

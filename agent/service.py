@@ -71,6 +71,7 @@ from agent.metrics import (
 )
 from agent.modbus.client import BusClient
 from agent.modbus.turnaround import TURNAROUND_FILE, load_turnarounds, save_turnarounds
+from agent.numba_cache import load_kernels
 from agent.optimizer.loop import GroupSnapshot, Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
@@ -176,6 +177,7 @@ class Agent:
                                        wall_clock=self.wall.read)
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
+        load_kernels(config)  # the config's kernels, before the first poll; then LLVM's code unmapped
         self.config = config
 
     async def save_turnarounds(self) -> None:

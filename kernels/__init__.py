@@ -90,7 +90,7 @@ from kernels.sensorless import (
     shift_curve,
 )
 from kernels.staging import stage_pumps, stage_pumps_tables
-from kernels.warmup import warmup
+from kernels.warmup import kernel_names, warmup
 
 __all__ = [
     "BASELINE_CHARACTERISTIC",
@@ -142,6 +142,7 @@ __all__ = [
     "head",
     "integrate_energy",
     "jit",
+    "kernel_names",
     "load_power",
     "min_speed_for_flow",
     "monotone_branch",

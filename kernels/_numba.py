@@ -15,7 +15,9 @@ Why these flags:
 - ``nogil=True``: lets the agent run a refit in a worker thread without holding the GIL.
 
 Every kernel is compiled lazily (no explicit signatures) on first call and then loaded from
-the cache; ``kernels.warmup()`` forces that for every public kernel.
+the cache; ``kernels.warmup()`` forces that for every public kernel, ``warmup(names)`` for
+some. Each kernel loaded costs the process memory (LLVM keeps its code), so the agent
+loads only those its config calls (``agent.numba_cache.kernels_for``).
 
 Where the cache lives is the agent's decision (``agent.numba_cache``, before ``kernels`` is
 imported): it needs I/O and logging, which kernels never do.
@@ -26,9 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from numba import njit
+from numba.core import config, types
+from numba.core.registry import CPUDispatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
+_unliteral: Callable[[Any], Any] = types.unliteral  # numba is untyped
+_config: Any = config
 
 NUMBA_OPTIONS: dict[str, Any] = {
     "cache": True,
@@ -38,6 +43,32 @@ NUMBA_OPTIONS: dict[str, Any] = {
 }
 
 
+class _Dispatcher(CPUDispatcher):
+    """Numba's dispatcher, but a kernel called from a kernel compiles for its argument types only.
+
+    Numba types a constant argument of a call between kernels as its literal value
+    (``Literal[int](2)``) and compiles the callee once per constant, again for the same
+    types called from Python: ``_fit_collapsed`` compiled twice for one pump fit, each
+    ``*_tuned`` kernel once more for the agent. The arguments are widened to their types
+    before the callee is compiled; the literal still converts to it, so the results are the
+    same (no fastmath: LLVM may not reorder the arithmetic either way).
+    """
+
+    def get_call_template(self, args: Any, kws: Any) -> Any:
+        return super().get_call_template(tuple(_unliteral(a) for a in args),
+                                         {k: _unliteral(v) for k, v in kws.items()})
+
+
 def jit(func: F) -> F:
-    """Compile ``func`` with the project's Numba policy; keeps its static type for mypy."""
-    return cast(F, njit(**NUMBA_OPTIONS)(func))
+    """Compile ``func`` with the project's Numba policy; keeps its static type for mypy.
+
+    What ``njit(**NUMBA_OPTIONS)`` does, with the dispatcher above.
+    """
+    if _config.DISABLE_JIT:  # plain Python (the kernel tests' second run)
+        return func
+    options = {k: v for k, v in NUMBA_OPTIONS.items() if k != "cache"}
+    dispatcher = _Dispatcher(py_func=func, locals={},
+                             targetoptions={**options, "nopython": True, "boundscheck": None})
+    if NUMBA_OPTIONS["cache"]:
+        dispatcher.enable_caching()
+    return cast(F, dispatcher)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
 
 from kernels import baselines, curves, electrical, fitting, integration, operating, rls, sensorless, staging
 
+Args = tuple[Any, ...] | Callable[[], tuple[Any, ...]]  # a callable when building them calls a kernel
 
-def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
-    """One small valid call per public kernel, with the argument types the agent uses."""
+
+def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
+    """One small valid call per public kernel, with the argument types the agent uses.
+
+    Arguments that take a kernel to build are built only when their case runs, so that
+    warming a subset compiles that subset and nothing else.
+    """
     hc = np.array([50.0, 40.0, -4800.0])
     pc = np.array([8000.0, 4.0e5, -2.0e6, 5.0e6])
     n = 32
@@ -31,7 +37,10 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
     two = np.ones(2)
     load = np.array([0.3, 0.0, 1.0e4, 2.0e4, 0.2, 0.4])
     t = np.linspace(0.0, 10.0, 11)
-    band = sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05, 0.02)
+
+    def band() -> Any:  # built by a kernel: only when a case that needs it runs
+        return sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05, 0.02)
+
     return [
         ("characteristic_baseline_power", baselines.characteristic_baseline_power,
          (0.8, 1.0e4, speed_pct, power_pct)),
@@ -63,10 +72,10 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
         ("load_power", fitting.load_power, (load, 0.8)),
         ("static_head_share", fitting.static_head_share, (load, 0.2)),
         ("rls_init", rls.rls_init, (3, 1.0e3)),
-        ("rls_update", rls.rls_update, (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99)),
+        ("rls_update", rls.rls_update, lambda: (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99)),
         ("rls_update_bounded", rls.rls_update_bounded,
-         (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99, 1e9)),
-        ("rls_coeffs", rls.rls_coeffs, (rls.rls_init(3, 1.0e3),)),
+         lambda: (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99, 1e9)),
+        ("rls_coeffs", rls.rls_coeffs, lambda: (rls.rls_init(3, 1.0e3),)),
         ("operating_point", operating.operating_point, (hc, 10.0, 8000.0, 0.9)),
         ("flow_at_head", operating.flow_at_head, (hc, 30.0, 0.9)),
         ("common_speed", operating.common_speed, (hcs, 30.0, 0.08, 1.0)),
@@ -75,14 +84,16 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
         ("estimate_flow", operating.estimate_flow, (pc, 2.0e4, 0.9)),
         ("estimate_flow_tuned", operating.estimate_flow_tuned, (pc, 2.0e4, 0.9, 0.08, 0.2)),
         ("curve_band", sensorless.curve_band, (0.03, 0.1, 0.05, 0.05, 0.05, 0.02)),
-        ("band_uncertainty", sensorless.band_uncertainty, (band, 0.04)),
+        ("band_uncertainty", sensorless.band_uncertainty, lambda: (band(), 0.04)),
         ("monotone_branch", sensorless.monotone_branch, (pc, True, 0.08)),
         ("flow_from_curve", sensorless.flow_from_curve,
-         (pc, 3, True, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2, 0.5)),
-        ("flow_from_power", sensorless.flow_from_power, (pc, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2, 0.5)),
-        ("flow_from_head", sensorless.flow_from_head, (hc, 40.0, 0.9, 0.005, 0.002, band, 0.08, 0.2, 0.5)),
+         lambda: (pc, 3, True, 2.0e4, 0.9, 0.01, 0.002, band(), 0.08, 0.2, 0.5)),
+        ("flow_from_power", sensorless.flow_from_power,
+         lambda: (pc, 2.0e4, 0.9, 0.01, 0.002, band(), 0.08, 0.2, 0.5)),
+        ("flow_from_head", sensorless.flow_from_head,
+         lambda: (hc, 40.0, 0.9, 0.005, 0.002, band(), 0.08, 0.2, 0.5)),
         ("flow_from_ratio", sensorless.flow_from_ratio,
-         (hc, pc, 40.0, 2.0e4, 0.9, 0.005, 0.01, 0.002, band, band, 0.08, 0.5)),
+         lambda: (hc, pc, 40.0, 2.0e4, 0.9, 0.005, 0.01, 0.002, band(), band(), 0.08, 0.5)),
         ("combine_estimates", sensorless.combine_estimates, (0.04, 0.002, 0.042, 0.003)),
         ("fit_catalogue_curve", sensorless.fit_catalogue_curve, (q, p, 3)),
         ("shift_curve", sensorless.shift_curve, (pc, 0.002)),
@@ -100,16 +111,28 @@ def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
     ]
 
 
-def warmup() -> dict[str, float]:
-    """Call every public kernel once; returns seconds spent per kernel.
+def kernel_names() -> tuple[str, ...]:
+    """Every public kernel ``warmup`` compiles, in its order."""
+    return tuple(name for name, _, _ in _cases())
+
+
+def warmup(names: Collection[str] | None = None) -> dict[str, float]:
+    """Call every public kernel (or only those in ``names``) once; returns seconds spent per kernel.
 
     The first call after installation compiles into the on-disk cache (NUMBA_CACHE_DIR,
     chosen by the caller before ``kernels`` is imported); later calls only load from it,
-    so the figures tell which happened.
+    so the figures tell which happened. A kernel compiled here also compiles the kernels
+    it calls, for the argument types it calls them with. ValueError names an unknown kernel.
     """
+    cases = _cases()
+    if names is not None:
+        unknown = sorted(set(names) - {name for name, _, _ in cases})
+        if unknown:
+            raise ValueError(f"no kernel named {', '.join(unknown)}")
+        cases = [case for case in cases if case[0] in names]
     timings: dict[str, float] = {}
-    for name, func, args in _cases():
+    for name, func, args in cases:
         start = time.perf_counter()
-        func(*args)
+        func(*(args() if callable(args) else args))
         timings[name] = time.perf_counter() - start
     return timings

@@ -36,7 +36,6 @@ from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
 from agent.units import Clock
-from kernels import warmup
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +151,6 @@ class Optimizer:
                           if g.config.ab_blocks is not None and g.mode is ControlMode.CONTROL}
         self.cycles = 0
         self.cycle_errors = 0
-        if self.groups:
-            warmup()  # load (or compile) the kernels now, not inside the first cycle
 
     def on_poll_cycle(self, drives: Sequence[DriveRuntime]) -> None:
         """After a bus's poll cycle: every group with a drive among ``drives`` samples.

@@ -70,7 +70,6 @@ def history(machine: MachineModel, head_factor: float = 1.0, efficiency_factor: 
     head = hc[0] * r * r + hc[1] * r * q + hc[2] * q * q
     shaft = pc[0] * r**3 + pc[1] * r * r * q + pc[2] * r * q * q + pc[3] * q**3
     power = np.array([machine.electric.electrical(float(s)) for s in shaft])
-    rows[:, Channel.TIME] = np.arange(n, dtype=float)
     rows[:, Channel.SPEED_RATIO] = r * (1 + noise * rng.standard_normal(n))
     rows[:, Channel.FLOW] = q * (1 + noise * rng.standard_normal(n))
     rows[:, Channel.PRESSURE] = head * RHO_G * (1 + noise * rng.standard_normal(n))  # a kPa point: Pa
@@ -177,7 +176,6 @@ def test_the_curves_in_use_keep_a_plausible_best_efficiency_point_and_the_drift_
 def test_the_bias_of_a_stopped_pump_comes_from_its_last_running_samples(machine):
     rows = history(machine, head_factor=0.94, efficiency_factor=0.88, n=30)
     stopped = np.full((200, len(Channel)), np.nan)
-    stopped[:, Channel.TIME] = np.arange(30, 230, dtype=float)
     stopped[:, Channel.SPEED_RATIO] = 0.0
     stopped[:, Channel.POWER] = 0.0
     assert machine.refit(np.vstack([rows, stopped]), SETTINGS) is None  # too little for a fit
@@ -275,3 +273,23 @@ def test_a_running_set_that_cannot_deliver_stages_up_at_once(tmp_path):
     plan = group.stager.plan(1.0, group.system.static, group.system.k, high)
     running = [n for n, s in plan.speeds.items() if s.running]
     assert "p1" in running and len(running) == 2  # one start per decision, p1 kept (minimum run time)
+
+
+def test_the_fit_from_the_float32_history_matches_the_float64_samples(machine, tmp_path):
+    """The ring stores float32 (memory on the gateway); the fits must not notice."""
+    from agent.history import RingBuffer
+
+    rows = history(machine, head_factor=0.94, efficiency_factor=0.88)
+    ring = RingBuffer(len(rows))
+    for row in rows:
+        ring.append(row)
+    exact = machine.refit(rows, SETTINGS)
+    assert exact is not None and exact.head_passed and exact.power_passed
+    stored = ring.snapshot()
+    assert stored.dtype == np.float64
+    np.testing.assert_allclose(stored, rows, rtol=1e-7)
+    fit = MachineModel(load_config(site(tmp_path)).drives[0]).refit(stored, SETTINGS)
+    assert fit is not None and fit.head_passed and fit.power_passed
+    np.testing.assert_allclose(fit.head, exact.head, rtol=1e-4)
+    np.testing.assert_allclose(fit.power, exact.power, rtol=1e-4)
+    assert fit.r2_head == pytest.approx(exact.r2_head, abs=1e-6)

@@ -51,3 +51,21 @@ def test_warmup_covers_the_public_kernels():
                  "baseline_power", "estimate_flow", "min_speed_for_flow"]:
         assert name in timings
     assert all(t >= 0.0 for t in timings.values())
+
+
+@kernels.jit
+def _scaled(x: float, n: int) -> float:
+    return x * n
+
+
+@kernels.jit
+def _twice_scaled(x: float) -> float:
+    return _scaled(x, 2) + _scaled(x, 3)
+
+
+def test_a_kernel_called_with_constants_compiles_once_for_its_types():
+    """Numba would compile ``_scaled`` for Literal[int](2), Literal[int](3) and int64: three
+    compiles where one serves (``_fit_collapsed`` twice per pump fit; issue 14's warm-up)."""
+    assert _twice_scaled(1.5) == 7.5
+    assert _scaled(1.5, 4) == 6.0  # from Python: the same types
+    assert [str(sig) for sig in _scaled.signatures] == ["(float64, int64)"]

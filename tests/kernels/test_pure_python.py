@@ -2,8 +2,8 @@
 
 Compiled code is invisible to coverage and to Python's own checks; run uncompiled, every
 line of a kernel executes as Python and its tests must still pass. Left out of that run:
-this test itself (it would recurse), the check that the public kernels are compiled (they
-are not, by design of the run), and the property tests on arbitrary inputs, which rely on
+this test itself (it would recurse), the checks that the public kernels are compiled and
+how often (they are not, by design of the run), and the property tests on arbitrary inputs, which rely on
 the compiled ``error_model="numpy"`` (a division by zero gives inf or NaN compiled, and
 raises ``ZeroDivisionError`` in plain Python).
 """
@@ -19,6 +19,7 @@ from tests.conftest import REPO
 LEFT_OUT = (
     "tests/kernels/test_pure_python.py",
     "tests/kernels/test_imports.py::test_public_api_is_exported_and_compiled",
+    "tests/kernels/test_imports.py::test_a_kernel_called_with_constants_compiles_once_for_its_types",
     "tests/kernels/test_properties.py",
 )
 
