@@ -50,16 +50,21 @@ from hil.physics import (
     frequency_for_speed,
     header_flows,
     header_operating_point,
-    motor_efficiency,
     operating_flow,
     ramp,
     ratio_for_flow,
     slip_speed,
     system_from_rated,
+    torque_limit,
 )
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
 
 RUNNING_RATIO = 0.005  # below 0.5 % speed the drive counts as stopped
+# Inlet vanes: the share of a damper's throttling loss (over speed control) they still burn.
+# DOE-2's part-load curves put a fan on a system without static pressure at 48 % of rated
+# power at half flow with vanes, 77 % with a damper and about 15 % with speed control:
+# (48 - 15) / (77 - 15) ≈ 0.5.
+VANE_LOSS_SHARE = 0.5
 POWER_FACTOR = 0.85  # motor cos φ, for a plausible output current
 
 
@@ -75,6 +80,8 @@ class Measured:
     pressure: float  # Pa
     energy_counter: float  # J, including the counter's start value
     process_flow: float = 0.0  # m³/s: the circuit's demanded flow, as a BMS reports it to the drive
+    critical_pressure: float = 0.0  # Pa: the remote differential pressure transmitter at the critical load
+    critical_valve: float = 0.0  # the critical load's valve position as its controller reports it, 0..1
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class DriveSnapshot:
     pressure: float  # Pa
     shaft_power: float  # W
     power: float  # W, true electrical
-    baseline_power: float  # W
+    baseline_power: float  # W, what the machine without a VFD would draw (its physics)
     energy: float  # J, true electrical, since the start
     baseline_energy: float  # J, true baseline, since the start
     running: bool
@@ -100,6 +107,12 @@ class DriveSnapshot:
     pressure_setpoint: float = 0.0  # Pa, the circuit's pressure setpoint (0 without a pressure loop)
     fieldbus: bool = False  # under fieldbus control by its control word
     shaft_speed_ratio: float = math.nan  # the shaft's speed / rated (below speed_ratio by the slip)
+    current_limited: bool = False  # the drive's current limit held the frequency below the setpoint's
+    current_limited_s: float = 0.0  # s, time spent at the current limit since the start
+    critical_pressure: float = 0.0  # Pa, true differential pressure across the critical branch
+    critical_valve: float = 0.0  # opening of the critical load's valve, 0..1 (1: wide open)
+    formula_baseline_power: float = 0.0  # W, the baseline method's formula on the true state
+    formula_baseline_energy: float = 0.0  # J, its integral since the start
 
 
 class SpeedController(Protocol):
@@ -166,6 +179,8 @@ class DriveModel:
             else FlowController(self.curves, self.system, self.demand, spec.rated_power, spec.rated_slip)
         )
         self.circuit: HeaderCircuit | None = None
+        self.current_limited = False
+        self._torque_limit = torque_limit(spec.rated_power)
         self.remote_setpoint: float | None = None
         self.control_word: int | None = None  # None until a control word is written
         self.fault_code = 0  # a tripped drive stops, whatever it is told
@@ -259,12 +274,24 @@ class DriveModel:
         self.setpoint_ratio = self.choose_setpoint(t)
         self.speed_ratio = ramp(self.speed_ratio, self.setpoint_ratio, dt, self.spec.ramp_time)
 
+    def overload(self) -> float:
+        """Torque over the torque at the drive's current limit (above 1: the limit acts)."""
+        if self.speed_ratio <= RUNNING_RATIO:
+            return 0.0
+        shaft = self.curves.shaft_power(self.flow, self.shaft_ratio)
+        return shaft / self.spec.rated_power / max(self.shaft_ratio, RUNNING_RATIO) / self._torque_limit
+
     def finish_step(self, t: float, dt: float) -> None:
         """Phase 3: powers, noise and ground truth at the end of the step."""
         self.snapshot = self._settle(t, dt, self.snapshot)
 
-    def baseline_power(self, running: bool) -> float:
-        """What the load would draw without the VFD, from the true state (ground truth)."""
+    def formula_baseline_power(self, running: bool) -> float:
+        """The baseline method's own formula on the true state: what a correct agent books.
+
+        This is the agent's bookkeeping checked against the truth it was fed (the table of
+        the characteristic, damper and inlet-vane methods, the configured constant), not
+        what the machine without a VFD would draw: that is ``baseline_power``.
+        """
         if not running:
             return 0.0
         spec = self.spec
@@ -272,16 +299,50 @@ class DriveModel:
         if baseline.method is BaselineMethod.CONSTANT:
             return baseline.constant_power
         if baseline.method is BaselineMethod.THROTTLE:
-            # The pump at rated speed, throttled to the same flow: no inverter, motor losses only.
-            shaft = self.curves.shaft_power(self.flow, 1.0)  # throttled, direct on line
-            load = shaft / spec.rated_power
-            return shaft / motor_efficiency(load, spec.motor_efficiency) if shaft > 0.0 else 0.0
+            return self._direct_on_line(self.curves.shaft_power(self.flow, 1.0))
         xs, ys = baseline_table(baseline)
         if baseline.method is BaselineMethod.CHARACTERISTIC:
             x = 100.0 * self.speed_ratio
         else:  # damper, inlet vanes: the fan at rated speed delivering the same flow
             x = 100.0 * self.flow / spec.load.rated_flow
         return spec.rated_power * float(np.interp(x, xs, ys)) / 100.0
+
+    def baseline_power(self, running: bool) -> float:
+        """What the machine the baseline describes would draw, from its own physics (ground truth).
+
+        The machine without a VFD, direct on line at rated speed, on the true curves:
+
+        - ``constant``: the machine riding its curve against the system: alone, where its
+          curve meets its system curve; on a header, with the other running machines also at
+          rated speed and the loads' valves passing the demand;
+        - ``throttle`` and ``characteristic`` (SINAMICS describes a throttled or bypassed
+          plant): the same flow as now, the surplus head burnt in a valve;
+        - ``damper``: the fan at rated speed passing the same flow, the damper taking the
+          surplus pressure;
+        - ``inlet_vane``: pre-swirl turns the fan's curve down like a lower speed, with a
+          loss: the power at the speed that meets the system at this flow plus
+          ``VANE_LOSS_SHARE`` of what a damper would burn on top of it.
+        """
+        if not running:
+            return 0.0
+        method = self.spec.baseline.method
+        if method is BaselineMethod.CONSTANT:
+            flow = (self.circuit.rated_speed_flow(self) if self.circuit is not None
+                    else operating_flow(self.curves, self.system, 1.0))
+            return self._direct_on_line(self.curves.shaft_power(flow, 1.0))
+        throttled = self.curves.shaft_power(self.flow, 1.0)
+        if method is not BaselineMethod.INLET_VANE:
+            return self._direct_on_line(throttled)
+        system = self.circuit.system if self.circuit is not None else self.system
+        ratio = min(self.curves.ratio_at(system.head(self.flow), self.flow), 1.0)
+        speed = self.curves.shaft_power(self.flow, ratio)
+        return self._direct_on_line(speed + VANE_LOSS_SHARE * max(throttled - speed, 0.0))
+
+    def _direct_on_line(self, shaft: float) -> float:
+        """Electrical power of the motor on the mains: motor losses only, no inverter."""
+        if shaft <= 0.0:
+            return 0.0
+        return electrical_power(shaft, self.spec.rated_power, self.spec.motor_efficiency, 1.0, inverter=False)
 
     def _settle(self, t: float, dt: float, before: DriveSnapshot | None) -> DriveSnapshot:
         spec = self.spec
@@ -290,19 +351,30 @@ class DriveModel:
         pressure = head * self.curves.rho_g
         shaft = self.curves.shaft_power(self.flow, self.shaft_ratio)
         running = r > RUNNING_RATIO
-        power = electrical_power(shaft, spec.rated_power, spec.motor_efficiency) if running else 0.0
+        power = (electrical_power(shaft, spec.rated_power, spec.motor_efficiency, self.shaft_ratio)
+                 if running else 0.0)
         baseline = self.baseline_power(running)
+        formula = self.formula_baseline_power(running)
+        limited_s = (before.current_limited_s if before else 0.0) + (dt if self.current_limited else 0.0)
         noise = self._rng.standard_normal(6)
+        critical_pa = circuit_dp = 0.0
+        valve = 0.0
+        if self.circuit is not None:
+            circuit_dp = self.circuit.critical_dp * self.curves.rho_g
+            valve = self.circuit.critical_valve
+            critical_pa = max(circuit_dp * (1.0 + self.spec.noise.pressure * noise[5]), 0.0)
         n = spec.noise
         measured_power = max(power * (1.0 + n.power * noise[0]), 0.0)
         current = power / (math.sqrt(3.0) * spec.rated_voltage * POWER_FACTOR)
         load = shaft / spec.rated_power
         dc_voltage = math.sqrt(2.0) * spec.rated_voltage * (1.0 - 0.02 * load)
         if before is None:
-            energy, baseline_energy, counter = 0.0, 0.0, spec.energy_counter_start
+            energy, baseline_energy, formula_energy, counter = 0.0, 0.0, 0.0, spec.energy_counter_start
         else:
             energy = before.energy + 0.5 * (before.power + power) * dt
             baseline_energy = before.baseline_energy + 0.5 * (before.baseline_power + baseline) * dt
+            formula_energy = (before.formula_baseline_energy
+                              + 0.5 * (before.formula_baseline_power + formula) * dt)
             counter = before.measured.energy_counter + 0.5 * (before.measured.power + measured_power) * dt
         measured = Measured(
             speed_ratio=max(r * (1.0 + n.speed * noise[1]), 0.0),
@@ -312,7 +384,7 @@ class DriveModel:
             flow=max(self.flow * (1.0 + n.flow * noise[4]), 0.0),
             pressure=max(pressure * (1.0 + n.pressure * noise[5]), 0.0),
             energy_counter=counter,
-            process_flow=self._process_flow(t),
+            process_flow=self._process_flow(t), critical_pressure=critical_pa, critical_valve=valve,
         )
         circuit = self.circuit
         return DriveSnapshot(
@@ -322,7 +394,12 @@ class DriveModel:
             pressure=pressure, shaft_power=shaft, power=power, baseline_power=baseline, energy=energy,
             baseline_energy=baseline_energy, running=running, fault_code=self.fault_code, measured=measured,
             pressure_setpoint=circuit.setpoint_pa if circuit else 0.0, fieldbus=self.fieldbus,
-            shaft_speed_ratio=self.shaft_ratio,
+            shaft_speed_ratio=self.shaft_ratio, formula_baseline_power=formula,
+            current_limited=self.current_limited,
+            current_limited_s=limited_s,
+            critical_pressure=circuit_dp,
+            critical_valve=valve,
+            formula_baseline_energy=formula_energy,
         )
 
     def _process_flow(self, t: float) -> float:
@@ -377,6 +454,19 @@ class CircuitTruth:
     transitions: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, drive, now running)
 
 
+class LocalPolicy(Protocol):
+    """A header's own control beyond the fixed setpoint and speed thresholds (hil.strategies.GoodPractice)."""
+
+    def reset(self, circuit: HeaderCircuit, t: float, dt: float) -> None:
+        """Move the circuit's pressure setpoint (``setpoint_pa``) for this step."""
+        ...  # pragma: no cover - protocol
+
+    def stage(self, circuit: HeaderCircuit, local: Sequence[DriveModel], demand: float,
+              ratio: float) -> tuple[bool, bool]:
+        """(stage up, stage down) wanted with the first ``circuit.staged`` of ``local`` at ``ratio``."""
+        ...  # pragma: no cover - protocol
+
+
 class HeaderCircuit:
     """Parallel machines on one header feeding loads with control valves, and their local control.
 
@@ -397,6 +487,9 @@ class HeaderCircuit:
         self.setpoint_pa = spec.control.pressure_setpoint * spec.rho_g
         self.head = 0.0
         self.delivered = 0.0
+        self.critical_dp = 0.0  # machine units, across the critical branch
+        self.critical_valve = 0.0
+        self.policy: LocalPolicy | None = None  # None: the conventional thresholds of LocalControlSpec
         self.truth = CircuitTruth()
         self.staged = 1  # local drives the cascade runs, in order
         self._up_s = self._down_s = 0.0
@@ -448,10 +541,16 @@ class HeaderCircuit:
         self.staged = min(max(self.staged, 1), len(local))
         others = [d for d in self.drives if d.remote_active]
         demand = self.demand.flow(t)
+        if self.policy is not None:
+            self.policy.reset(self, t, dt)
         ratio = self._common_ratio(local[: self.staged], others, demand)
         control = self.spec.control
-        self._up_s = self._up_s + dt if ratio >= control.stage_up_ratio and self.staged < len(local) else 0.0
-        self._down_s = self._down_s + dt if ratio <= control.stage_down_ratio and self.staged > 1 else 0.0
+        if self.policy is not None:
+            up, down = self.policy.stage(self, local, demand, ratio)
+        else:
+            up, down = ratio >= control.stage_up_ratio, ratio <= control.stage_down_ratio
+        self._up_s = self._up_s + dt if up and self.staged < len(local) else 0.0
+        self._down_s = self._down_s + dt if down and self.staged > 1 else 0.0
         if self._up_s > control.stage_delay or self._down_s > control.stage_delay:
             self.staged += 1 if self._up_s > control.stage_delay else -1
             self._up_s = self._down_s = 0.0
@@ -476,8 +575,41 @@ class HeaderCircuit:
             for drive, flow in zip(self.drives, header_flows(machines, self.head), strict=True):
                 drive.flow = flow
                 drive.head = self.head
+        self._critical_point()
+
+    def _critical_point(self) -> None:
+        """Differential pressure across the critical branch and its valve's opening.
+
+        The lumped curve splits in two: the mains up to the critical branch take
+        ``critical_path_share`` of the dynamic head k·Q², the branch (coil and valve wide
+        open) the rest. The valve throttles whatever the header gives beyond that need; its
+        opening is the flow coefficient it uses over its full one, √(need / available).
+        Wide open (1) exactly when the header gives no more than the system curve needs.
+        """
+        k, share = self.system.k, self.spec.critical_path_share
+        flow = self.delivered
+        self.critical_dp = max(self.head - self.system.static - share * k * flow * flow, 0.0)
+        need = (1.0 - share) * k * flow * flow
+        if flow <= 0.0:
+            self.critical_valve = 0.0
+        elif self.critical_dp <= need * (1.0 + 1e-9):
+            self.critical_valve = 1.0
+        else:
+            self.critical_valve = math.sqrt(need / self.critical_dp)
 
     _t = 0.0  # time of the step being solved, set by PlantModel
+
+    def rated_speed_flow(self, drive: DriveModel) -> float:
+        """Flow of ``drive`` if every running machine ran at rated speed, the valves passing the demand."""
+        if self._rated_at != self._t:
+            running = [d for d in self.drives if d.speed_ratio > RUNNING_RATIO]
+            machines = [(d.curves, 1.0) for d in running]
+            self._rated_head = header_operating_point(machines, self.system, self.demand.flow(self._t))[0]
+            self._rated_at = self._t
+        return flow_at_head(drive.curves, self._rated_head, 1.0)
+
+    _rated_at = math.nan
+    _rated_head = 0.0
 
     def finish_step(self, t: float, dt: float) -> None:
         """Phase 3: unmet demand and stage changes."""
@@ -535,6 +667,7 @@ class PlantModel:
                 header._t = t0 + self.step
             for circuit in self.circuits:
                 circuit.solve()
+            self._limit_current()
             self.steps += 1
             for drive in self.drives.values():
                 drive.finish_step(self.t, self.step)
@@ -542,6 +675,29 @@ class PlantModel:
                 circuit.finish_step(self.t, self.step)
             ran += 1
         return ran
+
+    _LIMIT_PASSES = 8
+
+    def _limit_current(self) -> None:
+        """Drives whose motor would draw more than the current limit lower their frequency until it does not.
+
+        A pump run out beyond its best-efficiency flow, or pushed against a low head, loads
+        its motor past rated: the drive's current limit takes speed off (torque of a pump
+        ∝ speed², so the speed falls by the square root of the overload), and the
+        circuit's operating point is solved again. The lowered speed is where the next
+        step's ramp starts, as with a real drive.
+        """
+        for drive in self.drives.values():
+            drive.current_limited = False
+        for _ in range(self._LIMIT_PASSES):
+            over = [d for d in self.drives.values() if d.overload() > 1.0 + 1e-6]
+            if not over:
+                return
+            for drive in over:
+                drive.speed_ratio *= 0.999 * drive.overload() ** -0.5
+                drive.current_limited = True
+            for circuit in self.circuits:
+                circuit.solve()
 
     def command(self, name: str, quantity: Quantity, value: float) -> None:
         """A fieldbus write to a drive (SI value, pressure in Pa), taken at the current time."""

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+FloatLike = FloatArray  # the loss formulas take arrays (one formula for the plant and the oracle)
 
 WATER_DENSITY = 998.0  # kg/m³ at about 20 °C
 GRAVITY = 9.80665  # m/s²
@@ -36,17 +40,77 @@ RHO_G_WATER = WATER_DENSITY * GRAVITY  # Pa per metre of water column (the plant
 PUMP_SHAPE = (1.25, -0.10, 0.45)
 FAN_SHAPE = (1.30, -0.10, 0.35)
 
-# Motor part-load efficiency, absolute, for the DOE MEASUR premium 200 hp motor
-# (25..125 % load: 0.935, 0.964, 0.965, 0.961, 0.952). The points below 25 % are an
-# extrapolation (efficiency "stays flat down to about 40 % load, then drops"). The curve is
-# scaled so that it passes through the simulated motor's own full-load efficiency.
-MOTOR_LOAD = (0.0, 0.125, 0.25, 0.50, 0.75, 1.00, 1.25)
-MOTOR_EFFICIENCY = (0.60, 0.88, 0.935, 0.964, 0.965, 0.961, 0.952)
-# Drive (inverter) efficiency against load: about 0.97 at full load, falling at light
-# load where the fixed losses dominate. An assumption in the spirit of IEC 61800-9-2.
-DRIVE_LOAD = (0.0, 0.10, 0.25, 0.50, 0.75, 1.00, 1.25)
-DRIVE_EFFICIENCY = (0.80, 0.90, 0.94, 0.96, 0.97, 0.97, 0.97)
-MAX_EFFICIENCY = 0.99
+# Motor and inverter losses: the simulator's own model, by size, speed and torque (the
+# agent keeps its own tables; nothing here is imported from it). The motor's full-load
+# losses L_r = P_r (1/η_r − 1) split into copper (stator and rotor, ∝ current²), iron
+# (∝ frequency^1.5) and friction-windage (∝ speed³, the shaft fan). The current is
+# I/I_r = √(m² + (1 − m²)·τ²) with τ the torque over rated torque and m the magnetizing
+# (no-load) current share, which falls with size: about 0.43 at 1.5 kW, 0.33 at 15 kW,
+# 0.22 at 200 kW (catalogue no-load currents of 4-pole IE3 motors). Friction and windage
+# grow with size (5-15 % of the losses), iron takes 22 %. So a small motor's efficiency
+# falls faster at part load than a large one's, and at low speed the iron and
+# magnetizing losses no longer shrink with the load.
+IRON_LOSS_SHARE = 0.22
+# Inverter losses at rated current: 3 % of the rated input, split into fixed (control,
+# fans: 15 %), conduction ∝ I (50 %) and switching-resistive ∝ I² (35 %), in the spirit
+# of the IEC 61800-9-2 reference drive: at low speed the current does not fall with the
+# power, so neither do the losses.
+DRIVE_RATED_LOSS = 0.03
+DRIVE_LOSS_SHARES = (0.15, 0.50, 0.35)
+# The drive's current limit: the motor's rated current (continuous duty). Beyond it the
+# drive lowers its output frequency until the current is back at the limit.
+CURRENT_LIMIT = 1.0
+MIN_EFFICIENCY_SPEED = 0.05  # below this the torque of a running motor is taken at this speed
+
+
+def magnetizing_share(rated_power: float) -> float:
+    """No-load current over rated current of a cage motor of ``rated_power`` [W]."""
+    return min(max(0.45 - 0.1 * math.log10(rated_power / 1e3), 0.2), 0.5)
+
+
+def friction_share(rated_power: float) -> float:
+    """Friction and windage share of the full-load losses of a motor of ``rated_power`` [W]."""
+    return min(max(0.06 + 0.03 * math.log10(rated_power / 1e3), 0.05), 0.15)
+
+
+def motor_current(load: FloatLike, speed: FloatLike, rated_power: float) -> FloatLike:
+    """Motor current over rated current at a load (shaft / rated power) and speed ratio."""
+    m = magnetizing_share(rated_power)
+    torque = load / np.maximum(speed, MIN_EFFICIENCY_SPEED)
+    return np.sqrt(m * m + (1.0 - m * m) * torque * torque)
+
+
+def motor_losses(load: FloatLike, speed: FloatLike, rated_power: float,
+                 full_load_efficiency: float) -> FloatLike:
+    """Motor losses [W] at a load (shaft / rated power) and speed ratio."""
+    rated_loss = rated_power * (1.0 / full_load_efficiency - 1.0)
+    fw = friction_share(rated_power)
+    copper = 1.0 - IRON_LOSS_SHARE - fw
+    current = motor_current(load, speed, rated_power)
+    speed = np.maximum(speed, 0.0)
+    return rated_loss * (copper * current * current + IRON_LOSS_SHARE * speed**1.5 + fw * speed**3)
+
+
+def drive_losses(current: FloatLike, rated_power: float, full_load_efficiency: float) -> FloatLike:
+    """Inverter losses [W] at a motor current over rated current."""
+    rated_input = rated_power / full_load_efficiency
+    fixed, linear, square = DRIVE_LOSS_SHARES
+    return DRIVE_RATED_LOSS * rated_input * (fixed + linear * current + square * current * current)
+
+
+def electrical_power_array(shaft: FloatArray, speed: FloatArray, rated_power: float,
+                           full_load_motor_efficiency: float, inverter: bool = True) -> FloatArray:
+    """Power drawn from the mains [W]: shaft power plus motor losses plus (with a VFD) inverter losses.
+
+    Zero where the shaft power is not positive (a stopped machine).
+    """
+    load = shaft / rated_power
+    losses = motor_losses(load, speed, rated_power, full_load_motor_efficiency)
+    if inverter:
+        losses = losses + drive_losses(motor_current(load, speed, rated_power), rated_power,
+                                       full_load_motor_efficiency)
+    result: FloatArray = np.where(shaft > 0.0, shaft + losses, 0.0)
+    return result
 
 
 class Curves(Protocol):
@@ -219,23 +283,29 @@ def ratio_for_flow(curves: Curves, system: SystemCurve, flow: float) -> float:
     return curves.ratio_at(system.head(flow), flow)
 
 
-def motor_efficiency(load: float, full_load_efficiency: float) -> float:
-    """Motor efficiency at a load fraction (shaft power / rated power)."""
-    shape = float(np.interp(load, MOTOR_LOAD, MOTOR_EFFICIENCY)) / MOTOR_EFFICIENCY[MOTOR_LOAD.index(1.0)]
-    return min(full_load_efficiency * shape, MAX_EFFICIENCY)
-
-
-def drive_efficiency(load: float) -> float:
-    """Inverter efficiency at a load fraction."""
-    return float(np.interp(load, DRIVE_LOAD, DRIVE_EFFICIENCY))
-
-
-def electrical_power(shaft_power: float, rated_power: float, full_load_motor_efficiency: float) -> float:
-    """Power drawn from the mains: P_shaft / (η_motor(load) · η_drive(load))."""
+def electrical_power(shaft_power: float, rated_power: float, full_load_motor_efficiency: float,
+                     speed_ratio: float = 1.0, inverter: bool = True) -> float:
+    """Power drawn from the mains [W] by a machine at ``speed_ratio`` (``electrical_power_array``)."""
     if shaft_power <= 0.0:
         return 0.0
-    load = shaft_power / rated_power
-    return shaft_power / (motor_efficiency(load, full_load_motor_efficiency) * drive_efficiency(load))
+    return float(electrical_power_array(np.array([shaft_power]), np.array([speed_ratio]), rated_power,
+                                        full_load_motor_efficiency, inverter)[0])
+
+
+def motor_efficiency(load: float, full_load_efficiency: float, rated_power: float,
+                     speed_ratio: float = 1.0) -> float:
+    """Motor efficiency at a load fraction (shaft / rated power) and speed ratio."""
+    if load <= 0.0:
+        return 0.0
+    losses = float(motor_losses(np.array([load]), np.array([speed_ratio]), rated_power,
+                                full_load_efficiency)[0])
+    return load / (load + losses / rated_power)
+
+
+def torque_limit(rated_power: float, current_limit: float = CURRENT_LIMIT) -> float:
+    """Torque over rated torque at which the motor draws ``current_limit`` × its rated current."""
+    m = magnetizing_share(rated_power)
+    return math.sqrt(max(current_limit**2 - m * m, 0.0) / (1.0 - m * m))
 
 
 _BISECTIONS = 60

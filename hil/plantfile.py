@@ -19,7 +19,7 @@ from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, p
 from agent.config.profile import Profile, available_profiles, load_profile, resolve_profile_path
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
-from agent.motor_tables import rated_slip
+from agent.motor_tables import EfficiencyClass, full_load_efficiency, poles_from_speed, rated_slip
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 from hil.catalogue import Family, TableCurves, Wear
 from hil.faults import FaultSpec, parse_faults
@@ -147,6 +147,9 @@ class CircuitSpec:
     seed: int
     unmet_tolerance: float  # a delivered flow this much below the demand counts as unmet
     control: LocalControlSpec
+    # Share of the dynamic head lost in the mains before the critical (remotest) branch; the
+    # rest is the branch's coil and valve at full open, what the critical valve needs.
+    critical_path_share: float = 0.6
 
     @property
     def rho_g(self) -> float:
@@ -200,6 +203,15 @@ def _pair(sec: Section, low_key: str, high_key: str, defaults: tuple[float, floa
     return low / 100.0, high / 100.0
 
 
+def _default_motor_pct(rated_power: float, rated_speed: float, frequency: float) -> float:
+    """Full-load efficiency [%] of an IE3 motor of this size and poles (IEC 60034-30-1); 92 if unknown."""
+    try:
+        poles = poles_from_speed(rated_speed / RPM_TO_RAD_S, frequency)
+        return 100.0 * full_load_efficiency(rated_power / 1e3, poles, EfficiencyClass.IE3)
+    except ValueError:
+        return 92.0
+
+
 def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], seed: int,
            issues: Issues) -> DriveSpec | None:
     sec.check_keys(_DRIVE_KEYS)
@@ -209,7 +221,8 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     rated_speed = sec.number("rated_speed_rpm", minimum=0.0, exclusive_minimum=True) * RPM_TO_RAD_S
     frequency = sec.number("rated_frequency_hz", 50.0, minimum=1.0, maximum=1000.0)
     voltage = sec.number("rated_voltage_v", 400.0, minimum=24.0, maximum=15000.0)
-    motor_eff = sec.number("motor_efficiency_pct", 92.0, minimum=50.0, maximum=99.0) / 100.0
+    motor_eff = sec.number("motor_efficiency_pct", _default_motor_pct(rated_power, rated_speed, frequency),
+                           minimum=50.0, maximum=99.0) / 100.0
     shaft_ratio = sec.number("shaft_power_pct", 90.0, minimum=10.0, maximum=120.0) / 100.0
     load = parse_load(sec.section("load"))
     baseline = parse_baseline(sec.section("baseline", required=False), rated_power)
@@ -294,7 +307,7 @@ def _wear(sec: Section | None, family: Family) -> tuple[float, float, Wear]:
 
 _CIRCUIT_KEYS = {
     "name", "drives", "design_flow_m3h", "design_head_m", "design_pressure_pa", "static_pct",
-    "min_demand_pct", "max_demand_pct", "seed", "unmet_tolerance_pct", "control",
+    "min_demand_pct", "max_demand_pct", "seed", "unmet_tolerance_pct", "control", "critical_path_pct",
 }
 
 
@@ -325,6 +338,7 @@ def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSp
     min_demand, max_demand = _pair(sec, "min_demand_pct", "max_demand_pct", (30.0, 100.0), 150.0)
     circuit_seed = sec.integer("seed", seed, minimum=0)
     tolerance = sec.number("unmet_tolerance_pct", 1.0, minimum=0.0, maximum=20.0) / 100.0
+    path_share = sec.number("critical_path_pct", 60.0, minimum=0.0, maximum=95.0) / 100.0
     control_sec = sec.section("control")
     control = None
     if control_sec is not None:
@@ -338,13 +352,14 @@ def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSp
         delay = control_sec.number("stage_delay_s", 5.0, minimum=0.0)
         if all(math.isfinite(v) for v in (setpoint, up, down, delay)):
             control = LocalControlSpec(setpoint, up, down, delay)
-    values = (flow, head, static, min_demand, max_demand, tolerance)
+    values = (flow, head, static, min_demand, max_demand, tolerance, path_share)
     if control is None or not name or not members or len(members) != len(names) or circuit_seed < 0 \
             or not all(map(math.isfinite, values)):
         return None
     return CircuitSpec(name=name, drives=tuple(names), kind=kind, design_flow=flow, design_head=head,
                        static_ratio=static, min_demand_ratio=min_demand, max_demand_ratio=max_demand,
-                       seed=circuit_seed, unmet_tolerance=tolerance, control=control)
+                       seed=circuit_seed, unmet_tolerance=tolerance, control=control,
+                       critical_path_share=path_share)
 
 
 def _profile(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None],

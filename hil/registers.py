@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum, IntFlag
 
 from agent.config.profile import Point, Quantity, RegisterTable
-from agent.modbus.codec import DataType, decode, encode
+from agent.modbus.codec import DataType, Order, decode, encode
 from agent.units import Dimension
 from hil.model import DriveSnapshot
 from hil.physics import RHO_G_WATER
@@ -30,6 +30,13 @@ from hil.plantfile import DriveSpec
 FLOAT32_MAX = 3.4028234663852886e38
 READABLE_GAP = 32  # unnamed registers between points closer than this read 0
 DEFAULT_STATUS_BITS = {"ready": 0, "running": 1, "remote": 2, "fault": 3}
+# The critical point of a drive's header circuit, served beyond its profile's points (no
+# quantity of the agent's names it yet; a profile may map it once one does): input
+# registers of float32, big-endian words, at fixed addresses. Drives outside a circuit
+# serve nothing there.
+CRITICAL_PRESSURE_ADDRESS = 200  # kPa: differential pressure across the critical branch (a remote DP)
+CRITICAL_VALVE_ADDRESS = 202  # %: the critical load's valve opening
+CRITICAL_POINT_TABLE = RegisterTable.INPUT
 
 
 class StatusBit(IntFlag):
@@ -116,7 +123,7 @@ def clusters(points: Sequence[Point], readable_gap: int = READABLE_GAP) -> list[
 class DriveRegisters:
     """Encodes one drive's state into register images and decodes writes to it."""
 
-    def __init__(self, spec: DriveSpec) -> None:
+    def __init__(self, spec: DriveSpec, in_circuit: bool = False) -> None:
         self.spec = spec
         self.profile = spec.profile
         self.spans: dict[RegisterTable, Span] = {}
@@ -133,6 +140,11 @@ class DriveRegisters:
             table: clusters([p for p in self.profile.points.values() if p.table is table])
             for table in self.spans
         }
+        self.critical_point = in_circuit and not any(
+            p.table is CRITICAL_POINT_TABLE and p.address < CRITICAL_VALVE_ADDRESS + 2
+            and CRITICAL_PRESSURE_ADDRESS < p.end for p in self.profile.points.values())
+        if self.critical_point:
+            self.clusters.setdefault(CRITICAL_POINT_TABLE, []).append(Span(CRITICAL_PRESSURE_ADDRESS, 4))
         # Faults of the values served (hil.faults): set by the server, cleared with the fault.
         self.stuck_at: DriveSnapshot | None = None  # every value frozen at this state
         self.power_unavailable = False  # power reads NaN or the type's "not available" value
@@ -207,6 +219,14 @@ class DriveRegisters:
                    for c in self.clusters.get(table, ())):
             return None
         registers = [0] * count
+        if self.critical_point and table is CRITICAL_POINT_TABLE:
+            source = self.stuck_at or snapshot
+            m = source.measured
+            for start, value in ((CRITICAL_PRESSURE_ADDRESS, m.critical_pressure / 1e3),
+                                 (CRITICAL_VALVE_ADDRESS, 100.0 * m.critical_valve)):
+                for index, word in enumerate(encode(value, DataType.FLOAT32, Order.BIG, Order.BIG)):
+                    if 0 <= start + index - address < count:
+                        registers[start + index - address] = word
         for point in self.profile.points.values():
             if point.table is table and point.address < address + count and address < point.end:
                 for index, word in enumerate(self.words(point, snapshot)):

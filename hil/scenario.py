@@ -1,15 +1,22 @@
 """Closed-loop scenarios: the agent in control mode against a simulated plant, scored against references.
 
-``python -m hil.scenario NAME [--duration SECONDS]`` compresses one day of the plant's
-demand into the duration and runs, on the same demand trace:
+``python -m hil.scenario NAME [--duration SECONDS]`` (or ``--plant PATH`` for any plant file
+with one header circuit) compresses one day of the plant's demand into the duration and
+runs, on the same demand trace:
 
 1. the conventional strategy: the plant left to its own drives (fixed pressure setpoint,
    threshold staging), stepped faster than real time (``hil.strategies``);
-2. the oracle: the least power that meets the demand, from the true curves;
-3. the agent: a real ``agent.service.Agent`` in control mode, polling and writing over
+2. good practice without the agent: trim-and-respond pressure reset on the critical
+   valve (ASHRAE Guideline 36) and best-efficiency staging (``hil.strategies.GoodPractice``);
+3. the oracle: the least power that meets the demand, from the true curves;
+4. the agent: a real ``agent.service.Agent`` in control mode, polling and writing over
    loopback Modbus TCP to the ``SimulatedPlant``, through its guard rails.
 
-and prints one JSON object: the three energies, the share of the oracle's savings the
+``--system-error static=-0.33,resistance=+0.2`` hands the agent a system curve off by
+these shares (the static head and the resistance k of y = static + k·Q² the operator types
+into the config); the plant is unchanged, so the run shows what a wrong guess costs.
+
+It prints one JSON object: the four energies, the share of the oracle's savings the
 agent captured, unmet demand, limit violations, stage changes, and the savings the
 agent's own metrics claim against the conventional strategy beside the savings the
 plant shows.
@@ -43,13 +50,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent.config import load_config
+from agent.config import BaselineConfig, BaselineMethod, load_config
 from agent.config.profile import BUILTIN_CONFIGS, Quantity
+from agent.errors import ConfigError, ConfigIssue
 from hil.model import HeaderCircuit, PlantModel
 from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
 from hil.server import SimulatedPlant
-from hil.strategies import conventional_run, oracle_energy
+from hil.strategies import conventional_run, good_practice_run, oracle_energy
 
 log = logging.getLogger("hil.scenario")
 
@@ -83,6 +91,65 @@ SCENARIOS = {
                  "a booster pump with 70 % static head: the lowest speed meeting the demand saves little"),
     )
 }
+
+
+@dataclass(frozen=True)
+class SystemError:
+    """How far the system curve in the agent's config is off the plant's, as shares (-0.33: a third low)."""
+
+    static: float = 0.0
+    resistance: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> SystemError:
+        """``static=-0.33,resistance=+0.2`` (either key may be left out); ValueError naming the bad part."""
+        values: dict[str, float] = {}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            key, sep, raw = part.partition("=")
+            key = key.strip()
+            if not sep or key not in ("static", "resistance"):
+                raise ValueError(f"{part!r}: expected static=SHARE or resistance=SHARE")
+            if key in values:
+                raise ValueError(f"{key} is given twice")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{part!r}: {raw.strip()!r} is not a number") from None
+            if not -0.95 <= value <= 5.0:
+                raise ValueError(f"{part!r}: a share between -0.95 and +5 (e.g. -0.3 for 30 % low)")
+            values[key] = value
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, float]:
+        """The shares, for the JSON."""
+        return {"static": self.static, "resistance": self.resistance}
+
+
+@dataclass(frozen=True)
+class ConfiguredSystem:
+    """The system curve and setpoint range the operator writes into the agent's config (machine units)."""
+
+    static: float
+    design_head: float  # static + k'·Q_design² of the configured curve
+    min_setpoint: float
+    max_setpoint: float
+
+    @classmethod
+    def of(cls, scenario: Scenario, circuit: CircuitSpec,
+           error: SystemError = SystemError()) -> ConfiguredSystem:
+        """The plant's curve off by ``error``; the setpoint range follows the configured static head.
+
+        The maximum setpoint stays the design head the plant runs at today (the operator
+        knows it from the drive's own setpoint); the minimum is the configured static head
+        plus the scenario's share of the configured dynamic head, never above the maximum.
+        """
+        static = circuit.static_ratio * circuit.design_head
+        k_dynamic = circuit.design_head - static  # k·Q_design²
+        configured_static = static * (1.0 + error.static)
+        design = configured_static + k_dynamic * (1.0 + error.resistance)
+        minimum = configured_static + scenario.min_setpoint_ratio * max(design - configured_static, 0.0)
+        return cls(static=configured_static, design_head=design,
+                   min_setpoint=min(minimum, circuit.design_head), max_setpoint=circuit.design_head)
 
 
 @dataclass(frozen=True)
@@ -139,11 +206,11 @@ def scaled_plant(plant: PlantSpec, timing: Timing) -> PlantSpec:
 
 
 def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port: int, timing: Timing,
-                state_dir: Path, mode: str = "control") -> str:
-    """The agent's site config for the plant, as an operator would write it."""
+                state_dir: Path, mode: str = "control", error: SystemError = SystemError()) -> str:
+    """The agent's site config for the plant as an operator would write it, system curve off by ``error``."""
     fan = circuit.kind.value == "fan"
     head_key = "pressure_pa" if fan else "head_m"
-    static = circuit.static_ratio * circuit.design_head
+    configured = ConfiguredSystem.of(scenario, circuit, error)
     control = circuit.control
     text = textwrap.dedent(f"""\
         site: {{name: scenario, grid_emission_factor_kg_per_kwh: 0.5703, \
@@ -168,12 +235,11 @@ def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port
               rated_speed_rpm: {drive.rated_speed * 60 / (2 * math.pi):.6g}
               motor_efficiency_pct: {drive.motor_efficiency * 100:g}
               load: {{kind: {load.kind.value}, rated_flow_m3h: {load.rated_flow * 3600:g}, {rated}}}
-              baseline: {{method: constant, power_kw: {drive.rated_power / 1e3:g}}}
+              baseline: {_baseline(drive.baseline)}
               control: {{mode: {mode}, min_speed_pct: {drive.min_speed_ratio * 100:g}, \
             max_speed_pct: {drive.max_speed_ratio * 100:g}, \
             max_slew_pct_per_min: {timing.slew_pct_per_min:g}, writes_per_hour: 100000, deadband_pct: 0.2}}
             """), "  ")
-    minimum = static + scenario.min_setpoint_ratio * (circuit.design_head - static)
     text += textwrap.dedent(f"""\
         groups:
           - name: {circuit.name}
@@ -181,9 +247,10 @@ def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port
             control: {scenario.control}
             demand: {{drive: {circuit.drives[0]}, quantity: process_flow, \
         margin_pct: {scenario.margin_pct:g}, lookahead_s: {timing.lookahead:g}}}
-            system: {{static_{head_key}: {static:g}, design_flow_m3h: {circuit.design_flow * 3600:g}, \
-        design_{head_key}: {circuit.design_head:g}}}
-            setpoint: {{min_{head_key}: {minimum:g}, max_{head_key}: {circuit.design_head:g}, \
+            system: {{static_{head_key}: {configured.static:.6g}, \
+        design_flow_m3h: {circuit.design_flow * 3600:g}, design_{head_key}: {configured.design_head:.6g}}}
+            setpoint: {{min_{head_key}: {configured.min_setpoint:.6g}, \
+        max_{head_key}: {configured.max_setpoint:.6g}, \
         max_slew_pct_per_min: {timing.slew_pct_per_min:g}}}
             staging: {{min_run_s: {timing.min_run:g}, min_interval_s: {timing.min_interval:g}, \
         bep_window_pct: [{BEP_WINDOW[0] * 100:g}, {BEP_WINDOW[1] * 100:g}], min_gain_pct: 1}}
@@ -191,6 +258,18 @@ def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port
         stage_down_speed_pct: {control.stage_down_ratio * 100:g}, stage_delay_s: {timing.stage_delay:g}}}
         """)
     return text
+
+
+def _baseline(baseline: BaselineConfig) -> str:
+    """The plant drive's baseline section as the agent's config writes it (the same method and figures)."""
+    fields = [f"method: {baseline.method.value}"]
+    if baseline.method is BaselineMethod.CONSTANT:
+        fields.append(f"power_kw: {baseline.constant_power / 1e3:g}")
+    if baseline.table_x_pct:
+        pairs = ", ".join(f"[{x:g}, {y:g}]" for x, y in zip(baseline.table_x_pct, baseline.table_y_pct,
+                                                             strict=True))
+        fields.append(f"table: [{pairs}]")
+    return "{" + ", ".join(fields) + "}"
 
 
 @dataclass
@@ -206,19 +285,23 @@ class RunResult:
     stage_changes: int
     registry: CollectorRegistry
     reported_saving_j: float
+    reported_vfd_saving_j: float  # the agent's savings against its baseline method (basis="vfd")
+    true_vfd_saving_j: float  # the physics of the machine without a VFD, less the energy drawn
+    formula_vfd_saving_j: float  # the baseline method's formula on the true state, less the energy
     write_results: dict[str, dict[str, float]]
     fits: dict[str, dict[str, float | str]]
 
 
 async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
-                     state_dir: Path, dry_run: bool) -> RunResult:
+                     state_dir: Path, dry_run: bool, error: SystemError) -> RunResult:
     from agent.service import Agent  # imports the kernels: after the Numba cache is set up
 
     sim = SimulatedPlant(plant)
     await sim.start("127.0.0.1", 0)
     try:
         path = state_dir / "site.yaml"
-        path.write_text(site_config(scenario, plant, circuit, sim.port, timing, state_dir), encoding="utf-8")
+        text = site_config(scenario, plant, circuit, sim.port, timing, state_dir, error=error)
+        path.write_text(text, encoding="utf-8")
         config = load_config(path)
         registry = CollectorRegistry()
         agent = Agent(config, registry=registry, dry_run=dry_run)
@@ -226,6 +309,11 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
         marks: dict[str, float] = {}
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def vfd_truth() -> tuple[float, float]:
+            snapshots = [sim.model.drives[n].snapshot for n in circuit.drives]
+            return (sum(s.baseline_energy - s.energy for s in snapshots),
+                    sum(s.formula_baseline_energy - s.energy for s in snapshots))
 
         def settle() -> None:
             sim.update()
@@ -236,16 +324,23 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             marks["t_end"] = sim.model.t
             marks["energy"] = sum(sim.model.drives[n].snapshot.energy for n in circuit.drives)
             marks["unmet"] = header.truth.unmet_s
+            marks["vfd_true"], marks["vfd_formula"] = vfd_truth()
             stop.set()
 
         started = sim.now()
+        sim.update()  # the agent books from its first poll, a poll interval from now
+        marks["vfd_start_true"], marks["vfd_start_formula"] = vfd_truth()
         loop.call_later(max(timing.settle - started, 0.0), settle)
         loop.call_later(max(timing.day - started, 0.0), finish)
         await agent.run(stop, serve_metrics=False)
         optimizer = agent.optimizer
         assert optimizer is not None
-        reported = 0.0
+        reported = reported_vfd = 0.0
         for name in circuit.drives:
+            reported_vfd += (registry.get_sample_value("vfd_energy_saved_joules_total",
+                                                       {"drive": name, "basis": "vfd"}) or 0.0) - (
+                registry.get_sample_value("vfd_energy_penalty_joules_total", {"drive": name, "basis": "vfd"})
+                or 0.0)
             saved = registry.get_sample_value("vfd_energy_saved_joules_total",
                                               {"drive": name, "basis": "optimizer"}) or 0.0
             penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
@@ -273,7 +368,10 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             unmet_after_settle_s=marks["unmet"] - marks.get("unmet_at_settle", 0.0), t_end=t_end,
             writes=writes, transitions=[x for x in header.truth.transitions if x[0] <= t_end],
             stage_changes=sum(1 for _ in _events(header.truth.transitions, t_end)),
-            registry=registry, reported_saving_j=reported, write_results=write_results, fits=fits,
+            registry=registry, reported_saving_j=reported, reported_vfd_saving_j=reported_vfd,
+            true_vfd_saving_j=marks["vfd_true"] - marks["vfd_start_true"],
+            formula_vfd_saving_j=marks["vfd_formula"] - marks["vfd_start_formula"],
+            write_results=write_results, fits=fits,
         )
     finally:
         await sim.stop()
@@ -288,7 +386,7 @@ def _events(transitions: Sequence[tuple[float, str, bool]], t_end: float) -> lis
     return times
 
 
-def _violations(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
+def _violations(configured: ConfiguredSystem, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
                 writes: dict[str, list[Any]]) -> list[str]:
     """Every write the plant took from the agent outside the agent's configured limits.
 
@@ -299,9 +397,8 @@ def _violations(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timi
     found: list[str] = []
     fan = circuit.kind.value == "fan"
     rho_g = 1.0 if fan else RHO_G_WATER
-    static = circuit.static_ratio * circuit.design_head
-    minimum = (static + scenario.min_setpoint_ratio * (circuit.design_head - static)) * rho_g
-    maximum = circuit.design_head * rho_g
+    minimum = configured.min_setpoint * rho_g
+    maximum = configured.max_setpoint * rho_g
     per_second = timing.slew_pct_per_min / 100.0 / 60.0
     tolerance = 1e-4
     for name, records in writes.items():
@@ -368,21 +465,39 @@ def _stage_violations(transitions: Sequence[tuple[float, str, bool]], timing: Ti
     return found
 
 
-def run_scenario(name: str, duration: float = DEFAULT_DURATION_S, *, dry_run: bool = False,
-                 state_dir: Path | None = None) -> dict[str, Any]:
-    """Run one scenario end to end; returns the result as a JSON-ready dict."""
-    scenario = SCENARIOS[name]
+def scenario_for_plant(path: Path, control: str | None = None) -> Scenario:
+    """A scenario for any plant file with a header circuit; ConfigError if it has none.
+
+    The agent controls the first circuit; by default fans through their pressure setpoint
+    (static pressure reset) and pumps by speed, as in the built-in scenarios.
+    """
+    plant = load_plant(path)
+    if not plant.circuits:
+        raise ConfigError([ConfigIssue(str(path), 1, "circuits",
+                                       "the scenario needs a header circuit for the agent's group")])
+    fan = plant.circuits[0].kind.value == "fan"
+    chosen = control or ("pressure_setpoint" if fan else "speed")
+    return Scenario(plant.name, str(path.resolve()), chosen, f"plant file {path}")
+
+
+def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, dry_run: bool = False,
+                 state_dir: Path | None = None, system_error: SystemError = SystemError()) -> dict[str, Any]:
+    """Run one scenario (a built-in name or a ``Scenario``) end to end; the result as a JSON-ready dict."""
+    scenario = SCENARIOS[name] if isinstance(name, str) else name
     timing = Timing.for_duration(duration)
     plant = scaled_plant(load_plant(PLANTS / scenario.plant), timing)
     circuit = plant.circuits[0]
+    configured = ConfiguredSystem.of(scenario, circuit, system_error)
     if state_dir is None:
-        with tempfile.TemporaryDirectory(prefix=f"vfd-scenario-{name}-") as tmp:
-            run = asyncio.run(_agent_run(scenario, plant, circuit, timing, Path(tmp), dry_run))
+        with tempfile.TemporaryDirectory(prefix=f"vfd-scenario-{scenario.name}-") as tmp:
+            run = asyncio.run(_agent_run(scenario, plant, circuit, timing, Path(tmp), dry_run, system_error))
     else:
         state_dir.mkdir(parents=True, exist_ok=True)
-        run = asyncio.run(_agent_run(scenario, plant, circuit, timing, state_dir, dry_run))
+        run = asyncio.run(_agent_run(scenario, plant, circuit, timing, state_dir, dry_run, system_error))
     conventional: PlantModel = conventional_run(plant, run.t_end)
     energy_conventional = sum(conventional.drives[n].snapshot.energy for n in circuit.drives)
+    good: PlantModel = good_practice_run(plant, run.t_end)
+    energy_good = sum(good.drives[n].snapshot.energy for n in circuit.drives)
     # Parallel pumps run within the same window around their best-efficiency flow as the agent's.
     window = BEP_WINDOW if len(circuit.drives) > 1 else None
     energy_oracle = oracle_energy(plant, circuit, run.t_end, window)
@@ -390,13 +505,16 @@ def run_scenario(name: str, duration: float = DEFAULT_DURATION_S, *, dry_run: bo
     true_saving = energy_conventional - run.energy_j
     writes = [w for records in run.writes.values() for w in records]
     takeover = min((w.t for w in writes), default=run.t_end)
-    violations = _violations(scenario, plant, circuit, timing, run.writes)
+    violations = _violations(configured, plant, circuit, timing, run.writes)
     stage_problems = _stage_violations(run.transitions, timing, takeover, run.t_end)
     allowed_changes = 2 * (math.floor((run.t_end - takeover) / timing.min_interval) + 1)  # starts and stops
     header = conventional.headers[circuit.name]
     return {
-        "scenario": name,
+        "scenario": scenario.name,
         "description": scenario.description,
+        "plant": str(PLANTS / scenario.plant),
+        "system_error": system_error.as_dict(),
+        "configured_system": {k: round(v, 4) for k, v in dataclasses.asdict(configured).items()},
         "duration_s": round(run.t_end, 3),
         "timing": {k: round(v, 4) for k, v in dataclasses.asdict(timing).items()},
         "energy_agent_j": round(run.energy_j, 1),
@@ -405,6 +523,16 @@ def run_scenario(name: str, duration: float = DEFAULT_DURATION_S, *, dry_run: bo
         "saving_vs_conventional_pct": round(100.0 * true_saving / energy_conventional, 2),
         "oracle_saving_vs_conventional_pct": round(100.0 * oracle_saving / energy_conventional, 2),
         "fraction_of_oracle_savings": round(true_saving / oracle_saving, 4) if oracle_saving > 0 else None,
+        "energy_good_practice_j": round(energy_good, 1),
+        "good_practice_saving_vs_conventional_pct": round(100.0 * (energy_conventional - energy_good)
+                                                          / energy_conventional, 2),
+        "saving_vs_good_practice_pct": round(100.0 * (energy_good - run.energy_j) / energy_good, 2),
+        "oracle_saving_vs_good_practice_pct": round(100.0 * (energy_good - energy_oracle) / energy_good, 2),
+        # Of the agent's savings against the conventional plant, the share good practice delivers too.
+        "share_of_agent_saving_good_practice_delivers": (
+            round((energy_conventional - energy_good) / true_saving, 4) if true_saving > 0 else None),
+        "good_practice_demand_unmet_seconds": round(good.headers[circuit.name].truth.unmet_s, 3),
+        "good_practice_stage_changes": good.headers[circuit.name].truth.stage_changes,
         "demand_unmet_seconds": round(run.unmet_s, 3),
         "demand_unmet_seconds_after_settling": round(run.unmet_after_settle_s, 3),
         "settling_allowance_s": round(timing.settle, 3),
@@ -420,6 +548,13 @@ def run_scenario(name: str, duration: float = DEFAULT_DURATION_S, *, dry_run: bo
         "true_optimizer_saving_joules": round(true_saving, 1),
         "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
                                if true_saving > 0 else None),
+        "vfd_basis": {
+            "reported_joules": round(run.reported_vfd_saving_j, 1),
+            "formula_on_true_state_joules": round(run.formula_vfd_saving_j, 1),
+            "physical_truth_joules": round(run.true_vfd_saving_j, 1),
+            "claim_over_physical_truth": (round(run.reported_vfd_saving_j / run.true_vfd_saving_j, 4)
+                                          if run.true_vfd_saving_j > 0 else None),
+        },
         "writes": run.write_results,
         "fits": {n: {k: _rounded(v) for k, v in f.items()} for n, f in run.fits.items()},
         "dry_run": dry_run,
@@ -434,9 +569,16 @@ def _rounded(value: float | str) -> float | str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hil.scenario NAME [--duration SECONDS]``: print the scenario's result as JSON."""
+    """``python -m hil.scenario NAME | --plant PATH [options]``: print the scenario's result as JSON."""
     parser = argparse.ArgumentParser(prog="python -m hil.scenario", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(SCENARIOS), help="the scenario")
+    parser.add_argument("name", nargs="?", choices=sorted(SCENARIOS), help="a built-in scenario")
+    parser.add_argument("--plant", type=Path, help="any plant file with a header circuit, instead of NAME")
+    parser.add_argument("--control", choices=["speed", "pressure_setpoint"],
+                        help="with --plant: how the agent drives the group "
+                             "(default: fans by pressure setpoint, pumps by speed)")
+    parser.add_argument("--system-error", default="", metavar="static=SHARE,resistance=SHARE",
+                        help="the configured system curve is off by these shares, "
+                             "e.g. static=-0.33,resistance=+0.2")
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S,
                         help=f"seconds one day of demand is compressed into (default {DEFAULT_DURATION_S:g})")
     parser.add_argument("--dry-run", action="store_true", help="the agent logs the writes it would do")
@@ -444,9 +586,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.duration >= 10.0:
         parser.error("--duration must be at least 10 s")
+    if (args.name is None) == (args.plant is None):
+        parser.error("give a scenario NAME or --plant PATH (one of them)")
+    if args.control and args.plant is None:
+        parser.error("--control goes with --plant (the built-in scenarios fix their own)")
+    try:
+        error = SystemError.parse(args.system_error)
+    except ValueError as exc:
+        parser.error(f"--system-error: {exc}")
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        scenario = SCENARIOS[args.name] if args.name else scenario_for_plant(args.plant, args.control)
+    except ConfigError as exc:
+        print(f"python -m hil.scenario: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
-    result = run_scenario(args.name, args.duration, dry_run=args.dry_run)
+    result = run_scenario(scenario, args.duration, dry_run=args.dry_run, system_error=error)
     result["wall_s"] = round(time.monotonic() - started, 1)
     json.dump(result, sys.stdout, indent=2)
     print()

@@ -93,7 +93,8 @@ class _DriveEndpoint:
     def __init__(self, plant: SimulatedPlant, spec: DriveSpec) -> None:
         self.plant = plant
         self.spec = spec
-        self.registers = DriveRegisters(spec)
+        in_circuit = any(spec.name in c.drives for c in plant.spec.circuits)
+        self.registers = DriveRegisters(spec, in_circuit)
         self.faults: dict[Fault, ActiveFault] = {}
 
 
@@ -165,8 +166,12 @@ class SimulatedPlant:
         return self.model.snapshot(name).energy
 
     def true_baseline_energy_j(self, name: str) -> float:
-        """True baseline energy since the start [J], at the true speed."""
+        """What the machine without a VFD would have drawn since the start [J]: its physics."""
         return self.model.snapshot(name).baseline_energy
+
+    def formula_baseline_energy_j(self, name: str) -> float:
+        """The baseline method's formula integrated on the true state since the start [J]: what to book."""
+        return self.model.snapshot(name).formula_baseline_energy
 
     def set_remote_setpoint(self, name: str, ratio: float | None) -> None:
         """Set (or with None, release) a drive's fieldbus speed setpoint, as a Modbus write would."""

@@ -1,4 +1,4 @@
-"""Reference strategies for the closed-loop scenarios: the conventional one and the oracle.
+"""Reference strategies for the closed-loop scenarios: conventional, good practice and the oracle.
 
 Both run on the plant's own physics, without Modbus and faster than real time, on the
 same demand trace as the agent's run:
@@ -7,6 +7,10 @@ same demand trace as the agent's run:
   a fixed pressure setpoint held by the drive's PI, pumps staged by speed thresholds in
   a fixed lead-lag order); ``conventional_run`` steps a fresh ``PlantModel`` nobody
   writes to;
+- good practice is a well-tuned plant without the agent: the header's pressure setpoint
+  reset by trim-and-respond on the critical load's valve (ASHRAE Guideline 36, 5.1.14),
+  pumps staged to keep each near its best-efficiency flow from its datasheet (good
+  practice does not know the wear); ``good_practice_run`` steps it like the conventional;
 - the oracle knows the true curves (worn pumps included), the true electrical losses
   and the demand at every instant, and runs the machines that deliver exactly the
   demand at the least electrical power, with the loads' valves wide open, within the
@@ -21,23 +25,20 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
-from hil.model import PlantModel
+from hil.model import DriveModel, HeaderCircuit, PlantModel
 from hil.physics import (
-    DRIVE_EFFICIENCY,
-    DRIVE_LOAD,
-    MAX_EFFICIENCY,
-    MOTOR_EFFICIENCY,
-    MOTOR_LOAD,
     Curves,
     MachineCurves,
+    electrical_power_array,
     flow_at_head,
     header_head_for_flow,
     system_from_rated,
+    torque_limit,
 )
 from hil.plantfile import CircuitSpec, DriveSpec, PlantSpec
 
@@ -55,6 +56,78 @@ def conventional_run(plant: PlantSpec, until: float) -> PlantModel:
     return model
 
 
+@dataclass
+class GoodPractice:
+    """Trim-and-respond pressure reset on the critical valve, and best-efficiency staging.
+
+    Every ``interval`` the critical load's valve makes requests: one while it is more
+    than 90 % open (until it falls below 80 %), three while the load is short of flow.
+    With none (G36's ignored requests I = 0: one critical zone) the setpoint trims by
+    ``trim`` of the span; with R requests it responds by R × ``respond``, at most
+    ``respond_max``; always within [static head, the operator's fixed setpoint]. Staging:
+    up when the running pumps pass more than ``up_share`` of their datasheet
+    best-efficiency flows (or cannot hold the setpoint), down when one fewer would pass
+    less than ``down_share`` of theirs; the cascade's delay and lead-lag order stay.
+    """
+
+    interval: float  # s, G36's T (2 min of a real day)
+    trim: float = -0.005  # of the setpoint span, per interval without requests
+    respond: float = 0.02  # per request
+    respond_max: float = 0.05
+    up_share: float = 1.15
+    down_share: float = 0.9
+    _elapsed: float = 0.0
+    _requesting: bool = False
+
+    def reset(self, circuit: HeaderCircuit, t: float, dt: float) -> None:
+        """One trim-and-respond step when the interval has passed."""
+        self._elapsed += dt
+        if self._elapsed < self.interval:
+            return
+        self._elapsed = 0.0
+        valve = circuit.critical_valve
+        self._requesting = valve > 0.90 or (self._requesting and valve >= 0.80)
+        demand = circuit.demand.flow(t)
+        short = circuit.delivered < demand * (1.0 - circuit.spec.unmet_tolerance)
+        requests = 3 if short else int(self._requesting)
+        rho_g = circuit.spec.rho_g
+        low = circuit.system.static * rho_g
+        high = circuit.spec.control.pressure_setpoint * rho_g
+        span = high - low
+        step = min(requests * self.respond, self.respond_max) if requests else self.trim
+        circuit.setpoint_pa = min(max(circuit.setpoint_pa + step * span, low), high)
+
+    def stage(self, circuit: HeaderCircuit, local: Sequence[DriveModel], demand: float,
+              ratio: float) -> tuple[bool, bool]:
+        """Flow per pump against the datasheet best-efficiency flows of the pumps running and one fewer."""
+        n = circuit.staged
+        beps = [self._bep(d) for d in local]
+        up = demand > self.up_share * sum(beps[:n]) or ratio >= circuit.spec.control.stage_up_ratio
+        down = n > 1 and demand < self.down_share * sum(beps[: n - 1])
+        return up, down
+
+    _beps: dict[str, float] = field(default_factory=dict)
+
+    def _bep(self, drive: DriveModel) -> float:
+        if drive.spec.name not in self._beps:
+            self._beps[drive.spec.name] = best_efficiency_flow(drive.spec.curves())
+        return self._beps[drive.spec.name]
+
+
+def good_practice_interval(day_length: float) -> float:
+    """G36's 2-minute trim-and-respond interval, scaled like the day (600 s: 0.83 s)."""
+    return 120.0 * day_length / 86_400.0
+
+
+def good_practice_run(plant: PlantSpec, until: float, interval: float | None = None) -> PlantModel:
+    """The plant under good practice (``GoodPractice`` on every header), stepped to ``until`` [s]."""
+    model = PlantModel(plant)
+    for header in model.headers.values():
+        header.policy = GoodPractice(interval or good_practice_interval(plant.day_length))
+    model.advance_to(until)
+    return model
+
+
 @dataclass(frozen=True)
 class _Machine:
     curves: Curves
@@ -64,16 +137,12 @@ class _Machine:
     max_ratio: float
     bep_flow: float  # m³/s at rated speed, of the true curves
     window: tuple[float, float]  # allowed Q/r as multiples of the best-efficiency flow
+    torque_limit: float  # torque over rated at the drive's current limit
 
 
-def _electrical(shaft: FloatArray, machine: _Machine) -> FloatArray:
-    """``hil.physics.electrical_power`` on arrays."""
-    load = shaft / machine.rated_power
-    shape = np.interp(load, MOTOR_LOAD, MOTOR_EFFICIENCY) / MOTOR_EFFICIENCY[MOTOR_LOAD.index(1.0)]
-    motor = np.minimum(machine.motor_efficiency * shape, MAX_EFFICIENCY)
-    drive = np.interp(load, DRIVE_LOAD, DRIVE_EFFICIENCY)
-    result: FloatArray = np.where(shaft > 0.0, shaft / (motor * drive), 0.0)
-    return result
+def _electrical(shaft: FloatArray, ratio: FloatArray, machine: _Machine) -> FloatArray:
+    """``hil.physics.electrical_power`` on arrays: the machine at ``ratio`` through its drive."""
+    return electrical_power_array(shaft, ratio, machine.rated_power, machine.motor_efficiency)
 
 
 def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
@@ -91,8 +160,10 @@ def _cost(machine: _Machine, head: float, flow: FloatArray) -> FloatArray:
         disc = np.ones_like(ratio)
         shaft = np.array([c.shaft_power(float(q), float(r)) for q, r in zip(np.ravel(flow), np.ravel(ratio),
                                                                            strict=True)]).reshape(np.shape(flow))
-    power = _electrical(shaft, machine)
+    power = _electrical(shaft, ratio, machine)
     feasible = (disc >= 0.0) & (ratio >= machine.min_ratio - 1e-12) & (ratio <= machine.max_ratio + 1e-12)
+    # the drive's current limit: no more torque than the rated current gives
+    feasible &= shaft <= machine.torque_limit * machine.rated_power * np.maximum(ratio, 1e-12) * (1.0 + 1e-9)
     low, high = machine.window
     collapsed = flow / np.maximum(ratio, 1e-12)
     bep = machine.bep_flow
@@ -164,7 +235,8 @@ class Oracle:
         self.system = system_from_rated(circuit.design_flow, circuit.design_head, circuit.static_ratio)
         self.machines = [
             _Machine(d.true_curves(), d.rated_power, d.motor_efficiency, d.min_speed_ratio, d.max_speed_ratio,
-                     best_efficiency_flow(d.true_curves()), window or (0.0, math.inf))
+                     best_efficiency_flow(d.true_curves()), window or (0.0, math.inf),
+                     torque_limit(d.rated_power))
             for d in drives
         ]
         self._table_flow: FloatArray = np.zeros(0)

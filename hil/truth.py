@@ -1,7 +1,12 @@
 """Ground truth of a simulated plant as Prometheus metrics, read at scrape time.
 
 HIL tests and the demo compare these with what the agent reports: the agent's
-``vfd_energy_joules_total`` should track ``hil_true_energy_joules_total``. The
+``vfd_energy_joules_total`` should track ``hil_true_energy_joules_total``. Two baselines
+are kept apart: ``hil_true_baseline_*`` is what the machine the baseline describes would
+draw by its own physics (a constant-speed pump on its curve, a throttled pump, a damper or
+inlet vanes on a fixed-speed fan), never the agent's formula; ``hil_formula_baseline_*`` is
+the baseline method's formula on the true state, what a correct agent books. The first
+grades the claim, the second the bookkeeping. The
 collector reads only immutable snapshots, so a scrape from the HTTP server's
 thread never races the physics on the event loop.
 """
@@ -32,8 +37,11 @@ class GroundTruthCollector(Collector):
             ("hil_true_energy_joules", "True electrical energy drawn since the simulation started.",
              lambda s: s.energy),
             ("hil_true_baseline_energy_joules",
-             "True baseline energy (the drive's baseline method at the true speed) since the start.",
+             "Energy the machine without a VFD would have drawn since the start, by its physics.",
              lambda s: s.baseline_energy),
+            ("hil_formula_baseline_energy_joules",
+             "The baseline method's formula on the true state, integrated since the start.",
+             lambda s: s.formula_baseline_energy),
         )
         for name, doc, read in counters:
             counter = CounterMetricFamily(name, doc, labels=["drive"])
@@ -42,7 +50,10 @@ class GroundTruthCollector(Collector):
             yield counter
         gauges: tuple[tuple[str, str, _Reader], ...] = (
             ("hil_true_power_watts", "True electrical power.", lambda s: s.power),
-            ("hil_true_baseline_power_watts", "True baseline power.", lambda s: s.baseline_power),
+            ("hil_true_baseline_power_watts", "Power the machine without a VFD would draw, by its physics.",
+             lambda s: s.baseline_power),
+            ("hil_formula_baseline_power_watts", "The baseline method's formula on the true state.",
+             lambda s: s.formula_baseline_power),
             ("hil_true_shaft_power_watts", "True shaft power.", lambda s: s.shaft_power),
             ("hil_true_speed_ratio", "True speed over rated speed.", lambda s: s.speed_ratio),
             ("hil_speed_setpoint_ratio", "Speed setpoint in force, over rated speed.",

@@ -33,7 +33,9 @@ def test_agent_energy_and_savings_agree_with_ground_truth_for_both_sources(tmp_p
     """Two agents poll one plant, one from the drives' energy counters, one integrating power.
 
     Over 30 s of varying demand every drive's energy is within 1 % of the plant's truth and its
-    energy saved within 2 %, whichever the source.
+    energy saved within 2 % of the baseline method's formula applied to the true state (the
+    bookkeeping), whichever the source. How far that formula is from the physics of the machine
+    without a VFD (``hil_true_baseline_*``) is printed, not asserted: that is the method's error.
     """
     power_only = power_only_profile(tmp_path)
 
@@ -56,7 +58,8 @@ def test_agent_energy_and_savings_agree_with_ground_truth_for_both_sources(tmp_p
                 def recording_accept(t, wall, values, _drive=drive, _accept=drive.accept, _truth=truth):
                     sim.update()  # the truth as of ``t``, taken before the agent does any work
                     _truth[_drive.name].append(
-                        (sim.true_energy_j(_drive.name), sim.true_baseline_energy_j(_drive.name))
+                        (sim.true_energy_j(_drive.name), sim.formula_baseline_energy_j(_drive.name),
+                         sim.true_baseline_energy_j(_drive.name))
                     )
                     return _accept(t, wall, values)
                 drive.accept = recording_accept
@@ -90,8 +93,10 @@ def test_agent_energy_and_savings_agree_with_ground_truth_for_both_sources(tmp_p
             saved = totals.saved_vfd_j - totals.penalty_vfd_j
             saved_error = saved / (true_baseline - true_energy) - 1
             true_saved = true_baseline - true_energy
+            physical_saved = truth[name][-1][2] - truth[name][0][2] - true_energy
             report.append(f"{source:7s} {name}: energy {energy_error:+.3%}, saved {saved_error:+.3%} "
-                          f"(true {true_energy / 1e3:.1f} kJ drawn, {true_saved / 1e3:.1f} kJ saved)")
+                          f"(true {true_energy / 1e3:.1f} kJ drawn, {true_saved / 1e3:.1f} kJ saved by the "
+                          f"formula, {physical_saved / 1e3:.1f} kJ by the physics)")
             assert abs(energy_error) < ENERGY_TOLERANCE, report
             assert abs(saved_error) < SAVED_TOLERANCE, report
             assert registry.get_sample_value("vfd_up", {"drive": name}) == 1.0

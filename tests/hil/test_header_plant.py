@@ -22,6 +22,7 @@ from hil.physics import (
     header_operating_point,
     ratio_at,
     system_from_rated,
+    torque_limit,
     worn,
 )
 from hil.plantfile import load_plant
@@ -145,7 +146,7 @@ def test_the_oracle_of_one_pump_is_the_speed_that_meets_the_system_curve():
         head = oracle.system.head(demand)
         ratio = ratio_at(curves, head, demand)
         shaft = curves.shaft_power(demand, ratio)
-        expected = electrical_power(shaft, drive.rated_power, drive.motor_efficiency)
+        expected = electrical_power(shaft, drive.rated_power, drive.motor_efficiency, ratio)
         assert oracle.power(demand) == pytest.approx(expected, rel=1e-9)
 
 
@@ -162,9 +163,10 @@ def test_the_oracle_never_draws_more_than_any_single_staging_it_could_choose():
         for drive in drives:  # each pump alone, where it can
             curves = drive.true_curves()
             ratio = ratio_at(curves, head, demand)
-            if drive.min_speed_ratio <= ratio <= drive.max_speed_ratio:
-                shaft = curves.shaft_power(demand, ratio)
-                alone = electrical_power(shaft, drive.rated_power, drive.motor_efficiency)
+            shaft = curves.shaft_power(demand, ratio)
+            within_current = shaft <= torque_limit(drive.rated_power) * drive.rated_power * ratio
+            if drive.min_speed_ratio <= ratio <= drive.max_speed_ratio and within_current:
+                alone = electrical_power(shaft, drive.rated_power, drive.motor_efficiency, ratio)
                 assert best <= alone * (1 + 1e-9)
 
 

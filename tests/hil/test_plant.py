@@ -20,9 +20,7 @@ from hil.physics import (
     MachineCurves,
     SystemCurve,
     curves_from_rated,
-    drive_efficiency,
     electrical_power,
-    motor_efficiency,
     operating_flow,
     ratio_for_flow,
     system_from_rated,
@@ -128,22 +126,6 @@ def test_static_head_shrinks_the_savings_below_the_cube_law():
     assert c.shaft_power(0.6 * Q_R, r) > 0.6**3 * P_R
 
 
-def test_motor_and_drive_efficiency_follow_their_tables():
-    assert motor_efficiency(1.0, 0.92) == pytest.approx(0.92)
-    # DOE MEASUR premium motor: 0.964 at half load against 0.961 at full load.
-    assert motor_efficiency(0.5, 0.92) == pytest.approx(0.92 * 0.964 / 0.961)
-    assert motor_efficiency(0.1, 0.92) < motor_efficiency(0.4, 0.92)
-    assert drive_efficiency(1.0) == pytest.approx(0.97)
-    assert drive_efficiency(0.1) < drive_efficiency(0.5) < drive_efficiency(1.0)
-    p = electrical_power(10_000.0, 15_000.0, 0.92)
-    load = 10_000.0 / 15_000.0
-    assert p == pytest.approx(10_000.0 / (motor_efficiency(load, 0.92) * drive_efficiency(load)))
-    assert electrical_power(0.0, 15_000.0, 0.92) == 0.0
-
-
-# --- demand ---------------------------------------------------------------------------------------
-
-
 def test_demand_spans_its_range_smoothly_and_repeats_every_day():
     d = DemandProfile(0.01, 0.03, day_length=120.0, seed=3)
     t = np.linspace(0.0, 120.0, 4001)
@@ -167,20 +149,34 @@ def test_ground_truth_energy_of_a_constant_power_period_is_power_times_time(tmp_
     assert end.t == pytest.approx(60.0)
     assert end.power == start.power > 0.0  # noise never touches the truth
     assert end.energy == pytest.approx(start.power * 60.0, rel=1e-12)
-    # The plant file gives no table: the SINAMICS factory points (speed %, power %) apply.
+    # The plant file gives no table: the SINAMICS factory points (speed %, power %) are the formula.
     pct = np.interp(100.0 * start.speed_ratio, [0, 25, 50, 75, 100], [25, 50, 77, 92, 100])
-    expected_baseline = 15_000.0 * pct / 100.0
-    assert end.baseline_power == pytest.approx(expected_baseline, rel=1e-12)
-    assert end.baseline_energy == pytest.approx(expected_baseline * 60.0, rel=1e-12)
+    expected_formula = 15_000.0 * pct / 100.0
+    assert end.formula_baseline_power == pytest.approx(expected_formula, rel=1e-12)
+    assert end.formula_baseline_energy == pytest.approx(expected_formula * 60.0, rel=1e-12)
+    # The truth is the throttled pump it describes: rated speed, the same flow, direct on line.
+    shaft = pump().shaft_power(end.flow, 1.0)
+    expected_baseline = electrical_power(shaft, 15_000.0, 0.921, 1.0, inverter=False)
+    assert end.baseline_power == pytest.approx(expected_baseline, rel=1e-9)
+    assert end.baseline_energy == pytest.approx(expected_baseline * 60.0, rel=1e-9)
     # The drive's own counter integrates its noisy power, so it tracks the truth closely.
     assert end.measured.energy_counter == pytest.approx(end.energy, rel=1e-3)
 
 
-def test_constant_baseline_draws_its_power_while_running(tmp_path):
+def test_constant_baseline_is_the_pump_at_rated_speed_on_its_system_not_the_configured_figure(tmp_path):
     model = steady_pump(tmp_path, baseline="{method: constant, power_kw: 12.5}")
     model.advance_to(10.0)
     assert model.spec.drives[0].baseline.method is BaselineMethod.CONSTANT
-    assert model.snapshot("p1").baseline_energy == pytest.approx(12_500.0 * 10.0, rel=1e-12)
+    snapshot = model.snapshot("p1")
+    assert snapshot.formula_baseline_energy == pytest.approx(12_500.0 * 10.0, rel=1e-12)
+    drive = model.drives["p1"]
+    flow = operating_flow(drive.curves, drive.system, 1.0)  # where the curve meets the system
+    assert flow > snapshot.flow  # without the drive it over-delivers
+    shaft = drive.curves.shaft_power(flow, 1.0)
+    expected = electrical_power(shaft, 15_000.0, 0.921, 1.0, inverter=False)
+    assert snapshot.baseline_power == pytest.approx(expected, rel=1e-9)
+    assert expected != pytest.approx(12_500.0, rel=0.01)
+    assert snapshot.baseline_energy == pytest.approx(expected * 10.0, rel=1e-9)
 
 
 def test_noise_is_on_measured_values_only_with_the_configured_spread(tmp_path):

@@ -22,6 +22,7 @@ from hil.truth import GroundTruthCollector
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
+PLANTS = REPO / "configs" / "plants"
 DEADLINE = 10.0  # s, for anything awaited on loopback; never an asserted duration
 
 
@@ -247,7 +248,12 @@ def test_ground_truth_collector_exports_the_physics():
         assert registry.get_sample_value("hil_true_power_watts", labels) == snapshot.power
         demand = registry.get_sample_value("hil_demand_flow_cubic_meters_per_second", labels)
         assert demand == snapshot.demand_flow
-    assert registry.get_sample_value("hil_true_baseline_power_watts", {"drive": "supply-fan"}) == 11_000.0
+    assert registry.get_sample_value("hil_formula_baseline_power_watts", {"drive": "supply-fan"}) == 11_000.0
+    # The truth is the fan direct on line on its system: its rated point, 90 % of 11 kW at the shaft.
+    fan = sim.snapshot("supply-fan")
+    assert registry.get_sample_value("hil_true_baseline_power_watts", {"drive": "supply-fan"}) == (
+        fan.baseline_power)
+    assert 0.9 * 11_000.0 < fan.baseline_power < 11_000.0
     assert registry.get_sample_value("hil_physics_time_seconds") == pytest.approx(30.0)
 
 
@@ -359,3 +365,35 @@ def test_vfd_sim_rejects_a_bad_listen_address():
     from hil.cli import main
 
     assert main(["--plant", str(DEMO), "--listen", "nowhere"]) == 2
+
+
+def test_the_critical_point_is_served_as_input_registers_of_every_drive_of_a_circuit():
+    """Remote DP (kPa) and valve opening (%) as float32 at 200..203, read over a real socket."""
+    from agent.modbus.codec import DataType, Order, decode
+    from hil.registers import CRITICAL_PRESSURE_ADDRESS
+
+    clock = FakeClock()
+    sim = SimulatedPlant(load_plant(PLANTS / "chw-3pump.yaml"), clock=clock)
+
+    async def scenario() -> None:
+        await sim.start("127.0.0.1", 0)
+        client = client_for(sim)
+        try:
+            await client.connect()
+            clock.now += 20.0
+            sim.update()
+            for name in ("chw-pump-1", "chw-pump-3"):
+                reply = await client.read_input_registers(CRITICAL_PRESSURE_ADDRESS, count=4,
+                                                          device_id=sim.units[name])
+                assert not reply.isError(), reply
+                dp = decode(reply.registers[:2], DataType.FLOAT32, Order.BIG, Order.BIG) * 1e3
+                valve = decode(reply.registers[2:], DataType.FLOAT32, Order.BIG, Order.BIG) / 100.0
+                measured = sim.snapshot(name).measured
+                assert dp == pytest.approx(measured.critical_pressure, rel=1e-6)
+                assert valve == pytest.approx(measured.critical_valve, rel=1e-6)
+                assert 0.0 < valve < 1.0 and dp > 0.0
+        finally:
+            client.close()
+            await sim.stop()
+
+    run(scenario())

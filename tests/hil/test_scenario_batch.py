@@ -1,0 +1,101 @@
+"""Generated plants through the closed loop, and the acceptance with a misconfigured system curve.
+
+The small batch runs three generated plants (seeds 0, 1 and 3, 30 s days) as real ``python -m
+hil.scenario --plant`` processes side by side, with the system curve configured right, and
+asserts what the agent achieves today. Seed 2 is not in it: with the right curve the agent
+claims 53 % more optimizer savings than the plant shows there (its third pump is never
+fitted); it is a case of the acceptance below. ``bench/scenario_batch.py`` runs the large batch.
+
+The acceptance of issue 13 (a configured curve 30 % off: unmet demand after settling at most
+0.5 % of the day, at least 90 % of the oracle's savings, claims within 10 %) fails today on
+every case: it is marked ``xfail(strict=True)``, so it turns into a failure the day the agent
+passes it, and the marker must then go.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil.generator import MAX_SYSTEM_ERROR, distribution, generate
+from hil.plantfile import load_plant
+from hil.scenario import Scenario, SystemError, run_scenario, scenario_for_plant
+from tests.support import REPO
+
+SEEDS = (0, 1, 3)
+DAY = 30.0
+CLAIM_TOLERANCE = 0.10
+
+
+def scenario_processes(runs: list[tuple[Path, str]], duration: float) -> list[dict]:
+    """Each (plant file, system error) as its own ``python -m hil.scenario`` process, all at once."""
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "hil.scenario", "--plant", str(path), "--duration",
+                          str(duration), "--system-error", error], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for path, error in runs
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=duration * 6 + 240)
+        assert process.returncode == 0, err
+        assert "Traceback" not in err
+        results.append(json.loads(out))
+    return results
+
+
+def test_the_generator_is_reproducible_and_spans_the_stated_ranges(tmp_path):
+    assert generate(5).text == generate(5).text
+    assert generate(5).text != generate(6).text
+    plants = [generate(seed) for seed in range(40)]
+    assert {p.text.count("- name: pump-") for p in plants} == {1, 2, 3}
+    assert any("wear:" in p.text for p in plants) and not all("wear:" in p.text for p in plants)
+    assert all(abs(p.static_error) <= MAX_SYSTEM_ERROR and abs(p.resistance_error) <= MAX_SYSTEM_ERROR
+               for p in plants)
+    statics = [load_plant(p.write(tmp_path)).circuits[0].static_ratio for p in plants]
+    assert 0.0 <= min(statics) < 0.15 and 0.55 < max(statics) <= 0.70
+
+
+def test_a_small_batch_of_generated_plants_with_the_right_curve(tmp_path):
+    results = scenario_processes([(generate(seed).write(tmp_path), "") for seed in SEEDS], DAY)
+    summary = distribution(results)
+    print("\n" + json.dumps(summary))
+    for result in results:
+        print(json.dumps({k: result[k] for k in ("scenario", "fraction_of_oracle_savings",
+                                                 "demand_unmet_seconds_after_settling", "saving_claim_error",
+                                                 "saving_vs_good_practice_pct")}))
+        assert result["limit_violations"] == 0, result["limit_violation_details"]
+        assert result["energy_agent_j"] < result["energy_conventional_j"], result
+        assert abs(result["saving_claim_error"]) <= CLAIM_TOLERANCE, result
+        # Today's agent on a 30 s day: at most 2 % of the day short after settling (0.3 s on seed 1).
+        assert result["demand_unmet_seconds_after_settling"] <= 0.02 * result["duration_s"], result
+        assert result["fraction_of_oracle_savings"] >= 0.8, result
+    assert summary["limit_violations"] == 0
+
+
+ACCEPTANCE_DAY = 60.0
+ACCEPTANCE = [
+    ("chw-3pump", "static=-0.3"),  # today: loads short after settling
+    ("chw-3pump", "resistance=+0.3"),  # today: about two thirds of the oracle's savings
+    ("generated-2", ""),  # the right curve, but the claim is 53 % high
+]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: the agent trusts the configured system curve; with a "
+                   "30 % error it starves the loads or leaves savings (the agent side of the issue)")
+@pytest.mark.parametrize("name,error", ACCEPTANCE)
+def test_acceptance_with_the_configured_curve_30_percent_off(tmp_path, name, error):
+    scenario: str | Scenario = name
+    if name.startswith("generated-"):
+        scenario = scenario_for_plant(generate(int(name.split("-")[1])).write(tmp_path))
+    result = run_scenario(scenario, ACCEPTANCE_DAY, system_error=SystemError.parse(error))
+    print("\n" + json.dumps({k: result[k] for k in ("fraction_of_oracle_savings",
+                                                    "demand_unmet_seconds_after_settling",
+                                                    "saving_claim_error", "system_error")}))
+    assert result["demand_unmet_seconds_after_settling"] <= 0.005 * result["duration_s"], result
+    assert result["fraction_of_oracle_savings"] >= 0.9, result
+    assert abs(result["saving_claim_error"]) <= CLAIM_TOLERANCE, result
