@@ -290,6 +290,7 @@ class RunResult:
     formula_vfd_saving_j: float  # the baseline method's formula on the true state, less the energy
     write_results: dict[str, dict[str, float]]
     fits: dict[str, dict[str, float | str]]
+    service_shortfall_s: float = 0.0  # the agent's own count: loads short, no optimizer savings booked
 
 
 async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
@@ -372,6 +373,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             true_vfd_saving_j=marks["vfd_true"] - marks["vfd_start_true"],
             formula_vfd_saving_j=marks["vfd_formula"] - marks["vfd_start_formula"],
             write_results=write_results, fits=fits,
+            service_shortfall_s=sum(g.service_shortfall_seconds for g in optimizer.snapshot().groups),
         )
     finally:
         await sim.stop()
@@ -535,6 +537,7 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         "good_practice_stage_changes": good.headers[circuit.name].truth.stage_changes,
         "demand_unmet_seconds": round(run.unmet_s, 3),
         "demand_unmet_seconds_after_settling": round(run.unmet_after_settle_s, 3),
+        "agent_service_shortfall_seconds": round(run.service_shortfall_s, 3),
         "settling_allowance_s": round(timing.settle, 3),
         "conventional_demand_unmet_seconds": round(header.truth.unmet_s, 3),
         "limit_violations": len(violations) + len(stage_problems),

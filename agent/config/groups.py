@@ -31,6 +31,7 @@ from agent.config.model import (
     GroupControl,
     LoadKind,
     OptimizerConfig,
+    ServiceConfig,
     SetpointConfig,
     StagingConfig,
     SystemConfig,
@@ -195,8 +196,18 @@ def _conventional(sec: Section | None, fan: bool) -> ConventionalConfig:
     return ConventionalConfig(setpoint, up, down, delay)
 
 
+def _service(sec: Section | None) -> ServiceConfig:
+    if sec is None:
+        return ServiceConfig()
+    sec.check_keys({"restore_s"})
+    restore = sec.number("restore_s", math.nan, minimum=0.0, exclusive_minimum=True) \
+        if sec.has("restore_s") else math.nan
+    return ServiceConfig(restore)
+
+
 _GROUP_KEYS = {
     "name", "drives", "control", "setpoint_drive", "demand", "system", "setpoint", "staging", "conventional",
+    "service",
 }
 
 
@@ -250,11 +261,12 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     setpoint = _setpoint(sec.section("setpoint", required=False), fan, system)
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
+    service = _service(sec.section("service", required=False))
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None
     return GroupConfig(name, tuple(members), control, setpoint_drive, demand, system, setpoint, staging,
-                       conventional, fan)
+                       conventional, fan, service)
 
 
 def parse_groups(secs: Sequence[Section], drives: Sequence[DriveConfig], buses: Sequence[BusConfig],

@@ -103,6 +103,13 @@ class ConventionalConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """How long the agent may take to restore a short load before it hands back to the operator."""
+
+    restore_s: float = math.nan  # NaN: ten optimizer intervals
+
+
+@dataclass(frozen=True)
 class GroupConfig:
     """Drives serving one demand on one system curve."""
 
@@ -116,6 +123,7 @@ class GroupConfig:
     staging: StagingConfig
     conventional: ConventionalConfig
     fan: bool  # heads in Pa (fans) or m (pumps)
+    service: ServiceConfig = ServiceConfig()
 
 
 class Transport(Enum):

@@ -27,7 +27,7 @@ from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import MachineModel
 from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import Stager, StageState
-from agent.optimizer.system import SystemModel
+from agent.optimizer.system import Service, SystemModel
 from kernels import min_speed_for_flow
 
 
@@ -42,8 +42,14 @@ class GroupRuntime:
         self.machines = [MachineModel(d.config) for d in drives]
         self.writers = writers
         self.settings = settings
-        self.system = SystemModel(config.system.static, config.system.k)
+        self.system = SystemModel(config.system.static, config.system.k, config.system.design_flow,
+                                  config.system.design_head)
+        self.shortfall_s = 0.0  # seconds the loads were short (averaged polls), whoever was in control
+        self.short_since = math.nan  # when the present shortfall began (NaN: the loads are not short)
+        self._last_observed = math.nan
         poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
+        restore = config.service.restore_s
+        self.restore_s = restore if math.isfinite(restore) else 10.0 * max(settings.interval, poll)
         window = max(2.0 * settings.interval, 20.0 * poll)
         self.demand = DemandTracker(window, trend_window=4.0 * window)
         # The demand until the next cycle's setpoints are in force: one interval and the data's age.
@@ -105,9 +111,24 @@ class GroupRuntime:
             self.demand.add(now, value)
             self.trend.add(now, value)
         delivered, head = self.operating_point()
+        service = Service.UNKNOWN
         if demand.quantity is not Quantity.PRESSURE:
-            self.system.add(delivered, head, value)
-        return self.counterfactual.power(now, delivered, holding=self.holding)
+            service = self.system.add(delivered, head, value)
+        dt = now - self._last_observed if math.isfinite(self._last_observed) else 0.0
+        self._last_observed = now
+        if service is Service.SHORT:
+            self.shortfall_s += dt
+            self.short_since = now if math.isnan(self.short_since) else self.short_since
+        elif service is Service.SATISFIED:
+            self.short_since = math.nan
+        counterfactual = self.counterfactual.power(now, delivered, holding=self.holding)
+        if service is Service.SHORT:  # a saving made by starving a load is no saving: none is booked
+            return {name: math.nan for name in counterfactual}
+        return counterfactual
+
+    def service_lost(self, now: float) -> bool:
+        """The loads have been short longer than the agent is given to restore them."""
+        return math.isfinite(self.short_since) and now - self.short_since > self.restore_s
 
     def operating_point(self) -> tuple[float, float]:
         """(delivered flow, header head) from the latest polls; NaN where unknown."""
@@ -128,7 +149,7 @@ class GroupRuntime:
         """Refit every machine and the system curve."""
         for machine, drive in zip(self.machines, self.drives, strict=True):
             machine.refit(drive.history.snapshot(), self.settings)
-        self.system.refit(self.settings.min_samples, self.settings.min_r_squared)
+        self.system.refit()
 
     def recommend(self, now: float) -> Plan | None:
         """The plan for the demand a little ahead; None in monitor mode or without a usable demand."""
@@ -149,10 +170,14 @@ class GroupRuntime:
             static, k = target_head, 0.0
         else:
             # Margins on both: the flow, and the head the system needs for the demand (where the
-            # operating point is flat, near a high static head, a head error is a large flow error).
+            # operating point is flat, near a high static head, a head error is a large flow error);
+            # never more than one probe step below the head the loads were last satisfied at.
             flow = estimate * margin
             static, k = self.system.static, self.system.k
-            target_head = max(static + k * flow * flow, (static + k * estimate * estimate) * margin)
+            operator = self.counterfactual.operator_setpoint
+            fallback = operator if math.isfinite(operator) else self.config.system.design_head
+            target_head = max(self.system.target_head(flow, fallback),
+                              (static + k * estimate * estimate) * margin)
             static = target_head - k * flow * flow  # the curve through (flow, target head) for the kernels
         self.target_flow = flow
         if self.config.control is GroupControl.PRESSURE_SETPOINT:

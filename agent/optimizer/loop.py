@@ -14,7 +14,6 @@ Readers (the metrics, the scenario runner) see ``Optimizer.snapshot()``, never t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from agent.modbus.client import BusClient
 from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
+from agent.optimizer.system import Service
 from agent.units import Clock
 from kernels import warmup
 
@@ -65,6 +65,11 @@ class GroupSnapshot:
     system_r_squared: float
     system_fitted: bool
     drives: tuple[DriveSnapshot, ...]
+    system_static: float = math.nan  # the learned curve in use (m or Pa)
+    system_k: float = math.nan
+    system_confidence: float = 0.0  # 0: the agent stays near what the loads were satisfied at
+    service: str = "unknown"  # agent.optimizer.system.Service
+    service_shortfall_seconds: float = 0.0  # the loads were short (no optimizer savings booked meanwhile)
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
             holding=group.holding and writer is not None and writer.holds and not writer.dry_run,
             writes=dict(writer.results) if writer is not None else {},
         ))
-    return GroupSnapshot(group.name, group.stage.changes, group.system.r_squared, group.system.fitted,
-                         tuple(drives))
+    system = group.system
+    return GroupSnapshot(group.name, group.stage.changes, system.r_squared, system.fitted, tuple(drives),
+                         system.static, system.k, system.confidence, system.service.value, group.shortfall_s)
 
 
 class Optimizer:
@@ -126,6 +132,7 @@ class Optimizer:
                                             {d.config.name: buses[d.config.bus] for d in members}))
         self.cycles = 0
         self.cycle_errors = 0
+        self.wake = asyncio.Event()  # a load went short: cycle now, not at the next interval
         if self.groups:
             warmup()  # load (or compile) the kernels now, not inside the first cycle
 
@@ -141,6 +148,8 @@ class Optimizer:
         for group in self.groups:
             if names.intersection(group.config.drives):
                 counterfactual.update(group.observe(now, self.all_drives))
+                if group.system.service is Service.SHORT and group.holding:
+                    self.wake.set()
         for drive in drives:
             drive.book(counterfactual.get(drive.name, math.nan))
 
@@ -217,6 +226,8 @@ class Optimizer:
             healthy, why = group.actuator.healthy(now)
             if not healthy:
                 log.debug("group %s: not writing: %s", group.name, why)
+            if healthy and group.service_lost(now):
+                healthy, why = False, f"the loads have been short for more than {group.restore_s:g} s"
             if not healthy or plan is None:
                 await group.actuator.release(why or "no usable demand")
                 continue
@@ -227,8 +238,11 @@ class Optimizer:
         self.attach_handbacks()
         try:
             while not stop.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.interval)
+                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+                await asyncio.wait(waits, timeout=self.settings.interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                self.wake.clear()
                 if stop.is_set():
                     break
                 try:
