@@ -118,6 +118,7 @@ class SystemModel:
         elif self._interval_satisfied:
             self.confidence = min(1.0, self.confidence + 1.0 / CONFIDENT_INTERVALS)
         self._interval_short = self._interval_satisfied = False
+        self._lower_to_satisfied()
         if len(self.on_curve) < 8:
             return
         data = np.array(self.on_curve)
@@ -130,6 +131,20 @@ class SystemModel:
         self.k, self.fitted = float(k_fit), True
         # The curve in use passes on or above every short point: a fit through their middle would not.
         self.static = max(float(h_st), float(np.max(data[:, 1] - k_fit * data[:, 0] ** 2)))
+
+    def _lower_to_satisfied(self) -> None:
+        """A satisfied point below the curve proves it too high there: lower it, never below a short point."""
+        if not self.satisfied:
+            return
+        sat = np.array(self.satisfied)
+        upper = float(np.min(sat[:, 1] - self.k * sat[:, 0] ** 2))
+        if upper >= self.static:
+            return
+        lower = -math.inf
+        if self.on_curve:
+            short = np.array(self.on_curve)
+            lower = float(np.max(short[:, 1] - self.k * short[:, 0] ** 2))
+        self.static = max(upper, lower)
 
     def proven(self, flow: float) -> float:
         """The lowest head the loads were satisfied at, for ``flow`` (inf if none proves it)."""
