@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--cache-dir", type=Path, default=None,
                       help="Numba cache directory (default NUMBA_CACHE_DIR, else beside the kernels)")
 
-    bus_help = "tcp://HOST:PORT or rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1"
+    bus_help = ("tcp://HOST:PORT, rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1, or "
+                "rtu+tcp://HOST:PORT?baudrate=19200 (RTU through an Ethernet-to-RS-485 serial server)")
     probe = sub.add_parser("probe", parents=common,
                            help="read one drive once and judge every value (commissioning)")
     probe.add_argument("--bus", type=_bus_url, required=True, help=bus_help)
@@ -226,8 +227,7 @@ def _check_config(path: Path) -> int:
         profiles = [d.profile for d in config.drives_on(bus.name)]
         budget = bus_budget(bus, profiles)
         if budget is not None:
-            print(f"bus {bus.name}: {budget.reads} reads per cycle need {budget.cycle_time * 1e3:.1f} ms of "
-                  f"line time every {bus.poll_interval:g} s ({budget.utilization:.0%})")
+            print(budget.describe())
         for warning in bus_warnings(bus, profiles):
             print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s)")

@@ -202,15 +202,17 @@ class DriveRuntime:
             log.warning("drive %s: energy counter went back from %g to %g J (drive restarted or reset?)",
                         self.name, before, now)
 
-    def book(self, counterfactual_power: float = math.nan) -> None:
+    def book(self, counterfactual_power: float = math.nan, staged_power: float = math.nan) -> None:
         """Book the latest accepted poll's energy, if it waits for it.
 
         ``counterfactual_power``: what the operator's strategy would draw at that poll [W], the
-        optimizer's savings basis (NaN: none).
+        optimizer's savings basis (NaN: none); ``staged_power``: the operator's setpoint with the
+        pumps the agent runs (``agent.optimizer.counterfactual``), which splits it.
         """
         sample, self._unbooked = self._unbooked, None
         if sample is not None:
-            self.account.add(replace(sample, counterfactual_power=counterfactual_power))
+            self.account.add(replace(sample, counterfactual_power=counterfactual_power,
+                                     staged_power=staged_power))
 
     def fail(self, error: DriveError) -> None:
         """Record a failed poll: count it, mark the drive down, stop integrating across it."""

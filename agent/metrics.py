@@ -18,6 +18,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from enum import Enum
 from importlib import metadata
 from typing import Protocol
 
@@ -25,7 +26,7 @@ from prometheus_client import CollectorRegistry, GCCollector, Histogram, Platfor
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.config.profile import STATUS_BITS, NegativePower, Quantity
+from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
 from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
@@ -102,17 +103,22 @@ class AgentCollector(Collector):
         )
         saved = CounterMetricFamily(
             "vfd_energy_saved_joules",
-            "Energy saved against the baseline, over intervals where the drive drew less than it",
+            "Energy saved against the no-VFD baseline, over flush windows where the drive drew less than it. "
+            "basis=vfd_measured: a measurement backs the baseline (the only basis of CO2 and money); "
+            "vfd_stipulated: a vendor table, nameplate or datasheet does (shown, never claimed). "
+            "Never add the two bases",
             labels=["drive", "basis"],
         )
         penalty = CounterMetricFamily(
             "vfd_energy_penalty_joules",
-            "Energy drawn above the baseline; net savings = saved - penalty",
+            "Energy drawn above the baseline, by basis as vfd_energy_saved_joules; net = saved - penalty",
             labels=["drive", "basis"],
         )
-        co2 = CounterMetricFamily("vfd_co2_avoided_grams", "CO2 avoided by the energy saved", labels=labels)
-        cost = CounterMetricFamily("vfd_cost_saved", "Money saved at the site tariff",
-                                   labels=["drive", "currency"])
+        co2 = CounterMetricFamily("vfd_co2_avoided_grams", "CO2 avoided by the energy saved on the basis "
+                                  "named (vfd_measured only: a stipulated saving earns none)",
+                                  labels=["drive", "basis"])
+        cost = CounterMetricFamily("vfd_cost_saved", "Money saved at the site tariff on the basis named "
+                                   "(vfd_measured only)", labels=["drive", "currency", "basis"])
         covered = CounterMetricFamily(
             "vfd_energy_covered_seconds", "Seconds of running time covered by integrated samples",
             labels=labels,
@@ -167,18 +173,57 @@ class AgentCollector(Collector):
                 regenerated.add_metric(name, totals.regenerated_j)
             energy.add_metric(name, totals.energy_j)
             baseline_energy.add_metric(name, totals.baseline_energy_j)
-            saved.add_metric([drive.name, "vfd"], totals.saved_vfd_j)
-            penalty.add_metric([drive.name, "vfd"], totals.penalty_vfd_j)
-            saved.add_metric([drive.name, "optimizer"], totals.saved_optimizer_j)
-            penalty.add_metric([drive.name, "optimizer"], totals.penalty_optimizer_j)
-            co2.add_metric(name, totals.co2_avoided_g)
-            cost.add_metric([drive.name, self.currency], totals.cost_saved)
+            for basis, saved_j, penalty_j in (
+                (SavingsBasis.VFD_MEASURED, totals.saved_vfd_j, totals.penalty_vfd_j),
+                (SavingsBasis.VFD_STIPULATED, totals.saved_stipulated_j, totals.penalty_stipulated_j),
+            ):
+                saved.add_metric([drive.name, basis.value], saved_j)
+                penalty.add_metric([drive.name, basis.value], penalty_j)
+            co2.add_metric([drive.name, SavingsBasis.VFD_MEASURED.value], totals.co2_avoided_g)
+            cost.add_metric([drive.name, self.currency, SavingsBasis.VFD_MEASURED.value], totals.cost_saved)
             covered.add_metric(name, totals.covered_s)
             source.add_metric([drive.name, "counter"], totals.counter_s)
             source.add_metric([drive.name, "power"], totals.power_s)
             gaps.add_metric(name, float(totals.gaps))
         yield from (up, fresh, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty,
                     co2, cost, covered, gaps, errors, last, source, counter_events, regenerated)
+
+
+class SavingsBasis(Enum):
+    """The ``basis`` label of the per-drive savings, CO2 and money counters."""
+
+    VFD_MEASURED = "vfd_measured"
+    VFD_STIPULATED = "vfd_stipulated"
+
+
+class GroupSavingsCollector(Collector):
+    """The optimizer's savings against the operator's strategy, per group and part (never per drive).
+
+    A group's pumps share one flow: the operator's strategy would run them differently, so one
+    pump's share of the saving may be negative while the group saves. Only the group's sum means
+    anything, split into pressure reset and staging where the counterfactual can tell them apart.
+    """
+
+    def __init__(self, bookkeeper: Bookkeeper) -> None:
+        self.bookkeeper = bookkeeper
+
+    def collect(self) -> Iterator[Metric]:
+        """Saved and penalty per group and part; absent until the ledger has restored them."""
+        labels = ["group", "part"]
+        saved = CounterMetricFamily(
+            "vfd_optimizer_energy_saved_joules", "Energy the optimizer saved against the operator's strategy "
+            "(modelled counterfactual), per group and part (pressure_reset, staging, unsplit), over flush "
+            "windows where the group drew less than it; not the same basis as vfd_energy_saved_joules",
+            labels=labels)
+        penalty = CounterMetricFamily(
+            "vfd_optimizer_energy_penalty_joules", "Energy drawn above the operator's strategy per group and "
+            "part; net = saved - penalty", labels=labels)
+        if self.bookkeeper.restored:
+            for (group, part), totals in sorted(self.bookkeeper.group_totals.items(),
+                                                key=lambda item: (item[0][0], item[0][1].value)):
+                saved.add_metric([group, part.value], totals.saved_j)
+                penalty.add_metric([group, part.value], totals.penalty_j)
+        yield from (saved, penalty)
 
 
 class LedgerCollector(Collector):
@@ -245,9 +290,21 @@ class BusLike(Protocol):
         """Share of the recent past the line was busy; NaN before it is known."""
         ...  # pragma: no cover - protocol
 
+    def lag(self, rate: PollRate) -> float:
+        """How far behind its schedule a rate class is [s]; 0 on time."""
+        ...  # pragma: no cover - protocol
+
+    def turnarounds(self) -> dict[str, float]:
+        """Each measured drive's turnaround [s]."""
+        ...  # pragma: no cover - protocol
+
 
 class BusCollector(Collector):
-    """``vfd_bus_utilization_ratio{bus}``: how busy each bus's line is, read from its poller."""
+    """Each bus's line and schedule, read from its poller.
+
+    ``vfd_bus_utilization_ratio{bus}``, ``vfd_poll_lag_seconds{bus,rate}`` and
+    ``vfd_drive_turnaround_seconds{drive}``.
+    """
 
     def __init__(self, buses: Sequence[BusLike]) -> None:
         self.buses = buses
@@ -260,11 +317,29 @@ class BusCollector(Collector):
             "character, t3.5 silences) of the transactions made, on TCP the time a request was in flight",
             labels=["bus"],
         )
+        lag = GaugeMetricFamily(
+            "vfd_poll_lag_seconds",
+            "How far a bus's poll schedule is behind: fast, how late the last cycle started after its "
+            "tick; slow, how overdue the most overdue drive's slow class is (stretched under overload)",
+            labels=["bus", "rate"],
+        )
+        turnaround = GaugeMetricFamily(
+            "vfd_drive_turnaround_seconds",
+            "Time a drive takes to answer beyond the frames' wire time (TCP: the whole round trip), "
+            "the median of its recent reads; absent until measured",
+            labels=["drive"],
+        )
         for bus in self.buses:
             value = bus.utilization()
             if math.isfinite(value):
                 family.add_metric([bus.name], value)
+            for rate in (PollRate.FAST, PollRate.SLOW):
+                lag.add_metric([bus.name, rate.value], bus.lag(rate))
+            for drive, seconds in bus.turnarounds().items():
+                turnaround.add_metric([drive], seconds)
         yield family
+        yield lag
+        yield turnaround
 
 
 class OptimizerCollector(Collector):

@@ -1,22 +1,40 @@
 """One poller per bus: owns the connection and the schedule, drives consume its results.
 
 A failed read is a typed ``DriveError`` recorded on that drive (and shown as
-``vfd_up 0`` and a labelled error count); it never escapes the loop. The
-schedule is fixed-rate on the monotonic clock: a cycle that overruns skips the
-missed ticks instead of bursting to catch up.
+``vfd_up 0`` and a labelled error count); it never escapes the loop.
+
+The schedule is fixed-rate on the monotonic clock. A cycle reads every drive's fast
+class (``PollRate``), then, in the time left before the next tick, the slow class of
+the drives whose slow period is due, the most overdue first; a slow read that does
+not fit waits for a later cycle (stretched), unless it is a whole slow period late,
+when one such read per cycle goes ahead anyway so the slow class never starves. A
+cycle that overruns its tick is followed at once by the next (the line is never idle
+while the schedule is behind, and no tick is skipped for a small overrun); the
+schedule then runs from that start, so it never bursts to catch up. How late the fast
+class starts and how overdue the slow class is are ``lag(rate)``, logged once when the
+bus falls behind and once when it is back on time.
+
+Each drive's turnaround (the time it takes to answer beyond the frames' wire time) is
+measured on every successful read and kept as the median of the recent ones
+(``TurnaroundEstimate``); the bus's configured ``turnaround`` stands in before that.
+The slow pass charges it when it decides what fits.
 
 Every drive of the bus is polled in config order, one transaction at a time.
 A drive that stops answering costs a whole timeout per read, which on an RTU
 line is time the healthy drives need; so a drive that timed out is asked again
 only after a backoff (one interval, doubling up to ``DOWN_RETRY_MAX_S``) and the
 others keep their slots. A connection that drops mid-cycle is reopened at once,
-so the drives after the one that dropped it are still polled in that cycle; on
-TCP that includes the connection the client drops itself after a timeout.
+so the drives after the one that dropped it are still polled in that cycle; on a
+socket (Modbus TCP, RTU over TCP) that includes the connection the client drops
+itself after a timeout.
 
 Each drive's reads are planned per bus (``agent.modbus.readplan.plan_for``): on RTU,
 gaps are bridged where the frame-time model says that is cheaper. A drive that
 rejects a bridged read with exception 2 (illegal data address) is re-planned
 without bridging, once.
+
+Long because the schedule is one piece: the tick, the rate classes, the overload rule, the
+turnaround learning and the reconnect backoff all decide when the next read goes on the line.
 """
 
 from __future__ import annotations
@@ -24,12 +42,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.config import BusConfig
+from agent.config.profile import PollRate, Quantity
 from agent.drive import DriveRuntime, stale_after
 from agent.errors import (
     DriveConnectionError,
@@ -39,8 +59,17 @@ from agent.errors import (
     ImplausibleReadingError,
 )
 from agent.modbus.client import BusClient
-from agent.modbus.readplan import bus_budget, bus_warnings, decode_blocks, plan_for, plan_reads
-from agent.modbus.rtu import LineBudget
+from agent.modbus.readplan import (
+    Block,
+    PollBudget,
+    ReadPlan,
+    bus_budget,
+    bus_warnings,
+    decode_blocks,
+    line_timing,
+    plan_classes,
+    read_cost,
+)
 from agent.units import Clock
 
 log = logging.getLogger(__name__)
@@ -49,6 +78,47 @@ log = logging.getLogger(__name__)
 DOWN_RETRY_MAX_S = 4.0  # a silent drive is asked again at least this often (recovery well within 10 s)
 SLOW_KINDS = frozenset({"timeout", "crc", "connection"})  # failures that cost the line a whole timeout
 UTILIZATION_WINDOW_S = 10.0
+TURNAROUND_WINDOW = 15  # recent exchanges a drive's turnaround is the median of
+BEHIND_CYCLES = 3  # consecutive late (or on-time) cycles before the bus is said to be behind (or back)
+LATE_SHARE = 0.02  # of the interval: a start later than this is a late cycle
+
+
+class TurnaroundEstimate:
+    """A drive's turnaround [s]: the median of its recent residuals beyond the wire time.
+
+    A median shrugs off the odd slow answer (a drive busy with its own work), which a mean
+    would carry for many cycles; before any measurement, the configured default.
+    """
+
+    def __init__(self, default: float, window: int = TURNAROUND_WINDOW) -> None:
+        self.default = default
+        self._recent: deque[float] = deque(maxlen=window)
+
+    def add(self, residual: float) -> None:
+        """One successful exchange's time beyond its wire time [s]."""
+        self._recent.append(max(0.0, residual))
+
+    @property
+    def measured(self) -> bool:
+        """True once a read has been measured."""
+        return bool(self._recent)
+
+    @property
+    def value(self) -> float:
+        """The estimate [s]."""
+        return statistics.median(self._recent) if self._recent else self.default
+
+
+@dataclass
+class _DriveSchedule:
+    """What the poller keeps per drive: its plan per rate class, its turnaround, the slow class's due time."""
+
+    plan: ReadPlan
+    turnaround: TurnaroundEstimate
+    slow_due: float = -math.inf
+    complete: bool = False  # every class read since the drive last failed or the bus connected
+    values: dict[Quantity, float] = field(default_factory=dict)  # the latest slow and connect values
+    slow_reads: int = 0
 
 
 @dataclass
@@ -56,7 +126,7 @@ class BusStats:
     """What the metrics need to know about one bus."""
 
     cycles: int = 0
-    missed_deadlines: int = 0
+    missed_deadlines: int = 0  # cycles that started late, right after an overrunning one
     connects: int = 0
     connect_failures: int = 0  # attempts to open the connection that failed (port refused, host down)
 
@@ -87,11 +157,18 @@ class BusPoller:
         self._retry_at: dict[str, float] = {}
         self._retry_delay: dict[str, float] = {}
         self._busy_samples: deque[tuple[float, float]] = deque()
+        self._timing = line_timing(bus)
+        self._schedule: dict[str, _DriveSchedule] = {}
         for drive in drives:
-            drive.blocks = plan_for(bus, drive.config.profile)
+            plan = plan_classes(bus, drive.config.profile)
+            self._schedule[drive.name] = _DriveSchedule(plan, TurnaroundEstimate(bus.turnaround))
+            drive.blocks = plan.fast + plan.slow + plan.connect
             drive.stale_after = stale_after(bus.poll_interval)
+        self._fast_lag = 0.0
+        self._late_cycles = self._on_time_cycles = 0
+        self._behind = False
         profiles = [d.config.profile for d in drives]
-        self.budget: LineBudget | None = bus_budget(bus, profiles)
+        self.budget: PollBudget | None = bus_budget(bus, profiles)
         for warning in bus_warnings(bus, profiles):
             log.warning("%s", warning)  # once, at start; check-config shows the same
 
@@ -102,30 +179,32 @@ class BusPoller:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; then close the connection."""
-        deadline = self.clock()
+        tick = self.clock()
         try:
             while not stop.is_set():
                 started = self.clock()
-                await self.poll_once()
-                duration = self.clock() - started
+                next_tick = tick + self.bus.poll_interval
+                await self.poll_once(until=next_tick)
+                now = self.clock()
                 self.stats.cycles += 1
                 if self.on_cycle is not None:
-                    self.on_cycle(self, duration)
-                deadline += self.bus.poll_interval
-                now = self.clock()
-                if now > deadline:
-                    missed = math.floor((now - deadline) / self.bus.poll_interval) + 1
-                    self.stats.missed_deadlines += missed
-                    deadline += missed * self.bus.poll_interval
+                    self.on_cycle(self, now - started)
+                # Overrun: the next cycle starts now, as soon as the line is free, and the
+                # schedule runs on from there (no skipped tick, no burst to catch up).
+                self._fast_lag = max(0.0, now - next_tick)
+                if now > next_tick:
+                    self.stats.missed_deadlines += 1
+                tick = max(next_tick, now)
+                self._note_lag(now - started)
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, deadline - self.clock()))
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, tick - self.clock()))
                 except asyncio.TimeoutError:
                     pass
         finally:
             self.client.close()
 
-    async def poll_once(self) -> None:
-        """One cycle over every drive of the bus that is due."""
+    async def poll_once(self, until: float = math.inf) -> None:
+        """One cycle: every due drive's fast class, then the slow class in the time left before ``until``."""
         if not self.client.connected:
             try:
                 await self._connect()
@@ -140,10 +219,78 @@ class BusPoller:
                 continue  # a silent drive waits for its retry; the others keep their slots
             if not self.client.connected and not await self._reconnect_in_cycle(drive):
                 continue
-            await self._poll_drive(drive)
+            complete = self._schedule[drive.name].complete
+            await self._poll_drive(drive, (PollRate.FAST,) if complete else tuple(PollRate))
+        await self._poll_slow(until)
         # A connection a drive dropped is reopened at the next cycle's start without waiting;
         # only a failed connect backs off (in _connect).
         self._sample_busy()
+
+    async def _poll_slow(self, until: float) -> None:
+        """The slow class of the drives it is due for, most overdue first, as far as the time left allows."""
+        half = 0.5 * self.bus.poll_interval  # due within half an interval: this cycle's
+        due = sorted((s.slow_due, i) for i, s in enumerate(self._schedule.values())
+                     if s.complete and s.plan.slow and s.slow_due <= self.clock() + half)
+        forced = False
+        for slow_due, index in due:
+            drive = self.drives[index]
+            schedule = self._schedule[drive.name]
+            if not schedule.complete or not self.client.connected:
+                continue
+            now = self.clock()
+            wait = schedule.turnaround.value
+            cost = sum(read_cost(self._timing, b.count, wait) for b in schedule.plan.slow)
+            starving = now - slow_due >= self._slow_period(schedule)
+            if now + cost > until:
+                if forced or not starving:
+                    continue  # stretched: the fast class keeps its rate
+                forced = True  # one read a whole period late per cycle, so the slow class never starves
+            await self._poll_drive(drive, (PollRate.SLOW,))
+
+    def _slow_period(self, schedule: _DriveSchedule) -> float:
+        return schedule.plan.slow_every * self.bus.poll_interval
+
+    def lag(self, rate: PollRate) -> float:
+        """How far behind its schedule a class is [s]; 0 on time.
+
+        Fast: how late the last cycle started after its tick. Slow: how overdue the most
+        overdue drive's slow class is.
+        """
+        if rate is PollRate.FAST:
+            return self._fast_lag
+        now = self.clock()
+        return max((now - s.slow_due for s in self._schedule.values() if s.complete and s.plan.slow
+                    and math.isfinite(s.slow_due)), default=0.0) if rate is PollRate.SLOW else 0.0
+
+    def turnarounds(self) -> dict[str, float]:
+        """Each drive's measured turnaround [s] (drives not yet measured are left out)."""
+        return {name: s.turnaround.value for name, s in self._schedule.items() if s.turnaround.measured}
+
+    def slow_reads(self, drive: str) -> int:
+        """Reads of a drive's slow class so far (tests and the bench count them)."""
+        return self._schedule[drive].slow_reads
+
+    def budget_now(self) -> PollBudget | None:
+        """The line budget with each drive's turnaround as measured (the configured one before)."""
+        return bus_budget(self.bus, [d.config.profile for d in self.drives],
+                          [self._schedule[d.name].turnaround.value for d in self.drives])
+
+    def _note_lag(self, duration: float) -> None:
+        """Log once when the bus falls behind its schedule, once when it is back on time."""
+        slow_late = any(self.lag(PollRate.SLOW) >= self._slow_period(s) for s in self._schedule.values()
+                        if s.plan.slow)
+        late = self._fast_lag > LATE_SHARE * self.bus.poll_interval or slow_late
+        self._late_cycles = self._late_cycles + 1 if late else 0
+        self._on_time_cycles = 0 if late else self._on_time_cycles + 1
+        if not self._behind and self._late_cycles >= BEHIND_CYCLES:
+            self._behind = True
+            log.warning("bus %s: behind schedule: a cycle takes %.3f s for an interval of %g s (fast class "
+                        "%.3f s late, slow class %.1f s overdue); polling as often as the line allows, the "
+                        "slow class stretched first (vfd_poll_lag_seconds)", self.bus.name, duration,
+                        self.bus.poll_interval, self._fast_lag, self.lag(PollRate.SLOW))
+        elif self._behind and self._on_time_cycles >= BEHIND_CYCLES:
+            self._behind = False
+            log.info("bus %s: back on schedule", self.bus.name)
 
     async def _reconnect_in_cycle(self, drive: DriveRuntime) -> bool:
         """The connection dropped mid-cycle: reopen it at once (or fail this drive fast)."""
@@ -154,10 +301,19 @@ class BusPoller:
             return False
         return True
 
-    async def _poll_drive(self, drive: DriveRuntime) -> None:
+    async def _read(self, drive: DriveRuntime, schedule: _DriveSchedule, block: Block) -> list[int]:
+        """One block read; a successful one updates the drive's turnaround estimate."""
+        registers = await self.client.read(drive.config.unit, block)
+        wire = read_cost(self._timing, block.count, 0.0) - (self._timing.gap if self._timing else 0.0)
+        schedule.turnaround.add(self.client.stats.last_exchange_s - wire)  # the last silence is the master's
+        return registers
+
+    async def _poll_drive(self, drive: DriveRuntime, rates: tuple[PollRate, ...]) -> None:
+        schedule = self._schedule[drive.name]
+        blocks = tuple(b for rate in rates for b in schedule.plan.blocks(rate))
         try:
-            registers = [await self.client.read(drive.config.unit, block) for block in drive.blocks]
-            values = decode_blocks(drive.blocks, registers)
+            registers = [await self._read(drive, schedule, block) for block in blocks]
+            values = decode_blocks(blocks, registers)
         except DriveReplyError as exc:
             if exc.exception_code == 2 and self._replan_without_gaps(drive):
                 return
@@ -171,13 +327,31 @@ class BusPoller:
             return
         self._retry_at.pop(drive.name, None)
         self._retry_delay.pop(drive.name, None)
+        now = self.clock()
+        if PollRate.SLOW in rates:
+            schedule.slow_reads += 1
+            period = self._slow_period(schedule)
+            if not schedule.complete or not math.isfinite(schedule.slow_due):
+                # Staggered, so the drives' slow reads spread over the period instead of one cycle.
+                index = self.drives.index(drive)
+                schedule.slow_due = now + period * (1.0 + index / len(self.drives))
+            else:
+                early = now + period - 0.5 * self.bus.poll_interval  # a stretched read restarts the period
+                schedule.slow_due = max(schedule.slow_due + period, early)
+        if PollRate.FAST not in rates:
+            schedule.values.update(values)  # merged into the drive's next fast poll
+            return
+        fast = {p.quantity for b in schedule.plan.fast for p in b.points}
+        schedule.values.update({q: v for q, v in values.items() if q not in fast})
+        schedule.complete = True
         try:
-            drive.accept(self.clock(), self.wall_clock(), values)
+            drive.accept(now, self.wall_clock(), {**schedule.values, **values})
         except ImplausibleReadingError:
             pass  # recorded on the drive by accept()
 
     def _failed(self, drive: DriveRuntime, error: DriveError) -> None:
         drive.fail(error)
+        self._schedule[drive.name].complete = False  # its next answer reads every class again
         if error.kind in SLOW_KINDS:
             delay = min(max(self.bus.poll_interval, 2.0 * self._retry_delay.get(drive.name, 0.0)),
                         max(DOWN_RETRY_MAX_S, self.bus.poll_interval))
@@ -187,12 +361,15 @@ class BusPoller:
 
     def _replan_without_gaps(self, drive: DriveRuntime) -> bool:
         """A drive refused a read that bridged unnamed registers: read only what the profile names."""
-        plain = plan_reads(drive.config.profile.points.values(), max_gap=0)
-        if plain == drive.blocks:
+        schedule = self._schedule[drive.name]
+        plain = plan_classes(self.bus, drive.config.profile, max_gap=0)
+        if plain == schedule.plan:
             return False
+        before = len(drive.blocks)
+        schedule.plan = plain
+        drive.blocks = plain.fast + plain.slow + plain.connect
         log.warning("drive %s: refuses reads across unnamed registers (exception 2); reading %d blocks "
-                    "instead of %d", drive.name, len(plain), len(drive.blocks))
-        drive.blocks = plain
+                    "instead of %d", drive.name, len(drive.blocks), before)
         return True
 
     def _sample_busy(self) -> None:
@@ -228,6 +405,11 @@ class BusPoller:
                           self.stats.connect_failures, exc, self._backoff)
             raise
         self.stats.connects += 1
+        if self.stats.connects == 1 or self._backoff:
+            # Back after an outage (not a TCP connection reopened after one timeout): the
+            # connect class again, and every class before the next fast-only poll.
+            for schedule in self._schedule.values():
+                schedule.complete = False
         # INFO at the first connect and when the bus comes back; a TCP connection dropped after a
         # timeout (agent.modbus.client) is reopened at once, at DEBUG, or a silent unit would log every retry.
         level = logging.INFO if self.stats.connects == 1 or self._backoff else logging.DEBUG

@@ -49,6 +49,7 @@ from agent.metrics import (
     ClockCollector,
     DriveHealthCollector,
     DriveInfoCollector,
+    GroupSavingsCollector,
     LedgerCollector,
     OptimizerCollector,
     agent_version,
@@ -106,11 +107,13 @@ class Agent:
         self.bookkeeper = Bookkeeper(self.drives, config.storage_path / LEDGER_FILE, config.flush_interval,
                                      config.site.tariff.currency, wall_clock=self.wall.raw,
                                      clock_floor=self.wall.raise_floor)
+        self.bookkeeper.groups = {g.name: tuple(g.drives) for g in config.groups}
         self.registry.register(AgentCollector(self.drives, config.site.tariff.currency, clock=clock,
                                               totals_restored=lambda: self.bookkeeper.restored))
         self.registry.register(ClockCollector(self.wall))
         self.registry.register(BusCollector(self.pollers))
         self.registry.register(LedgerCollector(self.bookkeeper))
+        self.registry.register(GroupSavingsCollector(self.bookkeeper))
         self.registry.register(BuildInfoCollector())
         self.registry.register(DriveHealthCollector(self.drives))
         self.registry.register(DriveInfoCollector(self.drives))
@@ -294,6 +297,7 @@ class Agent:
         self._build(config, {d.name: d for d in self.drives})
         after = {d.name for d in self.drives}
         self.bookkeeper.currency = config.site.tariff.currency
+        self.bookkeeper.groups = {g.name: tuple(g.drives) for g in config.groups}
         self.reloads += 1
         log.info("reloaded %s: %d drive(s) on %d bus(es); added: %s; removed: %s", path, len(self.drives),
                  len(self.pollers), ", ".join(sorted(after - before)) or "none",

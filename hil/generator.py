@@ -140,4 +140,8 @@ def distribution(results: list[dict[str, Any]]) -> dict[str, Any]:
         "limit_violations": sum(r["limit_violations"] for r in results),
         "saving_vs_good_practice_pct_median": round(float(np.median(beyond)), 2) if beyond else None,
         "no_true_saving": [r["scenario"] for r in results if r["saving_claim_error"] is None],
+        # the agent wrote nothing before the day ended: it started too slowly (a cold Numba cache
+        # on a loaded machine) or refused every write; its figures grade nothing
+        "never_took_control": [r["scenario"] for r in results
+                               if r["agent_took_control_at_s"] >= r["duration_s"]],
     }

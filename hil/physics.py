@@ -10,6 +10,9 @@ bisections (``flow_at_head``, ``header_operating_point``, ``common_ratio_for``) 
 although ``kernels.operating`` has the same ones for the agent: the simulator is an
 independent oracle, and an error in a kernel must show as a disagreement with the plant,
 not be copied into it.
+
+Long because the plant's physics stay in one place on purpose: pump, fan, system, motor and
+drive losses are the independent truth the agent is graded against.
 """
 
 from __future__ import annotations

@@ -314,16 +314,7 @@ _CIRCUIT_KEYS = {
 def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSpec | None:
     sec.check_keys(_CIRCUIT_KEYS)
     name = sec.string("name")
-    raw = sec.raw("drives", None)
-    names: list[str] = []
-    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
-        sec.error("drives", "must list the names of the circuit's drives")
-    else:
-        names = [str(n) for n in raw]
-        for drive_name in names:
-            sec.validate("drives", drive_name in drives,
-                         f"no drive {drive_name!r}; drives: {', '.join(drives) or 'none'}")
-        sec.validate("drives", len(set(names)) == len(names), "a drive is listed twice")
+    names = sec.names("drives", drives, "circuit")
     members = [drives[n] for n in names if n in drives]
     kinds = {d.load.kind for d in members}
     if len(kinds) > 1:

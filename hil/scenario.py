@@ -53,6 +53,7 @@ from prometheus_client import CollectorRegistry
 from agent.config import BaselineConfig, BaselineMethod, load_config
 from agent.config.profile import BUILTIN_CONFIGS, Quantity
 from agent.errors import ConfigError, ConfigIssue
+from agent.metrics import SavingsBasis
 from hil.model import HeaderCircuit, PlantModel
 from hil.physics import RHO_G_WATER
 from hil.plantfile import CircuitSpec, PlantSpec, load_plant
@@ -94,14 +95,14 @@ SCENARIOS = {
 
 
 @dataclass(frozen=True)
-class SystemError:
+class CurveOffset:
     """How far the system curve in the agent's config is off the plant's, as shares (-0.33: a third low)."""
 
     static: float = 0.0
     resistance: float = 0.0
 
     @classmethod
-    def parse(cls, text: str) -> SystemError:
+    def parse(cls, text: str) -> CurveOffset:
         """``static=-0.33,resistance=+0.2`` (either key may be left out); ValueError naming the bad part."""
         values: dict[str, float] = {}
         for part in (p.strip() for p in text.split(",") if p.strip()):
@@ -136,7 +137,7 @@ class ConfiguredSystem:
 
     @classmethod
     def of(cls, scenario: Scenario, circuit: CircuitSpec,
-           error: SystemError = SystemError()) -> ConfiguredSystem:
+           error: CurveOffset = CurveOffset()) -> ConfiguredSystem:
         """The plant's curve off by ``error``; the setpoint range follows the configured static head.
 
         The maximum setpoint stays the design head the plant runs at today (the operator
@@ -206,7 +207,7 @@ def scaled_plant(plant: PlantSpec, timing: Timing) -> PlantSpec:
 
 
 def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port: int, timing: Timing,
-                state_dir: Path, mode: str = "control", error: SystemError = SystemError()) -> str:
+                state_dir: Path, mode: str = "control", error: CurveOffset = CurveOffset()) -> str:
     """The agent's site config for the plant as an operator would write it, system curve off by ``error``."""
     fan = circuit.kind.value == "fan"
     head_key = "pressure_pa" if fan else "head_m"
@@ -288,13 +289,14 @@ class RunResult:
     reported_vfd_saving_j: float  # the agent's savings against its baseline method (basis="vfd")
     true_vfd_saving_j: float  # the physics of the machine without a VFD, less the energy drawn
     formula_vfd_saving_j: float  # the baseline method's formula on the true state, less the energy
+    current_limited_s: dict[str, float]  # per drive: time its current limit held it below its setpoint
     write_results: dict[str, dict[str, float]]
     fits: dict[str, dict[str, float | str]]
     service_shortfall_s: float = 0.0  # the agent's own count: loads short, no optimizer savings booked
 
 
 async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
-                     state_dir: Path, dry_run: bool, error: SystemError) -> RunResult:
+                     state_dir: Path, dry_run: bool, error: CurveOffset) -> RunResult:
     from agent.service import Agent  # imports the kernels: after the Numba cache is set up
 
     sim = SimulatedPlant(plant)
@@ -326,6 +328,8 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             marks["energy"] = sum(sim.model.drives[n].snapshot.energy for n in circuit.drives)
             marks["unmet"] = header.truth.unmet_s
             marks["vfd_true"], marks["vfd_formula"] = vfd_truth()
+            for n in circuit.drives:
+                marks[f"limited:{n}"] = sim.model.drives[n].snapshot.current_limited_s
             stop.set()
 
         started = sim.now()
@@ -336,17 +340,20 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
         await agent.run(stop, serve_metrics=False)
         optimizer = agent.optimizer
         assert optimizer is not None
-        reported = reported_vfd = 0.0
+        reported = 0.0  # the optimizer's savings are the group's (every part), never a drive's
+        for family in registry.collect():
+            sign = {"vfd_optimizer_energy_saved_joules": 1.0, "vfd_optimizer_energy_penalty_joules": -1.0}
+            if family.name in sign:
+                totals = [s.value for s in family.samples if s.name.endswith("_total")]
+                reported += sign[family.name] * sum(totals)
+        # The VFD's savings against the baseline method, whichever basis backs it (never both at once).
+        reported_vfd = 0.0
         for name in circuit.drives:
-            reported_vfd += (registry.get_sample_value("vfd_energy_saved_joules_total",
-                                                       {"drive": name, "basis": "vfd"}) or 0.0) - (
-                registry.get_sample_value("vfd_energy_penalty_joules_total", {"drive": name, "basis": "vfd"})
-                or 0.0)
-            saved = registry.get_sample_value("vfd_energy_saved_joules_total",
-                                              {"drive": name, "basis": "optimizer"}) or 0.0
-            penalty = registry.get_sample_value("vfd_energy_penalty_joules_total",
-                                                {"drive": name, "basis": "optimizer"}) or 0.0
-            reported += saved - penalty
+            for basis in SavingsBasis:
+                labels = {"drive": name, "basis": basis.value}
+                saved = registry.get_sample_value("vfd_energy_saved_joules_total", labels) or 0.0
+                penalty = registry.get_sample_value("vfd_energy_penalty_joules_total", labels) or 0.0
+                reported_vfd += saved - penalty
         fits: dict[str, dict[str, float | str]] = {}
         write_results: dict[str, dict[str, float]] = {}
         for group in optimizer.snapshot().groups:
@@ -372,6 +379,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             registry=registry, reported_saving_j=reported, reported_vfd_saving_j=reported_vfd,
             true_vfd_saving_j=marks["vfd_true"] - marks["vfd_start_true"],
             formula_vfd_saving_j=marks["vfd_formula"] - marks["vfd_start_formula"],
+            current_limited_s={n: marks[f"limited:{n}"] for n in circuit.drives},
             write_results=write_results, fits=fits,
             service_shortfall_s=sum(g.service_shortfall_seconds for g in optimizer.snapshot().groups),
         )
@@ -483,7 +491,7 @@ def scenario_for_plant(path: Path, control: str | None = None) -> Scenario:
 
 
 def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, dry_run: bool = False,
-                 state_dir: Path | None = None, system_error: SystemError = SystemError()) -> dict[str, Any]:
+                 state_dir: Path | None = None, system_error: CurveOffset = CurveOffset()) -> dict[str, Any]:
     """Run one scenario (a built-in name or a ``Scenario``) end to end; the result as a JSON-ready dict."""
     scenario = SCENARIOS[name] if isinstance(name, str) else name
     timing = Timing.for_duration(duration)
@@ -551,6 +559,7 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         "true_optimizer_saving_joules": round(true_saving, 1),
         "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
                                if true_saving > 0 else None),
+        "current_limited_seconds": {n: round(v, 3) for n, v in run.current_limited_s.items()},
         "vfd_basis": {
             "reported_joules": round(run.reported_vfd_saving_j, 1),
             "formula_on_true_state_joules": round(run.formula_vfd_saving_j, 1),
@@ -594,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.control and args.plant is None:
         parser.error("--control goes with --plant (the built-in scenarios fix their own)")
     try:
-        error = SystemError.parse(args.system_error)
+        error = CurveOffset.parse(args.system_error)
     except ValueError as exc:
         parser.error(f"--system-error: {exc}")
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")

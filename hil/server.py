@@ -17,12 +17,17 @@ exception 1.
   0) write is carried out by every drive and answered by none. With ``wire_time``
   the reply waits for the time both frames would take on the wire at the line's
   baud rate, so a pseudo-terminal behaves like a real line.
+- RTU over TCP: the same line behind a transparent serial server (Moxa NPort, USR,
+  Lantronix): RTU frames with their CRC in a TCP stream, no MBAP header; the line
+  answers one frame at a time whichever connection sent it, and a reply goes to the
+  connection that asked (lost if that one has closed). The faults are the RTU ones: a
+  ``drop`` is silence (a drive on a serial line cannot close a socket).
 
 The physics runs on the event loop (a task stepping it every physics step, and
 every request catching it up first), so no locks are needed; other threads,
 such as a Prometheus scrape, read only immutable snapshots.
 
-Long because it is a whole Modbus server with its fault injection, on two transports that
+Long because it is a whole Modbus server with its fault injection, on three transports that
 share the request handling.
 """
 
@@ -36,7 +41,7 @@ import random
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +89,7 @@ class ServeStats:
 
     requests: Counter[int]  # per unit id
     line_busy_s: float = 0.0  # RTU: emulated wire time
+    connections: int = 0  # TCP connections accepted (Modbus TCP and the serial server)
     discarded: Counter[str] = field(default_factory=Counter)  # RTU frames: gap, crc, size
 
 
@@ -118,6 +124,9 @@ class SimulatedPlant:
         self._rng = random.Random(seed)
         self._tcp: asyncio.Server | None = None
         self._rtu: _RtuPort | None = None
+        self._serial_server: asyncio.Server | None = None
+        self._serial_server_line: _RtuLine | None = None
+        self.serial_server_address = ("", 0)  # HOST, PORT of the RTU over TCP server
         self._physics: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -146,8 +155,8 @@ class SimulatedPlant:
 
     @property
     def serving(self) -> bool:
-        """True between start() (or start_rtu()) and stop()."""
-        return self._tcp is not None or self._rtu is not None
+        """True between start() (or start_rtu(), start_rtu_over_tcp()) and stop()."""
+        return self._tcp is not None or self._rtu is not None or self._serial_server is not None
 
     def update(self) -> None:
         """Advance the physics to the clock."""
@@ -345,36 +354,46 @@ class SimulatedPlant:
         self._start_physics()
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._connection(writer):
+            await self._serve_mbap(reader, writer)
+
+    @contextlib.contextmanager
+    def _connection(self, writer: asyncio.StreamWriter) -> Iterator[None]:
+        """Track an accepted connection (``drop_connections``, ``stop``) and close it at the end."""
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         self._writers.add(writer)
+        self.stats.connections += 1
         try:
-            while True:
-                header = await reader.readexactly(7)
-                tid, protocol, length, unit = struct.unpack(">HHHB", header)
-                if protocol != 0 or not 2 <= length <= 254:
-                    break  # not Modbus: hang up, as a gateway does
-                pdu = await reader.readexactly(length - 1)
-                reply = self.answer(unit, pdu, rtu=False)
-                if reply.drop:
-                    break
-                if reply.pdu is None:
-                    continue
-                frame = self.mangle(struct.pack(">HHHB", tid, 0, len(reply.pdu) + 1, unit) + reply.pdu,
-                                    reply.mangle)
-                if reply.delay:
-                    # Late, but without holding up the other units' replies on this connection.
-                    self.loop_later(reply.delay, writer, frame)
-                    continue
-                writer.write(frame)
-                await writer.drain()
+            yield
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._writers.discard(writer)
             self._connections.discard(task)
             writer.close()
+
+    async def _serve_mbap(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            header = await reader.readexactly(7)
+            tid, protocol, length, unit = struct.unpack(">HHHB", header)
+            if protocol != 0 or not 2 <= length <= 254:
+                break  # not Modbus: hang up, as a gateway does
+            pdu = await reader.readexactly(length - 1)
+            reply = self.answer(unit, pdu, rtu=False)
+            if reply.drop:
+                break
+            if reply.pdu is None:
+                continue
+            frame = self.mangle(struct.pack(">HHHB", tid, 0, len(reply.pdu) + 1, unit) + reply.pdu,
+                                reply.mangle)
+            if reply.delay:
+                # Late, but without holding up the other units' replies on this connection.
+                self.loop_later(reply.delay, writer, frame)
+                continue
+            writer.write(frame)
+            await writer.drain()
 
     def loop_later(self, delay: float, writer: asyncio.StreamWriter, frame: bytes) -> None:
         """Write a frame after ``delay`` s, if the connection is still open then."""
@@ -386,13 +405,13 @@ class SimulatedPlant:
         asyncio.get_running_loop().call_later(delay, late)
 
     def drop_connections(self) -> int:
-        """Close every open TCP connection now (a gateway that reboots); returns how many."""
+        """Close every open TCP connection now (a gateway or serial server that reboots); returns how many."""
         writers = list(self._writers)
         for writer in writers:
             writer.close()
         return len(writers)
 
-    # --- Modbus RTU ---------------------------------------------------------------------------
+    # --- Modbus RTU and RTU over TCP ------------------------------------------------------------
 
     async def start_rtu(
         self, device: str, *, baudrate: int = 19200, parity: str = "E", stopbits: int = 1,
@@ -401,8 +420,7 @@ class SimulatedPlant:
         """Serve every drive as a unit on an RTU line at ``device`` (a serial port or a pty)."""
         if self._rtu is not None:
             raise RuntimeError("the simulated plant is already serving RTU")
-        timing = LineTiming.for_settings(baudrate, parity, stopbits)
-        self._rtu = _RtuPort(self, device, baudrate, parity, stopbits, timing if wire_time else None)
+        self._rtu = _RtuPort(self, device, baudrate, parity, stopbits, wire_time)
         try:
             self._rtu.open()
         except OSError:
@@ -410,6 +428,46 @@ class SimulatedPlant:
             raise
         self.device = device
         self._start_physics()
+
+    async def start_rtu_over_tcp(
+        self, host: str = "127.0.0.1", port: int = 0, *, baudrate: int = 19200, parity: str = "E",
+        stopbits: int = 1, wire_time: bool = True,
+    ) -> None:
+        """Serve every drive on one RTU line behind a transparent serial server at HOST:PORT.
+
+        The line's settings are its serial side's: they set the frame times (``wire_time``) and
+        the silence that ends a frame. Port 0 picks a free port (see ``serial_server_address``).
+        """
+        if self._serial_server is not None:
+            raise RuntimeError("the simulated plant is already serving RTU over TCP")
+        line = _line(self, baudrate, parity, stopbits, wire_time, f"{host}:{port}")
+        try:
+            server = await asyncio.start_server(
+                lambda r, w: self._serve_serial_server(line, r, w), host, port)
+        except OSError as exc:
+            await line.close()
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        bound = server.sockets[0].getsockname()
+        self.serial_server_address = (str(bound[0]), int(bound[1]))
+        self._serial_server, self._serial_server_line = server, line
+        self._start_physics()
+
+    async def _serve_serial_server(
+        self, line: _RtuLine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One connection to the serial server: its bytes go onto the line, the replies come back."""
+
+        def reply(frame: bytes) -> None:
+            if not writer.is_closing():
+                writer.write(frame)
+
+        receiver = line.receiver(reply)
+        try:
+            with self._connection(writer):
+                while data := await reader.read(4096):
+                    receiver.feed(data)
+        finally:
+            receiver.close()
 
     def _start_physics(self) -> None:
         if self._physics is None:
@@ -423,97 +481,61 @@ class SimulatedPlant:
     async def stop(self) -> None:
         """Stop serving and the physics task; a restart resumes the kept state, caught up to the clock."""
         server, rtu, task = self._tcp, self._rtu, self._physics
-        self._tcp = self._rtu = self._physics = None
+        serial_server, line = self._serial_server, self._serial_server_line
+        self._tcp = self._rtu = self._physics = self._serial_server = self._serial_server_line = None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if rtu is not None:
             await rtu.close()
-        if server is not None:
-            server.close()
+        servers = [srv for srv in (server, serial_server) if srv is not None]
+        for srv in servers:
+            srv.close()
+        if servers:
+            # Connections accepted just before the close have a task that has not run yet: let it
+            # register (``_connection``), or it would be cancelled unstarted with its socket open.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            writers = list(self._writers)
             self.drop_connections()
             connections = list(self._connections)
             for connection in connections:
                 connection.cancel()
             await asyncio.gather(*connections, return_exceptions=True)
-            await server.wait_closed()
+            for writer in writers:  # the sockets really closed before stop() returns (a loop may end next)
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            for srv in servers:
+                await srv.wait_closed()
+        if line is not None:
+            await line.close()
 
 
-class _RtuPort:
-    """One serial port (or pseudo-terminal) carrying RTU frames for every drive of a plant."""
+class _RtuLine:
+    """One RS-485 line carrying RTU frames for every drive of a plant, one transaction at a time.
 
-    def __init__(self, plant: SimulatedPlant, device: str, baudrate: int, parity: str, stopbits: int,
-                 timing: LineTiming | None) -> None:
+    Bytes come from one or more sources (the serial port, or the connections of a serial
+    server), each framed by silence on its own (``_FrameReceiver``); the replies go back to
+    the source that asked, so a late reply to a connection that was closed is lost, as in a
+    serial server that dropped that connection.
+    """
+
+    def __init__(self, plant: SimulatedPlant, line: LineTiming, wire: LineTiming | None, name: str) -> None:
         self.plant = plant
-        self.device = device
-        self.settings = (baudrate, parity, stopbits)
-        self.timing = timing  # None: replies without emulated wire time
-        self.line = LineTiming.for_settings(baudrate, parity, stopbits)  # frames end at its t3.5
-        self.serial: Any = None
-        self.buffer = bytearray()
-        self.last_char_at = 0.0
-        self.broken = False
-        self.frames: asyncio.Queue[bytes] = asyncio.Queue()
-        self.worker: asyncio.Task[None] | None = None
-        self.end_timer: asyncio.TimerHandle | None = None
-        self.loop = asyncio.get_running_loop()
+        self.line = line  # frames end at its t3.5
+        self.timing = wire  # None: replies without emulated wire time
+        self.frames: asyncio.Queue[tuple[bytes, Callable[[bytes], None]]] = asyncio.Queue()
+        self.worker = asyncio.create_task(self._work(), name=f"hil rtu {name}")
 
-    def open(self) -> None:
-        import serial  # type: ignore[import-untyped]  # pyserial; only needed for RTU
-
-        baudrate, parity, stopbits = self.settings
-        try:
-            self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
-                                        bytesize=8, timeout=0, write_timeout=0, exclusive=True)
-        except (serial.SerialException, ValueError) as exc:
-            raise OSError(f"cannot open {self.device}: {exc}") from exc
-        self.loop.add_reader(self.serial.fileno(), self._readable)
-        self.worker = asyncio.create_task(self._work(), name=f"hil rtu {self.device}")
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self.serial.fileno(), 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            return  # the other end of a pty is not open (yet): nothing to read
-        now = self.loop.time()
-        if self.buffer:
-            silence = now - self.last_char_at
-            if silence >= self.line.t35:
-                self._end_frame()  # the end-of-frame timer was late: what came before is a frame
-            elif silence > self.line.t15:
-                self.broken = True  # a gap inside a frame: it is discarded when it ends
-        self.buffer += data
-        self.last_char_at = now
-        if self.end_timer is not None:
-            self.end_timer.cancel()
-        self.end_timer = self.loop.call_later(self.line.t35, self._end_frame)
-
-    def _end_frame(self) -> None:
-        """t3.5 of silence: the frame is complete; queue it if it is whole and its CRC checks out."""
-        if self.end_timer is not None:
-            self.end_timer.cancel()
-            self.end_timer = None
-        frame, broken = bytes(self.buffer), self.broken
-        self.buffer.clear()
-        self.broken = False
-        if broken:
-            self.plant.stats.discarded["gap"] += 1
-        elif not 4 <= len(frame) <= MAX_RTU_FRAME:
-            self.plant.stats.discarded["size"] += 1
-        elif not crc_ok(frame):
-            self.plant.stats.discarded["crc"] += 1  # the master will time out and ask again
-        else:
-            self.frames.put_nowait(frame)
+    def receiver(self, reply: Callable[[bytes], None]) -> _FrameReceiver:
+        """A framer for one source of bytes whose replies go to ``reply``."""
+        return _FrameReceiver(self, reply)
 
     async def _work(self) -> None:
         """Answer frames one at a time, as one line carries one transaction at a time."""
         while True:
-            frame = await self.frames.get()
+            frame, reply_to = await self.frames.get()
             unit, pdu = frame[0], frame[1:-2]
             if unit == BROADCAST:
                 self.plant.broadcast(pdu)
@@ -530,20 +552,118 @@ class _RtuPort:
             if delay > 0:
                 await asyncio.sleep(delay)
             if response:
-                self._write(self.plant.mangle(response, reply.mangle))
+                reply_to(self.plant.mangle(response, reply.mangle))
+
+    async def close(self) -> None:
+        self.worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.worker
+
+
+class _FrameReceiver:
+    """Bytes from one source cut into RTU frames by silence, as the serial-line specification says."""
+
+    def __init__(self, line: _RtuLine, reply: Callable[[bytes], None]) -> None:
+        self.line = line
+        self.reply = reply
+        self.buffer = bytearray()
+        self.last_char_at = 0.0
+        self.broken = False
+        self.end_timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def feed(self, data: bytes) -> None:
+        """Characters arrived now."""
+        now = self.loop.time()
+        timing = self.line.line
+        if self.buffer:
+            silence = now - self.last_char_at
+            if silence >= timing.t35:
+                self._end_frame()  # the end-of-frame timer was late: what came before is a frame
+            elif silence > timing.t15:
+                self.broken = True  # a gap inside a frame: it is discarded when it ends
+        self.buffer += data
+        self.last_char_at = now
+        if self.end_timer is not None:
+            self.end_timer.cancel()
+        self.end_timer = self.loop.call_later(timing.t35, self._end_frame)
+
+    def _end_frame(self) -> None:
+        """t3.5 of silence: the frame is complete; queue it if it is whole and its CRC checks out."""
+        self.close()
+        frame, broken = bytes(self.buffer), self.broken
+        self.buffer.clear()
+        self.broken = False
+        discarded = self.line.plant.stats.discarded
+        if broken:
+            discarded["gap"] += 1
+        elif not 4 <= len(frame) <= MAX_RTU_FRAME:
+            discarded["size"] += 1
+        elif not crc_ok(frame):
+            discarded["crc"] += 1  # the master will time out and ask again
+        else:
+            self.line.frames.put_nowait((frame, self.reply))
+
+    def close(self) -> None:
+        """Stop waiting for the end of a frame."""
+        if self.end_timer is not None:
+            self.end_timer.cancel()
+            self.end_timer = None
+
+
+class _RtuPort:
+    """One serial port (or pseudo-terminal) carrying an RTU line."""
+
+    def __init__(self, plant: SimulatedPlant, device: str, baudrate: int, parity: str, stopbits: int,
+                 wire_time: bool) -> None:
+        self.plant = plant
+        self.device = device
+        self.settings = (baudrate, parity, stopbits)
+        self.wire_time = wire_time
+        self.serial: Any = None
+        self.line: _RtuLine | None = None
+        self.receiver: _FrameReceiver | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def open(self) -> None:
+        import serial  # type: ignore[import-untyped]  # pyserial; only needed for RTU
+
+        baudrate, parity, stopbits = self.settings
+        try:
+            self.serial = serial.Serial(self.device, baudrate=baudrate, parity=parity, stopbits=stopbits,
+                                        bytesize=8, timeout=0, write_timeout=0, exclusive=True)
+        except (serial.SerialException, ValueError) as exc:
+            raise OSError(f"cannot open {self.device}: {exc}") from exc
+        self.line = _line(self.plant, baudrate, parity, stopbits, self.wire_time, self.device)
+        self.receiver = self.line.receiver(self._write)
+        self.loop.add_reader(self.serial.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.serial.fileno(), 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data and self.receiver is not None:
+            self.receiver.feed(data)  # nothing: the other end of a pty is not open (yet)
 
     def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.write(self.serial.fileno(), data)
 
     async def close(self) -> None:
-        if self.end_timer is not None:
-            self.end_timer.cancel()
+        if self.receiver is not None:
+            self.receiver.close()
         if self.serial is not None:
             self.loop.remove_reader(self.serial.fileno())
             self.serial.close()
             self.serial = None
-        if self.worker is not None:
-            self.worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.worker
+        if self.line is not None:
+            await self.line.close()
+
+
+def _line(plant: SimulatedPlant, baudrate: int, parity: str, stopbits: int, wire_time: bool, name: str
+          ) -> _RtuLine:
+    timing = LineTiming.for_settings(baudrate, parity, stopbits)
+    return _RtuLine(plant, timing, timing if wire_time else None, name)

@@ -22,6 +22,7 @@ same demand trace as the agent's run:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -243,13 +244,24 @@ class Oracle:
         self._table_power: FloatArray = np.zeros(0)
 
     def power(self, demand: float) -> float:
-        """Least total electrical power [W] for ``demand`` [m³/s]; inf if nothing can deliver it."""
+        """Least total electrical power [W] for ``demand`` [m³/s]; inf if nothing can deliver it.
+
+        Where no staging keeps every pump within the window (a low-static system at the
+        minimum speed runs a pump out beyond it), the least power without the window.
+        """
         if demand <= 0.0:
             return 0.0
+        best = self._least(self.machines, demand)
+        if math.isinf(best):
+            unwindowed = [dataclasses.replace(m, window=(0.0, math.inf)) for m in self.machines]
+            best = self._least(unwindowed, demand)
+        return best
+
+    def _least(self, machines: Sequence[_Machine], demand: float) -> float:
         head = self.system.head(demand)
-        best = min((_throttled_cost(m, demand, head) for m in self.machines), default=math.inf)
-        for size in range(1, len(self.machines) + 1):
-            for subset in itertools.combinations(self.machines, size):
+        best = min((_throttled_cost(m, demand, head) for m in machines), default=math.inf)
+        for size in range(1, len(machines) + 1):
+            for subset in itertools.combinations(machines, size):
                 best = min(best, _best_split(subset, head, demand))
         return best
 

@@ -215,16 +215,7 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
            profiles: dict[Path, Profile | None], issues: Issues) -> GroupConfig | None:
     sec.check_keys(_GROUP_KEYS)
     name = sec.string("name")
-    raw = sec.raw("drives", None)
-    members: list[str] = []
-    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
-        sec.error("drives", "must list the names of the group's drives")
-    else:
-        members = [str(n) for n in raw]
-        for member in members:
-            sec.validate("drives", member in drives,
-                         f"no drive {member!r}; drives: {', '.join(drives) or 'none'}")
-        sec.validate("drives", len(set(members)) == len(members), "a drive is listed twice")
+    members = sec.names("drives", drives, "group")
     configs = [drives[m] for m in members if m in drives]
     kinds = {d.load.kind for d in configs}
     if len(kinds) > 1:

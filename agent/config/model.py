@@ -129,8 +129,19 @@ class GroupConfig:
 class Transport(Enum):
     """How a bus reaches its drives."""
 
-    TCP = "tcp"
-    RTU = "rtu"
+    TCP = "tcp"  # Modbus TCP (MBAP framing) to drives or a Modbus gateway
+    RTU = "rtu"  # RTU frames on a serial port of the gateway itself
+    RTU_OVER_TCP = "rtu_over_tcp"  # RTU frames through a transparent Ethernet↔RS-485 serial server
+
+    @property
+    def serial_line(self) -> bool:
+        """True if the drives hang on an RS-485 line: its baud rate sets the frame times."""
+        return self is not Transport.TCP
+
+    @property
+    def socket(self) -> bool:
+        """True if the agent reaches the bus through a TCP socket (host and port)."""
+        return self is not Transport.RTU
 
 
 class LoadKind(Enum):
@@ -191,7 +202,8 @@ class BusConfig:
     timeout: float
     retries: int
     reconnect_delay_max: float
-    # RTU only (agent.modbus.rtu models the line timing from these).
+    # The serial line (rtu: the port and its settings; rtu_over_tcp: the serial server's line side,
+    # for the frame-time model in agent.modbus.rtu).
     device: str = ""
     baudrate: int = 19200
     parity: str = "E"
@@ -199,11 +211,14 @@ class BusConfig:
     inter_frame_delay: float = 0.0  # s of silence kept between frames, if longer than t3.5
     # Largest gap of unused registers a block read may bridge; None: decided by agent.modbus.readplan.
     max_gap: int | None = None
+    # s a drive takes to answer beyond the wire time, assumed until the poller has measured it
+    # (the site config's default is DEFAULT_TURNAROUND_S; 0 here: a bus built in code assumes none).
+    turnaround: float = 0.0
 
     @property
     def address(self) -> str:
         """Where the bus is, for messages: HOST:PORT or the serial device."""
-        return self.device if self.transport is Transport.RTU else f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}" if self.transport.socket else self.device
 
 
 @dataclass(frozen=True)
@@ -228,6 +243,8 @@ class BaselineConfig:
     constant_power: float
     table_x_pct: tuple[float, ...]
     table_y_pct: tuple[float, ...]
+    # How ``constant_power`` was measured (meter, date); empty: it is stipulated (nameplate, estimate).
+    measured_by: str = ""
 
 
 @dataclass(frozen=True)

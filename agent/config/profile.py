@@ -8,7 +8,7 @@ module, so the two can never disagree about a map silently.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -77,6 +77,23 @@ class NegativePower(Enum):
     REGENERATED = "regenerated"
 
 
+class PollRate(Enum):
+    """How often a point is read (its rate class); the read planner coalesces per class.
+
+    ``fast``: every poll interval (power, speed, the energy counter: what energy and control
+    need). ``slow``: every ``slow_every`` intervals (status and fault words, temperatures: what
+    changes slowly); under overload the slow class is stretched first, so the fast class keeps
+    its rate. ``connect``: once after the bus (re)connects or the drive answers again (rated data).
+    """
+
+    FAST = "fast"
+    SLOW = "slow"
+    CONNECT = "connect"
+
+
+DEFAULT_SLOW_EVERY = 10  # intervals between two reads of the slow class
+
+
 class RegisterTable(Enum):
     """Modbus table a point lives in; decides the read function code."""
 
@@ -110,6 +127,7 @@ class Point:
     writable: bool
     # Raw value at which a counter sticks instead of wrapping (e.g. SINAMICS r0039 at 32767 kWh).
     saturates_at: float | None = None
+    rate: PollRate = PollRate.FAST  # a profile that says nothing reads every point every interval
 
     @property
     def registers(self) -> int:
@@ -159,15 +177,22 @@ class Profile:
     max_gap: int | None = None
     # What a negative power reading means (see NegativePower); conservative by default.
     negative_power: NegativePower = NegativePower.IMPLAUSIBLE
+    # Poll intervals between two reads of the slow class (PollRate.SLOW).
+    slow_every: int = DEFAULT_SLOW_EVERY
 
     def point(self, quantity: Quantity) -> Point | None:
         """The point for a quantity, if the profile maps it."""
         return self.points.get(quantity)
 
+    def with_rates(self, rates: dict[Quantity, PollRate], slow_every: int | None) -> Profile:
+        """The profile with some points' rate classes (and the slow period) set by a drive's config."""
+        points = {q: replace(p, rate=rates.get(q, p.rate)) for q, p in self.points.items()}
+        return replace(self, points=points, slow_every=self.slow_every if slow_every is None else slow_every)
+
 
 _POINT_KEYS = {
     "address", "table", "type", "word_order", "byte_order", "scale", "offset", "unit", "writable",
-    "saturates_at",
+    "saturates_at", "rate",
 }
 
 
@@ -185,6 +210,7 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
     unit = sec.string("unit")
     writable = sec.boolean("writable", False)
     saturates_at = sec.number("saturates_at") if sec.has("saturates_at") else None
+    rate = sec.choice("rate", PollRate, PollRate.FAST)
     dimension, factor = UNITS.get(unit, (None, math.nan))
     if unit and dimension is None:
         sec.error("unit", f"unknown unit {unit!r}; known: {', '.join(UNITS)}")
@@ -199,7 +225,7 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
     if (
         address < 0 or table is None or dtype is None or word_order is None
         or byte_order is None or dimension is None or math.isnan(scale) or scale == 0.0
-        or math.isnan(offset)
+        or math.isnan(offset) or rate is None
     ):
         return None
     return Point(
@@ -207,13 +233,14 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
         byte_order=byte_order, scale=scale, offset=offset, unit=unit, dimension=dimension,
         unit_factor=factor, writable=writable,
         saturates_at=saturates_at if saturates_at is not None and math.isfinite(saturates_at) else None,
+        rate=rate,
     )
 
 
 def parse_profile(sec: Section) -> Profile | None:
     """Build a profile from its YAML section; issues are recorded, None if unusable."""
     sec.check_keys({"name", "description", "defaults", "points", "notes", "status_bits", "control_words",
-                    "max_gap", "negative_power"})
+                    "max_gap", "negative_power", "slow_every"})
     name = sec.string("name")
     description = sec.string("description", "")  # optional, null included
     defaults: dict[str, object] = {}
@@ -246,13 +273,14 @@ def parse_profile(sec: Section) -> Profile | None:
     control_words = _named_numbers(sec, "control_words", CONTROL_WORDS, 0xFFFF, points, Quantity.CONTROL_WORD)
     max_gap = sec.integer("max_gap", minimum=0, maximum=124) if sec.has("max_gap") else None
     negative_power = sec.choice("negative_power", NegativePower, NegativePower.IMPLAUSIBLE)
+    slow_every = sec.integer("slow_every", DEFAULT_SLOW_EVERY, minimum=1, maximum=3600)
     if (not ok or not name or status_bits is None or control_words is None or (max_gap or 0) < 0
-            or negative_power is None):
+            or negative_power is None or slow_every < 1):
         return None
     return Profile(name=name, description=description, points=points, source=sec.file,
                    notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
                    status_bits=status_bits, control_words=control_words, max_gap=max_gap,
-                   negative_power=negative_power)
+                   negative_power=negative_power, slow_every=slow_every)
 
 
 STATUS_BITS = ("ready", "running", "remote", "fault", "warning")

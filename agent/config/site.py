@@ -3,6 +3,10 @@
 Friendly units live only in the YAML keys (``rated_power_kw``, ``rated_flow_m3h``);
 everything this module returns is SI. Every problem in the config and the
 profiles it names is reported at once, located, by ``ConfigError``.
+
+Long because it is the one parser of the site file's sections (site, tariff, polling, buses of
+three transports, drives, baselines, loads): each is a short function beside the others, and
+splitting them would scatter one file's grammar over several modules.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ from agent.config.model import (
     Tariff,
     Transport,
 )
-from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.profile import (
+    PollRate,
+    Profile,
+    Quantity,
+    available_profiles,
+    load_profile,
+    resolve_profile_path,
+)
 from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
@@ -37,6 +48,10 @@ from agent.modbus.rtu import STANDARD_BAUDRATES
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 DEFAULT_METRICS_PORT = 9847
+# s a drive is assumed to take to answer, beyond the wire time, until the poller has measured it
+# (real drives: 5..45 ms, a busy one up to 500 ms). None unless configured, so a budget that fit
+# before still fits; check-config says which turnaround it charged.
+DEFAULT_TURNAROUND_S = 0.0
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -121,22 +136,33 @@ def _site(sec: Section | None) -> SiteConfig:
     return SiteConfig(name, emission, tariff, timezone)
 
 
-_RTU_KEYS = ("device", "baudrate", "parity", "stopbits", "inter_frame_delay_s")
+_LINE_KEYS = ("baudrate", "parity", "stopbits", "inter_frame_delay_s")  # an RS-485 line's settings
+_FIELDS = {  # the fields of each transport beside the common ones
+    Transport.TCP: ("host", "port"),
+    Transport.RTU: ("device", *_LINE_KEYS),
+    Transport.RTU_OVER_TCP: ("host", "port", *_LINE_KEYS),
+}
 
 
 def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
     sec.check_keys({
         "name", "transport", "host", "port", "poll_interval_s", "timeout_s", "retries",
-        "reconnect_delay_max_s", "max_gap", *_RTU_KEYS,
+        "reconnect_delay_max_s", "max_gap", "turnaround_s", "device", *_LINE_KEYS,
     })
     name = sec.string("name")
-    transport = sec.choice("transport", Transport, Transport.TCP)
-    rtu = transport is Transport.RTU
-    host = sec.string("host") if transport is Transport.TCP else ""
-    port = sec.integer("port", 502, minimum=1, maximum=65535)
-    for key in ("host", "port") if rtu else _RTU_KEYS:
-        sec.validate(key, not sec.has(key), f"is not a field of a {'rtu' if rtu else 'tcp'} bus")
-    device = sec.string("device") if rtu else ""
+    chosen = sec.choice("transport", Transport, Transport.TCP)
+    transport = chosen or Transport.TCP
+    for key in ("device", *_FIELDS[Transport.RTU_OVER_TCP]) if chosen else ():
+        sec.validate(key, key in _FIELDS[transport] or not sec.has(key),
+                     f"is not a field of a {transport.value} bus")
+    host = sec.string("host") if chosen and transport.socket else ""
+    if chosen is Transport.RTU_OVER_TCP:
+        # No default: a serial server's raw TCP port is its own (4001 on a Moxa NPort), and 502
+        # is likely a Modbus TCP service that would take RTU frames for garbage.
+        sec.validate("port", sec.has("port"), "is required for an rtu_over_tcp bus: the serial server's "
+                     "TCP port for this serial port (e.g. 4001 on a Moxa NPort in TCP server mode)")
+    port = sec.integer("port", 502, minimum=1, maximum=65535) if transport.socket else 0
+    device = sec.string("device") if chosen is Transport.RTU else ""
     baudrate = sec.integer("baudrate", 19200, minimum=1200, maximum=115200)
     if baudrate > 0:
         sec.validate("baudrate", baudrate in STANDARD_BAUDRATES,
@@ -157,10 +183,12 @@ def _bus(sec: Section, polling: dict[str, float]) -> BusConfig:
             f"poll_interval_s = {interval:g} s, or one dead drive overruns every cycle",
         )
     backoff = sec.number("reconnect_delay_max_s", 30.0, minimum=0.1, maximum=3600.0)
-    return BusConfig(name, transport or Transport.TCP, host, port, interval, timeout, retries,
+    turnaround = sec.number("turnaround_s", polling["turnaround"], minimum=0.0, maximum=10.0)
+    return BusConfig(name, transport, host, port, interval, timeout, retries,
                      backoff, device, max(baudrate, 0), parity or "E", max(stopbits, 1),
                      frame_delay if math.isfinite(frame_delay) else 0.0,
-                     max_gap if max_gap is None or max_gap >= 0 else None)
+                     max_gap if max_gap is None or max_gap >= 0 else None,
+                     turnaround if math.isfinite(turnaround) else DEFAULT_TURNAROUND_S)
 
 
 def parse_load(sec: Section | None) -> LoadConfig:
@@ -185,7 +213,7 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     """
     if sec is None:
         return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan, (), ())
-    sec.check_keys({"method", "power_kw", "table"})
+    sec.check_keys({"method", "power_kw", "table", "measured_by"})
     method = sec.choice("method", BaselineMethod)
     if method is BaselineMethod.THROTTLE and kind is LoadKind.FAN:
         sec.error("method", "throttle is for pumps; a fan's baseline is damper or inlet_vane")
@@ -195,6 +223,11 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     table: tuple[tuple[float, float], ...] = ()
     if method is BaselineMethod.CONSTANT:
         power = sec.number("power_kw", rated_power / 1e3, minimum=0.0) * 1e3
+    measured_by = sec.string("measured_by", None)
+    if measured_by and method is not BaselineMethod.CONSTANT:
+        sec.error("measured_by", "only a constant baseline's power_kw can be a measured comparison power")
+    elif measured_by and not sec.has("power_kw"):
+        sec.error("measured_by", "a measured comparison power needs its power_kw")
     if method in TABLE_BASELINES and sec.has("table"):
         axis = "speed" if method is BaselineMethod.CHARACTERISTIC else "flow"
         pairs = sec.number_pairs("table")
@@ -210,7 +243,7 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     elif sec.has("table"):
         sec.error("table", f"only {', '.join(m.value for m in TABLE_BASELINES)} baselines take a table")
     xs_pct, ys_pct = (tuple(x) for x in zip(*table, strict=True)) if table else ((), ())
-    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct)
+    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct, measured_by)
 
 
 def _control(sec: Section | None) -> ControlConfig:
@@ -236,7 +269,7 @@ def _drive(
 ) -> DriveConfig | None:
     sec.check_keys({
         "name", "bus", "unit", "profile", "rated_power_kw", "rated_speed_rpm", "load", "baseline",
-        "control", "motor_efficiency_pct",
+        "control", "motor_efficiency_pct", "poll",
     })
     name = sec.string("name")
     bus = sec.string("bus")
@@ -260,6 +293,13 @@ def _drive(
                 profiles[path] = load_profile(path, issues)
             profile = profiles[path]
             if profile is not None:
+                profile = _poll_rates(sec, profile)
+            status = profile.point(Quantity.STATUS_WORD) if profile is not None else None
+            control_mode = control.mode is ControlMode.CONTROL
+            if control_mode and status is not None and status.rate is not PollRate.FAST:
+                sec.error("poll", "a drive in control mode needs its status_word read fast: its fault bit "
+                                  "hands control back")
+            if profile is not None:
                 _check_profile_fits(sec, profile, baseline)
     if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
         return None
@@ -267,10 +307,43 @@ def _drive(
                        motor_efficiency)
 
 
+def _poll_rates(sec: Section, profile: Profile) -> Profile | None:
+    """The drive's ``poll`` section: rate classes of its profile's points, and the slow class's period.
+
+    ``poll: {rates: {status_word: slow, fault_code: slow}, slow_every: 10}``; a quantity the
+    profile does not map is an error, as is a control drive whose status word is not read fast
+    (its fault bit hands control back: it must be as fresh as the speed it guards).
+    """
+    poll = sec.section("poll", required=False)
+    if poll is None:
+        return profile
+    poll.check_keys({"rates", "slow_every"})
+    slow_every = poll.integer("slow_every", minimum=1, maximum=3600) if poll.has("slow_every") else None
+    rates: dict[Quantity, PollRate] = {}
+    rates_sec = poll.section("rates", required=False)
+    if rates_sec is not None:
+        for key in rates_sec.data:
+            quantity = next((q for q in Quantity if q.value == key), None)
+            if quantity is None or profile.point(quantity) is None:
+                rates_sec.error(str(key), f"profile {profile.name!r} has no {key} point")
+                continue
+            rate = rates_sec.choice(str(key), PollRate)
+            if rate is not None:
+                rates[quantity] = rate
+    if slow_every is not None and slow_every < 1:
+        return None
+    return profile.with_rates(rates, slow_every)
+
+
 def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig) -> None:
     """The profile must provide what the drive's features read."""
     if profile.point(Quantity.POWER) is None:
         sec.error("profile", f"profile {profile.name!r} has no power point; energy needs one")
+    for quantity in (Quantity.POWER, Quantity.ENERGY):
+        point = profile.point(quantity)
+        if point is not None and point.rate is not PollRate.FAST:
+            sec.error("poll", f"{quantity.value} must be read fast (every interval): energy is integrated "
+                              f"from it, and is {point.rate.value} in profile {profile.name!r} or poll.rates")
     needs_speed = baseline.method is not BaselineMethod.CONSTANT and profile.point(Quantity.FLOW) is None
     if needs_speed and profile.point(Quantity.SPEED) is None:
         sec.error("profile", f"profile {profile.name!r} has neither a speed nor a flow point; "
@@ -300,9 +373,12 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
         if not storage_path.is_absolute():
             storage_path = config_dir / storage_path
     polling_sec = sec.section("polling", required=False)
-    polling = {"interval": 1.0, "timeout": 0.5, "retries": 0.0, "max_gap": 5.0}
+    polling = {"interval": 1.0, "timeout": 0.5, "retries": 0.0, "max_gap": 5.0,
+               "turnaround": DEFAULT_TURNAROUND_S}
     if polling_sec is not None:
-        polling_sec.check_keys({"interval_s", "timeout_s", "retries", "max_gap_s"})
+        polling_sec.check_keys({"interval_s", "timeout_s", "retries", "max_gap_s", "turnaround_s"})
+        polling["turnaround"] = polling_sec.number("turnaround_s", DEFAULT_TURNAROUND_S, minimum=0.0,
+                                                   maximum=10.0)
         polling["interval"] = polling_sec.number("interval_s", 1.0, minimum=0.05, maximum=3600.0)
         polling["timeout"] = polling_sec.number("timeout_s", 0.5, minimum=0.01, maximum=60.0)
         polling["retries"] = float(polling_sec.integer("retries", 0, minimum=0, maximum=10))
@@ -326,9 +402,25 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     )
 
 
+def _check_serial_server(bus_sec: Section, sockets: dict[tuple[str, int], str]) -> None:
+    """A serial server's port is one RS-485 line: no second bus may share it (one line, one master)."""
+    transport, host, port = (bus_sec.data.get(k) for k in ("transport", "host", "port"))
+    transport = transport or Transport.TCP.value
+    if not isinstance(host, str) or transport not in (Transport.TCP.value, Transport.RTU_OVER_TCP.value):
+        return
+    where = (host, port if isinstance(port, int) else 502)
+    earlier = sockets.get(where)
+    if earlier is None:
+        sockets[where] = transport
+    elif Transport.RTU_OVER_TCP.value in (transport, earlier):
+        bus_sec.error("port", f"{host}:{where[1]} is already a bus; a serial server's port is one RS-485 "
+                      "line, with one master")
+
+
 def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section]) -> None:
     seen_bus: set[str] = set()
     seen_devices: set[str] = set()
+    sockets: dict[tuple[str, int], str] = {}  # HOST:PORT of each socket bus -> its transport
     for bus_sec in bus_secs:
         bus_name = bus_sec.data.get("name")
         if isinstance(bus_name, str):
@@ -339,6 +431,7 @@ def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Sectio
             # One line, one master: two pollers on one port would garble each other's frames.
             bus_sec.validate("device", device not in seen_devices, f"device {device!r} is already a bus")
             seen_devices.add(device)
+        _check_serial_server(bus_sec, sockets)
     bus_names = sorted(seen_bus)
     seen_names: set[str] = set()
     seen_units: set[tuple[str, int]] = set()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import reprlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -429,6 +429,19 @@ class Section:
                 return []
             pairs.append((float(item[0]), float(item[1])))
         return pairs
+
+    def names(self, key: str, known: Collection[str], owner: str) -> list[str]:
+        """A non-empty list of names at ``key``, each one of ``known``, none twice; else located errors."""
+        raw = self.raw(key, None)
+        if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+            self.error(key, f"must list the names of the {owner}'s {key}")
+            return []
+        names = [str(n) for n in raw]
+        item = key.rstrip("s")  # "drives" -> "drive"
+        for name in names:
+            self.validate(key, name in known, f"no {item} {name!r}; {key}: {', '.join(known) or 'none'}")
+        self.validate(key, len(set(names)) == len(names), f"a {item} is listed twice")
+        return names
 
     def validate(self, key: str, ok: bool, message: str) -> bool:
         """Record a cross-field problem at a key when ``ok`` is false."""

@@ -9,6 +9,13 @@ within one counter step of the counter: the long-run total is the counter's,
 the fine structure is the power's. An interval longer than ``max_gap`` is not
 integrated (nobody knows what the drive drew then) and is counted.
 
+Savings against the no-VFD baseline count as ``vfd_measured`` only when a measurement backs
+the baseline (``agent.energy.baseline.baseline_evidence``); otherwise they are
+``vfd_stipulated``, kept apart and never turned into CO2 or money. The optimizer's savings
+(against the operator's strategy) are booked per drive as the group's share and attributed
+per group by the bookkeeper; where the counterfactual knows the operator's setpoint at the
+agent's staging, the staging part is booked apart from the pressure reset.
+
 Savings are split at every hour boundary (the ledger keeps one row per drive per
 hour) and at every tariff or emission-factor edge, so money and CO2 are applied
 at the moment the energy was saved, never retroactively.
@@ -40,6 +47,7 @@ from enum import Enum
 from agent.config import DriveConfig, SiteConfig
 from agent.config.profile import Quantity
 from agent.config.schedule import TimeOfUse, hour_start
+from agent.energy.baseline import baseline_evidence
 from agent.energy.counter import EnergyCounter
 
 GRAMS_PER_KG = 1000.0
@@ -82,10 +90,13 @@ class HourDelta(Coverage):
     The current window's signed savings are one too (only its savings fields are used).
     """
 
-    saved_vfd_j: float = 0.0
+    saved_vfd_j: float = 0.0  # against a baseline backed by a measurement
     saved_optimizer_j: float = 0.0
-    co2_g: float = 0.0
-    cost: float = 0.0
+    co2_g: float = 0.0  # of saved_vfd_j only
+    cost: float = 0.0  # of saved_vfd_j only
+    saved_stipulated_j: float = 0.0  # against a stipulated baseline: no CO2, no money
+    saved_staging_j: float = 0.0  # part of saved_optimizer_j from staging (operator's vs agent's pumps)
+    saved_unsplit_j: float = 0.0  # part of saved_optimizer_j the counterfactual could not split
 
 
 # Each signed saving of a window, and the totals' (saved, penalty) pair it is split into.
@@ -94,6 +105,7 @@ _SIGNED = (
     ("saved_optimizer_j", "saved_optimizer_j", "penalty_optimizer_j"),
     ("co2_g", "co2_avoided_g", "co2_penalty_g"),
     ("cost", "cost_saved", "cost_penalty"),
+    ("saved_stipulated_j", "saved_stipulated_j", "penalty_stipulated_j"),
 )
 
 
@@ -113,6 +125,8 @@ class EnergyTotals(Coverage):
     co2_penalty_g: float = 0.0
     cost_saved: float = 0.0
     cost_penalty: float = 0.0
+    saved_stipulated_j: float = 0.0
+    penalty_stipulated_j: float = 0.0
 
     def close(self, window: HourDelta) -> None:
         """Split a window's signed savings by sign into saved and penalty."""
@@ -120,6 +134,34 @@ class EnergyTotals(Coverage):
             value = getattr(window, signed)
             setattr(self, saved, getattr(self, saved) + max(value, 0.0))
             setattr(self, penalty, getattr(self, penalty) + max(-value, 0.0))
+
+
+class OptimizerPart(Enum):
+    """The parts of a group's optimizer saving: the header pressure lowered, the pumps staged."""
+
+    PRESSURE_RESET = "pressure_reset"
+    STAGING = "staging"
+    UNSPLIT = "unsplit"  # booked while the counterfactual could not price the agent's staging
+
+
+def optimizer_parts(window: HourDelta) -> dict[OptimizerPart, float]:
+    """A window's signed optimizer saving [J] by part (they add up to ``saved_optimizer_j``)."""
+    staging, unsplit = window.saved_staging_j, window.saved_unsplit_j
+    return {OptimizerPart.PRESSURE_RESET: window.saved_optimizer_j - staging - unsplit,
+            OptimizerPart.STAGING: staging, OptimizerPart.UNSPLIT: unsplit}
+
+
+@dataclass
+class SavedPenalty:
+    """A cumulative saving that never goes down: each window's net goes to one side by its sign."""
+
+    saved_j: float = 0.0
+    penalty_j: float = 0.0
+
+    def add(self, net: float) -> None:
+        """Book one window's signed net saving."""
+        self.saved_j += max(net, 0.0)
+        self.penalty_j += max(-net, 0.0)
 
 
 @dataclass(frozen=True)
@@ -132,6 +174,7 @@ class EnergySample:
     baseline_power: float  # W
     counter: float = math.nan  # J, the drive's energy counter, NaN if none
     counterfactual_power: float = math.nan  # W the operator's setpoint would draw (optimizer)
+    staged_power: float = math.nan  # W at the operator's setpoint with the pumps the agent runs
 
 
 @dataclass(frozen=True)
@@ -150,10 +193,12 @@ class EnergyAccount:
     max_gap: float
     rates: TimeOfUse
     counter: EnergyCounter | None = None
+    measured: bool = False  # a measurement backs the baseline: its savings earn CO2 and money
     totals: EnergyTotals = field(default_factory=EnergyTotals)
     pending: dict[int, HourDelta] = field(default_factory=dict)
     source: EnergySource = EnergySource.POWER
     _window: HourDelta = field(default_factory=HourDelta)  # signed savings since the last close
+    closed: HourDelta = field(default_factory=HourDelta)  # the window the last close ended
     _last: EnergySample | None = None
     _lead: float | None = None  # booked energy minus counter energy, kept within [0, one step]
     _edge: float = -math.inf  # next time a rate or the hour may change after the last split
@@ -167,7 +212,8 @@ class EnergyAccount:
         point = drive.profile.point(Quantity.ENERGY)
         counter = EnergyCounter(point, drive.rated_power) if point is not None else None
         rates = TimeOfUse(site.tariff.price_per_joule, site.emission_kg_per_joule, site.timezone)
-        return cls(max_gap, rates, counter, source=EnergySource.COUNTER if counter else EnergySource.POWER)
+        return cls(max_gap, rates, counter, baseline_evidence(drive).measured,
+                   source=EnergySource.COUNTER if counter else EnergySource.POWER)
 
     def add(self, sample: EnergySample) -> None:
         """Book the interval from the previous sample to this one, or start again after a gap."""
@@ -266,6 +312,7 @@ class EnergyAccount:
         """End the current window: split its net savings by sign into the totals; hand over the hours."""
         window, self._window = self._window, HourDelta()
         self.totals.close(window)
+        self.closed = window
         pending, self.pending = self.pending, {}
         return pending
 
@@ -277,6 +324,7 @@ class EnergyAccount:
         """Split [a, b] at every rate or hour edge and book each piece at its own rates."""
         integrated = _signed_parts(a.power, b.power, 0.0, 1.0)[0] * dt  # drawn; regeneration apart
         cf_known = math.isfinite(a.counterfactual_power) and math.isfinite(b.counterfactual_power)
+        split = cf_known and math.isfinite(a.staged_power) and math.isfinite(b.staged_power)
         wall_a = wall_b - dt  # the wall clock may step; the monotonic dt is the truth
         start = 0.0
         while start < dt:
@@ -297,24 +345,30 @@ class EnergyAccount:
                 energy = counted * power / integrated  # spread the counter step like the power
             else:
                 energy = counted * piece / dt
-            optimizer = 0.0
+            optimizer = staging = 0.0
             if cf_known:
                 counterfactual = _mean_linear(a.counterfactual_power, b.counterfactual_power, x0, x1)
                 optimizer = counterfactual * piece - energy
-            self._add(wall_a + 0.5 * (start + end), energy, baseline, optimizer, piece, counted is not None,
-                      regenerated)
+            if split:
+                staging = (counterfactual - _mean_linear(a.staged_power, b.staged_power, x0, x1)) * piece
+            self._add(wall_a + 0.5 * (start + end), energy, baseline, (optimizer, staging, split), piece,
+                      counted is not None, regenerated)
             start = end
 
-    def _add(self, wall: float, energy: float, baseline: float, optimizer: float, seconds: float,
-             from_counter: bool, regenerated: float) -> None:
+    def _add(self, wall: float, energy: float, baseline: float, optimizer: tuple[float, float, bool],
+             seconds: float, from_counter: bool, regenerated: float) -> None:
+        """Book one piece; ``optimizer`` is (saving, its staging part, whether it could be split)."""
         price, kg_per_j = self.rates.rates_at(wall)
         saved = baseline - energy  # energy ≥ 0, so saved ≤ baseline: regeneration is no saving
+        claimed = saved if self.measured else 0.0
+        total, staging, split = optimizer
         piece = HourDelta(
             energy_j=energy, baseline_energy_j=baseline, covered_s=seconds,
             counter_s=seconds if from_counter else 0.0, power_s=0.0 if from_counter else seconds,
             regenerated_j=regenerated,
-            saved_vfd_j=saved, saved_optimizer_j=optimizer, co2_g=saved * kg_per_j * GRAMS_PER_KG,
-            cost=saved * price,
+            saved_vfd_j=claimed, saved_optimizer_j=total, co2_g=claimed * kg_per_j * GRAMS_PER_KG,
+            cost=claimed * price, saved_stipulated_j=0.0 if self.measured else saved,
+            saved_staging_j=staging, saved_unsplit_j=0.0 if split else total,
         )
         self._hour(wall).merge(piece)
         self._window.merge(piece)

@@ -3,15 +3,22 @@
 ``constant`` and ``characteristic`` follow the drive vendors' own comparison powers; ``throttle``
 is the pump at rated speed throttled to the same flow on its datasheet curve
 (``agent.optimizer.datasheet``); ``damper`` and ``inlet_vane`` are a fan's part-load tables.
+
+Each of these is *stipulated* (a vendor's table, a nameplate, a datasheet) unless a measurement
+backs it (``baseline_evidence``): a comparison power measured on the machine before the VFD, or
+the flow the table is read at measured by the drive's own flow point. Only a backed baseline's
+savings earn CO2 and money (``agent.energy.account``); a stipulated one's are shown apart.
 """
 
 from __future__ import annotations
 
 import math
+from enum import Enum
 
 import numpy as np
 
 from agent.config import BaselineConfig, BaselineMethod, DriveConfig
+from agent.config.profile import Quantity
 from agent.optimizer.datasheet import datasheet_curves
 from kernels import (
     BASELINE_CHARACTERISTIC,
@@ -31,6 +38,36 @@ _TABLE_CODES = {
     BaselineMethod.DAMPER: BASELINE_DAMPER,
     BaselineMethod.INLET_VANE: BASELINE_INLET_VANE,
 }
+
+
+class BaselineEvidence(Enum):
+    """What backs a drive's baseline: nothing (stipulated) or a measurement."""
+
+    STIPULATED = "stipulated"
+    MEASURED_POWER = "measured_power"  # constant: the comparison power was metered (baseline.measured_by)
+    MEASURED_FLOW = "measured_flow"  # throttle, damper, inlet_vane: read at the flow the drive measures
+
+    @property
+    def measured(self) -> bool:
+        """True if a measurement backs the baseline (its savings may be claimed as CO2 and money)."""
+        return self is not BaselineEvidence.STIPULATED
+
+
+_FLOW_BASELINES = (BaselineMethod.THROTTLE, BaselineMethod.DAMPER, BaselineMethod.INLET_VANE)
+
+
+def baseline_evidence(drive: DriveConfig) -> BaselineEvidence:
+    """The evidence behind ``drive``'s baseline, from its config and its profile's points.
+
+    A characteristic (speed) table is always stipulated: speed says nothing about what the
+    machine drew before the VFD. A flow table estimated from power and speed is too.
+    """
+    method = drive.baseline.method
+    if method is BaselineMethod.CONSTANT and drive.baseline.measured_by:
+        return BaselineEvidence.MEASURED_POWER
+    if method in _FLOW_BASELINES and drive.profile.point(Quantity.FLOW) is not None:
+        return BaselineEvidence.MEASURED_FLOW
+    return BaselineEvidence.STIPULATED
 
 
 def baseline_table(baseline: BaselineConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -24,11 +24,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from agent.drive import DriveRuntime
-from agent.energy.account import EnergyTotals, HourDelta
+from agent.energy.account import EnergyTotals, HourDelta, OptimizerPart, SavedPenalty, optimizer_parts
 from agent.energy.ledger import HourRow, Ledger
 from agent.errors import LedgerError, LedgerLockedError
 
 log = logging.getLogger(__name__)
+
+# What opening the ledger reads: the ledger, the drives' totals, the newest hour, the groups' totals.
+_Loaded = tuple[Ledger, dict[str, EnergyTotals], float | None, dict[tuple[str, OptimizerPart], SavedPenalty]]
 
 
 def add_totals(stored: EnergyTotals, current: EnergyTotals) -> EnergyTotals:
@@ -57,6 +60,10 @@ class Bookkeeper:
         self.currency = currency
         self.wall_clock = wall_clock
         self.clock_floor = clock_floor  # told the ledger's newest hour: no real time is earlier
+        self.groups: dict[str, tuple[str, ...]] = {}  # optimizer group -> its drives (set by the service)
+        # The optimizer's savings belong to a group, not to its drives (one pump's share may be negative
+        # while the group saves): each window's net per group and part goes to saved or penalty by sign.
+        self.group_totals: dict[tuple[str, OptimizerPart], SavedPenalty] = {}
         self.ledger: Ledger | None = None
         self.restored = False  # the drives' totals include the ledger's
         self.flushes_ok = 0
@@ -80,7 +87,7 @@ class Bookkeeper:
         """Open the ledger and add its totals to the drives'; LedgerLockedError is fatal."""
         self._restore(self._load())
 
-    def _load(self) -> tuple[Ledger, dict[str, EnergyTotals], float | None] | None:
+    def _load(self) -> _Loaded | None:
         """Open the ledger and read its totals and newest hour; None (reported) if it cannot be.
 
         Touches no drive, so it may run on a worker thread while the poll loop books energy.
@@ -93,17 +100,21 @@ class Bookkeeper:
             self._report_failure(exc)
             return None
         try:
-            return ledger, ledger.load_totals(), ledger.newest_hour()
+            return ledger, ledger.load_totals(), ledger.newest_hour(), ledger.load_group_totals()
         except LedgerError as exc:  # pragma: no cover - a readable, migrated file has totals
             ledger.close()
             self._report_failure(exc)
             return None
 
-    def _restore(self, loaded: tuple[Ledger, dict[str, EnergyTotals], float | None] | None) -> None:
+    def _restore(self, loaded: _Loaded | None) -> None:
         """Add the stored totals to what this run has booked so far (on the poll loop's thread)."""
         if loaded is None:
             return
-        ledger, stored, newest_hour = loaded
+        ledger, stored, newest_hour, groups = loaded
+        for key, stored_part in groups.items():
+            part = self.group_totals.setdefault(key, SavedPenalty())
+            part.saved_j += stored_part.saved_j
+            part.penalty_j += stored_part.penalty_j
         for drive in self.drives:
             if drive.name in stored:
                 drive.account.totals = add_totals(stored[drive.name], drive.account.totals)
@@ -137,7 +148,9 @@ class Bookkeeper:
                     self._unwritten[key].merge(delta)
                 else:
                     self._unwritten[key] = delta
+        self._attribute_to_groups()
         totals = {d.name: copy.copy(d.account.totals) for d in self.drives}
+        groups = {key: copy.copy(part) for key, part in self.group_totals.items()}
         rows = [
             HourRow(drive, hour, self.currency, delta) for (drive, hour), delta in self._unwritten.items()
         ]
@@ -146,7 +159,7 @@ class Bookkeeper:
             return False
         now = self.wall_clock()
         try:
-            await asyncio.to_thread(self.ledger.flush, rows, totals, now)
+            await asyncio.to_thread(self.ledger.flush, rows, totals, now, groups)
         except LedgerError as exc:
             self.flushes_failed += 1
             self._report_failure(exc)
@@ -158,6 +171,21 @@ class Bookkeeper:
             log.info("ledger %s: writing again", self.path)
             self._failing = False
         return True
+
+    def _attribute_to_groups(self) -> None:
+        """Each group's net optimizer saving of the windows just closed, by part, into its totals."""
+        grouped = {name for members in self.groups.values() for name in members}
+        closed = {d.name: d.account.closed for d in self.drives if d.name in grouped}
+        for group, members in self.groups.items():
+            for part in OptimizerPart:
+                self.group_totals.setdefault((group, part), SavedPenalty())
+            net = {part: 0.0 for part in OptimizerPart}
+            for name in members:
+                if name in closed:
+                    for part, value in optimizer_parts(closed[name]).items():
+                        net[part] += value
+            for part, value in net.items():
+                self.group_totals[(group, part)].add(value)
 
     async def close(self) -> None:
         """Final flush, then release the ledger."""

@@ -10,6 +10,9 @@ restores its Prometheus counters from the totals, so they continue, never reset.
 A second agent on the same database is refused: the first holds an exclusive
 ``flock`` on ``ledger.sqlite.lock`` for its lifetime (released by the kernel
 even after SIGKILL).
+
+Long because the forward-only migrations of every released schema live here, in order, beside
+the code that reads and writes their tables.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from agent.energy.account import EnergyTotals, HourDelta
+from agent.energy.account import EnergyTotals, HourDelta, OptimizerPart, SavedPenalty
 from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -77,9 +80,64 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (drive, quantity)
     ) WITHOUT ROWID;
     """,
+    # 3 -> 4: savings by evidence and optimizer savings by group and part (README, "Savings");
+    # the baseline period's intervals, the fitted baseline models and the non-routine events (M&V).
+    # Before 4 the ledger did not know what backed a baseline: its vfd savings become stipulated,
+    # and the CO2 and money booked from them are withdrawn (they were not earned by a measurement).
+    """
+    ALTER TABLE hourly ADD COLUMN saved_stipulated_j REAL NOT NULL DEFAULT 0;
+    ALTER TABLE hourly ADD COLUMN saved_staging_j REAL NOT NULL DEFAULT 0;
+    ALTER TABLE hourly ADD COLUMN saved_unsplit_j REAL NOT NULL DEFAULT 0;
+    UPDATE hourly SET saved_stipulated_j = saved_vfd_j, saved_vfd_j = 0, co2_g = 0, cost = 0,
+        saved_unsplit_j = saved_optimizer_j;
+    ALTER TABLE totals ADD COLUMN saved_stipulated_j REAL NOT NULL DEFAULT 0;
+    ALTER TABLE totals ADD COLUMN penalty_stipulated_j REAL NOT NULL DEFAULT 0;
+    UPDATE totals SET saved_stipulated_j = saved_vfd_j, penalty_stipulated_j = penalty_vfd_j,
+        saved_vfd_j = 0, penalty_vfd_j = 0, co2_avoided_g = 0, co2_penalty_g = 0,
+        cost_saved = 0, cost_penalty = 0;
+    CREATE TABLE group_totals (
+        grp TEXT NOT NULL,
+        part TEXT NOT NULL,               -- agent.energy.account.OptimizerPart value
+        saved_j REAL NOT NULL,
+        penalty_j REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (grp, part)
+    ) WITHOUT ROWID;
+    CREATE TABLE mv_interval (
+        grp TEXT NOT NULL,
+        start REAL NOT NULL,              -- Unix s of the interval's start
+        length_s REAL NOT NULL,
+        mode TEXT NOT NULL,               -- the group's control mode then (baseline: monitor, advise)
+        energy_j REAL NOT NULL,
+        covered_s REAL NOT NULL,          -- seconds with every drive of the group sampled
+        flow REAL,                        -- mean delivered flow [m3/s] or demand proxy; NULL: unknown
+        speed_ratio REAL,                 -- mean speed ratio of the running drives
+        pumps_running REAL,               -- mean number of drives running
+        pressure_pa REAL,                 -- mean critical-point pressure; NULL: not configured
+        hour_of_week INTEGER NOT NULL,    -- 0 = Monday 00:00 site time
+        PRIMARY KEY (grp, start)
+    ) WITHOUT ROWID;
+    CREATE TABLE mv_model (
+        grp TEXT NOT NULL,
+        fitted_at REAL NOT NULL,
+        period_start REAL NOT NULL,
+        period_end REAL NOT NULL,
+        interval_s REAL NOT NULL,
+        model TEXT NOT NULL,              -- JSON: spec, terms, coefficients, statistics, coverage
+        PRIMARY KEY (grp, fitted_at)
+    ) WITHOUT ROWID;
+    CREATE TABLE event (
+        id INTEGER PRIMARY KEY,
+        wall REAL NOT NULL,
+        kind TEXT NOT NULL,               -- agent.energy.ledger.EventKind value
+        subject TEXT NOT NULL,            -- a drive, a group, or '' for the whole agent
+        detail TEXT NOT NULL
+    );
+    """,
 )
 
 _HOUR_FIELDS = [f.name for f in fields(HourDelta)]
+_PARTS = {p.value for p in OptimizerPart}
 _TOTAL_FIELDS = [f.name for f in fields(EnergyTotals)]
 
 
@@ -136,8 +194,18 @@ class Ledger:
             raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
         return float(row[0]) if row and row[0] is not None else None
 
-    def flush(self, hours: Iterable[HourRow], totals: Mapping[str, EnergyTotals], now: float) -> None:
-        """Add the hours' deltas and store the totals, all in one transaction."""
+    def load_group_totals(self) -> dict[tuple[str, OptimizerPart], SavedPenalty]:
+        """The optimizer's savings per group and part, as of the last flush."""
+        try:
+            rows = self._db.execute("SELECT grp, part, saved_j, penalty_j FROM group_totals").fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from exc
+        return {(grp, OptimizerPart(part)): SavedPenalty(saved, penalty) for grp, part, saved, penalty in rows
+                if part in _PARTS}
+
+    def flush(self, hours: Iterable[HourRow], totals: Mapping[str, EnergyTotals], now: float,
+              groups: Mapping[tuple[str, OptimizerPart], SavedPenalty] | None = None) -> None:
+        """Add the hours' deltas and store the totals (the drives', the groups'), all in one transaction."""
         add = ", ".join(f"{f} = {f} + excluded.{f}" for f in _HOUR_FIELDS)
         insert_hour = (
             f"INSERT INTO hourly (drive, hour, currency, {', '.join(_HOUR_FIELDS)}) "
@@ -157,6 +225,11 @@ class Ledger:
                 self._db.executemany(replace_total, [
                     (drive, *asdict(t).values(), now) for drive, t in totals.items()
                 ])
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO group_totals (grp, part, saved_j, penalty_j, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(grp, part.value, sp.saved_j, sp.penalty_j, now)
+                     for (grp, part), sp in (groups or {}).items()])
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (disk full)

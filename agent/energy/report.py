@@ -39,7 +39,8 @@ class Summary:
     drive: str
     energy_kwh: float
     baseline_kwh: float
-    saved_kwh: float  # net: against the baseline (the VFD's savings)
+    saved_kwh: float  # net: against a baseline backed by a measurement (the VFD's claimable savings)
+    stipulated_kwh: float  # net: against a stipulated baseline (shown, never turned into CO2 or money)
     optimizer_saved_kwh: float  # net: against the operator's setpoint (the agent's extra savings)
     co2_avoided_kg: float
     money_saved: float
@@ -52,7 +53,8 @@ class Summary:
 
 
 _SUMS = """
-    SELECT drive, SUM(energy_j), SUM(baseline_energy_j), SUM(saved_vfd_j), SUM(saved_optimizer_j),
+    SELECT drive, SUM(energy_j), SUM(baseline_energy_j), SUM(saved_vfd_j), SUM(saved_stipulated_j),
+           SUM(saved_optimizer_j),
            SUM(co2_g), SUM(cost), GROUP_CONCAT(DISTINCT currency), SUM(covered_s), SUM(gaps),
            SUM(counter_s), MIN(hour), MAX(hour)
     FROM hourly WHERE hour >= ? AND hour < ? GROUP BY drive ORDER BY drive
@@ -88,6 +90,7 @@ def summarize(db: sqlite3.Connection, low: int, high: int, tz: tzinfo,
         energy_kwh=sum(s.energy_kwh for s in summaries),
         baseline_kwh=sum(s.baseline_kwh for s in summaries),
         saved_kwh=sum(s.saved_kwh for s in summaries),
+        stipulated_kwh=sum(s.stipulated_kwh for s in summaries),
         optimizer_saved_kwh=sum(s.optimizer_saved_kwh for s in summaries),
         co2_avoided_kg=sum(s.co2_avoided_kg for s in summaries),
         money_saved=sum(s.money_saved for s in summaries) if len(currencies) == 1 else math.nan,
@@ -103,13 +106,15 @@ def summarize(db: sqlite3.Connection, low: int, high: int, tz: tzinfo,
 
 
 def _summary(row: tuple[Any, ...], tz: tzinfo) -> Summary:
-    drive, energy, baseline, saved, optimizer, co2, cost, currency, covered, gaps, counter, first, last = row
+    drive, energy, baseline, saved, stipulated, optimizer, co2, cost, currency, covered, gaps, counter, \
+        first, last = row
     covered_s = float(covered or 0.0)
     return Summary(
         drive=str(drive),
         energy_kwh=float(energy) / KWH_TO_J,
         baseline_kwh=float(baseline) / KWH_TO_J,
         saved_kwh=float(saved) / KWH_TO_J,
+        stipulated_kwh=float(stipulated) / KWH_TO_J,
         optimizer_saved_kwh=float(optimizer) / KWH_TO_J,
         co2_avoided_kg=float(co2) / 1000.0,
         money_saved=float(cost),
@@ -146,7 +151,8 @@ def render(report: Report, fmt: ReportFormat) -> str:
             writer.writerow([getattr(s, n) for n in names])
         return out.getvalue()
     header = (f"{'drive':<20} {'energy kWh':>11} {'baseline kWh':>13} {'saved kWh':>10} "
-              f"{'optimizer kWh':>14} {'CO2 kg':>9} {'money':>12} {'hours':>7} {'counter':>7}")
+              f"{'stipulated kWh':>14} {'optimizer kWh':>14} {'CO2 kg':>9} {'money':>12} {'hours':>7} "
+              f"{'counter':>7}")
     lines = [header, "-" * len(header)]
     for s in report.drives + ([report.site] if report.site is not None else []):
         if s.drive == SITE:
@@ -154,7 +160,8 @@ def render(report: Report, fmt: ReportFormat) -> str:
         money = f"{s.money_saved:.2f} {s.currency}" if math.isfinite(s.money_saved) else "mixed"
         lines.append(
             f"{s.drive:<20} {s.energy_kwh:>11.3f} {s.baseline_kwh:>13.3f} {s.saved_kwh:>10.3f} "
-            f"{s.optimizer_saved_kwh:>14.3f} {s.co2_avoided_kg:>9.3f} {money:>12} {s.covered_hours:>7.2f} "
+            f"{s.stipulated_kwh:>14.3f} {s.optimizer_saved_kwh:>14.3f} {s.co2_avoided_kg:>9.3f} {money:>12} "
+            f"{s.covered_hours:>7.2f} "
             f"{s.counter_share:>7.0%}"
         )
     if report.site is None:

@@ -5,9 +5,12 @@ returns rather than raises), to the agent's own ``DriveError`` tree, and owns
 reconnection so that pymodbus never reconnects behind the poller's back.
 
 One ``BusClient`` is one connection (a TCP socket or a serial port) shared by
-every unit id on it, one transaction at a time. On an RTU line it also keeps the
-silent interval between frames (t3.5, or the bus's longer ``inter_frame_delay``)
-and tells a CRC error (line noise) from a drive that did not answer.
+every unit id on it, one transaction at a time. RTU frames go over a serial port
+or, through a transparent Ethernet↔RS-485 serial server, over a TCP socket
+(``rtu_over_tcp``); on either it keeps the silent interval between frames (t3.5
+at the serial side's speed, or the bus's longer ``inter_frame_delay``), books the
+line time of the frame-time model, and tells a CRC error (line noise) from a
+drive that did not answer.
 
 pymodbus closes a connection after ``retries + 3`` consecutive failed requests;
 on a multi-drop line or a gateway those failures may all be one absent drive, so
@@ -50,7 +53,7 @@ from agent.errors import (
     LineNoiseError,
     UnknownReplyError,
 )
-from agent.modbus.readplan import Block
+from agent.modbus.readplan import Block, line_timing
 from agent.modbus.rtu import READ_REQUEST_BYTES, WRITE_SINGLE_BYTES, LineTiming, crc_ok, response_size
 
 # Exception codes of the Modbus application protocol (1..4, 5, 6, 8, 10, 11); anything else is
@@ -72,7 +75,8 @@ class LineStats:
     transactions: int = 0
     failures: int = 0
     crc_errors: int = 0
-    busy_s: float = 0.0  # RTU: theoretical line time; TCP: measured time in flight
+    busy_s: float = 0.0  # RTU (also over TCP): theoretical line time; TCP: measured time in flight
+    last_exchange_s: float = 0.0  # the last transaction's request sent to reply parsed (for turnaround)
 
 
 def mbap_mismatch(data: bytes) -> str | None:
@@ -100,11 +104,9 @@ class BusClient:
         self.bus = bus
         self.clock = clock
         self.stats = LineStats()
-        self.timing: LineTiming | None = None
+        self.timing: LineTiming | None = line_timing(bus)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if bus.transport is Transport.RTU:
-            self.timing = LineTiming.for_settings(bus.baudrate, bus.parity, bus.stopbits,
-                                                  bus.inter_frame_delay)
             self._client = AsyncModbusSerialClient(
                 bus.device,
                 framer=FramerType.RTU,
@@ -121,6 +123,7 @@ class BusClient:
         else:
             self._client = AsyncModbusTcpClient(
                 bus.host,
+                framer=FramerType.RTU if bus.transport.serial_line else FramerType.SOCKET,
                 port=bus.port,
                 timeout=bus.timeout,
                 retries=bus.retries,
@@ -271,7 +274,7 @@ class BusClient:
         if self._bad_crc:
             self.stats.crc_errors += 1
             return LineNoiseError(f"reply failed its CRC check (line noise?); {text}")
-        if self.timing is None:
+        if self.bus.transport.socket:
             # A one-request-at-a-time gateway may still be busy with this request (or send its
             # reply into the next one's); a fresh connection clears that backlog.
             self.close()
@@ -286,6 +289,7 @@ class BusClient:
     def _account(self, started: float, ok: bool, response_bytes: int) -> None:
         now = self.clock()
         self.stats.transactions += 1
+        self.stats.last_exchange_s = now - started
         if not ok:
             self.stats.failures += 1
             # One silent drive must never make pymodbus close a line the others still answer on.

@@ -6,6 +6,11 @@ draw now for the flow the group delivers, from the curves in use, scaled by meas
 modelled power of the actual operating point so that a common error of the model cancels.
 While the agent's setpoints are in force it is the ``optimizer`` basis of the savings: the
 group hands it to each drive's energy account for the poll it was computed from (no lag).
+
+Beside it, the *staged* power: the operator's setpoint held by the pumps the agent actually
+runs. Counterfactual minus staged is what the agent's staging saved, staged minus measured
+what its pressure reset saved (``agent.energy.account.OptimizerPart``); NaN where the agent's
+pumps cannot hold the operator's setpoint at the delivered flow (then the saving is unsplit).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from agent.optimizer.plans import Plan
 from agent.units import Dimension, head_from_pressure
 
 CALIBRATION_RANGE = (0.7, 1.4)  # measured / modelled power outside this: the model is not trusted
+STAGED_FLOW_TOLERANCE = 0.02  # the running pumps at the operator's setpoint must deliver the flow to 2 %
 
 
 @dataclass
@@ -84,11 +90,11 @@ class Counterfactual:
         return [(m.flow_at(setpoint, ratio), ratio) if i < shadow.staged else (0.0, 0.0)
                 for i, m in enumerate(self.machines)]
 
-    def power(self, now: float, delivered: float, *, holding: bool) -> dict[str, float]:
-        """Each drive's counterfactual power [W] now; NaN while the operator's values are in force."""
+    def power(self, now: float, delivered: float, *, holding: bool) -> dict[str, tuple[float, float]]:
+        """Each drive's (counterfactual, staged) power [W] now; NaN while the operator's values rule."""
         dt = now - self.shadow.last_t if math.isfinite(self.shadow.last_t) else 0.0
         self.shadow.last_t = now
-        unknown = {d.name: math.nan for d in self.drives}
+        unknown = {d.name: (math.nan, math.nan) for d in self.drives}
         if not holding:
             # The operator's strategy is what runs: the shadow cascade follows the plant.
             self.shadow.staged = max(1, sum(1 for d in self.drives if d.last is not None and d.last.running))
@@ -100,8 +106,31 @@ class Counterfactual:
         self.calibration = calibration
         if points is None or not math.isfinite(calibration):
             return unknown
-        return {d.name: m.electrical(*point) * calibration
-                for d, m, point in zip(self.drives, self.machines, points, strict=True)}
+        staged = self.staged(delivered)
+        return {d.name: (m.electrical(*point) * calibration, staged[i] * calibration)
+                for i, (d, m, point) in enumerate(zip(self.drives, self.machines, points, strict=True))}
+
+    def staged(self, flow: float) -> list[float]:
+        """Each machine's modelled power [W] at the operator's setpoint with the machines running now.
+
+        All NaN if the running machines cannot hold that setpoint at ``flow`` (then staging and
+        pressure reset cannot be told apart).
+        """
+        setpoint = self.operator_setpoint
+        running = [i for i, d in enumerate(self.drives) if d.last is not None and d.last.running]
+        unknown = [math.nan] * len(self.machines)
+        if not (running and math.isfinite(setpoint) and math.isfinite(flow)):
+            return unknown
+        machines = [self.machines[i] for i in running]
+        top = max(m.max_ratio for m in machines)
+        ratio = max(common_ratio(machines, setpoint, flow, top), max(m.min_ratio for m in machines))
+        flows = {i: self.machines[i].flow_at(setpoint, ratio) for i in running}
+        if not (math.isfinite(ratio) and abs(sum(flows.values()) - flow) <= STAGED_FLOW_TOLERANCE * flow):
+            return unknown  # at full speed they cannot deliver the flow at that setpoint
+        power = [0.0] * len(self.machines)
+        for i, machine_flow in flows.items():
+            power[i] = self.machines[i].electrical(machine_flow, ratio)
+        return power if all(math.isfinite(p) for p in power) else unknown
 
     def calibrate(self) -> float:
         """Measured over modelled electrical power of the actual operating point (NaN if not trusted)."""

@@ -97,8 +97,8 @@ class GroupRuntime:
         source = drive.last if drive is not None else None
         return source.values.get(demand.quantity, math.nan) if source is not None else math.nan
 
-    def observe(self, now: float, external: Mapping[str, DriveRuntime]) -> dict[str, float]:
-        """After a poll cycle: sample the demand and the operating point; returns the counterfactual [W]."""
+    def observe(self, now: float, external: Mapping[str, DriveRuntime]) -> dict[str, tuple[float, float]]:
+        """After a poll cycle: sample the demand and the operating point; the (counterfactual, staged) [W]."""
         demand = self.config.demand
         value = self.demand_point()
         if demand.source is DemandSource.POINT and demand.drive and math.isnan(value):

@@ -144,14 +144,14 @@ class Optimizer:
         """
         names = {d.name for d in drives}
         now = self.clock()
-        counterfactual: dict[str, float] = {}
+        counterfactual: dict[str, tuple[float, float]] = {}
         for group in self.groups:
             if names.intersection(group.config.drives):
                 counterfactual.update(group.observe(now, self.all_drives))
                 if group.system.service is Service.SHORT and group.holding:
                     self.wake.set()
         for drive in drives:
-            drive.book(counterfactual.get(drive.name, math.nan))
+            drive.book(*counterfactual.get(drive.name, (math.nan, math.nan)))
 
     async def _read_external(self, group: GroupRuntime, now: float) -> None:
         """Read a demand point of a device that is not a drive of the config."""

@@ -84,6 +84,7 @@ def test_a_poller_survives_a_drive_that_returns_nonsense(tmp_path):
 
         class stats:  # noqa: N801 - a stand-in for LineStats
             busy_s = 0.0
+            last_exchange_s = 0.0
 
         async def connect(self):
             return None

@@ -96,8 +96,8 @@ def test_a_regenerating_drive_books_fed_back_energy_apart_and_never_as_savings(t
     assert totals.energy_j == pytest.approx(15_000.0)
     assert totals.regenerated_j == pytest.approx(15_000.0)
     drive.account.close_window()
-    assert totals.saved_vfd_j - totals.penalty_vfd_j <= totals.baseline_energy_j
-    assert totals.saved_vfd_j == pytest.approx(totals.baseline_energy_j - totals.energy_j)
+    assert totals.saved_stipulated_j - totals.penalty_stipulated_j <= totals.baseline_energy_j
+    assert totals.saved_stipulated_j == pytest.approx(totals.baseline_energy_j - totals.energy_j)
     registry = CollectorRegistry()
     registry.register(AgentCollector([drive], "EUR"))
     labels = {"drive": "chw-pump-1"}

@@ -34,8 +34,15 @@ def flat_rates(kg_per_kwh=0.5, price_per_kwh=0.2):
     return TimeOfUse(Schedule(price_per_kwh / KWH), Schedule(kg_per_kwh / KWH), UTC)
 
 
-def account(max_gap=5.0, rates=None, counter=None):
-    return EnergyAccount(max_gap, rates or flat_rates(), counter)
+def site():
+    from agent.config.model import SiteConfig, Tariff
+
+    return SiteConfig("s", Schedule(0.5 / KWH), Tariff("EUR", Schedule(0.2 / KWH)), UTC)
+
+
+def account(max_gap=5.0, rates=None, counter=None, measured=True):
+    """An account whose baseline is backed by a measurement (its savings earn CO2 and money)."""
+    return EnergyAccount(max_gap, rates or flat_rates(), counter, measured)
 
 
 def sample(t, power, baseline, counter=math.nan, counterfactual=math.nan):
@@ -104,6 +111,40 @@ def test_window_net_savings_are_split_by_sign_for_energy_co2_and_money():
     assert t.cost_saved == pytest.approx(first / KWH * 0.25)
     assert t.cost_penalty == pytest.approx(-second / KWH * 0.25)
     assert t.baseline_energy_j - t.energy_j == pytest.approx(t.saved_vfd_j - t.penalty_vfd_j)
+
+
+def test_a_stipulated_baseline_saves_energy_apart_and_earns_no_co2_or_money():
+    acc = account(measured=False)
+    acc.add(sample(0.0, 10_000.0, 15_000.0))
+    acc.add(sample(3.0, 10_000.0, 15_000.0))  # 15 kJ below a vendor table's baseline
+    hours = acc.close_window()
+    t = acc.totals
+    assert t.saved_stipulated_j == pytest.approx(15_000.0) and t.penalty_stipulated_j == 0.0
+    assert (t.saved_vfd_j, t.co2_avoided_g, t.cost_saved) == (0.0, 0.0, 0.0)
+    (hour,) = hours.values()
+    assert hour.saved_stipulated_j == pytest.approx(15_000.0)
+    assert (hour.saved_vfd_j, hour.co2_g, hour.cost) == (0.0, 0.0, 0.0)
+
+
+def test_the_evidence_behind_a_baseline_follows_its_method_and_the_points_measured():
+    from dataclasses import replace
+
+    from agent.energy.baseline import BaselineEvidence, baseline_evidence
+
+    flow_point = Point(Quantity.FLOW, RegisterTable.HOLDING, 9, DataType.UINT16, Order.BIG, Order.BIG, 0.1,
+                       0.0, "m3/h", Dimension.FLOW, 1 / 3600, False, None)
+    base = drive(BaselineMethod.CONSTANT, constant=5000.0)
+    assert baseline_evidence(base) is BaselineEvidence.STIPULATED  # a nameplate figure
+    metered = replace(base, baseline=replace(base.baseline, measured_by="clamp meter, 2026-02-01"))
+    assert baseline_evidence(metered) is BaselineEvidence.MEASURED_POWER
+    throttle = drive(BaselineMethod.THROTTLE)
+    assert baseline_evidence(throttle) is BaselineEvidence.STIPULATED  # flow estimated from power and speed
+    points = {**throttle.profile.points, Quantity.FLOW: flow_point}
+    with_flow = replace(throttle, profile=replace(throttle.profile, points=points))
+    assert baseline_evidence(with_flow) is BaselineEvidence.MEASURED_FLOW
+    assert baseline_evidence(drive(BaselineMethod.CHARACTERISTIC)) is BaselineEvidence.STIPULATED
+    assert EnergyAccount.for_drive(with_flow, site(), 5.0).measured
+    assert not EnergyAccount.for_drive(throttle, site(), 5.0).measured
 
 
 def test_a_tariff_change_mid_hour_is_split_at_the_edge():

@@ -53,7 +53,7 @@ def ledger_totals(path):
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = db.execute("SELECT drive, energy_j, saved_vfd_j, co2_avoided_g, cost_saved FROM totals")
+        rows = db.execute("SELECT drive, energy_j, saved_stipulated_j, co2_avoided_g, cost_saved FROM totals")
         totals = {r[0]: r[1:] for r in rows}
         hourly = dict(db.execute("SELECT drive, SUM(energy_j) FROM hourly GROUP BY drive"))
     finally:
@@ -79,7 +79,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_flush_and_never_goes_backwa
                 return samples if all(energy[d] > previous[d][0] for d in DRIVES) else None
             samples = wait_until(running_past_restored, 30, what="agent counting past its restored totals")
             for drive in DRIVES:
-                saved = value(samples, "vfd_energy_saved_joules_total", drive=drive, basis="vfd")
+                saved = value(samples, "vfd_energy_saved_joules_total", drive=drive, basis="vfd_stipulated")
                 assert saved >= previous[drive][1]
             time.sleep(rng.uniform(0.0, 2.5))  # the random moment is the point here, not a wait
             before_kill = scrape(url)
@@ -159,7 +159,8 @@ def test_report_totals_equal_the_sum_of_ledger_rows(tmp_path, plant):
         stop(agent)
     db = sqlite3.connect(storage / "ledger.sqlite")
     sums = {d: (e, s, c, m) for d, e, s, c, m in db.execute(
-        "SELECT drive, SUM(energy_j), SUM(saved_vfd_j), SUM(co2_g), SUM(cost) FROM hourly GROUP BY drive")}
+        "SELECT drive, SUM(energy_j), SUM(saved_stipulated_j), SUM(co2_g), SUM(cost) FROM hourly "
+        "GROUP BY drive")}
     db.close()
     code, out, err = finish(spawn("agent.cli", "report", "--db", str(storage / "ledger.sqlite"),
                                   "--format", "json", "--plot", str(tmp_path / "report.png")))
@@ -168,7 +169,9 @@ def test_report_totals_equal_the_sum_of_ledger_rows(tmp_path, plant):
     rows = {row["drive"]: row for row in body["drives"]}
     for drive, (energy, saved, co2, money) in sums.items():
         assert rows[drive]["energy_kwh"] == pytest.approx(energy / 3.6e6)
-        assert rows[drive]["saved_kwh"] == pytest.approx(saved / 3.6e6)
+        assert rows[drive]["stipulated_kwh"] == pytest.approx(saved / 3.6e6)
+        assert saved > 0 and rows[drive]["saved_kwh"] == 0.0  # stipulated baselines: nothing claimed
+        assert co2 == 0.0 and money == 0.0
         assert rows[drive]["co2_avoided_kg"] == pytest.approx(co2 / 1000)
         assert rows[drive]["money_saved"] == pytest.approx(money)
         assert rows[drive]["currency"] == "EUR"
@@ -269,7 +272,8 @@ def test_cumulative_series_are_absent_until_the_ledger_is_restored_and_never_jum
             samples, seen = watch_energy(url, polling_without_ledger)
             for drive in DRIVES:  # absent, not zero, while the history cannot be read
                 assert value(samples, "vfd_energy_joules_total", drive=drive) is None
-                assert value(samples, "vfd_energy_saved_joules_total", drive=drive, basis="vfd") is None
+                saved = value(samples, "vfd_energy_saved_joules_total", drive=drive, basis="vfd_stipulated")
+                assert saved is None
                 # Not from the ledger: poll errors exist from the start, at 0.
                 assert value(samples, "vfd_poll_errors_total", drive=drive, kind="timeout") == 0.0
             holder.stdin.close()  # the other process lets go of the ledger

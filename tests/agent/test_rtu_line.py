@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -145,3 +146,88 @@ def test_check_config_prints_the_line_budget_and_warns_when_overbooked(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "bus line: " in result.stdout and "reads per cycle need" in result.stdout
     assert "warning: bus line: the drives cannot be polled every 0.05 s" in result.stderr
+
+
+def test_rtu_over_tcp_bus_urls_carry_the_serial_sides_settings():
+    bus = parse_bus_url("rtu+tcp://10.0.0.9:4001?baudrate=9600&parity=N&stopbits=2&timeout=0.3")
+    assert (bus.transport, bus.host, bus.port, bus.device, bus.baudrate, bus.parity, bus.stopbits,
+            bus.timeout, bus.address) == (Transport.RTU_OVER_TCP, "10.0.0.9", 4001, "", 9600, "N", 2, 0.3,
+                                          "10.0.0.9:4001")
+    assert parse_bus_url("RTU+TCP://moxa:4001").baudrate == 19200
+    for bad, says in [
+        ("rtu+tcp://moxa", "no port"), ("rtu+tcp://:4001", "no host"), ("rtu+tcp://moxa:0", "1..65535"),
+        ("rtu+tcp://moxa:4001/dev/ttyS0", "a host, a port and line settings"),
+        ("rtu+tcp://moxa:4001?baudrate=14400", "baudrate must"), ("rtu+tcp://moxa:4001?speed=1", "unknown"),
+    ]:
+        with pytest.raises(BusUrlError, match=says):
+            parse_bus_url(bad)
+
+
+def test_an_rtu_over_tcp_bus_budgets_its_serial_side_like_an_rtu_line():
+    g120 = load_profile(BUILTIN_PROFILES / "sinamics-g120.yaml", Issues())
+    serial = BusConfig("line", Transport.RTU, "", 0, 1.0, 0.2, 0, 5.0, device="/dev/ttyUSB0")
+    gateway = BusConfig("line", Transport.RTU_OVER_TCP, "10.0.0.9", 4001, 1.0, 0.2, 0, 5.0)
+    assert bus_budget(gateway, [g120] * 8) == bus_budget(serial, [g120] * 8)
+    # Every 0.75 s: 458 ms of line at 19200 baud fits; at 9600 baud the same frames need 917 ms.
+    fast = dataclasses.replace(gateway, poll_interval=0.75)
+    slow = dataclasses.replace(fast, baudrate=9600)
+    assert bus_warnings(fast, [g120] * 8) == []
+    budget = bus_budget(slow, [g120] * 8)
+    assert budget is not None and not budget.fits and 0.9 < budget.cycle_time < 0.93
+    assert any("cannot be polled every 0.75 s" in w for w in bus_warnings(slow, [g120] * 8))
+    assert bus_budget(BusConfig("gw", Transport.TCP, "10.0.0.9", 502, 1.0, 0.2, 0, 5.0), [g120]) is None
+
+
+RTU_OVER_TCP_SITE = """\
+    site: {name: s, grid_emission_factor_kg_per_kwh: 0.5, tariff: {currency: EUR, price_per_kwh: 0.2}}
+    buses:
+      - {name: moxa, transport: rtu_over_tcp, host: 10.0.0.9, port: 4001, baudrate: 9600, parity: N,
+         stopbits: 2, timeout_s: 0.3, inter_frame_delay_s: 0.004}
+    drives:
+      - {name: p1, bus: moxa, unit: 1, profile: sinamics-g120, rated_power_kw: 15, rated_speed_rpm: 1470,
+         load: {kind: pump, rated_flow_m3h: 120, rated_head_m: 32}}
+"""
+
+
+def test_an_rtu_over_tcp_bus_is_parsed_and_checked(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(RTU_OVER_TCP_SITE))
+    (bus,) = load_config(path).buses
+    assert (bus.transport, bus.host, bus.port, bus.device, bus.baudrate, bus.parity, bus.stopbits,
+            bus.inter_frame_delay, bus.address) == (
+        Transport.RTU_OVER_TCP, "10.0.0.9", 4001, "", 9600, "N", 2, 0.004, "10.0.0.9:4001")
+    cases = [
+        (("port: 4001, ", ""), "buses[0].port: is required for an rtu_over_tcp bus"),
+        (("host: 10.0.0.9, ", ""), "buses[0].host: is required"),
+        (("port: 4001, ", "port: 4001, device: /dev/ttyS0, "), "buses[0].device: is not a field of a "
+                                                                "rtu_over_tcp bus"),
+        (("baudrate: 9600", "baudrate: 14400"), "buses[0].baudrate: must be one of"),
+        (("buses:\n", "buses:\n  - {name: gw, host: 10.0.0.9, port: 4001}\n"),
+         "buses[1].port: 10.0.0.9:4001 is already a bus"),
+    ]
+    for (old, new), says in cases:
+        path.write_text(textwrap.dedent(RTU_OVER_TCP_SITE).replace(old, new, 1))
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert says in str(info.value), str(info.value)
+    # A tcp bus keeps refusing the line settings, and two Modbus TCP buses may share a gateway.
+    tcp = textwrap.dedent(RTU_OVER_TCP_SITE).replace("transport: rtu_over_tcp", "transport: tcp")
+    path.write_text(tcp)
+    with pytest.raises(ConfigError, match="buses\\[0\\].baudrate: is not a field of a tcp bus"):
+        load_config(path)
+
+
+def test_check_config_prints_an_rtu_over_tcp_line_budget_from_the_serial_baud_rate(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(RTU_OVER_TCP_SITE))
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(path)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    g120 = load_profile(BUILTIN_PROFILES / "sinamics-g120.yaml", Issues())
+    (bus,) = load_config(path).buses
+    budget = bus_budget(bus, [g120])
+    assert budget is not None
+    at_19200 = bus_budget(dataclasses.replace(bus, baudrate=19200), [g120])
+    assert at_19200 is not None and budget.cycle_time > 1.5 * at_19200.cycle_time  # 9600 baud, not 19200
+    assert (f"bus moxa: {budget.reads} reads per cycle need {budget.cycle_time * 1e3:.1f} ms of line time "
+            "every 1 s") in result.stdout

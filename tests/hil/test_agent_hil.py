@@ -90,7 +90,9 @@ def test_agent_energy_and_savings_agree_with_ground_truth_for_both_sources(tmp_p
             true_total = registry.get_sample_value("hil_true_energy_joules_total", {"drive": name})
             assert true_total >= truth[name][-1][0]
             energy_error = totals.energy_j / true_energy - 1
-            saved = totals.saved_vfd_j - totals.penalty_vfd_j
+            measured = drive.account.measured  # the basis the drive's baseline earns
+            saved = (totals.saved_vfd_j - totals.penalty_vfd_j if measured
+                     else totals.saved_stipulated_j - totals.penalty_stipulated_j)
             saved_error = saved / (true_baseline - true_energy) - 1
             true_saved = true_baseline - true_energy
             physical_saved = truth[name][-1][2] - truth[name][0][2] - true_energy
@@ -102,7 +104,8 @@ def test_agent_energy_and_savings_agree_with_ground_truth_for_both_sources(tmp_p
             assert registry.get_sample_value("vfd_up", {"drive": name}) == 1.0
             # The ledger has the same figures as the counters: the final flush ran at shutdown.
             db = sqlite3.connect(tmp_path / source / "ledger.sqlite")
-            stored = db.execute("SELECT SUM(energy_j), SUM(saved_vfd_j) FROM hourly WHERE drive = ?",
+            column = "saved_vfd_j" if measured else "saved_stipulated_j"
+            stored = db.execute(f"SELECT SUM(energy_j), SUM({column}) FROM hourly WHERE drive = ?",
                                 (name,)).fetchone()
             db.close()
             assert stored[0] == pytest.approx(totals.energy_j)

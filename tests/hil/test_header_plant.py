@@ -218,3 +218,20 @@ circuits:
     with pytest.raises(ConfigError) as error:
         load_plant(path)
     assert any(message in str(issue) for issue in error.value.issues), error.value.issues
+
+
+def test_where_no_staging_keeps_the_pumps_in_their_window_the_oracle_leaves_the_window(tmp_path):
+    """Generated plant 1002: 2 % static, at a quarter of the design flow one pump at its minimum speed
+    runs beyond 1.4 times its best-efficiency flow; the oracle still answers (was inf)."""
+    from hil.generator import generate
+
+    plant = load_plant(generate(1002).write(tmp_path))
+    circuit = plant.circuits[0]
+    drives = [plant.drive(n) for n in circuit.drives]
+    windowed = Oracle(circuit, drives, (0.3, 1.4))
+    free = Oracle(circuit, drives)
+    demand = 0.23 * circuit.design_flow
+    assert math.isfinite(windowed.power(demand))
+    assert windowed.power(demand) == pytest.approx(free.power(demand), rel=1e-9)
+    inside = 0.6 * circuit.design_flow  # where the window holds, it binds as before
+    assert windowed.power(inside) >= free.power(inside) * (1 - 1e-9)

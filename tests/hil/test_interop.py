@@ -1,6 +1,7 @@
 """The agent against Modbus servers the project did not write, and a foreign client against vfd-sim.
 
-- pymodbus's own ``ModbusTcpServer`` over a device context, and a libmodbus server compiled here
+- pymodbus's own ``ModbusTcpServer`` over a device context (with its MBAP framer, and with its RTU
+  framer as a serial server's line would answer: RTU over TCP), and a libmodbus server compiled here
   from C (``modbus_tcp_listen`` / ``modbus_receive`` / ``modbus_reply``), both holding one register
   image laid out by hand per two shipped profiles (ABB ACS580: 32-bit values low word first;
   SINAMICS G120: 16-bit, signed). The agent's client layer and its poller read them, and every
@@ -24,6 +25,7 @@ import textwrap
 
 import pytest
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 
 from agent.config import BusConfig, Transport, load_config
@@ -92,14 +94,15 @@ def expected(points) -> dict[Quantity, float]:
     return {quantity: raw * factor for quantity, (_, _, _, raw, factor) in points.items()}
 
 
-def tcp_bus(port: int) -> BusConfig:
-    return BusConfig(name="foreign", transport=Transport.TCP, host="127.0.0.1", port=port, poll_interval=0.5,
+def tcp_bus(port: int, transport: Transport = Transport.TCP) -> BusConfig:
+    return BusConfig(name="foreign", transport=transport, host="127.0.0.1", port=port, poll_interval=0.5,
                      timeout=1.0, retries=0, reconnect_delay_max=1.0)
 
 
-async def read_every_point(port: int) -> dict[int, dict[Quantity, float]]:
+async def read_every_point(port: int, transport: Transport = Transport.TCP
+                           ) -> dict[int, dict[Quantity, float]]:
     """Every point of both drives through the agent's client layer, as the poller plans the reads."""
-    bus = tcp_bus(port)
+    bus = tcp_bus(port, transport)
     client = BusClient(bus)
     await client.connect()
     try:
@@ -113,9 +116,9 @@ async def read_every_point(port: int) -> dict[int, dict[Quantity, float]]:
         client.close()
 
 
-async def write_and_read_back(port: int) -> list[int]:
+async def write_and_read_back(port: int, transport: Transport = Transport.TCP) -> list[int]:
     """Set ABB's REF1 to +40 % (int16 8000) and the G120's control word to run, then read both back."""
-    client = BusClient(tcp_bus(port))
+    client = BusClient(tcp_bus(port, transport))
     await client.connect()
     try:
         await client.write(1, 1, [8000])
@@ -127,14 +130,15 @@ async def write_and_read_back(port: int) -> list[int]:
         client.close()
 
 
-def site(tmp_path, port):
+def site(tmp_path, port, transport=Transport.TCP):
     text = textwrap.dedent(f"""\
         site: {{name: interop, grid_emission_factor_kg_per_kwh: 0.5,
                 tariff: {{currency: EUR, price_per_kwh: 0.2}}}}
         storage: {{path: {tmp_path}}}
         polling: {{interval_s: 0.3, timeout_s: 0.2, retries: 0, max_gap_s: 3}}
         buses:
-          - {{name: foreign, host: 127.0.0.1, port: {port}, reconnect_delay_max_s: 1}}
+          - {{name: foreign, transport: {transport.value}, host: 127.0.0.1, port: {port},
+             reconnect_delay_max_s: 1}}
         drives:
         """)
     for unit, (profile, _) in DRIVES.items():
@@ -146,9 +150,9 @@ def site(tmp_path, port):
     return load_config(path)
 
 
-async def poll_with_the_agent(tmp_path, port) -> None:
+async def poll_with_the_agent(tmp_path, port, transport=Transport.TCP) -> None:
     """The agent's pollers against the server: both drives up, every value as put there."""
-    agent = Agent(site(tmp_path, port))
+    agent = Agent(site(tmp_path, port, transport))
     stop = asyncio.Event()
     run = asyncio.create_task(agent.run(stop, serve_metrics=False))
     try:
@@ -173,7 +177,8 @@ def check_decoded(decoded) -> None:
 
 # --- pymodbus's own server ------------------------------------------------------------------------
 
-def test_the_agent_reads_and_writes_a_pymodbus_server(tmp_path):
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.RTU_OVER_TCP])
+def test_the_agent_reads_and_writes_a_pymodbus_server(tmp_path, transport):
     registers = image()
 
     async def scenario():
@@ -181,14 +186,15 @@ def test_the_agent_reads_and_writes_a_pymodbus_server(tmp_path):
         # pymodbus 3.16 stores a block at its address - 1: a block at 1 holds address 0 on.
         device = ModbusDeviceContext(hr=ModbusSequentialDataBlock(1, values))
         context = ModbusServerContext(devices=device, single=True)
-        server = ModbusTcpServer(context, address=("127.0.0.1", 0))
+        framer = FramerType.SOCKET if transport is Transport.TCP else FramerType.RTU
+        server = ModbusTcpServer(context, framer=framer, address=("127.0.0.1", 0))
         serving = asyncio.create_task(server.serve_forever())
         try:
             await async_wait_until(lambda: server.transport is not None, 10, "the server listening")
             port = server.transport.sockets[0].getsockname()[1]
-            check_decoded(await read_every_point(port))
-            await poll_with_the_agent(tmp_path, port)
-            assert await write_and_read_back(port) == [8000, 0x047F]
+            check_decoded(await read_every_point(port, transport))
+            await poll_with_the_agent(tmp_path, port, transport)
+            assert await write_and_read_back(port, transport) == [8000, 0x047F]
         finally:
             await server.shutdown()
             serving.cancel()

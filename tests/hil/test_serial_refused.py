@@ -95,7 +95,8 @@ def test_a_refused_serial_port_is_a_located_bus_error_and_the_other_bus_keeps_po
                 assert f"{a} refuses the line settings 19200 baud, 8 data bits, parity E" in result.stderr
 
         finally:
-            code, _, err = stop(agent)
+            # In a thread, so the simulators keep serving while the agent shuts down.
+            code, _, err = await asyncio.to_thread(stop, agent)
             await tcp.stop()
             await rtu.stop()
         assert code == 0, err

@@ -1,7 +1,8 @@
 """The lifecycle under a real systemd: tests/systemd/e2e.sh in a booted Debian 12 container.
 
-About 3.5 minutes on 2 cores (three cold Numba compiles among it): marked slow, run by the
-README's test command (the whole suite stays under 15 minutes); ``-m "not slow"`` leaves it out.
+About 3.5 minutes on 2 cores (three cold Numba compiles among it), more with a cold rootfs:
+marked slow and left out of the README's test command (the suite's 15-minute budget); run it
+with ``python -m pytest -m slow`` (or this file's path with ``-m slow``).
 """
 
 from __future__ import annotations
