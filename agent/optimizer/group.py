@@ -123,7 +123,7 @@ class GroupRuntime:
             self.short_since = math.nan
         counterfactual = self.counterfactual.power(now, delivered, holding=self.holding)
         if service is Service.SHORT:  # a saving made by starving a load is no saving: none is booked
-            return {name: math.nan for name in counterfactual}
+            return {name: (math.nan, math.nan) for name in counterfactual}
         return counterfactual
 
     def service_lost(self, now: float) -> bool:
