@@ -257,6 +257,7 @@ def site_config(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, port
         bep_window_pct: [{BEP_WINDOW[0] * 100:g}, {BEP_WINDOW[1] * 100:g}], min_gain_pct: 1}}
             conventional: {{stage_up_speed_pct: {control.stage_up_ratio * 100:g}, \
         stage_down_speed_pct: {control.stage_down_ratio * 100:g}, stage_delay_s: {timing.stage_delay:g}}}
+            service: {{critical_drive: {circuit.drives[0]}}}
         """)
     return text
 

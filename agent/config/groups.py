@@ -196,13 +196,23 @@ def _conventional(sec: Section | None, fan: bool) -> ConventionalConfig:
     return ConventionalConfig(setpoint, up, down, delay)
 
 
-def _service(sec: Section | None) -> ServiceConfig:
+def _service(sec: Section | None, drives: dict[str, DriveConfig]) -> ServiceConfig:
     if sec is None:
         return ServiceConfig()
-    sec.check_keys({"restore_s"})
+    sec.check_keys({"restore_s", "critical_drive"})
     restore = sec.number("restore_s", math.nan, minimum=0.0, exclusive_minimum=True) \
         if sec.has("restore_s") else math.nan
-    return ServiceConfig(restore)
+    critical = sec.string("critical_drive", "")
+    if critical:
+        config = drives.get(critical)
+        if config is None:
+            sec.error("critical_drive", f"no drive {critical!r}; drives: {', '.join(drives) or 'none'}")
+            critical = ""
+        elif config.profile.point(Quantity.VALVE_POSITION) is None:
+            sec.error("critical_drive", f"profile {config.profile.name!r} of drive {critical!r} has no "
+                                        f"{Quantity.VALVE_POSITION.value} point (the critical valve)")
+            critical = ""
+    return ServiceConfig(restore, critical)
 
 
 _GROUP_KEYS = {
@@ -252,7 +262,7 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     setpoint = _setpoint(sec.section("setpoint", required=False), fan, system)
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
-    service = _service(sec.section("service", required=False))
+    service = _service(sec.section("service", required=False), drives)
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None

@@ -104,9 +104,12 @@ class ConventionalConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """How long the agent may take to restore a short load before it hands back to the operator."""
+    """How the agent sees the loads served, and how long it may take to restore a short one."""
 
     restore_s: float = math.nan  # NaN: ten optimizer intervals
+    # The drive whose profile maps the critical point (valve_position, and critical_pressure if
+    # known): a critical valve wide open is a load at its limit. "": none (the flows judge).
+    critical_drive: str = ""
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class GroupRuntime:
         delivered, head = self.operating_point()
         service = Service.UNKNOWN
         if demand.quantity is not Quantity.PRESSURE:
-            service = self.system.add(delivered, head, value)
+            service = self.system.add(delivered, head, value, *self.critical_point(now, external))
         dt = now - self._last_observed if math.isfinite(self._last_observed) else 0.0
         self._last_observed = now
         if service is Service.SHORT:
@@ -125,6 +125,16 @@ class GroupRuntime:
         if service is Service.SHORT:  # a saving made by starving a load is no saving: none is booked
             return {name: (math.nan, math.nan) for name in counterfactual}
         return counterfactual
+
+    def critical_point(self, now: float, external: Mapping[str, DriveRuntime]) -> tuple[float, float]:
+        """(critical valve opening 0..1, critical differential pressure in m or Pa); NaN where unknown."""
+        name = self.config.service.critical_drive
+        carrier = next((d for d in self.drives if d.name == name), None) or external.get(name)
+        if not name or carrier is None or carrier.last is None or not carrier.is_fresh(now):
+            return math.nan, math.nan
+        values = carrier.last.values
+        critical = values.get(Quantity.CRITICAL_PRESSURE, math.nan)
+        return values.get(Quantity.VALVE_POSITION, math.nan), self.machines[0].head_of(critical)
 
     def service_lost(self, now: float) -> bool:
         """The loads have been short longer than the agent is given to restore them."""

@@ -3,9 +3,14 @@
 Two kinds of operating point teach it, each averaged over a few polls so that noise
 alone does not decide:
 
-- a **short** point (the loads got less than they asked for) lies *on* the curve: their
-  valves were wide open. The curve in use is lifted to pass through it at once, and with
-  short points spread over enough flow, static head and friction are fitted to them.
+- a point **on** the curve: a short point (the loads got less than they asked for: their
+  valves were wide open), or, where the group names a critical point, any point: a critical
+  valve wide open puts the header head on the curve, and a throttling one shows how far
+  above it the header is (``excess_head``). A short point lifts the curve through it at
+  once; at each refit the curve passes through the median of the recent points on it (one
+  noisy point neither lifts it for good nor drops it), and with points spread over enough
+  flow the friction is fitted to them. A point well above the others (the plant changed)
+  forgets the older ones below it.
 - a **satisfied** point (Q, H) proves that head H passes at least Q. The lowest such head
   at a flow (extrapolated along the steeper of the prior's and the learned friction) is
   what the plant has shown to be enough (``proven``).
@@ -13,9 +18,10 @@ alone does not decide:
 The agent never goes further below what was proven than one probe step, whose size grows
 with the confidence (``confidence``: satisfied intervals since the last shortfall); a
 shortfall zeroes the confidence, forgets the proven points it contradicts and raises the
-curve. So a prior that is too low costs one short interval, and a prior that is too high
-costs a few probe steps of savings: the recommendation walks down to what the loads
-accept and never rests below what the satisfied points support.
+curve. Without a point on the curve, satisfied points below the prior lower it. So a prior
+that is too low costs one short interval, and a prior that is too high costs a few probe
+steps of savings where a critical point shows the curve (without one, the agent stays on
+the prior's safe side: it never goes below a curve no load has shown).
 """
 
 from __future__ import annotations
@@ -35,7 +41,27 @@ PERSIST = 12  # polls short in a row at a proven head: the plant changed, not th
 PROVEN_SLACK = 0.01  # a short point this far below the proven head is credible at once
 PROBE_STEP = (0.04, 0.15)  # probe step below the proven head, of the design head, at confidence 0 and 1
 CONFIDENT_INTERVALS = 10  # satisfied intervals in a row for full confidence
-MIN_FIT_SPAN = 0.15  # short points spanning this share of the design flow fit both parameters
+MIN_FIT_SPAN = 0.15  # points on the curve spanning this share of the design flow fit both parameters
+RECENT = 24  # points on the curve whose median the curve passes through
+RECENT_SHORTS = 8  # latest short points the curve stays on or above (each cost the loads)
+CHANGED = 0.03  # a point on the curve this share of the design head above the median: the plant changed
+WIDE_OPEN = 0.97  # a critical valve at least this open passes no more at a lower head: on the curve
+
+
+def excess_head(valve: float, critical: float) -> float:
+    """Header head above the system curve that a critical point shows [m or Pa]; NaN if it does not.
+
+    ``valve`` is the critical valve's opening (0..1, as the share of its full flow coefficient),
+    ``critical`` the differential pressure across the critical branch. Wide open, the header
+    gives no more than the curve needs. Throttling, the valve passes the branch's flow at
+    ``valve²`` of the pressure it is given (the flow goes with the opening times √ΔP), so the
+    rest, ``(1 - valve²)·critical``, is head the header gives beyond the curve.
+    """
+    if not math.isfinite(valve):
+        return math.nan
+    if valve >= WIDE_OPEN:
+        return 0.0
+    return max(critical, 0.0) * (1.0 - valve * valve) if math.isfinite(critical) else math.nan
 
 
 class Service(Enum):
@@ -58,9 +84,11 @@ class SystemModel:
         self.fitted = False
         self.confidence = 0.0
         self.service = Service.UNKNOWN
-        self.on_curve: deque[tuple[float, float]] = deque(maxlen=capacity)  # short points (Q, H)
+        self.on_curve: deque[tuple[float, float]] = deque(maxlen=capacity)  # points on the curve (Q, H)
+        self.shorts: deque[tuple[float, float]] = deque(maxlen=RECENT_SHORTS)  # the latest short ones
+        self.measured = False  # a critical point has shown the curve (not only the loads' shortfalls)
         self.satisfied: deque[tuple[float, float]] = deque(maxlen=capacity)  # (Q, H)
-        self._recent: deque[tuple[float, float, float]] = deque(maxlen=SMOOTHING)
+        self._recent: deque[tuple[float, float, float, float, float]] = deque(maxlen=SMOOTHING)
         self._interval_short = False
         self._interval_satisfied = False
         self._short_polls = 0  # averaged polls short in a row
@@ -69,16 +97,22 @@ class SystemModel:
         """Head the system needs to pass ``flow`` on the curve in use."""
         return self.static + self.k * flow * flow
 
-    def add(self, delivered: float, head: float, demand: float) -> Service:
-        """One poll's operating point (flows m³/s, head m or Pa); returns the service it shows."""
+    def add(self, delivered: float, head: float, demand: float, valve: float = math.nan,
+            critical: float = math.nan) -> Service:
+        """One poll's operating point (flows m³/s, head m or Pa); returns the service it shows.
+
+        ``valve`` (0..1) and ``critical`` (m or Pa) are the group's critical point, NaN without one.
+        """
         if not all(map(math.isfinite, (delivered, head, demand))) or demand <= 0.0:
             self._recent.clear()
             self.service = Service.UNKNOWN
             return self.service
-        self._recent.append((delivered, head, demand))
+        self._recent.append((delivered, head, demand, valve, critical))
         if len(self._recent) < SMOOTHING:
             return self.service
-        q, h, d = (float(v) for v in np.mean(np.array(self._recent), axis=0))
+        q, h, d, v, p = (float(x) for x in np.mean(np.array(self._recent), axis=0))
+        if math.isfinite(v):
+            return self._judge_critical(q, h, d, v, p)
         if q < (1.0 - SHORT_SHARE) * d:
             self._short_polls += 1
             # Where a head at least this high was proven enough for this demand, the readings' lag on
@@ -91,12 +125,37 @@ class SystemModel:
             return self.service
         self._short_polls = 0
         if q >= (1.0 - SATISFIED_SHARE) * d:
-            self.service = Service.SATISFIED
-            self.satisfied.append((q, h))
-            self._interval_satisfied = True
+            self._satisfied(q, h)
         else:
             self.service = Service.UNKNOWN
         return self.service
+
+    def _judge_critical(self, q: float, h: float, d: float, valve: float, critical: float) -> Service:
+        """The critical point decides: a throttling valve has what it needs, whatever the flows read."""
+        excess = excess_head(valve, critical)
+        if valve >= WIDE_OPEN and q < (1.0 - SHORT_SHARE) * d:
+            self.service = Service.SHORT
+            self.learn_short(q, h)
+            return self.service
+        if math.isfinite(excess) and q > 0.0:
+            self.measured = True
+            self._on_curve(q, h - excess)
+        self._satisfied(q, h)
+        return self.service
+
+    def _satisfied(self, flow: float, head: float) -> None:
+        self.service = Service.SATISFIED
+        self.satisfied.append((flow, head))
+        self._interval_satisfied = True
+
+    def _on_curve(self, flow: float, head: float) -> None:
+        """A point on the curve; one well above the recent ones means the plant changed: forget those."""
+        residual = head - self.k * flow * flow
+        floor = self._floor()
+        if math.isfinite(floor) and residual > floor + CHANGED * self.design_head:
+            self.on_curve.clear()
+            self.shorts.clear()
+        self.on_curve.append((flow, head))
 
     def learn_short(self, flow: float, head: float) -> None:
         """A short point lies on the curve: lift the curve through it, forget what it contradicts."""
@@ -104,7 +163,8 @@ class SystemModel:
         self.confidence = 0.0
         if flow <= 0.0:
             return
-        self.on_curve.append((flow, head))
+        self._on_curve(flow, head)
+        self.shorts.append((flow, head))
         if self.head(flow) < head:
             self.static = head - self.k * flow * flow
         # Satisfied points at or below the curve now in use were luck, or the plant changed.
@@ -112,13 +172,38 @@ class SystemModel:
                                maxlen=self.satisfied.maxlen)
 
     def refit(self) -> None:
-        """Once per optimizer interval: fit short points spread over flow; move the confidence."""
+        """Once per optimizer interval: the curve through the points on it, else bounded by satisfied ones."""
         if self._interval_short:
             self.confidence = 0.0
         elif self._interval_satisfied:
             self.confidence = min(1.0, self.confidence + 1.0 / CONFIDENT_INTERVALS)
         self._interval_short = self._interval_satisfied = False
-        self._lower_to_satisfied()
+        self._fit_friction()
+        floor = self._floor()
+        if math.isfinite(floor):
+            self.static = max(floor, 0.0)
+        else:
+            self._lower_to_satisfied()
+
+    def _floor(self) -> float:
+        """Static head through the median of the recent points on the curve (NaN without any).
+
+        Without a critical point, on or above the latest short ones: a shortfall, the only
+        evidence, is not averaged away (nor kept for good). With one, a short point is one of
+        the points: read in a transient (a stage change, the flows and the head read apart),
+        it may lie off the curve, and the critical point's many others outvote it.
+        """
+        if not self.on_curve:
+            return math.nan
+        recent = np.array(list(self.on_curve)[-RECENT:])
+        floor = float(np.median(recent[:, 1] - self.k * recent[:, 0] ** 2))
+        if self.shorts and not self.measured:
+            shorts = np.array(self.shorts)
+            floor = max(floor, float(np.max(shorts[:, 1] - self.k * shorts[:, 0] ** 2)))
+        return floor
+
+    def _fit_friction(self) -> None:
+        """With points on the curve spread over enough flow, fit the friction to them."""
         if len(self.on_curve) < 8:
             return
         data = np.array(self.on_curve)
@@ -129,22 +214,13 @@ class SystemModel:
             return
         self.r_squared = float(system_curve_r_squared(data[:, 0], data[:, 1], h_st, k_fit))
         self.k, self.fitted = float(k_fit), True
-        # The curve in use passes on or above every short point: a fit through their middle would not.
-        self.static = max(float(h_st), float(np.max(data[:, 1] - k_fit * data[:, 0] ** 2)))
 
     def _lower_to_satisfied(self) -> None:
-        """A satisfied point below the curve proves it too high there: lower it, never below a short point."""
+        """No point on the curve yet: a satisfied point below the prior proves it too high there."""
         if not self.satisfied:
             return
         sat = np.array(self.satisfied)
-        upper = float(np.min(sat[:, 1] - self.k * sat[:, 0] ** 2))
-        if upper >= self.static:
-            return
-        lower = -math.inf
-        if self.on_curve:
-            short = np.array(self.on_curve)
-            lower = float(np.max(short[:, 1] - self.k * short[:, 0] ** 2))
-        self.static = max(upper, lower)
+        self.static = min(self.static, float(np.min(sat[:, 1] - self.k * sat[:, 0] ** 2)))
 
     def proven(self, flow: float) -> float:
         """The lowest head the loads were satisfied at, for ``flow`` (inf if none proves it)."""

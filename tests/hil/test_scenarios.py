@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from hil.scenario import run_scenario
+from hil.scenario import CurveOffset, run_scenario
 from tests.support import finish, spawn
 
 SHORT = {"chw-3pump": 90.0, "ahu-fan": 60.0, "booster-static": 40.0}
@@ -55,8 +55,7 @@ def test_booster_with_high_static_head_saves_little_and_says_so():
 
 def test_a_static_head_configured_10_percent_of_design_too_low_starves_no_load_and_books_no_shortfall():
     """The issue's case: 20 % static instead of 30 % on chw-3pump (before: 13-19 % of the day unmet)."""
-    from hil.scenario import SystemError
-    result = run_scenario("chw-3pump", SHORT["chw-3pump"], system_error=SystemError(static=-1.0 / 3.0))
+    result = run_scenario("chw-3pump", SHORT["chw-3pump"], system_error=CurveOffset(static=-1.0 / 3.0))
     print("\n" + json.dumps({k: v for k, v in result.items() if k not in ("timing", "writes")}))
     assert result["demand_unmet_seconds_after_settling"] <= 0.005 * result["duration_s"], result
     assert result["limit_violations"] == 0, result["limit_violation_details"]
