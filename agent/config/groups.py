@@ -74,6 +74,9 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
     if source is DemandSource.SENSORLESS:
         sec.check_keys({"source", "margin_pct", "lookahead_s"})
         return DemandConfig(DemandSource.SENSORLESS, Quantity.FLOW, "", "", -1, None, margin, lookahead)
+    if source is DemandSource.CRITICAL:  # the critical point is service.critical_drive's (checked there)
+        sec.check_keys({"source", "margin_pct", "lookahead_s"})
+        return DemandConfig(DemandSource.CRITICAL, Quantity.PRESSURE, "", "", -1, None, margin, lookahead)
     choices = (Quantity.FLOW, Quantity.PROCESS_FLOW, Quantity.PRESSURE)
     name = sec.string("quantity", Quantity.PROCESS_FLOW.value)
     quantity = next((q for q in choices if q.value == name), None)
@@ -263,6 +266,12 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
     service = _service(sec.section("service", required=False), drives)
+    if demand is not None and demand.source is DemandSource.CRITICAL:
+        critical = service.critical_drive
+        if not critical or drives[critical].profile.point(Quantity.CRITICAL_PRESSURE) is None:
+            sec.error("demand", "source: critical needs service.critical_drive, a drive whose profile maps "
+                                "valve_position and critical_pressure")
+            demand = None
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None

@@ -32,6 +32,9 @@ class DemandSource(Enum):
 
     POINT = "point"  # a flow or pressure point read over Modbus
     SENSORLESS = "sensorless"  # flow estimated from each running drive's power and speed
+    # No flow meter: the head the loads need, from the critical point (service.critical_drive):
+    # the header head less what the throttling critical valve shows beyond the curve.
+    CRITICAL = "critical"
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class DemandConfig:
     """A group's demand signal."""
 
     source: DemandSource
-    quantity: Quantity  # FLOW, PROCESS_FLOW or PRESSURE (POINT); FLOW (SENSORLESS)
+    quantity: Quantity  # FLOW, PROCESS_FLOW or PRESSURE (POINT); FLOW (SENSORLESS); PRESSURE (CRITICAL)
     drive: str  # the drive whose point carries it ("" for another device)
     bus: str  # another device: its bus, unit and profile
     unit: int

@@ -27,8 +27,10 @@ from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import MachineModel
 from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import Stager, StageState
-from agent.optimizer.system import Service, SystemModel
+from agent.optimizer.system import WIDE_OPEN, Service, SystemModel, excess_head
 from kernels import min_speed_for_flow
+
+RESPOND = 0.02  # share of the design head asked for beyond the header's when the critical valve is wide open
 
 
 class GroupRuntime:
@@ -47,6 +49,7 @@ class GroupRuntime:
         self.shortfall_s = 0.0  # seconds the loads were short (averaged polls), whoever was in control
         self.short_since = math.nan  # when the present shortfall began (NaN: the loads are not short)
         self._last_observed = math.nan
+        self._critical = (math.nan, math.nan)  # (valve 0..1, critical DP) as the latest poll shows them
         poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
         restore = config.service.restore_s
         self.restore_s = restore if math.isfinite(restore) else 10.0 * max(settings.interval, poll)
@@ -91,6 +94,8 @@ class GroupRuntime:
                        for m, d in zip(self.machines, self.drives, strict=True)
                        if d.last is not None and d.last.running]
             return sum(running) if running and all(map(math.isfinite, running)) else math.nan
+        if demand.source is DemandSource.CRITICAL:
+            return self.needed_head()
         if not demand.drive:
             return math.nan  # another device: read in the cycle
         drive = next((d for d in self.drives if d.name == demand.drive), None)
@@ -100,12 +105,14 @@ class GroupRuntime:
     def observe(self, now: float, external: Mapping[str, DriveRuntime]) -> dict[str, tuple[float, float]]:
         """After a poll cycle: sample the demand and the operating point; the (counterfactual, staged) [W]."""
         demand = self.config.demand
+        self._critical = self.critical_point(now, external)
         value = self.demand_point()
         if demand.source is DemandSource.POINT and demand.drive and math.isnan(value):
             carrier = external.get(demand.drive)
             if carrier is not None and carrier.last is not None:
                 value = carrier.last.values.get(demand.quantity, math.nan)
-        if demand.quantity is Quantity.PRESSURE and math.isfinite(value):
+        pressure_point = demand.source is DemandSource.POINT and demand.quantity is Quantity.PRESSURE
+        if pressure_point and math.isfinite(value):
             value = self.machines[0].head_of(value)
         if math.isfinite(value):
             self.demand.add(now, value)
@@ -113,7 +120,7 @@ class GroupRuntime:
         delivered, head = self.operating_point()
         service = Service.UNKNOWN
         if demand.quantity is not Quantity.PRESSURE:
-            service = self.system.add(delivered, head, value, *self.critical_point(now, external))
+            service = self.system.add(delivered, head, value, *self._critical)
         dt = now - self._last_observed if math.isfinite(self._last_observed) else 0.0
         self._last_observed = now
         if service is Service.SHORT:
@@ -135,6 +142,21 @@ class GroupRuntime:
         values = carrier.last.values
         critical = values.get(Quantity.CRITICAL_PRESSURE, math.nan)
         return values.get(Quantity.VALVE_POSITION, math.nan), self.machines[0].head_of(critical)
+
+    def needed_head(self) -> float:
+        """The head the loads need now, from the critical point (m or Pa; NaN if it does not show it).
+
+        A throttling critical valve shows the header's head beyond the curve; a wide-open one
+        only that the loads may need more: ask for a respond step more (trim and respond).
+        """
+        valve, critical = self._critical
+        _, head = self.operating_point()
+        excess = excess_head(valve, critical)
+        if not (math.isfinite(excess) and math.isfinite(head)):
+            return math.nan
+        if valve >= WIDE_OPEN:
+            return head + RESPOND * self.config.system.design_head
+        return head - excess
 
     def service_lost(self, now: float) -> bool:
         """The loads have been short longer than the agent is given to restore them."""
@@ -179,15 +201,17 @@ class GroupRuntime:
             flow = delivered * margin if math.isfinite(delivered) else math.nan
             static, k = target_head, 0.0
         else:
-            # Margins on both: the flow, and the head the system needs for the demand (where the
-            # operating point is flat, near a high static head, a head error is a large flow error);
-            # never more than one probe step below the head the loads were last satisfied at.
+            # Margins on both: the flow, and, on a curve no critical point measures, the head the
+            # system needs for the demand (where the operating point is flat, near a high static
+            # head, a head error is a large flow error); never more than one probe step below the
+            # head the loads were last satisfied at.
             flow = estimate * margin
             static, k = self.system.static, self.system.k
             operator = self.counterfactual.operator_setpoint
             fallback = operator if math.isfinite(operator) else self.config.system.design_head
-            target_head = max(self.system.target_head(flow, fallback),
-                              (static + k * estimate * estimate) * margin)
+            target_head = self.system.target_head(flow, fallback)
+            if not self.system.measured:  # a guessed curve; a critical point measures it
+                target_head = max(target_head, (static + k * estimate * estimate) * margin)
             static = target_head - k * flow * flow  # the curve through (flow, target head) for the kernels
         self.target_flow = flow
         if self.config.control is GroupControl.PRESSURE_SETPOINT:

@@ -17,7 +17,7 @@ from agent.history import Channel
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.machine import BEP_SHIFT_RANGE, BIAS_SAMPLES, MachineModel
-from agent.optimizer.system import PROBE_STEP, SMOOTHING, Service, SystemModel
+from agent.optimizer.system import PROBE_STEP, SMOOTHING, WIDE_OPEN, Service, SystemModel, excess_head
 from agent.units import RHO_G, RPM_TO_RAD_S
 from kernels import bep_flow
 
@@ -264,6 +264,61 @@ def test_a_shortfall_below_the_proven_head_lifts_the_curve_at_once_and_zeroes_th
     assert system.service is Service.SHORT
     assert system.confidence == 0.0
     assert system.head(0.08) >= TRUE_STATIC + TRUE_K * 0.08 ** 2 - 0.3  # lifted onto the real curve
+
+
+def critical_point(head: float, flow: float, share: float = 0.6) -> tuple[float, float]:
+    """(valve opening, critical DP) of the simulator's critical branch: the mains take ``share`` of k·Q²."""
+    dp = max(head - TRUE_STATIC - share * TRUE_K * flow * flow, 0.0)
+    need = (1.0 - share) * TRUE_K * flow * flow
+    return (1.0 if dp <= need else math.sqrt(need / dp)), dp
+
+
+def serve_critical(system: SystemModel, head: float, demand: float, rng: np.random.Generator) -> float:
+    """As ``serve``, with the critical point read beside the flows (0.3 % noise on each)."""
+    need = TRUE_STATIC + TRUE_K * demand * demand
+    delivered = demand if head >= need else math.sqrt(max(head - TRUE_STATIC, 0.0) / TRUE_K)
+    valve, dp = critical_point(head, delivered)
+    for _ in range(SMOOTHING):
+        noise = 1.0 + 0.003 * rng.standard_normal(5)
+        system.add(delivered * noise[0], head * noise[1], demand * noise[2], min(valve * noise[3], 1.0),
+                   dp * noise[4])
+    system.refit()
+    return 1.0 - delivered / demand
+
+
+def test_the_excess_head_a_critical_point_shows_is_the_head_beyond_the_curve():
+    flow = 0.07
+    for above in (0.5, 3.0, 10.0):
+        valve, dp = critical_point(TRUE_STATIC + TRUE_K * flow * flow + above, flow)
+        assert excess_head(valve, dp) == pytest.approx(above, rel=1e-9)
+    assert excess_head(WIDE_OPEN, 5.0) == 0.0 and math.isnan(excess_head(0.5, math.nan))
+
+
+@pytest.mark.parametrize("static_error, k_error", [(-0.3, 0.0), (0.0, -0.3), (0.3, 0.0), (0.0, 0.3)])
+def test_with_a_critical_point_a_prior_30_percent_off_is_measured_without_a_shortfall(static_error, k_error):
+    system = SystemModel(TRUE_STATIC * (1 + static_error), TRUE_K * (1 + k_error), DESIGN_FLOW, DESIGN_HEAD)
+    rng = np.random.default_rng(7)
+    serve_critical(system, DESIGN_HEAD, 0.08, rng)  # the operator's setpoint: the valve throttles
+    # One interval: the curve passes through the head the loads need at that flow.
+    assert system.measured and system.head(0.08) == pytest.approx(TRUE_STATIC + TRUE_K * 0.08 ** 2, abs=0.3)
+    shortfalls = []
+    for interval in range(40):
+        demand = 0.06 + 0.03 * math.sin(interval / 6.0) ** 2  # spread over flow: the friction is fitted
+        shortfalls.append(serve_critical(system, system.target_head(demand * 1.01, DESIGN_HEAD), demand, rng))
+    assert max(shortfalls) <= 0.01, shortfalls
+    assert system.fitted and system.k == pytest.approx(TRUE_K, rel=0.05)
+    need = TRUE_STATIC + TRUE_K * 0.08 ** 2
+    assert need <= system.target_head(0.08 * 1.01, DESIGN_HEAD) <= need * 1.05  # down to the curve
+
+
+def test_a_throttling_critical_valve_is_no_shortfall_whatever_the_flows_read():
+    system = SystemModel(TRUE_STATIC, TRUE_K, DESIGN_FLOW, DESIGN_HEAD)
+    for _ in range(SMOOTHING):  # the flow read 5 % behind the demand, the critical valve 80 % open
+        system.add(0.076, 25.0, 0.08, 0.8, 4.0)
+    assert system.service is Service.SATISFIED
+    for _ in range(SMOOTHING):  # wide open and short: a shortfall, at once
+        system.add(0.076, TRUE_STATIC + TRUE_K * 0.076 ** 2, 0.08, 1.0, 1.0)
+    assert system.service is Service.SHORT and system.confidence == 0.0
 
 
 def test_the_demand_estimate_sees_a_ramp_ahead_but_not_noise():
