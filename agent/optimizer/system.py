@@ -9,8 +9,7 @@ alone does not decide:
   above it the header is (``excess_head``). A short point lifts the curve through it at
   once; at each refit the curve passes through the median of the recent points on it (one
   noisy point neither lifts it for good nor drops it), and with points spread over enough
-  flow the friction is fitted to them. A point well above the others (the plant changed)
-  forgets the older ones below it.
+  flow the friction is fitted to them.
 - a **satisfied** point (Q, H) proves that head H passes at least Q. The lowest such head
   at a flow (extrapolated along the steeper of the prior's and the learned friction) is
   what the plant has shown to be enough (``proven``).
@@ -44,7 +43,6 @@ CONFIDENT_INTERVALS = 10  # satisfied intervals in a row for full confidence
 MIN_FIT_SPAN = 0.15  # points on the curve spanning this share of the design flow fit both parameters
 RECENT = 24  # points on the curve whose median the curve passes through
 RECENT_SHORTS = 8  # latest short points the curve stays on or above (each cost the loads)
-CHANGED = 0.03  # a point on the curve this share of the design head above the median: the plant changed
 WIDE_OPEN = 0.97  # a critical valve at least this open passes no more at a lower head: on the curve
 
 
@@ -87,6 +85,7 @@ class SystemModel:
         self.on_curve: deque[tuple[float, float]] = deque(maxlen=capacity)  # points on the curve (Q, H)
         self.shorts: deque[tuple[float, float]] = deque(maxlen=RECENT_SHORTS)  # the latest short ones
         self.measured = False  # a critical point has shown the curve (not only the loads' shortfalls)
+        self._interval_shorts: list[tuple[float, float]] = []  # short points since the last refit
         self.satisfied: deque[tuple[float, float]] = deque(maxlen=capacity)  # (Q, H)
         self._recent: deque[tuple[float, float, float, float, float]] = deque(maxlen=SMOOTHING)
         self._interval_short = False
@@ -149,12 +148,6 @@ class SystemModel:
         self._interval_satisfied = True
 
     def _on_curve(self, flow: float, head: float) -> None:
-        """A point on the curve; one well above the recent ones means the plant changed: forget those."""
-        residual = head - self.k * flow * flow
-        floor = self._floor()
-        if math.isfinite(floor) and residual > floor + CHANGED * self.design_head:
-            self.on_curve.clear()
-            self.shorts.clear()
         self.on_curve.append((flow, head))
 
     def learn_short(self, flow: float, head: float) -> None:
@@ -165,6 +158,7 @@ class SystemModel:
             return
         self._on_curve(flow, head)
         self.shorts.append((flow, head))
+        self._interval_shorts.append((flow, head))
         if self.head(flow) < head:
             self.static = head - self.k * flow * flow
         # Satisfied points at or below the curve now in use were luck, or the plant changed.
@@ -180,6 +174,7 @@ class SystemModel:
         self._interval_short = self._interval_satisfied = False
         self._fit_friction()
         floor = self._floor()
+        self._interval_shorts = []
         if math.isfinite(floor):
             self.static = max(floor, 0.0)
         else:
@@ -189,16 +184,18 @@ class SystemModel:
         """Static head through the median of the recent points on the curve (NaN without any).
 
         Without a critical point, on or above the latest short ones: a shortfall, the only
-        evidence, is not averaged away (nor kept for good). With one, a short point is one of
-        the points: read in a transient (a stage change, the flows and the head read apart),
-        it may lie off the curve, and the critical point's many others outvote it.
+        evidence, is not averaged away (nor kept for good). With one, on or above the short
+        ones since the last refit only: read in a transient (a stage change, the flows and the
+        head read apart) a short point may lie off the curve, and the critical point's many
+        others outvote it from the next cycle on; a real change moves their median in a few.
         """
         if not self.on_curve:
             return math.nan
         recent = np.array(list(self.on_curve)[-RECENT:])
         floor = float(np.median(recent[:, 1] - self.k * recent[:, 0] ** 2))
-        if self.shorts and not self.measured:
-            shorts = np.array(self.shorts)
+        latest = self._interval_shorts if self.measured else self.shorts
+        if latest:
+            shorts = np.array(latest)
             floor = max(floor, float(np.max(shorts[:, 1] - self.k * shorts[:, 0] ** 2)))
         return floor
 
