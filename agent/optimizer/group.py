@@ -201,17 +201,16 @@ class GroupRuntime:
             flow = delivered * margin if math.isfinite(delivered) else math.nan
             static, k = target_head, 0.0
         else:
-            # Margins on both: the flow, and, on a curve no critical point measures, the head the
-            # system needs for the demand (where the operating point is flat, near a high static
-            # head, a head error is a large flow error); never more than one probe step below the
-            # head the loads were last satisfied at.
+            # Margins on both: the flow, and the head the system needs for the demand (where the
+            # operating point is flat, near a high static head, a head error is a large flow error,
+            # measured curve or not); never more than one probe step below the head the loads were
+            # last satisfied at.
             flow = estimate * margin
             static, k = self.system.static, self.system.k
             operator = self.counterfactual.operator_setpoint
             fallback = operator if math.isfinite(operator) else self.config.system.design_head
-            target_head = self.system.target_head(flow, fallback)
-            if not self.system.measured:  # a guessed curve; a critical point measures it
-                target_head = max(target_head, (static + k * estimate * estimate) * margin)
+            target_head = max(self.system.target_head(flow, fallback),
+                              (static + k * estimate * estimate) * margin)
             static = target_head - k * flow * flow  # the curve through (flow, target head) for the kernels
         self.target_flow = flow
         if self.config.control is GroupControl.PRESSURE_SETPOINT:
