@@ -43,6 +43,7 @@ CONFIDENT_INTERVALS = 10  # satisfied intervals in a row for full confidence
 MIN_FIT_SPAN = 0.15  # points on the curve spanning this share of the design flow fit both parameters
 RECENT = 24  # points on the curve whose median the curve passes through
 RECENT_SHORTS = 8  # latest short points the curve stays on or above (each cost the loads)
+STEADY = 0.02  # polls within this share of the design flow and head: one operating point
 WIDE_OPEN = 0.97  # a critical valve at least this open passes no more at a lower head: on the curve
 
 
@@ -109,9 +110,12 @@ class SystemModel:
         self._recent.append((delivered, head, demand, valve, critical))
         if len(self._recent) < SMOOTHING:
             return self.service
-        q, h, d, v, p = (float(x) for x in np.mean(np.array(self._recent), axis=0))
+        window = np.array(self._recent)
+        q, h, d, v, p = (float(x) for x in np.mean(window, axis=0))
         if math.isfinite(v):
-            return self._judge_critical(q, h, d, v, p)
+            flows, heads = np.ptp(window[:, 0]), np.ptp(window[:, 1])
+            steady = flows <= STEADY * self.design_flow and heads <= STEADY * self.design_head
+            return self._judge_critical(q, h, d, v, p, steady)
         if q < (1.0 - SHORT_SHARE) * d:
             self._short_polls += 1
             # Where a head at least this high was proven enough for this demand, the readings' lag on
@@ -129,14 +133,19 @@ class SystemModel:
             self.service = Service.UNKNOWN
         return self.service
 
-    def _judge_critical(self, q: float, h: float, d: float, valve: float, critical: float) -> Service:
-        """The critical point decides: a throttling valve has what it needs, whatever the flows read."""
+    def _judge_critical(self, q: float, h: float, d: float, valve: float, critical: float,
+                        steady: bool) -> Service:
+        """The critical point decides: a throttling valve has what it needs, whatever the flows read.
+
+        It shows the curve only from polls at one operating point (``steady``): averaged across
+        a step, the flows of one and the head of another make a point on no curve.
+        """
         excess = excess_head(valve, critical)
         if valve >= WIDE_OPEN and q < (1.0 - SHORT_SHARE) * d:
             self.service = Service.SHORT
             self.learn_short(q, h)
             return self.service
-        if math.isfinite(excess) and q > 0.0:
+        if math.isfinite(excess) and q > 0.0 and steady:
             self.measured = True
             self._on_curve(q, h - excess)
         self._satisfied(q, h)
@@ -227,19 +236,39 @@ class SystemModel:
         k = max(self.k, self.prior[1])
         return float(np.min(data[:, 1] + k * np.maximum(flow * flow - data[:, 0] ** 2, 0.0)))
 
+    def _shown(self, flow: float) -> float:
+        """The head the points on the curve near ``flow`` show for it (NaN if none is that near).
+
+        Near: within a probe step's share of the design flow; each carried to ``flow`` along the
+        friction in use, so an error in it costs little there, however far the fit is off.
+        """
+        data = np.array(self.on_curve)
+        if not data.size:
+            return math.nan
+        near = np.abs(data[:, 0] - flow) <= PROBE_STEP[0] * self.design_flow
+        if not near.any():
+            return math.nan
+        q, h = data[near, 0], data[near, 1]
+        return float(np.median(h + self.k * (flow * flow - q * q)))
+
     def probe_step(self) -> float:
         """How far below the proven head the agent may go this interval [m or Pa]."""
         low, high = PROBE_STEP
         return (low + (high - low) * self.confidence) * self.design_head
 
     def target_head(self, flow: float, fallback: float) -> float:
-        """The head to plan for ``flow``: the curve, but at most one probe step below the proven head.
+        """The head to plan for ``flow``: the curve, at most one probe step below the proven head.
 
-        ``fallback`` is the head proven before any satisfied point (the operator's setpoint,
-        at which the plant ran before the agent took over).
+        Where a critical point has shown the curve near ``flow``, the higher of the curve and
+        what the points there show is planned on at once. ``fallback`` is the head proven
+        before any satisfied point (the operator's setpoint, at which the plant ran before the
+        agent took over).
         """
+        curve = self.head(flow)
+        shown = self._shown(flow) if self.measured else math.nan
+        if math.isfinite(shown):  # seen without a load going short: no probing
+            return max(curve, shown)
         proven = self.proven(flow)
         if not math.isfinite(proven):
             proven = fallback
-        curve = self.head(flow)
         return max(curve, proven - self.probe_step()) if math.isfinite(proven) else curve

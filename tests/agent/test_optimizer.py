@@ -274,11 +274,15 @@ def critical_point(head: float, flow: float, share: float = 0.6) -> tuple[float,
 
 
 def serve_critical(system: SystemModel, head: float, demand: float, rng: np.random.Generator) -> float:
-    """As ``serve``, with the critical point read beside the flows (0.3 % noise on each)."""
+    """As ``serve``, with the critical point read beside the flows (0.3 % noise on each).
+
+    Three times the smoothing window of polls per interval: the points averaged across the step
+    from the last interval's operating point show no curve, the later ones do.
+    """
     need = TRUE_STATIC + TRUE_K * demand * demand
     delivered = demand if head >= need else math.sqrt(max(head - TRUE_STATIC, 0.0) / TRUE_K)
     valve, dp = critical_point(head, delivered)
-    for _ in range(SMOOTHING):
+    for _ in range(3 * SMOOTHING):
         noise = 1.0 + 0.003 * rng.standard_normal(5)
         system.add(delivered * noise[0], head * noise[1], demand * noise[2], min(valve * noise[3], 1.0),
                    dp * noise[4])
