@@ -52,7 +52,11 @@ class GroupRuntime:
         self._critical = (math.nan, math.nan)  # (valve 0..1, critical DP) as the latest poll shows them
         poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
         restore = config.service.restore_s
-        self.restore_s = restore if math.isfinite(restore) else 10.0 * max(settings.interval, poll)
+        # Default: ten cycles, and for parallel pumps time for one more stage change (a shortfall only
+        # a started pump can end is not the operator's to end sooner).
+        staging = config.staging.min_interval + 2.0 * settings.interval if len(drives) > 1 else 0.0
+        cycles = 10.0 * max(settings.interval, poll)
+        self.restore_s = restore if math.isfinite(restore) else max(cycles, staging)
         window = max(2.0 * settings.interval, 20.0 * poll)
         self.demand = DemandTracker(window, trend_window=4.0 * window)
         # The demand until the next cycle's setpoints are in force: one interval and the data's age.

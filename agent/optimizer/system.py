@@ -236,38 +236,20 @@ class SystemModel:
         k = max(self.k, self.prior[1])
         return float(np.min(data[:, 1] + k * np.maximum(flow * flow - data[:, 0] ** 2, 0.0)))
 
-    def _shown(self, flow: float) -> float:
-        """The head the points on the curve near ``flow`` show for it (NaN if none is that near).
-
-        Near: within a probe step's share of the design flow; each carried to ``flow`` along the
-        friction in use, so an error in it costs little there, however far the fit is off.
-        """
-        data = np.array(self.on_curve)
-        if not data.size:
-            return math.nan
-        near = np.abs(data[:, 0] - flow) <= PROBE_STEP[0] * self.design_flow
-        if not near.any():
-            return math.nan
-        q, h = data[near, 0], data[near, 1]
-        return float(np.median(h + self.k * (flow * flow - q * q)))
-
     def probe_step(self) -> float:
         """How far below the proven head the agent may go this interval [m or Pa]."""
         low, high = PROBE_STEP
         return (low + (high - low) * self.confidence) * self.design_head
 
     def target_head(self, flow: float, fallback: float) -> float:
-        """The head to plan for ``flow``: the curve, at most one probe step below the proven head.
+        """The head to plan for ``flow``: the curve, but at most one probe step below the proven head.
 
-        Where a critical point has shown the curve near ``flow``, the higher of the curve and
-        what the points there show is planned on at once. ``fallback`` is the head proven
-        before any satisfied point (the operator's setpoint, at which the plant ran before the
-        agent took over).
+        ``fallback`` is the head proven before any satisfied point (the operator's setpoint,
+        at which the plant ran before the agent took over). A measured curve is probed down to
+        as well: planning on it at once left loads short for a fraction of a second on the
+        booster and after hand-backs in the suite's scenarios.
         """
         curve = self.head(flow)
-        shown = self._shown(flow) if self.measured else math.nan
-        if math.isfinite(shown):  # seen without a load going short: no probing
-            return max(curve, shown)
         proven = self.proven(flow)
         if not math.isfinite(proven):
             proven = fallback
