@@ -425,8 +425,11 @@ class OptimizerCollector(Collector):
         errors = CounterMetricFamily("vfd_optimizer_cycle_errors", "Optimizer cycles that failed (a bug; "
                                      "every group was handed back to the operator)")
         errors.add_metric([], float(snapshot.cycle_errors))
+        shortfall = CounterMetricFamily("vfd_service_shortfall_seconds", "Time the group's loads were short "
+                                        "(no optimizer savings are booked meanwhile)", labels=["group"])
         for group in snapshot.groups:
             stages.add_metric([group.name], float(group.stage_changes))
+            shortfall.add_metric([group.name], group.service_shortfall_seconds)
             for drive in group.drives:
                 name = drive.name
                 if drive.fitted:
@@ -450,6 +453,7 @@ class OptimizerCollector(Collector):
                     for result in WriteResult:
                         writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
+        yield shortfall
         yield errors
         yield from ab_block_families(snapshot.ab_blocks)
 

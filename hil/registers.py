@@ -30,10 +30,10 @@ from hil.plantfile import DriveSpec
 FLOAT32_MAX = 3.4028234663852886e38
 READABLE_GAP = 32  # unnamed registers between points closer than this read 0
 DEFAULT_STATUS_BITS = {"ready": 0, "running": 1, "remote": 2, "fault": 3}
-# The critical point of a drive's header circuit, served beyond its profile's points (no
-# quantity of the agent's names it yet; a profile may map it once one does): input
-# registers of float32, big-endian words, at fixed addresses. Drives outside a circuit
-# serve nothing there.
+# The critical point of a drive's header circuit, served beyond its profile's points where
+# the profile does not map it (generic-process maps it as critical_pressure and
+# valve_position): input registers of float32, big-endian words, at fixed addresses. Drives
+# outside a circuit serve nothing there.
 CRITICAL_PRESSURE_ADDRESS = 200  # kPa: differential pressure across the critical branch (a remote DP)
 CRITICAL_VALVE_ADDRESS = 202  # %: the critical load's valve opening
 CRITICAL_POINT_TABLE = RegisterTable.INPUT
@@ -169,6 +169,8 @@ class DriveRegisters:
             return snapshot.shaft_power / omega if omega > 0.0 else 0.0
         if q is Quantity.PRESSURE and point.dimension is Dimension.HEAD:
             return m.pressure / RHO_G_WATER  # metres of water column
+        if q is Quantity.CRITICAL_PRESSURE and point.dimension is Dimension.HEAD:
+            return m.critical_pressure / RHO_G_WATER
         if q is Quantity.PRESSURE_SETPOINT:
             pa = snapshot.pressure_setpoint
             return pa / RHO_G_WATER if point.dimension is Dimension.HEAD else pa
@@ -181,6 +183,7 @@ class DriveRegisters:
             Quantity.ENERGY: max(m.energy_counter - self.counter_offset, 0.0), Quantity.CURRENT: m.current,
             Quantity.DC_VOLTAGE: m.dc_voltage, Quantity.FLOW: m.flow, Quantity.PRESSURE: m.pressure,
             Quantity.CONTROL_WORD: 0.0, Quantity.PROCESS_FLOW: m.process_flow,
+            Quantity.CRITICAL_PRESSURE: m.critical_pressure, Quantity.VALVE_POSITION: m.critical_valve,
         }
         return simple[q]
 

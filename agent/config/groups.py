@@ -33,6 +33,7 @@ from agent.config.model import (
     GroupControl,
     LoadKind,
     OptimizerConfig,
+    ServiceConfig,
     SetpointConfig,
     StagingConfig,
     SystemConfig,
@@ -77,6 +78,9 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
     if source is DemandSource.SENSORLESS:
         sec.check_keys({"source", "margin_pct", "lookahead_s"})
         return DemandConfig(DemandSource.SENSORLESS, Quantity.FLOW, "", "", -1, None, margin, lookahead)
+    if source is DemandSource.CRITICAL:  # the critical point is service.critical_drive's (checked there)
+        sec.check_keys({"source", "margin_pct", "lookahead_s"})
+        return DemandConfig(DemandSource.CRITICAL, Quantity.PRESSURE, "", "", -1, None, margin, lookahead)
     choices = (Quantity.FLOW, Quantity.PROCESS_FLOW, Quantity.PRESSURE)
     name = sec.string("quantity", Quantity.PROCESS_FLOW.value)
     quantity = next((q for q in choices if q.value == name), None)
@@ -239,9 +243,29 @@ def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig],
     return AbBlocksConfig(share, block, seed, interval, rounds)
 
 
+def _service(sec: Section | None, drives: dict[str, DriveConfig]) -> ServiceConfig:
+    if sec is None:
+        return ServiceConfig()
+    sec.check_keys({"restore_s", "critical_drive"})
+    restore = sec.number("restore_s", math.nan, minimum=0.0, exclusive_minimum=True) \
+        if sec.has("restore_s") else math.nan
+    critical = sec.string("critical_drive", "")
+    if critical:
+        config = drives.get(critical)
+        if config is None:
+            sec.error("critical_drive", f"no drive {critical!r}; drives: {', '.join(drives) or 'none'}")
+            critical = ""
+        elif config.profile.point(Quantity.VALVE_POSITION) is None:
+            sec.error("critical_drive", f"profile {config.profile.name!r} of drive {critical!r} has no "
+                                        f"{Quantity.VALVE_POSITION.value} point (the critical valve)")
+            critical = ""
+    return ServiceConfig(restore, critical)
+
+
 _GROUP_KEYS = {
     "name", "drives", "control", "setpoint_drive", "demand", "system", "setpoint", "staging", "conventional",
     "ab_blocks",
+    "service",
 }
 
 
@@ -286,12 +310,19 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     setpoint = _setpoint(sec.section("setpoint", required=False), fan, system)
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
+    service = _service(sec.section("service", required=False), drives)
+    if demand is not None and demand.source is DemandSource.CRITICAL:
+        critical = service.critical_drive
+        if not critical or drives[critical].profile.point(Quantity.CRITICAL_PRESSURE) is None:
+            sec.error("demand", "source: critical needs service.critical_drive, a drive whose profile maps "
+                                "valve_position and critical_pressure")
+            demand = None
     ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs, demand)
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None
     return GroupConfig(name, tuple(members), control, setpoint_drive, demand, system, setpoint, staging,
-                       conventional, fan, ab_blocks)
+                       conventional, fan, ab_blocks, service)
 
 
 def parse_groups(secs: Sequence[Section], drives: Sequence[DriveConfig], buses: Sequence[BusConfig],

@@ -34,6 +34,9 @@ class DemandSource(Enum):
 
     POINT = "point"  # a flow or pressure point read over Modbus
     SENSORLESS = "sensorless"  # flow estimated from each running drive's power and speed
+    # No flow meter: the head the loads need, from the critical point (service.critical_drive):
+    # the header head less what the throttling critical valve shows beyond the curve.
+    CRITICAL = "critical"
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class DemandConfig:
     """A group's demand signal."""
 
     source: DemandSource
-    quantity: Quantity  # FLOW, PROCESS_FLOW or PRESSURE (POINT); FLOW (SENSORLESS)
+    quantity: Quantity  # FLOW, PROCESS_FLOW or PRESSURE (POINT); FLOW (SENSORLESS); PRESSURE (CRITICAL)
     drive: str  # the drive whose point carries it ("" for another device)
     bus: str  # another device: its bus, unit and profile
     unit: int
@@ -136,6 +139,16 @@ class AbBlocksConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """How the agent sees the loads served, and how long it may take to restore a short one."""
+
+    restore_s: float = math.nan  # NaN: ten optimizer intervals
+    # The drive whose profile maps the critical point (valve_position, and critical_pressure if
+    # known): a critical valve wide open is a load at its limit. "": none (the flows judge).
+    critical_drive: str = ""
+
+
+@dataclass(frozen=True)
 class GroupConfig:
     """Drives serving one demand on one system curve."""
 
@@ -150,6 +163,7 @@ class GroupConfig:
     conventional: ConventionalConfig
     fan: bool  # heads in Pa (fans) or m (pumps)
     ab_blocks: AbBlocksConfig | None = None  # randomized hand-back blocks (control mode only)
+    service: ServiceConfig = ServiceConfig()
 
 
 class Transport(Enum):

@@ -37,6 +37,11 @@ class Quantity(Enum):
     # A flow measured elsewhere in the process and brought to the drive (an analog input, or
     # a value the BMS writes): a header flow meter, or the loads' demanded flow.
     PROCESS_FLOW = "process_flow"
+    # A group's critical point, brought to a drive or read from another device (the BMS): the
+    # differential pressure across the critical (hydraulically remotest) load, and the opening
+    # of its valve, the most open one (see agent.optimizer.system.excess_head).
+    CRITICAL_PRESSURE = "critical_pressure"
+    VALVE_POSITION = "valve_position"
     SPEED_SETPOINT = "speed_setpoint"
     # The setpoint of the drive's own process (PI) controller: the pressure it holds.
     PRESSURE_SETPOINT = "pressure_setpoint"
@@ -57,6 +62,8 @@ _DIMENSIONS: dict[Quantity, tuple[Dimension, ...]] = {
     Quantity.FLOW: (Dimension.FLOW,),
     Quantity.PRESSURE: (Dimension.PRESSURE, Dimension.HEAD),
     Quantity.PROCESS_FLOW: (Dimension.FLOW,),
+    Quantity.CRITICAL_PRESSURE: (Dimension.PRESSURE, Dimension.HEAD),
+    Quantity.VALVE_POSITION: (Dimension.RATIO,),
     Quantity.SPEED_SETPOINT: (Dimension.ANGULAR_SPEED, Dimension.RATIO),
     Quantity.PRESSURE_SETPOINT: (Dimension.PRESSURE, Dimension.HEAD),
     Quantity.STATUS_WORD: (Dimension.BITS,),

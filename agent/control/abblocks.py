@@ -30,14 +30,13 @@ from agent.config.model import AbBlocksConfig
 from agent.mv.abtest import MIN_CLUSTERS, AbEstimate, BlockPlan, Strategy, ab_estimate, decide
 from agent.mv.baseline import DesignSpec, Intervals, TimeOfWeek
 from agent.mv.stats import MvError
+from agent.optimizer.system import Service
 
 if TYPE_CHECKING:
     from agent.optimizer.group import GroupRuntime
 
 log = logging.getLogger(__name__)
 
-SHORT_TOLERANCE = 0.03
-"""Delivered below the demand by more than this share counts as short (the flow estimate's error)."""
 MAX_INTERVALS = 24 * 7 * 26
 """Intervals kept for the estimate: half a year of hours."""
 SPEC = DesignSpec(flow_degree=2, time_of_week=TimeOfWeek.NONE)
@@ -46,11 +45,9 @@ strategies, so time-of-week columns would only spend degrees of freedom."""
 HAND_BACK_REASON = "A/B block: the operator's strategy runs"
 
 
-def service_short(demand: float, delivered: float) -> bool:
-    """True if the delivered flow (or head) falls short of the demand; unknown counts as short."""
-    if not (math.isfinite(demand) and math.isfinite(delivered)):
-        return True
-    return delivered < demand * (1.0 - SHORT_TOLERANCE)
+def service_short(service: Service) -> bool:
+    """No operator block may start: the loads are short, or it is not known that they are not."""
+    return service is not Service.SATISFIED
 
 
 @dataclass(frozen=True)
@@ -197,9 +194,5 @@ def group_reading(group: GroupRuntime, now: float) -> tuple[float, float]:
 
 
 def group_short(group: GroupRuntime, now: float) -> bool:
-    """The loads are short (or it is unknown): the delivered flow below the demanded flow.
-
-    A group with A/B blocks has a measured flow demand (``agent.config.groups`` refuses others).
-    """
-    delivered, _ = group.operating_point()
-    return service_short(group.demand.estimate(now, 0.0), delivered)
+    """The system model's verdict on the group's loads (``agent.optimizer.system``: one rule)."""
+    return service_short(group.system.service)

@@ -49,6 +49,7 @@ def plan_reads(
     """Merge points into blocks, per table, in address order."""
     if max_registers < 1 or max_gap < 0:
         raise ValueError("max_registers must be >= 1 and max_gap >= 0")
+    points = tuple(points)  # read once per table: a generator would serve only the first table
     blocks: list[Block] = []
     for table in RegisterTable:
         current: list[Point] = []

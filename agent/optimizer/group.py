@@ -27,9 +27,11 @@ from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import MachineModel
 from agent.optimizer.plans import DriveSpeed, Plan, Recommendation, SetpointPlan, SpeedPlan
 from agent.optimizer.staging import Stager, StageState
-from agent.optimizer.system import SystemModel
+from agent.optimizer.system import WIDE_OPEN, Service, SystemModel, excess_head
 from agent.sensorless import Calibration, FlowEstimate, group_demand
 from kernels import min_speed_for_flow
+
+RESPOND = 0.02  # share of the design head asked for beyond the header's when the critical valve is wide open
 
 
 class GroupRuntime:
@@ -43,8 +45,19 @@ class GroupRuntime:
         self.machines = [MachineModel(d.config) for d in drives]
         self.writers = writers
         self.settings = settings
-        self.system = SystemModel(config.system.static, config.system.k)
+        self.system = SystemModel(config.system.static, config.system.k, config.system.design_flow,
+                                  config.system.design_head)
+        self.shortfall_s = 0.0  # seconds the loads were short (averaged polls), whoever was in control
+        self.short_since = math.nan  # when the present shortfall began (NaN: the loads are not short)
+        self._last_observed = math.nan
+        self._critical = (math.nan, math.nan)  # (valve 0..1, critical DP) as the latest poll shows them
         poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
+        restore = config.service.restore_s
+        # Default: ten cycles, and for parallel pumps time for one more stage change (a shortfall only
+        # a started pump can end is not the operator's to end sooner).
+        staging = config.staging.min_interval + 2.0 * settings.interval if len(drives) > 1 else 0.0
+        cycles = 10.0 * max(settings.interval, poll)
+        self.restore_s = restore if math.isfinite(restore) else max(cycles, staging)
         window = max(2.0 * settings.interval, 20.0 * poll)
         self.demand = DemandTracker(window, trend_window=4.0 * window)
         # The demand until the next cycle's setpoints are in force: one interval and the data's age.
@@ -90,6 +103,8 @@ class GroupRuntime:
             total = group_demand([e for e, _ in running], [share for _, share in running])
             self.demand_u90 = total.rel_u90 if total.available else self.demand_u90
             return total.flow
+        if demand.source is DemandSource.CRITICAL:
+            return self.needed_head()
         if not demand.drive:
             return math.nan  # another device: read in the cycle
         drive = next((d for d in self.drives if d.name == demand.drive), None)
@@ -99,20 +114,62 @@ class GroupRuntime:
     def observe(self, now: float, external: Mapping[str, DriveRuntime]) -> dict[str, tuple[float, float]]:
         """After a poll cycle: sample the demand and the operating point; the (counterfactual, staged) [W]."""
         demand = self.config.demand
+        self._critical = self.critical_point(now, external)
         value = self.demand_point()
         if demand.source is DemandSource.POINT and demand.drive and math.isnan(value):
             carrier = external.get(demand.drive)
             if carrier is not None and carrier.last is not None:
                 value = carrier.last.values.get(demand.quantity, math.nan)
-        if demand.quantity is Quantity.PRESSURE and math.isfinite(value):
+        pressure_point = demand.source is DemandSource.POINT and demand.quantity is Quantity.PRESSURE
+        if pressure_point and math.isfinite(value):
             value = self.machines[0].head_of(value)
         if math.isfinite(value):
             self.demand.add(now, value)
             self.trend.add(now, value)
         delivered, head = self.operating_point()
+        service = Service.UNKNOWN
         if demand.quantity is not Quantity.PRESSURE:
-            self.system.add(delivered, head, value)
-        return self.counterfactual.power(now, delivered, holding=self.holding)
+            service = self.system.add(delivered, head, value, *self._critical)
+        dt = now - self._last_observed if math.isfinite(self._last_observed) else 0.0
+        self._last_observed = now
+        if service is Service.SHORT:
+            self.shortfall_s += dt
+            self.short_since = now if math.isnan(self.short_since) else self.short_since
+        elif service is Service.SATISFIED:
+            self.short_since = math.nan
+        counterfactual = self.counterfactual.power(now, delivered, holding=self.holding)
+        if service is Service.SHORT:  # a saving made by starving a load is no saving: none is booked
+            return {name: (math.nan, math.nan) for name in counterfactual}
+        return counterfactual
+
+    def critical_point(self, now: float, external: Mapping[str, DriveRuntime]) -> tuple[float, float]:
+        """(critical valve opening 0..1, critical differential pressure in m or Pa); NaN where unknown."""
+        name = self.config.service.critical_drive
+        carrier = next((d for d in self.drives if d.name == name), None) or external.get(name)
+        if not name or carrier is None or carrier.last is None or not carrier.is_fresh(now):
+            return math.nan, math.nan
+        values = carrier.last.values
+        critical = values.get(Quantity.CRITICAL_PRESSURE, math.nan)
+        return values.get(Quantity.VALVE_POSITION, math.nan), self.machines[0].head_of(critical)
+
+    def needed_head(self) -> float:
+        """The head the loads need now, from the critical point (m or Pa; NaN if it does not show it).
+
+        A throttling critical valve shows the header's head beyond the curve; a wide-open one
+        only that the loads may need more: ask for a respond step more (trim and respond).
+        """
+        valve, critical = self._critical
+        _, head = self.operating_point()
+        excess = excess_head(valve, critical)
+        if not (math.isfinite(excess) and math.isfinite(head)):
+            return math.nan
+        if valve >= WIDE_OPEN:
+            return head + RESPOND * self.config.system.design_head
+        return head - excess
+
+    def service_lost(self, now: float) -> bool:
+        """The loads have been short longer than the agent is given to restore them."""
+        return math.isfinite(self.short_since) and now - self.short_since > self.restore_s
 
     def operating_point(self) -> tuple[float, float]:
         """(delivered flow, header head) from the latest polls; NaN where unknown."""
@@ -133,7 +190,7 @@ class GroupRuntime:
         """Refit every machine and the system curve."""
         for machine, drive in zip(self.machines, self.drives, strict=True):
             machine.refit(drive.history.snapshot(), self.settings)
-        self.system.refit(self.settings.min_samples, self.settings.min_r_squared)
+        self.system.refit()
 
     def recommend(self, now: float) -> Plan | None:
         """The plan for the demand a little ahead; None in monitor mode or without a usable demand."""
@@ -154,10 +211,15 @@ class GroupRuntime:
             static, k = target_head, 0.0
         else:
             # Margins on both: the flow, and the head the system needs for the demand (where the
-            # operating point is flat, near a high static head, a head error is a large flow error).
+            # operating point is flat, near a high static head, a head error is a large flow error,
+            # measured curve or not); never more than one probe step below the head the loads were
+            # last satisfied at.
             flow = estimate * margin
             static, k = self.system.static, self.system.k
-            target_head = max(static + k * flow * flow, (static + k * estimate * estimate) * margin)
+            operator = self.counterfactual.operator_setpoint
+            fallback = operator if math.isfinite(operator) else self.config.system.design_head
+            target_head = max(self.system.target_head(flow, fallback),
+                              (static + k * estimate * estimate) * margin)
             static = target_head - k * flow * flow  # the curve through (flow, target head) for the kernels
         self.target_flow = flow
         if self.config.control is GroupControl.PRESSURE_SETPOINT:

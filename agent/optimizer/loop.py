@@ -15,7 +15,6 @@ Readers (the metrics, the scenario runner) see ``Optimizer.snapshot()``, never t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
@@ -35,6 +34,7 @@ from agent.modbus.client import BusClient
 from agent.modbus.readplan import decode_blocks, plan_reads
 from agent.optimizer.group import GroupRuntime
 from agent.optimizer.plans import Recommendation
+from agent.optimizer.system import Service
 from agent.units import Clock
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,11 @@ class GroupSnapshot:
     # NaN without a meter (a sensorless estimate derives from power: no regressor for power's M&V).
     measured_flow: float = math.nan
     critical_pressure: float = math.nan  # the demand point when it is a pressure (agent units); else NaN
+    system_static: float = math.nan  # the learned curve in use (m or Pa)
+    system_k: float = math.nan
+    system_confidence: float = 0.0  # 0: the agent stays near what the loads were satisfied at
+    service: str = "unknown"  # agent.optimizer.system.Service
+    service_shortfall_seconds: float = 0.0  # the loads were short (no optimizer savings booked meanwhile)
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,11 @@ def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
             writes=dict(writer.results) if writer is not None else {},
         ))
     pressure = group.demand_point() if group.config.demand.quantity is Quantity.PRESSURE else math.nan
-    return GroupSnapshot(group.name, group.stage.changes, group.system.r_squared, group.system.fitted,
-                         tuple(drives), group.mode, _measured_flow(group), pressure)
+    system = group.system
+    return GroupSnapshot(group.name, group.stage.changes, system.r_squared, system.fitted, tuple(drives),
+                         mode=group.mode, measured_flow=_measured_flow(group), critical_pressure=pressure,
+                         system_static=system.static, system_k=system.k, system_confidence=system.confidence,
+                         service=system.service.value, service_shortfall_seconds=group.shortfall_s)
 
 
 def _measured_flow(group: GroupRuntime) -> float:
@@ -151,6 +159,7 @@ class Optimizer:
                           if g.config.ab_blocks is not None and g.mode is ControlMode.CONTROL}
         self.cycles = 0
         self.cycle_errors = 0
+        self.wake = asyncio.Event()  # a load went short: cycle now, not at the next interval
 
     def on_poll_cycle(self, drives: Sequence[DriveRuntime]) -> None:
         """After a bus's poll cycle: every group with a drive among ``drives`` samples.
@@ -164,6 +173,8 @@ class Optimizer:
         for group in self.groups:
             if names.intersection(group.config.drives):
                 counterfactual.update(group.observe(now, self.all_drives))
+                if group.system.service is Service.SHORT and group.holding:
+                    self.wake.set()
                 blocks = self.ab_blocks.get(group.name)
                 if blocks is not None:
                     blocks.sample(self.wall_clock(), *group_reading(group, now), holding=group.holding)
@@ -243,6 +254,8 @@ class Optimizer:
             healthy, why = group.actuator.healthy(now)
             if not healthy:
                 log.debug("group %s: not writing: %s", group.name, why)
+            if healthy and group.service_lost(now):
+                healthy, why = False, f"the loads have been short for more than {group.restore_s:g} s"
             if not healthy or plan is None:
                 await group.actuator.release(why or "no usable demand")
                 continue
@@ -257,8 +270,11 @@ class Optimizer:
         self.attach_handbacks()
         try:
             while not stop.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.interval)
+                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+                await asyncio.wait(waits, timeout=self.settings.interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                self.wake.clear()
                 if stop.is_set():
                     break
                 try:

@@ -117,6 +117,19 @@ def test_a_fan_pressure_loop_in_pascals(tmp_path):
     assert group.setpoint.slew_per_min == pytest.approx(80.0)  # 10 % of the design pressure per minute
 
 
+def test_a_critical_point_and_a_demand_without_a_flow_meter(tmp_path):
+    path = write(tmp_path, drive("p1", 1), """\
+        - name: chw
+          drives: [p1]
+          demand: {source: critical}
+          system: {design_flow_m3h: 120, design_head_m: 32}
+          service: {critical_drive: p1, restore_s: 30}
+        """)
+    (group,) = load_config(path).groups
+    assert group.demand.source is DemandSource.CRITICAL and group.demand.quantity is Quantity.PRESSURE
+    assert group.service.critical_drive == "p1" and group.service.restore_s == 30.0
+
+
 def test_a_demand_from_another_device_on_a_bus(tmp_path):
     path = write(tmp_path, drive("p1", 1), """\
         - name: g
@@ -136,12 +149,17 @@ def test_a_demand_from_another_device_on_a_bus(tmp_path):
     ({"drives": "[p1, p1]"}, "groups[0].drives: a drive is listed twice"),
     ({"control": "sideways"}, "groups[0].control: must be one of"),
     ({"control": "pressure_setpoint", "setpoint_drive": "p2"}, "groups[0].setpoint_drive: must be one of"),
+    ({"service": "{critical_drive: ghost}"}, "groups[0].service.critical_drive: no drive 'ghost'"),
+    ({"service": "{critical_drive: p3}"}, "groups[0].service.critical_drive: profile 'generic' of drive 'p3' "
+                                          "has no valve_position point"),
+    ({"demand": "{source: critical}"}, "groups[0].demand: source: critical needs service.critical_drive"),
 ])
 def test_group_mistakes_are_located(tmp_path, fields, message):
     group = {"name": "g", "drives": "[p1]", "demand": "{drive: p1}",
              "system": "{static_head_m: 5, design_flow_m3h: 120, design_head_m: 32}", **fields}
     lines = [f"{'- ' if i == 0 else '  '}{key}: {value}" for i, (key, value) in enumerate(group.items())]
-    path = write(tmp_path, drive("p1", 1) + drive("p2", 2), "\n".join(lines) + "\n")
+    path = write(tmp_path, drive("p1", 1) + drive("p2", 2) + drive("p3", 3, "generic", mode="monitor"),
+                 "\n".join(lines) + "\n")
     found = issues(path)
     assert any(message in i for i in found), found
 

@@ -25,6 +25,23 @@ def test_contiguous_points_share_one_block_and_tables_are_separate():
         (RegisterTable.HOLDING, 0, 6),
         (RegisterTable.INPUT, 0, 1),
     ]
+    # Points handed over once, as a generator (the rate classes' planner does): every table still read.
+    assert plan_reads(p for p in points) == blocks
+
+
+def test_a_drive_reads_its_input_register_points_in_every_rate_class_plan():
+    """generic-process maps the critical point in input registers: they were planned out of every read."""
+    from agent.config.model import BusConfig, Transport
+    from agent.config.profile import load_profile
+    from agent.config.yamlsource import Issues
+    from agent.modbus.readplan import plan_classes
+    from tests.support import REPO
+
+    profile = load_profile(REPO / "configs" / "plants" / "profiles" / "generic-process.yaml", Issues())
+    assert profile is not None
+    plan = plan_classes(BusConfig("gw", Transport.TCP, "127.0.0.1", 502, 1.0, 0.2, 0, 5.0), profile)
+    read = {p.quantity for b in plan.fast for p in b.points}
+    assert {Quantity.CRITICAL_PRESSURE, Quantity.VALVE_POSITION, Quantity.POWER} <= read
 
 
 def test_gaps_split_blocks_unless_bridged():

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -237,6 +238,48 @@ def test_a_demand_read_from_another_device_on_the_bus(tmp_path):
                             what="a recommendation")
             group = run.agent.optimizer.groups[0]
             assert len(group.demand.samples) >= 1
+        finally:
+            await run.finish()
+
+    asyncio.run(scenario())
+
+
+def test_no_flow_meter_the_demand_is_the_head_the_critical_point_shows(tmp_path):
+    """Issue 13: a group whose drives read no flow nor demanded flow, only pressures and the critical valve.
+
+    The agent's profile drops flow and process_flow (the simulator still has them); the demand is the
+    head the loads need, the header's less what the throttling critical valve shows beyond the curve.
+    """
+    text = (PLANTS / "profiles" / "generic-process.yaml").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith(("flow:", "process_flow:"))]
+    (tmp_path / "no-flow.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def no_flow_meter(text: str) -> str:
+        text = text.replace(str(PLANTS / "profiles" / "generic-process.yaml"), str(tmp_path / "no-flow.yaml"))
+        start = text.index("    demand: {")
+        end = text.index("\n", start)
+        return text[:start] + "    demand: {source: critical, margin_pct: 1}" + text[end:]
+
+    async def scenario() -> None:
+        run = await start(tmp_path, "booster-static", mode="control", edit=no_flow_meter)
+        try:
+            drive = next(d for d in run.agent.drives if d.name == "booster")
+            await run.until(lambda: run.commands("booster"), timeout=30.0, what="a speed written")
+            header = run.sim.model.headers["riser"]
+            excess, reset = [], []
+            for _ in range(30):  # a third of the day in control, the demand moving
+                await asyncio.sleep(0.01 * DAY_S)
+                need = header.system.static + header.system.k * header.delivered ** 2  # m, the true curve
+                excess.append(header.head - need)
+                reset.append(50.0 - need)  # what the operator's 50 m setpoint would give beyond it
+            assert drive.last is not None
+            assert Quantity.FLOW not in drive.last.values and Quantity.PROCESS_FLOW not in drive.last.values
+            group = run.agent.optimizer.groups[0]
+            assert group.holding
+            assert group.demand.estimate(time.monotonic(), 0.0) == pytest.approx(need, rel=0.05)
+            # Near the curve, well below the operator's setpoint, and the loads served nearly always.
+            assert np.median(excess) <= 1.0 < np.median(reset), (excess, reset)
+            assert header.truth.unmet_s <= 0.05 * run.sim.model.t, header.truth.unmet_s
         finally:
             await run.finish()
 

@@ -7,9 +7,10 @@ claims 53 % more optimizer savings than the plant shows there (its third pump is
 fitted); it is a case of the acceptance below. ``bench/scenario_batch.py`` runs the large batch.
 
 The acceptance of issue 13 (a configured curve 30 % off: unmet demand after settling at most
-0.5 % of the day, at least 90 % of the oracle's savings, claims within 10 %) fails today on
-every case: it is marked ``xfail(strict=True)``, so it turns into a failure the day the agent
-passes it, and the marker must then go.
+0.5 % of the day, at least 90 % of the oracle's savings, claims within 10 %) passes on
+chw-3pump since the agent learns the curve (through the critical point the scenario names);
+generated-2 still fails on its claim and is marked ``xfail(strict=True)``, so it turns into a
+failure the day the agent passes it, and the marker must then go.
 """
 
 from __future__ import annotations
@@ -83,15 +84,15 @@ def test_a_small_batch_of_generated_plants_with_the_right_curve(tmp_path):
 
 ACCEPTANCE_DAY = 60.0
 ACCEPTANCE = [
-    ("chw-3pump", "static=-0.3"),  # today: loads short after settling
-    ("chw-3pump", "resistance=+0.3"),  # today: about two thirds of the oracle's savings
-    ("generated-2", ""),  # the right curve, but the claim is 53 % high
+    ("chw-3pump", "static=-0.3"),  # before the agent learned the curve: loads short after settling
+    ("chw-3pump", "resistance=+0.3"),  # before: about two thirds of the oracle's savings
+    pytest.param("generated-2", "", marks=pytest.mark.xfail(
+        strict=True, reason="issue 13: the right curve, but the claim is 52 % high (its third pump is never "
+                            "fitted); 0.55 s unmet after settling in the run that measured it")),
 ]
 
 
 @pytest.mark.slow  # three minute-long closed loops; the suite's budget: run with -m slow
-@pytest.mark.xfail(strict=True, reason="issue 13: the agent trusts the configured system curve; with a "
-                   "30 % error it starves the loads or leaves savings (the agent side of the issue)")
 @pytest.mark.parametrize("name,error", ACCEPTANCE)
 def test_acceptance_with_the_configured_curve_30_percent_off(tmp_path, name, error):
     scenario: str | Scenario = name
