@@ -272,7 +272,7 @@ class BusClient:
         """Keep the line silent between frames (t3.5, or the slower drives' ``inter_frame_delay``).
 
         Waited on a timerfd (``finetimer``): asyncio's own timers wake on whole milliseconds,
-        which lost about half a millisecond per read at 115200 baud (2-3 % of the line), and
+        which lost about half a millisecond per read at 115200 baud (3-4 % of the line), and
         sleeping that stretch blocking would hold every other bus and the endpoint.
         """
         await finetimer.sleep(self._line_free_at - self.clock())
