@@ -221,6 +221,11 @@ class FlowEstimator:
             r = float(shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))
         return shaft, r
 
+    @property
+    def learns(self) -> bool:
+        """Whether each estimate also learns (the head loss, with DP): then every poll must be estimated."""
+        return self.calibration is Calibration.DP
+
     def estimate(self, electrical: float, speed_reading: float, head: float = math.nan) -> FlowEstimate:
         """Flow from an electrical power [W], a speed reading (ratio) and, with ``dp``, the pump head [m]."""
         b = self.budget

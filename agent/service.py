@@ -101,6 +101,7 @@ class Agent:
         dry_run: bool = False,
         web_config: WebConfigSource | None = None,
     ) -> None:
+        """Long because it wires one site's runtime objects (drives, pollers, ledger, metrics) together."""
         quiet_libraries()
         self.config = config
         self.web_config = web_config
@@ -156,6 +157,7 @@ class Agent:
         same_site = (self.config.site, self.config.max_gap) == (config.site, config.max_gap)
         drives = [_keep_or_carry(previous.get(d.name), d, config, same_site) for d in config.drives]
         self.drives[:] = drives
+        self._by_name: dict[str, DriveRuntime] = {d.name: d for d in drives}  # for ``drive``
         grouped = {name for group in config.groups for name in group.drives}
         for drive in drives:  # booked by the optimizer's per-poll hook, with that poll's counterfactual
             drive.awaits_counterfactual = drive.name in grouped
@@ -199,7 +201,7 @@ class Agent:
 
     def drive(self, name: str) -> DriveRuntime:
         """A drive's runtime by name."""
-        return next(d for d in self.drives if d.name == name)
+        return self._by_name[name]
 
     def _observe_cycle(self, poller: BusPoller, duration: float) -> None:
         self._poll_duration.labels(poller.bus.name).observe(duration)
@@ -234,11 +236,10 @@ class Agent:
             elif drive.up:
                 self._down.discard(drive.name)
         names = {d.name for d in polled}
-        snapshots = ({g.name: g for g in self.optimizer.snapshot().groups} if self.optimizer is not None
-                     else {})
-        for grp, members in self.mv_groups.items():
-            if names.isdisjoint(members):
-                continue
+        sampled = {grp: members for grp, members in self.mv_groups.items() if not names.isdisjoint(members)}
+        snapshots = ({g.name: g for g in self.optimizer.snapshot(only=sampled).groups}
+                     if self.optimizer is not None else {})
+        for grp, members in sampled.items():
             drives = [self.drive(m) for m in members]
             snap = snapshots.get(grp)
             if snap is not None:

@@ -396,3 +396,23 @@ def test_the_fit_from_the_float32_history_matches_the_float64_samples(machine, t
     np.testing.assert_allclose(fit.head, exact.head, rtol=1e-4)
     np.testing.assert_allclose(fit.power, exact.power, rtol=1e-4)
     assert fit.r2_head == pytest.approx(exact.r2_head, abs=1e-6)
+
+
+def test_a_snapshot_of_some_groups_is_theirs_from_the_whole(tmp_path):
+    """The M&V recorder asks after every bus cycle for that bus's groups only."""
+    from agent.drive import DriveRuntime
+    from agent.optimizer.loop import Optimizer
+    from tests.agent.test_groups_config import drive, write
+
+    groups = "".join(f"- name: g{i}\n  drives: [p{i}]\n  demand: {{drive: p{i}, quantity: process_flow}}\n"
+                     "  system: {static_head_m: 9.6, design_flow_m3h: 120, design_head_m: 32}\n"
+                     for i in (1, 2, 3))
+    pumps = "".join(drive(f"p{i}", i, mode="advise") for i in (1, 2, 3))
+    config = load_config(write(tmp_path, pumps, groups))
+    drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+    optimizer = Optimizer(config, drives, {})
+    whole = optimizer.snapshot()
+    some = optimizer.snapshot(only={"g3", "g1"})
+    assert [g.name for g in some.groups] == ["g1", "g3"]  # in the config's order
+    assert some.groups == tuple(g for g in whole.groups if g.name != "g2")
+    assert optimizer.snapshot(only=()).groups == ()
