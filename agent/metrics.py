@@ -32,7 +32,7 @@ from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.counter import CounterEvent
-from agent.energy.verification import Verifier
+from agent.energy.verification import AbFigure, Verifier
 from agent.errors import (
     DriveConnectionError,
     DriveProtocolError,
@@ -274,6 +274,7 @@ class MvCollector(Collector):
                     lower.add_metric([group, f"{level:g}"], figure.savings_j.lower(level))
                     upper.add_metric([group, f"{level:g}"], figure.savings_j.upper(level))
         yield from (saved, lower, upper, cv, nmbe, cover, passed)
+        yield from ab_estimate_families(self.verifier.ab)
 
 
 class LedgerCollector(Collector):
@@ -451,15 +452,27 @@ class OptimizerCollector(Collector):
                         writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
         yield errors
-        yield from ab_block_families(snapshot.ab_blocks)
+        yield from ab_block_counts(snapshot.ab_blocks)
 
 
-def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
+def ab_block_counts(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
+    """The A/B blocks each group's schedule has decided so far (this run's)."""
+    blocks_run = CounterMetricFamily("vfd_ab_blocks", "A/B blocks decided, by what ran (operator: handed "
+                                     "back; overridden: an operator block the agent kept because the loads "
+                                     "were short)", labels=["group", "decision"])
+    for group, ab in blocks.items():
+        blocks_run.add_metric([group, "operator"], float(ab.operator_blocks))
+        blocks_run.add_metric([group, "overridden"], float(ab.overridden_blocks))
+    yield blocks_run
+
+
+def ab_estimate_families(figures: Mapping[str, AbFigure]) -> Iterator[Metric]:
     """The measured A/B saving of each group with A/B blocks: estimate and its 68 % and 90 % intervals.
 
-    Named like the baseline's ``vfd_mv_energy_saved_*``: separate names for the bounds (never a
-    ``bound`` label a sum() would add up), the level as a ``confidence`` label. The estimate's
-    families are left out until the group has enough blocks for one.
+    From the labelled intervals in the ledger (so a restart keeps them). Named like the
+    baseline's ``vfd_mv_energy_saved_*``: separate names for the bounds (never a ``bound`` label
+    a sum() would add up), the level as a ``confidence`` label. The estimate's families are left
+    out until the group has enough blocks for one.
     """
     families: dict[tuple[str, str], GaugeMetricFamily] = {}
     for key, base, what in (
@@ -475,24 +488,19 @@ def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
                                                      labels=["group", "confidence"])
     seconds = GaugeMetricFamily("vfd_ab_strategy_seconds", "A/B blocks: time in the analysed intervals by "
                                 "strategy (agent, operator)", labels=["group", "strategy"])
-    blocks_run = CounterMetricFamily("vfd_ab_blocks", "A/B blocks decided, by what ran (operator: handed "
-                                     "back; overridden: an operator block the agent kept because the loads "
-                                     "were short)", labels=["group", "decision"])
-    for group, ab in blocks.items():
-        blocks_run.add_metric([group, "operator"], float(ab.operator_blocks))
-        blocks_run.add_metric([group, "overridden"], float(ab.overridden_blocks))
-        estimate = ab.estimate
+    for group, figure in sorted(figures.items()):
+        estimate = figure.estimate
         if estimate is None:
             continue
         seconds.add_metric([group, "agent"], estimate.agent_time_s)
         seconds.add_metric([group, "operator"], estimate.operator_time_s)
-        for key, figure in (("power", estimate.saving_rate_w), ("energy", estimate.saving_j)):
-            families[key, ""].add_metric([group], figure.value)
-            for confidence, (lower, upper) in figure.intervals().items():
+        for key, number in (("power", estimate.saving_rate_w), ("energy", estimate.saving_j)):
+            families[key, ""].add_metric([group], number.value)
+            for confidence, (lower, upper) in number.intervals().items():
                 families[key, "lower"].add_metric([group, f"{confidence:g}"], lower)
                 families[key, "upper"].add_metric([group, f"{confidence:g}"], upper)
     yield from families.values()
-    yield from (seconds, blocks_run)
+    yield seconds
 
 
 # Instantaneous health values a profile may map: exported while the drive is up, like power.

@@ -572,9 +572,14 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
 
 
 def ab_section(design: MvTiming, seed: int) -> str:
-    """The group's ``ab_blocks`` line (exact lengths: the interval must divide the block)."""
+    """The group's ``ab_blocks`` line (exact lengths: the M&V interval must divide the block)."""
     return (f"    ab_blocks: {{operator_share_pct: {OPERATOR_SHARE * 100:g}, block_s: {design.block_s!r}, "
-            f"seed: {seed}, interval_s: {design.interval_s!r}}}\n")
+            f"seed: {seed}}}\n")
+
+
+def mv_section(design: MvTiming) -> str:
+    """The ``mv`` line: the agent's interval record on the A/B design's intervals."""
+    return f"mv: {{interval_s: {design.interval_s!r}, baseline_intervals: 12, time_of_week: none}}\n"
 
 
 def run_scenario_mv(name: str | Scenario, duration: float = DEFAULT_DURATION_S, seed: int = 0,
@@ -591,6 +596,7 @@ def run_scenario_mv(name: str | Scenario, duration: float = DEFAULT_DURATION_S, 
 
     def text(sim: SimulatedPlant, state: Path, mode: str, design: MvTiming) -> str:
         config = site_config(scenario, plant, plant.circuits[0], sim.port, timing, state, mode, system_error)
+        config = config.replace("optimizer: {", mv_section(design) + "optimizer: {", 1)
         if mode != "control":
             return config
         return config.replace("    conventional:", ab_section(design, seed) + "    conventional:", 1)

@@ -396,7 +396,7 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     optimizer = parse_optimizer(sec.section("optimizer", required=False))
     mv = _mv(sec.section("mv", required=False))
     groups = parse_groups(list(sec.sections("groups", required=False)), [d for d in drives if d is not None],
-                          buses, config_dir, profiles, issues)
+                          buses, config_dir, profiles, issues, mv.interval)
     if issues.items:
         return None
     return AgentConfig(
@@ -413,7 +413,7 @@ def _mv(sec: Section | None) -> MvConfig:
         return MvConfig()
     sec.check_keys({"interval_s", "baseline_intervals", "time_of_week"})
     default = MvConfig()
-    interval = sec.number("interval_s", default.interval, minimum=1.0, maximum=86400.0)
+    interval = sec.number("interval_s", default.interval, minimum=0.1, maximum=86400.0)  # scenarios scale it
     count = sec.integer("baseline_intervals", default.baseline_intervals, minimum=12, maximum=100000)
     tow = sec.choice("time_of_week", TimeOfWeek, default.time_of_week)
     if not math.isfinite(interval) or count < 12 or tow is None:

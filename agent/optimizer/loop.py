@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from agent.config import AgentConfig, ControlMode
 from agent.config.model import DemandSource
 from agent.config.profile import Quantity
-from agent.control.abblocks import HAND_BACK_REASON, AbBlocks, AbSnapshot, group_reading, group_short
+from agent.control.abblocks import HAND_BACK_REASON, AbBlocks, AbSnapshot, group_short
 from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.energy.ledger import HandbackStore
@@ -169,7 +169,7 @@ class Optimizer:
                 counterfactual.update(group.observe(now, self.all_drives))
                 blocks = self.ab_blocks.get(group.name)
                 if blocks is not None:
-                    blocks.sample(self.wall_clock(), *group_reading(group, now), holding=group.holding)
+                    blocks.sample(self.wall_clock(), holding=group.holding)
         for drive in drives:
             drive.book(*counterfactual.get(drive.name, (math.nan, math.nan)))
 
@@ -281,5 +281,6 @@ class Optimizer:
     def snapshot(self) -> OptimizerSnapshot:
         """What the metrics and the scenario runner read: fits, plans, writes, per group and drive."""
         groups = tuple(_group_snapshot(g) for g in self.groups)
-        ab = {name: blocks.snapshot() for name, blocks in self.ab_blocks.items()}
+        wall = self.wall_clock()
+        ab = {name: blocks.snapshot(wall) for name, blocks in self.ab_blocks.items()}
         return OptimizerSnapshot(self.cycles, self.cycle_errors, groups, ab)
