@@ -134,7 +134,8 @@ def run_synthetic(seed: int, saving_w: float, days: int = 20):
         switches += holding == operator  # a poll of the other strategy: its interval is left out
         power = 3000.0 + 1e5 * flow + 2e6 * flow**2 + (saving_w if not holding else 0.0) + noise[i]
         blocks.sample(wall, holding)
-        recorder.sample("g", wall, wall, GroupSample(power, flow, 1.0, 1.0, math.nan, "control", blocks.label))
+        sample = GroupSample(power, flow, 1.0, 1.0, math.nan, "control", blocks.label)
+        recorder.sample("g", wall, wall, sample)
         before = operator
     return blocks, recorder.take(start + 60.0 * n + 3600.0), switches
 
@@ -150,7 +151,8 @@ def test_the_estimate_recovers_a_known_saving_with_a_90_percent_interval():
         hits += rate.lower(0.9) <= truth <= rate.upper(0.9)
         # Every interval holding a switch is left out, the others keep their strategy and block.
         labelled = [r for r in rows if r.strategy is not None]
-        assert switches > 10 and len(rows) == 20 * 24 and len(labelled) == figure.intervals == 20 * 24 - switches
+        assert switches > 10 and len(rows) == 20 * 24
+        assert len(labelled) == figure.intervals == 20 * 24 - switches
         assert {r.strategy for r in labelled} == {Strategy.AGENT.value, Strategy.OPERATOR.value}
         assert all(r.block == int(r.start // (4 * 3600.0)) for r in labelled)
         assert figure.estimate.agent_time_s + figure.estimate.operator_time_s == len(labelled) * 3600.0
