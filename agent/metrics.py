@@ -44,6 +44,7 @@ from agent.errors import (
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.mv.stats import CONFIDENCE_LEVELS
+from agent.mv.uncertainty import vfd_basis_saving
 from agent.optimizer.loop import Optimizer
 from agent.sensorless import CALIBRATIONS
 from agent.units import Clock
@@ -118,6 +119,15 @@ class AgentCollector(Collector):
             "Energy drawn above the baseline, by basis as vfd_energy_saved_joules; net = saved - penalty",
             labels=["drive", "basis"],
         )
+        measured_lower = GaugeMetricFamily(
+            "vfd_energy_saved_measured_lower_joules", "Lower end of the net saving on the vfd_measured basis "
+            "(saved - penalty) at the confidence given, from the declared accuracies of the baseline's "
+            "measurement (baseline accuracy_pct) and of the drive's power reading (profile "
+            "power_accuracy_pct)",
+            labels=["drive", "confidence"])
+        measured_upper = GaugeMetricFamily(
+            "vfd_energy_saved_measured_upper_joules", "Upper end of the net saving on the vfd_measured basis "
+            "at the confidence given", labels=["drive", "confidence"])
         co2 = CounterMetricFamily("vfd_co2_avoided_grams", "CO2 avoided by the energy saved on the basis "
                                   "named (vfd_measured only: a stipulated saving earns none)",
                                   labels=["drive", "basis"])
@@ -183,6 +193,13 @@ class AgentCollector(Collector):
             ):
                 saved.add_metric([drive.name, basis.value], saved_j)
                 penalty.add_metric([drive.name, basis.value], penalty_j)
+            if drive.account.measured:  # the claimed basis: its bounds from the declared accuracies
+                net = vfd_basis_saving(totals.saved_vfd_j - totals.penalty_vfd_j, totals.baseline_energy_j,
+                                       drive.config.baseline.accuracy, totals.energy_j,
+                                       drive.config.profile.power_accuracy)
+                for level in CONFIDENCE_LEVELS:
+                    measured_lower.add_metric([drive.name, f"{level:g}"], net.lower(level))
+                    measured_upper.add_metric([drive.name, f"{level:g}"], net.upper(level))
             co2.add_metric([drive.name, SavingsBasis.VFD_MEASURED.value], totals.co2_avoided_g)
             cost.add_metric([drive.name, self.currency, SavingsBasis.VFD_MEASURED.value], totals.cost_saved)
             covered.add_metric(name, totals.covered_s)
@@ -190,7 +207,8 @@ class AgentCollector(Collector):
             source.add_metric([drive.name, "power"], totals.power_s)
             gaps.add_metric(name, float(totals.gaps))
         yield from (up, fresh, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty,
-                    co2, cost, covered, gaps, errors, last, source, counter_events, regenerated)
+                    measured_lower, measured_upper, co2, cost, covered, gaps, errors, last, source,
+                    counter_events, regenerated)
 
 
 class SavingsBasis(Enum):

@@ -271,6 +271,10 @@ class BaselineConfig:
     table_y_pct: tuple[float, ...]
     # How ``constant_power`` was measured (meter, date); empty: it is stipulated (nameplate, estimate).
     measured_by: str = ""
+    # Declared accuracy (± share of reading) of what backs a measured baseline: the comparison power's
+    # meter, or the drive's flow meter a flow table is read at. 2 % is a class-1 meter on class-1 CTs,
+    # or a clamp-on ultrasonic flow meter; a magnetic flow meter does better (declare it).
+    accuracy: float = 0.02
 
 
 @dataclass(frozen=True)

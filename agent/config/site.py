@@ -216,7 +216,7 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     """
     if sec is None:
         return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan, (), ())
-    sec.check_keys({"method", "power_kw", "table", "measured_by"})
+    sec.check_keys({"method", "power_kw", "table", "measured_by", "accuracy_pct"})
     method = sec.choice("method", BaselineMethod)
     if method is BaselineMethod.THROTTLE and kind is LoadKind.FAN:
         sec.error("method", "throttle is for pumps; a fan's baseline is damper or inlet_vane")
@@ -246,7 +246,9 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     elif sec.has("table"):
         sec.error("table", f"only {', '.join(m.value for m in TABLE_BASELINES)} baselines take a table")
     xs_pct, ys_pct = (tuple(x) for x in zip(*table, strict=True)) if table else ((), ())
-    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct, measured_by)
+    accuracy = sec.number("accuracy_pct", 100.0 * BaselineConfig.accuracy, minimum=0.0, maximum=50.0) / 100.0
+    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct, measured_by,
+                          accuracy if math.isfinite(accuracy) else BaselineConfig.accuracy)
 
 
 def _control(sec: Section | None) -> ControlConfig:
