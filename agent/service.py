@@ -48,6 +48,7 @@ from prometheus_client.registry import Collector
 from agent.config import AgentConfig, DriveConfig, load_config
 from agent.config.profile import Quantity
 from agent.control.abblocks import AbSnapshot
+from agent.control.baseline_test import backed_by_baseline_tests
 from agent.drive import DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.ledger import LEDGER_FILE, EventKind, HandbackStore
@@ -153,6 +154,7 @@ class Agent:
 
     def _build(self, config: AgentConfig, previous: dict[str, DriveRuntime]) -> None:
         """Drives, pollers and optimizer of ``config``, reusing or carrying over ``previous`` drives."""
+        config = backed_by_baseline_tests(config)  # measured_by: baseline_test -> the ledger's newest test
         same_site = (self.config.site, self.config.max_gap) == (config.site, config.max_gap)
         drives = [_keep_or_carry(previous.get(d.name), d, config, same_site) for d in config.drives]
         self.drives[:] = drives

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.config.groups import parse_groups, parse_optimizer
 from agent.config.model import (
+    BASELINE_TEST_REF,
     TABLE_BASELINES,
     AgentConfig,
     BaselineConfig,
@@ -229,8 +230,12 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     measured_by = sec.string("measured_by", None)
     if measured_by and method is not BaselineMethod.CONSTANT:
         sec.error("measured_by", "only a constant baseline's power_kw can be a measured comparison power")
-    elif measured_by and not sec.has("power_kw"):
-        sec.error("measured_by", "a measured comparison power needs its power_kw")
+    elif measured_by == BASELINE_TEST_REF and sec.has("power_kw"):
+        sec.error("power_kw", "measured_by: baseline_test takes the power from the ledger's newest baseline "
+                              "test of the drive; give one or the other")
+    elif measured_by and measured_by != BASELINE_TEST_REF and not sec.has("power_kw"):
+        sec.error("measured_by", "a measured comparison power needs its power_kw (or measured_by: "
+                                 "baseline_test)")
     if method in TABLE_BASELINES and sec.has("table"):
         axis = "speed" if method is BaselineMethod.CHARACTERISTIC else "flow"
         pairs = sec.number_pairs("table")
