@@ -37,7 +37,6 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
-from agent.config.profile import Quantity
 from agent.control.abblocks import AbSnapshot
 from agent.energy.ledger import LEDGER_FILE, MvInterval, open_readonly, read_intervals
 from agent.energy.verification import AB_SPEC, ab_figure, to_intervals, usable
@@ -85,13 +84,11 @@ def reseeded(plant: PlantSpec, seed: int) -> PlantSpec:
 
 @dataclass
 class Trace:
-    """What the scenario records every poll: wall time, the plant's time and truth, the agent's readings."""
+    """What the scenario records every poll: wall time, the plant's time and its true energy."""
 
     wall: list[float] = dataclasses.field(default_factory=list)
     sim_t: list[float] = dataclasses.field(default_factory=list)
     energy_j: list[float] = dataclasses.field(default_factory=list)  # true energy of the circuit's drives
-    power_w: list[float] = dataclasses.field(default_factory=list)  # the agent's polled power (NaN: stale)
-    flow: list[float] = dataclasses.field(default_factory=list)  # the agent's polled demand
 
 
 def stored_intervals(state_dir: Path, group: str) -> list[MvInterval]:
@@ -123,23 +120,13 @@ async def _phase(sim: SimulatedPlant, text: str, state_dir: Path, circuit: Circu
     agent = Agent(load_config(path), registry=CollectorRegistry(), time_synchronized=lambda: None)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop, serve_metrics=False))
-    demand_drive = circuit.drives[0]
-    by_name = {d.name: d for d in agent.drives}
     try:
         while sim.now() < until_sim_t and not task.done():
             await asyncio.sleep(poll)
             sim.update()
-            now = time.monotonic()
-            readings = [by_name[n] for n in circuit.drives]
-            fresh = all(d.is_fresh(now) and d.last is not None for d in readings)
-            demand = by_name[demand_drive].last
             trace.wall.append(time.time())
             trace.sim_t.append(sim.model.t)
             trace.energy_j.append(sum(sim.model.drives[n].snapshot.energy for n in circuit.drives))
-            power = sum(d.last.power for d in readings if d.last is not None)
-            trace.power_w.append(power if fresh else math.nan)
-            trace.flow.append(demand.values.get(Quantity.PROCESS_FLOW, math.nan)
-                              if fresh and demand is not None else math.nan)
     finally:
         stop.set()
         await task
