@@ -11,7 +11,12 @@ the fit's residuals and the power reading's declared accuracy (the profile's ``p
 
 The record is written in the ledger's flush transaction (the intervals) and the fit and the
 savings are computed on the flush's worker thread, after the flush, from the ledger's rows: a
-restarted agent finds its baseline period, its model and its savings where it left them.
+restarted agent finds its baseline period, its model and its savings where it left them. A group
+with A/B blocks labels each interval one strategy ran through (``GroupSample.ab``); the A/B
+estimate is made from those stored rows after the flush too (``ab_figure``).
+
+Long because the interval record, the option B fit and the A/B estimate are one pass over the
+same ledger rows on the flush's worker thread; split, each would read the rows again.
 """
 
 from __future__ import annotations
