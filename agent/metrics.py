@@ -32,7 +32,7 @@ from agent.control.writer import WriteResult
 from agent.drive import COUNTER_RESET, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.counter import CounterEvent
-from agent.energy.verification import Verifier
+from agent.energy.verification import AbFigure, Verifier
 from agent.errors import (
     DriveConnectionError,
     DriveProtocolError,
@@ -44,6 +44,7 @@ from agent.errors import (
 )
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.mv.stats import CONFIDENCE_LEVELS
+from agent.mv.uncertainty import vfd_basis_saving
 from agent.optimizer.loop import Optimizer
 from agent.sensorless import CALIBRATIONS
 from agent.units import Clock
@@ -118,6 +119,15 @@ class AgentCollector(Collector):
             "Energy drawn above the baseline, by basis as vfd_energy_saved_joules; net = saved - penalty",
             labels=["drive", "basis"],
         )
+        measured_lower = GaugeMetricFamily(
+            "vfd_energy_saved_measured_lower_joules", "Lower end of the net saving on the vfd_measured basis "
+            "(saved - penalty) at the confidence given, from the declared accuracies of the baseline's "
+            "measurement (baseline accuracy_pct) and of the drive's power reading (profile "
+            "power_accuracy_pct)",
+            labels=["drive", "confidence"])
+        measured_upper = GaugeMetricFamily(
+            "vfd_energy_saved_measured_upper_joules", "Upper end of the net saving on the vfd_measured basis "
+            "at the confidence given", labels=["drive", "confidence"])
         co2 = CounterMetricFamily("vfd_co2_avoided_grams", "CO2 avoided by the energy saved on the basis "
                                   "named (vfd_measured only: a stipulated saving earns none)",
                                   labels=["drive", "basis"])
@@ -183,6 +193,13 @@ class AgentCollector(Collector):
             ):
                 saved.add_metric([drive.name, basis.value], saved_j)
                 penalty.add_metric([drive.name, basis.value], penalty_j)
+            if drive.account.measured:  # the claimed basis: its bounds from the declared accuracies
+                net = vfd_basis_saving(totals.saved_vfd_j - totals.penalty_vfd_j, totals.baseline_energy_j,
+                                       drive.config.baseline.accuracy, totals.energy_j,
+                                       drive.config.profile.power_accuracy)
+                for level in CONFIDENCE_LEVELS:
+                    measured_lower.add_metric([drive.name, f"{level:g}"], net.lower(level))
+                    measured_upper.add_metric([drive.name, f"{level:g}"], net.upper(level))
             co2.add_metric([drive.name, SavingsBasis.VFD_MEASURED.value], totals.co2_avoided_g)
             cost.add_metric([drive.name, self.currency, SavingsBasis.VFD_MEASURED.value], totals.cost_saved)
             covered.add_metric(name, totals.covered_s)
@@ -190,7 +207,8 @@ class AgentCollector(Collector):
             source.add_metric([drive.name, "power"], totals.power_s)
             gaps.add_metric(name, float(totals.gaps))
         yield from (up, fresh, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty,
-                    co2, cost, covered, gaps, errors, last, source, counter_events, regenerated)
+                    measured_lower, measured_upper, co2, cost, covered, gaps, errors, last, source,
+                    counter_events, regenerated)
 
 
 class SavingsBasis(Enum):
@@ -274,6 +292,7 @@ class MvCollector(Collector):
                     lower.add_metric([group, f"{level:g}"], figure.savings_j.lower(level))
                     upper.add_metric([group, f"{level:g}"], figure.savings_j.upper(level))
         yield from (saved, lower, upper, cv, nmbe, cover, passed)
+        yield from ab_estimate_families(self.verifier.ab)
 
 
 class LedgerCollector(Collector):
@@ -455,15 +474,27 @@ class OptimizerCollector(Collector):
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
         yield shortfall
         yield errors
-        yield from ab_block_families(snapshot.ab_blocks)
+        yield from ab_block_counts(snapshot.ab_blocks)
 
 
-def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
+def ab_block_counts(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
+    """The A/B blocks each group's schedule has decided so far (this run's)."""
+    blocks_run = CounterMetricFamily("vfd_ab_blocks", "A/B blocks decided, by what ran (operator: handed "
+                                     "back; overridden: an operator block the agent kept because the loads "
+                                     "were short)", labels=["group", "decision"])
+    for group, ab in blocks.items():
+        blocks_run.add_metric([group, "operator"], float(ab.operator_blocks))
+        blocks_run.add_metric([group, "overridden"], float(ab.overridden_blocks))
+    yield blocks_run
+
+
+def ab_estimate_families(figures: Mapping[str, AbFigure]) -> Iterator[Metric]:
     """The measured A/B saving of each group with A/B blocks: estimate and its 68 % and 90 % intervals.
 
-    Named like the baseline's ``vfd_mv_energy_saved_*``: separate names for the bounds (never a
-    ``bound`` label a sum() would add up), the level as a ``confidence`` label. The estimate's
-    families are left out until the group has enough blocks for one.
+    From the labelled intervals in the ledger (so a restart keeps them). Named like the
+    baseline's ``vfd_mv_energy_saved_*``: separate names for the bounds (never a ``bound`` label
+    a sum() would add up), the level as a ``confidence`` label. The estimate's families are left
+    out until the group has enough blocks for one.
     """
     families: dict[tuple[str, str], GaugeMetricFamily] = {}
     for key, base, what in (
@@ -479,24 +510,19 @@ def ab_block_families(blocks: Mapping[str, AbSnapshot]) -> Iterator[Metric]:
                                                      labels=["group", "confidence"])
     seconds = GaugeMetricFamily("vfd_ab_strategy_seconds", "A/B blocks: time in the analysed intervals by "
                                 "strategy (agent, operator)", labels=["group", "strategy"])
-    blocks_run = CounterMetricFamily("vfd_ab_blocks", "A/B blocks decided, by what ran (operator: handed "
-                                     "back; overridden: an operator block the agent kept because the loads "
-                                     "were short)", labels=["group", "decision"])
-    for group, ab in blocks.items():
-        blocks_run.add_metric([group, "operator"], float(ab.operator_blocks))
-        blocks_run.add_metric([group, "overridden"], float(ab.overridden_blocks))
-        estimate = ab.estimate
+    for group, figure in sorted(figures.items()):
+        estimate = figure.estimate
         if estimate is None:
             continue
         seconds.add_metric([group, "agent"], estimate.agent_time_s)
         seconds.add_metric([group, "operator"], estimate.operator_time_s)
-        for key, figure in (("power", estimate.saving_rate_w), ("energy", estimate.saving_j)):
-            families[key, ""].add_metric([group], figure.value)
-            for confidence, (lower, upper) in figure.intervals().items():
+        for key, number in (("power", estimate.saving_rate_w), ("energy", estimate.saving_j)):
+            families[key, ""].add_metric([group], number.value)
+            for confidence, (lower, upper) in number.intervals().items():
                 families[key, "lower"].add_metric([group, f"{confidence:g}"], lower)
                 families[key, "upper"].add_metric([group, f"{confidence:g}"], upper)
     yield from families.values()
-    yield from (seconds, blocks_run)
+    yield seconds
 
 
 # Instantaneous health values a profile may map: exported while the drive is up, like power.

@@ -47,6 +47,8 @@ from prometheus_client.registry import Collector
 
 from agent.config import AgentConfig, DriveConfig, load_config
 from agent.config.profile import Quantity
+from agent.control.abblocks import AbSnapshot
+from agent.control.baseline_test import backed_by_baseline_tests
 from agent.drive import DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.ledger import LEDGER_FILE, EventKind, HandbackStore
@@ -154,6 +156,7 @@ class Agent:
 
     def _build(self, config: AgentConfig, previous: dict[str, DriveRuntime]) -> None:
         """Drives, pollers and optimizer of ``config``, reusing or carrying over ``previous`` drives."""
+        config = backed_by_baseline_tests(config)  # measured_by: baseline_test -> the ledger's newest test
         same_site = (self.config.site, self.config.max_gap) == (config.site, config.max_gap)
         drives = [_keep_or_carry(previous.get(d.name), d, config, same_site) for d in config.drives]
         self.drives[:] = drives
@@ -237,21 +240,34 @@ class Agent:
                 self._down.discard(drive.name)
         names = {d.name for d in polled}
         sampled = {grp: members for grp, members in self.mv_groups.items() if not names.isdisjoint(members)}
-        snapshots = ({g.name: g for g in self.optimizer.snapshot(only=sampled).groups}
-                     if self.optimizer is not None else {})
+        optimized = self.optimizer.snapshot(only=sampled) if self.optimizer is not None else None
+        snapshots = {g.name: g for g in optimized.groups} if optimized is not None else {}
+        blocks = optimized.ab_blocks if optimized is not None else {}
         for grp, members in sampled.items():
             drives = [self.drive(m) for m in members]
             snap = snapshots.get(grp)
+            ab = blocks.get(grp)
             if snap is not None:
-                self._note_handback(snap)
-            self.verifier.recorder.sample(grp, now, wall, group_sample(drives, snap, now))
+                self._note_handback(snap, ab)
+            sample = group_sample(drives, snap, now)
+            if sample is not None and ab is not None:
+                sample = dataclasses.replace(sample, ab=ab.label)
+            self.verifier.recorder.sample(grp, now, wall, sample)
 
-    def _note_handback(self, snap: GroupSnapshot) -> None:
-        """An event when a group the agent held is back on the operator's values."""
+    def _note_handback(self, snap: GroupSnapshot, ab: AbSnapshot | None) -> None:
+        """An event when a group the agent held is back on the operator's values.
+
+        A planned A/B block's hand-back is part of the measurement (a routine event of its own
+        kind); any other hand-back (a fault, stale data, a stop) is non-routine.
+        """
         holding = any(d.holding for d in snap.drives)
         if snap.name in self._holding and not holding:
-            self.verifier.event(self.wall.raw(), EventKind.HAND_BACK, snap.name,
-                                "the operator's values in force again")
+            if ab is not None and ab.operator_block:
+                self.verifier.event(self.wall.raw(), EventKind.AB_BLOCK, snap.name,
+                                    "planned A/B block: the operator's strategy runs")
+            else:
+                self.verifier.event(self.wall.raw(), EventKind.HAND_BACK, snap.name,
+                                    "the operator's values in force again")
         if holding:
             self._holding.add(snap.name)
         else:
@@ -364,9 +380,9 @@ class Agent:
         generation.stop_optimizer.set()
         if generation.optimizer is not None:
             await self._finish_optimizer(generation.optimizer)
-        if self.optimizer is not None:  # the hand-back of a stop or a reload is an event too
+        if self.optimizer is not None:  # the hand-back of a stop or a reload is an event too (non-routine)
             for snap in self.optimizer.snapshot().groups:
-                self._note_handback(snap)
+                self._note_handback(snap, None)
         generation.stop_pollers.set()
         for task in generation.pollers:
             task.cancel()

@@ -3,12 +3,13 @@
 On one simulated plant, one day of demand after another (the plant's noise reseeded by ``--seed``):
 
 1. baseline period (one day): the plant under its conventional strategy with the agent in
-   monitor mode; the agent's own polled power and demand, averaged per interval, are fitted
-   by ``agent.mv.baseline`` (power on a quadratic in flow) and judged by Guideline 14
-   (CV(RMSE), NMBE, coverage);
+   monitor mode; the agent's own interval record (``agent.energy.verification``, read from its
+   ledger) is fitted by ``agent.mv.baseline`` (power on a quadratic in flow) and judged by
+   Guideline 14 (CV(RMSE), NMBE, coverage);
 2. reporting period (one day): the agent in control mode with randomized A/B blocks
-   (``agent.control.abblocks``): a share of the blocks handed back to the operator's strategy,
-   the saving estimated from the regression with a strategy indicator, with its 90 % interval.
+   (``agent.control.abblocks``): a share of the blocks handed back to the operator's strategy;
+   the labelled intervals the agent stored in its ledger give the saving from the regression
+   with a strategy indicator (``agent.energy.verification.ab_figure``), with its 90 % interval.
 
 The truth is the simulator's: for every interval the estimate counts as the agent's, the
 noise-free energy of the conventional strategy (a fresh plant nobody writes to, on the same
@@ -36,10 +37,11 @@ import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
-from agent.config.profile import Quantity
-from agent.control.abblocks import SPEC, AbSnapshot
+from agent.control.abblocks import AbSnapshot
+from agent.energy.ledger import LEDGER_FILE, MvInterval, open_readonly, read_intervals
+from agent.energy.verification import AB_SPEC, ab_figure, to_intervals, usable
 from agent.mv.abtest import Strategy
-from agent.mv.baseline import BaselineModel, Intervals, avoided_energy, fit_baseline
+from agent.mv.baseline import BaselineModel, avoided_energy, fit_baseline
 from agent.mv.estimate import Estimate
 from agent.mv.stats import MvError
 from hil.model import PlantModel
@@ -82,30 +84,20 @@ def reseeded(plant: PlantSpec, seed: int) -> PlantSpec:
 
 @dataclass
 class Trace:
-    """What the scenario records every poll: wall time, the plant's time and truth, the agent's readings."""
+    """What the scenario records every poll: wall time, the plant's time and its true energy."""
 
     wall: list[float] = dataclasses.field(default_factory=list)
     sim_t: list[float] = dataclasses.field(default_factory=list)
     energy_j: list[float] = dataclasses.field(default_factory=list)  # true energy of the circuit's drives
-    power_w: list[float] = dataclasses.field(default_factory=list)  # the agent's polled power (NaN: stale)
-    flow: list[float] = dataclasses.field(default_factory=list)  # the agent's polled demand
 
 
-def bin_intervals(wall: FloatArray, power: FloatArray, flow: FloatArray, interval_s: float,
-                  start_s: float, end_s: float) -> Intervals:
-    """Per-interval means of the samples in [start, end) on the wall grid of ``interval_s``; no partials."""
-    ok = np.isfinite(power) & np.isfinite(flow) & (wall >= start_s) & (wall < end_s)
-    index = np.floor(wall[ok] / interval_s).astype(np.int64)
-    first, last = math.ceil(start_s / interval_s), math.floor(end_s / interval_s) - 1
-    keep = (index >= first) & (index <= last)
-    index, p, f = index[keep], power[ok][keep], flow[ok][keep]
-    slots, inverse, counts = np.unique(index, return_inverse=True, return_counts=True)
-    mean_p = np.bincount(inverse, p) / counts
-    mean_f = np.bincount(inverse, f) / counts
-    enough = counts >= 2
-    t = slots[enough] * interval_s
-    return Intervals(t.astype(np.float64), mean_p[enough], np.zeros(int(enough.sum()), dtype=np.int64),
-                     flow_m3s=mean_f[enough])
+def stored_intervals(state_dir: Path, group: str) -> list[MvInterval]:
+    """The group's intervals as the agent recorded them in the ledger of ``state_dir``."""
+    db = open_readonly(state_dir / LEDGER_FILE)
+    try:
+        return read_intervals(db, group)
+    finally:
+        db.close()
 
 
 def conventional_energy(plant: PlantSpec, circuit: CircuitSpec, times: FloatArray) -> FloatArray:
@@ -128,23 +120,13 @@ async def _phase(sim: SimulatedPlant, text: str, state_dir: Path, circuit: Circu
     agent = Agent(load_config(path), registry=CollectorRegistry(), time_synchronized=lambda: None)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop, serve_metrics=False))
-    demand_drive = circuit.drives[0]
-    by_name = {d.name: d for d in agent.drives}
     try:
         while sim.now() < until_sim_t and not task.done():
             await asyncio.sleep(poll)
             sim.update()
-            now = time.monotonic()
-            readings = [by_name[n] for n in circuit.drives]
-            fresh = all(d.is_fresh(now) and d.last is not None for d in readings)
-            demand = by_name[demand_drive].last
             trace.wall.append(time.time())
             trace.sim_t.append(sim.model.t)
             trace.energy_j.append(sum(sim.model.drives[n].snapshot.energy for n in circuit.drives))
-            power = sum(d.last.power for d in readings if d.last is not None)
-            trace.power_w.append(power if fresh else math.nan)
-            trace.flow.append(demand.values.get(Quantity.PROCESS_FLOW, math.nan)
-                              if fresh and demand is not None else math.nan)
     finally:
         stop.set()
         await task
@@ -204,43 +186,44 @@ async def _run(plant: PlantSpec, circuit: CircuitSpec, timing: Timing, design: M
                                       2.0 * timing.day, timing.poll, trace)
     finally:
         await sim.stop()
-    wall, sim_t = np.array(trace.wall), np.array(trace.sim_t)
-    power, flow, energy = np.array(trace.power_w), np.array(trace.flow), np.array(trace.energy_j)
+    wall, sim_t, energy = np.array(trace.wall), np.array(trace.sim_t), np.array(trace.energy_j)
     result: dict[str, Any] = {"seed": seed, "block_s": round(design.block_s, 4),
                               "interval_s": round(design.interval_s, 4), "operator_share": OPERATOR_SHARE}
     period = (math.ceil((base_start + timing.settle) / design.interval_s) * design.interval_s,
               math.floor(base_end / design.interval_s) * design.interval_s)
-    baseline_data = bin_intervals(wall, power, flow, design.interval_s, *period)
-    if len(baseline_data) < 10:
-        raise MvError(f"the baseline day gave {len(baseline_data)} intervals of {design.interval_s:g} s "
+    recorded = usable(stored_intervals(base_dir, circuit.name))
+    base_rows = [r for r in recorded if period[0] <= r.start < period[1]]
+    if len(base_rows) < 10:
+        raise MvError(f"the baseline day gave {len(base_rows)} recorded intervals of {design.interval_s:g} s "
                       "(the agent never read the plant?)")
-    model = fit_baseline(baseline_data, SPEC, design.interval_s, *period)
+    model = fit_baseline(to_intervals(base_rows), AB_SPEC, design.interval_s, *period)
     result["baseline"] = _baseline_dict(model)
-    if ab is None or ab.estimate is None:
-        result["error"] = ab.why_no_estimate if ab is not None else "no A/B blocks in the agent's snapshot"
+    ab_rows = stored_intervals(ab_dir, circuit.name)
+    figure = ab_figure(ab_rows)
+    if figure is None or figure.estimate is None:
+        result["error"] = figure.why_not if figure is not None else "no labelled interval in the ledger"
         return result
-    estimate = ab.estimate
+    estimate = figure.estimate
+    labelled = [r for r in usable(ab_rows) if r.strategy is not None and r.block is not None]
     # The truth of each analysed interval, on the plant's clock (wall and plant time move together).
     order = np.argsort(sim_t)
     conv_grid = np.arange(0.0, float(sim_t.max()) + plant.step, plant.step)
     conv = conventional_energy(plant, circuit, conv_grid)
 
-    def truth(start_wall: float, strategy: Strategy) -> float:
+    def truth(start_wall: float, strategy: str) -> float:
         a, b = start_wall, start_wall + design.interval_s
         sa, sb = np.interp([a, b], wall[order], sim_t[order])
         run = float(np.diff(np.interp([sa, sb], sim_t[order], energy[order]))[0])
         conventional = float(np.diff(np.interp([sa, sb], conv_grid, conv))[0])
-        return conventional - run if strategy is Strategy.AGENT else run - conventional
+        return conventional - run if strategy == Strategy.AGENT.value else run - conventional
 
-    agent_truth = sum(truth(i.start_s, i.strategy) for i in ab.intervals if i.strategy is Strategy.AGENT)
-    operator_extra = sum(truth(i.start_s, i.strategy) for i in ab.intervals
-                         if i.strategy is Strategy.OPERATOR)
+    agent_rows = [r for r in labelled if r.strategy == Strategy.AGENT.value]
+    agent_truth = sum(truth(r.start, Strategy.AGENT.value) for r in agent_rows)
+    operator_extra = sum(truth(r.start, Strategy.OPERATOR.value) for r in labelled
+                         if r.strategy == Strategy.OPERATOR.value)
     saving = estimate.saving_j
-    agent_rows = Intervals(
-        np.array([i.start_s for i in ab.intervals if i.strategy is Strategy.AGENT]),
-        np.array([i.power_w for i in ab.intervals if i.strategy is Strategy.AGENT]),
-        np.zeros(sum(i.strategy is Strategy.AGENT for i in ab.intervals), dtype=np.int64),
-        flow_m3s=np.array([i.flow for i in ab.intervals if i.strategy is Strategy.AGENT]))
+    operator_blocks = ab.operator_blocks if ab is not None else 0
+    overridden_blocks = ab.overridden_blocks if ab is not None else 0
     result.update({
         "ab_estimate_joules": _estimate_dict(saving),
         "ab_saving_rate_watts": _estimate_dict(estimate.saving_rate_w),
@@ -248,15 +231,16 @@ async def _run(plant: PlantSpec, circuit: CircuitSpec, timing: Timing, design: M
         "truth_inside_90": saving.lower(CONFIDENCE) <= agent_truth <= saving.upper(CONFIDENCE),
         "agent_time_s": round(estimate.agent_time_s, 3),
         "operator_time_s": round(estimate.operator_time_s, 3),
-        "blocks": estimate.clusters, "operator_blocks": ab.operator_blocks,
-        "overridden_blocks": ab.overridden_blocks, "intervals": len(ab.intervals),
+        "blocks": estimate.clusters, "operator_blocks": operator_blocks,
+        "overridden_blocks": overridden_blocks, "intervals": len(labelled),
         # What a hand-back restores: the operator's intervals less the conventional plant (0 if exactly).
         "operator_minus_conventional_joules": round(operator_extra, 1),
         "reporting_end_wall_s": round(report_end, 3),
     })
     try:  # the Option B cross-check: the baseline model's prediction for the agent's intervals
-        avoided = avoided_energy(model, agent_rows, float(agent_rows.t_s[0]),
-                                 float(agent_rows.t_s[-1]) + design.interval_s)
+        agent_data = to_intervals(agent_rows)
+        avoided = avoided_energy(model, agent_data, float(agent_data.t_s[0]),
+                                 float(agent_data.t_s[-1]) + design.interval_s)
         result["baseline_model_saving_joules"] = _estimate_dict(avoided.savings_j)
     except MvError as exc:  # a cross-check that cannot be made is said, not fatal
         result["baseline_model_saving_joules"] = str(exc)

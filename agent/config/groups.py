@@ -32,6 +32,7 @@ from agent.config.model import (
     GroupConfig,
     GroupControl,
     LoadKind,
+    MvConfig,
     OptimizerConfig,
     ServiceConfig,
     SetpointConfig,
@@ -204,8 +205,11 @@ def _conventional(sec: Section | None, fan: bool) -> ConventionalConfig:
 
 
 def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig],
-               demand: DemandConfig | None) -> AbBlocksConfig | None:
+               demand: DemandConfig | None, interval: float) -> AbBlocksConfig | None:
     """The ``ab_blocks`` section: None without one (the agent keeps control all the time).
+
+    Its intervals are the M&V record's (``mv.interval_s``, ``interval``): one record of each
+    interval, labelled with the strategy that ran through it, so a block holds whole ones.
 
     The saving is regressed on a measured flow: a sensorless flow (estimated from power) or a
     pressure (what the agent's strategy changes) would absorb the very difference measured.
@@ -218,11 +222,10 @@ def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig],
             else "a pressure, which the agent's strategy changes"
         sec.error(None, f"A/B blocks regress power on a measured flow; this group's demand is {what}")
         return None
-    sec.check_keys({"operator_share_pct", "block_s", "seed", "interval_s", "round_blocks"})
+    sec.check_keys({"operator_share_pct", "block_s", "seed", "round_blocks"})
     share = sec.number("operator_share_pct", minimum=0.0, exclusive_minimum=True, maximum=100.0) / 100.0
     block = sec.number("block_s", minimum=0.0, exclusive_minimum=True)
     seed = sec.integer("seed", minimum=0, maximum=2**31 - 1)
-    interval = sec.number("interval_s", 3600.0, minimum=0.0, exclusive_minimum=True)
     rounds = sec.integer("round_blocks", 8, minimum=2, maximum=64)
     for config in configs:
         if config.control.mode is not ControlMode.CONTROL:
@@ -232,8 +235,8 @@ def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig],
     if not all(map(math.isfinite, (share, block, interval))) or seed < 0 or rounds < 0:
         return None
     per_block = block / interval
-    if not sec.validate("interval_s", per_block >= 2.0 and abs(per_block - round(per_block)) < 1e-9,
-                        f"must divide block_s ({block:g}) into two or more whole intervals"):
+    if not sec.validate("block_s", per_block >= 2.0 and abs(per_block - round(per_block)) < 1e-9,
+                        f"must hold two or more whole M&V intervals (mv.interval_s {interval:g})"):
         return None
     try:
         BlockPlan(seed, block, share, 0.0, rounds)
@@ -269,8 +272,8 @@ _GROUP_KEYS = {
 }
 
 
-def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config_dir: Path,
-           profiles: dict[Path, Profile | None], issues: Issues) -> GroupConfig | None:
+def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config_dir: Path,  # noqa: PLR0913
+           profiles: dict[Path, Profile | None], issues: Issues, mv_interval: float) -> GroupConfig | None:
     sec.check_keys(_GROUP_KEYS)
     name = sec.string("name")
     members = sec.names("drives", drives, "group")
@@ -317,7 +320,7 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
             sec.error("demand", "source: critical needs service.critical_drive, a drive whose profile maps "
                                 "valve_position and critical_pressure")
             demand = None
-    ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs, demand)
+    ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs, demand, mv_interval)
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
             or system is None or setpoint is None):
         return None
@@ -327,11 +330,11 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
 
 def parse_groups(secs: Sequence[Section], drives: Sequence[DriveConfig], buses: Sequence[BusConfig],
                  config_dir: Path, profiles: dict[Path, Profile | None],
-                 issues: Issues) -> tuple[GroupConfig, ...]:
+                 issues: Issues, mv_interval: float = MvConfig.interval) -> tuple[GroupConfig, ...]:
     """Every group of the ``groups`` section; problems are recorded in ``issues``."""
     by_name = {d.name: d for d in drives}
     bus_names = {b.name for b in buses}
-    groups = [_group(s, by_name, bus_names, config_dir, profiles, issues) for s in secs]
+    groups = [_group(s, by_name, bus_names, config_dir, profiles, issues, mv_interval) for s in secs]
     seen_names: set[str] = set()
     seen_drives: set[str] = set()
     for sec, group in zip(secs, groups, strict=True):

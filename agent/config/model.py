@@ -271,6 +271,10 @@ class LoadConfig:
     rated_pressure: float
 
 
+BASELINE_TEST_REF = "baseline_test"
+"""``baseline.measured_by`` naming the ledger's newest complete baseline test of the drive as the power."""
+
+
 @dataclass(frozen=True)
 class BaselineConfig:
     """How the counterfactual without a VFD is computed.
@@ -284,7 +288,12 @@ class BaselineConfig:
     table_x_pct: tuple[float, ...]
     table_y_pct: tuple[float, ...]
     # How ``constant_power`` was measured (meter, date); empty: it is stipulated (nameplate, estimate).
+    # BASELINE_TEST_REF: the newest complete ``vfd-agent baseline-test`` of the drive in the ledger.
     measured_by: str = ""
+    # Declared accuracy (± share of reading) of what backs a measured baseline: the comparison power's
+    # meter, or the drive's flow meter a flow table is read at. 2 % is a class-1 meter on class-1 CTs,
+    # or a clamp-on ultrasonic flow meter; a magnetic flow meter does better (declare it).
+    accuracy: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.config.groups import parse_groups, parse_optimizer
 from agent.config.model import (
+    BASELINE_TEST_REF,
     TABLE_BASELINES,
     AgentConfig,
     BaselineConfig,
@@ -216,7 +217,7 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     """
     if sec is None:
         return BaselineConfig(BaselineMethod.CHARACTERISTIC, math.nan, (), ())
-    sec.check_keys({"method", "power_kw", "table", "measured_by"})
+    sec.check_keys({"method", "power_kw", "table", "measured_by", "accuracy_pct"})
     method = sec.choice("method", BaselineMethod)
     if method is BaselineMethod.THROTTLE and kind is LoadKind.FAN:
         sec.error("method", "throttle is for pumps; a fan's baseline is damper or inlet_vane")
@@ -229,8 +230,12 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     measured_by = sec.string("measured_by", None)
     if measured_by and method is not BaselineMethod.CONSTANT:
         sec.error("measured_by", "only a constant baseline's power_kw can be a measured comparison power")
-    elif measured_by and not sec.has("power_kw"):
-        sec.error("measured_by", "a measured comparison power needs its power_kw")
+    elif measured_by == BASELINE_TEST_REF and sec.has("power_kw"):
+        sec.error("power_kw", "measured_by: baseline_test takes the power from the ledger's newest baseline "
+                              "test of the drive; give one or the other")
+    elif measured_by and measured_by != BASELINE_TEST_REF and not sec.has("power_kw"):
+        sec.error("measured_by", "a measured comparison power needs its power_kw (or measured_by: "
+                                 "baseline_test)")
     if method in TABLE_BASELINES and sec.has("table"):
         axis = "speed" if method is BaselineMethod.CHARACTERISTIC else "flow"
         pairs = sec.number_pairs("table")
@@ -246,7 +251,9 @@ def parse_baseline(sec: Section | None, rated_power: float, kind: LoadKind | Non
     elif sec.has("table"):
         sec.error("table", f"only {', '.join(m.value for m in TABLE_BASELINES)} baselines take a table")
     xs_pct, ys_pct = (tuple(x) for x in zip(*table, strict=True)) if table else ((), ())
-    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct, measured_by)
+    accuracy = sec.number("accuracy_pct", 100.0 * BaselineConfig.accuracy, minimum=0.0, maximum=50.0) / 100.0
+    return BaselineConfig(method or BaselineMethod.CHARACTERISTIC, power, xs_pct, ys_pct, measured_by,
+                          accuracy if math.isfinite(accuracy) else BaselineConfig.accuracy)
 
 
 def _control(sec: Section | None) -> ControlConfig:
@@ -396,7 +403,7 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     optimizer = parse_optimizer(sec.section("optimizer", required=False))
     mv = _mv(sec.section("mv", required=False))
     groups = parse_groups(list(sec.sections("groups", required=False)), [d for d in drives if d is not None],
-                          buses, config_dir, profiles, issues)
+                          buses, config_dir, profiles, issues, mv.interval)
     if issues.items:
         return None
     return AgentConfig(
@@ -413,7 +420,7 @@ def _mv(sec: Section | None) -> MvConfig:
         return MvConfig()
     sec.check_keys({"interval_s", "baseline_intervals", "time_of_week"})
     default = MvConfig()
-    interval = sec.number("interval_s", default.interval, minimum=1.0, maximum=86400.0)
+    interval = sec.number("interval_s", default.interval, minimum=0.1, maximum=86400.0)  # scenarios scale it
     count = sec.integer("baseline_intervals", default.baseline_intervals, minimum=12, maximum=100000)
     tow = sec.choice("time_of_week", TimeOfWeek, default.time_of_week)
     if not math.isfinite(interval) or count < 12 or tow is None:

@@ -13,7 +13,10 @@ the next test writes it back first and stops, so the value restored is the opera
 
 The agent itself must not run meanwhile (it holds the ledger's lock). The result (mean power and
 flow at rated speed, power against flow) goes into the ledger as a ``baseline_test`` event, and
-is printed with the baseline section that books the drive's vfd savings as measured.
+is printed with the baseline section that books the drive's vfd savings as measured: either the
+figure pasted in (``power_kw`` with ``measured_by``) or ``measured_by: baseline_test``, which the
+agent resolves at each start and reload from the ledger's newest complete test of the drive
+(``backed_by_baseline_tests``), so the test's own record backs the vfd basis.
 """
 
 from __future__ import annotations
@@ -25,15 +28,24 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from agent.config.model import AgentConfig, ControlMode
+from agent.config.model import BASELINE_TEST_REF, AgentConfig, BaselineMethod, ControlMode
 from agent.config.profile import Quantity
 from agent.control.writer import DriveWriter, Limits
 from agent.drive import DriveRuntime
-from agent.energy.ledger import Event, EventKind, HandbackStore, Ledger
-from agent.errors import AgentError
+from agent.energy.ledger import (
+    LEDGER_FILE,
+    Event,
+    EventKind,
+    HandbackStore,
+    Ledger,
+    open_readonly,
+    read_events,
+)
+from agent.errors import AgentError, LedgerError
 from agent.modbus.client import BusClient
 from agent.poller import BusPoller
 
@@ -219,10 +231,71 @@ def summarize(drive: str, started: float, seconds: float, samples: list[tuple[fl
                               float(np.nanmean(speed)), mean_flow, line, aborted)
 
 
+def newest_tests(path: Path) -> dict[str, BaselineTestResult]:
+    """Each drive's newest complete baseline test in the ledger at ``path`` (none without a ledger)."""
+    if not path.is_file():
+        return {}
+    db = open_readonly(path)
+    try:
+        events = read_events(db)
+    finally:
+        db.close()
+    found: dict[str, BaselineTestResult] = {}
+    for event in events:  # oldest first: a later test replaces an earlier one
+        if event.kind is not EventKind.BASELINE_TEST:
+            continue
+        try:
+            fields = json.loads(event.detail)
+            result = BaselineTestResult(**{**fields, "power_per_flow": tuple(fields["power_per_flow"])})
+        except (ValueError, TypeError, KeyError):
+            log.warning("ledger %s: a baseline_test event of %s is not a result; skipped", path,
+                        event.subject)
+            continue
+        if not result.aborted and math.isfinite(result.mean_power_w) and result.mean_power_w > 0:
+            found[result.drive] = result
+    return found
+
+
+def backed_by_baseline_tests(config: AgentConfig) -> AgentConfig:
+    """``config`` with each ``measured_by: baseline_test`` baseline set to the drive's newest test.
+
+    A drive without a complete test in the ledger keeps its stipulated constant (rated power) and
+    its vfd savings stay stipulated, said in an ERROR at each start; the agent runs on.
+    """
+    wanted = [d for d in config.drives if d.baseline.method is BaselineMethod.CONSTANT
+              and d.baseline.measured_by == BASELINE_TEST_REF]
+    if not wanted:
+        return config
+    path = config.storage_path / LEDGER_FILE
+    try:
+        tests = newest_tests(path)
+    except LedgerError as exc:
+        log.error("%s; the baseline tests cannot back any vfd basis", exc)
+        tests = {}
+    drives = {d.name: d for d in config.drives}
+    for drive in wanted:
+        result = tests.get(drive.name)
+        if result is None:
+            log.error("drive %s: measured_by: baseline_test, but the ledger %s holds no complete baseline "
+                      "test of it; its vfd savings stay stipulated until `vfd-agent baseline-test` runs",
+                      drive.name, path)
+            continue
+        stamp = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(result.started))
+        baseline = dataclasses.replace(
+            drive.baseline, constant_power=result.mean_power_w,
+            measured_by=f"vfd-agent baseline-test {stamp}, {result.seconds_at_rated:.0f} s at rated speed "
+                        f"({result.samples} samples, ledger {path})")
+        drives[drive.name] = dataclasses.replace(drive, baseline=baseline)
+        log.info("drive %s: vfd baseline %.3f kW from the baseline test of %s", drive.name,
+                 result.mean_power_w / 1e3, stamp)
+    return dataclasses.replace(config, drives=tuple(drives[d.name] for d in config.drives))
+
+
 def baseline_snippet(result: BaselineTestResult) -> str:
     """The drive's baseline section that books its vfd savings as measured by this test."""
     stamp = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(result.started))
     return (f"baseline: {{method: constant, power_kw: {result.mean_power_w / 1e3:.3f}, "
             f"measured_by: \"vfd-agent baseline-test {stamp}, {result.seconds_at_rated:.0f} s at rated "
-            "speed\"}")
+            f"speed\"}}\n  (or baseline: {{method: constant, measured_by: {BASELINE_TEST_REF}}}: the agent "
+            "reads the newest complete test from the ledger at each start)")
 

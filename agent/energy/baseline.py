@@ -18,6 +18,7 @@ from enum import Enum
 import numpy as np
 
 from agent.config import BaselineConfig, BaselineMethod, DriveConfig
+from agent.config.model import BASELINE_TEST_REF
 from agent.config.profile import Quantity
 from agent.optimizer.datasheet import datasheet_curves
 from kernels import (
@@ -60,10 +61,12 @@ def baseline_evidence(drive: DriveConfig) -> BaselineEvidence:
     """The evidence behind ``drive``'s baseline, from its config and its profile's points.
 
     A characteristic (speed) table is always stipulated: speed says nothing about what the
-    machine drew before the VFD. A flow table estimated from power and speed is too.
+    machine drew before the VFD. A flow table estimated from power and speed is too, and so is
+    ``measured_by: baseline_test`` while the ledger holds no complete test of the drive
+    (``agent.control.baseline_test.backed_by_baseline_tests`` replaces it with the test's power).
     """
     method = drive.baseline.method
-    if method is BaselineMethod.CONSTANT and drive.baseline.measured_by:
+    if method is BaselineMethod.CONSTANT and drive.baseline.measured_by not in ("", BASELINE_TEST_REF):
         return BaselineEvidence.MEASURED_POWER
     if method in _FLOW_BASELINES and drive.profile.point(Quantity.FLOW) is not None:
         return BaselineEvidence.MEASURED_FLOW

@@ -32,7 +32,7 @@ from agent.energy.account import EnergyTotals, HourDelta, OptimizerPart, SavedPe
 from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -136,6 +136,12 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL
     );
     """,
+    # 4 -> 5: the A/B label of an interval that one strategy ran through (agent.control.abblocks), so a
+    # restarted agent keeps its A/B record; an older interval has none (NULL).
+    """
+    ALTER TABLE mv_interval ADD COLUMN strategy TEXT;  -- agent.mv.abtest.Strategy value; NULL: no label
+    ALTER TABLE mv_interval ADD COLUMN block INTEGER;  -- the A/B block it lies in (the estimate's cluster)
+    """,
 )
 
 _HOUR_FIELDS = [f.name for f in fields(HourDelta)]
@@ -163,6 +169,7 @@ class EventKind(Enum):
     CLOCK_STEP = "clock_step"  # the wall clock stepped
     BASELINE_TEST = "baseline_test"  # a consented run at rated speed (vfd-agent baseline-test)
     BASELINE_FITTED = "baseline_fitted"  # a group's baseline model was fitted and stored
+    AB_BLOCK = "ab_block"  # a planned A/B block handed the group to the operator's strategy (routine)
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,8 @@ class MvInterval:
     pumps_running: float | None  # mean number of drives running
     pressure_pa: float | None  # mean critical-point pressure
     hour_of_week: int  # 0 = Monday 00:00 site time
+    strategy: str | None = None  # A/B blocks: the Strategy value that ran through all of it; None: no label
+    block: int | None = None  # A/B blocks: the block's index (whole block lengths since the epoch)
 
 
 @dataclass(frozen=True)

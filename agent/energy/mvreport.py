@@ -27,6 +27,7 @@ from agent.energy.ledger import (
     read_models,
 )
 from agent.energy.verification import (
+    ab_figure,
     group_accuracy,
     model_from_json,
     mv_groups,
@@ -99,8 +100,12 @@ def _group_report(db: sqlite3.Connection, config: AgentConfig, grp: str, stored:
     prices = np.asarray([site.tariff.price_per_joule.value_at(t) for t in local])
     price_per_j = weighted_factor(weights, prices)
     members = set(mv_groups(config).get(grp, ())) | {grp, ""}
+    found_events = _events(db, model.period_start_s, end, members)
     events = tuple(NonRoutineEvent(e.wall, e.kind.value, f"{e.subject}: {e.detail}" if e.subject
-                                   else e.detail) for e in _events(db, model.period_start_s, end, members))
+                                   else e.detail) for e in found_events if e.kind is not EventKind.AB_BLOCK)
+    planned = tuple(NonRoutineEvent(e.wall, e.kind.value, e.detail) for e in found_events
+                    if e.kind is EventKind.AB_BLOCK)
+    ab = ab_figure(rows)
     summarized = [astuple(stored), *(astuple(r) for r in rows)]
     return MvReport(
         group=grp, ipmvp_option="B (retrofit isolation, all parameters measured)", method=METHOD, model=model,
@@ -116,4 +121,4 @@ def _group_report(db: sqlite3.Connection, config: AgentConfig, grp: str, stored:
                           f"{price_per_j * KWH_TO_J:.4g} {config.site.tariff.currency}/kWh from site config "
                           f"{config.source} (site.tariff, weighted by the adjusted baseline energy)"),
         software_version=version, ledger_sha256=ledger_digest(summarized), ledger_rows=len(summarized),
-        events=events)
+        events=events, ab=ab.estimate if ab is not None else None, ab_blocks=planned)

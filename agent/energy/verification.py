@@ -11,7 +11,12 @@ the fit's residuals and the power reading's declared accuracy (the profile's ``p
 
 The record is written in the ledger's flush transaction (the intervals) and the fit and the
 savings are computed on the flush's worker thread, after the flush, from the ledger's rows: a
-restarted agent finds its baseline period, its model and its savings where it left them.
+restarted agent finds its baseline period, its model and its savings where it left them. A group
+with A/B blocks labels each interval one strategy ran through (``GroupSample.ab``); the A/B
+estimate is made from those stored rows after the flush too (``ab_figure``).
+
+Long because the interval record, the option B fit and the A/B estimate are one pass over the
+same ledger rows on the flush's worker thread; split, each would read the rows again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 from agent.config.model import AgentConfig, ControlMode, MvConfig
 from agent.config.profile import DEFAULT_POWER_ACCURACY
 from agent.energy.ledger import Event, EventKind, Ledger, MvInterval, StoredModel
+from agent.mv.abtest import MIN_CLUSTERS, AbEstimate, Strategy, ab_estimate
 from agent.mv.baseline import (
     AvoidedEnergy,
     BaselineModel,
@@ -59,6 +65,7 @@ class GroupSample:
     running: float  # drives running
     pressure_pa: float  # the critical point's
     mode: str  # ControlMode value
+    ab: tuple[Strategy, int] | None = None  # A/B blocks: the strategy in force and its block; None: no label
 
 
 @dataclass
@@ -71,6 +78,17 @@ class _Open:
     covered_s: float = 0.0
     sums: dict[str, float] = field(default_factory=dict)
     known_s: dict[str, float] = field(default_factory=dict)
+    ab: tuple[Strategy, int] | None = None  # the A/B label every sample so far carried
+    ab_mixed: bool = False  # a sample without it, or with another: the interval has no label
+
+    def label(self, sample: GroupSample) -> None:
+        """Keep the A/B label only if every sample of the interval carries the same one."""
+        if self.ab_mixed:
+            return
+        if sample.ab is None or self.ab is not None and sample.ab != self.ab:
+            self.ab, self.ab_mixed = None, True
+        else:
+            self.ab = sample.ab
 
     def add(self, sample: GroupSample, dt: float) -> None:
         self.energy_j += sample.power_w * dt
@@ -122,6 +140,7 @@ class IntervalRecorder:
         self._last[grp] = now
         if current is None:
             current = self._open[grp] = _Open(start, sample.mode)
+        current.label(sample)
         if last is not None and 0.0 < now - last <= self.max_step_s:
             current.add(sample, now - last)
 
@@ -132,7 +151,8 @@ class IntervalRecorder:
         self._closed.append(MvInterval(
             grp, done.start, self.interval_s, done.mode, done.energy_j, done.covered_s, done.mean("flow"),
             done.mean("speed_ratio"), done.mean("running"), done.mean("pressure_pa"),
-            hour_of_week(done.start, self.tz)))
+            hour_of_week(done.start, self.tz), done.ab[0].value if done.ab else None,
+            done.ab[1] if done.ab else None))
 
     def take(self, wall: float) -> list[MvInterval]:
         """The intervals closed so far, and those whose end ``wall`` has passed; the caller writes them."""
@@ -265,6 +285,42 @@ def savings_figure(group: str, model: BaselineModel, rows: Sequence[MvInterval],
     return MvFigure(group, model, saved, bounded)
 
 
+# --------------------------------------------------------------------------- A/B blocks
+
+AB_MAX_INTERVALS = 24 * 7 * 26
+"""Labelled intervals the estimate uses (the newest): half a year of hours."""
+AB_SPEC = DesignSpec(flow_degree=2, time_of_week=TimeOfWeek.NONE)
+"""Power on a quadratic in flow. The randomized blocks balance the time of day between the
+strategies, so time-of-week columns would only spend degrees of freedom."""
+
+
+@dataclass(frozen=True)
+class AbFigure:
+    """A group's A/B estimate from its labelled intervals, or why there is none yet."""
+
+    estimate: AbEstimate | None
+    why_not: str
+    intervals: int  # labelled intervals analysed
+
+
+def ab_figure(rows: Sequence[MvInterval]) -> AbFigure | None:
+    """The A/B estimate from a group's recorded intervals (the labelled, covered ones); None: no label."""
+    kept = [r for r in usable(rows) if r.strategy is not None and r.block is not None and r.flow is not None]
+    if not any(r.strategy is not None for r in rows):
+        return None
+    kept = kept[-AB_MAX_INTERVALS:]
+    blocks = np.array([r.block for r in kept], dtype=np.int64)
+    count = len(np.unique(blocks))
+    if count < MIN_CLUSTERS:
+        return AbFigure(None, f"{count} blocks so far, the estimate needs {MIN_CLUSTERS}", len(kept))
+    data = to_intervals(kept)
+    operator = np.array([r.strategy == Strategy.OPERATOR.value for r in kept])
+    try:
+        return AbFigure(ab_estimate(data, operator, blocks, AB_SPEC, kept[0].length_s), "", len(kept))
+    except MvError as exc:
+        return AbFigure(None, str(exc), len(kept))
+
+
 class Verifier:
     """The agent's M&V: the recorder, and after each flush the fits that are due and the savings."""
 
@@ -273,6 +329,7 @@ class Verifier:
         self.recorder = IntervalRecorder(config.interval, tz, max_step_s)
         self.accuracy: dict[str, float] = {}  # group -> its drives' worst declared power accuracy
         self.figures: dict[str, MvFigure] = {}
+        self.ab: dict[str, AbFigure] = {}  # groups with labelled intervals: the A/B estimate
         self.events: list[Event] = []  # waiting for the next flush
         self.started = False  # after_flush has run once (it reads the ledger's rows of earlier runs)
         self.fit_failures = 0
@@ -296,6 +353,10 @@ class Verifier:
             rows_by_group.setdefault(row.grp, []).append(row)
         stored = {m.grp: m for m in ledger.models()}  # the newest per group (oldest first)
         for grp, rows in rows_by_group.items():
+            if self._seen.get(grp) != len(rows):
+                ab = ab_figure(rows)
+                if ab is not None:
+                    self.ab[grp] = ab
             model = self._model(ledger, grp, rows, stored.get(grp), wall)
             if model is None or self._seen.get(grp) == len(rows) and grp in self.figures:
                 continue

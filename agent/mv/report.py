@@ -79,6 +79,8 @@ class MvReport:
     ledger_rows: int
     events: tuple[NonRoutineEvent, ...] = field(default=())
     ab: AbEstimate | None = None
+    ab_blocks: tuple[NonRoutineEvent, ...] = field(default=())
+    """The planned A/B hand-backs: routine, part of the measurement (listed apart from the non-routine)."""
 
 
 def ledger_digest(rows: Iterable[Sequence[object]]) -> str:
@@ -302,15 +304,25 @@ def render_html(r: MvReport) -> str:
     events = "".join(f"<tr><td>{_e(_utc(ev.t_s))}</td><td>{_e(ev.kind)}</td><td>{_e(ev.detail)}</td></tr>"
                      for ev in r.events) or '<tr><td colspan="3">none recorded</td></tr>'
     ab = ""
+    planned = "".join(f"<tr><td>{_e(_utc(ev.t_s))}</td><td>{_e(ev.kind)}</td><td>{_e(ev.detail)}</td></tr>"
+                      for ev in r.ab_blocks)
     if r.ab is not None:
         a = r.ab
-        ab = (f'<section id="ab"><h2>A/B blocks</h2><p>Regression of power on the baseline terms and an '
+        ab = (f'<section id="ab"><h2>A/B blocks</h2><p>Regression of power on flow and an '
               f'operator indicator over {a.n} intervals in {a.clusters} randomized blocks; standard error '
-              f'{_e(a.covariance.value.replace("_", " "))}.</p><table><tr><th></th><th>estimate</th>'
-              f'<th>68 % interval</th><th>90 % interval</th></tr>'
-              f'{_interval_row("saving rate", a.saving_rate_w, 1e-3, "kW", 2)}'
-              f'{_interval_row("saved while the agent ran", a.saving_j, 1 / J_PER_KWH, "kWh")}'
+              f'{_e(a.covariance.value.replace("_", " "))}. Beside it, the option B figure of the same '
+              'reporting period (against the baseline model; it covers all of the period, the A/B '
+              'estimate the agent\'s time in the analysed intervals).</p><table><tr><th></th>'
+              '<th>estimate</th><th>68 % interval</th><th>90 % interval</th></tr>'
+              f'{_interval_row("A/B: saving rate", a.saving_rate_w, 1e-3, "kW", 2)}'
+              f'{_interval_row("A/B: saved while the agent ran", a.saving_j, 1 / J_PER_KWH, "kWh")}'
+              f'{_interval_row("option B: energy saved", r.savings_total_j, 1 / J_PER_KWH, "kWh")}'
               "</table></section>")
+    if planned:
+        ab += ('<section id="ab-blocks"><h2>Planned A/B hand-backs</h2><p>Routine events: the randomized '
+               f"blocks handed to the operator's strategy ({len(r.ab_blocks)}), part of the measurement, "
+               'not changes to adjust for.</p><table><tr><th>time</th><th>kind</th><th>detail</th></tr>'
+               f"{planned}</table></section>")
     ci_head = "<tr><th></th><th>estimate</th>" + "".join(
         f"<th>{c:.0%} interval</th>" for c in CONFIDENCE_LEVELS) + "</tr>"
     body = f"""<!DOCTYPE html>

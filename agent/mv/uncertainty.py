@@ -62,6 +62,22 @@ def savings_with_meter(savings: Estimate, relative_accuracy: float, baseline_mea
     return combine(savings, bound)
 
 
+def vfd_basis_saving(net_saved_j: float, baseline_j: float, baseline_accuracy: float, energy_j: float,
+                     power_accuracy: float) -> Estimate:
+    """The measured vfd basis's net saving (baseline − drawn) bounded by its two declared accuracies.
+
+    The baseline energy was measured by another instrument (a comparison meter, or the flow
+    meter a table is read at) than the drive's power reading, so the two bounds are independent
+    rectangular distributions: ±a_b·B and ±a_p·E, combined root-sum-square. A flow meter's error
+    carried one to one into the table's power is conservative: the tables' power rises slower
+    than flow near the operating points they are read at.
+    """
+    _check_accuracy(baseline_accuracy)
+    _check_accuracy(power_accuracy)
+    u = math.hypot(baseline_accuracy * abs(baseline_j), power_accuracy * abs(energy_j)) * RECTANGULAR
+    return Estimate(net_saved_j, u)
+
+
 def weighted_factor(energy_j: FloatArray, factor: FloatArray) -> float:
     """One factor (kg/J or money/J) for a period whose factor changes: weighted by ``energy_j``.
 

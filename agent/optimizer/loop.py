@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from agent.config import AgentConfig, ControlMode
 from agent.config.model import DemandSource
 from agent.config.profile import Quantity
-from agent.control.abblocks import HAND_BACK_REASON, AbBlocks, AbSnapshot, group_reading, group_short
+from agent.control.abblocks import HAND_BACK_REASON, AbBlocks, AbSnapshot, group_short
 from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
 from agent.energy.ledger import HandbackStore
@@ -177,7 +177,7 @@ class Optimizer:
                     self.wake.set()
                 blocks = self.ab_blocks.get(group.name)
                 if blocks is not None:
-                    blocks.sample(self.wall_clock(), *group_reading(group, now), holding=group.holding)
+                    blocks.sample(self.wall_clock(), holding=group.holding)
         for drive in drives:
             drive.book(*counterfactual.get(drive.name, (math.nan, math.nan)))
 
@@ -299,5 +299,6 @@ class Optimizer:
         """
         wanted = (lambda name: True) if only is None else only.__contains__
         groups = tuple(_group_snapshot(g) for g in self.groups if wanted(g.name))
-        ab = {name: blocks.snapshot() for name, blocks in self.ab_blocks.items() if wanted(name)}
+        wall = self.wall_clock()
+        ab = {name: blocks.snapshot(wall) for name, blocks in self.ab_blocks.items() if wanted(name)}
         return OptimizerSnapshot(self.cycles, self.cycle_errors, groups, ab)

@@ -50,3 +50,18 @@ def test_a_released_ledger_opens_migrated_with_its_totals(dump, tmp_path):
 def test_every_earlier_schema_version_has_a_dump():
     dumped = {int(d.stem.rsplit("-", 1)[1]) for d in DUMPS}
     assert 1 in dumped and set(range(1, SCHEMA_VERSION)) <= dumped
+
+
+def test_a_schema_4_ledger_keeps_its_intervals_without_an_ab_label(tmp_path):
+    """Schema 5 adds the A/B label: an interval recorded before it has none (NULL), the rest unchanged."""
+    path = tmp_path / LEDGER_FILE
+    with sqlite3.connect(path) as db:
+        db.executescript((DATA / "ledger-schema-4.sql").read_text())
+    db.close()
+    ledger = Ledger.open(path)
+    try:
+        (row,) = ledger.intervals()
+    finally:
+        ledger.close()
+    assert (row.grp, row.mode, row.energy_j, row.flow) == ("circulation", "monitor", 7.2e6, 0.01)
+    assert row.strategy is None and row.block is None

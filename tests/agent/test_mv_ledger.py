@@ -59,3 +59,60 @@ def test_a_model_and_its_event_are_stored_together_and_survive_reopening(tmp_pat
     assert read_models(db) == [model]
     assert [e.kind for e in read_events(db, -math.inf, math.inf)] == [EventKind.BASELINE_FITTED]
     db.close()
+
+
+def test_report_mv_shows_the_ab_estimate_beside_option_b_and_lists_planned_hand_backs_apart(tmp_path):
+    """A ledger with a baseline period, then A/B-labelled control intervals: the page of report --mv."""
+    import dataclasses
+    from datetime import UTC
+
+    import numpy as np
+
+    from agent.config import load_config
+    from agent.config.model import MvConfig
+    from agent.energy.mvreport import build
+    from agent.energy.verification import Verifier
+    from agent.mv.baseline import TimeOfWeek
+    from agent.mv.report import render_html
+    from tests.agent.test_mv_cli import config
+
+    grp = "chw-pump-1"
+    rng = np.random.default_rng(3)
+    mv = MvConfig(3600.0, 48, TimeOfWeek.NONE)
+    rows = []
+    for k in range(48 + 96):
+        flow = 0.01 + 0.004 * math.sin(k / 3.0) + rng.normal(0.0, 0.0005)
+        power = 2000.0 + 2e5 * flow + rng.normal(0.0, 30.0)
+        row = dataclasses.replace(interval(grp, k, flow=flow), energy_j=power * 3600.0)
+        if k >= 48:  # control mode, blocks of four hours, every other one the operator's
+            block = k // 4
+            operator = block % 2 == 1
+            saved = 0.0 if operator else 300.0
+            row = dataclasses.replace(row, mode="control", energy_j=(power - saved) * 3600.0,
+                                      strategy="operator" if operator else "agent", block=block)
+        rows.append(row)
+    path = tmp_path / "state" / "ledger.sqlite"
+    ledger = Ledger.open(path)
+    ledger.flush([], {}, HOUR, intervals=rows, events=[
+        Event(HOUR + 3600.0 * 53, EventKind.AB_BLOCK, grp, "planned A/B block: the operator's strategy runs"),
+        Event(HOUR + 3600.0 * 60, EventKind.FAULT, grp, "timeout")])
+    verifier = Verifier(mv, UTC, 3.0)
+    verifier.after_flush(ledger, HOUR + 3600.0 * 200)
+    ledger.close()
+    assert verifier.ab[grp].estimate is not None  # the agent's own gauge source, from the same rows
+    db = open_readonly(path)
+    try:
+        (report,), missing = build(db, load_config(config(tmp_path)), "test")
+    finally:
+        db.close()
+    assert missing == [] and report.ab is not None
+    rate = report.ab.saving_rate_w
+    assert rate.lower(0.9) < 300.0 < rate.upper(0.9)
+    assert [e.kind for e in report.events if e.kind in ("ab_block", "fault")] == ["fault"]
+    assert [e.kind for e in report.ab_blocks] == ["ab_block"]
+    page = render_html(report)
+    ab_section = page[page.index('<section id="ab">'):page.index('<section id="charts">')]
+    assert "A/B: saving rate" in ab_section and "option B: energy saved" in ab_section
+    assert "Planned A/B hand-backs" in ab_section and "planned A/B block" in ab_section
+    events = page[page.index('<section id="events">'):]
+    assert "planned A/B block" not in events and "timeout" in events

@@ -109,3 +109,53 @@ def test_group_savings_by_part_and_evidence_labelled_savings_on_a_scrape_and_acr
     assert value(samples, "vfd_optimizer_energy_saved_joules_total", group="chw", part="staging") == \
         pytest.approx(10e3)
     asyncio.run(again.close())
+
+
+def test_the_measured_basis_is_bounded_by_both_declared_accuracies_and_the_stipulated_one_is_not(tmp_path):
+    """Bounds from the comparison meter's accuracy_pct and the drive's power accuracy, independent."""
+    import math
+
+    from agent.mv.uncertainty import vfd_basis_saving
+
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.replace('2026-01-12"}', '2026-01-12", accuracy_pct: 3}'))
+    config = load_config(path)
+    assert config.drives[0].baseline.accuracy == pytest.approx(0.03)
+    assert config.drives[1].baseline.accuracy == pytest.approx(0.02)  # the default, said in the README
+    drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+    for t in (100.0, 102.0):
+        for d in drives:
+            d.accept(t, 1.7e9 + t, {Quantity.SPEED: 0.8 * 1470 * RPM_TO_RAD_S, Quantity.POWER: 9e3,
+                                    Quantity.STATUS_WORD: RUNNING})
+            d.book(float("nan"), float("nan"))
+    keeper = Bookkeeper(drives, tmp_path / LEDGER_FILE, 10.0, "EUR")
+    keeper.open()
+    assert asyncio.run(keeper.flush())
+    registry = CollectorRegistry()
+    registry.register(AgentCollector(drives, "EUR", totals_restored=lambda: keeper.restored))
+    samples = scrape(registry)
+    asyncio.run(keeper.close())
+    # 2 s at 9 kW against a metered 12 kW: 6 kJ saved; B = 24 kJ (±3 %), E = 18 kJ (± the profile's).
+    power_accuracy = config.drives[0].profile.power_accuracy
+    assert power_accuracy > 0
+    u = math.hypot(0.03 * 24e3, power_accuracy * 18e3) / math.sqrt(3.0)
+    expected = vfd_basis_saving(6e3, 24e3, 0.03, 18e3, power_accuracy)
+    assert expected.std == pytest.approx(u)
+    for level in ("0.68", "0.9"):
+        lower = value(samples, "vfd_energy_saved_measured_lower_joules", drive="p1", confidence=level)
+        upper = value(samples, "vfd_energy_saved_measured_upper_joules", drive="p1", confidence=level)
+        assert lower == pytest.approx(expected.lower(float(level)))
+        assert upper == pytest.approx(expected.upper(float(level)))
+        assert lower < 6e3 < upper
+        assert value(samples, "vfd_energy_saved_measured_lower_joules", drive="p2", confidence=level) is None
+    assert value(samples, "vfd_energy_saved_measured_lower_joules", drive="p1", confidence="0.9") < \
+        value(samples, "vfd_energy_saved_measured_lower_joules", drive="p1", confidence="0.68")
+
+
+def test_a_bad_baseline_accuracy_is_located(tmp_path):
+    from tests.agent.test_groups_config import issues
+
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.replace('2026-01-12"}', '2026-01-12", accuracy_pct: 80}'))
+    found = issues(path)
+    assert any("accuracy_pct" in i and "site.yaml:" in i for i in found), found

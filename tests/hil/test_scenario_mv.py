@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 
-from hil.mvscenario import MvTiming, bin_intervals
+from hil.mvscenario import MvTiming
 from hil.scenario import main
 
 
-def test_binning_averages_whole_intervals_only():
-    wall = np.arange(100.0, 110.0, 0.25)  # four samples a second
-    power = np.where(wall < 105.0, 1000.0, 2000.0)
-    data = bin_intervals(wall, power, np.full(len(wall), 0.1), 1.0, 100.5, 108.5)
-    assert list(data.t_s) == [101.0 + i for i in range(7)]  # the partial first and last seconds left out
-    assert list(data.power_w) == [1000.0] * 4 + [2000.0] * 3
+def test_the_design_cuts_a_block_into_four_intervals():
     design = MvTiming.for_day(48.0)
     assert design.block_s == 2.0 and design.block_s / design.interval_s == 4.0
 
