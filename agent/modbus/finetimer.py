@@ -1,4 +1,4 @@
-"""A sub-millisecond sleep that never blocks the event loop: a Linux timerfd awaited as a reader.
+"""A sub-millisecond sleep or callback that never blocks the event loop: a Linux timerfd as a reader.
 
 asyncio's own timers wake on whole milliseconds: the selector rounds its timeout up to the
 next millisecond (``epoll_wait`` takes milliseconds), so ``asyncio.sleep(0.0012)`` returns
