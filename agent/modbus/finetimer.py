@@ -1,4 +1,4 @@
-"""A sub-millisecond sleep that never blocks the event loop: a Linux timerfd awaited as a reader.
+"""A sub-millisecond sleep or callback that never blocks the event loop: a Linux timerfd as a reader.
 
 asyncio's own timers wake on whole milliseconds: the selector rounds its timeout up to the
 next millisecond (``epoll_wait`` takes milliseconds), so ``asyncio.sleep(0.0012)`` returns
@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import os
 import time
+from collections.abc import Callable
 
 _TFD_NONBLOCK = os.O_NONBLOCK
 _TFD_CLOEXEC = os.O_CLOEXEC
@@ -91,6 +92,42 @@ async def sleep(seconds: float) -> None:
             loop.remove_reader(fd)
     finally:
         os.close(fd)  # closing the descriptor disarms the timer (also when cancelled)
+
+
+class Timer:
+    """A callback due on a timerfd (``call_later``); ``cancel`` before it fires, and it never does."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, callback: Callable[[], None]) -> None:
+        self._loop, self._fd, self._callback = loop, fd, callback
+        loop.add_reader(fd, self._fire)
+
+    def _fire(self) -> None:
+        self.cancel()
+        self._callback()
+
+    def cancel(self) -> None:
+        """Disarm and close the timer; harmless after it fired."""
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def call_later(seconds: float, callback: Callable[[], None]) -> Timer | asyncio.TimerHandle:
+    """Call ``callback`` from the event loop once ``seconds`` have passed, never before.
+
+    Unlike ``sleep`` no task wakes in between: the callback runs in the loop iteration the
+    timerfd expires in (a task resumed by ``sleep`` runs one iteration later, and then still
+    has to do its work). Without a timerfd it is ``loop.call_later``, rounded up as ``sleep``.
+    """
+    loop = asyncio.get_running_loop()
+    fd = _timerfd(seconds)
+    if fd >= 0:
+        try:
+            return Timer(loop, fd, callback)
+        except NotImplementedError:  # a loop without readers (Windows' proactor)
+            os.close(fd)
+    return loop.call_later(seconds, callback)
 
 
 def _wake(woken: asyncio.Future[None]) -> None:

@@ -121,3 +121,75 @@ def test_the_client_keeps_the_inter_frame_delay_from_the_reply_it_received():
     silences = asyncio.run(scenario())
     assert len(silences) == 11
     assert min(silences) >= gap, silences
+
+
+def test_a_timer_calls_back_never_early_and_a_cancelled_one_never():
+    async def scenario() -> tuple[list[float], list[str], int, int]:
+        before = _open_fds()
+        late: list[float] = []
+        calls: list[str] = []
+        done = asyncio.Event()
+        for wait in (0.0004, 0.0021):
+            started = time.monotonic()
+            finetimer.call_later(wait, lambda w=wait, s=started: late.append(time.monotonic() - s - w))
+        cancelled = finetimer.call_later(0.001, lambda: calls.append("cancelled"))
+        cancelled.cancel()
+        finetimer.call_later(0.01, done.set)
+        await asyncio.wait_for(done.wait(), 10.0)
+        await asyncio.sleep(0.01)
+        return late, calls, before, _open_fds()
+
+    late, calls, before, after = asyncio.run(scenario())
+    assert len(late) == 2 and min(late) >= 0.0, late
+    assert calls == []  # cancelled before it was due: never called
+    assert after == before  # every timer's descriptor closed, fired or cancelled
+
+
+def test_the_request_is_built_during_the_silence_and_sent_when_it_ends():
+    """Only the write is left for the end of t3.5: pymodbus builds the frame while the line is still silent.
+
+    A 50 ms inter-frame delay makes "before the line is free" plain on a loaded machine too.
+    """
+    gap = 0.05
+
+    async def scenario() -> tuple[list[float], list[float]]:
+        silences: list[float] = []
+        replied = [0.0]
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while request := await reader.read(8):
+                    if replied[0]:
+                        silences.append(time.monotonic() - replied[0])
+                    writer.write(_reply(request))
+                    await writer.drain()
+                    replied[0] = time.monotonic()
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        bus = BusConfig("moxa", Transport.RTU_OVER_TCP, "127.0.0.1", port, 1.0, 0.5, 0, 5.0,
+                        baudrate=115200, parity="N", stopbits=2, inter_frame_delay=gap)
+        built: list[float] = []  # how long before the line is free pymodbus handed over each request
+
+        class Watched(BusClient):
+            def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+                if sending:
+                    built.append(self._line_free_at - time.monotonic())
+                return super()._trace_packet(sending, data)
+
+        client = Watched(bus)
+        try:
+            await client.connect()
+            for _ in range(5):
+                assert await client.read(1, Block(RegisterTable.HOLDING, 0, 4, ())) == [0, 0, 0, 0]
+        finally:
+            client.close()
+            server.close()
+            await server.wait_closed()
+        return built[1:], silences
+
+    built, silences = asyncio.run(scenario())
+    assert len(built) == 4 and min(built) > 0.0, built  # built while the line was still silent
+    assert len(silences) == 4 and min(silences) >= gap, silences  # and never sent before the gap
