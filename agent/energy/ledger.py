@@ -17,13 +17,14 @@ the code that reads and writes their tables.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, astuple, dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -316,8 +317,7 @@ class Ledger:
             f"VALUES (?, {', '.join('?' * len(_TOTAL_FIELDS))}, ?)"
         )
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._db):
                 self._db.executemany(insert_hour, [
                     (row.drive, row.hour, row.currency, *astuple_hour(row.delta)) for row in hours
                 ])
@@ -335,11 +335,6 @@ class Ledger:
                     [astuple(i) for i in intervals])
                 self._db.executemany("INSERT INTO event (wall, kind, subject, detail) VALUES (?, ?, ?, ?)",
                                      [(e.wall, e.kind.value, e.subject, e.detail) for e in events])
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    self._db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
 
@@ -347,18 +342,12 @@ class Ledger:
     def store_model(self, model: StoredModel, event: Event | None = None) -> None:
         """Keep a fitted baseline model (and the event saying so) in one transaction."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self._db):
                 self._db.execute(f"INSERT OR REPLACE INTO mv_model ({', '.join(_MODEL_FIELDS)}) "
                                  f"VALUES ({', '.join('?' * len(_MODEL_FIELDS))})", astuple(model))
                 if event is not None:
                     self._db.execute("INSERT INTO event (wall, kind, subject, detail) VALUES (?, ?, ?, ?)",
                                      (event.wall, event.kind.value, event.subject, event.detail))
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from exc
 
@@ -383,6 +372,22 @@ def astuple_hour(delta: HourDelta) -> tuple[float, ...]:
     return tuple(getattr(delta, f) for f in _HOUR_FIELDS)
 
 
+@contextlib.contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken at once (``BEGIN IMMEDIATE``): committed, or rolled back on any error.
+
+    SQLite may have rolled back already (a full disk), hence the ``in_transaction`` check.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
     db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -393,17 +398,11 @@ def migrate(db: sqlite3.Connection) -> int:
             f"ledger schema version {found} is newer than this agent's {SCHEMA_VERSION}; upgrade the agent"
         )
     for version in range(found, SCHEMA_VERSION):
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             for statement in _statements(MIGRATIONS[version]):
                 db.execute(statement)
             db.execute("DELETE FROM schema_version")
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
     return found
 
 
@@ -534,13 +533,7 @@ class HandbackStore:
     def _commit(self, statement: str, params: tuple[object, ...]) -> None:
         with self._mutex:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(self._db):
                     self._db.execute(statement, params)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot write the hand-backs in the ledger {self.path}: {exc}") from exc
