@@ -9,14 +9,13 @@ is an 8-byte request and a ``5 + 2n``-byte response, so at 19200 baud a read of
 the drive's own turnaround.
 
 The same model decides whether bridging a gap between two points is cheaper
-than a second frame (``break_even_gap``), and whether the drives of a bus can be
-polled at its interval (``line_budget``).
+than a second frame (``break_even_gap``); whether the drives of a bus can be polled
+at their rates is ``agent.modbus.readplan.PollBudget``'s, on these frame times.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # Fixed by the Modbus over serial line specification (V1.02, 2.5.1.1).
@@ -119,41 +118,3 @@ class LineTiming:
         """
         frame_cost = self.frame_time(READ_REQUEST_BYTES + READ_RESPONSE_OVERHEAD_BYTES) + 2.0 * self.gap
         return int(math.floor(frame_cost / (2.0 * self.char_time)))
-
-
-@dataclass(frozen=True)
-class LineBudget:
-    """What one poll cycle of a bus needs from its line."""
-
-    bus: str
-    interval: float  # s
-    cycle_time: float  # s of line time per cycle, theoretical
-    reads: int  # frames per cycle
-
-    @property
-    def utilization(self) -> float:
-        """Share of the interval the line is busy, theoretically."""
-        return self.cycle_time / self.interval
-
-    @property
-    def fits(self) -> bool:
-        """True if every drive can be polled within the interval."""
-        return self.cycle_time <= self.interval
-
-    def warning(self) -> str | None:
-        """A user-facing warning when the line is overbooked, else None."""
-        if self.fits:
-            return None
-        return (
-            f"bus {self.bus}: the drives cannot be polled every {self.interval:g} s: one cycle of "
-            f"{self.reads} reads needs {self.cycle_time * 1e3:.1f} ms on the line "
-            f"({self.utilization:.0%} of the interval) before any drive's turnaround; "
-            f"raise poll_interval_s to at least {math.ceil(self.cycle_time * 20) / 20:g} s, raise the "
-            "baud rate, or move drives to another line"
-        )
-
-
-def line_budget(bus: str, interval: float, timing: LineTiming, block_sizes: Iterable[int]) -> LineBudget:
-    """Theoretical line time of one cycle that reads blocks of the given sizes."""
-    sizes: Sequence[int] = list(block_sizes)
-    return LineBudget(bus, interval, sum(timing.read_time(n) for n in sizes), len(sizes))

@@ -15,7 +15,7 @@ from agent.config.yamlsource import Issues
 from agent.errors import BusUrlError, ConfigError
 from agent.modbus.bus_url import parse_bus_url
 from agent.modbus.readplan import bus_budget, bus_warnings
-from agent.modbus.rtu import LineTiming, crc16, crc_ok, line_budget
+from agent.modbus.rtu import LineTiming, crc16, crc_ok
 from tests.support import REPO
 
 
@@ -56,7 +56,6 @@ def test_eight_drives_at_19200_baud_fit_a_one_second_interval_and_warn_when_they
     assert "cannot be polled every 0.25 s" in warning and "raise poll_interval_s to at least 0.5 s" in warning
     short = BusConfig("line", Transport.RTU, "", 0, 1.0, 0.01, 0, 5.0, device="/dev/ttyUSB0")
     assert any("shorter than the longest read" in w for w in bus_warnings(short, [g120]))
-    assert line_budget("x", 1.0, LineTiming(19200), []).cycle_time == 0.0
 
 
 def test_crc16_matches_the_specification_example():
