@@ -49,6 +49,10 @@ MIN_BIAS_SAMPLES = 5  # running samples a bias correction needs ...
 BIAS_SAMPLES = 20  # ... and the most it uses, the latest
 BIAS_RANGE = (0.85, 1.15)  # the head-bias correction stays within this
 BEP_SHIFT_RANGE = (0.6, 1.5)  # a fitted best-efficiency flow this far from the datasheet's is not believed
+# A fit that makes the machine this much more efficient than its datasheet where it ran is not
+# believed: pumps and fans are sold at their best (ISO 9906 and ISO 5801 tolerate a shortfall,
+# not a surplus), and a power curve fitted over a narrow window extrapolates freely.
+MAX_EFFICIENCY_GAIN = 0.10
 MAX_EFFICIENCY = 0.99
 
 
@@ -237,6 +241,11 @@ class MachineModel:
             return False, "power curve not positive over the data"
         if not self._pair_plausible(hc, pc):
             return False, "no plausible best-efficiency point"
+        where = float(np.median(q))
+        datasheet = self.efficiency_at(self.prior_head, self.prior_power, where)
+        gain = self.efficiency_at(hc, pc, where) / datasheet - 1.0
+        if not gain <= MAX_EFFICIENCY_GAIN:  # NaN too: no efficiency where the machine ran
+            return False, f"efficiency {gain:+.0%} against the datasheet's where the machine ran"
         return True, ""
 
     def _pair_plausible(self, hc: FloatArray, pc: FloatArray) -> bool:

@@ -100,6 +100,22 @@ def test_a_worn_pump_shows_its_lost_efficiency_as_drift(machine):
     assert machine.head[0] == pytest.approx(0.94 * machine.prior_head[0], rel=0.02)
 
 
+@pytest.mark.parametrize("gain,believed", [(0.05, True), (0.25, False)])
+def test_a_fit_far_more_efficient_than_the_datasheet_is_not_believed(machine, gain, believed):
+    """Pumps are sold at their best: a power fit 25 % more efficient than the datasheet is an extrapolation.
+
+    It once passed on 50 samples of a narrow window (generated-3's pump-3 at +29 %) and priced the
+    pump's power too low, which the counterfactual's calibration carried into an over-claim.
+    """
+    fit = machine.refit(history(machine, efficiency_factor=1.0 + gain), SETTINGS)
+    assert fit is not None and fit.head_passed and fit.r2_power > 0.99
+    assert fit.power_passed is believed, fit.reason
+    if believed:
+        assert machine.fitted_power is not None
+    else:
+        assert machine.fitted_power is None and "efficiency +25%" in fit.reason
+
+
 def test_without_excitation_the_datasheet_curve_stays(machine):
     assert math.isnan(machine.efficiency_drift())  # never observed: nothing to say
     fit = machine.refit(history(machine, one_point=True), SETTINGS)
