@@ -5,7 +5,8 @@ here, apart from the parsers, they import no parser: ``groups`` needs the drive 
 types and ``site`` needs the group types without importing each other (the parsers used
 to, which forced string stand-ins such as ``FAN_KIND = "fan"``). The register-map types
 (``Profile``, ``Point``, ``Quantity``) stay with their parser in ``profile``: a profile is
-a file format of its own, read by the simulator too.
+a file format of its own, read by the simulator too. Long because it is every config type in one
+place: splitting it would bring back the import cycles it removed.
 """
 
 from __future__ import annotations
