@@ -67,6 +67,7 @@ from agent.metrics import (
     LedgerCollector,
     MvCollector,
     OptimizerCollector,
+    SensorCollector,
     agent_version,
     poll_duration_histogram,
     register_process_collectors,
@@ -148,6 +149,7 @@ class Agent:
         self.registry.register(DriveHealthCollector(self.drives))
         self.registry.register(DriveInfoCollector(self.drives))
         self.registry.register(FlowEstimateCollector(self.drives))
+        self.registry.register(SensorCollector(self.sensors, clock=clock))
         register_process_collectors(self.registry)
         for collector in extra_collectors:
             self.registry.register(collector)
@@ -167,8 +169,8 @@ class Agent:
             drive.awaits_counterfactual = drive.name in grouped
         old_sensors = {s.name: s for s in self.sensors}
         # A sensor is read for a group's critical point; kept across a reload while its config is unchanged.
-        self.sensors = [old_sensors[c.name] if c.name in old_sensors and old_sensors[c.name].config == c
-                        else DeviceRuntime(c) for c in config.sensors]
+        self.sensors[:] = [old_sensors[c.name] if c.name in old_sensors and old_sensors[c.name].config == c
+                           else DeviceRuntime(c) for c in config.sensors]
         pollers = []
         for bus in config.buses:
             devices: list[DeviceRuntime] = [*self.drives, *self.sensors]

@@ -15,13 +15,13 @@ from prometheus_client import CollectorRegistry
 from agent.config import load_config
 from agent.config.profile import Quantity
 from agent.service import Agent
+from agent.units import RHO_G
 from hil import SimulatedPlant
 from hil.plantfile import load_plant
 from hil.scenario import PLANTS, SCENARIOS, Timing, scaled_plant, site_config
 from tests.support import async_wait_until
 
 DAY_S = 30.0
-RHO_G = 998.0 * 9.80665
 
 
 class Run:
@@ -316,6 +316,14 @@ def test_a_remote_dp_on_its_own_io_module_is_the_critical_point_and_the_demand(t
                 reset.append(50.0 - need)  # what the operator's 50 m setpoint would give beyond it
             (sensor,) = run.agent.sensors
             assert sensor.polls > 20 and sensor.is_fresh(time.monotonic())
+            # Exported as a sensor, never as a drive: dashboards counting drives by vfd_up stay right.
+            sample = run.agent.registry.get_sample_value
+            labels = {"sensor": "remote-dp"}
+            assert sample("vfd_sensor_up", labels) == 1.0 and sample("vfd_sensor_data_fresh", labels) == 1.0
+            assert sample("vfd_up", {"drive": "remote-dp"}) is None
+            assert sample("vfd_sensor_poll_errors_total", {**labels, "kind": "timeout"}) == 0.0
+            dp = sample("vfd_sensor_value", {**labels, "quantity": "critical_pressure"})
+            assert dp is not None and 0.0 < dp < 60.0 * RHO_G  # Pa (a kPa point): below the shut-off head
             group = run.agent.optimizer.groups[0]
             assert group.holding and group.system.measured  # the curve shown by the DP beyond its setpoint
             # Above the curve by the DP setpoint's margin at part flow, well below the operator's setpoint.
