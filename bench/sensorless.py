@@ -154,7 +154,7 @@ class NewPath:
         curves = case.curves()
         head, power = catalogue(case.family) if calibration != "datasheet" else (None, None)
         shutoff = clamp_on = None
-        if calibration == "shut-off":  # closed valve at rated frequency: flow 0
+        if "shut-off" in calibration:  # closed valve at rated frequency: flow 0
             shutoff = _spot(_measure(curves, np.array([1.0]), np.array([0.0]), rng), 0.0)
         if "clamp-on" in calibration:
             r_c, q_c = 0.9, 0.8 * Q_BEP * 0.9
@@ -214,7 +214,7 @@ def score(path: str, s: Samples, q: FloatArray, u: FloatArray | None) -> Row:
                100.0 * float(np.mean(ok)), cover)
 
 
-CALIBRATIONS = ("datasheet", "none", "shut-off", "dp", "clamp-on", "dp+clamp-on")
+CALIBRATIONS = ("datasheet", "none", "shut-off", "dp", "dp+shut-off", "clamp-on", "dp+clamp-on")
 
 
 CALIBRATION_DRAWS = 10  # independent calibrations (clamp-on reading, shut-off test) per case
