@@ -46,6 +46,7 @@ from agent.motor_tables import (
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
 from kernels import (
+    calibrate_shutoff,
     combine_estimates,
     curve_band,
     fit_catalogue_curve,
@@ -210,6 +211,8 @@ class FlowEstimator:
         if not bool(np.all(np.isfinite(power))):
             return False
         self.power, self.head = power, shift_curve(self.head, leak)
+        if math.isfinite(spot.head) and spot.head > 0.0:  # the measured shut-off head, the rated point kept
+            self.head, _ = calibrate_shutoff(self.head, self.power, spot.head, math.nan, r, q)
         # The two ends of the split differ at the rated flow by the whole leak range's power.
         spread = 0.5 * float(polyval(q + leak_max, self.power) - polyval(q, self.power)) / math.sqrt(3.0)
         u_split = spread / float(polyval(q, self.power))
