@@ -163,9 +163,12 @@ class FlowEstimator:
         # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
         self.power_band = curve_band(self.u_power, b.wear_power, q_ref, self.x_max, q_ref, self.shift)
         self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q_ref, self.shift)
-        if sensorless.shutoff is not None and self._shutoff(sensorless.shutoff):
+        # A clamp-on reading measures the leak a shut-off test cannot split from part-load loss.
+        leak = math.nan if sensorless.clamp_on is None else self._offset(sensorless.clamp_on)
+        tested = sensorless.shutoff is not None and self._shutoff(sensorless.shutoff, leak)
+        if tested:
             had.append(Calibration.SHUTOFF)
-        if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on):
+        if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on, tested):
             had.append(Calibration.CLAMP_ON)
         if sensorless.dp_across_pump:
             had.append(Calibration.DP)
@@ -176,7 +179,7 @@ class FlowEstimator:
         self.head_in_use: FloatArray = self.head
         self.head_band_in_use: FloatArray = self.head_band
 
-    def _shutoff(self, spot: SpotReading) -> bool:
+    def _shutoff(self, spot: SpotReading, leak: float = math.nan) -> bool:
         """A closed-valve test: the wear held in the power it shows above the curve at a known zero flow.
 
         Two kinds of wear add power at shut-off: internal leakage (the impeller moves the
@@ -190,7 +193,8 @@ class FlowEstimator:
         curve is now measured) to the rated flow (where the two ends differ by the leak
         alone). Where the power curve is too flat at shut-off for the reading to resolve a
         leak (``_resolves_leak``) the test says nothing of it: no shift, the prior's
-        flow-axis uncertainty kept, the excess taken as part-load loss.
+        flow-axis uncertainty kept, the excess taken as part-load loss. A ``leak`` measured
+        by a clamp-on reading (collapsed m³/s) settles the split: the rest is part-load loss.
         """
         shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
         if not (math.isfinite(shaft) and math.isfinite(r) and r > 0.0):
@@ -201,8 +205,9 @@ class FlowEstimator:
         slope = float(self.power[1]) if self.power.shape[0] > 1 else 0.0
         bound = LEAK_BOUND * b.shift * q
         resolves = self._resolves_leak(shaft, spot.power, r, slope, bound)
-        leak_max = min(max(excess, 0.0) / slope, bound) if resolves else 0.0
-        leak = 0.5 * leak_max
+        measured = math.isfinite(leak)
+        leak_max = min(max(excess, 0.0) / slope, bound) if resolves and not measured else 0.0
+        leak = leak if measured else 0.5 * leak_max
         shifted = shift_curve(self.power, leak)
         part_load = excess - (float(shifted[0]) - p0)
         grid = np.linspace(0.0, self.x_max, SHUTOFF_GRID)
@@ -216,7 +221,7 @@ class FlowEstimator:
         # The two ends of the split differ at the rated flow by the whole leak range's power.
         spread = 0.5 * float(polyval(q + leak_max, self.power) - polyval(q, self.power)) / math.sqrt(3.0)
         u_split = spread / float(polyval(q, self.power))
-        unseen = 0.0 if resolves else b.shift
+        unseen = 0.0 if resolves or measured else b.shift
         self.power_band = curve_band(self.u_power, u_split, 0.0, 0.0, q, unseen)
         self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q, unseen)
         return True
@@ -231,16 +236,24 @@ class FlowEstimator:
         rel = float(shaft_power_uncertainty(shaft / electrical, meter, self.budget.losses))
         return slope > 0.0 and math.isfinite(rel) and rel * shaft / r**3 <= 0.5 * slope * bound
 
-    def _clamp_on(self, spot: SpotReading) -> bool:
-        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both)."""
+    def _offset(self, spot: SpotReading) -> float:
+        """The shift on the collapsed flow axis that takes the power curve through a clamp-on reading."""
         shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-        offset = float(flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+        return float(flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+
+    def _clamp_on(self, spot: SpotReading, tested: bool) -> bool:
+        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both).
+
+        After a shut-off test (``tested``) the curve is measured from zero flow to the reading.
+        """
+        offset = self._offset(spot)
         if not math.isfinite(offset):
             return False
-        b, x_c = self.budget, spot.flow / r
+        b, x_c = self.budget, spot.flow / self.shaft_and_speed(spot.power, spot.speed_ratio)[1]
         self.power = shift_curve(self.power, offset)
         self.head = shift_curve(self.head, offset)
-        self.power_band = curve_band(self.u_power, b.curve_out, x_c, x_c, self.q_ref, b.shift_clamp)
+        self.power_band = curve_band(self.u_power, b.curve_out, 0.0 if tested else x_c, x_c, self.q_ref,
+                                     b.shift_clamp)
         self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
         return True
 

@@ -21,10 +21,11 @@ estimates the flow through
   ``dp`` (a differential-pressure transmitter across the pump; the estimator first sees
   an independent sweep of ``WARM_UP_POINTS`` polls, as an agent that has run a while,
   from which it learns the head a worn impeller lost); ``dp+shut-off``; ``clamp-on`` (one
-  portable meter reading, 2 % accuracy, at 80 % flow and 90 % speed); ``dp+clamp-on``.
+  portable meter reading, 2 % accuracy, at 80 % flow and 90 % speed); ``dp+clamp-on``;
+  ``shut-off+clamp-on`` (the reading settles how the test's excess splits).
 
 ``--mixes`` adds the worn pump under other mixes of wear (leakage alone, part-load loss
-alone, light, heavy) for the paths a site without a flow reading has: a shut-off test
+alone, light, heavy) for the paths a site without a flow meter has: a shut-off test
 cannot split the power its excess shows between leakage and part-load loss, so its error
 depends on the mix (the agent takes the middle of what the test allows; see
 ``agent.sensorless.FlowEstimator._shutoff``), and the bench shows by how much.
@@ -220,7 +221,8 @@ def score(path: str, s: Samples, q: FloatArray, u: FloatArray | None) -> Row:
                100.0 * float(np.mean(ok)), cover)
 
 
-CALIBRATIONS = ("datasheet", "none", "shut-off", "dp", "dp+shut-off", "clamp-on", "dp+clamp-on")
+CALIBRATIONS = ("datasheet", "none", "shut-off", "dp", "dp+shut-off", "clamp-on", "dp+clamp-on",
+                "shut-off+clamp-on")
 
 
 CALIBRATION_DRAWS = 10  # independent calibrations (clamp-on reading, shut-off test) per case
@@ -258,7 +260,7 @@ MIXES = {  # other wear than WORN's (impeller 3 %, leak 4 %, part-load 6 %)
     "light": Wear(leakage=0.02, part_load=0.03),
     "heavy": Wear(impeller=0.05, leakage=0.06, part_load=0.10),
 }
-MIX_PATHS = ("none", "dp", "shut-off", "dp+shut-off")
+MIX_PATHS = ("none", "dp", "shut-off", "dp+shut-off", "shut-off+clamp-on")
 
 
 def print_mixes(points: int, seed: int) -> None:

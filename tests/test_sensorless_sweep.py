@@ -84,6 +84,10 @@ def test_one_clamp_on_reading_brings_a_worn_pump_within_3_percent_above_half_flo
         assert rows[path].mean_high <= 3.0, path
         assert rows[path].coverage >= 90.0, path
         assert rows[path].mean_high < 0.7 * rows["none"].mean_high, path
+    # Alone it leaves the part-load loss below half flow unseen; a shut-off test shows it.
+    both = rows["shut-off+clamp-on"]
+    assert both.mean_low <= 10.0 < rows["clamp-on"].mean_low
+    assert both.coverage >= 90.0
 
 
 @pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])

@@ -267,15 +267,20 @@ Q_BEP, H_BEP, P_BEP, RATED = 120 / 3600, 32.0, 13_500.0, 15_000.0
 WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
 
 
-def _estimator(family: Family, shutoff: TableCurves | None) -> FlowEstimator:
+def _estimator(family: Family, shutoff: TableCurves | None,
+               clamp_on: TableCurves | None = None) -> FlowEstimator:
     new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
     flows = tuple(x * Q_BEP for x in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5))
-    spot = None
+    spot = reading = None
     if shutoff is not None:  # a closed-valve test at rated speed
         spot = SpotReading(0.0, 1.0, _electrical(shutoff, 0.0, 1.0), shutoff.head(0.0, 1.0), "2026-03-14")
+    if clamp_on is not None:  # a portable meter's exact reading at 80 % flow, 90 % speed
+        flow = 0.8 * Q_BEP * 0.9
+        reading = SpotReading(flow, 0.9, _electrical(clamp_on, flow, 0.9), math.nan, "2026-03-14")
     head = CurvePoints(flows, tuple(new.head(q, 1.0) for q in flows))
     power = CurvePoints(flows, tuple(new.shaft_power(q, 1.0) for q in flows))
-    settings = SensorlessConfig(speed_is_shaft=True, shutoff=spot, catalogue_head=head, catalogue_power=power)
+    settings = SensorlessConfig(speed_is_shaft=True, shutoff=spot, clamp_on=reading, catalogue_head=head,
+                                catalogue_power=power)
     return FlowEstimator(settings, LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan), RATED, 1470.0)
 
 
@@ -333,3 +338,19 @@ def test_a_shutoff_test_on_a_curve_flat_at_shutoff_bounds_no_leak():
         flow = q * Q_BEP
         e = tested.estimate(_electrical(worn, flow, 1.0), 1.0)
         assert e.available and abs(e.flow - flow) <= e.rel_u90 * e.flow
+
+
+def test_a_clamp_on_reading_settles_how_a_shutoff_tests_excess_splits():
+    """Part-load loss alone: the test alone takes half its excess as a leak; the reading shows none."""
+    worn = TableCurves(Family.RADIAL_STEEP, Q_BEP, H_BEP, P_BEP, RHO_G, Wear(impeller=0.03, part_load=0.10))
+    both, tested = _estimator(Family.RADIAL_STEEP, worn, worn), _estimator(Family.RADIAL_STEEP, worn)
+    clamped = _estimator(Family.RADIAL_STEEP, None, worn)
+    assert both.calibrations[:2] == (Calibration.CLAMP_ON, Calibration.SHUTOFF)
+    # The curve passes through both readings: measured from zero flow to the reading's.
+    shaft, r = both.shaft_and_speed(_electrical(worn, 0.0, 1.0), 1.0)
+    assert polyval(0.0, both.power) == pytest.approx(shaft / r**3, rel=0.01)
+    assert both.power_band[2] == 0.0 and both.power_band[3] == pytest.approx(0.8 * Q_BEP, rel=0.01)
+    low, high = [0.25, 0.3, 0.35, 0.4, 0.45], [0.6, 0.8, 1.0, 1.1]
+    assert np.mean(_errors(both, worn, high, 0.7)) <= 0.02 < np.mean(_errors(tested, worn, high, 0.7))
+    assert np.mean(_errors(both, worn, low, 0.7)) <= 0.05
+    assert np.mean(_errors(clamped, worn, [0.25, 0.3], 0.7)) > 0.15  # alone: the part-load loss unseen
