@@ -221,7 +221,8 @@ class FlowEstimator:
         # The two ends of the split differ at the rated flow by the whole leak range's power.
         spread = 0.5 * float(polyval(q + leak_max, self.power) - polyval(q, self.power)) / math.sqrt(3.0)
         u_split = spread / float(polyval(q, self.power))
-        unseen = 0.0 if resolves or measured else b.shift
+        # A bounded leak leaves only the rest of the prior's flow-axis uncertainty (a datasheet's shape).
+        unseen = math.sqrt(max(self.shift**2 - b.shift**2, 0.0)) if resolves or measured else self.shift
         self.power_band = curve_band(self.u_power, u_split, 0.0, 0.0, q, unseen)
         self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q, unseen)
         return True

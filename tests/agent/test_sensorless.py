@@ -354,3 +354,13 @@ def test_a_clamp_on_reading_settles_how_a_shutoff_tests_excess_splits():
     assert np.mean(_errors(both, worn, high, 0.7)) <= 0.02 < np.mean(_errors(tested, worn, high, 0.7))
     assert np.mean(_errors(both, worn, low, 0.7)) <= 0.05
     assert np.mean(_errors(clamped, worn, [0.25, 0.3], 0.7)) > 0.15  # alone: the part-load loss unseen
+
+
+def test_a_shutoff_test_on_the_datasheet_alone_keeps_the_shapes_uncertainty():
+    """The test bounds the leak, not the shape a curve assumed from the rated point alone may have wrong."""
+    load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
+    spot = SpotReading(0.0, 1.0, 7_000.0, 40.0, "2026-03-14")
+    tested = FlowEstimator(SensorlessConfig(shutoff=spot), load, RATED, 1470.0)
+    assert tested.calibration is Calibration.SHUTOFF
+    expected = math.sqrt(BUDGET.datasheet_shift**2 - BUDGET.shift**2)
+    assert tested.power_band[5] == pytest.approx(expected) and tested.head_band[5] == pytest.approx(expected)
