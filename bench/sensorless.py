@@ -225,6 +225,14 @@ CALIBRATIONS = ("datasheet", "none", "shut-off", "dp", "dp+shut-off", "clamp-on"
                 "shut-off+clamp-on")
 
 
+# What a worn pump's path lacks where its flow is not identifiable (printed after its table).
+LACKS = {
+    "none": "no point of known flow (no shut-off test, no flow reading): leakage unseen",
+    "dp": "no point of known flow: head and power both see the impeller's flow, not the delivered",
+    "clamp-on": "no shut-off test: part-load loss unseen below half flow",
+    "dp+clamp-on": "no shut-off test: part-load loss unseen below half flow",
+}
+
 CALIBRATION_DRAWS = 10  # independent calibrations (clamp-on reading, shut-off test) per case
 
 
@@ -286,8 +294,9 @@ def main() -> None:
         print(f"  {'path':<18} {'mean err >=0.5':>14} {'mean err <0.5':>13} {'p95 % max':>9} "
               f"{'has est.':>8} {'90% cover':>9}")
         for row in run_case(case, args.points, args.seed):
+            lacks = f"  lacks {LACKS[row.path]}" if not case.wear.none and row.path in LACKS else ""
             print(f"  {row.path:<18} {row.mean_high:13.1f}% {row.mean_low:12.1f}% {row.p95_of_max:8.1f}% "
-                  f"{row.available:7.0f}% {row.coverage:8.0f}%")
+                  f"{row.available:7.0f}% {row.coverage:8.0f}%{lacks}")
     if args.mixes:
         print_mixes(args.points, args.seed)
 
