@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from agent.config import DriveConfig, SiteConfig
+from agent.config import BaselineMethod, DriveConfig, SiteConfig
 from agent.config.model import SensorConfig
 from agent.config.profile import NegativePower, Quantity
 from agent.energy.account import EnergyAccount, EnergySample
@@ -163,7 +163,8 @@ class DriveRuntime(DeviceRuntime):
         Estimated when first read after a poll and kept for that poll: most polls are never
         read (the endpoint is scraped every 15..60 s, and only a group without a flow point
         asks), and at ~0.27 ms a pump it cost 27 % of a core at 1,000 drives. A drive whose
-        estimator learns from every poll (with DP) is estimated in ``accept``, once a poll.
+        estimator learns from every poll (with DP) or whose throttle baseline reads it is
+        estimated in ``accept``, once a poll (``_estimates_every_poll``).
         """
         return self._estimate_flow()
 
@@ -174,6 +175,17 @@ class DriveRuntime(DeviceRuntime):
             self._flow_estimate = None if self.flow_estimator is None or last is None or not last.running \
                 else self.flow_estimator.estimate_values(last.values, last.power, last.speed_ratio)
         return self._flow_estimate
+
+    def _estimates_every_poll(self, flow: float) -> bool:
+        """Whether each poll's flow estimate is made as it is accepted, not when first read.
+
+        With DP every poll teaches the estimator the head loss, and a throttle baseline
+        without a flow reading is read at the estimate.
+        """
+        if self.flow_estimator is None:
+            return False
+        throttle = self.baseline.method is BaselineMethod.THROTTLE
+        return self.flow_estimator.learns or (throttle and math.isnan(flow))
 
     def status(self, name: str) -> bool | None:
         """A named bit (profile ``status_bits``: ready, running, remote, fault) of the last status word."""
@@ -224,7 +236,13 @@ class DriveRuntime(DeviceRuntime):
         self._check_stuck(t, values, running)
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
-        baseline = self.baseline.power(ratio, flow, max(power, 0.0), running)
+        estimated = self._estimates_every_poll(flow)
+        estimate = None
+        if estimated and running and self.flow_estimator is not None:
+            estimate = self.flow_estimator.estimate_values(values, power, ratio)
+        # A throttle baseline without a flow point is read at this poll's sensorless flow.
+        baseline_flow = estimate.flow if math.isnan(flow) and estimate is not None else flow
+        baseline = self.baseline.power(ratio, baseline_flow, running)
         self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
         sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
         if self.awaits_counterfactual:
@@ -239,8 +257,8 @@ class DriveRuntime(DeviceRuntime):
         self.history.append(row)
         reading = Reading(t, wall, values, ratio, power, baseline, running)
         self.last = reading
-        if self.flow_estimator is not None and self.flow_estimator.learns:
-            self._estimate_flow()  # now: with DP every poll teaches the estimator the head loss
+        if estimated:
+            self._estimated, self._flow_estimate = reading, estimate
         self._answering()
         return reading
 
