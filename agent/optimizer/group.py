@@ -203,9 +203,15 @@ class GroupRuntime:
     # --- per cycle -----------------------------------------------------------------------------
 
     def refit(self) -> None:
-        """Refit every machine and the system curve."""
+        """Refit every machine and the system curve; one never seen running borrows its siblings' gain."""
         for machine, drive in zip(self.machines, self.drives, strict=True):
             machine.refit(drive.history.snapshot(), self.settings)
+        gains = [g for g in (m.efficiency_drift() for m in self.machines if m.observed) if math.isfinite(g)]
+        if gains:
+            gain = float(np.median(gains))
+            for machine in self.machines:
+                if not machine.observed:
+                    machine.assume_efficiency_gain(gain)
         self.system.refit()
 
     def recommend(self, now: float) -> Plan | None:
