@@ -138,6 +138,8 @@ class DriveRuntime(DeviceRuntime):
         # that same poll's counterfactual (``book``); any other drive books it at once. The
         # agent sets it from the config's groups.
         self.awaits_counterfactual = False
+        # Only the optimizer's fits read the history: the agent records it for drives in a group.
+        self.records_history = False
         self._unbooked: EnergySample | None = None
         self.stuck_polls = 10  # identical polls of a running drive before its data counts as frozen ...
         self.stuck_min_s = 10.0  # ... and for at least this long
@@ -249,12 +251,13 @@ class DriveRuntime(DeviceRuntime):
             self._unbooked = sample
         else:
             self.account.add(sample)
-        row = np.full(len(Channel), math.nan)
-        row[Channel.SPEED_RATIO] = ratio
-        row[Channel.POWER] = power
-        row[Channel.FLOW] = flow
-        row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
-        self.history.append(row)
+        if self.records_history:
+            row = np.full(len(Channel), math.nan)
+            row[Channel.SPEED_RATIO] = ratio
+            row[Channel.POWER] = power
+            row[Channel.FLOW] = flow
+            row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
+            self.history.append(row)
         reading = Reading(t, wall, values, ratio, power, baseline, running)
         self.last = reading
         if estimated:

@@ -33,8 +33,11 @@ def test_a_partly_filled_ring_returns_what_it_has():
 
 
 def test_the_ring_holds_the_fit_channels_in_float32():
-    """What the memory figures in README rest on: 4 channels × 4 bytes per sample."""
-    assert RingBuffer(3600).nbytes == 3600 * 4 * 4
+    """What the memory figures in README rest on: 4 channels × 4 bytes per sample, from the first one."""
+    ring = RingBuffer(3600)
+    assert ring.nbytes == 0 and len(ring.snapshot()) == 0  # a drive outside every group: never recorded
+    ring.append(_row(1))
+    assert ring.nbytes == 3600 * 4 * 4
 
 
 def test_a_ring_needs_room_for_one_sample():
