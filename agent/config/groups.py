@@ -40,7 +40,7 @@ from agent.config.model import (
     StagingConfig,
     SystemConfig,
 )
-from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.profile import Profile, Quantity, profile_for
 from agent.config.yamlsource import Issues, Section
 from agent.mv.abtest import BlockPlan
 from agent.mv.stats import MvError
@@ -110,19 +110,10 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
         sec.error("bus", f"no bus named {bus!r}; buses: {', '.join(sorted(buses)) or 'none'}")
     unit = sec.unit_id("unit")
     profile_name = sec.string("profile")
-    profile: Profile | None = None
-    if profile_name:
-        path = resolve_profile_path(profile_name, config_dir)
-        if path is None:
-            sec.error("profile", f"no profile {profile_name!r}; available: "
-                                 f"{', '.join(available_profiles(config_dir))}")
-        else:
-            if path not in profiles:
-                profiles[path] = load_profile(path, issues)
-            profile = profiles[path]
-            if profile is not None and profile.point(quantity) is None:
-                sec.error("quantity", f"profile {profile.name!r} has no {quantity.value} point")
-                profile = None
+    profile = profile_for(sec, profile_name, config_dir, profiles, issues) if profile_name else None
+    if profile is not None and profile.point(quantity) is None:
+        sec.error("quantity", f"profile {profile.name!r} has no {quantity.value} point")
+        profile = None
     if profile is None or not bus or unit < 0:
         return None
     return DemandConfig(DemandSource.POINT, quantity, "", bus, unit, profile, margin, lookahead)

@@ -36,14 +36,7 @@ from agent.config.model import (
     Tariff,
     Transport,
 )
-from agent.config.profile import (
-    PollRate,
-    Profile,
-    Quantity,
-    available_profiles,
-    load_profile,
-    resolve_profile_path,
-)
+from agent.config.profile import PollRate, Profile, Quantity, profile_for
 from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.config.sensorless import parse_sensorless
 from agent.config.yamlsource import Issues, Section, load_yaml
@@ -294,25 +287,16 @@ def _drive(
     motor_efficiency = sec.number("motor_efficiency_pct", math.nan, minimum=50.0, maximum=99.9) / 100.0 \
         if sec.has("motor_efficiency_pct") else math.nan
     sensorless = parse_sensorless(sec.section("sensorless", required=False), load.kind)
-    profile: Profile | None = None
-    if profile_name:
-        path = resolve_profile_path(profile_name, config_dir)
-        if path is None:
-            known = ", ".join(available_profiles(config_dir))
-            sec.error("profile", f"no profile {profile_name!r}; available: {known}")
-        else:
-            if path not in profiles:
-                profiles[path] = load_profile(path, issues)
-            profile = profiles[path]
-            if profile is not None:
-                profile = _poll_rates(sec, profile)
-            status = profile.point(Quantity.STATUS_WORD) if profile is not None else None
-            control_mode = control.mode is ControlMode.CONTROL
-            if control_mode and status is not None and status.rate is not PollRate.FAST:
-                sec.error("poll", "a drive in control mode needs its status_word read fast: its fault bit "
-                                  "hands control back")
-            if profile is not None:
-                _check_profile_fits(sec, profile, baseline)
+    profile = profile_for(sec, profile_name, config_dir, profiles, issues) if profile_name else None
+    if profile is not None:
+        profile = _poll_rates(sec, profile)
+    if profile is not None:
+        status = profile.point(Quantity.STATUS_WORD)
+        control_mode = control.mode is ControlMode.CONTROL
+        if control_mode and status is not None and status.rate is not PollRate.FAST:
+            sec.error("poll", "a drive in control mode needs its status_word read fast: its fault bit "
+                              "hands control back")
+        _check_profile_fits(sec, profile, baseline)
     if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
         return None
     return DriveConfig(name, bus, unit, profile, rated_power, rated_speed, load, baseline, control,
@@ -329,16 +313,7 @@ def _sensor(sec: Section, config_dir: Path, profiles: dict[Path, Profile | None]
     sec.check_keys({"name", "bus", "unit", "profile"})
     name, bus, unit = sec.string("name"), sec.string("bus"), sec.unit_id("unit")
     profile_name = sec.string("profile")
-    profile: Profile | None = None
-    if profile_name:
-        path = resolve_profile_path(profile_name, config_dir)
-        if path is None:
-            sec.error("profile", f"no profile {profile_name!r}; available: "
-                                 f"{', '.join(available_profiles(config_dir))}")
-        else:
-            if path not in profiles:
-                profiles[path] = load_profile(path, issues)
-            profile = profiles[path]
+    profile = profile_for(sec, profile_name, config_dir, profiles, issues) if profile_name else None
     critical = (Quantity.CRITICAL_PRESSURE, Quantity.VALVE_POSITION)
     if profile is not None and all(profile.point(q) is None for q in critical):
         sec.error("profile", f"profile {profile.name!r} maps neither critical_pressure nor valve_position: "
