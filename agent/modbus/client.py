@@ -130,10 +130,12 @@ def direct_writer(transport: Any) -> Callable[[bytes], None] | None:
     queue: Callable[[bytes], None] = transport.write
 
     def write(data: bytes) -> None:
-        if getattr(transport, SERIAL_PORT_ATTRIBUTE, None) is port and not buffered():
+        if getattr(transport, SERIAL_PORT_ATTRIBUTE, None) is not port:
+            return  # the transport closed its port (and the descriptor with it): nothing to write to
+        if not buffered():
             try:
                 data = data[os.write(fd, data):]
-            except OSError:  # EAGAIN, EINTR, or the port is gone: pymodbus's own write tells
+            except OSError:  # EAGAIN, EINTR, or the port failed: pymodbus's own write tells
                 pass
             if not data:
                 return

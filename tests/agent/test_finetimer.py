@@ -306,6 +306,12 @@ def test_a_full_port_gets_the_frame_through_the_transports_queue_in_order():
                 pass  # drained: the port takes bytes again, but the queue is not empty
         write(b"request3")
         assert transport.queued == [b"request2", b"request3"]  # behind the queued frame, never before it
+        transport.queued.clear()
+        transport.sync_serial = None  # type: ignore[assignment]  # closed by pymodbus
+        write(b"request4")
+        assert transport.queued == []  # nowhere to go: dropped
+        with pytest.raises(BlockingIOError):
+            os.read(read_end, 100)  # and nothing written
         os.set_blocking(write_end, True)
         assert direct_writer(transport) is None  # a blocking descriptor is never written from the loop
         assert direct_writer(object()) is None  # no port at all: the transport's own write
