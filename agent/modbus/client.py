@@ -104,17 +104,13 @@ SERIAL_PORT_ATTRIBUTE = "sync_serial"
 
 
 def direct_writer(transport: Any) -> Callable[[bytes], None] | None:
-    """A write that puts a frame on a serial port in the caller's own loop iteration; None if it cannot.
+    """A write that puts a frame on a serial port in the caller's loop iteration; None if it cannot.
 
-    pymodbus's serial ``write`` only queues the frame and registers a writer callback, so the
-    bytes leave one event-loop iteration after the silence ended (an epoll round trip and two
-    ``epoll_ctl`` calls later). This writes to the port's non-blocking descriptor at once and
-    hands whatever the kernel did not take (a full buffer: EAGAIN or a partial write; or an
-    error, which pymodbus then reports as its own write would) to the transport's own ``write``,
-    behind nothing: it is used only while the transport's buffer is empty. None where the
-    transport holds no such port (a socket, whose ``write`` sends at once, or another pymodbus
-    whose serial transport looks different), or the descriptor blocks: then the transport's
-    own ``write`` is the one used.
+    pymodbus's serial ``write`` only queues the frame for a writer callback, one event-loop
+    iteration (an epoll round trip) later. This writes to the port's non-blocking descriptor at
+    once; what the kernel did not take (EAGAIN, a partial write, an error pymodbus then reports),
+    and a frame behind one still queued, go to the transport's own ``write``. None for a transport
+    without such a port (a socket, which writes at once; another pymodbus) or with a blocking one.
     """
     port = getattr(transport, SERIAL_PORT_ATTRIBUTE, None)
     fileno = getattr(port, "fileno", None)
