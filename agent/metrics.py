@@ -367,12 +367,17 @@ class BusLike(Protocol):
         """Each measured drive's turnaround [s]."""
         ...  # pragma: no cover - protocol
 
+    def counts(self) -> tuple[int, int, int, int]:
+        """Cycles, cycles started late, connections opened, attempts to open one that failed."""
+        ...  # pragma: no cover - protocol
+
 
 class BusCollector(Collector):
     """Each bus's line and schedule, read from its poller.
 
-    ``vfd_bus_utilization_ratio{bus}``, ``vfd_poll_lag_seconds{bus,rate}`` and
-    ``vfd_drive_turnaround_seconds{drive}``.
+    ``vfd_bus_utilization_ratio{bus}``, ``vfd_poll_lag_seconds{bus,rate}``,
+    ``vfd_drive_turnaround_seconds{drive}`` and the bus's counters (cycles, late cycles, connects,
+    failed connects).
     """
 
     def __init__(self, buses: Sequence[BusLike]) -> None:
@@ -398,7 +403,18 @@ class BusCollector(Collector):
             "the median of its recent reads; absent until measured",
             labels=["drive"],
         )
+        counters = [CounterMetricFamily(name, text, labels=["bus"]) for name, text in (
+            ("vfd_bus_cycles", "Poll cycles a bus has run"),
+            ("vfd_bus_late_cycles", "Cycles that started late because the one before overran (see "
+                                    "vfd_poll_lag_seconds)"),
+            ("vfd_bus_connects", "Connections opened (RTU: the serial port; TCP: the socket), reopenings "
+                                 "after a timeout included"),
+            ("vfd_bus_connect_failures", "Attempts to open the connection that failed (a port the OS "
+                                         "refuses, a host down), each retried with backoff"),
+        )]
         for bus in self.buses:
+            for counter, count in zip(counters, bus.counts(), strict=True):
+                counter.add_metric([bus.name], float(count))
             value = bus.utilization()
             if math.isfinite(value):
                 family.add_metric([bus.name], value)
@@ -409,6 +425,7 @@ class BusCollector(Collector):
         yield family
         yield lag
         yield turnaround
+        yield from counters
 
 
 class OptimizerCollector(Collector):

@@ -360,6 +360,11 @@ class BusPoller:
         while len(self._busy_samples) > 2 and now - self._busy_samples[1][0] >= UTILIZATION_WINDOW_S:
             self._busy_samples.popleft()
 
+    def counts(self) -> tuple[int, int, int, int]:
+        """Cycles, cycles started late, connections opened, attempts to open one that failed."""
+        stats = self.stats
+        return stats.cycles, stats.missed_deadlines, stats.connects, stats.connect_failures
+
     def utilization(self) -> float:
         """Share of the last ~10 s the line was busy (RTU: theoretical frame time), NaN before two cycles."""
         if len(self._busy_samples) < 2:

@@ -94,6 +94,16 @@ def test_a_refused_serial_port_is_a_located_bus_error_and_the_other_bus_keeps_po
                 assert "Traceback" not in result.stderr
                 assert f"{a} refuses the line settings 19200 baud, 8 data bits, parity E" in result.stderr
 
+            # Three attempts to open the line (the first logged at ERROR, the others at DEBUG), counted.
+            def failures() -> float | None:
+                count = value(scrape(url), "vfd_bus_connect_failures_total", bus="line")
+                return count if count is not None and count >= 3 else None
+            await asyncio.to_thread(wait_until, failures, 30, what="three failed attempts to open the line")
+            samples = scrape(url)
+            assert value(samples, "vfd_bus_connects_total", bus="line") == 0.0
+            assert (value(samples, "vfd_bus_connects_total", bus="gw") or 0) >= 1
+            assert (value(samples, "vfd_bus_cycles_total", bus="gw") or 0) >= 2
+
         finally:
             # In a thread, so the simulators keep serving while the agent shuts down.
             code, _, err = await asyncio.to_thread(stop, agent)
