@@ -26,10 +26,11 @@ from kernels import (
     BASELINE_DAMPER,
     BASELINE_INLET_VANE,
     DEFAULT_TABLES,
+    ESTIMATE_FLOW_DEFAULTS,
     characteristic_baseline_power,
     default_efficiency_tables,
     electrical_power,
-    estimate_flow,
+    estimate_flow_tuned,
     table_baseline_power,
     throttle_baseline_power,
 )
@@ -129,4 +130,5 @@ class BaselineModel:
         load = electrical / self.rated_power
         motor = float(np.interp(load, self._motor[0], self._motor[1]))
         drive = float(np.interp(load, self._drive[0], self._drive[1]))
-        return float(estimate_flow(self._power, electrical * motor * drive, speed_ratio))
+        return float(estimate_flow_tuned(self._power, electrical * motor * drive, speed_ratio,
+                                         *ESTIMATE_FLOW_DEFAULTS))

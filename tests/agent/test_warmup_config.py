@@ -96,10 +96,13 @@ def test_a_config_without_groups_needs_only_the_energy_kernels(tmp_path):
     plain = kernels_for(load_config(_site(tmp_path, groups=False)))
     grouped = kernels_for(load_config(_site(tmp_path, groups=True)))
     assert plain == kernels_in(ENERGY_MODULES + SENSORLESS_MODULES)  # a pump: its flow estimate
-    assert "characteristic_baseline_power" in plain and "fit_pump_curves" not in plain
+    assert "characteristic_baseline_power" in plain and "fit_pump_curves_tuned" not in plain
     assert {"flow_from_power", "flow_from_head", "curve_band"} <= plain
     assert grouped == plain | kernels_in(OPTIMIZER_MODULES)
-    assert {"fit_pump_curves", "fit_system_curve", "stage_pumps_tables"} <= grouped
+    assert {"fit_pump_curves_tuned", "fit_system_curve_tuned", "stage_pumps_tables"} <= grouped
+    # The agent calls the tuned fits with the wrappers' settings: the wrappers (a compile of
+    # their own each) and the fan fit (the same fit) are not compiled for it.
+    assert not grouped & {"fit_pump_curves", "fit_fan_curves", "fit_system_curve", "estimate_flow"}
     assert not any(name.startswith("rls_") for name in grouped)  # RLS: unused
 
 
