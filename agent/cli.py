@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
 WARMUP_RSS_BUDGET = 215 * 2**20  # a warm-up process starts no kernel it would not finish under this RSS ...
-GROWTH_PER_FUNCTION = 6 * 2**20  # ... at about this per function it compiles (fit_pump_curves: 10, 59 MB)
-LOADED_PER_FUNCTION = 1 * 2**20  # ... or this once every kernel so far was loaded from the cache
+LOADED_PER_FUNCTION = 1 * 2**20  # ... at about this per function it loads or compiles, ...
+GROWTH_PER_LINKED_BYTE = 1536  # ... and this per byte of bytecode in the modules it compiles
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -567,16 +567,17 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
         timings.update(done)
         fallbacks.extend([fallback] if fallback else [])
 
-    def run_lane(names: list[str]) -> None:
+    def run_lane(names: list[str], before: list[str]) -> None:
         while names:  # one process after the other: a lane's kernels share callees
-            done, fallback = _in_worker("_warm_chunk", names, WARMUP_RSS_BUDGET)
+            done, fallback = _in_worker("_warm_chunk", names, WARMUP_RSS_BUDGET, before)
             record(done, fallback)
-            names = names[len(done):]
+            names, before = names[len(done):], before + list(done)
 
     record(*first)
+    befores = [list(first[0]) if i == 0 else [] for i in range(len(lanes))]
     lanes = [lane[len(first[0]):] if i == 0 else lane for i, lane in enumerate(lanes)]
     with ThreadPoolExecutor(max(1, len(lanes))) as lane_threads:
-        list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
+        list(lane_threads.map(run_lane, lanes, befores))  # re-raises a worker's error
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     what = "kernels" if config_path is None else f"kernels of {config_path}"
@@ -648,29 +649,37 @@ def _warm_plan(config_path: str | None, jobs: int,
     return lanes, _warm_chunk(lanes[0], budget) if lanes else ({}, None)
 
 
-def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
+def _warm_chunk(names: list[str], budget: int,
+                before: Sequence[str] = ()) -> tuple[dict[str, float], str | None]:
     """In a worker process: compile (or load) ``names`` in order while each is expected to fit.
 
-    A kernel is started if it is the first, or if the peak RSS so far plus, for each function
-    it would compile that this process has not, ``GROWTH_PER_FUNCTION`` (``LOADED_PER_FUNCTION``
-    while every kernel so far was a cache hit: a warm cache) stays under ``budget``.
+    A kernel is started if it is the first, or if the peak RSS so far plus what its new
+    functions are expected to add stays under ``budget``: ``GROWTH_PER_LINKED_BYTE`` per byte
+    of each one's linked code (``linked_sizes``: the memory LLVM keeps grows with that more
+    than with their count: ``fit_pump_curves_tuned`` added 42 MiB, ``flow_from_power`` with
+    about as many functions 16), unless every kernel so far was a cache hit (a warm cache),
+    and ``LOADED_PER_FUNCTION`` each. A function of a kernel in ``before`` (done by an
+    earlier process of this lane) is in the cache: loading it costs ``LOADED_PER_FUNCTION``.
     Returns the timings of those done and the cache's fallback, if any.
     """
     configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
     import kernels
-    from agent.numba_cache import callees
+    from agent.numba_cache import linked_sizes
 
+    cached = {f for kernel in before for f in linked_sizes(kernel)}
     timings: dict[str, float] = {}
     compiled: set[str] = set()
     warm = True
     for name in names:
-        functions = callees(name)
+        sizes = linked_sizes(name)
+        new = sizes.keys() - compiled
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        per_function = LOADED_PER_FUNCTION if warm else GROWTH_PER_FUNCTION
-        if timings and peak + per_function * len(functions - compiled) > budget:
+        linked = 0 if warm else sum(sizes[f] for f in new - cached)
+        expected = LOADED_PER_FUNCTION * len(new) + GROWTH_PER_LINKED_BYTE * linked
+        if timings and peak + expected > budget:
             break
         timings.update(kernels.warmup([name]))
-        compiled |= functions
+        compiled |= sizes.keys()
         warm = warm and not getattr(kernels, name).stats.cache_misses
     return timings, cache_fallback()
 

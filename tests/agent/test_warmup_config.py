@@ -23,6 +23,7 @@ from agent.numba_cache import (
     callees,
     kernels_for,
     kernels_in,
+    linked_sizes,
 )
 from tests.support import REPO, finish, spawn
 
@@ -166,6 +167,8 @@ def test_a_warm_up_process_stops_starting_kernels_past_its_budget():
     assert list(done) == names[:1]
     done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000)
     assert list(done) == names
+    done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000, names)  # done before: cached
+    assert list(done) == names
 
 
 def test_lanes_side_by_side_never_compile_the_same_function():
@@ -180,6 +183,19 @@ def test_lanes_side_by_side_never_compile_the_same_function():
             for other in compiled[i + 1:]:
                 assert not mine & other
     assert callees("fit_fan_curves") >= {"kernels.fitting.fit_pump_curves", "kernels._linalg.robust_lstsq"}
+
+
+def test_a_functions_linked_size_is_its_code_and_everything_it_calls():
+    """What a warm-up process expects a compile to cost grows with the callees Numba links in."""
+    sizes = linked_sizes("fit_pump_curves_tuned")
+    assert sizes.keys() == callees("fit_pump_curves_tuned")
+    from kernels import _linalg
+
+    own = len(_linalg.robust_lstsq.py_func.__code__.co_code)
+    parts = ("householder_lstsq", "mad_scale", "_weighted_gram_solve")  # disjoint callee trees
+    assert sizes["kernels._linalg.robust_lstsq"] == own + sum(sizes[f"kernels._linalg.{p}"] for p in parts)
+    assert sizes["kernels._linalg.householder_lstsq"] > sizes["kernels._linalg._row_dot"] > 0
+    assert max(sizes.values()) == sizes["kernels.fitting.fit_pump_curves_tuned"]
 
 
 def test_lanes_keep_kernels_that_share_a_callee_together():
