@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import kernels
-from agent.cli import WARMUP_RSS_BUDGET, _warm_chunk, _warm_plan, warmup_lanes
 from agent.config import load_config
 from agent.numba_cache import (
     ENERGY_MODULES,
@@ -25,6 +24,7 @@ from agent.numba_cache import (
     kernels_in,
     linked_sizes,
 )
+from agent.warmup import WARMUP_RSS_BUDGET, _warm_chunk, _warm_plan, warmup_lanes
 from tests.support import REPO, finish, spawn
 
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
