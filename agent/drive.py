@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from agent.config import DriveConfig, SiteConfig
+from agent.config import BaselineMethod, DriveConfig, SiteConfig
+from agent.config.model import SensorConfig
 from agent.config.profile import NegativePower, Quantity
 from agent.energy.account import EnergyAccount, EnergySample
 from agent.energy.baseline import BaselineModel
@@ -53,12 +54,79 @@ class Reading:
     running: bool
 
 
-class DriveRuntime:
-    """Everything the agent knows about one drive right now."""
+class DeviceRuntime:
+    """A polled device's live state: its reads, its latest accepted poll, freshness and faults.
 
-    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600) -> None:
+    A sensor (``SensorConfig``: a remote I/O module or a BMS gateway read for a group's critical
+    point) is one as it is; ``DriveRuntime`` adds a drive's energy, history and checks. The
+    poller polls both alike, and both are fresh by the one rule (``is_fresh``).
+    """
+
+    config: DriveConfig | SensorConfig
+    kind = "sensor"  # what the log calls it
+
+    def __init__(self, config: DriveConfig | SensorConfig) -> None:
         self.config = config
         self.blocks: tuple[Block, ...] = plan_reads(config.profile.points.values())
+        self.up: bool | None = None  # None until the first poll
+        self.fault = ""  # what ended the device's last good run (the first failed poll's error)
+        self.errors: Counter[str] = Counter()
+        self.last: Reading | None = None
+        self.polls = 0
+        # Freshness (see is_fresh); the poller sets stale_after from its bus's interval.
+        self.stale_after = stale_after(1.0)  # s
+
+    @property
+    def name(self) -> str:
+        """The device's configured name."""
+        return self.config.name
+
+    def is_fresh(self, now: float) -> bool:
+        """The one test before acting on this device's data (see ``FRESH_INTERVALS``).
+
+        True if the last poll succeeded, passed every plausibility check, and is at most
+        ``stale_after`` s old at ``now``: the caller's clock, the same injected monotonic clock
+        the poller stamps readings with.
+        """
+        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
+
+    def accept(self, t: float, wall: float, values: dict[Quantity, float]) -> Reading:
+        """Take a sensor's successful poll; ImplausibleReadingError if a value must not be used."""
+        self.polls += 1
+        bad = next((q for q, v in values.items() if not math.isfinite(v)), None)
+        if bad is not None:
+            error = ImplausibleReadingError(f"{bad.value} is {values[bad]} (a 'not available' value?)")
+            self.fail(error)
+            raise error
+        self.last = Reading(t, wall, values, math.nan, math.nan, math.nan, False)
+        self._answering()
+        return self.last
+
+    def _answering(self) -> None:
+        if self.up is False:
+            log.info("%s %s: answering again", self.kind, self.name)
+        self.up = True
+
+    def fail(self, error: DriveError) -> None:
+        """Record a failed poll: count it, mark the device down; logged once per outage."""
+        self.errors[error.kind] += 1
+        if self.up is not False:
+            log.error("%s %s: %s (%s)", self.kind, self.name, error, error.kind)
+            self.fault = f"{error} ({error.kind})"
+        else:
+            log.debug("%s %s still failing: %s", self.kind, self.name, error)
+        self.up = False
+
+
+class DriveRuntime(DeviceRuntime):
+    """Everything the agent knows about one drive right now."""
+
+    config: DriveConfig
+    kind = "drive"
+
+    def __init__(self, config: DriveConfig, site: SiteConfig, max_gap: float, history: int = 3600) -> None:
+        super().__init__(config)
+        self.config = config
         self.history = RingBuffer(history)
         self.account = EnergyAccount.for_drive(config, site, max_gap)
         self.baseline = BaselineModel(config)
@@ -70,25 +138,15 @@ class DriveRuntime:
         # that same poll's counterfactual (``book``); any other drive books it at once. The
         # agent sets it from the config's groups.
         self.awaits_counterfactual = False
+        # Only the optimizer's fits read the history: the agent records it for drives in a group.
+        self.records_history = False
         self._unbooked: EnergySample | None = None
-        self.up: bool | None = None  # None until the first poll
-        self.fault = ""  # what ended the drive's last good run (the first failed poll's error)
-        self.errors: Counter[str] = Counter()
-        self.last: Reading | None = None
-        self.polls = 0
-        # Freshness (see is_fresh); the poller sets stale_after from its bus's interval.
-        self.stale_after = stale_after(1.0)  # s
         self.stuck_polls = 10  # identical polls of a running drive before its data counts as frozen ...
         self.stuck_min_s = 10.0  # ... and for at least this long
         self.counter_resets = 0
         self._same_count = 0
         self._same_since = math.nan
         self._previous: dict[Quantity, float] | None = None
-
-    @property
-    def name(self) -> str:
-        """The drive's configured name."""
-        return self.config.name
 
     def speed_ratio(self, values: dict[Quantity, float]) -> float:
         """Speed as a fraction of rated speed, NaN if the profile has no speed point."""
@@ -107,7 +165,8 @@ class DriveRuntime:
         Estimated when first read after a poll and kept for that poll: most polls are never
         read (the endpoint is scraped every 15..60 s, and only a group without a flow point
         asks), and at ~0.27 ms a pump it cost 27 % of a core at 1,000 drives. A drive whose
-        estimator learns from every poll (with DP) is estimated in ``accept``, once a poll.
+        estimator learns from every poll (with DP) or whose throttle baseline reads it is
+        estimated in ``accept``, once a poll (``_estimates_every_poll``).
         """
         return self._estimate_flow()
 
@@ -119,14 +178,16 @@ class DriveRuntime:
                 else self.flow_estimator.estimate_values(last.values, last.power, last.speed_ratio)
         return self._flow_estimate
 
-    def is_fresh(self, now: float) -> bool:
-        """The one test before acting on this drive's data (see ``FRESH_INTERVALS``).
+    def _estimates_every_poll(self, flow: float) -> bool:
+        """Whether each poll's flow estimate is made as it is accepted, not when first read.
 
-        True if the last poll succeeded, passed every plausibility check, and is at most
-        ``stale_after`` s old at ``now``: the caller's clock, the same injected monotonic clock
-        the poller stamps readings with.
+        With DP every poll teaches the estimator the head loss, and a throttle baseline
+        without a flow reading is read at the estimate.
         """
-        return bool(self.up) and self.last is not None and now - self.last.t <= self.stale_after
+        if self.flow_estimator is None:
+            return False
+        throttle = self.baseline.method is BaselineMethod.THROTTLE
+        return self.flow_estimator.learns or (throttle and math.isnan(flow))
 
     def status(self, name: str) -> bool | None:
         """A named bit (profile ``status_bits``: ready, running, remote, fault) of the last status word."""
@@ -177,26 +238,31 @@ class DriveRuntime:
         self._check_stuck(t, values, running)
         self._check_counter(values)
         flow = values.get(Quantity.FLOW, math.nan)
-        baseline = self.baseline.power(ratio, flow, max(power, 0.0), running)
+        estimated = self._estimates_every_poll(flow)
+        estimate = None
+        if estimated and running and self.flow_estimator is not None:
+            estimate = self.flow_estimator.estimate_values(values, power, ratio)
+        # A throttle baseline without a flow point is read at this poll's sensorless flow.
+        baseline_flow = estimate.flow if math.isnan(flow) and estimate is not None else flow
+        baseline = self.baseline.power(ratio, baseline_flow, running)
         self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
         sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
         if self.awaits_counterfactual:
             self._unbooked = sample
         else:
             self.account.add(sample)
-        row = np.full(len(Channel), math.nan)
-        row[Channel.SPEED_RATIO] = ratio
-        row[Channel.POWER] = power
-        row[Channel.FLOW] = flow
-        row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
-        self.history.append(row)
+        if self.records_history:
+            row = np.full(len(Channel), math.nan)
+            row[Channel.SPEED_RATIO] = ratio
+            row[Channel.POWER] = power
+            row[Channel.FLOW] = flow
+            row[Channel.PRESSURE] = values.get(Quantity.PRESSURE, math.nan)
+            self.history.append(row)
         reading = Reading(t, wall, values, ratio, power, baseline, running)
         self.last = reading
-        if self.flow_estimator is not None and self.flow_estimator.learns:
-            self._estimate_flow()  # now: with DP every poll teaches the estimator the head loss
-        if self.up is False:
-            log.info("drive %s: answering again", self.name)
-        self.up = True
+        if estimated:
+            self._estimated, self._flow_estimate = reading, estimate
+        self._answering()
         return reading
 
     def _check_stuck(self, t: float, values: dict[Quantity, float], running: bool) -> None:
@@ -242,11 +308,5 @@ class DriveRuntime:
     def fail(self, error: DriveError) -> None:
         """Record a failed poll: count it, mark the drive down, stop integrating across it."""
         self.book()
-        self.errors[error.kind] += 1
         self.account.break_chain()
-        if self.up is not False:
-            log.error("drive %s: %s (%s)", self.name, error, error.kind)
-            self.fault = f"{error} ({error.kind})"
-        else:
-            log.debug("drive %s still failing: %s", self.name, error)
-        self.up = False
+        super().fail(error)

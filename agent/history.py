@@ -34,18 +34,20 @@ class RingBuffer:
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self._data = np.full((capacity, len(Channel)), np.nan, dtype=STORED)
+        self._capacity = capacity
+        # Allocated at the first sample: a drive nobody records (outside every group) costs nothing.
+        self._data = np.empty((0, len(Channel)), dtype=STORED)
         self._next = 0
         self._count = 0
 
     @property
     def capacity(self) -> int:
         """Rows the buffer holds at most."""
-        return int(self._data.shape[0])
+        return self._capacity
 
     @property
     def nbytes(self) -> int:
-        """Bytes the samples take."""
+        """Bytes the samples take (the whole ring from the first sample on, none before)."""
         return int(self._data.nbytes)
 
     def __len__(self) -> int:
@@ -53,6 +55,8 @@ class RingBuffer:
 
     def append(self, row: NDArray[np.float64]) -> None:
         """Store one sample (a row of len(Channel) values), overwriting the oldest when full."""
+        if not self._data.shape[0]:
+            self._data = np.full((self._capacity, len(Channel)), np.nan, dtype=STORED)
         self._data[self._next] = row
         self._next = (self._next + 1) % self.capacity
         self._count = min(self._count + 1, self.capacity)

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from agent.config.profile import STATUS_BITS, NegativePower, PollRate, Quantity
 from agent.control.abblocks import AbSnapshot
 from agent.control.writer import WriteResult
-from agent.drive import COUNTER_RESET, DriveRuntime
+from agent.drive import COUNTER_RESET, DeviceRuntime, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.counter import CounterEvent
 from agent.energy.verification import AbFigure, Verifier
@@ -565,6 +565,49 @@ class DriveHealthCollector(Collector):
                     family.add_metric([drive.name], number)
         yield status
         yield from gauges.values()
+
+
+class SensorCollector(Collector):
+    """The devices read for a group's critical point (``sensors``): up, fresh, their errors and values.
+
+    Their own families, not ``vfd_up``: a dashboard that counts drives must not count a remote
+    I/O module. A group's hand-back for a stale critical point is read here (``vfd_sensor_data_fresh``).
+    """
+
+    def __init__(self, sensors: Sequence[DeviceRuntime], clock: Clock = time.monotonic) -> None:
+        self.sensors = sensors
+        self.clock = clock  # the pollers' clock, as for the drives' freshness
+
+    def collect(self) -> Iterator[Metric]:
+        """One pass over the sensors: one consistent state per scrape."""
+        up = GaugeMetricFamily("vfd_sensor_up", "1 if the last poll of the sensor succeeded, else 0",
+                               labels=["sensor"])
+        fresh = GaugeMetricFamily("vfd_sensor_data_fresh", "1 while the sensor's data may be acted on (the "
+                                  "drives' rule), else 0: a stale critical point hands its group back",
+                                  labels=["sensor"])
+        errors = CounterMetricFamily("vfd_sensor_poll_errors", "Failed polls of the sensor by kind",
+                                     labels=["sensor", "kind"])
+        value = GaugeMetricFamily("vfd_sensor_value", "The sensor's latest accepted reading in SI units "
+                                  "(critical_pressure: Pa, or m where the point is a head; valve_position: "
+                                  "ratio 0-1)", labels=["sensor", "quantity"])
+        last = GaugeMetricFamily("vfd_sensor_last_poll_timestamp_seconds",
+                                 "Unix time of the sensor's last successful poll", labels=["sensor"])
+        now = self.clock()
+        for sensor in self.sensors:
+            up.add_metric([sensor.name], 1.0 if sensor.up else 0.0)
+            fresh.add_metric([sensor.name], 1.0 if sensor.is_fresh(now) else 0.0)
+            counts = dict(sensor.errors)
+            for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
+                errors.add_metric([sensor.name, kind], float(counts.get(kind, 0)))
+            reading = sensor.last
+            if reading is None or not sensor.up:
+                continue
+            if math.isfinite(reading.wall):
+                last.add_metric([sensor.name], reading.wall)
+            for quantity, number in sorted(reading.values.items(), key=lambda item: item[0].value):
+                if math.isfinite(number):
+                    value.add_metric([sensor.name, quantity.value], number)
+        yield from (up, fresh, errors, value, last)
 
 
 class FlowEstimateCollector(Collector):

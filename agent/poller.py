@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 from agent.config import BusConfig
 from agent.config.profile import PollRate, Quantity
-from agent.drive import DriveRuntime, stale_after
+from agent.drive import DeviceRuntime, DriveRuntime, stale_after
 from agent.errors import (
     DriveConnectionError,
     DriveError,
@@ -106,12 +106,12 @@ class BusStats:
 
 
 class BusPoller:
-    """Polls every drive on one bus, one request at a time, every ``poll_interval``."""
+    """Polls every drive and sensor on one bus, one request at a time, every ``poll_interval``."""
 
     def __init__(
         self,
         bus: BusConfig,
-        drives: list[DriveRuntime],
+        drives: list[DeviceRuntime],
         client: BusClient,
         *,
         clock: Clock = time.monotonic,
@@ -121,7 +121,9 @@ class BusPoller:
     ) -> None:
         """``learned``: turnarounds measured before (``agent.modbus.turnaround``), until measured again."""
         self.bus = bus
-        self.drives = drives
+        self.devices = drives  # the drives and sensors on the bus, polled alike in config order
+        # The drives among them (a sensor has no energy, no group of its own, no M&V record).
+        self.drives = [d for d in drives if isinstance(d, DriveRuntime)]
         self.client = client
         self.clock = clock
         self.wall_clock = wall_clock
@@ -188,12 +190,12 @@ class BusPoller:
             try:
                 await self._connect()
             except DriveConnectionError as exc:
-                for drive in self.drives:
+                for drive in self.devices:
                     drive.fail(exc)
                 self._sample_busy()
                 return
         now = self.clock()
-        for drive in self.drives:
+        for drive in self.devices:
             if now < self._retry_at.get(drive.name, -math.inf):
                 continue  # a silent drive waits for its retry; the others keep their slots
             if not self.client.connected and not await self._reconnect_in_cycle(drive):
@@ -212,7 +214,7 @@ class BusPoller:
                      if s.complete and s.plan.slow and s.slow_due <= self.clock() + half)
         forced = False
         for slow_due, index in due:
-            drive = self.drives[index]
+            drive = self.devices[index]
             schedule = self._schedule[drive.name]
             if not schedule.complete or not self.client.connected:
                 continue
@@ -251,8 +253,8 @@ class BusPoller:
 
     def budget_now(self) -> PollBudget | None:
         """The line budget with each drive's turnaround as measured (the configured or stored one before)."""
-        estimates = [self._schedule[d.name].turnaround for d in self.drives]
-        return bus_budget(self.bus, [d.config.profile for d in self.drives], [e.value for e in estimates],
+        estimates = [self._schedule[d.name].turnaround for d in self.devices]
+        return bus_budget(self.bus, [d.config.profile for d in self.devices], [e.value for e in estimates],
                           learned=sum(e.measured for e in estimates))
 
     def _note_lag(self, duration: float) -> None:
@@ -272,7 +274,7 @@ class BusPoller:
             self._behind = False
             log.info("bus %s: back on schedule", self.bus.name)
 
-    async def _reconnect_in_cycle(self, drive: DriveRuntime) -> bool:
+    async def _reconnect_in_cycle(self, drive: DeviceRuntime) -> bool:
         """The connection dropped mid-cycle: reopen it at once (or fail this drive fast)."""
         try:
             await self._connect()
@@ -281,14 +283,14 @@ class BusPoller:
             return False
         return True
 
-    async def _read(self, drive: DriveRuntime, schedule: _DriveSchedule, block: Block) -> list[int]:
+    async def _read(self, drive: DeviceRuntime, schedule: _DriveSchedule, block: Block) -> list[int]:
         """One block read; a successful one updates the drive's turnaround estimate."""
         registers = await self.client.read(drive.config.unit, block)
         wire = read_cost(self._timing, block.count, 0.0) - (self._timing.gap if self._timing else 0.0)
         schedule.turnaround.add(self.client.stats.last_exchange_s - wire)  # the last silence is the master's
         return registers
 
-    async def _poll_drive(self, drive: DriveRuntime, rates: tuple[PollRate, ...]) -> None:
+    async def _poll_drive(self, drive: DeviceRuntime, rates: tuple[PollRate, ...]) -> None:
         schedule = self._schedule[drive.name]
         blocks = tuple(b for rate in rates for b in schedule.plan.blocks(rate))
         try:
@@ -313,8 +315,8 @@ class BusPoller:
             period = self._slow_period(schedule)
             if not schedule.complete or not math.isfinite(schedule.slow_due):
                 # Staggered, so the drives' slow reads spread over the period instead of one cycle.
-                index = self.drives.index(drive)
-                schedule.slow_due = now + period * (1.0 + index / len(self.drives))
+                index = self.devices.index(drive)
+                schedule.slow_due = now + period * (1.0 + index / len(self.devices))
             else:
                 early = now + period - 0.5 * self.bus.poll_interval  # a stretched read restarts the period
                 schedule.slow_due = max(schedule.slow_due + period, early)
@@ -329,7 +331,7 @@ class BusPoller:
         except ImplausibleReadingError:
             pass  # recorded on the drive by accept()
 
-    def _failed(self, drive: DriveRuntime, error: DriveError) -> None:
+    def _failed(self, drive: DeviceRuntime, error: DriveError) -> None:
         drive.fail(error)
         self._schedule[drive.name].complete = False  # its next answer reads every class again
         if error.kind in SLOW_KINDS:
@@ -339,7 +341,7 @@ class BusPoller:
             # Half an interval early, so the retry falls in the cycle that is due then.
             self._retry_at[drive.name] = self.clock() + delay - 0.5 * self.bus.poll_interval
 
-    def _replan_without_gaps(self, drive: DriveRuntime) -> bool:
+    def _replan_without_gaps(self, drive: DeviceRuntime) -> bool:
         """A drive refused a read that bridged unnamed registers: read only what the profile names."""
         schedule = self._schedule[drive.name]
         plain = plan_classes(self.bus, drive.config.profile, max_gap=0)

@@ -7,7 +7,8 @@ also from its head on the head curve (the two combined). The curves are, best fi
 - ``dp``: the pump's own DP is read every poll (``dp_across_pump``);
 - ``clamp_on``: a portable meter's one-off reading moved the curves along the flow axis
   through it (internal leakage, the wear head and power cannot see);
-- ``shutoff``: a closed-valve test measured how much power part-load wear adds (the interval's allowance);
+- ``shutoff``: a closed-valve test (a known zero flow): the power it shows above the curve is
+  wear, leakage and part-load loss, both fitted and the split between them stated;
 - ``catalogue``: the published curve's points, fitted with cubics;
 - ``datasheet``: the rated point alone (``agent.optimizer.datasheet``): uncalibrated.
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from numpy.polynomial.polynomial import polyval
 from numpy.typing import NDArray
 
 from agent.config import DriveConfig, LoadConfig, LoadKind
@@ -44,6 +46,7 @@ from agent.motor_tables import (
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
 from kernels import (
+    calibrate_shutoff,
     combine_estimates,
     curve_band,
     fit_catalogue_curve,
@@ -66,6 +69,8 @@ HEAD_LOSS_POINTS = 200  # the latest points from which a DP drive's head loss is
 MIN_HEAD_LOSS_POINTS = 20  # ... and how many it needs first
 MAX_HEAD_LOSS = 0.15  # of the rated head at the rated flow: more is not wear but a wrong curve
 CLAMP_ON_ACCURACY = 0.02  # relative standard uncertainty of a portable ultrasonic meter
+LEAK_BOUND = 2.0  # a shut-off test bounds the leak at most at this × the prior shift (its 2 sigma)
+SHUTOFF_GRID = 31  # points on which the curve after a shut-off test is refitted
 
 
 class Calibration(Enum):
@@ -158,9 +163,12 @@ class FlowEstimator:
         # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
         self.power_band = curve_band(self.u_power, b.wear_power, q_ref, self.x_max, q_ref, self.shift)
         self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q_ref, self.shift)
-        if sensorless.shutoff is not None and self._shutoff(sensorless.shutoff):
+        # A clamp-on reading measures the leak a shut-off test cannot split from part-load loss.
+        leak = math.nan if sensorless.clamp_on is None else self._offset(sensorless.clamp_on)
+        tested = sensorless.shutoff is not None and self._shutoff(sensorless.shutoff, leak)
+        if tested:
             had.append(Calibration.SHUTOFF)
-        if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on):
+        if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on, tested):
             had.append(Calibration.CLAMP_ON)
         if sensorless.dp_across_pump:
             had.append(Calibration.DP)
@@ -171,26 +179,82 @@ class FlowEstimator:
         self.head_in_use: FloatArray = self.head
         self.head_band_in_use: FloatArray = self.head_band
 
-    def _shutoff(self, spot: SpotReading) -> bool:
-        """A closed-valve test: the power it shows above the curve is the part-load wear the band allows."""
+    def _shutoff(self, spot: SpotReading, leak: float = math.nan) -> bool:
+        """A closed-valve test: the wear held in the power it shows above the curve at a known zero flow.
+
+        Two kinds of wear add power at shut-off: internal leakage (the impeller moves the
+        delivered flow plus the leak: both curves shift along the flow axis, ``shift_curve``)
+        and part-load loss (recirculation and opened clearances: power that falls to nothing
+        at the best-efficiency flow, taken ∝ (1 − x / x_ref)²). One reading cannot split its
+        excess E between them: the leak lies anywhere from 0 (all part-load loss) to E / p'(0)
+        (all leakage), at most ``LEAK_BOUND`` × the prior shift. The curves in use take the
+        middle of that range (the least worst error at either end) and the power band its
+        half-width as a rectangular uncertainty, growing from the test's point (where the
+        curve is now measured) to the rated flow (where the two ends differ by the leak
+        alone). Where the power curve is too flat at shut-off for the reading to resolve a
+        leak (``_resolves_leak``) the test says nothing of it: no shift, the prior's
+        flow-axis uncertainty kept, the excess taken as part-load loss. A ``leak`` measured
+        by a clamp-on reading (collapsed m³/s) settles the split: the rest is part-load loss.
+        """
         shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-        excess = shaft / (float(self.power[0]) * r**3) - 1.0 if math.isfinite(shaft) else math.nan
-        if not math.isfinite(excess):
+        if not (math.isfinite(shaft) and math.isfinite(r) and r > 0.0):
             return False
-        self.power_band = curve_band(self.u_power, abs(excess) + self.u_power, self.q_ref, self.x_max,
-                                       self.q_ref, self.shift)
+        b, q = self.budget, self.q_ref
+        p0 = float(self.power[0])
+        excess = shaft / r**3 - p0
+        slope = float(self.power[1]) if self.power.shape[0] > 1 else 0.0
+        bound = LEAK_BOUND * b.shift * q
+        resolves = self._resolves_leak(shaft, spot.power, r, slope, bound)
+        measured = math.isfinite(leak)
+        leak_max = min(max(excess, 0.0) / slope, bound) if resolves and not measured else 0.0
+        leak = leak if measured else 0.5 * leak_max
+        shifted = shift_curve(self.power, leak)
+        part_load = excess - (float(shifted[0]) - p0)
+        grid = np.linspace(0.0, self.x_max, SHUTOFF_GRID)
+        rest = np.clip(1.0 - grid / q, 0.0, None)
+        power = _fit(CurvePoints(tuple(grid), tuple(polyval(grid, shifted) + part_load * rest**2)))
+        if not bool(np.all(np.isfinite(power))):
+            return False
+        self.power, self.head = power, shift_curve(self.head, leak)
+        if math.isfinite(spot.head) and spot.head > 0.0:  # the measured shut-off head, the rated point kept
+            self.head, _ = calibrate_shutoff(self.head, self.power, spot.head, math.nan, r, q)
+        # The two ends of the split differ at the rated flow by the whole leak range's power.
+        spread = 0.5 * float(polyval(q + leak_max, self.power) - polyval(q, self.power)) / math.sqrt(3.0)
+        u_split = spread / float(polyval(q, self.power))
+        # A bounded leak leaves only the rest of the prior's flow-axis uncertainty (a datasheet's shape).
+        unseen = math.sqrt(max(self.shift**2 - b.shift**2, 0.0)) if resolves or measured else self.shift
+        self.power_band = curve_band(self.u_power, u_split, 0.0, 0.0, q, unseen)
+        self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q, unseen)
         return True
 
-    def _clamp_on(self, spot: SpotReading) -> bool:
-        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both)."""
+    def _resolves_leak(self, shaft: float, electrical: float, r: float, slope: float, bound: float) -> bool:
+        """Whether a shut-off reading resolves a leak: its power's uncertainty under half the bound's.
+
+        On a curve flat at shut-off (mixed flow) a leak adds too little power for the
+        reading's uncertainty (meter and losses) to tell it from nothing.
+        """
+        meter = self.settings.power_accuracy / math.sqrt(3.0)
+        rel = float(shaft_power_uncertainty(shaft / electrical, meter, self.budget.losses))
+        return slope > 0.0 and math.isfinite(rel) and rel * shaft / r**3 <= 0.5 * slope * bound
+
+    def _offset(self, spot: SpotReading) -> float:
+        """The shift on the collapsed flow axis that takes the power curve through a clamp-on reading."""
         shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
-        offset = float(flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+        return float(flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
+
+    def _clamp_on(self, spot: SpotReading, tested: bool) -> bool:
+        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both).
+
+        After a shut-off test (``tested``) the curve is measured from zero flow to the reading.
+        """
+        offset = self._offset(spot)
         if not math.isfinite(offset):
             return False
-        b, x_c = self.budget, spot.flow / r
+        b, x_c = self.budget, spot.flow / self.shaft_and_speed(spot.power, spot.speed_ratio)[1]
         self.power = shift_curve(self.power, offset)
         self.head = shift_curve(self.head, offset)
-        self.power_band = curve_band(self.u_power, b.curve_out, x_c, x_c, self.q_ref, b.shift_clamp)
+        self.power_band = curve_band(self.u_power, b.curve_out, 0.0 if tested else x_c, x_c, self.q_ref,
+                                     b.shift_clamp)
         self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
         return True
 

@@ -49,7 +49,7 @@ from agent.config import AgentConfig, DriveConfig, load_config
 from agent.config.profile import Quantity
 from agent.control.abblocks import AbSnapshot
 from agent.control.baseline_test import backed_by_baseline_tests
-from agent.drive import DriveRuntime
+from agent.drive import DeviceRuntime, DriveRuntime
 from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.ledger import LEDGER_FILE, EventKind, HandbackStore
 from agent.energy.verification import GroupSample, Verifier, group_accuracy, mv_groups
@@ -67,6 +67,7 @@ from agent.metrics import (
     LedgerCollector,
     MvCollector,
     OptimizerCollector,
+    SensorCollector,
     agent_version,
     poll_duration_histogram,
     register_process_collectors,
@@ -116,6 +117,7 @@ class Agent:
         # The collectors and the bookkeeper read these lists: a reload changes them in place.
         self.drives: list[DriveRuntime] = []
         self.pollers: list[BusPoller] = []
+        self.sensors: list[DeviceRuntime] = []  # devices read for a group's critical point (config.sensors)
         self._poll_duration = poll_duration_histogram(self.registry)
         # Energy is filed into hours by this clock only while it is trusted (agent.wallclock).
         self.wall = WallClock(wall=wall_clock, monotonic=clock, synchronized=time_synchronized)
@@ -147,6 +149,7 @@ class Agent:
         self.registry.register(DriveHealthCollector(self.drives))
         self.registry.register(DriveInfoCollector(self.drives))
         self.registry.register(FlowEstimateCollector(self.drives))
+        self.registry.register(SensorCollector(self.sensors, clock=clock))
         register_process_collectors(self.registry)
         for collector in extra_collectors:
             self.registry.register(collector)
@@ -163,10 +166,15 @@ class Agent:
         self._by_name: dict[str, DriveRuntime] = {d.name: d for d in drives}  # for ``drive``
         grouped = {name for group in config.groups for name in group.drives}
         for drive in drives:  # booked by the optimizer's per-poll hook, with that poll's counterfactual
-            drive.awaits_counterfactual = drive.name in grouped
+            drive.awaits_counterfactual = drive.records_history = drive.name in grouped
+        old_sensors = {s.name: s for s in self.sensors}
+        # A sensor is read for a group's critical point; kept across a reload while its config is unchanged.
+        self.sensors[:] = [old_sensors[c.name] if c.name in old_sensors and old_sensors[c.name].config == c
+                           else DeviceRuntime(c) for c in config.sensors]
         pollers = []
         for bus in config.buses:
-            on_bus = [d for d in self.drives if d.config.bus == bus.name]
+            devices: list[DeviceRuntime] = [*self.drives, *self.sensors]
+            on_bus = [d for d in devices if d.config.bus == bus.name]
             if on_bus:
                 pollers.append(BusPoller(bus, on_bus, BusClient(bus), clock=self.clock,
                                          wall_clock=self.wall.read, on_cycle=self._observe_cycle,
@@ -179,7 +187,7 @@ class Agent:
         if config.groups:
             self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
                                        clock=self.clock, dry_run=self.dry_run, handbacks=self._handback_store,
-                                       wall_clock=self.wall.read)
+                                       wall_clock=self.wall.read, sensors=self.sensors)
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
         load_kernels(config)  # the config's kernels, before the first poll; then LLVM's code unmapped

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, parse_load
-from agent.config.profile import Profile, available_profiles, load_profile, resolve_profile_path
+from agent.config.profile import Profile, profile_for
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
 from agent.motor_tables import EfficiencyClass, full_load_efficiency, poles_from_speed, rated_slip
@@ -359,16 +359,7 @@ def _circuit(sec: Section, drives: dict[str, DriveSpec], seed: int) -> CircuitSp
 def _profile(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None],
              issues: Issues) -> Profile | None:
     profile_name = sec.string("profile")
-    if not profile_name:
-        return None
-    path = resolve_profile_path(profile_name, plant_dir)
-    if path is None:
-        known = ", ".join(available_profiles(plant_dir))
-        sec.error("profile", f"no profile {profile_name!r}; available: {known}")
-        return None
-    if path not in profiles:
-        profiles[path] = load_profile(path, issues)
-    return profiles[path]
+    return profile_for(sec, profile_name, plant_dir, profiles, issues) if profile_name else None
 
 
 def parse_plant(sec: Section, plant_dir: Path, issues: Issues) -> PlantSpec | None:

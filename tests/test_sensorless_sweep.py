@@ -4,9 +4,11 @@ The sweep runs the agent's own estimator (agent.sensorless.FlowEstimator) on the
 simulator's new losses. Where the issue's targets hold: a DP transmitter across a healthy
 pump within 3 % above half the best-efficiency flow and 10 % below; the catalogue curve
 alone within 5 % and 10 %; one clamp-on reading brings a worn pump within 3 % above half
-flow; every 90 % interval holds the truth for at least 90 % of the estimates. Where they
-cannot: a worn pump without a flow reading below half flow (leakage moves head and power
-along the flow axis together, invisible to both); above half flow it stays near 5 %.
+flow; a shut-off test (a known zero flow) a worn pump within 5 % and 10 %, and with DP within
+3 % above half flow; every 90 % interval holds the truth for at least 90 % of the estimates.
+Where they cannot: a worn pump with neither a flow reading nor a shut-off test below half
+flow (leakage moves head and power along the flow axis together, invisible to both), and a
+shut-off test on a power curve too flat at zero flow to show a leak.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def test_catalogue_curve_meets_the_targets_on_a_healthy_pump(family):
 
 @pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])
 def test_a_worn_pump_without_a_reading_beats_main_above_half_flow_and_its_interval_covers(family):
-    """Leakage is invisible to head and power: below half the BEP flow the target is missed (bench)."""
+    """Leakage is invisible to head and power: without a known flow (a reading, a shut-off test) below
+    half the BEP flow the target is missed (bench)."""
     rows = rows_of(family, True, 300)
     main = rows["main"]
     for path in ("none", "dp", "shut-off"):  # dp: the head lost learned from the polls
@@ -81,3 +84,27 @@ def test_one_clamp_on_reading_brings_a_worn_pump_within_3_percent_above_half_flo
         assert rows[path].mean_high <= 3.0, path
         assert rows[path].coverage >= 90.0, path
         assert rows[path].mean_high < 0.7 * rows["none"].mean_high, path
+    # Alone it leaves the part-load loss below half flow unseen; a shut-off test shows it.
+    both = rows["shut-off+clamp-on"]
+    assert both.mean_low <= 10.0 < rows["clamp-on"].mean_low
+    assert both.coverage >= 90.0
+
+
+@pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.DROOPING])
+def test_a_shutoff_test_brings_a_worn_pump_within_the_goals(family):
+    """The test's known zero flow bounds the leak and measures the part-load loss (on main: 14-18 % below)."""
+    rows = rows_of(family, True, 300)
+    for path in ("shut-off", "dp+shut-off"):
+        assert rows[path].mean_high <= 5.0, path
+        assert rows[path].mean_low <= 10.0, path
+        assert rows[path].coverage >= 90.0, path
+        assert rows[path].available >= 75.0, path
+    assert rows["dp+shut-off"].mean_high <= 3.0
+
+
+def test_a_shutoff_test_on_a_flat_power_curve_states_the_leak_it_cannot_see():
+    """Mixed flow: the power hardly rises from zero flow, so the test bounds no leak; the interval says so."""
+    rows = rows_of(Family.FLAT_POWER, True, 300)
+    assert rows["shut-off"].coverage >= 90.0
+    assert rows["dp+shut-off"].coverage >= 90.0
+    assert rows["dp+shut-off"].mean_low <= 10.0  # the head, pinned at the measured shut-off head, carries it

@@ -34,12 +34,13 @@ from agent.config.model import (
     LoadKind,
     MvConfig,
     OptimizerConfig,
+    SensorConfig,
     ServiceConfig,
     SetpointConfig,
     StagingConfig,
     SystemConfig,
 )
-from agent.config.profile import Profile, Quantity, available_profiles, load_profile, resolve_profile_path
+from agent.config.profile import Profile, Quantity, profile_for
 from agent.config.yamlsource import Issues, Section
 from agent.mv.abtest import BlockPlan
 from agent.mv.stats import MvError
@@ -109,19 +110,10 @@ def _demand(sec: Section | None, drives: dict[str, DriveConfig], members: Sequen
         sec.error("bus", f"no bus named {bus!r}; buses: {', '.join(sorted(buses)) or 'none'}")
     unit = sec.unit_id("unit")
     profile_name = sec.string("profile")
-    profile: Profile | None = None
-    if profile_name:
-        path = resolve_profile_path(profile_name, config_dir)
-        if path is None:
-            sec.error("profile", f"no profile {profile_name!r}; available: "
-                                 f"{', '.join(available_profiles(config_dir))}")
-        else:
-            if path not in profiles:
-                profiles[path] = load_profile(path, issues)
-            profile = profiles[path]
-            if profile is not None and profile.point(quantity) is None:
-                sec.error("quantity", f"profile {profile.name!r} has no {quantity.value} point")
-                profile = None
+    profile = profile_for(sec, profile_name, config_dir, profiles, issues) if profile_name else None
+    if profile is not None and profile.point(quantity) is None:
+        sec.error("quantity", f"profile {profile.name!r} has no {quantity.value} point")
+        profile = None
     if profile is None or not bus or unit < 0:
         return None
     return DemandConfig(DemandSource.POINT, quantity, "", bus, unit, profile, margin, lookahead)
@@ -246,23 +238,34 @@ def _ab_blocks(sec: Section | None, configs: Sequence[DriveConfig],
     return AbBlocksConfig(share, block, seed, interval, rounds)
 
 
-def _service(sec: Section | None, drives: dict[str, DriveConfig]) -> ServiceConfig:
+def _service(sec: Section | None, devices: dict[str, DriveConfig | SensorConfig], fan: bool) -> ServiceConfig:
+    """The ``service`` section: the critical point (a drive's or a sensor's) and the restore time."""
     if sec is None:
         return ServiceConfig()
-    sec.check_keys({"restore_s", "critical_drive"})
+    setpoint_key = "critical_setpoint_pa" if fan else "critical_setpoint_m"  # as the conventional setpoint
+    sec.check_keys({"restore_s", "critical_drive", setpoint_key})
     restore = sec.number("restore_s", math.nan, minimum=0.0, exclusive_minimum=True) \
         if sec.has("restore_s") else math.nan
+    setpoint = sec.number(setpoint_key, math.nan, minimum=0.0, exclusive_minimum=True) \
+        if sec.has(setpoint_key) else math.nan
     critical = sec.string("critical_drive", "")
     if critical:
-        config = drives.get(critical)
+        config = devices.get(critical)
         if config is None:
-            sec.error("critical_drive", f"no drive {critical!r}; drives: {', '.join(drives) or 'none'}")
+            sec.error("critical_drive", f"no drive or sensor {critical!r}; drives and sensors: "
+                                        f"{', '.join(devices) or 'none'}")
+            return ServiceConfig(restore, "", setpoint)
+        valve = config.profile.point(Quantity.VALVE_POSITION) is not None
+        pressure = config.profile.point(Quantity.CRITICAL_PRESSURE) is not None
+        if not valve and not (pressure and sec.has(setpoint_key)):
+            sec.error("critical_drive", f"profile {config.profile.name!r} of {critical!r} has no "
+                                        f"{Quantity.VALVE_POSITION.value} point (the critical valve), and no "
+                                        f"{Quantity.CRITICAL_PRESSURE.value} point with {setpoint_key} "
+                                        "beside it")
             critical = ""
-        elif config.profile.point(Quantity.VALVE_POSITION) is None:
-            sec.error("critical_drive", f"profile {config.profile.name!r} of drive {critical!r} has no "
-                                        f"{Quantity.VALVE_POSITION.value} point (the critical valve)")
-            critical = ""
-    return ServiceConfig(restore, critical)
+    elif sec.has(setpoint_key):
+        sec.error(setpoint_key, "is the critical point's setpoint: name the critical point (critical_drive)")
+    return ServiceConfig(restore, critical, setpoint)
 
 
 _GROUP_KEYS = {
@@ -273,7 +276,8 @@ _GROUP_KEYS = {
 
 
 def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config_dir: Path,  # noqa: PLR0913
-           profiles: dict[Path, Profile | None], issues: Issues, mv_interval: float) -> GroupConfig | None:
+           profiles: dict[Path, Profile | None], issues: Issues, mv_interval: float,
+           sensors: dict[str, SensorConfig]) -> GroupConfig | None:
     sec.check_keys(_GROUP_KEYS)
     name = sec.string("name")
     members = sec.names("drives", drives, "group")
@@ -313,12 +317,15 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
     setpoint = _setpoint(sec.section("setpoint", required=False), fan, system)
     staging = _staging(sec.section("staging", required=False))
     conventional = _conventional(sec.section("conventional", required=False), fan)
-    service = _service(sec.section("service", required=False), drives)
+    devices: dict[str, DriveConfig | SensorConfig] = {**drives, **sensors}
+    service = _service(sec.section("service", required=False), devices, fan)
     if demand is not None and demand.source is DemandSource.CRITICAL:
         critical = service.critical_drive
-        if not critical or drives[critical].profile.point(Quantity.CRITICAL_PRESSURE) is None:
-            sec.error("demand", "source: critical needs service.critical_drive, a drive whose profile maps "
-                                "valve_position and critical_pressure")
+        profile = devices[critical].profile if critical else None
+        if profile is None or profile.point(Quantity.CRITICAL_PRESSURE) is None:
+            sec.error("demand", "source: critical needs service.critical_drive, a drive or sensor whose "
+                                "profile maps critical_pressure, and valve_position or "
+                                "service.critical_setpoint_*")
             demand = None
     ab_blocks = _ab_blocks(sec.section("ab_blocks", required=False), configs, demand, mv_interval)
     if (not name or not configs or len(configs) != len(members) or control is None or demand is None
@@ -330,11 +337,14 @@ def _group(sec: Section, drives: dict[str, DriveConfig], buses: set[str], config
 
 def parse_groups(secs: Sequence[Section], drives: Sequence[DriveConfig], buses: Sequence[BusConfig],
                  config_dir: Path, profiles: dict[Path, Profile | None],
-                 issues: Issues, mv_interval: float = MvConfig.interval) -> tuple[GroupConfig, ...]:
+                 issues: Issues, mv_interval: float = MvConfig.interval,
+                 sensors: Sequence[SensorConfig] = ()) -> tuple[GroupConfig, ...]:
     """Every group of the ``groups`` section; problems are recorded in ``issues``."""
     by_name = {d.name: d for d in drives}
     bus_names = {b.name for b in buses}
-    groups = [_group(s, by_name, bus_names, config_dir, profiles, issues, mv_interval) for s in secs]
+    sensor_names = {s.name: s for s in sensors}
+    groups = [_group(s, by_name, bus_names, config_dir, profiles, issues, mv_interval, sensor_names)
+              for s in secs]
     seen_names: set[str] = set()
     seen_drives: set[str] = set()
     for sec, group in zip(secs, groups, strict=True):

@@ -5,7 +5,8 @@ here, apart from the parsers, they import no parser: ``groups`` needs the drive 
 types and ``site`` needs the group types without importing each other (the parsers used
 to, which forced string stand-ins such as ``FAN_KIND = "fan"``). The register-map types
 (``Profile``, ``Point``, ``Quantity``) stay with their parser in ``profile``: a profile is
-a file format of its own, read by the simulator too.
+a file format of its own, read by the simulator too. Long because it is every config type in one
+place: splitting it would bring back the import cycles it removed.
 """
 
 from __future__ import annotations
@@ -143,9 +144,12 @@ class ServiceConfig:
     """How the agent sees the loads served, and how long it may take to restore a short one."""
 
     restore_s: float = math.nan  # NaN: ten optimizer intervals
-    # The drive whose profile maps the critical point (valve_position, and critical_pressure if
-    # known): a critical valve wide open is a load at its limit. "": none (the flows judge).
+    # The drive or sensor whose profile maps the critical point (valve_position, critical_pressure
+    # or both): a critical valve wide open is a load at its limit. "": none (the flows judge).
     critical_drive: str = ""
+    # The differential pressure the critical branch needs (m or Pa; NaN: not configured): below it
+    # beyond a deadband the loads are short; a remote DP without a valve reading needs it.
+    critical_setpoint: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -366,6 +370,16 @@ class DriveConfig:
 
 
 @dataclass(frozen=True)
+class SensorConfig:
+    """A polled device that is no drive (a Modbus TCP I/O module, a BMS gateway): points only, no energy."""
+
+    name: str
+    bus: str
+    unit: int
+    profile: Profile
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """A whole site config, validated."""
 
@@ -381,6 +395,7 @@ class AgentConfig:
     groups: tuple[GroupConfig, ...] = ()
     optimizer: OptimizerConfig = OptimizerConfig()
     mv: MvConfig = MvConfig()
+    sensors: tuple[SensorConfig, ...] = ()  # devices polled for a group's critical point
 
     def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
         """Drives polled through one bus, in config order."""

@@ -350,6 +350,22 @@ def available_profiles(config_dir: Path | None) -> list[str]:
     return sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
 
 
+def profile_for(sec: Section, name: str, config_dir: Path | None, profiles: dict[Path, Profile | None],
+                issues: Issues) -> Profile | None:
+    """The profile a config section names (its ``profile`` field), each file read once per config.
+
+    None with the error on the section's ``profile`` line if no such profile exists, or None
+    if the file itself is wrong (its own errors are in ``issues``).
+    """
+    path = resolve_profile_path(name, config_dir)
+    if path is None:
+        sec.error("profile", f"no profile {name!r}; available: {', '.join(available_profiles(config_dir))}")
+        return None
+    if path not in profiles:
+        profiles[path] = load_profile(path, issues)
+    return profiles[path]
+
+
 def load_profile(path: Path, issues: Issues) -> Profile | None:
     """Read and validate one profile file."""
     sec = load_yaml(path, issues)

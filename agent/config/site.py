@@ -31,18 +31,12 @@ from agent.config.model import (
     LoadConfig,
     LoadKind,
     MvConfig,
+    SensorConfig,
     SiteConfig,
     Tariff,
     Transport,
 )
-from agent.config.profile import (
-    PollRate,
-    Profile,
-    Quantity,
-    available_profiles,
-    load_profile,
-    resolve_profile_path,
-)
+from agent.config.profile import PollRate, Profile, Quantity, profile_for
 from agent.config.schedule import MINUTES_PER_DAY, Period, Schedule
 from agent.config.sensorless import parse_sensorless
 from agent.config.yamlsource import Issues, Section, load_yaml
@@ -293,29 +287,41 @@ def _drive(
     motor_efficiency = sec.number("motor_efficiency_pct", math.nan, minimum=50.0, maximum=99.9) / 100.0 \
         if sec.has("motor_efficiency_pct") else math.nan
     sensorless = parse_sensorless(sec.section("sensorless", required=False), load.kind)
-    profile: Profile | None = None
-    if profile_name:
-        path = resolve_profile_path(profile_name, config_dir)
-        if path is None:
-            known = ", ".join(available_profiles(config_dir))
-            sec.error("profile", f"no profile {profile_name!r}; available: {known}")
-        else:
-            if path not in profiles:
-                profiles[path] = load_profile(path, issues)
-            profile = profiles[path]
-            if profile is not None:
-                profile = _poll_rates(sec, profile)
-            status = profile.point(Quantity.STATUS_WORD) if profile is not None else None
-            control_mode = control.mode is ControlMode.CONTROL
-            if control_mode and status is not None and status.rate is not PollRate.FAST:
-                sec.error("poll", "a drive in control mode needs its status_word read fast: its fault bit "
-                                  "hands control back")
-            if profile is not None:
-                _check_profile_fits(sec, profile, baseline)
+    profile = profile_for(sec, profile_name, config_dir, profiles, issues) if profile_name else None
+    if profile is not None:
+        profile = _poll_rates(sec, profile)
+    if profile is not None:
+        status = profile.point(Quantity.STATUS_WORD)
+        control_mode = control.mode is ControlMode.CONTROL
+        if control_mode and status is not None and status.rate is not PollRate.FAST:
+            sec.error("poll", "a drive in control mode needs its status_word read fast: its fault bit "
+                              "hands control back")
+        _check_profile_fits(sec, profile, baseline)
     if profile is None or not name or not bus or unit < 0 or not math.isfinite(rated_power + rated_speed):
         return None
     return DriveConfig(name, bus, unit, profile, rated_power, rated_speed, load, baseline, control,
                        motor_efficiency, sensorless)
+
+
+def _sensor(sec: Section, config_dir: Path, profiles: dict[Path, Profile | None],
+            issues: Issues) -> SensorConfig | None:
+    """A device polled for its points only (a group's critical point): no energy, no control.
+
+    Its profile maps the critical point (``critical_pressure``, ``valve_position``); a sensor is
+    polled by its bus's poller and its data is fresh by the drives' one rule.
+    """
+    sec.check_keys({"name", "bus", "unit", "profile"})
+    name, bus, unit = sec.string("name"), sec.string("bus"), sec.unit_id("unit")
+    profile_name = sec.string("profile")
+    profile = profile_for(sec, profile_name, config_dir, profiles, issues) if profile_name else None
+    critical = (Quantity.CRITICAL_PRESSURE, Quantity.VALVE_POSITION)
+    if profile is not None and all(profile.point(q) is None for q in critical):
+        sec.error("profile", f"profile {profile.name!r} maps neither critical_pressure nor valve_position: "
+                             "a sensor is read for a group's critical point")
+        profile = None
+    if profile is None or not name or not bus or unit < 0:
+        return None
+    return SensorConfig(name, bus, unit, profile)
 
 
 def _poll_rates(sec: Section, profile: Profile) -> Profile | None:
@@ -363,7 +369,8 @@ def _check_profile_fits(sec: Section, profile: Profile, baseline: BaselineConfig
 
 def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig | None:
     """Build the config from the top-level section; None if anything was wrong."""
-    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives", "optimizer", "groups", "mv"})
+    sec.check_keys({"site", "metrics", "storage", "polling", "buses", "drives", "sensors", "optimizer",
+                    "groups", "mv"})
     site = _site(sec.section("site"))
     host, port = "127.0.0.1", DEFAULT_METRICS_PORT
     metrics = sec.section("metrics", required=False)
@@ -399,11 +406,14 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
     profiles: dict[Path, Profile | None] = {}
     drive_secs = list(sec.sections("drives"))
     drives = [_drive(d, config_dir, profiles, issues) for d in drive_secs]
-    _cross_checks(sec, bus_secs, drive_secs)
+    sensor_secs = list(sec.sections("sensors", required=False))
+    parsed = (_sensor(s, config_dir, profiles, issues) for s in sensor_secs)
+    sensors = tuple(s for s in parsed if s is not None)
+    _cross_checks(sec, bus_secs, drive_secs, sensor_secs)
     optimizer = parse_optimizer(sec.section("optimizer", required=False))
     mv = _mv(sec.section("mv", required=False))
     groups = parse_groups(list(sec.sections("groups", required=False)), [d for d in drives if d is not None],
-                          buses, config_dir, profiles, issues, mv.interval)
+                          buses, config_dir, profiles, issues, mv.interval, sensors)
     if issues.items:
         return None
     return AgentConfig(
@@ -411,6 +421,7 @@ def parse_config(sec: Section, config_dir: Path, issues: Issues) -> AgentConfig 
         storage_path=storage_path, flush_interval=flush_interval, max_gap=polling["max_gap"],
         buses=tuple(buses),
         drives=tuple(d for d in drives if d is not None), groups=groups, optimizer=optimizer, mv=mv,
+        sensors=sensors,
     )
 
 
@@ -443,7 +454,8 @@ def _check_serial_server(bus_sec: Section, sockets: dict[tuple[str, int], str]) 
                       "line, with one master")
 
 
-def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section]) -> None:
+def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Section],
+                  sensor_secs: list[Section]) -> None:
     seen_bus: set[str] = set()
     seen_devices: set[str] = set()
     sockets: dict[tuple[str, int], str] = {}  # HOST:PORT of each socket bus -> its transport
@@ -461,10 +473,10 @@ def _cross_checks(sec: Section, bus_secs: list[Section], drive_secs: list[Sectio
     bus_names = sorted(seen_bus)
     seen_names: set[str] = set()
     seen_units: set[tuple[str, int]] = set()
-    for drive in drive_secs:
+    for drive in drive_secs + sensor_secs:  # one name space and one unit per address, drives and sensors
         name, bus, unit = drive.data.get("name"), drive.data.get("bus"), drive.data.get("unit")
         if isinstance(name, str):
-            drive.validate("name", name not in seen_names, f"duplicate drive name {name!r}")
+            drive.validate("name", name not in seen_names, f"duplicate drive or sensor name {name!r}")
             seen_names.add(name)
         if isinstance(bus, str) and bus not in seen_bus:
             drive.error("bus", f"no bus named {bus!r}; buses: {', '.join(bus_names) or 'none'}")

@@ -1,8 +1,9 @@
 """Baseline power: what a drive's load would draw without the VFD (DESIGN.md, baselines).
 
 ``constant`` and ``characteristic`` follow the drive vendors' own comparison powers; ``throttle``
-is the pump at rated speed throttled to the same flow on its datasheet curve
-(``agent.optimizer.datasheet``); ``damper`` and ``inlet_vane`` are a fan's part-load tables.
+is the pump at rated speed throttled to the same flow (measured, or the drive's sensorless
+estimate) on its datasheet curve (``agent.optimizer.datasheet``); ``damper`` and ``inlet_vane``
+are a fan's part-load tables.
 
 Each of these is *stipulated* (a vendor's table, a nameplate, a datasheet) unless a measurement
 backs it (``baseline_evidence``): a comparison power measured on the machine before the VFD, or
@@ -26,11 +27,9 @@ from kernels import (
     BASELINE_DAMPER,
     BASELINE_INLET_VANE,
     DEFAULT_TABLES,
-    ESTIMATE_FLOW_DEFAULTS,
     characteristic_baseline_power,
     default_efficiency_tables,
     electrical_power,
-    estimate_flow_tuned,
     table_baseline_power,
     throttle_baseline_power,
 )
@@ -100,14 +99,14 @@ class BaselineModel:
         self._direct_on_line = np.ones_like(self._drive)  # no VFD, no inverter losses
         self._direct_on_line[0] = self._drive[0]
         # Load (or compile) the kernels now, at start-up, rather than inside the first poll.
-        self.power(1.0, math.nan, 0.5 * self.rated_power, running=True)
+        self.power(1.0, 0.5 * self.rated_flow, running=True)
 
-    def power(self, speed_ratio: float, flow: float, electrical: float, running: bool) -> float:
+    def power(self, speed_ratio: float, flow: float, running: bool) -> float:
         """Baseline power; zero while stopped, NaN when the inputs cannot give one.
 
-        ``flow`` [m³/s] may be NaN: pumps then estimate it from power and speed on the
-        datasheet curve, fans take flow ratio = speed ratio (fan law on a system without
-        static pressure).
+        ``flow`` [m³/s] may be NaN: a pump's throttle baseline then has none (the drive passes
+        its sensorless estimate, ``agent.sensorless``, where there is no flow point: one flow
+        rule), fans take flow ratio = speed ratio (fan law on a system without static pressure).
         """
         if not running:
             return 0.0
@@ -117,18 +116,7 @@ class BaselineModel:
             return float(characteristic_baseline_power(speed_ratio, self.rated_power, self._table_x,
                                                        self._table_y))
         if self.method is BaselineMethod.THROTTLE:
-            if math.isnan(flow):
-                flow = self._estimate_flow(speed_ratio, electrical)
             shaft = float(throttle_baseline_power(self._head, self._power, flow))
             return float(electrical_power(shaft, self.rated_power, self._motor, self._direct_on_line))
         flow_ratio = flow / self.rated_flow if math.isfinite(flow) else speed_ratio
         return float(table_baseline_power(flow_ratio, self.rated_power, self._table_x, self._table_y))
-
-    def _estimate_flow(self, speed_ratio: float, electrical: float) -> float:
-        if not (math.isfinite(speed_ratio) and speed_ratio > 0 and math.isfinite(electrical)):
-            return math.nan
-        load = electrical / self.rated_power
-        motor = float(np.interp(load, self._motor[0], self._motor[1]))
-        drive = float(np.interp(load, self._drive[0], self._drive[1]))
-        return float(estimate_flow_tuned(self._power, electrical * motor * drive, speed_ratio,
-                                         *ESTIMATE_FLOW_DEFAULTS))

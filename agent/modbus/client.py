@@ -31,6 +31,7 @@ behind it; only a fresh connection clears that backlog.
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 import termios
 import time
@@ -96,6 +97,47 @@ def mbap_mismatch(data: bytes) -> str | None:
     if said == needed or (data[7] & 0x80 and said == 2 and len(data) == 9):
         return None  # (devices that say 2 for an exception reply: pymodbus accepts those too)
     return f"MBAP length {said} for a function {data[7] & 0x7F} reply that needs {needed}"
+
+
+# Where pymodbus 3.x's SerialTransport keeps its pyserial port (``direct_writer``).
+SERIAL_PORT_ATTRIBUTE = "sync_serial"
+
+
+def direct_writer(transport: Any) -> Callable[[bytes], None] | None:
+    """A write that puts a frame on a serial port in the caller's loop iteration; None if it cannot.
+
+    pymodbus's serial ``write`` only queues the frame for a writer callback, one event-loop
+    iteration (an epoll round trip) later. This writes to the port's non-blocking descriptor at
+    once; what the kernel did not take (EAGAIN, a partial write, an error pymodbus then reports),
+    and a frame behind one still queued, go to the transport's own ``write``. None for a transport
+    without such a port (a socket, which writes at once; another pymodbus) or with a blocking one.
+    """
+    port = getattr(transport, SERIAL_PORT_ATTRIBUTE, None)
+    fileno = getattr(port, "fileno", None)
+    buffered = getattr(transport, "get_write_buffer_size", None)
+    if fileno is None or buffered is None:
+        return None
+    try:
+        fd = int(fileno())
+        if os.get_blocking(fd):
+            return None
+    except (OSError, ValueError, TypeError):
+        return None
+    queue: Callable[[bytes], None] = transport.write
+
+    def write(data: bytes) -> None:
+        if getattr(transport, SERIAL_PORT_ATTRIBUTE, None) is not port:
+            return  # the transport closed its port (and the descriptor with it): nothing to write to
+        if not buffered():
+            try:
+                data = data[os.write(fd, data):]
+            except OSError:  # EAGAIN, EINTR, or the port failed: pymodbus's own write tells
+                pass
+            if not data:
+                return
+        queue(data)
+
+    return write
 
 
 class BusClient:
@@ -283,7 +325,8 @@ class BusClient:
         line per read (1.5 % of a 19200-baud line, more at 115200). Timed in asyncio's
         millisecond timers it lost half a millisecond per read; sleeping it blocking would hold
         every other bus and the endpoint. pymodbus's timeout runs from its send, so it grows
-        by at most that one silence. Returns
+        by at most that one silence. On a serial port the frame is written to the port's
+        descriptor in the timer's callback (``direct_writer``). Returns
         False if pymodbus shows no transport to hold the frame in (then the silence is awaited
         before the request, as before): the frame is never sent early either way.
         """
@@ -292,7 +335,7 @@ class BusClient:
             return False
         if getattr(transport, "_vfd_paced", False):
             return True
-        write = transport.write
+        write = direct_writer(transport) or transport.write
 
         def paced(data: bytes) -> None:
             wait = self._line_free_at - self.clock()

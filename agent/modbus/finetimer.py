@@ -102,8 +102,12 @@ class Timer:
         loop.add_reader(fd, self._fire)
 
     def _fire(self) -> None:
-        self.cancel()
-        self._callback()
+        # The callback first: closing the descriptor (two system calls) is no reason to delay it.
+        try:
+            if self._fd >= 0:
+                self._callback()
+        finally:
+            self.cancel()
 
     def cancel(self) -> None:
         """Disarm and close the timer; harmless after it fired."""

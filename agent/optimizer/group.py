@@ -21,7 +21,7 @@ from agent.config.model import DemandSource, GroupConfig, GroupControl, Optimize
 from agent.config.profile import Quantity
 from agent.control.actuator import GroupActuator
 from agent.control.writer import DriveWriter
-from agent.drive import DriveRuntime
+from agent.drive import DeviceRuntime, DriveRuntime
 from agent.optimizer.counterfactual import Counterfactual, flow_of
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.machine import MachineModel
@@ -46,11 +46,13 @@ class GroupRuntime:
         self.writers = writers
         self.settings = settings
         self.system = SystemModel(config.system.static, config.system.k, config.system.design_flow,
-                                  config.system.design_head)
+                                  config.system.design_head,
+                                  critical_setpoint=config.service.critical_setpoint)
         self.shortfall_s = 0.0  # seconds the loads were short (averaged polls), whoever was in control
         self.short_since = math.nan  # when the present shortfall began (NaN: the loads are not short)
         self._last_observed = math.nan
         self._critical = (math.nan, math.nan)  # (valve 0..1, critical DP) as the latest poll shows them
+        self._critical_carrier: DeviceRuntime | None = None  # the device the critical point is read from
         poll = max((bus_of[d.name].poll_interval for d in drives), default=1.0)
         restore = config.service.restore_s
         # Default: ten cycles, and for parallel pumps time for one more stage change (a shortfall only
@@ -111,7 +113,7 @@ class GroupRuntime:
         source = drive.last if drive is not None else None
         return source.values.get(demand.quantity, math.nan) if source is not None else math.nan
 
-    def observe(self, now: float, external: Mapping[str, DriveRuntime]) -> dict[str, tuple[float, float]]:
+    def observe(self, now: float, external: Mapping[str, DeviceRuntime]) -> dict[str, tuple[float, float]]:
         """After a poll cycle: sample the demand and the operating point; the (counterfactual, staged) [W]."""
         demand = self.config.demand
         self._critical = self.critical_point(now, external)
@@ -128,7 +130,9 @@ class GroupRuntime:
             self.trend.add(now, value)
         delivered, head = self.operating_point()
         service = Service.UNKNOWN
-        if demand.quantity is not Quantity.PRESSURE:
+        if demand.source is DemandSource.CRITICAL:  # no flow meter: the critical point alone judges
+            service = self.system.add(delivered, head, math.nan, *self._critical)
+        elif demand.quantity is not Quantity.PRESSURE:
             service = self.system.add(delivered, head, value, *self._critical)
         dt = now - self._last_observed if math.isfinite(self._last_observed) else 0.0
         self._last_observed = now
@@ -142,10 +146,15 @@ class GroupRuntime:
             return {name: (math.nan, math.nan) for name in counterfactual}
         return counterfactual
 
-    def critical_point(self, now: float, external: Mapping[str, DriveRuntime]) -> tuple[float, float]:
-        """(critical valve opening 0..1, critical differential pressure in m or Pa); NaN where unknown."""
+    def critical_point(self, now: float, external: Mapping[str, DeviceRuntime]) -> tuple[float, float]:
+        """(critical valve opening 0..1, critical differential pressure in m or Pa); NaN where unknown.
+
+        ``external``: every drive and sensor by name, where the critical point may be read.
+        """
         name = self.config.service.critical_drive
-        carrier = next((d for d in self.drives if d.name == name), None) or external.get(name)
+        carrier: DeviceRuntime | None = next((d for d in self.drives if d.name == name), None) \
+            or external.get(name)
+        self._critical_carrier = carrier
         if not name or carrier is None or carrier.last is None or not carrier.is_fresh(now):
             return math.nan, math.nan
         values = carrier.last.values
@@ -155,17 +164,24 @@ class GroupRuntime:
     def needed_head(self) -> float:
         """The head the loads need now, from the critical point (m or Pa; NaN if it does not show it).
 
-        A throttling critical valve shows the header's head beyond the curve; a wide-open one
-        only that the loads may need more: ask for a respond step more (trim and respond).
+        A throttling critical valve shows the header's head beyond the curve, a differential
+        pressure off its setpoint (``service.critical_setpoint_*``) how far the header is above or
+        below it; a wide-open valve that the loads may need more: ask for a respond step more
+        (trim and respond).
         """
         valve, critical = self._critical
         _, head = self.operating_point()
-        excess = excess_head(valve, critical)
+        excess = excess_head(valve, critical, self.system.critical_setpoint)
         if not (math.isfinite(excess) and math.isfinite(head)):
             return math.nan
-        if valve >= WIDE_OPEN:
-            return head + RESPOND * self.config.system.design_head
-        return head - excess
+        respond = RESPOND * self.config.system.design_head if valve >= WIDE_OPEN else 0.0
+        return head - excess + respond
+
+    def critical_fresh(self, now: float) -> bool:
+        """No critical point is configured, or its device's data is fresh (the drives' one rule)."""
+        if not self.config.service.critical_drive:
+            return True
+        return self._critical_carrier is not None and self._critical_carrier.is_fresh(now)
 
     def service_lost(self, now: float) -> bool:
         """The loads have been short longer than the agent is given to restore them."""
@@ -187,9 +203,15 @@ class GroupRuntime:
     # --- per cycle -----------------------------------------------------------------------------
 
     def refit(self) -> None:
-        """Refit every machine and the system curve."""
+        """Refit every machine and the system curve; one never seen running borrows its siblings' gain."""
         for machine, drive in zip(self.machines, self.drives, strict=True):
             machine.refit(drive.history.snapshot(), self.settings)
+        gains = [g for g in (m.efficiency_drift() for m in self.machines if m.observed) if math.isfinite(g)]
+        if gains:
+            gain = float(np.median(gains))
+            for machine in self.machines:
+                if not machine.observed:
+                    machine.assume_efficiency_gain(gain)
         self.system.refit()
 
     def recommend(self, now: float) -> Plan | None:

@@ -27,7 +27,7 @@ from agent.config.model import DemandSource
 from agent.config.profile import Quantity
 from agent.control.abblocks import HAND_BACK_REASON, AbBlocks, AbSnapshot, group_short
 from agent.control.writer import DriveWriter
-from agent.drive import DriveRuntime
+from agent.drive import DeviceRuntime, DriveRuntime
 from agent.energy.ledger import HandbackStore
 from agent.errors import DriveError, LedgerError
 from agent.modbus.client import BusClient
@@ -132,7 +132,7 @@ class Optimizer:
     def __init__(self, config: AgentConfig, drives: Sequence[DriveRuntime],
                  clients: Mapping[str, BusClient], *, clock: Clock = time.monotonic,
                  dry_run: bool = False, handbacks: Callable[[], HandbackStore | None] = lambda: None,
-                 wall_clock: Clock = time.time) -> None:
+                 wall_clock: Clock = time.time, sensors: Sequence[DeviceRuntime] = ()) -> None:
         self.config = config
         self.settings = config.optimizer
         self.clock = clock
@@ -142,6 +142,8 @@ class Optimizer:
         self._handbacks = handbacks  # the ledger's hand-backs, once the ledger is open
         self.handbacks_attached = False
         self.all_drives = {d.name: d for d in drives}
+        # Where a group's demand or critical point may be read: every drive and sensor.
+        self.devices: dict[str, DeviceRuntime] = {**self.all_drives, **{s.name: s for s in sensors}}
         buses = {b.name: b for b in config.buses}
         self.writers: dict[str, DriveWriter] = {}  # hand-backs: attach_handbacks
         self.groups: list[GroupRuntime] = []
@@ -172,7 +174,7 @@ class Optimizer:
         counterfactual: dict[str, tuple[float, float]] = {}
         for group in self.groups:
             if names.intersection(group.config.drives):
-                counterfactual.update(group.observe(now, self.all_drives))
+                counterfactual.update(group.observe(now, self.devices))
                 if group.system.service is Service.SHORT and group.holding:
                     self.wake.set()
                 blocks = self.ab_blocks.get(group.name)
@@ -256,6 +258,8 @@ class Optimizer:
                 log.debug("group %s: not writing: %s", group.name, why)
             if healthy and group.service_lost(now):
                 healthy, why = False, f"the loads have been short for more than {group.restore_s:g} s"
+            if healthy and not group.critical_fresh(now):  # no trim on a critical point no longer seen
+                healthy, why = False, f"the critical point ({group.config.service.critical_drive}) is stale"
             if not healthy or plan is None:
                 await group.actuator.release(why or "no usable demand")
                 continue

@@ -45,21 +45,27 @@ RECENT = 24  # points on the curve whose median the curve passes through
 RECENT_SHORTS = 8  # latest short points the curve stays on or above (each cost the loads)
 STEADY = 0.02  # polls within this share of the design flow and head: one operating point
 WIDE_OPEN = 0.97  # a critical valve at least this open passes no more at a lower head: on the curve
+SATURATED = 0.995  # a critical valve this open sits at its limit: the header gives no more than the curve
+CRITICAL_DEADBAND = 0.03  # of the critical setpoint: a differential pressure lower by more is a short load
 
 
-def excess_head(valve: float, critical: float) -> float:
+def excess_head(valve: float, critical: float, setpoint: float = math.nan) -> float:
     """Header head above the system curve that a critical point shows [m or Pa]; NaN if it does not.
 
-    ``valve`` is the critical valve's opening (0..1, as the share of its full flow coefficient),
-    ``critical`` the differential pressure across the critical branch. Wide open, the header
-    gives no more than the curve needs. Throttling, the valve passes the branch's flow at
-    ``valve²`` of the pressure it is given (the flow goes with the opening times √ΔP), so the
-    rest, ``(1 - valve²)·critical``, is head the header gives beyond the curve.
+    ``valve`` is the critical valve's opening (0..1, as the share of its full flow coefficient; NaN
+    without a valve reading), ``critical`` the differential pressure across the critical branch,
+    ``setpoint`` the differential pressure that branch needs (NaN if not configured). A throttling
+    valve passes the branch's flow at ``valve²`` of the pressure it is given (the flow goes with the
+    opening times √ΔP), so the rest, ``(1 - valve²)·critical``, is head the header gives beyond the
+    curve. Wide open, the header gives no more than the curve needs, and less by what the
+    differential pressure lacks of its setpoint. Without a valve, the differential pressure beyond
+    its setpoint is the excess (below it, a negative one: the head the loads lack).
     """
-    if not math.isfinite(valve):
-        return math.nan
+    lack = min(critical - setpoint, 0.0) if math.isfinite(critical) and math.isfinite(setpoint) else 0.0
+    if math.isnan(valve):
+        return critical - setpoint if math.isfinite(setpoint) else math.nan
     if valve >= WIDE_OPEN:
-        return 0.0
+        return lack
     return max(critical, 0.0) * (1.0 - valve * valve) if math.isfinite(critical) else math.nan
 
 
@@ -75,8 +81,9 @@ class SystemModel:
     """The learned system curve, the satisfied points that bound it, and the confidence in it."""
 
     def __init__(self, static: float, k: float, design_flow: float, design_head: float,
-                 capacity: int = 2000) -> None:
+                 capacity: int = 2000, critical_setpoint: float = math.nan) -> None:
         self.prior = (static, k)
+        self.critical_setpoint = critical_setpoint  # the DP the critical branch needs (NaN: not configured)
         self.static, self.k = static, k
         self.design_flow, self.design_head = design_flow, design_head
         self.r_squared = math.nan
@@ -92,6 +99,7 @@ class SystemModel:
         self._interval_short = False
         self._interval_satisfied = False
         self._short_polls = 0  # averaged polls short in a row
+        self._open_polls = 0  # averaged polls with the critical valve at its limit, no flow to judge by
 
     def head(self, flow: float) -> float:
         """Head the system needs to pass ``flow`` on the curve in use."""
@@ -102,17 +110,21 @@ class SystemModel:
         """One poll's operating point (flows m³/s, head m or Pa); returns the service it shows.
 
         ``valve`` (0..1) and ``critical`` (m or Pa) are the group's critical point, NaN without one.
+        ``demand`` is NaN without a flow meter (``demand: {source: critical}``): the critical point
+        alone judges the service then.
         """
-        if not all(map(math.isfinite, (delivered, head, demand))) or demand <= 0.0:
+        shows = math.isfinite(valve) or (math.isfinite(critical) and math.isfinite(self.critical_setpoint))
+        metered = math.isfinite(demand) and demand > 0.0
+        if not (math.isfinite(delivered) and math.isfinite(head) and (metered or shows)):
             self._recent.clear()
             self.service = Service.UNKNOWN
             return self.service
-        self._recent.append((delivered, head, demand, valve, critical))
+        self._recent.append((delivered, head, demand if metered else math.nan, valve, critical))
         if len(self._recent) < SMOOTHING:
             return self.service
         window = np.array(self._recent)
         q, h, d, v, p = (float(x) for x in np.mean(window, axis=0))
-        if math.isfinite(v):
+        if shows:
             flows, heads = np.ptp(window[:, 0]), np.ptp(window[:, 1])
             steady = flows <= STEADY * self.design_flow and heads <= STEADY * self.design_head
             return self._judge_critical(q, h, d, v, p, steady)
@@ -137,13 +149,23 @@ class SystemModel:
                         steady: bool) -> Service:
         """The critical point decides: a throttling valve has what it needs, whatever the flows read.
 
-        It shows the curve only from polls at one operating point (``steady``): averaged across
-        a step, the flows of one and the head of another make a point on no curve.
+        Short: the differential pressure below its setpoint by more than the deadband (with no
+        valve reading, or the valve wide open); the valve wide open with the metered flow short
+        of the demand; without a flow meter or a setpoint, the valve at its limit for ``PERSIST``
+        polls (the respond steps meanwhile did not bring it off). A short point lies on the curve
+        the lacking differential pressure higher. The critical point shows the curve only from
+        polls at one operating point (``steady``): averaged across a step, the flows of one and
+        the head of another make a point on no curve.
         """
-        excess = excess_head(valve, critical)
-        if valve >= WIDE_OPEN and q < (1.0 - SHORT_SHARE) * d:
+        excess = excess_head(valve, critical, self.critical_setpoint)
+        throttling = math.isfinite(valve) and valve < WIDE_OPEN
+        lacking = not throttling and excess < -CRITICAL_DEADBAND * self.critical_setpoint
+        self._open_polls = self._open_polls + 1 if valve >= SATURATED else 0
+        flow_short = valve >= WIDE_OPEN and q < (1.0 - SHORT_SHARE) * d
+        limit = math.isnan(d) and math.isnan(self.critical_setpoint) and self._open_polls >= PERSIST
+        if lacking or flow_short or limit:
             self.service = Service.SHORT
-            self.learn_short(q, h)
+            self.learn_short(q, h - min(excess, 0.0) if math.isfinite(excess) else h)
             return self.service
         if math.isfinite(excess) and q > 0.0 and steady:
             self.measured = True

@@ -18,6 +18,7 @@ from agent.config import (
 from agent.config.profile import BUILTIN_PROFILES, Point, Quantity, RegisterTable
 from agent.config.schedule import Period, Schedule, TimeOfUse
 from agent.config.yamlsource import Issues
+from agent.drive import DriveRuntime
 from agent.energy.account import EnergyAccount, EnergySample, EnergySource
 from agent.energy.baseline import BaselineModel
 from agent.energy.counter import CounterEvent, EnergyCounter
@@ -258,26 +259,26 @@ def drive(method, kind=LoadKind.PUMP, table=((), ()), constant=math.nan):
 
 def test_characteristic_baseline_interpolates_the_default_table():
     model = BaselineModel(drive(BaselineMethod.CHARACTERISTIC))
-    assert model.power(0.5, math.nan, 0.0, True) == pytest.approx(0.77 * 40_000.0)
-    assert model.power(0.625, math.nan, 0.0, True) == pytest.approx(40_000.0 * (0.77 + 0.5 * (0.92 - 0.77)))
-    assert model.power(0.8, math.nan, 0.0, False) == 0.0
-    assert math.isnan(model.power(math.nan, math.nan, 0.0, True))
+    assert model.power(0.5, math.nan, True) == pytest.approx(0.77 * 40_000.0)
+    assert model.power(0.625, math.nan, True) == pytest.approx(40_000.0 * (0.77 + 0.5 * (0.92 - 0.77)))
+    assert model.power(0.8, math.nan, False) == 0.0
+    assert math.isnan(model.power(math.nan, math.nan, True))
 
 
 def test_constant_baseline_only_while_running():
     model = BaselineModel(drive(BaselineMethod.CONSTANT, constant=11_000.0))
-    assert model.power(0.3, math.nan, 0.0, True) == 11_000.0
-    assert model.power(0.0, math.nan, 0.0, False) == 0.0
+    assert model.power(0.3, math.nan, True) == 11_000.0
+    assert model.power(0.0, math.nan, False) == 0.0
 
 
 def test_damper_baseline_reads_the_table_at_the_flow_ratio_or_the_speed_ratio():
     model = BaselineModel(drive(BaselineMethod.DAMPER, LoadKind.FAN))
-    assert model.power(0.9, 0.05, 0.0, True) == pytest.approx(0.771 * 40_000.0)  # flow ratio 0.5
-    assert model.power(0.5, math.nan, 0.0, True) == pytest.approx(0.771 * 40_000.0)  # fan law Q ∝ n
+    assert model.power(0.9, 0.05, True) == pytest.approx(0.771 * 40_000.0)  # flow ratio 0.5
+    assert model.power(0.5, math.nan, True) == pytest.approx(0.771 * 40_000.0)  # fan law Q ∝ n
     # A user table: (% flow) 0 -> 50 %, 100 -> 100 % of rated power; at 25 % flow, 62.5 %.
     table = ((0.0, 100.0), (50.0, 100.0))
     custom = BaselineModel(drive(BaselineMethod.INLET_VANE, LoadKind.FAN, table=table))
-    assert custom.power(1.0, 0.025, 0.0, True) == pytest.approx(0.625 * 40_000.0)
+    assert custom.power(1.0, 0.025, True) == pytest.approx(0.625 * 40_000.0)
 
 
 def test_throttle_baseline_is_the_rated_speed_pump_at_the_same_flow():
@@ -286,14 +287,34 @@ def test_throttle_baseline_is_the_rated_speed_pump_at_the_same_flow():
     curves = datasheet_curves(config.load, config.rated_power)
     flow = 0.06
     shaft = curves.power[0] + curves.power[1] * flow + curves.power[2] * flow**2
-    value = model.power(0.7, flow, 0.0, True)
+    value = model.power(0.7, flow, True)
     # Electrical = shaft / motor efficiency only (no inverter without a VFD): between 85 % and 97 %.
     assert shaft / 0.97 < value < shaft / 0.85
-    # Without a flow sensor the flow is estimated from power and speed on the datasheet curve.
-    r = 0.8
-    shaft_at_r = curves.power[0] * r**3 + curves.power[1] * r**2 * flow + curves.power[2] * r * flow**2
-    estimated = model.power(r, math.nan, shaft_at_r / (0.96 * 0.97), True)
-    assert estimated == pytest.approx(value, rel=0.03)
+    assert math.isnan(model.power(0.7, math.nan, True))  # no flow, no throttle baseline
+
+
+def test_a_throttle_baseline_without_a_flow_point_is_read_at_the_sensorless_estimate():
+    """One flow rule: the baseline had its own estimate (datasheet curve, a load-only motor table)."""
+    config = drive(BaselineMethod.THROTTLE)
+    assert config.profile.point(Quantity.FLOW) is None
+    runtime = DriveRuntime(config, site(), 5.0)
+    point = config.profile.point(Quantity.SPEED)
+    assert point is not None and runtime.flow_estimator is not None
+    speed = config.rated_speed if point.dimension is Dimension.ANGULAR_SPEED else 1.0
+    estimates = []
+    real = runtime.flow_estimator.estimate_values
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        estimates.append(real(*args))
+        return estimates[-1]
+
+    runtime.flow_estimator.estimate_values = counted  # type: ignore[method-assign]
+    reading = runtime.accept(1.0, 1.0, {Quantity.POWER: 30_000.0, Quantity.SPEED: 0.9 * speed})
+    assert len(estimates) == 1 and estimates[0].available
+    assert reading.baseline_power == pytest.approx(runtime.baseline.power(0.9, estimates[0].flow, True))
+    assert runtime.flow_estimate is estimates[0] and len(estimates) == 1  # read: the poll's own estimate
+    off = runtime.accept(2.0, 2.0, {Quantity.POWER: 2_000.0, Quantity.SPEED: 0.9 * speed})
+    assert not estimates[-1].available and math.isnan(off.baseline_power)  # off the curve: none, not a guess
 
 
 def test_datasheet_curves_pass_through_the_rated_point_with_best_efficiency_there():

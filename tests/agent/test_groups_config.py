@@ -149,9 +149,13 @@ def test_a_demand_from_another_device_on_a_bus(tmp_path):
     ({"drives": "[p1, p1]"}, "groups[0].drives: a drive is listed twice"),
     ({"control": "sideways"}, "groups[0].control: must be one of"),
     ({"control": "pressure_setpoint", "setpoint_drive": "p2"}, "groups[0].setpoint_drive: must be one of"),
-    ({"service": "{critical_drive: ghost}"}, "groups[0].service.critical_drive: no drive 'ghost'"),
-    ({"service": "{critical_drive: p3}"}, "groups[0].service.critical_drive: profile 'generic' of drive 'p3' "
+    ({"service": "{critical_drive: ghost}"}, "groups[0].service.critical_drive: no drive or sensor 'ghost'"),
+    ({"service": "{critical_drive: p3}"}, "groups[0].service.critical_drive: profile 'generic' of 'p3' "
                                           "has no valve_position point"),
+    ({"service": "{critical_setpoint_m: 4}"},
+     "groups[0].service.critical_setpoint_m: is the critical point's"),
+    ({"service": "{critical_drive: p1, critical_setpoint_pa: 4}"},
+     "groups[0].service.critical_setpoint_pa: unknown field"),
     ({"demand": "{source: critical}"}, "groups[0].demand: source: critical needs service.critical_drive"),
 ])
 def test_group_mistakes_are_located(tmp_path, fields, message):
@@ -201,3 +205,61 @@ def test_other_mistakes_are_located(tmp_path):
                     "groups[2].name: duplicate group name 'h'",
                     "groups[2].drives: p1 already in another group"):
         assert any(message in i for i in found), (message, found)
+
+
+SENSOR_PROFILE = REPO / "configs" / "plants" / "profiles" / "remote-dp.yaml"
+
+
+def test_a_critical_point_read_from_a_sensor_on_its_own_bus(tmp_path):
+    """Issue 13: a remote DP on an I/O module (no drive quantities), its setpoint, no valve, no flow meter."""
+    extra = textwrap.dedent(f"""\
+        sensors:
+          - {{name: remote-dp, bus: io, unit: 7, profile: {SENSOR_PROFILE}}}
+        """)
+    path = write(tmp_path, drive("p1", 1), """\
+        - name: chw
+          drives: [p1]
+          demand: {source: critical}
+          system: {design_flow_m3h: 120, design_head_m: 32}
+          service: {critical_drive: remote-dp, critical_setpoint_m: 4.5}
+        """, extra)
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "buses: [{name: b, host: 127.0.0.1, port: 5020}]",
+        "buses: [{name: b, host: 127.0.0.1, port: 5020}, {name: io, host: 127.0.0.2, port: 502}]"),
+        encoding="utf-8")
+    config = load_config(path)
+    (sensor,) = config.sensors
+    assert (sensor.name, sensor.bus, sensor.unit) == ("remote-dp", "io", 7)
+    assert sensor.profile.point(Quantity.CRITICAL_PRESSURE) is not None
+    (group,) = config.groups
+    assert group.service.critical_drive == "remote-dp" and group.service.critical_setpoint == 4.5
+    assert group.demand.source is DemandSource.CRITICAL
+
+
+@pytest.mark.parametrize(("sensor", "service", "message"), [
+    ("{name: dp, bus: b, unit: 7, profile: generic}", "{critical_drive: dp}",
+     "sensors[0].profile: profile 'generic' maps neither critical_pressure nor valve_position"),
+    ("{name: p1, bus: b, unit: 7, profile: remote-dp}", "{}",
+     "sensors[0].name: duplicate drive or sensor name 'p1'"),
+    ("{name: dp, bus: b, unit: 1, profile: remote-dp}", "{}",
+     "sensors[0].unit: unit 1 is already used on bus 'b'"),
+    ("{name: dp, bus: nowhere, unit: 7, profile: remote-dp}", "{}", "sensors[0].bus: no bus named 'nowhere'"),
+    ("{name: dp, bus: b, unit: 7, profile: remote-dp, rated_power_kw: 1}", "{}",
+     "sensors[0].rated_power_kw: unknown field"),
+    ("{name: dp, bus: b, unit: 7, profile: remote-dp}", "{critical_drive: dp}",
+     "groups[0].service.critical_drive: profile 'remote-dp' of 'dp' has no valve_position point "
+     "(the critical valve), and no critical_pressure point with critical_setpoint_m beside it"),
+])
+def test_sensor_mistakes_are_located(tmp_path, sensor, service, message):
+    (profiles := tmp_path / "profiles").mkdir()
+    (profiles / "remote-dp.yaml").write_text(SENSOR_PROFILE.read_text(encoding="utf-8"), encoding="utf-8")
+    path = write(tmp_path, drive("p1", 1), f"""\
+        - name: g
+          drives: [p1]
+          demand: {{drive: p1}}
+          system: {{design_flow_m3h: 120, design_head_m: 32}}
+          service: {service}
+        """, f"sensors:\n  - {sensor}\n")
+    found = issues(path)
+    assert any(message in i for i in found), found
+    assert all(i.startswith(str(path)) for i in found), found  # each names the file (and line)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
+from agent.config import load_config
+from agent.config.profile import Quantity
 from agent.history import Channel, RingBuffer
+from agent.service import Agent
+from tests.agent.test_optimizer import site
 
 
 def _row(i: float) -> np.ndarray:
@@ -33,10 +39,30 @@ def test_a_partly_filled_ring_returns_what_it_has():
 
 
 def test_the_ring_holds_the_fit_channels_in_float32():
-    """What the memory figures in README rest on: 4 channels × 4 bytes per sample."""
-    assert RingBuffer(3600).nbytes == 3600 * 4 * 4
+    """What the memory figures in README rest on: 4 channels × 4 bytes per sample, from the first one."""
+    ring = RingBuffer(3600)
+    assert ring.nbytes == 0 and len(ring.snapshot()) == 0  # a drive outside every group: never recorded
+    ring.append(_row(1))
+    assert ring.nbytes == 3600 * 4 * 4
 
 
 def test_a_ring_needs_room_for_one_sample():
     with pytest.raises(ValueError):
         RingBuffer(0)
+
+
+def test_only_a_drive_in_an_optimizer_group_records_its_history(tmp_path):
+    path = site(tmp_path, pumps=2)
+    path.write_text(path.read_text().replace("drives: [p1, p2]", "drives: [p1]"))
+
+    async def built() -> Agent:
+        return Agent(load_config(path))
+
+    agent = asyncio.run(built())
+    grouped, alone = agent.drives
+    assert grouped.records_history and not alone.records_history
+    values = {Quantity.STATUS_WORD: 0b111, Quantity.SPEED: 100.0, Quantity.POWER: 5000.0,
+              Quantity.FLOW: 0.02, Quantity.PRESSURE: 2.0e5, Quantity.PROCESS_FLOW: 0.05}
+    for drive in agent.drives:
+        drive.accept(1.0, 1.0, dict(values))
+    assert len(grouped.history) == 1 and len(alone.history) == 0 and alone.history.nbytes == 0

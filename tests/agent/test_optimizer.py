@@ -12,7 +12,8 @@ import pytest
 from agent.config import load_config
 from agent.config.model import OptimizerConfig
 from agent.config.profile import Quantity
-from agent.drive import DriveRuntime
+from agent.drive import DeviceRuntime, DriveRuntime
+from agent.errors import DriveTimeoutError
 from agent.history import Channel
 from agent.optimizer.demand import DemandTracker
 from agent.optimizer.group import GroupRuntime
@@ -98,6 +99,22 @@ def test_a_worn_pump_shows_its_lost_efficiency_as_drift(machine):
     assert machine.efficiency_drift() == pytest.approx(-0.12, abs=0.015)
     # The curves in use are the worn ones: less flow at the same head and speed.
     assert machine.head[0] == pytest.approx(0.94 * machine.prior_head[0], rel=0.02)
+
+
+@pytest.mark.parametrize("gain,believed", [(0.15, True), (0.35, False)])
+def test_a_fit_far_more_efficient_than_the_datasheet_is_not_believed(machine, gain, believed):
+    """Pumps are sold at their best: a power fit 35 % more efficient than the datasheet is an extrapolation.
+
+    It once passed on 50 samples of a narrow window (generated-3's pump-3 at +29 %) and priced the
+    pump's power too low, which the counterfactual's calibration carried into an over-claim.
+    """
+    fit = machine.refit(history(machine, efficiency_factor=1.0 + gain), SETTINGS)
+    assert fit is not None and fit.head_passed and fit.r2_power > 0.99
+    assert fit.power_passed is believed, fit.reason
+    if believed:
+        assert machine.fitted_power is not None
+    else:
+        assert machine.fitted_power is None and "efficiency +35%" in fit.reason
 
 
 def test_without_excitation_the_datasheet_curve_stays(machine):
@@ -400,7 +417,6 @@ def test_the_fit_from_the_float32_history_matches_the_float64_samples(machine, t
 
 def test_a_snapshot_of_some_groups_is_theirs_from_the_whole(tmp_path):
     """The M&V recorder asks after every bus cycle for that bus's groups only."""
-    from agent.drive import DriveRuntime
     from agent.optimizer.loop import Optimizer
     from tests.agent.test_groups_config import drive, write
 
@@ -416,3 +432,93 @@ def test_a_snapshot_of_some_groups_is_theirs_from_the_whole(tmp_path):
     assert [g.name for g in some.groups] == ["g1", "g3"]  # in the config's order
     assert some.groups == tuple(g for g in whole.groups if g.name != "g2")
     assert optimizer.snapshot(only=()).groups == ()
+
+
+def remote_dp_group(tmp_path: Path) -> tuple[GroupRuntime, DriveRuntime, DeviceRuntime]:
+    """A pump with no flow meter read by the agent, its critical point a remote DP on an I/O module."""
+    from tests.agent.test_groups_config import drive, write
+
+    sensor = REPO / "configs" / "plants" / "profiles" / "remote-dp.yaml"
+    path = write(tmp_path, drive("p1", 1), """\
+        - name: g
+          drives: [p1]
+          demand: {source: critical, margin_pct: 0}
+          system: {static_head_m: 9.6, design_flow_m3h: 360, design_head_m: 32}
+          service: {critical_drive: dp, critical_setpoint_m: 4.5}
+        """, f"sensors:\n  - {{name: dp, bus: b, unit: 9, profile: {sensor}}}\n")
+    config = load_config(path)
+    pump = DriveRuntime(config.drives[0], config.site, config.max_gap)
+    remote = DeviceRuntime(config.sensors[0])
+    buses = {"p1": config.buses[0]}
+    return GroupRuntime(config.groups[0], [pump], {}, config.optimizer, buses), pump, remote
+
+
+def poll(group: GroupRuntime, pump: DriveRuntime, remote: DeviceRuntime, t: float, head: float,
+         dp: float) -> dict[str, tuple[float, float]]:
+    """One poll of the pump (``head`` m, 0.08 m³/s) and of the remote DP (``dp`` m), then the group hook."""
+    wobble = 1.0 + 1e-4 * math.sin(t)  # a running drive's readings never repeat exactly
+    pump.accept(t, t, {Quantity.STATUS_WORD: 0b111, Quantity.SPEED: 0.9 * 1470 * RPM_TO_RAD_S,
+                       Quantity.POWER: 9000.0 * wobble, Quantity.FLOW: 0.08 * wobble,
+                       Quantity.PRESSURE: head * RHO_G})
+    remote.accept(t, t, {Quantity.CRITICAL_PRESSURE: dp * RHO_G * wobble})
+    return group.observe(t, {remote.name: remote})
+
+
+def test_a_remote_dp_below_its_setpoint_is_a_shortfall_without_a_flow_meter(tmp_path):
+    """Issue 13: with demand: {source: critical} the critical point judges the service (no shortfall was
+    counted, and nothing learned, while the demand was a head); a DP alone with its setpoint is enough."""
+    group, pump, remote = remote_dp_group(tmp_path)
+    t = 0.0
+    for t in range(8):  # 2 m above the setpoint: served; the curve passes 2 m below the header
+        poll(group, pump, remote, t, 25.0, 6.5)
+    assert group.system.service is Service.SATISFIED and group.shortfall_s == 0.0
+    assert group.system.measured and group.system.on_curve[-1][1] == pytest.approx(23.0, rel=0.01)
+    assert group.demand.estimate(t, 0.0) == pytest.approx(23.0, rel=0.01)  # trim: the head the loads need
+    for t in range(8, 16):  # 22 % below: short (no savings booked: observe prices no counterfactual)
+        poll(group, pump, remote, t, 20.0, 3.5)
+    assert group.system.service is Service.SHORT and group.shortfall_s >= 3.0
+    assert group.system.head(0.08) >= 21.0 - 0.3  # lifted through the short point, the DP it lacks higher
+    assert group.demand.estimate(15.0, 0.0) == pytest.approx(21.0, rel=0.02)  # respond: raise by the lack
+    for t in range(16, 24):  # within the 3 % deadband: not short
+        poll(group, pump, remote, t, 21.0, 4.45)
+    assert group.system.service is Service.SATISFIED and math.isnan(group.short_since)
+
+
+def test_a_stale_remote_critical_point_stops_the_trim(tmp_path):
+    """The sensor is fresh by the drives' one rule; stale, the group is no longer healthy to write."""
+    group, pump, remote = remote_dp_group(tmp_path)
+    for t in range(6):
+        poll(group, pump, remote, float(t), 25.0, 6.5)
+    assert group.critical_fresh(5.0)
+    assert not group.critical_fresh(5.0 + 2.5 * remote.stale_after / 2.0)  # two poll intervals and more
+    remote.fail(DriveTimeoutError("no answer"))
+    assert not group.critical_fresh(5.0) and remote.errors["timeout"] == 1
+    t = 6.0
+    wobble = 1.0 + 1e-4 * math.sin(t)
+    pump.accept(t, t, {Quantity.STATUS_WORD: 0b111, Quantity.SPEED: 0.9 * 1470 * RPM_TO_RAD_S,
+                       Quantity.POWER: 9000.0 * wobble, Quantity.FLOW: 0.08 * wobble,
+                       Quantity.PRESSURE: 25 * RHO_G})
+    group.observe(t, {remote.name: remote})
+    assert math.isnan(group.demand_point())  # no demand from a critical point not seen
+
+
+@pytest.mark.parametrize("sibling,lent", [(1.15, 0.15), (0.88, 0.0)])
+def test_a_pump_never_seen_running_is_priced_as_its_siblings_run_never_dearer(tmp_path, sibling, lent):
+    """The operator's cascade may run a pump the agent never has: its datasheet would set the claim.
+
+    On generated-2 a never-run pump priced on its datasheet while its siblings ran 8-18 % more
+    efficient than theirs made the claim 44 % high. A sibling's gain is lent (up to the fit's
+    ceiling); its wear is not, which would price the unseen pump dearer and inflate the claim.
+    """
+    config = load_config(site(tmp_path, pumps=2))
+    drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
+    buses = {d.name: config.buses[0] for d in drives}
+    group = GroupRuntime(config.groups[0], drives, {}, config.optimizer, buses)
+    seen, unseen = group.machines
+    for row in history(seen, efficiency_factor=sibling):
+        drives[0].history.append(row)
+    group.refit()
+    assert seen.observed and not unseen.observed
+    assert seen.efficiency_drift() == pytest.approx(sibling - 1.0, abs=0.02)
+    assert math.isnan(unseen.efficiency_drift())  # still nothing measured on it
+    np.testing.assert_allclose(unseen.power, unseen.prior_power / (1.0 + lent), rtol=0.03)

@@ -6,18 +6,23 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from numpy.polynomial.polynomial import polyval
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.config import load_config
+from agent.config import LoadConfig, LoadKind, load_config
+from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
 from agent.config.profile import Quantity
 from agent.drive import DriveRuntime
 from agent.errors import ConfigError, DriveError
 from agent.metrics import FlowEstimateCollector
 from agent.motor_tables import EfficiencyClass
 from agent.optimizer.group import GroupRuntime
-from agent.sensorless import Calibration, FlowEstimate, FlowEstimator, group_demand
+from agent.sensorless import BUDGET, Calibration, FlowEstimate, FlowEstimator, group_demand
 from agent.units import RHO_G, Dimension
+from hil.catalogue import Family, TableCurves, Wear
+from hil.physics import electrical_power
 from tests.agent.test_groups_config import HEAD, drive
 from tests.agent.test_groups_config import write as write_groups
 
@@ -254,3 +259,108 @@ def test_a_dp_pump_learns_from_every_poll_however_often_it_is_read(tmp_path, mon
             assert runtime.flow_estimate is made[-1]
     assert len(made) == 3
     assert len(runtime.flow_estimator._head_loss) == 3  # one point a poll, in the range it learns in
+
+
+# A pump the agent did not design (hil.catalogue), its catalogue curve read off the new pump, the
+# readings made with the simulator's motor losses and speed reported as shaft speed (no slip).
+Q_BEP, H_BEP, P_BEP, RATED = 120 / 3600, 32.0, 13_500.0, 15_000.0
+WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
+
+
+def _estimator(family: Family, shutoff: TableCurves | None,
+               clamp_on: TableCurves | None = None) -> FlowEstimator:
+    new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
+    flows = tuple(x * Q_BEP for x in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5))
+    spot = reading = None
+    if shutoff is not None:  # a closed-valve test at rated speed
+        spot = SpotReading(0.0, 1.0, _electrical(shutoff, 0.0, 1.0), shutoff.head(0.0, 1.0), "2026-03-14")
+    if clamp_on is not None:  # a portable meter's exact reading at 80 % flow, 90 % speed
+        flow = 0.8 * Q_BEP * 0.9
+        reading = SpotReading(flow, 0.9, _electrical(clamp_on, flow, 0.9), math.nan, "2026-03-14")
+    head = CurvePoints(flows, tuple(new.head(q, 1.0) for q in flows))
+    power = CurvePoints(flows, tuple(new.shaft_power(q, 1.0) for q in flows))
+    settings = SensorlessConfig(speed_is_shaft=True, shutoff=spot, clamp_on=reading, catalogue_head=head,
+                                catalogue_power=power)
+    return FlowEstimator(settings, LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan), RATED, 1470.0)
+
+
+def _electrical(pump: TableCurves, flow: float, r: float) -> float:
+    return electrical_power(pump.shaft_power(flow, r), RATED, 0.92, r)
+
+
+def _errors(estimator: FlowEstimator, pump: TableCurves, q_rel: list[float], r: float) -> list[float]:
+    """Relative errors at these flows (× the best-efficiency flow at r); each interval must hold the truth."""
+    errors = []
+    for q in q_rel:
+        flow = q * Q_BEP * r
+        e = estimator.estimate(_electrical(pump, flow, r), r)
+        assert e.available and abs(e.flow - flow) <= e.rel_u90 * e.flow, (q, e, flow)
+        errors.append(abs(e.flow - flow) / flow)
+    return errors
+
+
+def test_a_shutoff_test_fits_the_wear_a_worn_pump_shows_at_part_load():
+    """On main a shut-off test only widened the interval: a worn pump stayed ~25 % high below half flow."""
+    worn = TableCurves(Family.RADIAL_STEEP, Q_BEP, H_BEP, P_BEP, RHO_G, WORN)
+    low, high = [0.25, 0.3, 0.35, 0.4, 0.45], [0.6, 0.8, 1.0, 1.1]
+    tested = _estimator(Family.RADIAL_STEEP, worn)
+    assert tested.calibration is Calibration.SHUTOFF
+    untested = _estimator(Family.RADIAL_STEEP, None)
+    assert np.mean(_errors(untested, worn, low, 0.9)) > 0.15  # leakage and part-load loss, unseen
+    assert np.mean(_errors(tested, worn, low, 0.9)) <= 0.10
+    assert np.mean(_errors(tested, worn, high, 0.9)) <= 0.05
+    assert np.mean(_errors(tested, worn, high, 0.9)) < np.mean(_errors(untested, worn, high, 0.9))
+    # The curve in use passes through what the test measured, and its flow axis moved by a leak.
+    shaft, r = tested.shaft_and_speed(_electrical(worn, 0.0, 1.0), 1.0)
+    assert polyval(0.0, tested.power) == pytest.approx(shaft / r**3, rel=0.01)
+    assert polyval(0.0, tested.head) == pytest.approx(worn.head(0.0, 1.0), rel=1e-9)
+    assert 0.0 < tested.power_band[1] and tested.power_band[5] == 0.0  # the split stated, the leak bounded
+
+
+def test_a_shutoff_test_of_a_new_pump_changes_little():
+    new = TableCurves(Family.DROOPING, Q_BEP, H_BEP, P_BEP, RHO_G)
+    tested, untested = _estimator(Family.DROOPING, new), _estimator(Family.DROOPING, None)
+    flows = [0.5, 0.7, 0.9, 1.0, 1.1]
+    tested_errors, untested_errors = _errors(tested, new, flows, 0.8), _errors(untested, new, flows, 0.8)
+    assert np.mean(tested_errors) <= 0.04 and np.mean(untested_errors) <= 0.04
+    # Toward shut-off the measured point narrows the interval where the catalogue curve alone had none.
+    assert np.mean(_errors(tested, new, [0.25, 0.3], 0.8)) <= 0.06
+    assert not untested.estimate(_electrical(new, 0.25 * Q_BEP * 0.8, 0.8), 0.8).available
+
+
+def test_a_shutoff_test_on_a_curve_flat_at_shutoff_bounds_no_leak():
+    """A mixed-flow pump's power hardly rises from zero flow: a leak there is not told from nothing."""
+    worn = TableCurves(Family.FLAT_POWER, Q_BEP, H_BEP, P_BEP, RHO_G, WORN)
+    tested, untested = _estimator(Family.FLAT_POWER, worn), _estimator(Family.FLAT_POWER, None)
+    assert tested.power_band[5] == untested.power_band[5] == BUDGET.shift  # the leak stays unseen
+    assert tested.head[1] == pytest.approx(untested.head[1])  # no shift of the flow axis
+    for q in (0.7, 0.9, 1.1):  # where there is an estimate, its interval holds the truth
+        flow = q * Q_BEP
+        e = tested.estimate(_electrical(worn, flow, 1.0), 1.0)
+        assert e.available and abs(e.flow - flow) <= e.rel_u90 * e.flow
+
+
+def test_a_clamp_on_reading_settles_how_a_shutoff_tests_excess_splits():
+    """Part-load loss alone: the test alone takes half its excess as a leak; the reading shows none."""
+    worn = TableCurves(Family.RADIAL_STEEP, Q_BEP, H_BEP, P_BEP, RHO_G, Wear(impeller=0.03, part_load=0.10))
+    both, tested = _estimator(Family.RADIAL_STEEP, worn, worn), _estimator(Family.RADIAL_STEEP, worn)
+    clamped = _estimator(Family.RADIAL_STEEP, None, worn)
+    assert both.calibrations[:2] == (Calibration.CLAMP_ON, Calibration.SHUTOFF)
+    # The curve passes through both readings: measured from zero flow to the reading's.
+    shaft, r = both.shaft_and_speed(_electrical(worn, 0.0, 1.0), 1.0)
+    assert polyval(0.0, both.power) == pytest.approx(shaft / r**3, rel=0.01)
+    assert both.power_band[2] == 0.0 and both.power_band[3] == pytest.approx(0.8 * Q_BEP, rel=0.01)
+    low, high = [0.25, 0.3, 0.35, 0.4, 0.45], [0.6, 0.8, 1.0, 1.1]
+    assert np.mean(_errors(both, worn, high, 0.7)) <= 0.02 < np.mean(_errors(tested, worn, high, 0.7))
+    assert np.mean(_errors(both, worn, low, 0.7)) <= 0.05
+    assert np.mean(_errors(clamped, worn, [0.25, 0.3], 0.7)) > 0.15  # alone: the part-load loss unseen
+
+
+def test_a_shutoff_test_on_the_datasheet_alone_keeps_the_shapes_uncertainty():
+    """The test bounds the leak, not the shape a curve assumed from the rated point alone may have wrong."""
+    load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
+    spot = SpotReading(0.0, 1.0, 7_000.0, 40.0, "2026-03-14")
+    tested = FlowEstimator(SensorlessConfig(shutoff=spot), load, RATED, 1470.0)
+    assert tested.calibration is Calibration.SHUTOFF
+    expected = math.sqrt(BUDGET.datasheet_shift**2 - BUDGET.shift**2)
+    assert tested.power_band[5] == pytest.approx(expected) and tested.head_band[5] == pytest.approx(expected)

@@ -15,13 +15,13 @@ from prometheus_client import CollectorRegistry
 from agent.config import load_config
 from agent.config.profile import Quantity
 from agent.service import Agent
+from agent.units import RHO_G
 from hil import SimulatedPlant
 from hil.plantfile import load_plant
 from hil.scenario import PLANTS, SCENARIOS, Timing, scaled_plant, site_config
 from tests.support import async_wait_until
 
 DAY_S = 30.0
-RHO_G = 998.0 * 9.80665
 
 
 class Run:
@@ -279,6 +279,55 @@ def test_no_flow_meter_the_demand_is_the_head_the_critical_point_shows(tmp_path)
             assert group.demand.estimate(time.monotonic(), 0.0) == pytest.approx(need, rel=0.05)
             # Near the curve, well below the operator's setpoint, and the loads served nearly always.
             assert np.median(excess) <= 1.0 < np.median(reset), (excess, reset)
+            assert header.truth.unmet_s <= 0.05 * run.sim.model.t, header.truth.unmet_s
+        finally:
+            await run.finish()
+
+    asyncio.run(scenario())
+
+
+def test_a_remote_dp_on_its_own_io_module_is_the_critical_point_and_the_demand(tmp_path):
+    """Issue 13: no flow meter, no valve position: a remote DP on a Modbus TCP I/O module (a sensor on a
+    bus of its own, here the simulator's unit 1 over a second connection) with its setpoint, polled by
+    that bus's poller; the agent trims the header to hold the DP at its setpoint and learns the curve."""
+    profile = PLANTS / "profiles" / "remote-dp.yaml"
+
+    def remote_dp(text: str) -> str:
+        bus = text[text.index("buses: [") + len("buses: ["):text.index("]\ndrives:")]
+        text = text.replace(f"buses: [{bus}]", f"buses: [{bus}, {bus.replace('name: plant', 'name: io')}]")
+        sensor = f"  - {{name: remote-dp, bus: io, unit: 1, profile: {profile}}}"
+        text = text.replace("drives:\n", f"sensors:\n{sensor}\ndrives:\n", 1)
+        start = text.index("    demand: {")
+        text = text[:start] + "    demand: {source: critical, margin_pct: 1}" + text[text.index("\n", start):]
+        # The critical branch's need at the design flow (40 % of the 15 m dynamic head): enough all day.
+        return text.replace("service: {critical_drive: booster}",
+                            "service: {critical_drive: remote-dp, critical_setpoint_m: 6}")
+
+    async def scenario() -> None:
+        run = await start(tmp_path, "booster-static", mode="control", edit=remote_dp)
+        try:
+            await run.until(lambda: run.commands("booster"), timeout=30.0, what="a speed written")
+            header = run.sim.model.headers["riser"]
+            excess, reset = [], []
+            for _ in range(20):  # a fifth of the day in control
+                await asyncio.sleep(0.01 * DAY_S)
+                need = header.system.static + header.system.k * header.delivered ** 2  # m, the true curve
+                excess.append(header.head - need)
+                reset.append(50.0 - need)  # what the operator's 50 m setpoint would give beyond it
+            (sensor,) = run.agent.sensors
+            assert sensor.polls > 20 and sensor.is_fresh(time.monotonic())
+            # Exported as a sensor, never as a drive: dashboards counting drives by vfd_up stay right.
+            sample = run.agent.registry.get_sample_value
+            labels = {"sensor": "remote-dp"}
+            assert sample("vfd_sensor_up", labels) == 1.0 and sample("vfd_sensor_data_fresh", labels) == 1.0
+            assert sample("vfd_up", {"drive": "remote-dp"}) is None
+            assert sample("vfd_sensor_poll_errors_total", {**labels, "kind": "timeout"}) == 0.0
+            dp = sample("vfd_sensor_value", {**labels, "quantity": "critical_pressure"})
+            assert dp is not None and 0.0 < dp < 60.0 * RHO_G  # Pa (a kPa point): below the shut-off head
+            group = run.agent.optimizer.groups[0]
+            assert group.holding and group.system.measured  # the curve shown by the DP beyond its setpoint
+            # Above the curve by the DP setpoint's margin at part flow, well below the operator's setpoint.
+            assert 0.0 < np.median(excess) < 0.8 * np.median(reset), (excess, reset)
             assert header.truth.unmet_s <= 0.05 * run.sim.model.t, header.truth.unmet_s
         finally:
             await run.finish()
