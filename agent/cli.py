@@ -19,18 +19,14 @@ import json
 import logging
 import math
 import os
-import resource
 import signal
 import sqlite3
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import date, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig, BusConfig, load_config, parse_listen
 from agent.config.profile import (
@@ -44,7 +40,7 @@ from agent.config.yamlsource import BROADCAST_HINT, UNIT_ID_MAX, UNIT_ID_MIN, Is
 from agent.errors import ConfigError, ConfigIssue, DriveError
 from agent.logs import LogFormat, setup_logging
 from agent.modbus.readplan import Block
-from agent.numba_cache import cache_fallback, configure_numba_cache
+from agent.numba_cache import configure_numba_cache
 from agent.units import KWH_TO_J, RPM_TO_RAD_S
 
 if TYPE_CHECKING:
@@ -55,9 +51,6 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DemoRunner = Callable[..., int]  # hil.demo.run_demo(listen, duration, state_dir, web)
-WARMUP_RSS_BUDGET = 215 * 2**20  # a warm-up process starts no kernel it would not finish under this RSS ...
-GROWTH_PER_FUNCTION = 6 * 2**20  # ... at about this per function it compiles (fit_pump_curves: 10, 59 MB)
-LOADED_PER_FUNCTION = 1 * 2**20  # ... or this once every kernel so far was loaded from the cache
 DEMO_STATE_DIR = "vfd-agent-demo"  # under the current directory, so the demo's ledger can be found
 log = logging.getLogger("agent")
 
@@ -531,17 +524,12 @@ async def _baseline_test_run(config: AgentConfig, drive: DriveRuntime, seconds: 
 
 
 def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
-    """Compile every kernel, or with ``--config`` only those that config calls (``kernels_for``).
+    """Compile every kernel, or with ``--config`` only those that config calls (``agent.warmup``).
 
-    The kernels are compiled in fresh processes, one after the other, each going on while
-    the next kernel is expected to fit under ``WARMUP_RSS_BUDGET``: LLVM keeps every module
-    it compiled until its process exits, so one process compiling all of them peaked near
-    400 MB, and one process per few kernels spent a second of start-up on each. A warm
-    cache loads every kernel in one process (the unit's ExecStartPre runs this before each
-    start). With ``jobs`` > 1, that many lanes of processes run side by side
-    (``warmup_lanes``): two lanes never compile the same function, since two processes
-    compiling one callee for different argument types would both write its cache index
-    and could pair an entry with the other's code.
+    This process reads the config (a located error exits 2 here) and decides the cache
+    directory, then becomes ``python -m agent.warmup``: the compiling processes' parent then
+    holds only what that module imports (14 MiB), not the CLI's config code and NumPy (42 MiB),
+    which would sit beside every compiling process's peak.
     """
     if cache_dir is not None:
         os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
@@ -553,126 +541,11 @@ def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
             return _report_config_error(exc)
         default = config.storage_path / "numba-cache"  # where ``run`` looks for it
     used = configure_numba_cache(default, fallback=False)  # the workers install it
-    timings: dict[str, float] = {}
-    fallbacks: list[str] = []
-    processes: list[int] = []  # kernels each worker process did
-    started = time.monotonic()
-    # Even the plan is made in a worker: numba in this process would sit beside every
-    # worker's peak (~100 MB). It goes on with the first lane: a warm cache, one process.
-    lanes, first = _in_worker("_warm_plan", None if config_path is None else str(config_path), jobs,
-                              WARMUP_RSS_BUDGET)
-
-    def record(done: dict[str, float], fallback: str | None) -> None:
-        processes.append(len(done))
-        timings.update(done)
-        fallbacks.extend([fallback] if fallback else [])
-
-    def run_lane(names: list[str]) -> None:
-        while names:  # one process after the other: a lane's kernels share callees
-            done, fallback = _in_worker("_warm_chunk", names, WARMUP_RSS_BUDGET)
-            record(done, fallback)
-            names = names[len(done):]
-
-    record(*first)
-    lanes = [lane[len(first[0]):] if i == 0 else lane for i, lane in enumerate(lanes)]
-    with ThreadPoolExecutor(max(1, len(lanes))) as lane_threads:
-        list(lane_threads.map(run_lane, lanes))  # re-raises a worker's error
-    for name, seconds in sorted(timings.items()):
-        print(f"{name:40s} {seconds * 1e3:10.1f} ms")
-    what = "kernels" if config_path is None else f"kernels of {config_path}"
-    print(f"{len(timings)} {what} ready in {time.monotonic() - started:.1f} s "
-          f"({sum(timings.values()):.1f} s of calls, {len(processes)} processes in {len(lanes)} lane(s)); "
-          f"cache: {used or 'beside the kernels source'}")
-    if fallbacks:
-        # Not a failure of the service: the agent compiles in memory at each start instead.
-        print(f"vfd-agent warmup: warning: nothing was cached ({fallbacks[0]}); the agent will compile the "
-              "kernels at each start", file=sys.stderr)
-    return EXIT_OK
-
-
-def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
-                 jobs: int) -> list[list[str]]:
-    """``names`` in at most ``jobs`` lanes that share no compiled function, each in ``names``' order.
-
-    ``callees``: every function each kernel compiles (itself included). Kernels that share
-    one are kept in one lane, whose processes run one after the other; lanes are filled
-    largest group first, each to the lane with the fewest kernels so far.
-    """
-    groups: list[set[str]] = []
-    reach: list[set[str]] = []
-    for name in names:
-        joined, funcs = {name}, set(callees[name])
-        for i in reversed(range(len(groups))):
-            if reach[i] & funcs:
-                joined |= groups.pop(i)
-                funcs |= reach.pop(i)
-        groups.append(joined)
-        reach.append(funcs)
-    lanes: list[set[str]] = [set() for _ in range(max(1, min(jobs, len(groups))))]
-    for group in sorted(groups, key=len, reverse=True):
-        min(lanes, key=len).update(group)
-    order = {name: i for i, name in enumerate(names)}
-    return [sorted(lane, key=order.__getitem__) for lane in lanes if lane]
-
-
-def _in_worker(function: str, *args: Any) -> Any:
-    """``function(*args)`` of this module in a fresh Python process; its result, through JSON.
-
-    A plain child process rather than a multiprocessing pool: the pool's resource tracker
-    is one more Python process (12 MB) beside every worker's peak.
-    """
-    code = ("import json, sys; from agent import cli; "
-            "print(json.dumps(getattr(cli, sys.argv[1])(*json.loads(sys.argv[2]))))")
-    done = subprocess.run([sys.executable, "-c", code, function, json.dumps(args)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"warm-up worker failed ({done.returncode}): {done.stderr.strip()}")
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-def _warm_plan(config_path: str | None, jobs: int,
-               budget: int) -> tuple[list[list[str]], tuple[dict[str, float], str | None]]:
-    """In a worker process: the lanes of kernels to compile, every kernel or a config's.
-
-    Then the first lane's first run (``_warm_chunk``), in this same process.
-    """
-    configure_numba_cache(None)
-    import kernels
-    from agent.numba_cache import callees, kernels_for
-
-    names = kernels.kernel_names()
-    if config_path is not None:
-        wanted = kernels_for(load_config(Path(config_path)))
-        names = tuple(name for name in names if name in wanted)  # in module order: related runs
-    lanes = warmup_lanes(names, {name: callees(name) for name in names}, jobs)
-    return lanes, _warm_chunk(lanes[0], budget) if lanes else ({}, None)
-
-
-def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
-    """In a worker process: compile (or load) ``names`` in order while each is expected to fit.
-
-    A kernel is started if it is the first, or if the peak RSS so far plus, for each function
-    it would compile that this process has not, ``GROWTH_PER_FUNCTION`` (``LOADED_PER_FUNCTION``
-    while every kernel so far was a cache hit: a warm cache) stays under ``budget``.
-    Returns the timings of those done and the cache's fallback, if any.
-    """
-    configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
-    import kernels
-    from agent.numba_cache import callees
-
-    timings: dict[str, float] = {}
-    compiled: set[str] = set()
-    warm = True
-    for name in names:
-        functions = callees(name)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        per_function = LOADED_PER_FUNCTION if warm else GROWTH_PER_FUNCTION
-        if timings and peak + per_function * len(functions - compiled) > budget:
-            break
-        timings.update(kernels.warmup([name]))
-        compiled |= functions
-        warm = warm and not getattr(kernels, name).stats.cache_misses
-    return timings, cache_fallback()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "agent.warmup",
+                              json.dumps([None if config_path is None else str(config_path), jobs,
+                                          None if used is None else str(used)])])
 
 
 def _exec_demo(argv: list[str]) -> int:

@@ -51,6 +51,8 @@ from kernels.electrical import (
     electrical_power,
 )
 from kernels.fitting import (
+    PUMP_FIT_DEFAULTS,
+    SYSTEM_FIT_DEFAULTS,
     fit_fan_curves,
     fit_load_characteristic,
     fit_load_characteristic_tuned,
@@ -64,6 +66,7 @@ from kernels.fitting import (
 )
 from kernels.integration import integrate_energy
 from kernels.operating import (
+    ESTIMATE_FLOW_DEFAULTS,
     common_speed,
     estimate_flow,
     estimate_flow_tuned,
@@ -93,6 +96,9 @@ from kernels.staging import stage_pumps, stage_pumps_tables
 from kernels.warmup import kernel_names, warmup
 
 __all__ = [
+    "ESTIMATE_FLOW_DEFAULTS",
+    "PUMP_FIT_DEFAULTS",
+    "SYSTEM_FIT_DEFAULTS",
     "BASELINE_CHARACTERISTIC",
     "BASELINE_CONSTANT",
     "BASELINE_DAMPER",

@@ -83,7 +83,8 @@ def runout_flow(head_coeffs: FloatArray) -> float:
     if not (np.isfinite(a0) and np.isfinite(a1) and np.isfinite(a2)) or a0 <= 0.0:
         return np.nan
     if a2 == 0.0:
-        return -a0 / a1 if a1 < 0.0 else np.nan
+        q = -a0 / a1 if a1 < 0.0 else np.nan
+        return q if np.isfinite(q) else np.nan  # a subnormal a1 overflows the division
     disc = a1 * a1 - 4.0 * a2 * a0
     if disc < 0.0:
         return np.nan

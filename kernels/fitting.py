@@ -18,6 +18,12 @@ from kernels._linalg import robust_lstsq
 from kernels._numba import jit
 from kernels._typing import FloatArray
 
+# The untuned fits' settings, for a caller that wants them without compiling the untuned
+# wrapper too (a kernel of its own: ~0.8 s of a cold warm-up each): huber_c, max_iter, tol,
+# min_speed_ratio (pump curves only), min_relative_span. The wrappers use these.
+PUMP_FIT_DEFAULTS = (1.345, 50, 1e-5, 0.2, 0.1)
+SYSTEM_FIT_DEFAULTS = (1.345, 50, 1e-5, 0.1)
+
 
 @jit
 def _binomial(n: int, k: int) -> float:
@@ -25,6 +31,25 @@ def _binomial(n: int, k: int) -> float:
     for i in range(k):
         out = out * (n - i) / (i + 1)
     return out
+
+
+@jit
+def _extent(values: FloatArray) -> tuple[float, float, float]:
+    """(min, max, max |v|) of finite ``values`` in one loop.
+
+    Not ``values.min()`` etc.: Numba compiles its NaN-aware array reductions anew into
+    every process that compiles a fit (~0.6 s of a cold warm-up); the fits filter NaN out
+    first, so a plain loop gives the same numbers.
+    """
+    lo = np.inf
+    hi = -np.inf
+    top = 0.0
+    for i in range(values.shape[0]):
+        v = values[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+        top = max(top, abs(v))
+    return lo, hi, top
 
 
 @jit
@@ -101,16 +126,15 @@ def _fit_collapsed(
     q = q[:n]
     yc = yc[:n]
     w = w[:n]
-    q_lo = q.min()
-    q_hi = q.max()
+    q_lo, q_hi, _ = _extent(q)
     if not (q_hi - q_lo > min_relative_span * q_hi):
         return coeffs, np.nan
     centre = 0.5 * (q_hi + q_lo)
     half = 0.5 * (q_hi - q_lo)
-    y_scale = np.abs(yc).max()
+    y_scale = _extent(yc)[2]
     if not (y_scale > 0.0):
         y_scale = 1.0
-    w_scale = w.max()
+    w_scale = _extent(w)[1]
     x = np.empty((m, n))
     ys = np.empty(n)
     for i in range(n):
@@ -162,8 +186,7 @@ def fit_pump_curves(
     Huber c = 1.345, at most 50 IRLS passes, tol 1e-5, samples below 0.2 speed ignored,
     collapsed flows must span at least 10 % of their maximum.
     """
-    return fit_pump_curves_tuned(flow, head, power, speed_ratio, weights,
-                                 1.345, 50, 1e-5, 0.2, 0.1)
+    return fit_pump_curves_tuned(flow, head, power, speed_ratio, weights, *PUMP_FIT_DEFAULTS)
 
 
 @jit
@@ -226,7 +249,7 @@ def fit_fan_curves(
 @jit
 def fit_system_curve(flow: FloatArray, head: FloatArray) -> tuple[float, float]:
     """``fit_system_curve_tuned`` with Huber c = 1.345, 50 passes, tol 1e-5, span 10 %."""
-    return fit_system_curve_tuned(flow, head, 1.345, 50, 1e-5, 0.1)
+    return fit_system_curve_tuned(flow, head, *SYSTEM_FIT_DEFAULTS)
 
 
 @jit
@@ -276,13 +299,12 @@ def fit_system_curve_tuned(
         return np.nan, np.nan
     u = u[:n]
     h = h[:n]
-    u_lo = u.min()
-    u_hi = u.max()
+    u_lo, u_hi, _ = _extent(u)
     if not (u_hi - u_lo > min_relative_span * u_hi):
         return np.nan, np.nan
     centre = 0.5 * (u_hi + u_lo)
     half = 0.5 * (u_hi - u_lo)
-    h_scale = np.abs(h).max()
+    h_scale = _extent(h)[2]
     if not (h_scale > 0.0):
         h_scale = 1.0
     x = np.empty((2, n))
@@ -382,11 +404,10 @@ def fit_load_characteristic_tuned(
         return out, np.nan
     r = r[:n]
     p = p[:n]
-    r_lo = r.min()
-    r_hi = r.max()
+    r_lo, r_hi, _ = _extent(r)
     if not (r_hi - r_lo > min_relative_span * r_hi) or r_lo >= 1.0:
         return out, np.nan
-    p_scale = np.abs(p).max()
+    p_scale = _extent(p)[2]
     if not (p_scale > 0.0):
         p_scale = 1.0
     ys = p / p_scale

@@ -13,6 +13,10 @@ from kernels._numba import jit
 from kernels._typing import FloatArray
 from kernels.curves import shaft_power
 
+# ``estimate_flow``'s settings (q_max, min_sensitivity), for a caller of ``estimate_flow_tuned``
+# that wants them without compiling the wrapper too (a kernel of its own in a cold warm-up).
+ESTIMATE_FLOW_DEFAULTS = (np.inf, 0.2)
+
 
 @jit
 def _stable_root(a: float, b: float, c: float) -> float:
@@ -152,7 +156,7 @@ def min_speed_for_flow(
 @jit
 def estimate_flow(power_coeffs: FloatArray, power: float, r: float) -> float:
     """``estimate_flow_tuned`` with no flow cap and a minimum sensitivity of 0.2."""
-    return estimate_flow_tuned(power_coeffs, power, r, np.inf, 0.2)
+    return estimate_flow_tuned(power_coeffs, power, r, *ESTIMATE_FLOW_DEFAULTS)
 
 
 @jit

@@ -303,7 +303,8 @@ def stage_pumps_tables(
         )
         if total < best_total:
             best_total = total
-            best_flows[:] = flows
+            for i in range(n):  # not best_flows[:] = flows: an array-to-slice copy brings
+                best_flows[i] = flows[i]  # Numba's shape-error message (~2 s of compile)
 
     if not np.isfinite(best_total):
         return speeds, np.nan

@@ -31,7 +31,7 @@ from enum import Enum
 
 import numpy as np
 
-from kernels import fit_system_curve, system_curve_r_squared
+from kernels import SYSTEM_FIT_DEFAULTS, fit_system_curve_tuned, system_curve_r_squared
 
 SHORT_SHARE = 0.015  # delivered flow this far below the demand (averaged): the loads are short
 SATISFIED_SHARE = 0.01  # within this of the demand (or above): satisfied (the lag of readings on a ramp)
@@ -237,7 +237,7 @@ class SystemModel:
         data = np.array(self.on_curve)
         if np.ptp(data[:, 0]) < MIN_FIT_SPAN * self.design_flow:
             return
-        h_st, k_fit = fit_system_curve(data[:, 0], data[:, 1])
+        h_st, k_fit = fit_system_curve_tuned(data[:, 0], data[:, 1], *SYSTEM_FIT_DEFAULTS)
         if not (math.isfinite(h_st) and math.isfinite(k_fit) and k_fit > 0.0 and h_st >= 0.0):
             return
         self.r_squared = float(system_curve_r_squared(data[:, 0], data[:, 1], h_st, k_fit))

@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import kernels
-from agent.cli import WARMUP_RSS_BUDGET, _warm_chunk, _warm_plan, warmup_lanes
 from agent.config import load_config
 from agent.numba_cache import (
     ENERGY_MODULES,
@@ -23,7 +22,9 @@ from agent.numba_cache import (
     callees,
     kernels_for,
     kernels_in,
+    linked_sizes,
 )
+from agent.warmup import WARMUP_RSS_BUDGET, _warm_chunk, _warm_plan, warmup_lanes
 from tests.support import REPO, finish, spawn
 
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
@@ -96,10 +97,13 @@ def test_a_config_without_groups_needs_only_the_energy_kernels(tmp_path):
     plain = kernels_for(load_config(_site(tmp_path, groups=False)))
     grouped = kernels_for(load_config(_site(tmp_path, groups=True)))
     assert plain == kernels_in(ENERGY_MODULES + SENSORLESS_MODULES)  # a pump: its flow estimate
-    assert "characteristic_baseline_power" in plain and "fit_pump_curves" not in plain
+    assert "characteristic_baseline_power" in plain and "fit_pump_curves_tuned" not in plain
     assert {"flow_from_power", "flow_from_head", "curve_band"} <= plain
     assert grouped == plain | kernels_in(OPTIMIZER_MODULES)
-    assert {"fit_pump_curves", "fit_system_curve", "stage_pumps_tables"} <= grouped
+    assert {"fit_pump_curves_tuned", "fit_system_curve_tuned", "stage_pumps_tables"} <= grouped
+    # The agent calls the tuned fits with the wrappers' settings: the wrappers (a compile of
+    # their own each) and the fan fit (the same fit) are not compiled for it.
+    assert not grouped & {"fit_pump_curves", "fit_fan_curves", "fit_system_curve", "estimate_flow"}
     assert not any(name.startswith("rls_") for name in grouped)  # RLS: unused
 
 
@@ -163,6 +167,8 @@ def test_a_warm_up_process_stops_starting_kernels_past_its_budget():
     assert list(done) == names[:1]
     done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000)
     assert list(done) == names
+    done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000, names)  # done before: cached
+    assert list(done) == names
 
 
 def test_lanes_side_by_side_never_compile_the_same_function():
@@ -177,6 +183,19 @@ def test_lanes_side_by_side_never_compile_the_same_function():
             for other in compiled[i + 1:]:
                 assert not mine & other
     assert callees("fit_fan_curves") >= {"kernels.fitting.fit_pump_curves", "kernels._linalg.robust_lstsq"}
+
+
+def test_a_functions_linked_size_is_its_code_and_everything_it_calls():
+    """What a warm-up process expects a compile to cost grows with the callees Numba links in."""
+    sizes = linked_sizes("fit_pump_curves_tuned")
+    assert sizes.keys() == callees("fit_pump_curves_tuned")
+    from kernels import _linalg
+
+    own = len(_linalg.robust_lstsq.py_func.__code__.co_code)
+    parts = ("householder_lstsq", "mad_scale", "_weighted_gram_solve")  # disjoint callee trees
+    assert sizes["kernels._linalg.robust_lstsq"] == own + sum(sizes[f"kernels._linalg.{p}"] for p in parts)
+    assert sizes["kernels._linalg.householder_lstsq"] > sizes["kernels._linalg._row_dot"] > 0
+    assert max(sizes.values()) == sizes["kernels.fitting.fit_pump_curves_tuned"]
 
 
 def test_lanes_keep_kernels_that_share_a_callee_together():
