@@ -41,7 +41,8 @@ def _stable_root(a: float, b: float, c: float) -> float:
     s = -0.5 * (b + (sq if b >= 0.0 else -sq))
     best = np.nan
     for x in (s / a, c / s if s != 0.0 else 0.0):
-        if x >= 0.0 and 2.0 * a * x + b <= 0.0 and not (x <= best):
+        # A subnormal a overflows s / a to inf: no operating point there (hypothesis found it).
+        if np.isfinite(x) and x >= 0.0 and 2.0 * a * x + b <= 0.0 and not (x <= best):
             best = x
     return best
 
