@@ -134,12 +134,10 @@ class DriveRuntime(DeviceRuntime):
         self.flow_estimator = FlowEstimator.for_drive(config)
         self._flow_estimate: FlowEstimate | None = None
         self._estimated: Reading | None = None  # the reading ``_flow_estimate`` is of
-        # A drive of an optimizer group books each poll's energy once the optimizer has priced
-        # that same poll's counterfactual (``book``); any other drive books it at once. The
-        # agent sets it from the config's groups.
-        self.awaits_counterfactual = False
-        # Only the optimizer's fits read the history: the agent records it for drives in a group.
-        self.records_history = False
+        # A member of an optimizer group (the agent sets it from the config's groups) books each
+        # poll's energy once the optimizer has priced that same poll's counterfactual (``book``)
+        # and records the history its fits read; any other drive books at once and records none.
+        self.in_group = False
         self._unbooked: EnergySample | None = None
         self.stuck_polls = 10  # identical polls of a running drive before its data counts as frozen ...
         self.stuck_min_s = 10.0  # ... and for at least this long
@@ -247,11 +245,11 @@ class DriveRuntime(DeviceRuntime):
         baseline = self.baseline.power(ratio, baseline_flow, running)
         self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
         sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
-        if self.awaits_counterfactual:
+        if self.in_group:
             self._unbooked = sample
         else:
             self.account.add(sample)
-        if self.records_history:
+        if self.in_group:
             row = np.full(len(Channel), math.nan)
             row[Channel.SPEED_RATIO] = ratio
             row[Channel.POWER] = power

@@ -165,8 +165,8 @@ class Agent:
         self.drives[:] = drives
         self._by_name: dict[str, DriveRuntime] = {d.name: d for d in drives}  # for ``drive``
         grouped = {name for group in config.groups for name in group.drives}
-        for drive in drives:  # booked by the optimizer's per-poll hook, with that poll's counterfactual
-            drive.awaits_counterfactual = drive.records_history = drive.name in grouped
+        for drive in drives:  # a member is booked by the optimizer's per-poll hook and records for its fits
+            drive.in_group = drive.name in grouped
         old_sensors = {s.name: s for s in self.sensors}
         # A sensor is read for a group's critical point; kept across a reload while its config is unchanged.
         self.sensors[:] = [old_sensors[c.name] if c.name in old_sensors and old_sensors[c.name].config == c

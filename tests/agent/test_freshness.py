@@ -100,7 +100,7 @@ def test_a_grouped_drive_books_each_poll_with_that_polls_counterfactual(tmp_path
     path.write_text(SITE)
     config = load_config(path)
     drive = DriveRuntime(config.drives[0], config.site, config.max_gap)
-    drive.awaits_counterfactual = True  # the agent sets it for the drives of a group
+    drive.in_group = True  # the agent sets it for the drives of a group
     values = {Quantity.SPEED: 0.8 * 1470 * RPM_TO_RAD_S, Quantity.POWER: 9e3, Quantity.STATUS_WORD: RUNNING}
     for t, counterfactual in ((100.0, 10_000.0), (102.0, 14_000.0)):
         drive.accept(t, 1.7e9 + t, values)

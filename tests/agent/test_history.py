@@ -60,7 +60,7 @@ def test_only_a_drive_in_an_optimizer_group_records_its_history(tmp_path):
 
     agent = asyncio.run(built())
     grouped, alone = agent.drives
-    assert grouped.records_history and not alone.records_history
+    assert grouped.in_group and not alone.in_group
     values = {Quantity.STATUS_WORD: 0b111, Quantity.SPEED: 100.0, Quantity.POWER: 5000.0,
               Quantity.FLOW: 0.02, Quantity.PRESSURE: 2.0e5, Quantity.PROCESS_FLOW: 0.05}
     for drive in agent.drives:

@@ -54,7 +54,7 @@ def test_group_savings_by_part_and_evidence_labelled_savings_on_a_scrape_and_acr
     config = load_config(path)
     drives = [DriveRuntime(d, config.site, config.max_gap) for d in config.drives]
     for d in drives:
-        d.awaits_counterfactual = True
+        d.in_group = True
     # (measured, counterfactual, staged) W: p1 draws more than the operator's strategy would give it
     # (its share is -2 kJ over 2 s) while p2 draws far less (+14 kJ): the group saves 12 kJ, of which
     # staging 2 + 8 = 10 kJ (counterfactual - staged) and pressure reset 2 kJ.
