@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -141,3 +142,37 @@ def finish(process: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int, 
     """Wait for a child that should exit by itself; returns (exit code, stdout, stderr)."""
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
+
+
+class ScenarioRuns:
+    """``python -m hil.scenario`` processes started side by side, each writing its JSON to a file.
+
+    A day runs in real time on a fraction of a core, so days run together; each caller reads
+    its own run's result (``result``) when it needs it. Files, not pipes: a run that logs
+    much never blocks on a pipe nobody reads yet.
+    """
+
+    def __init__(self, folder: Path, runs: Mapping[str, Sequence[str]], timeout: float) -> None:
+        self.folder = folder
+        self.timeout = timeout
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        for key, args in runs.items():
+            with (folder / f"{key}.json").open("w") as out, (folder / f"{key}.log").open("w") as err:
+                command = [sys.executable, "-m", "hil.scenario", *args]
+                self.processes[key] = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
+
+    def result(self, key: str) -> dict:
+        """The run's result once its process has ended by itself, exit 0 and no traceback."""
+        code = self.processes[key].wait(timeout=self.timeout)
+        err = (self.folder / f"{key}.log").read_text()
+        assert code == 0, err
+        assert "Traceback" not in err
+        result: dict = json.loads((self.folder / f"{key}.json").read_text())
+        return result
+
+    def close(self) -> None:
+        """Kill what still runs (a failed test)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -10,15 +10,12 @@ the three start together when the first of them is asked for (the suite's time b
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from hil.scenario import CurveOffset, run_scenario
-from tests.support import REPO
+from tests.support import ScenarioRuns
 
 SHORT = {"chw-3pump": 90.0, "ahu-fan": 60.0, "booster-static": 40.0}
 # Of the oracle's savings on these short days: chw-3pump 0.953-0.957 and ahu-fan 0.951-0.953 alone,
@@ -40,52 +37,32 @@ def check_common(result: dict) -> None:
     assert ok >= 1 and ok == writes, result["writes"]  # every write passed its guards and read back
 
 
-class Days:
-    """The short days, each a ``python -m hil.scenario`` process writing its JSON to a file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        for name, day in SHORT.items():
-            with (folder / f"{name}.json").open("w") as out, (folder / f"{name}.log").open("w") as err:
-                self.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "hil.scenario", name, "--duration", str(day)], cwd=REPO,
-                    stdout=out, stderr=err)
-
-    def result(self, name: str) -> dict:
-        """The day's result once its process has ended by itself."""
-        code = self.processes[name].wait(timeout=SHORT[name] * 3 + 180)
-        err = (self.folder / f"{name}.log").read_text()
-        assert code == 0, err
-        assert "Traceback" not in err
-        result: dict = json.loads((self.folder / f"{name}.json").read_text())
-        print("\n" + json.dumps({k: v for k, v in result.items() if k not in ("timing", "writes")}))
-        return result
-
-    def close(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="module")
-def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Days]:
-    running = Days(tmp_path_factory.mktemp("days"))
-    yield running
-    running.close()
+def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScenarioRuns]:
+    """The three short days, started together when the first is asked for."""
+    runs = ScenarioRuns(tmp_path_factory.mktemp("days"),
+                        {name: [name, "--duration", str(day)] for name, day in SHORT.items()},
+                        timeout=max(SHORT.values()) * 3 + 180)
+    yield runs
+    runs.close()
+
+
+def day(days: ScenarioRuns, name: str) -> dict:
+    result = days.result(name)
+    print("\n" + json.dumps({k: v for k, v in result.items() if k not in ("timing", "writes")}))
+    return result
 
 
 @pytest.mark.parametrize("name", ["chw-3pump", "ahu-fan"])
 def test_the_agent_captures_nearly_all_the_oracles_savings(days, name):
-    result = days.result(name)
+    result = day(days, name)
     check_common(result)
     assert result["fraction_of_oracle_savings"] >= ORACLE_SHARE, result
     assert result["energy_agent_j"] < result["energy_conventional_j"]
 
 
 def test_booster_with_high_static_head_saves_little_and_says_so(days):
-    result = days.result("booster-static")
+    result = day(days, "booster-static")
     check_common(result)
     # With 70 % static head even the oracle saves little, and the agent claims no more than it made.
     assert result["oracle_saving_vs_conventional_pct"] < 20.0
