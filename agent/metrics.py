@@ -61,6 +61,14 @@ POLL_ERROR_KINDS: tuple[str, ...] = (
 POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def add_poll_errors(family: CounterMetricFamily, device: DeviceRuntime) -> None:
+    """A drive's or sensor's failed polls by kind, every known kind at 0 from the start."""
+    # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
+    counts = dict(device.errors)
+    for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
+        family.add_metric([device.name, kind], float(counts.get(kind, 0)))
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -166,10 +174,7 @@ class AgentCollector(Collector):
                 events = dict(drive.account.counter.events)
                 for event in CounterEvent:
                     counter_events.add_metric([drive.name, event.value], float(events.get(event, 0)))
-            # dict() copies at C level, so the poller adding a kind mid-scrape cannot break iteration.
-            counts = dict(drive.errors)
-            for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
-                errors.add_metric([drive.name, kind], float(counts.get(kind, 0)))
+            add_poll_errors(errors, drive)
             reading = drive.last
             if reading is not None and math.isfinite(reading.wall):
                 last.add_metric(name, reading.wall)
@@ -613,9 +618,7 @@ class SensorCollector(Collector):
         for sensor in self.sensors:
             up.add_metric([sensor.name], 1.0 if sensor.up else 0.0)
             fresh.add_metric([sensor.name], 1.0 if sensor.is_fresh(now) else 0.0)
-            counts = dict(sensor.errors)
-            for kind in sorted(set(POLL_ERROR_KINDS) | set(counts)):
-                errors.add_metric([sensor.name, kind], float(counts.get(kind, 0)))
+            add_poll_errors(errors, sensor)
             reading = sensor.last
             if reading is None or not sensor.up:
                 continue
