@@ -5,6 +5,10 @@ Ethernet-to-RS485 gateways do. The registers come from the simulated plant (``an
 gives the correct reply PDU, physics included); what the gateway then puts on the wire is
 its own: the wrong function code, an MBAP length shorter than the payload, or a reply
 trickled one byte a second. The real agent (its pollers, its pymodbus client) polls it.
+
+The gateway runs on its own thread and event loop, as a real gateway is its own device: a
+pause of the agent's loop (a collection, a slow disk) then delays only the agent, whose
+pending reply is read before its timeout fires, and cannot make a healthy unit look silent.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import dataclasses
 import logging
 import struct
 import textwrap
+import threading
 import time
 from enum import Enum
 
@@ -27,7 +32,7 @@ from hil import SimulatedPlant, load_plant
 from tests.support import REPO, async_wait_until
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
-INTERVAL = 0.3
+INTERVAL = 0.5
 UNITS = (1, 2, 3, 4)
 
 
@@ -53,12 +58,24 @@ class HostileGateway:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="gateway", daemon=True)
 
     async def start(self) -> None:
+        self._thread.start()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start(), self._loop))
+
+    async def stop(self) -> None:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self._loop))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self._loop.close()
+
+    async def _start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         assert self._server is not None
         self._server.close()
         for task in list(self._tasks):
@@ -114,7 +131,7 @@ def site(tmp_path, port):
         site: {{name: hostile, grid_emission_factor_kg_per_kwh: 0.5,
                 tariff: {{currency: EUR, price_per_kwh: 0.2}}}}
         storage: {{path: {tmp_path}}}
-        polling: {{interval_s: {INTERVAL}, timeout_s: 0.15, retries: 0, max_gap_s: 3}}
+        polling: {{interval_s: {INTERVAL}, timeout_s: 0.25, retries: 0, max_gap_s: 3}}
         buses:
           - {{name: gw, host: 127.0.0.1, port: {port}, reconnect_delay_max_s: 1}}
         drives:
