@@ -23,8 +23,12 @@ The slow pass charges it when it decides what fits.
 Every drive of the bus is polled in config order, one transaction at a time.
 A drive that stops answering costs a whole timeout per read, which on an RTU
 line is time the healthy drives need; so a drive that timed out is asked again
-only after a backoff (one interval, doubling up to ``DOWN_RETRY_MAX_S``) and the
-others keep their slots. A connection that drops mid-cycle is reopened at once,
+only after a backoff (one interval, doubling up to ``DOWN_RETRY_MAX_S``), and
+then after the drives that answer, in the time left before the next tick: the
+most overdue retry of a cycle always goes, the others only where a whole timeout
+still fits, so a few silent drives on a gateway never push a healthy drive's
+samples later (before, five of them retried in one cycle stretched it to three
+intervals and the healthy drives' data went stale). A connection that drops mid-cycle is reopened at once,
 so the drives after the one that dropped it are still polled in that cycle; on a
 socket (Modbus TCP, RTU over TCP) that includes the connection the client drops
 itself after a timeout.
@@ -194,18 +198,36 @@ class BusPoller:
                     drive.fail(exc)
                 self._sample_busy()
                 return
-        now = self.clock()
+        started = self.clock()
         for drive in self.devices:
-            if now < self._retry_at.get(drive.name, -math.inf):
-                continue  # a silent drive waits for its retry; the others keep their slots
-            if not self.client.connected and not await self._reconnect_in_cycle(drive):
-                continue
-            complete = self._schedule[drive.name].complete
-            await self._poll_drive(drive, (PollRate.FAST,) if complete else tuple(PollRate))
+            if drive.name not in self._retry_at:
+                await self._poll_in_cycle(drive)
+        await self._poll_retries(started, until)
         await self._poll_slow(until)
         # A connection a drive dropped is reopened at the next cycle's start without waiting;
         # only a failed connect backs off (in _connect).
         self._sample_busy()
+
+    async def _poll_in_cycle(self, drive: DeviceRuntime) -> None:
+        """The drive's fast class, or every class if its last poll failed."""
+        if not self.client.connected and not await self._reconnect_in_cycle(drive):
+            return
+        complete = self._schedule[drive.name].complete
+        await self._poll_drive(drive, (PollRate.FAST,) if complete else tuple(PollRate))
+
+    async def _poll_retries(self, started: float, until: float) -> None:
+        """Silent drives whose retry was due at the cycle's start, most overdue first.
+
+        One always goes; the others only if a whole timeout still ends before ``until``. One
+        that does not fit stays due and, more overdue by then, goes first in a later cycle.
+        """
+        due = sorted((at, i) for i, d in enumerate(self.devices)
+                     if (at := self._retry_at.get(d.name, math.inf)) <= started)
+        silent_cost = self.bus.timeout * (self.bus.retries + 1)
+        for count, (_, index) in enumerate(due):
+            if count and self.clock() + silent_cost > until:
+                continue
+            await self._poll_in_cycle(self.devices[index])
 
     async def _poll_slow(self, until: float) -> None:
         """The slow class of the drives it is due for, most overdue first, as far as the time left allows."""

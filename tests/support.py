@@ -9,9 +9,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +20,31 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+
+class DeviceLoop:
+    """An event loop on its own thread, for the devices the agent polls (simulators, gateways).
+
+    A real drive or gateway is its own machine: a pause of the agent's loop (a collection, a
+    slow disk, a loaded CI host) delays the agent only, which then finds the reply waiting
+    before its timeout fires. Served from the agent's own loop, the same pause would hold the
+    reply back too and make a healthy unit look silent.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="devices", daemon=True)
+        self._thread.start()
+
+    async def run(self, coro: Coroutine[object, object, T]) -> T:
+        """Run ``coro`` on the devices' loop and wait for it from the caller's."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def close(self) -> None:
+        """Stop the loop (after the devices were stopped through ``run``) and join its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self.loop.close()
 
 
 def site_config(tmp_path, buses, drives, metrics_port=0, storage=None, flush_interval_s=10.0,

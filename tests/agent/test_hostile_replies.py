@@ -6,9 +6,8 @@ gives the correct reply PDU, physics included); what the gateway then puts on th
 its own: the wrong function code, an MBAP length shorter than the payload, or a reply
 trickled one byte a second. The real agent (its pollers, its pymodbus client) polls it.
 
-The gateway runs on its own thread and event loop, as a real gateway is its own device: a
-pause of the agent's loop (a collection, a slow disk) then delays only the agent, whose
-pending reply is read before its timeout fires, and cannot make a healthy unit look silent.
+The gateway runs on its own thread and event loop (``DeviceLoop``), as a real gateway is its
+own device.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import dataclasses
 import logging
 import struct
 import textwrap
-import threading
 import time
 from enum import Enum
 
@@ -29,7 +27,7 @@ from agent.config import load_config
 from agent.modbus.client import mbap_mismatch
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
-from tests.support import REPO, async_wait_until
+from tests.support import REPO, DeviceLoop, async_wait_until
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
 INTERVAL = 0.5
@@ -55,21 +53,18 @@ class HostileGateway:
         self.sim = sim
         self.replies: dict[int, Reply] = dict.fromkeys(UNITS, Reply.OK)
         self.connections = 0
+        self.requests: list[int] = []  # the unit of every request, in the order they came in
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="gateway", daemon=True)
+        self._devices = DeviceLoop()
 
     async def start(self) -> None:
-        self._thread.start()
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start(), self._loop))
+        await self._devices.run(self._start())
 
     async def stop(self) -> None:
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self._loop))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.to_thread(self._thread.join)
-        self._loop.close()
+        await self._devices.run(self._stop())
+        await self._devices.close()
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -102,6 +97,7 @@ class HostileGateway:
             while True:
                 tid, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
                 request = await reader.readexactly(length - 1)
+                self.requests.append(unit)
                 reply = self.sim.answer(unit, request, rtu=False)
                 assert reply.pdu is not None
                 frame = self.frame(tid, unit, reply.pdu)
@@ -162,11 +158,13 @@ async def running(tmp_path):
         await gateway.stop()
 
 
-async def keep_up(drives, stop: asyncio.Event) -> None:
-    """Fail as soon as one of ``drives`` is down or its data is not fresh."""
+async def keep_up(drives, stop: asyncio.Event, fresh: asyncio.Event | None = None) -> None:
+    """Fail as soon as one of ``drives`` is down or, once ``fresh`` is set (always if None), stale."""
     while not stop.is_set():
         for drive in drives:
-            assert drive.up and drive.is_fresh(time.monotonic()), (drive.name, dict(drive.errors))
+            assert drive.up, (drive.name, dict(drive.errors))
+            if fresh is None or fresh.is_set():
+                assert drive.is_fresh(time.monotonic()), (drive.name, time.monotonic() - drive.last.t)
         await asyncio.sleep(0.05)
 
 
@@ -223,37 +221,63 @@ def test_wrong_function_code_and_short_mbap_are_protocol_errors_logged_once(tmp_
     assert len(errors) == 2
 
 
+def retries_per_cycle(units: list[int], silent: set[int], last_healthy: int) -> list[list[int]]:
+    """The silent units asked in each cycle (a cycle starts at unit 1's request), and each
+    checked to come after ``last_healthy``'s request in its cycle."""
+    cycles: list[list[int]] = []
+    seen: list[int] = []
+    for unit in units:
+        if unit == 1:
+            seen = []
+            cycles.append([])
+        elif unit in silent and cycles:
+            assert last_healthy in seen, ("a silent unit asked before a healthy one", seen, unit)
+            cycles[-1].append(unit)
+        seen.append(unit)
+    return cycles
+
+
 @pytest.mark.timeout(120)
-def test_a_trickling_unit_does_not_take_the_others_on_its_connection_down(tmp_path):
+def test_trickling_units_do_not_take_the_others_on_their_connection_down(tmp_path):
     figures: dict[str, float] = {}
 
     async def scenario():
         async with running(tmp_path) as (gateway, agent, drives):
-            healthy = [drives[1], drives[3], drives[4]]
-            trickler = drives[2]
+            healthy = [drives[1], drives[3]]
+            tricklers = [drives[2], drives[4]]
             (poller,) = agent.pollers
             cycles0, polls0 = poller.stats.cycles, [d.polls for d in healthy]
-            gateway.replies[2] = Reply.TRICKLE  # a whole reply takes 15 s at one byte a second
-            stop_watch = asyncio.Event()
-            watcher = asyncio.create_task(keep_up(healthy, stop_watch))
+            gateway.replies[2] = gateway.replies[4] = Reply.TRICKLE  # a whole reply takes 15 s
+            # Fresh from the first retries on: the cycle in which both first time out is the
+            # interval plus two timeouts long, and config order has unit 3 between them.
+            stop_watch, retrying = asyncio.Event(), asyncio.Event()
+            watcher = asyncio.create_task(keep_up(healthy, stop_watch, fresh=retrying))
             started = time.monotonic()
-            await async_wait_until(lambda: trickler.errors["timeout"] >= 3, 20, "three timeouts")
+            await async_wait_until(lambda: all(t.errors["timeout"] >= 1 for t in tricklers), 20,
+                                   "a timeout each")
+            retrying_from = len(gateway.requests)  # both are on a retry from here on
+            retrying.set()
+            await async_wait_until(lambda: all(t.errors["timeout"] >= 3 for t in tricklers), 20, "three each")
             await async_wait_until(lambda: time.monotonic() - started >= 8.0, 20, "8 s of trickling")
-            assert trickler.up is False and set(trickler.errors) == {"timeout"}
+            retry_cycles = retries_per_cycle(gateway.requests[retrying_from:], {2, 4}, last_healthy=3)
+            assert all(t.up is False and set(t.errors) == {"timeout"} for t in tricklers)
             cycles = poller.stats.cycles - cycles0
-            # Every healthy drive was polled in (nearly) every cycle while its neighbour trickled.
+            # Every healthy drive was polled in (nearly) every cycle while its neighbours trickled.
             for drive, polls in zip(healthy, polls0, strict=True):
                 assert drive.polls - polls >= cycles - 2, drive.name
-            figures["timeouts"] = trickler.errors["timeout"]
+            # The retries came after the healthy drives, and at most one per cycle: two timeouts
+            # (0.25 s each) do not fit in a 0.5 s interval, so the second waits for a later cycle.
+            assert max(len(asked) for asked in retry_cycles) == 1, retry_cycles
+            figures["timeouts"] = sum(t.errors["timeout"] for t in tricklers)
             figures["cycles"] = cycles
             cleared = time.monotonic()
-            gateway.replies[2] = Reply.OK
-            await async_wait_until(lambda: trickler.up, 15, "the trickling unit back")
+            gateway.replies[2] = gateway.replies[4] = Reply.OK
+            await async_wait_until(lambda: all(t.up for t in tricklers), 15, "the trickling units back")
             figures["recovered_s"] = time.monotonic() - cleared
             stop_watch.set()
             await watcher
             assert all(dict(d.errors) == {} for d in healthy)
 
     asyncio.run(scenario())
-    print(f"\ntrickling unit: {figures['timeouts']:.0f} timeouts in {figures['cycles']:.0f} cycles, the "
-          f"healthy drives never down; the unit back {figures['recovered_s']:.1f} s after it stops")
+    print(f"\ntwo trickling units: {figures['timeouts']:.0f} timeouts in {figures['cycles']:.0f} cycles, "
+          f"the healthy drives never down; both back {figures['recovered_s']:.1f} s after they stop")

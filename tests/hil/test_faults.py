@@ -20,7 +20,7 @@ from agent.service import Agent
 from agent.units import KWH_TO_J
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault, FaultSpec
-from tests.support import REPO, async_wait_until
+from tests.support import REPO, DeviceLoop, async_wait_until
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
 INTERVAL = 0.3
@@ -82,7 +82,8 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
 
     async def scenario():
         sim = SimulatedPlant(plant, seed=3)
-        await sim.start("127.0.0.1", 0)
+        devices = DeviceLoop()  # the drives answer from their own thread, as from their own machines
+        await devices.run(sim.start("127.0.0.1", 0))
         agent = Agent(site(tmp_path, sim.port, specs))
         drives = {d.name: d for d in agent.drives}
         for drive in agent.drives:
@@ -104,14 +105,21 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
                 drive = drives[fault.value]
                 return drive.up is False and bool(MATRIX[fault][1] & set(drive.errors))
 
+            watching, counted = asyncio.Event(), asyncio.Event()
+
             async def watch_healthy():
-                while not stop.is_set():
-                    assert healthy.up and healthy.is_fresh(time.monotonic()), healthy.errors
+                # Never down; and fresh once every fault is counted: the cycle in which five
+                # drives first time out at once is three intervals long, a stale moment for all.
+                while not watching.is_set():
+                    assert healthy.up, healthy.errors
+                    if counted.is_set():
+                        assert healthy.is_fresh(time.monotonic()), time.monotonic() - healthy.last.t
                     await asyncio.sleep(0.05)
 
             watcher = asyncio.create_task(watch_healthy())
             await async_wait_until(lambda: all(shown(f) or f is Fault.RESTART for f in MATRIX), 15,
                         "every fault counted")
+            counted.set()
             for fault in (Fault.NAN, Fault.IMPLAUSIBLE, Fault.STUCK):
                 energy_at[fault] = drives[fault.value].account.totals.energy_j
             for fault in MATRIX:
@@ -133,7 +141,8 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
                 return len(recovered) == len(MATRIX)
 
             await async_wait_until(all_back, 10, "every drive recovered within 10 s")
-            watcher.cancel()
+            watching.set()
+            await watcher  # raises if the healthy drive was down or stale at any moment
             # The healthy drive was polled in every cycle while the others failed.
             assert healthy.polls - polls0 >= poller.stats.cycles - cycles0 - 1
             assert dict(healthy.errors) == {}
@@ -147,7 +156,8 @@ def test_every_fault_at_once_is_counted_contained_and_recovered(tmp_path):
         finally:
             stop.set()
             await run
-            await sim.stop()
+            await devices.run(sim.stop())
+            await devices.close()
 
     asyncio.run(scenario())
     print("\n" + "\n".join(report))
