@@ -149,8 +149,9 @@ def catalogue(family: Family) -> tuple[CurvePoints, CurvePoints]:
     return CurvePoints(q, head), CurvePoints(q, power)
 
 
-def _spot(s: Samples, flow: float) -> SpotReading:
-    return SpotReading(flow, float(s.frequency[0]), float(s.electrical[0]), float(s.head[0]), "2026-01-01")
+def _spot(s: Samples, flow: float, head: bool = True) -> SpotReading:
+    return SpotReading(flow, float(s.frequency[0]), float(s.electrical[0]),
+                       float(s.head[0]) if head else math.nan, "2026-01-01")
 
 
 class NewPath:
@@ -166,7 +167,8 @@ class NewPath:
         if "clamp-on" in calibration:
             r_c, q_c = 0.9, 0.8 * Q_BEP * 0.9
             s = _measure(curves, np.array([r_c]), np.array([q_c]), rng)
-            clamp_on = _spot(s, q_c * (1.0 + CLAMP_ON_ACCURACY * float(rng.standard_normal())))
+            clamp_on = _spot(s, q_c * (1.0 + CLAMP_ON_ACCURACY * float(rng.standard_normal())),
+                             head=calibration.startswith("dp"))  # a site with DP notes its head too
         settings = SensorlessConfig(catalogue_head=head, catalogue_power=power, shutoff=shutoff,
                                     clamp_on=clamp_on, dp_across_pump=calibration.startswith("dp"))
         load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
