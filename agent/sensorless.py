@@ -18,6 +18,8 @@ IEC 60034-30-1 by size, poles and class), and the shaft speed from a frequency-b
 reading through the rated slip. Where the flow is not identifiable (a flat curve, off the
 curve, an interval wider than ``MAX_REL_U``) the estimate is NaN: that drive has none.
 The uncertainty constants (``Budget``) were set on bench/sensorless.py's seed 1.
+Over 400 lines: each calibration is a method of the one estimator whose curves and bands it
+changes in turn (shut-off test, then clamp-on reading, then DP learning), kept together.
 """
 
 from __future__ import annotations
@@ -99,7 +101,6 @@ class Budget:
     shift: float = 0.05  # flow-axis shift a new or worn pump may have unseen (leakage), x rated flow
     wear_power: float = 0.06  # power a worn pump adds at shut-off, falling to 0 at the rated flow
     wear_head: float = 0.03  # head a worn impeller loses at the rated flow, from 0 at shut-off
-    shift_clamp: float = 0.02  # after a clamp-on reading: the meter's accuracy at its point, x rated flow
     datasheet: float = 0.15  # a curve assumed from the rated point alone (value, relative)
     datasheet_shift: float = 0.10  # ... and its flow axis, x rated flow
 
@@ -125,6 +126,29 @@ def _fit(points: CurvePoints) -> FloatArray:
     flow, value = np.array(points.flow), np.array(points.value)
     coeffs: FloatArray = fit_catalogue_curve(flow, value, CATALOGUE_DEGREE)
     return coeffs
+
+
+def _with_part_load(power: FloatArray, extra: float, x_ref: float, x_max: float) -> FloatArray:
+    """A power curve plus part-load loss: ``extra`` [W] at shut-off, ∝ (1 − x / x_ref)², 0 from x_ref."""
+    if extra == 0.0:
+        return power
+    grid = np.linspace(0.0, x_max, SHUTOFF_GRID)
+    rest = np.clip(1.0 - grid / x_ref, 0.0, None)
+    return _fit(CurvePoints(tuple(grid), tuple(polyval(grid, power) + extra * rest**2)))
+
+
+def _split(prior: FloatArray, rows: FloatArray, residual: FloatArray,
+           noise: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Posterior mean and covariance of independent zero-mean causes after linear readings of them.
+
+    ``prior``: the causes' standard deviations; ``rows``: each reading's sensitivity to them;
+    ``residual``: what each reading shows beyond the curve; ``noise``: each reading's own variance.
+    """
+    sigma = np.diag(prior**2)
+    gain = sigma @ rows.T @ np.linalg.inv(rows @ sigma @ rows.T + np.diag(noise))
+    mean: FloatArray = gain @ residual
+    cov: FloatArray = sigma - gain @ rows @ sigma
+    return mean, cov
 
 
 class FlowEstimator:
@@ -210,9 +234,7 @@ class FlowEstimator:
         leak = leak if measured else 0.5 * leak_max
         shifted = shift_curve(self.power, leak)
         part_load = excess - (float(shifted[0]) - p0)
-        grid = np.linspace(0.0, self.x_max, SHUTOFF_GRID)
-        rest = np.clip(1.0 - grid / q, 0.0, None)
-        power = _fit(CurvePoints(tuple(grid), tuple(polyval(grid, shifted) + part_load * rest**2)))
+        power = _with_part_load(shifted, part_load, q, self.x_max)
         if not bool(np.all(np.isfinite(power))):
             return False
         self.power, self.head = power, shift_curve(self.head, leak)
@@ -243,20 +265,50 @@ class FlowEstimator:
         return float(flow_offset(self.power, 3, True, spot.flow, shaft, r, self.x_max))
 
     def _clamp_on(self, spot: SpotReading, tested: bool) -> bool:
-        """A clamp-on reading: both curves moved along the flow axis through it (leakage moves both).
+        """A clamp-on reading: one point of known flow, its discrepancy split among what can cause it.
 
-        After a shut-off test (``tested``) the curve is measured from zero flow to the reading.
+        At the reading's collapsed flow x_c the measured power differs from the curve's by d.
+        Three things the agent must expect move the power there, each differently elsewhere:
+        internal leakage (both curves shifted along the flow axis), the power curve's value
+        (the catalogue's, the drive's meter gain and the motor's losses: a scale), and part-load
+        loss (∝ (1 − x / x_ref)², unless a shut-off test measured it); the meter's own flow
+        error moves the point. One reading cannot tell them apart, so d is split by their prior
+        uncertainties (``Budget``), a linear-Gaussian update (``_split``): none is assumed
+        away, and none is tuned to a pump. A head read with it (``head_m``, the pump's DP)
+        adds a second equation that sees the leak and the impeller's lost head but not the
+        power's scale or part-load loss. The posterior's shift uncertainty is the bands'.
         """
-        offset = self._offset(spot)
-        if not math.isfinite(offset):
-            return False
-        b, x_c = self.budget, spot.flow / self.shaft_and_speed(spot.power, spot.speed_ratio)[1]
-        self.power = shift_curve(self.power, offset)
-        self.head = shift_curve(self.head, offset)
-        self.power_band = curve_band(self.u_power, b.curve_out, 0.0 if tested else x_c, x_c, self.q_ref,
-                                     b.shift_clamp)
-        self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, self.q_ref, b.shift_clamp)
-        return True
+        if not math.isfinite(self._offset(spot)):
+            return False  # off the curve
+        shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
+        b, q = self.budget, self.q_ref
+        x_c = spot.flow / r
+        p_c, h_c = float(polyval(x_c, self.power)), float(polyval(x_c, self.head))
+        meter = self.settings.power_accuracy / math.sqrt(3.0)
+        rel_p = float(shaft_power_uncertainty(shaft / spot.power, meter, b.losses))
+        rest = max(1.0 - x_c / q, 0.0) ** 2
+        # Priors (standard deviations): leak [m³/s], power scale, part-load power [W], the
+        # impeller's head-loss coefficient [m s²/m⁶], the meter's relative flow error.
+        prior = np.array([self.shift * q, math.hypot(self.u_power, rel_p),
+                          0.0 if tested else b.wear_power * float(polyval(q, self.power)),
+                          b.wear_head * float(polyval(q, self.head)) / (q * q), CLAMP_ON_ACCURACY])
+        dp = float(polyval(x_c, np.polynomial.polynomial.polyder(self.power)))
+        rows = [[dp, p_c, rest, 0.0, dp * x_c]]
+        residual, noise = [shaft / r**3 - p_c], [0.0]
+        if math.isfinite(spot.head) and spot.head > 0.0:
+            dh = float(polyval(x_c, np.polynomial.polynomial.polyder(self.head)))
+            rows.append([dh, 0.0, 0.0, -x_c * x_c, dh * x_c])
+            residual.append(spot.head / (r * r) - h_c)
+            noise.append((b.head * spot.head / (r * r)) ** 2)
+        mean, cov = _split(prior, np.array(rows), np.array(residual), np.array(noise))
+        leak, scale, part_load, head_loss = (float(v) for v in mean[:4])
+        self.power = _with_part_load(shift_curve(self.power, leak) * (1.0 + scale), part_load, q, self.x_max)
+        self.head = shift_curve(self.head, leak)
+        self.head[2] -= head_loss
+        unseen = math.sqrt(float(cov[0, 0])) / q
+        self.power_band = curve_band(self.u_power, b.curve_out, 0.0 if tested else x_c, x_c, q, unseen)
+        self.head_band = curve_band(self.u_head, b.wear_head, 0.0, 0.0, q, unseen)
+        return bool(np.all(np.isfinite(self.power)))
 
     @classmethod
     def for_drive(cls, config: DriveConfig) -> FlowEstimator | None:

@@ -11,7 +11,7 @@ Friendly units at the edge (m³/h, m, kW, %), SI inside. Every field is optional
       catalogue:                  # the published curve at rated speed, [m³/h, m] and [m³/h, shaft kW]
         head: [[0, 40], [30, 40.5], [60, 39], [90, 36], [120, 32], [150, 26]]
         power: [[0, 6.5], [30, 8.4], [60, 10.3], [90, 12.1], [120, 13.5], [150, 14.6]]
-      clamp_on: {flow_m3h: 86.4, speed_pct: 90, power_kw: 9.8, date: 2026-03-14}
+      clamp_on: {flow_m3h: 86.4, speed_pct: 90, power_kw: 9.8, head_m: 30.1, date: 2026-03-14}
       shutoff: {head_m: 40.2, speed_pct: 100, power_kw: 6.9, date: 2026-03-14}
 """
 
@@ -69,9 +69,9 @@ def _spot(sec: Section | None, shutoff: bool) -> SpotReading | None:
         flow = 0.0
         head = sec.number("head_m", math.nan, minimum=0.0, exclusive_minimum=True)
     else:
-        sec.check_keys({"flow_m3h", "speed_pct", "power_kw", "date"})
+        sec.check_keys({"flow_m3h", "speed_pct", "power_kw", "head_m", "date"})
         flow = sec.number("flow_m3h", minimum=0.0, exclusive_minimum=True) * M3H
-        head = math.nan
+        head = sec.number("head_m", minimum=0.0, exclusive_minimum=True) if sec.has("head_m") else math.nan
     speed = sec.number("speed_pct", minimum=20.0, maximum=120.0) / 100.0
     power = sec.number("power_kw", minimum=0.0, exclusive_minimum=True) * 1e3
     date = _date(sec)

@@ -35,7 +35,7 @@ SENSORLESS = """\
       catalogue:
         head: [[0, 40], [30, 40.5], [60, 39], [90, 36], [120, 32], [150, 26]]
         power: [[0, 6.5], [30, 8.4], [60, 10.3], [90, 12.1], [120, 13.5], [150, 14.6]]
-      clamp_on: {flow_m3h: 86.4, speed_pct: 90, power_kw: 10.2, date: 2026-03-14}
+      clamp_on: {flow_m3h: 86.4, speed_pct: 90, power_kw: 10.2, head_m: 31.5, date: 2026-03-14}
       shutoff: {head_m: 40.2, speed_pct: 100, power_kw: 7.6, date: "2026-03-14"}
 """
 
@@ -54,7 +54,7 @@ def test_the_section_is_parsed_in_si_units(tmp_path):
     assert s.catalogue_head is not None and s.catalogue_power is not None
     assert s.catalogue_head.flow[-1] == pytest.approx(150 / 3600) and s.catalogue_power.value[0] == 6500.0
     assert s.clamp_on is not None and s.clamp_on.flow == pytest.approx(0.024)
-    assert s.clamp_on.date == "2026-03-14"
+    assert s.clamp_on.date == "2026-03-14" and s.clamp_on.head == 31.5
     assert s.shutoff is not None and s.shutoff.flow == 0.0 and s.shutoff.head == 40.2
     estimator = FlowEstimator.for_drive(config)
     assert estimator is not None
@@ -268,7 +268,8 @@ WORN = Wear(impeller=0.03, leakage=0.04, part_load=0.06)
 
 
 def _estimator(family: Family, shutoff: TableCurves | None,
-               clamp_on: TableCurves | None = None) -> FlowEstimator:
+               clamp_on: TableCurves | None = None, clamp_on_head: bool = False,
+               gain: float = 1.0) -> FlowEstimator:
     new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
     flows = tuple(x * Q_BEP for x in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5))
     spot = reading = None
@@ -276,7 +277,8 @@ def _estimator(family: Family, shutoff: TableCurves | None,
         spot = SpotReading(0.0, 1.0, _electrical(shutoff, 0.0, 1.0), shutoff.head(0.0, 1.0), "2026-03-14")
     if clamp_on is not None:  # a portable meter's exact reading at 80 % flow, 90 % speed
         flow = 0.8 * Q_BEP * 0.9
-        reading = SpotReading(flow, 0.9, _electrical(clamp_on, flow, 0.9), math.nan, "2026-03-14")
+        head_c = clamp_on.head(flow, 0.9) if clamp_on_head else math.nan
+        reading = SpotReading(flow, 0.9, gain * _electrical(clamp_on, flow, 0.9), head_c, "2026-03-14")
     head = CurvePoints(flows, tuple(new.head(q, 1.0) for q in flows))
     power = CurvePoints(flows, tuple(new.shaft_power(q, 1.0) for q in flows))
     settings = SensorlessConfig(speed_is_shaft=True, shutoff=spot, clamp_on=reading, catalogue_head=head,
@@ -364,3 +366,26 @@ def test_a_shutoff_test_on_the_datasheet_alone_keeps_the_shapes_uncertainty():
     assert tested.calibration is Calibration.SHUTOFF
     expected = math.sqrt(BUDGET.datasheet_shift**2 - BUDGET.shift**2)
     assert tested.power_band[5] == pytest.approx(expected) and tested.head_band[5] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("wear", "gain"), [(Wear(leakage=0.04), 1.0), (Wear(), 1.03)],
+                         ids=["leak", "meter-3%-high"])
+def test_a_clamp_on_reading_with_its_head_tells_a_leak_from_the_powers_scale(wear, gain):
+    """A reading's extra power is a leak or the power's scale (meter, losses); its head sees the leak."""
+    pump = TableCurves(Family.RADIAL_STEEP, Q_BEP, H_BEP, P_BEP, RHO_G, wear)
+    alone = _estimator(Family.RADIAL_STEEP, None, pump, gain=gain)
+    with_head = _estimator(Family.RADIAL_STEEP, None, pump, clamp_on_head=True, gain=gain)
+    errors = []
+    for estimator in (alone, with_head):
+        assert estimator.calibration is Calibration.CLAMP_ON
+        relative = []
+        for q in (0.6, 0.8, 1.0, 1.1):
+            flow = q * Q_BEP * 0.7
+            e = estimator.estimate(gain * _electrical(pump, flow, 0.7), 0.7)
+            assert e.available and abs(e.flow - flow) <= e.rel_u90 * e.flow, (q, e, flow)
+            relative.append(abs(e.flow - flow) / flow)
+        errors.append(float(np.mean(relative)))
+    assert max(errors) <= 0.02
+    assert errors[1] < errors[0]
+    # The head narrows the flow axis's stated uncertainty, which one power reading leaves ambiguous.
+    assert with_head.power_band[5] < 0.9 * alone.power_band[5] < BUDGET.shift
