@@ -16,7 +16,7 @@ from hil.scenario import PROCESS_PROFILE
 from tests.agent.test_ledger_process import DRIVES, UNITS
 from tests.support import DRIVE_DATA, REPO, free_port, scrape, site_config, spawn, stop, value, wait_until
 
-INTERVAL_S = 1.0
+INTERVAL_S = 0.5
 BASELINE = 40  # intervals: enough independent ones for three parameters at the plant's rho up to 0.8
 
 
@@ -37,7 +37,8 @@ def mv_config(tmp_path, port, metrics_port):
     drives = [(d, "plant", UNITS[d], DRIVE_DATA[d], str(PROCESS_PROFILE)) for d in DRIVES]
     path = site_config(tmp_path, [("plant", port)], drives, metrics_port=metrics_port,
                        storage=tmp_path / "state", flush_interval_s=1.0)
-    path.write_text(path.read_text() + f"mv: {{interval_s: {INTERVAL_S}, baseline_intervals: {BASELINE}}}\n")
+    text = path.read_text().replace("interval_s: 0.5,", "interval_s: 0.25,")  # two polls or more per interval
+    path.write_text(text + f"mv: {{interval_s: {INTERVAL_S}, baseline_intervals: {BASELINE}}}\n")
     return path
 
 
