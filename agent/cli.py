@@ -262,16 +262,17 @@ def _check_config(path: Path) -> int:
     # Each drive's turnaround as the agent last measured it, else the bus's configured default.
     learned = load_turnarounds(config.storage_path / TURNAROUND_FILE)
     for bus in config.buses:
-        drives = config.drives_on(bus.name)
-        profiles = [d.profile for d in drives]
-        turnarounds = [learned.get(d.name, bus.turnaround) for d in drives]
-        measured = sum(d.name in learned for d in drives)
+        devices = config.devices_on(bus.name)  # a sensor's reads share the line as a drive's do
+        profiles = [d.profile for d in devices]
+        turnarounds = [learned.get(d.name, bus.turnaround) for d in devices]
+        measured = sum(d.name in learned for d in devices)
         budget = bus_budget(bus, profiles, turnarounds, measured)
         if budget is not None:
             print(budget.describe())
         for warning in bus_warnings(bus, profiles, turnarounds, measured):
             print(f"warning: {warning}", file=sys.stderr)
-    print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s)")
+    sensors = f", {len(config.sensors)} sensor(s)" if config.sensors else ""
+    print(f"{path}: ok: {len(config.buses)} bus(es), {len(config.drives)} drive(s){sensors}")
     return EXIT_OK
 
 

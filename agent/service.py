@@ -172,9 +172,9 @@ class Agent:
         self.sensors[:] = [old_sensors[c.name] if c.name in old_sensors and old_sensors[c.name].config == c
                            else DeviceRuntime(c) for c in config.sensors]
         pollers = []
+        runtimes: dict[str, DeviceRuntime] = {d.name: d for d in (*self.drives, *self.sensors)}
         for bus in config.buses:
-            devices: list[DeviceRuntime] = [*self.drives, *self.sensors]
-            on_bus = [d for d in devices if d.config.bus == bus.name]
+            on_bus = [runtimes[c.name] for c in config.devices_on(bus.name)]
             if on_bus:
                 pollers.append(BusPoller(bus, on_bus, BusClient(bus), clock=self.clock,
                                          wall_clock=self.wall.read, on_cycle=self._observe_cycle,
@@ -291,7 +291,8 @@ class Agent:
         reason = ("ledger not restored" if not self.ledger_restored()
                   else f"bus {', '.join(waiting)} has not completed a poll cycle" if waiting else "")
         return AgentStatus(ready=not reason, reason=reason, drives_up=sum(1 for d in self.drives if d.up),
-                           drives_total=len(self.drives), version=agent_version())
+                           drives_total=len(self.drives), version=agent_version(),
+                           sensors_up=sum(1 for s in self.sensors if s.up), sensors_total=len(self.sensors))
 
     def start_metrics(self) -> int:
         """Bind the metrics endpoint; OSError if the address cannot be used."""

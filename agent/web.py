@@ -336,6 +336,8 @@ class AgentStatus:
     drives_up: int
     drives_total: int
     version: str
+    sensors_up: int = 0  # devices read for a group's critical point, not drives
+    sensors_total: int = 0
 
 
 class _Server(http.server.HTTPServer):
@@ -442,10 +444,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def _landing(status: AgentStatus) -> str:
     state = "ready" if status.ready else f"not ready: {html.escape(status.reason)}"
+    sensors = f"; sensors up: {status.sensors_up} of {status.sensors_total}" if status.sensors_total else ""
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vfd-agent</title></head>\n<body>\n"
         f"<h1>vfd-agent {html.escape(status.version)}</h1>\n"
-        f"<p>Drives up: {status.drives_up} of {status.drives_total}; {state}.</p>\n"
+        f"<p>Drives up: {status.drives_up} of {status.drives_total}{sensors}; {state}.</p>\n"
         "<ul>\n<li><a href=\"/metrics\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n"
         "<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n"
     )

@@ -397,6 +397,7 @@ class AgentConfig:
     mv: MvConfig = MvConfig()
     sensors: tuple[SensorConfig, ...] = ()  # devices polled for a group's critical point
 
-    def drives_on(self, bus: str) -> tuple[DriveConfig, ...]:
-        """Drives polled through one bus, in config order."""
-        return tuple(d for d in self.drives if d.bus == bus)
+    def devices_on(self, bus: str) -> tuple[DriveConfig | SensorConfig, ...]:
+        """What one bus polls: its drives, then its sensors, each in config order."""
+        devices: tuple[DriveConfig | SensorConfig, ...] = (*self.drives, *self.sensors)
+        return tuple(d for d in devices if d.bus == bus)

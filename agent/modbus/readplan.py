@@ -125,8 +125,8 @@ class PollBudget:
     fast_reads: int  # frames per cycle
     slow_reads: int  # frames per slow period (every drive's slow class once)
     turnaround: float  # s per read charged on top of the wire time (largest of the drives')
-    learned: int = 0  # drives whose turnaround was measured (the others: the configured default)
-    drives: int = 0
+    learned: int = 0  # devices whose turnaround was measured (the others: the configured default)
+    devices: int = 0  # drives and sensors the bus polls
 
     @property
     def cycle_time(self) -> float:
@@ -151,7 +151,7 @@ class PollBudget:
     def describe(self) -> str:
         """One line for ``check-config``."""
         slow = f" + {self.slow_reads} slow reads spread over their period" if self.slow_reads else ""
-        source = (f"learned on {self.learned} of {self.drives} drives" if self.learned
+        source = (f"learned on {self.learned} of {self.devices} devices" if self.learned
                   else "configured, none measured yet")
         return (f"bus {self.bus}: {self.fast_reads} reads per cycle{slow} need "
                 f"{self.cycle_time * 1e3:.1f} ms of line time every {self.interval:g} s "
@@ -180,9 +180,9 @@ def read_cost(timing: LineTiming | None, registers: int, turnaround: float) -> f
 
 def bus_budget(bus: BusConfig, profiles: Iterable[Profile],
                turnarounds: Sequence[float] | None = None, learned: int = 0) -> PollBudget | None:
-    """An RTU bus's line time per cycle for these drives' plans; None for TCP.
+    """An RTU bus's line time per cycle for these devices' plans (drives and sensors); None for TCP.
 
-    ``turnarounds``: each drive's turnaround [s], ``learned`` of them measured; the bus's
+    ``turnarounds``: each device's turnaround [s], ``learned`` of them measured; the bus's
     configured one otherwise.
     """
     timing = line_timing(bus)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
+from agent.config import load_config
+from agent.modbus.readplan import line_timing, read_cost
 from agent.modbus.turnaround import TURNAROUND_FILE, TurnaroundEstimate, load_turnarounds, save_turnarounds
 from tests.support import REPO
 
@@ -107,8 +110,27 @@ def test_check_config_charges_the_configured_turnaround_then_the_learned_one(tmp
     save_turnarounds(tmp_path / "state" / TURNAROUND_FILE, {"p1": 0.045})
     _, after = check_config(tmp_path)
     assert after.returncode == 0, after.stderr
-    assert "turnaround 45.0 ms per read, learned on 1 of 1 drives" in after.stdout
+    assert "turnaround 45.0 ms per read, learned on 1 of 1 devices" in after.stdout
     # 2 fast reads and 2 slow ones every 10 cycles, 25 ms more each than with the configured 20 ms.
     line_ms = [float(w) for w in (before.stdout.split(" ms of line time")[0].split()[-1],
                                   after.stdout.split(" ms of line time")[0].split()[-1])]
     assert line_ms[1] - line_ms[0] == pytest.approx(25 * 2.2, abs=0.2)
+
+
+def test_check_config_charges_a_sensors_reads_to_the_line_it_shares(tmp_path):
+    _, alone = check_config(tmp_path)
+    path = tmp_path / "site.yaml"
+    path.write_text(path.read_text() + textwrap.dedent(f"""\
+        sensors:
+          - {{name: dp, bus: line, unit: 9, profile: {REPO / "configs/plants/profiles/remote-dp.yaml"}}}
+        """))
+    save_turnarounds(tmp_path / "state" / TURNAROUND_FILE, {"dp": 0.03})
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(path)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "3 reads per cycle" in result.stdout and "learned on 1 of 2 devices" in result.stdout
+    assert result.stdout.rstrip().endswith("1 bus(es), 1 drive(s), 1 sensor(s)")
+    # The sensor's one read of two registers, with its learned 30 ms turnaround, on top of the drive's.
+    line_ms = [float(r.stdout.split(" ms of line time")[0].split()[-1]) for r in (alone, result)]
+    sensor_wire_ms = 1000 * read_cost(line_timing(load_config(path).buses[0]), 2, 0.0)
+    assert line_ms[1] - line_ms[0] == pytest.approx(30 + sensor_wire_ms, abs=0.2)

@@ -69,6 +69,9 @@ def test_paths_landing_health_readiness_and_404(registry):
         assert code == 503 and b"ledger not restored" in body
         status.value = AgentStatus(True, "", 3, 3, "9.9.9")
         assert get(server.port, "/-/ready")[:1] == (200,)
+        assert b"sensors" not in get(server.port, "/")[2]  # a site without any says nothing of them
+        status.value = AgentStatus(True, "", 3, 3, "9.9.9", sensors_up=0, sensors_total=1)
+        assert b"Drives up: 3 of 3; sensors up: 0 of 1; ready" in get(server.port, "/")[2]
         assert get(server.port, "/nothing-here")[0] == 404
         assert get(server.port, "/metrics/extra")[0] == 404
     finally:

@@ -334,5 +334,5 @@ def test_the_agent_stores_the_learned_turnarounds_and_starts_from_them(tmp_path)
 
     poller = asyncio.run(restart())
     assert poller.budget.turnaround == 0.05 and poller.budget.learned == 1
-    assert "learned on 1 of 4 drives" in poller.budget.describe()
+    assert "learned on 1 of 4 devices" in poller.budget.describe()
     assert poller.turnarounds() == {}  # nothing measured in this run yet: no gauge
