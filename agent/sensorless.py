@@ -18,7 +18,7 @@ IEC 60034-30-1 by size, poles and class), and the shaft speed from a frequency-b
 reading through the rated slip. Where the flow is not identifiable (a flat curve, off the
 curve, an interval wider than ``MAX_REL_U``) the estimate is NaN: that drive has none.
 The uncertainty constants (``Budget``) were set on bench/sensorless.py's seed 1.
-Over 400 lines: each calibration is a method of the one estimator whose curves and bands it
+Long because each calibration is a method of the one estimator whose curves and bands it
 changes in turn (shut-off test, then clamp-on reading, then DP learning), kept together.
 """
 
