@@ -141,9 +141,13 @@ def sweep(case: Case, points: int, rng: np.random.Generator) -> Samples:
 
 
 def catalogue(family: Family) -> tuple[CurvePoints, CurvePoints]:
-    """The new pump's published curves read at CATALOGUE_Q to 1 % (head [m], shaft power [W])."""
+    """The new pump's published curves read at CATALOGUE_Q to 1 % (head [m], shaft power [W]).
+
+    Only where the curve is printed: a digitized family's extrapolated shut-off is not read.
+    """
     new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
-    q = tuple(x * Q_BEP for x in CATALOGUE_Q)
+    shape = SHAPES[family]
+    q = tuple(x * Q_BEP for x in CATALOGUE_Q if shape.printed_from <= x <= shape.q[-1])
     head = tuple(round(new.head(x, 1.0) / H_BEP, 2) * H_BEP for x in q)
     power = tuple(round(new.shaft_power(x, 1.0) / P_BEP, 2) * P_BEP for x in q)
     return CurvePoints(q, head), CurvePoints(q, power)
