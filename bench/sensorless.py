@@ -1,7 +1,8 @@
 """Sweep: sensorless flow on pumps the agent did not design, before and after.
 
 Run as ``python bench/sensorless.py [--points N] [--seed S]``. For each of the
-simulator's independent curve families (hil.catalogue), healthy and worn (impeller wear
+simulator's independent curve families (hil.catalogue: four constructed from handbook ratios,
+two digitized from Wilo's published curves), healthy and worn (impeller wear
 3 % of head, leakage 4 % of flow, part-load loss 6 % of power), it sweeps the shaft speed
 over 40-100 % and the flow over 10-120 % of the best-efficiency flow at that speed, with
 the simulator's measurement noise (power 0.3 %, speed 0.05 %, pressure 0.5 %), motor slip
@@ -17,7 +18,7 @@ estimates the flow through
   ``datasheet`` (the rated point alone); ``none`` (the pump's *catalogue curve*: the new
   pump's published head and power curves read off the graph at 0, 25, ..., 150 % of the
   best-efficiency flow to 1 % of the best-efficiency values, as a person reads a printed
-  curve, fitted with cubics); ``shut-off`` (a closed-valve test at rated speed);
+  curve, where it is printed, fitted with cubics); ``shut-off`` (a closed-valve test at rated speed);
   ``dp`` (a differential-pressure transmitter across the pump; the estimator first sees
   an independent sweep of ``WARM_UP_POINTS`` polls, as an agent that has run a while,
   from which it learns the head a worn impeller lost); ``dp+shut-off``; ``clamp-on`` (one
@@ -141,9 +142,13 @@ def sweep(case: Case, points: int, rng: np.random.Generator) -> Samples:
 
 
 def catalogue(family: Family) -> tuple[CurvePoints, CurvePoints]:
-    """The new pump's published curves read at CATALOGUE_Q to 1 % (head [m], shaft power [W])."""
+    """The new pump's published curves read at CATALOGUE_Q to 1 % (head [m], shaft power [W]).
+
+    Only where the curve is printed: a digitized family's extrapolated shut-off is not read.
+    """
     new = TableCurves(family, Q_BEP, H_BEP, P_BEP, RHO_G)
-    q = tuple(x * Q_BEP for x in CATALOGUE_Q)
+    shape = SHAPES[family]
+    q = tuple(x * Q_BEP for x in CATALOGUE_Q if shape.printed_from <= x <= shape.q[-1])
     head = tuple(round(new.head(x, 1.0) / H_BEP, 2) * H_BEP for x in q)
     power = tuple(round(new.shaft_power(x, 1.0) / P_BEP, 2) * P_BEP for x in q)
     return CurvePoints(q, head), CurvePoints(q, power)

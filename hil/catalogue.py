@@ -9,14 +9,16 @@ the PCHIP of SciPy) and scaled to other speeds by the affinity laws
 H(Q, r) = r² H1(Q / r), P(Q, r) = r³ P1(Q / r). The agent's polynomials can only
 approximate them.
 
-Sources. No catalogue curve of a real pump could be found as numbers in the public
-material searched, so the families are constructed, honestly, from the typical ratios
+Sources. The first four families are constructed, honestly, from the typical ratios
 pump handbooks give for radial pumps by specific speed (shut-off head 1.1-1.35 × the
 best-efficiency head, higher for higher specific speed; shut-off power 40-60 % of the
 best-efficiency power for radial impellers, approaching and exceeding it toward
 mixed flow; a drooping, "unstable" head curve for low specific speeds with many vanes),
 with the efficiency q·h/p peaking at q = 1 within 2 % (tests/hil/test_catalogue.py
-checks each family's shape).
+checks each family's shape). The Wilo families are digitized from real pumps'
+published curves (``DIGITIZED``: the numbers, their source and how they were read);
+their relative shape is derived from the numbers alone (``shape_from_digitized``), never
+fitted to the agent's construction.
 
 Wear that changes the shape (``Wear``), all in the collapsed flow x = Q / r:
 - impeller wear: head lost growing with the square of the internal flow (zero at
@@ -48,6 +50,8 @@ class Family(str, Enum):
     RADIAL_FLAT = "radial-flat"
     DROOPING = "drooping"
     FLAT_POWER = "flat-power"
+    WILO_IL80 = "wilo-il80"  # digitized: Wilo CronoLine-IL 80/220-4/4, 4 kW dry-rotor inline pump
+    WILO_STRATOS80 = "wilo-stratos80"  # digitized: Wilo Stratos 80/1-12, wet-rotor circulator
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,11 @@ class Shape:
     h: tuple[float, ...]  # head / best-efficiency head
     p: tuple[float, ...]  # shaft power / best-efficiency shaft power
     note: str
+    printed_from: float = 0.0  # the lowest q the published curve shows (below it: extrapolated)
 
 
 _Q = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6)
-SHAPES: dict[Family, Shape] = {
+_CONSTRUCTED: dict[Family, Shape] = {
     Family.RADIAL_STEEP: Shape(
         _Q, (1.30, 1.29, 1.26, 1.20, 1.11, 1.00, 0.86, 0.69, 0.49),
         (0.42, 0.55, 0.67, 0.79, 0.90, 1.00, 1.09, 1.16, 1.21),
@@ -157,6 +162,87 @@ class Pchip:
         h01 = s * s * (3.0 - 2.0 * s)
         h11 = s * s * (s - 1.0)
         return h00 * y[i] + h10 * h * d[i] + h01 * y[i + 1] + h11 * h * d[i + 1]
+
+
+@dataclass(frozen=True)
+class Digitized:
+    """A real pump's published rated-speed curves as digitized numbers (SI) and where they came from."""
+
+    flow: tuple[float, ...]  # m³/s
+    pressure: tuple[float, ...]  # Pa, the pump's pressure rise
+    power: tuple[float, ...]  # W, as published (shaft or electrical: ``source`` says which and why)
+    source: str
+
+
+_SHUTOFF_ON_AXIS = 0.01  # a first point below this share of the largest flow was read on the zero-flow axis
+_BEP_GRID = 2000  # points of the search for the best-efficiency point
+
+
+def shape_from_digitized(d: Digitized) -> Shape:
+    """A digitized curve's shape relative to its best-efficiency point, by two stated rules.
+
+    Shut-off: a first point on the zero-flow axis is the shut-off point; otherwise the head
+    is extrapolated as the parabola with a level tangent at zero flow through the first two
+    points (a stable radial curve near shut-off) and the power as the straight line through
+    them (a radial pump's power rises about linearly from shut-off). Best efficiency: the
+    largest Q·Δp/P on the piecewise cubics through the points; a constant motor efficiency
+    cancels there and in every ratio, so only its load dependence could change the shape.
+    """
+    q, dp, p = list(d.flow), list(d.pressure), list(d.power)
+    on_axis = q[0] < _SHUTOFF_ON_AXIS * q[-1]
+    if on_axis:
+        q[0] = 0.0
+    else:
+        curvature = (dp[0] - dp[1]) / (q[1] ** 2 - q[0] ** 2)
+        slope = (p[1] - p[0]) / (q[1] - q[0])
+        q, dp, p = [0.0, *q], [dp[0] + curvature * q[0] ** 2, *dp], [p[0] - slope * q[0], *p]
+    head, power = Pchip(tuple(q), tuple(dp)), Pchip(tuple(q), tuple(p))
+    grid = [q[1] + (q[-1] - q[1]) * i / _BEP_GRID for i in range(_BEP_GRID + 1)]
+    bep = max(grid, key=lambda x: x * head(x) / power(x))
+    h_bep, p_bep = head(bep), power(bep)
+    return Shape(tuple(x / bep for x in q), tuple(y / h_bep for y in dp), tuple(y / p_bep for y in p),
+                 d.source, 0.0 if on_axis else d.flow[0] / bep)
+
+
+_BUILDINGS = ("lbl-srg/modelica-buildings (the Modelica Buildings library, LBNL, BSD-3 licence) at commit "
+              "c4117ccec1f288ee6bc7f0ee0cb40a45d6940b0c, Buildings/Fluid/Movers/Data/Pumps/Wilo/")
+# The records' numbers as they stand there (V_flow m³/s, dp Pa, P W), digitized by F. Jorissen
+# (2014) from Wilo's online product finder with WebPlotDigitizer; copied, not refitted.
+DIGITIZED: dict[Family, Digitized] = {
+    Family.WILO_IL80: Digitized(
+        (0.00303454715219, 0.00578898225957, 0.00863678804855, 0.0113912231559, 0.0146125116713,
+         0.0181605975724, 0.0214285714286, 0.0248366013072, 0.0274042950514, 0.0282446311858),
+        (168215.17064, 166653.242326, 164291.843595, 161128.282627, 154367.77774,
+         142807.085577, 128439.498542, 108468.216086, 92889.3102384, 86895.3009775),
+        (1905.29339941, 2202.03582759, 2548.86483304, 2812.07908132, 3146.06691483,
+         3435.07911022, 3592.75276695, 3710.09774539, 3774.78991597, 3793.34692457),
+        _BUILDINGS + "CronolineIL80slash220dash4slash4.mo: Wilo CronoLine-IL 80/220-4/4, a 4 kW "
+        "1450 rpm dry-rotor inline pump, 10 points (11-102 m³/h, 17.2-8.9 m). The record calls the "
+        "power total (P1); it is taken as the shaft power P2 that Wilo plots for dry-rotor pumps, "
+        "because as P1 its best point's 76.7 % wire-to-water would need an 88 % pump behind the "
+        "IE2 4 kW 4-pole motor of 2014 (86.6 %, IEC 60034-30-1), above what a pump of this size "
+        "reaches (about 80 %). Read as P1 through the simulator's own IE2 4 kW motor the shut-off "
+        "power ratio would be 0.42, not 0.44. Best efficiency at 74.8 m³/h, 13.4 m; shut-off "
+        "extrapolated from 11 m³/h (head 1.28, power 0.44 of the best point's)",
+    ),
+    Family.WILO_STRATOS80: Digitized(
+        (8.79043600562e-06, 0.00277777777778, 0.00556874120956, 0.00776635021097, 0.00978815049226,
+         0.0113484528833, 0.0127329465541, 0.013985583685, 0.0154360056259),
+        (78355.8975904, 78243.6144578, 78054.5060241, 75596.0963855, 70490.1686747,
+         63682.2650602, 55361.4939759, 45527.8554217, 30966.5060241),
+        (437.425146701, 588.954435301, 792.603370491, 931.705429399, 1048.15648043,
+         1115.77190985, 1154.92222088, 1171.51603429, 1166.47479929),
+        _BUILDINGS + "Stratos80slash1to12.mo: Wilo Stratos 80/1-12, a wet-rotor circulator with an "
+        "electronically commutated motor, its maximum-speed curve, 9 points (0-56 m³/h, 8.0-3.2 m). "
+        "The power is P1 (Wilo plots the input power of glandless pumps), taken at a constant "
+        "motor-and-electronics efficiency, which cancels in the shape (its load dependence is not "
+        "published). The first point is on the zero-flow axis. Best efficiency at 36.3 m³/h, 7.1 m "
+        "(66 % wire-to-water, high for a circulator: the shape is used, not the level); shut-off "
+        "head 1.13, power 0.41; the power peaks near 1.4 × the best-efficiency flow and then falls",
+    ),
+}
+
+SHAPES: dict[Family, Shape] = {**_CONSTRUCTED, **{f: shape_from_digitized(d) for f, d in DIGITIZED.items()}}
 
 
 class TableCurves:

@@ -10,7 +10,7 @@ import pytest
 from scipy.interpolate import PchipInterpolator
 
 from agent.errors import ConfigError
-from hil.catalogue import SHAPES, Family, Pchip, TableCurves, Wear
+from hil.catalogue import DIGITIZED, SHAPES, Family, Pchip, TableCurves, Wear
 from hil.model import PlantModel
 from hil.physics import GRAVITY, PUMP_SHAPE, WATER_DENSITY, operating_flow, system_from_rated
 from hil.plantfile import load_plant
@@ -49,6 +49,26 @@ def test_families_have_their_best_efficiency_at_the_rated_point(family):
     # Not the agent's construction: a shut-off head or power ratio of its own.
     shape = SHAPES[family]
     assert (shape.h[0], shape.p[0]) != (PUMP_SHAPE[0], PUMP_SHAPE[2])
+
+
+@pytest.mark.parametrize("family", list(DIGITIZED))
+def test_digitized_families_pass_through_the_published_numbers(family):
+    """The shape is the record's numbers rescaled, not a fit: a pump built at the record's own best
+    point reproduces every published point, and the shut-off follows the stated rule."""
+    d, shape = DIGITIZED[family], SHAPES[family]
+    bep = d.flow[-1] / shape.q[-1]
+    h_bep, p_bep = d.pressure[-1] / shape.h[-1], d.power[-1] / shape.p[-1]
+    c = TableCurves(family, bep, h_bep, p_bep, 1.0)  # head in Pa: ρg = 1
+    published = d.flow[1:] if shape.printed_from == 0.0 else d.flow
+    for q, dp, p in zip(d.flow, d.pressure, d.power, strict=True):
+        if q in published:
+            assert c.head(q, 1.0) == pytest.approx(dp, rel=1e-9)
+            assert c.shaft_power(q, 1.0) == pytest.approx(p, rel=1e-9)
+    if shape.printed_from > 0.0:  # extrapolated: a level parabola (head), a straight line (power)
+        (q1, q2), (h1, h2), (p1, p2) = d.flow[:2], d.pressure[:2], d.power[:2]
+        assert (c.head(0.0, 1.0) - h1) / q1**2 == pytest.approx((h1 - h2) / (q2**2 - q1**2))
+        assert (p1 - c.shaft_power(0.0, 1.0)) / q1 == pytest.approx((p2 - p1) / (q2 - q1))
+    assert shape.note.startswith("lbl-srg/modelica-buildings") and ".mo:" in shape.note
 
 
 def test_families_span_the_documented_shapes():
