@@ -23,7 +23,7 @@ from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault
 from tests.ptypair import pty_pair
-from tests.support import REPO, async_wait_until
+from tests.support import REPO, DeviceLoop, async_wait_until
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
 DRIVES = 8
@@ -62,7 +62,8 @@ def test_eight_drives_on_one_rtu_line_an_absent_one_and_line_noise(tmp_path):
 
     async def scenario(a, b):
         sim = SimulatedPlant(plant, seed=5)
-        await sim.start_rtu(a, baudrate=19200, parity="N", stopbits=2)  # wire time emulated
+        devices = DeviceLoop()  # the drives answer from their own thread, as from their own line
+        await devices.run(sim.start_rtu(a, baudrate=19200, parity="N", stopbits=2))  # wire time emulated
         config = site(tmp_path, b, plant.drives, absent_unit=20)
         agent = Agent(config)
         (poller,) = agent.pollers
@@ -96,7 +97,8 @@ def test_eight_drives_on_one_rtu_line_an_absent_one_and_line_noise(tmp_path):
         finally:
             stop.set()
             await run
-            await sim.stop()
+            await devices.run(sim.stop())
+            await devices.close()
 
     with pty_pair(tmp_path) as (a, b):
         asyncio.run(scenario(a, b))

@@ -22,7 +22,17 @@ from agent.modbus.readplan import bus_budget
 from agent.service import Agent
 from hil import SimulatedPlant, load_plant
 from hil.faults import Fault
-from tests.support import REPO, async_wait_until, free_port, scrape, spawn, stop, value, wait_until
+from tests.support import (
+    REPO,
+    DeviceLoop,
+    async_wait_until,
+    free_port,
+    scrape,
+    spawn,
+    stop,
+    value,
+    wait_until,
+)
 
 DEMO = REPO / "configs" / "plants" / "demo.yaml"
 DRIVES = 8
@@ -63,7 +73,8 @@ def test_eight_drives_behind_a_serial_server_an_absent_one_line_noise_and_a_time
 
     async def scenario():
         sim = SimulatedPlant(plant, seed=7)
-        await sim.start_rtu_over_tcp("127.0.0.1", 0, baudrate=19200, parity="E", stopbits=1)
+        devices = DeviceLoop()  # the drives answer from their own thread, as from their own line
+        await devices.run(sim.start_rtu_over_tcp("127.0.0.1", 0, baudrate=19200, parity="E", stopbits=1))
         config = load_config(site(tmp_path, sim.serial_server_address[1], plant.drives, absent_unit=20))
         assert config.buses[0].transport is Transport.RTU_OVER_TCP
         agent = Agent(config)
@@ -124,7 +135,8 @@ def test_eight_drives_behind_a_serial_server_an_absent_one_line_noise_and_a_time
         finally:
             stop_event.set()
             await run
-            await sim.stop()
+            await devices.run(sim.stop())
+            await devices.close()
 
     asyncio.run(scenario())
     print(f"\n8 x G120 behind a serial server at 19200 baud, 1 s interval: computed utilization "
