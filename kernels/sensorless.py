@@ -6,10 +6,12 @@ p(x) = P / r^3, coefficients in ascending order of any length (a datasheet's qua
 head, or cubics fitted to the catalogue curve by ``fit_catalogue_curve``). The affinity
 exponent (2 for head, 3 for power) is passed where a reading is collapsed.
 
-The uncertainty of a curve is a *band*, a 6-array (u_in, u_out, x_lo, x_hi, x_ref, u_shift):
-relative standard uncertainty u_in of the curve's value inside the calibrated range
-[x_lo, x_hi] of collapsed flow, growing by u_out per x_ref outside it, and u_shift, the
-standard uncertainty of the curve's flow axis as a fraction of x_ref. The last is the
+The uncertainty of a curve is a *band*, an 8-array (u_in, u_out, x_lo, x_hi, x_ref, u_shift,
+x_printed, u_printed): relative standard uncertainty u_in of the curve's value inside the
+calibrated range [x_lo, x_hi] of collapsed flow, growing by u_out per x_ref outside it and by
+u_printed (d / x_ref)^2 at a distance d below x_printed, the first flow the published curve
+shows (a fitted polynomial extrapolated: its error grows faster than the distance), and
+u_shift, the standard uncertainty of the curve's flow axis as a fraction of x_ref. The last is the
 wear nothing but a flow reading sees: internal leakage moves a pump's head and power
 curves along the flow axis together, so head, power and speed cannot tell it from the
 new pump (see below); only a clamp-on reading (``correct_flow_offset``) removes it.
@@ -47,16 +49,19 @@ _RATIO_GRID = 64  # points on which the head-to-power ratio is checked for monot
 
 @jit
 def curve_band(
-    u_in: float, u_out: float, x_lo: float, x_hi: float, x_ref: float, u_shift: float
+    u_in: float, u_out: float, x_lo: float, x_hi: float, x_ref: float, u_shift: float,
+    x_printed: float, u_printed: float,
 ) -> FloatArray:
     """A curve's uncertainty band (see the module docstring)."""
-    band = np.empty(6)
+    band = np.empty(8)
     band[0] = u_in
     band[1] = u_out
     band[2] = x_lo
     band[3] = x_hi
     band[4] = x_ref
     band[5] = u_shift
+    band[6] = x_printed
+    band[7] = u_printed
     return band
 
 
@@ -64,7 +69,8 @@ def curve_band(
 def band_uncertainty(band: FloatArray, x: float) -> float:
     """Relative standard uncertainty of a curve's value at collapsed flow x."""
     outside = max(band[2] - x, x - band[3], 0.0)
-    return float(band[0] + band[1] * outside / band[4])
+    below = max(band[6] - x, 0.0) / band[4]
+    return float(band[0] + band[1] * outside / band[4] + band[7] * below * below)
 
 
 @jit

@@ -39,7 +39,7 @@ def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
     t = np.linspace(0.0, 10.0, 11)
 
     def band() -> Any:  # built by a kernel: only when a case that needs it runs
-        return sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05, 0.02)
+        return sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05, 0.02, 0.01, 0.4)
 
     return [
         ("characteristic_baseline_power", baselines.characteristic_baseline_power,
@@ -85,7 +85,7 @@ def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
          (hc, 10.0, 8000.0, 0.04, 0.3, 1.0)),
         ("estimate_flow", operating.estimate_flow, (pc, 2.0e4, 0.9)),
         ("estimate_flow_tuned", operating.estimate_flow_tuned, (pc, 2.0e4, 0.9, 0.08, 0.2)),
-        ("curve_band", sensorless.curve_band, (0.03, 0.1, 0.05, 0.05, 0.05, 0.02)),
+        ("curve_band", sensorless.curve_band, (0.03, 0.1, 0.05, 0.05, 0.05, 0.02, 0.01, 0.4)),
         ("band_uncertainty", sensorless.band_uncertainty, lambda: (band(), 0.04)),
         ("monotone_branch", sensorless.monotone_branch, (pc, True, 0.08)),
         ("flow_from_curve", sensorless.flow_from_curve,

@@ -331,8 +331,8 @@ def rls_batch(x, y, p0, forgetting):
 
 
 def band_uncertainty(band, x):
-    u_in, u_out, lo, hi, ref, _shift = band
-    return u_in + u_out * max(lo - x, x - hi, 0.0) / ref
+    u_in, u_out, lo, hi, ref, _shift, printed, u_printed = band
+    return u_in + u_out * max(lo - x, x - hi, 0.0) / ref + u_printed * (max(printed - x, 0.0) / ref) ** 2
 
 
 def flow_uncertainty_numeric(coeffs, q, y, r, rel_y_u, rel_speed_u, band, invert):

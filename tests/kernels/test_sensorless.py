@@ -13,15 +13,23 @@ from tests import naive
 from tests.kernels.conftest import PUMP_H, PUMP_P
 
 X_BEP = 0.05  # collapsed flow near the best efficiency of the conftest pump
-BAND = s.curve_band(0.02, 0.05, X_BEP, X_BEP, X_BEP, 0.0)
+BAND = s.curve_band(0.02, 0.05, X_BEP, X_BEP, X_BEP, 0.0, 0.0, 0.0)
 X_MAX = 0.09
 
 
 def test_band_grows_outside_the_calibrated_range():
-    band = s.curve_band(0.01, 0.04, 0.02, 0.05, 0.05, 0.0)
+    band = s.curve_band(0.01, 0.04, 0.02, 0.05, 0.05, 0.0, 0.0, 0.0)
     assert s.band_uncertainty(band, 0.03) == pytest.approx(0.01)
     assert s.band_uncertainty(band, 0.0) == pytest.approx(0.01 + 0.04 * 0.4)
     assert s.band_uncertainty(band, 0.075) == pytest.approx(0.01 + 0.04 * 0.5)
+    assert s.band_uncertainty(band, 0.0) == pytest.approx(naive.band_uncertainty(band, 0.0))
+
+
+def test_band_grows_with_the_square_of_the_distance_below_the_printed_curve():
+    """A curve printed from x_printed: its cubic extrapolated below, the error faster than the distance."""
+    band = s.curve_band(0.01, 0.04, 0.02, 0.05, 0.05, 0.0, 0.0125, 0.4)
+    assert s.band_uncertainty(band, 0.03) == pytest.approx(0.01)
+    assert s.band_uncertainty(band, 0.0) == pytest.approx(0.01 + 0.04 * 0.4 + 0.4 * 0.25**2)
     assert s.band_uncertainty(band, 0.0) == pytest.approx(naive.band_uncertainty(band, 0.0))
 
 
@@ -42,7 +50,7 @@ def test_flow_from_power_uncertainty_covers_monte_carlo_noise():
     rng = np.random.default_rng(3)
     r, q_true, rel = 0.8, 0.03, 0.02
     p = power_at(PUMP_P, q_true, r)
-    band = s.curve_band(0.0, 0.0, 0.0, 1.0, 1.0, 0.0)
+    band = s.curve_band(0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0)
     _, u = s.flow_from_power(PUMP_P, p, r, rel, 0.0, band, X_MAX, 0.05, np.inf)
     qs = np.array([s.flow_from_power(PUMP_P, p * (1 + rel * z), r, rel, 0.0, band, X_MAX, 0.05, np.inf)[0]
                    for z in rng.standard_normal(4000)])
@@ -130,7 +138,7 @@ def test_flow_from_power_states_a_too_wide_interval_as_no_estimate():
 def test_flow_shift_band_adds_in_quadrature():
     p = power_at(PUMP_P, 0.03, 0.8)
     _, u0 = s.flow_from_power(PUMP_P, p, 0.8, 0.01, 0.0, BAND, X_MAX, 0.0, np.inf)
-    shifted = s.curve_band(0.02, 0.05, X_BEP, X_BEP, X_BEP, 0.1)
+    shifted = s.curve_band(0.02, 0.05, X_BEP, X_BEP, X_BEP, 0.1, 0.0, 0.0)
     _, u1 = s.flow_from_power(PUMP_P, p, 0.8, 0.01, 0.0, shifted, X_MAX, 0.0, np.inf)
     assert u1 == pytest.approx(math.hypot(u0, 0.8 * 0.1 * X_BEP), rel=1e-9)
 
@@ -153,7 +161,7 @@ def test_head_route_on_a_cubic_drooping_head_refuses_the_ambiguous_part():
 def test_flow_from_ratio_inverts_head_over_power_and_its_uncertainty():
     r, x = 0.8, 0.045
     h, p = head_at(PUMP_H, x * r, r), power_at(PUMP_P, x * r, r)
-    band = s.curve_band(0.01, 0.0, 0.0, X_MAX, X_BEP, 0.0)
+    band = s.curve_band(0.01, 0.0, 0.0, X_MAX, X_BEP, 0.0, 0.0, 0.0)
     q, u = s.flow_from_ratio(PUMP_H, PUMP_P, h, p, r, 0.005, 0.01, 0.0, band, band, X_MAX, np.inf)
     assert q == pytest.approx(x * r, rel=1e-9)
     assert u == pytest.approx(naive.flow_from_ratio_uncertainty(PUMP_H, PUMP_P, h, p, r,
