@@ -20,8 +20,9 @@ libllvmlite.so's resident code back to the kernel (``unmap_compiler_code``).
 Every kernel is compiled for the CPU architecture's baseline (``CPU_NAME``), not for this
 CPU: the machine code in a cache is then the same on every gateway of one architecture, so
 a cache compiled where the offline bundle is built loads on the gateway (its key:
-``kernels._numba.cache_name``). It costs nothing measurable (bench/kernels.py on x86-64:
-every kernel within the run-to-run spread); on aarch64, NEON is in the baseline.
+``kernels._numba.cache_name``). On x86-64 the compile took as long and the fits ran 5-15 %
+slower than for an AVX-512 host, the optimizer's cycle as fast (README, "First start from the
+bundle"); on aarch64, NEON is in the baseline.
 
 The compile flags (``cache``, ``fastmath``, ``error_model``, ``nogil``) are the kernels'
 own, in ``kernels._numba``; only the location is decided here. They cannot share one
