@@ -184,13 +184,19 @@ build_release() {  # a venv for $VERSION in $RELEASES/$VERSION, kernels compiled
 
 seed_kernel_cache() {  # the bundle's compiled kernels, where the service looks for them
     [ -n "$BUNDLE_DIR" ] && [ -d "$BUNDLE_DIR/kernel-cache" ] || return 0
+    built_for=$(cat "$BUNDLE_DIR/KERNEL_CACHE")
+    this="CPython $(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")') $(uname -m)"
+    if [ "$built_for" != "$this" ]; then  # Numba would find nothing of its own in them
+        say "the bundle's compiled kernels are for $built_for, this is $this: compiling them here"
+        return 0
+    fi
     install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$CACHE_DIR/numba"
     for cached in "$BUNDLE_DIR"/kernel-cache/*; do
         # A directory there already (the same kernels, an earlier install) is the device's own.
         [ -e "$CACHE_DIR/numba/$(basename "$cached")" ] || cp -R "$cached" "$CACHE_DIR/numba/"
     done
     chown -R "$USER_NAME:$USER_NAME" "$CACHE_DIR/numba"
-    say "kernel cache seeded from the bundle (compiled for $(cat "$BUNDLE_DIR/KERNEL_CACHE"); another platform compiles)"
+    say "kernel cache seeded from the bundle (compiled for $built_for)"
 }
 
 kernel_cache_name() {  # the directory of a release's compiled kernels in $CACHE_DIR/numba
