@@ -93,6 +93,7 @@ if [ "$KERNEL_CACHE" = yes ]; then
     fi
     (cd "$WORK" && env -u CACHE_DIRECTORY -u NUMBA_CPU_NAME -u NUMBA_CPU_FEATURES \
         NUMBA_CACHE_DIR="$B/kernel-cache" "$WORK/cache-venv/bin/vfd-agent" warmup --jobs "$(nproc)" >/dev/null)
+    [ -d "$B/kernel-cache" ] || { echo "bundle.sh: the warm-up cached no kernel (see above)" >&2; exit 1; }
     find "$B/kernel-cache" -name '*.tmp.*' -delete
     echo "CPython $HOST_PY $HOST_ARCH" >"$B/KERNEL_CACHE"
 else
