@@ -339,8 +339,12 @@ def start_sims(tmp: Path, drives: int, env: dict[str, str]) -> tuple[Sims, list[
     return sims, buses
 
 
-def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str], tree: Path = REPO) -> Warmup:
+def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str], tree: Path = REPO,
+                seed: Path | None = None) -> Warmup:
+    """One ``vfd-agent warmup`` into an empty cache, or into a copy of ``seed`` (a shipped cache)."""
     cache = Path(tempfile.mkdtemp(dir=tmp, prefix="cold-cache-"))
+    if seed is not None:
+        shutil.copytree(seed, cache, dirs_exist_ok=True)
     env = dict(tree_env(env, tree), NUMBA_CACHE_DIR=str(cache))
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

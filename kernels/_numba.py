@@ -20,20 +20,32 @@ some. Each kernel loaded costs the process memory (LLVM keeps its code), so the 
 loads only those its config calls (``agent.numba_cache.kernels_for``).
 
 Where the cache lives is the agent's decision (``agent.numba_cache``, before ``kernels`` is
-imported): it needs I/O and logging, which kernels never do.
+imported): it needs I/O and logging, which kernels never do. How the cache is keyed is
+decided here (``_KernelsCacheLocator``): by what the code is made of, not where the files
+are or when they were touched, so a cache compiled where the offline bundle is built loads
+on the gateway (machine code for ``NUMBA_CPU_NAME=generic``, set by the agent).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from numba.core import config, types
+import numba
+import numpy
+from numba.core import caching, config, types
 from numba.core.registry import CPUDispatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 _unliteral: Callable[[Any], Any] = types.unliteral  # numba is untyped
 _config: Any = config
+_caching: Any = caching
 
 NUMBA_OPTIONS: dict[str, Any] = {
     "cache": True,
@@ -57,6 +69,68 @@ class _Dispatcher(CPUDispatcher):
     def get_call_template(self, args: Any, kws: Any) -> Any:
         return super().get_call_template(tuple(_unliteral(a) for a in args),
                                          {k: _unliteral(v) for k, v in kws.items()})
+
+
+KERNELS_DIR = Path(__file__).resolve().parent
+
+
+@functools.cache
+def cache_name() -> str:
+    """The name of the kernels' directory in the cache: what their machine code is made of.
+
+    A hash of every source file of ``kernels/`` (a kernel links the code of the kernels it
+    calls, which may be in another file: numba's own stamp is the caller's file alone) and
+    of the versions of the compiler and of what the code calls into (numba, llvmlite,
+    NumPy). Not the install path (numba's own subdirectory hashes it) nor mtimes (numba
+    0.60 stamps those; pip and copies change them). Numba still checks its own version
+    in each index, the Python version in each file name and the CPU (its magic tuple) in
+    each entry's key: anything else is a miss, and a miss compiles.
+    """
+    digest = hashlib.sha256()
+    llvmlite = importlib.import_module("llvmlite").__version__  # untyped
+    for version in (numba.__version__, llvmlite, numpy.__version__, sys.implementation.cache_tag):
+        digest.update(f"{version}\0".encode())
+    for source in sorted(KERNELS_DIR.glob("*.py")):
+        digest.update(f"{source.relative_to(KERNELS_DIR).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(source.read_bytes()).digest())
+    return f"kernels-{digest.hexdigest()[:24]}"
+
+
+class _KernelsCacheLocator(_caching._CacheLocator):  # type: ignore[misc]  # numba 0.60 .. 0.68
+    """Numba's cache locator for the kernels in NUMBA_CACHE_DIR: ``cache_name()`` is the key.
+
+    Registered first among numba's locators; it claims the functions of ``kernels/`` only
+    and only with a cache directory set (else numba's own locators, beside the source).
+    """
+
+    def __init__(self, py_func: Any, py_file: str) -> None:
+        self._py_file = py_file  # numba's warning about an uncachable function names it
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(_config.CACHE_DIR, cache_name())
+
+    def get_cache_path(self) -> str:
+        return self._cache_path
+
+    def get_source_stamp(self) -> str:
+        return cache_name()
+
+    def get_disambiguator(self) -> str:
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> _KernelsCacheLocator | None:
+        if not _config.CACHE_DIR or Path(py_file).resolve().parent != KERNELS_DIR:
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            return None  # the next locator, as numba's own do; with none, the agent's fallback
+        return self
+
+
+if _KernelsCacheLocator not in _caching.CacheImpl._locator_classes:
+    _caching.CacheImpl._locator_classes.insert(0, _KernelsCacheLocator)
 
 
 def jit(func: F) -> F:

@@ -2,11 +2,22 @@
 # Build the offline bundle: one tar file a plant carries into an air-gapped network.
 #
 #   systemd/bundle.sh [--out DIR] [--python "3.11 3.13"] [--arch "x86_64 aarch64"]
+#                     [--no-kernel-cache | --kernel-cache-from NUMBA_CACHE_DIR]
 #
 # It holds the project's wheel and every dependency as a wheel, pinned by constraints.txt,
 # for each CPython version and architecture asked (default: 3.11 = Debian 12 / Raspberry Pi OS
 # bookworm and 3.13 = Debian 13 / trixie, on x86_64 and aarch64), plus install.sh, the unit,
-# the example config, the README, the licence and SHA256SUMS over every file. Install with
+# the example config, the README, the licence and SHA256SUMS over every file.
+# It also carries the kernels compiled for the platform it is built on (kernel-cache/, named in
+# KERNEL_CACHE), when that is one of its own (python3's CPython and this architecture): install.sh
+# seeds the service's cache with them, so a gateway of that platform loads its kernels instead of
+# compiling them (README, "Memory"). A gateway of another platform compiles them, as before. For
+# an aarch64 cache, run this script on an aarch64 machine, or in an arm64 Debian rootfs under
+# qemu-user (bench/arm64.sh builds one; /work/shared/tools/arm64-emu.sh on the build machine):
+# there the host platform is aarch64 (the compile is several times slower under emulation).
+# --kernel-cache-from starts from the kernels an earlier warm-up cached there (a directory of
+# exactly these kernels, numba, llvmlite, NumPy and Python, by its name), compiling only what
+# it lacks. Install with
 #   sudo ./install.sh --bundle vfd-agent-VERSION-bundle.tar
 # Needs python3 with pip and a package index (run it where there is one); prints the path.
 set -eu
@@ -15,12 +26,17 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$SRC/dist
 PYTHONS="3.11 3.13"
 ARCHES="x86_64 aarch64"
+KERNEL_CACHE=yes
+CACHE_FROM=
 while [ $# -gt 0 ]; do
     case $1 in
         --out) OUT=$2; shift ;;
         --python) PYTHONS=$2; shift ;;
         --arch) ARCHES=$2; shift ;;
-        *) echo "bundle.sh: unknown option $1 (--out DIR, --python LIST, --arch LIST)" >&2; exit 2 ;;
+        --no-kernel-cache) KERNEL_CACHE="no (--no-kernel-cache)" ;;
+        --kernel-cache-from) CACHE_FROM=$2; shift ;;
+        *) echo "bundle.sh: unknown option $1 (--out DIR, --python LIST, --arch LIST, --no-kernel-cache," \
+               "--kernel-cache-from DIR)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -56,6 +72,33 @@ for py in $PYTHONS; do
         echo "CPython $py $arch" >>"$B/PLATFORMS"
     done
 done
+
+# Every kernel compiled once, here, with the bundle's own wheels in a throw-away venv: the
+# cache's key is what the code is made of (kernels._numba.cache_name), its machine code the
+# architecture's baseline (agent.numba_cache.CPU_NAME), so it is the one a gateway would build.
+HOST_PY=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+HOST_ARCH=$(uname -m)
+case " $PYTHONS " in *" $HOST_PY "*) ;; *) KERNEL_CACHE="no (CPython $HOST_PY not in the bundle)" ;; esac
+case " $ARCHES " in *" $HOST_ARCH "*) ;; *) KERNEL_CACHE="no ($HOST_ARCH not in the bundle)" ;; esac
+if [ "$KERNEL_CACHE" = yes ]; then
+    python3 -m venv "$WORK/cache-venv"
+    "$WORK/cache-venv/bin/pip" install --quiet --no-compile --no-index --find-links "$B/wheels" \
+        --constraint "$SRC/constraints.txt" "vfd-agent==$VERSION"
+    # From $WORK: python -m would find a source tree in the current directory before the venv's.
+    name=$(cd "$WORK" && NUMBA_DISABLE_JIT=1 "$WORK/cache-venv/bin/python" -c \
+        'from kernels._numba import cache_name; print(cache_name())')
+    if [ -n "$CACHE_FROM" ] && [ -d "$CACHE_FROM/$name" ]; then
+        mkdir -p "$B/kernel-cache"
+        cp -R "$CACHE_FROM/$name" "$B/kernel-cache/"
+    fi
+    (cd "$WORK" && env -u CACHE_DIRECTORY -u NUMBA_CPU_NAME -u NUMBA_CPU_FEATURES \
+        NUMBA_CACHE_DIR="$B/kernel-cache" "$WORK/cache-venv/bin/vfd-agent" warmup --jobs "$(nproc)" >/dev/null)
+    [ -d "$B/kernel-cache" ] || { echo "bundle.sh: the warm-up cached no kernel (see above)" >&2; exit 1; }
+    find "$B/kernel-cache" -name '*.tmp.*' -delete
+    echo "CPython $HOST_PY $HOST_ARCH" >"$B/KERNEL_CACHE"
+else
+    echo "bundle.sh: no compiled kernels in the bundle: $KERNEL_CACHE" >&2
+fi
 
 cp "$SRC/systemd/install.sh" "$B/install.sh"
 chmod 0755 "$B/install.sh"

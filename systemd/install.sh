@@ -170,8 +170,10 @@ build_release() {  # a venv for $VERSION in $RELEASES/$VERSION, kernels compiled
             { rm -rf "$rel"; die "pip could not install $SRC (see above); nothing changed"; }
         install -m 0644 "$SRC/README.md" "$rel/README.md"
     fi
-    # Compile the kernels now, as the service user, into the service's cache directory.
+    # Compile the kernels now, as the service user, into the service's cache directory (or load
+    # those the bundle carries: compiled where it was built, for this platform).
     install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$CACHE_DIR"
+    seed_kernel_cache
     runuser -u "$USER_NAME" -- env NUMBA_CACHE_DIR="$CACHE_DIR/numba" "$rel/venv/bin/vfd-agent" warmup || \
         { rm -rf "$rel"; die "vfd-agent $VERSION failed to compile its kernels; nothing changed"; }
     if [ -e "$CONF" ]; then
@@ -180,12 +182,44 @@ build_release() {  # a venv for $VERSION in $RELEASES/$VERSION, kernels compiled
     fi
 }
 
-drop_release() {  # a release and its compiled kernels (Numba names a cache kernels_SHA1(dir))
-    for kernels in "$RELEASES/$1"/venv/lib/python3*/site-packages/kernels; do
-        [ -d "$kernels" ] || continue
-        rm -rf "$CACHE_DIR/numba/kernels_$(printf %s "$kernels" | sha1sum | cut -c1-40)"
+seed_kernel_cache() {  # the bundle's compiled kernels, where the service looks for them
+    [ -n "$BUNDLE_DIR" ] && [ -d "$BUNDLE_DIR/kernel-cache" ] || return 0
+    built_for=$(cat "$BUNDLE_DIR/KERNEL_CACHE")
+    this="CPython $(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")') $(uname -m)"
+    if [ "$built_for" != "$this" ]; then  # Numba would find nothing of its own in them
+        say "the bundle's compiled kernels are for $built_for, this is $this: compiling them here"
+        return 0
+    fi
+    install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$CACHE_DIR/numba"
+    for cached in "$BUNDLE_DIR"/kernel-cache/*; do
+        # A directory there already (the same kernels, an earlier install) is the device's own.
+        [ -e "$CACHE_DIR/numba/$(basename "$cached")" ] || cp -R "$cached" "$CACHE_DIR/numba/"
     done
+    chown -R "$USER_NAME:$USER_NAME" "$CACHE_DIR/numba"
+    say "kernel cache seeded from the bundle (compiled for $built_for)"
+}
+
+kernel_cache_name() {  # the directory of a release's compiled kernels in $CACHE_DIR/numba
+    python=$RELEASES/$1/venv/bin/python
+    # Named by the kernels' code (kernels._numba.cache_name); without JIT the import compiles nothing.
+    NUMBA_DISABLE_JIT=1 "$python" -c 'from kernels._numba import cache_name; print(cache_name())' \
+        2>/dev/null && return 0
+    for kernels in "$RELEASES/$1"/venv/lib/python3*/site-packages/kernels; do  # releases before it:
+        if [ -d "$kernels" ]; then echo "kernels_$(printf %s "$kernels" | sha1sum | cut -c1-40)"; fi  # SHA1(path)
+    done
+}
+
+drop_release() {  # a release; its compiled kernels go with prune_kernel_caches
     rm -rf "${RELEASES:?}/$1"
+}
+
+prune_kernel_caches() {  # the compiled kernels of no kept release (two releases may share them)
+    keep=" "
+    for v in $(current_version) $(previous_version); do keep="$keep$(kernel_cache_name "$v") "; done
+    for cached in "$CACHE_DIR"/numba/kernels[-_]*; do
+        [ -d "$cached" ] || continue
+        case $keep in *" $(basename "$cached") "*) ;; *) rm -rf "$cached" ;; esac
+    done
 }
 
 prune_releases() {  # keep current and previous; their compiled kernels too
@@ -197,6 +231,7 @@ prune_releases() {  # keep current and previous; their compiled kernels too
         drop_release "$v"
         say "removed old release $v"
     done
+    prune_kernel_caches
     rm -rf "$PREFIX/venv"  # the layout before versioned releases
 }
 
@@ -279,6 +314,7 @@ switch_to() {  # switch_to NEW OLD: stop, copy the ledger, point current, start,
     systemctl start --no-block vfd-agent.service
     wait_ready || die "rolled back to $old, but it is not READY either; see journalctl -u vfd-agent"
     drop_release "$new"
+    prune_kernel_caches
     die "upgrade to $new failed; rolled back to $old, which is READY (see journalctl -u vfd-agent)"
 }
 

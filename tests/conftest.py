@@ -9,5 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from agent.numba_cache import choose_cpu
+
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+choose_cpu()  # the agent's machine code (generic), so its processes load what this one compiled

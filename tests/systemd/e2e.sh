@@ -27,8 +27,13 @@ build() {  # build NAME VERSION [broken]: a bundle of a copy of the tree at VERS
     if [ "${3:-}" = broken ]; then  # `run` exits at start; check-config and warmup still pass
         echo 'raise SystemExit("vfd-agent e2e: this build is deliberately broken")' >>"$tree/agent/service.py"
     fi
-    sh "$tree/systemd/bundle.sh" --out "$W/bundles" --python "$PY" --arch "$(uname -m)" >/dev/null
+    # Its kernel cache starts from the last build's (the same kernels), the first from the suite's.
+    bundle=$(sh "$tree/systemd/bundle.sh" --out "$W/bundles" --python "$PY" --arch "$(uname -m)" \
+        ${KERNELS:+--kernel-cache-from "$KERNELS"} | tail -n 1)
+    KERNELS=$W/kernels-$1; rm -rf "$KERNELS"; mkdir -p "$KERNELS"
+    tar -xf "$bundle" -C "$KERNELS" --strip-components=2 --wildcards '*/kernel-cache/*'
 }
+KERNELS=${NUMBA_CACHE_DIR:-}
 NEW=$VERSION+e2e.1; BROKEN=$VERSION+e2e.2
 build old "$VERSION"; build new "$NEW"; build broken "$BROKEN" broken
 log "rootfs copied, three bundles built ($VERSION, $NEW, $BROKEN)"

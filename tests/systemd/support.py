@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -32,9 +33,13 @@ def python_version(root: Path) -> str:
 
 
 def build_bundle(source: Path, out: Path, python: str) -> Path:
-    """``systemd/bundle.sh`` of ``source`` for one CPython and this machine's architecture."""
+    """``systemd/bundle.sh`` of ``source`` for one CPython and this machine's architecture.
+
+    Its kernel cache starts from the suite's (tests/conftest.py): the kernels the tests before
+    compiled with these versions are loaded, not compiled again.
+    """
     command = ["sh", str(source / "systemd" / "bundle.sh"), "--out", str(out), "--python", python,
-               "--arch", platform.machine()]
+               "--arch", platform.machine(), "--kernel-cache-from", os.environ["NUMBA_CACHE_DIR"]]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return Path(result.stdout.strip().splitlines()[-1])

@@ -49,6 +49,10 @@ def test_bundle_installs_with_no_network_and_refuses_a_damaged_one(tmp_path):
                    "LICENSE", "README.md"):
         assert f"{top}/{member}" in names
     assert any(n.startswith(f"{top}/wheels/numba-") for n in names)
+    with tarfile.open(bundle) as tar:  # the kernels, compiled here with the bundle's wheels
+        shipped = {m.name.split("/", 2)[2]: tar.extractfile(m).read() for m in tar.getmembers()
+                   if m.name.startswith(f"{top}/kernel-cache/") and m.isfile()}
+    assert any(n.endswith(".nbi") for n in shipped) and any(n.endswith(".nbc") for n in shipped)
 
     flipped = tampered(bundle, tmp_path, "flipped", lambda t: next((t / "wheels").glob("pyyaml-*.whl"))
                        .write_bytes(b"not the wheel the manifest names"))
@@ -68,6 +72,11 @@ def test_bundle_installs_with_no_network_and_refuses_a_damaged_one(tmp_path):
     result = in_container(root, "sh", INSTALL, "--bundle", f"/bundle/{bundle.name}", binds=binds)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bundle verified" in result.stdout and "no systemd running here" in result.stdout
+    # The install's warm-up loaded the bundle's kernels and compiled none: not a byte of the cache changed.
+    assert "kernel cache seeded from the bundle" in result.stdout
+    numba_cache = root / "var/cache/vfd-agent/numba"
+    assert {p.relative_to(numba_cache).as_posix(): p.read_bytes() for p in numba_cache.rglob("*")
+            if p.is_file()} == shipped
     version = bundle.name.split("-")[2]
     assert (root / "opt/vfd-agent/current").readlink().as_posix() == f"releases/{version}"
 
