@@ -8,7 +8,9 @@ the checkout, as a bundle, a package index or ``pip install .`` would.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import zipfile
 from importlib import metadata
@@ -51,7 +53,10 @@ def test_the_installed_wheel_runs_every_command_outside_the_checkout(project_whe
     pip_install(bin_dir, str(project_wheel))
     here = tmp_path / "elsewhere"
     here.mkdir()
+    # The suite's kernels (tests/conftest.py), keyed by what they are made of: where the wheel's
+    # kernels and versions are the same, its warm-up loads them instead of compiling all again.
     cache = str(tmp_path / "numba")
+    shutil.copytree(os.environ["NUMBA_CACHE_DIR"], cache)
     site = Path(run(bin_dir, here, "python", "-c", "import agent, sysconfig; "
                     "print(sysconfig.get_paths()['purelib']); print(agent.__file__)").split()[0])
     assert not site.is_relative_to(REPO) and (site / "agent" / "cli.py").is_file()
