@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import struct
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config.profile import Quantity, RegisterTable
+from agent.modbus import finetimer
 from agent.modbus.rtu import LineTiming, crc16, crc_ok
 from hil.faults import ActiveFault, Fault, FaultSpec
 from hil.model import DriveSnapshot, PlantModel
@@ -62,7 +64,9 @@ _RESULT_CODES = {DriveAnswer.ILLEGAL_ADDRESS: ILLEGAL_ADDRESS, DriveAnswer.ILLEG
 MAX_RTU_FRAME = 256  # bytes: unit id, PDU of at most 253, CRC
 BROADCAST = 0
 WRITE_FUNCTIONS = (6, 16)
-FINE_WAIT_S = 1e-3  # the last stretch of an emulated wire time, slept to the 0.1 ms
+FINE_WAIT_S = 1e-3  # the last stretch of an emulated wire time, slept blocking
+SPIN_S = 2.5e-4  # and the last of that spun (a blocking sleep wakes ~0.1 ms late)
+PHYSICS_ROOM_S = 2e-3  # a physics step (~1 ms) fits before a reply's last stretch (update_between_frames)
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:
@@ -130,6 +134,7 @@ class SimulatedPlant:
         self._serial_server_line: _RtuLine | None = None
         self.serial_server_address = ("", 0)  # HOST, PORT of the RTU over TCP server
         self._physics: asyncio.Task[None] | None = None
+        self._line_stepped_at = -math.inf  # a line's last physics step (update_between_frames), monotonic
         self._connections: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.stats = ServeStats(Counter())
@@ -484,8 +489,23 @@ class SimulatedPlant:
 
     async def _run_physics(self) -> None:
         while True:
-            self.update()
+            if time.monotonic() - self._line_stepped_at >= self.spec.step:
+                self.update()
             await asyncio.sleep(self.spec.step)
+
+    def update_between_frames(self) -> None:
+        """Advance the physics while an RTU line waits out a reply's emulated wire time.
+
+        A step takes ~1 ms of the simulator's one thread: run from its own task it fell, now
+        and then, on the moment a reply was due and made it late (12 % of replies at 115200
+        baud by 0.5..4 ms), which the agent waited for as if it were line time. A drive's
+        reply does not wait for the plant's physics, so while a line polls, it steps the
+        physics here, at half the step or more since it last did, and the task steps it only
+        when no line has for a whole step.
+        """
+        if time.monotonic() - self._line_stepped_at >= self.spec.step / 2:
+            self.update()
+            self._line_stepped_at = time.monotonic()
 
     async def stop(self) -> None:
         """Stop serving and the physics task; a restart resumes the kept state, caught up to the clock."""
@@ -573,6 +593,8 @@ class _RtuLine:
                 self.plant.stats.line_busy_s += (self.timing.frame_time(len(frame) + len(response))
                                                  + 2 * self.timing.gap)
                 free_at = due + self.timing.gap if response else request_end
+            if due - loop.time() > FINE_WAIT_S + PHYSICS_ROOM_S:
+                self.plant.update_between_frames()
             await _sleep_until(loop, due)
             if response:
                 reply_to(self.plant.mangle(response, reply.mangle))
@@ -584,17 +606,20 @@ class _RtuLine:
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, due: float) -> None:
-    """Wait until loop time ``due``, to within ~0.1 ms.
+    """Wait until loop time ``due``, to within a few microseconds, as a UART's last character ends on time.
 
     asyncio's timers round up to whole milliseconds (epoll), a third of a frame at 115200
     baud, so the last millisecond is slept blocking (the line carries one transaction at a
-    time anyway).
+    time anyway); a blocking sleep wakes 0.05..0.1 ms late (median: its timer slack and the
+    wake-up), which the agent then waited for on every read as if it were line time, so its
+    last ``SPIN_S`` is spun (the CPU it costs: README, "Use the line").
     """
-    if due - loop.time() > FINE_WAIT_S:
-        await asyncio.sleep(due - loop.time() - FINE_WAIT_S)
-    remaining = due - loop.time()
+    await finetimer.sleep(due - loop.time() - FINE_WAIT_S)
+    remaining = due - loop.time() - SPIN_S
     if remaining > 0:
         time.sleep(min(remaining, FINE_WAIT_S))
+    while loop.time() < due:
+        pass
 
 
 class _FrameReceiver:
