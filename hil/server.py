@@ -66,7 +66,6 @@ BROADCAST = 0
 WRITE_FUNCTIONS = (6, 16)
 FINE_WAIT_S = 1e-3  # the last stretch of an emulated wire time, slept blocking
 SPIN_S = 2.5e-4  # and the last of that spun (a blocking sleep wakes ~0.1 ms late)
-PHYSICS_ROOM_S = 2e-3  # a physics step (~1 ms) fits before a reply's last stretch (update_between_frames)
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:
@@ -134,7 +133,7 @@ class SimulatedPlant:
         self._serial_server_line: _RtuLine | None = None
         self.serial_server_address = ("", 0)  # HOST, PORT of the RTU over TCP server
         self._physics: asyncio.Task[None] | None = None
-        self._line_stepped_at = -math.inf  # a line's last physics step (update_between_frames), monotonic
+        self._asked_at = -math.inf  # monotonic time of the last request, which stepped the physics
         self._connections: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.stats = ServeStats(Counter())
@@ -298,6 +297,7 @@ class SimulatedPlant:
     def _execute(self, endpoint: _DriveEndpoint, pdu: bytes) -> bytes:
         """Carry out a request on a drive's registers; the response PDU."""
         self.update()
+        self._asked_at = time.monotonic()
         snapshot = self.snapshot(endpoint.spec.name)
         regs = endpoint.registers
         function = pdu[0]
@@ -488,24 +488,17 @@ class SimulatedPlant:
             self._physics = asyncio.create_task(self._run_physics(), name="hil physics")
 
     async def _run_physics(self) -> None:
+        """Step the physics while no request does (each request steps it to its own moment).
+
+        A step of the task advances a whole step's physics, ~1 ms of the simulator's one thread:
+        it once fell, now and then, on the moment an RTU reply was due and made it late (12 % of
+        replies at 115200 baud, by 0.5..4 ms), which the agent waited for as if it were line time;
+        a drive's reply does not wait for the plant's physics.
+        """
         while True:
-            if time.monotonic() - self._line_stepped_at >= self.spec.step:
+            if time.monotonic() - self._asked_at >= 2 * self.spec.step:
                 self.update()
             await asyncio.sleep(self.spec.step)
-
-    def update_between_frames(self) -> None:
-        """Advance the physics while an RTU line waits out a reply's emulated wire time.
-
-        A step takes ~1 ms of the simulator's one thread: run from its own task it fell, now
-        and then, on the moment a reply was due and made it late (12 % of replies at 115200
-        baud by 0.5..4 ms), which the agent waited for as if it were line time. A drive's
-        reply does not wait for the plant's physics, so while a line polls, it steps the
-        physics here, at half the step or more since it last did, and the task steps it only
-        when no line has for a whole step.
-        """
-        if time.monotonic() - self._line_stepped_at >= self.spec.step / 2:
-            self.update()
-            self._line_stepped_at = time.monotonic()
 
     async def stop(self) -> None:
         """Stop serving and the physics task; a restart resumes the kept state, caught up to the clock."""
@@ -593,8 +586,6 @@ class _RtuLine:
                 self.plant.stats.line_busy_s += (self.timing.frame_time(len(frame) + len(response))
                                                  + 2 * self.timing.gap)
                 free_at = due + self.timing.gap if response else request_end
-            if due - loop.time() > FINE_WAIT_S + PHYSICS_ROOM_S:
-                self.plant.update_between_frames()
             await _sleep_until(loop, due)
             if response:
                 reply_to(self.plant.mangle(response, reply.mangle))
@@ -608,11 +599,11 @@ class _RtuLine:
 async def _sleep_until(loop: asyncio.AbstractEventLoop, due: float) -> None:
     """Wait until loop time ``due``, to within a few microseconds, as a UART's last character ends on time.
 
-    asyncio's timers round up to whole milliseconds (epoll), a third of a frame at 115200
-    baud, so the last millisecond is slept blocking (the line carries one transaction at a
-    time anyway); a blocking sleep wakes 0.05..0.1 ms late (median: its timer slack and the
-    wake-up), which the agent then waited for on every read as if it were line time, so its
-    last ``SPIN_S`` is spun (the CPU it costs: README, "Use the line").
+    Up to its last millisecond on a timerfd (``finetimer``; asyncio's timers round up to whole
+    milliseconds, a third of a frame at 115200 baud), that millisecond blocking, so nothing else
+    on the loop can start in it (the line carries one transaction at a time anyway), and the last
+    ``SPIN_S`` of it spun: a blocking sleep wakes 0.05..0.1 ms late (median: its timer slack and
+    the wake-up), which the agent waited for on every read as if it were line time.
     """
     await finetimer.sleep(due - loop.time() - FINE_WAIT_S)
     remaining = due - loop.time() - SPIN_S
