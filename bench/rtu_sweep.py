@@ -12,8 +12,9 @@ each step asks for an interval of C / load, for loads from 50 % to 120 %, and pr
 cycles/s asked and achieved, the share of the asked rate achieved, the share of the line's
 capacity achieved (= the line's utilization, turnaround included: achieved × C), the wire
 utilization (frames and silences only, as ``vfd_bus_utilization_ratio``), the deadline
-misses, and the load average of the machine during the step (a loaded machine delays the
-two processes' wake-ups, which costs line time).
+misses, the simulator's CPU time per second of the step (``sim_cpu``: its physics, its frames
+and the spin that ends each reply's wire time), and the load average of the machine during the
+step (a loaded machine delays the two processes' wake-ups, which costs line time).
 
 With ``--rates`` status word and fault code are polled slow (every 10 intervals) and the
 sweep also prints the fast class's cycles/s and the slow reads per second per drive.
@@ -119,7 +120,13 @@ def cycle_cost(baud: int, rates: bool) -> tuple[float, float]:
     return total, fast_total
 
 
-async def step(config_path: Path, seconds: float) -> dict[str, float]:
+def cpu_s(pid: int) -> float:
+    """CPU time a process has used so far, user and system [s] (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def step(config_path: Path, seconds: float, sim_pid: int) -> dict[str, float]:
     """Poll the line for ``seconds`` after a warm-up; cycles, line time and misses over that time."""
     config = load_config(config_path)
     (bus,) = config.buses
@@ -138,7 +145,9 @@ async def step(config_path: Path, seconds: float) -> dict[str, float]:
     poller.on_cycle = lambda p, _duration: ends.append((time.monotonic(), client.stats.busy_s))
     missed0, polls0 = poller.stats.missed_deadlines, {d.name: d.polls for d in drives}
     slow0 = sum(d.slow_polls for d in drives) if hasattr(drives[0], "slow_polls") else 0
+    cpu0 = cpu_s(sim_pid)
     await asyncio.sleep(seconds)
+    cpu1 = cpu_s(sim_pid)
     done = list(ends)  # a cycle under way when the step ends must not count without its span
     missed1, span = poller.stats.missed_deadlines, done[-1][0] - done[0][0]
     slow1 = sum(d.slow_polls for d in drives) if hasattr(drives[0], "slow_polls") else 0
@@ -149,7 +158,7 @@ async def step(config_path: Path, seconds: float) -> dict[str, float]:
     # Rates between the first and the last cycle's end: whole cycles, no quantization at the edges.
     return {"cycles_s": (len(done) - 1) / span, "utilization": (done[-1][1] - done[0][1]) / span,
             "missed": missed1 - missed0, "errors": errors, "polls_s": polls / seconds,
-            "slow_s": (slow1 - slow0) / seconds / DRIVES}
+            "slow_s": (slow1 - slow0) / seconds / DRIVES, "sim_cpu": (cpu1 - cpu0) / seconds}
 
 
 def sweep(baud: int, seconds: float, rates: bool, loads: tuple[float, ...]) -> None:
@@ -168,14 +177,15 @@ def sweep(baud: int, seconds: float, rates: bool, loads: tuple[float, ...]) -> N
                   f"{total * 1e3:.1f} ms (capacity {1 / total:.2f} cycles/s)"
                   + alone)
             print("offered  interval_s  asked/s  achieved/s  of_asked  of_capacity  wire  missed  errors"
-                  "  load_avg" + ("  slow_reads/s/drive" if rates else ""))
+                  "  sim_cpu  load_avg" + ("  slow_reads/s/drive" if rates else ""))
             for load in loads:
                 interval = base / load
-                r = asyncio.run(step(site(Path(tmp), b, baud, interval, rates), seconds))
+                r = asyncio.run(step(site(Path(tmp), b, baud, interval, rates), seconds, child.pid))
                 asked = 1 / interval
                 print(f"{load:6.0%}  {interval:10.4f}  {asked:7.2f}  {r['cycles_s']:10.2f}  "
                       f"{r['cycles_s'] / asked:8.1%}  {r['cycles_s'] * base:11.1%}  {r['utilization']:4.2f}  "
-                      f"{r['missed']:6.0f}  {r['errors']:6.0f}  {os.getloadavg()[0]:8.2f}"
+                      f"{r['missed']:6.0f}  {r['errors']:6.0f}  {r['sim_cpu']:7.1%}  "
+                      f"{os.getloadavg()[0]:8.2f}"
                       + (f"  {r['slow_s']:.3f}" if rates else ""), flush=True)
         finally:
             child.terminate()

@@ -166,11 +166,23 @@ def test_the_simulator_answers_when_the_reply_would_end_on_a_real_line(tmp_path)
     """Request frame, t3.5, the drive's turnaround, response frame: no second t3.5, nothing else.
 
     At 4800 baud t3.5 is 8 ms, so the extra silence the simulator once charged shows plainly.
+    While the line is polled, the physics steps only with each request's answer (its own task
+    once stepped it at any moment too, and a reply due meanwhile was late by the ~1 ms it took).
     """
     turnaround = 0.005
 
     async def scenario(a, b):
         sim = SimulatedPlant(plant(turnaround), seed=3)
+        events = []  # the plant's physics steps, answers and replies, in order
+
+        def recorded(call, what):
+            def wrapped(*args, **kwargs):
+                events.append(what)
+                return call(*args, **kwargs)
+            return wrapped
+
+        for name, what in (("update", "step"), ("answer", "answer"), ("mangle", "reply")):
+            setattr(sim, name, recorded(getattr(sim, name), what))
         await sim.start_rtu(a, baudrate=4800, parity="N", stopbits=2)
         config = site(tmp_path, b, 1.0, rates=False, baud=4800)
         (bus,) = config.buses
@@ -187,13 +199,27 @@ def test_the_simulator_answers_when_the_reply_would_end_on_a_real_line(tmp_path)
             client.close()
             await sim.stop()
         chars = READ_REQUEST_BYTES + READ_RESPONSE_OVERHEAD_BYTES + 2 * block.count
-        return statistics.median(exchanges), timing.frame_time(chars) + timing.t35 + turnaround, timing.t35
+        exact = timing.frame_time(chars) + timing.t35 + turnaround
+        return statistics.median(exchanges), exact, timing.t35, events
 
     with pty_pair(tmp_path) as (a, b):
-        measured, exact, t35 = asyncio.run(scenario(a, b))
+        measured, exact, t35, events = asyncio.run(scenario(a, b))
     assert t35 > 0.008
     # Never early; late only by the two processes' wake-ups, well under one t3.5.
     assert exact - 0.0005 < measured < exact + 0.5 * t35, (measured, exact)
+    polled = events[events.index("answer"):len(events) - events[::-1].index("reply")]
+    steps = outside = 0
+    waiting = False  # between an answer and its reply
+    for what in polled:
+        if what == "step":
+            steps += 1
+            outside += not waiting
+        else:
+            waiting = what == "answer"
+    # 15 reads of ~60 ms and the old task's step every 50 ms: 13 of 44 fell between a reply and
+    # the next answer. The task still steps after 0.1 s without a request: a read stalled that
+    # long on a loaded machine may let one through.
+    assert steps >= 8 and outside <= 1, (steps, outside, polled)
 
 
 def test_at_120_percent_the_fast_class_keeps_its_rate_and_the_slow_class_is_stretched(tmp_path):
