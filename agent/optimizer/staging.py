@@ -60,11 +60,12 @@ class Stager:
         staging = self.config.staging
         low, high = staging.bep_window
         electric = machines[0].electric
+        header = static + k * flow * flow
         speeds, total = stage_pumps_tables(
             np.array([m.head for m in machines]), np.array([m.power for m in machines]),
             np.array([m.config.rated_power for m in machines]), static, k, flow,
             np.array([m.min_ratio for m in machines]),
-            np.array([m.max_ratio if i in allowed else 0.0 for i, m in enumerate(machines)]),
+            np.array([m.top_ratio(header) if i in allowed else 0.0 for i, m in enumerate(machines)]),
             np.full(len(machines), low), np.full(len(machines), high), electric.motor, electric.drive,
         )
         return np.asarray(speeds, dtype=np.float64), float(total)
@@ -97,7 +98,7 @@ class Stager:
 
         def capable(members: set[int], demand: float) -> bool:
             head = static + k * demand * demand
-            return sum(self.machines[i].flow_at(head, self.machines[i].max_ratio) for i in members) >= demand
+            return sum(self.machines[i].top_flow(head) for i in members) >= demand
 
         waited = now - stage.last_change >= staging.min_interval
         if stage.pending_stop and running:
@@ -187,7 +188,7 @@ class Stager:
     def _common_speeds(self, members: set[int], head: float, flow: float) -> StagingPlan | None:
         """Exactly ``members`` at one common speed delivering ``flow`` at ``head``; None if they cannot."""
         machines = [self.machines[i] for i in sorted(members)]
-        top = min(m.max_ratio for m in machines)
+        top = min(m.top_ratio(head) for m in machines)
         if sum(m.flow_at(head, top) for m in machines) < flow:
             return None
         ratio = common_ratio(machines, head, flow, top)

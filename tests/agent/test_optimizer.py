@@ -525,7 +525,7 @@ def test_a_pump_never_seen_running_is_priced_as_its_siblings_run_never_dearer(tm
 
 
 def test_the_demand_estimate_follows_a_steep_rise_from_flat_without_running_high_on_noise():
-    """Issue 13: on generated-1000 the demand rose 27 -> 46 m³/h in 2.4 s of a 30 s day, accelerating from flat.
+    """Issue 13: generated-1000's demand rose 27 -> 46 m³/h in 2.4 s of a 30 s day, accelerating from flat.
 
     The trend's 4 s line read its slope half a window ago, the level's 1 s line read low: the plan ran
     1-3 % short for 1.3 s. A rise read from the latest half window, once it stands out of the noise,
@@ -552,3 +552,34 @@ def test_the_demand_estimate_follows_a_steep_rise_from_flat_without_running_high
     rising = np.array(ahead[5:])
     assert np.median(rising) >= 0.975 and np.percentile(rising, 10) >= 0.945, rising
     assert np.median(flat) <= 1.01 and max(flat) <= 1.05, flat
+
+
+def test_no_pump_is_planned_beyond_its_motors_rated_torque(tmp_path):
+    """Issue 13: generated-1004 ran one small pump at 140 % of its flow; the drive's current limit held
+    it 3 % short for 0.4 s until the cascade of stage decisions started a second one.
+
+    At a low head a pump at full speed runs out far past what its motor carries: the top speed at a
+    head is where the shaft reaches rated torque, and a set that needs more is staged up at once.
+    """
+    group = group_of(tmp_path, {"p1": 0.9})
+    machine = group.machines[0]
+    for head in (12.0, 20.0):
+        top = machine.top_ratio(head)
+        assert top < machine.max_ratio
+        assert machine.shaft(machine.top_flow(head), top) == pytest.approx(machine.config.rated_power * top,
+                                                                           rel=1e-3)
+        assert machine.top_flow(head) < 0.85 * machine.flow_at(head, machine.max_ratio)
+    assert machine.top_ratio(32.0) == machine.max_ratio  # at the rated point the motor has its margin
+    group.stage.started = {"p1": 0.0}
+    group.stage.last_change = 0.0  # a change just happened: only a set that cannot deliver changes now
+    flow = 0.058  # 209 m³/h: p1 alone gives 225 at full speed on the curve, 175 within its rated torque
+    static, k = group.system.static, group.system.k
+    head = static + k * flow * flow
+    plan = group.stager.plan(1.0, static, k, flow)
+    running = [n for n, s in plan.speeds.items() if s.running]
+    assert "p1" in running and len(running) == 2
+    for drive, machine in zip(group.drives, group.machines, strict=True):
+        ratio = plan.of(drive.name).ratio
+        if plan.of(drive.name).running:
+            torque = machine.shaft(machine.flow_at(head, ratio), ratio) / ratio
+            assert torque <= 1.001 * machine.config.rated_power
