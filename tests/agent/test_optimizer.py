@@ -583,3 +583,26 @@ def test_no_pump_is_planned_beyond_its_motors_rated_torque(tmp_path):
         if plan.of(drive.name).running:
             torque = machine.shaft(machine.flow_at(head, ratio), ratio) / ratio
             assert torque <= 1.001 * machine.config.rated_power
+
+
+@pytest.mark.parametrize("flow", [0.004, 0.03])
+def test_a_low_head_outside_every_best_efficiency_window_runs_no_pump_at_full_speed(tmp_path, flow):
+    """Issue 13: on generated-1002 (2 % static head) the agent ran both pumps at full speed for 0.8 s of a
+    30 s day at a fifth of the design flow: at the system's low head even the lowest speed runs a pump
+    out past its best-efficiency window, no set was feasible, and the fallback was everything at full
+    speed. The sets are priced without the window first (0.03 m³/s); below what a pump gives at its
+    lowest speed (0.004 m³/s), one runs there and the valves take the rest."""
+    group = group_of(tmp_path, {"p1": 0.35})
+    group.stage.started = {"p1": 0.0}
+    group.stage.last_change = -1000.0
+    static, k = 0.3, group.system.k  # a header head of 0.3-2.3 m: no set is inside the window
+    assert not group.stager._options({0}, static, k, flow)
+    plan = group.stager.plan(1000.0, static, k, flow)
+    running = {n: s.ratio for n, s in plan.speeds.items() if s.running}
+    assert running and max(running.values()) <= 0.6, running
+    if flow < 0.01:
+        assert running == {"p1": group.machines[0].min_ratio}
+    head = static + k * flow * flow
+    delivered = sum(m.flow_at(head, plan.of(d.name).ratio)
+                    for d, m in zip(group.drives, group.machines, strict=True) if plan.of(d.name).running)
+    assert delivered >= flow * 0.999
