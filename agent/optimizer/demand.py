@@ -8,13 +8,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
+RISE_SHARE = 0.5  # a rise is read over this share of the level's window (the latest samples)
+RISE_MIN_SAMPLES = 6  # fewer samples than this say nothing about a rise
+RISE_Z = 2.0  # a slope beyond this many of its standard errors is a rise, not noise
+
 
 class DemandTracker:
     """Recent samples of a group's demand: its level now and its trend.
 
     The level is a least-squares line through the last ``window`` seconds, read at the
     newest sample (no lag on a ramp); the trend is the slope of a line through the last
-    ``trend_window`` seconds, long enough that measurement noise does not swing it.
+    ``trend_window`` seconds, long enough that measurement noise does not swing it. A steep
+    rise is read from the latest half of the window (``rise``) once it stands out of the noise:
+    the long trend and the window's line lag a rise that starts or steepens.
     """
 
     def __init__(self, window: float, trend_window: float | None = None) -> None:
@@ -41,13 +47,42 @@ class DemandTracker:
         recent = [s for s in self.samples if now - s[0] <= self.trend_window]
         return self._line(recent, now)[1] if len(recent) >= 8 else 0.0
 
+    def rise(self, now: float, trend: float = 0.0) -> tuple[float, float]:
+        """(level, slope) of a line through the latest ``RISE_SHARE`` of the window, if it rises beyond noise.
+
+        (NaN, 0) otherwise. The trend's line reads the slope half its window ago and the
+        window's line reads an accelerating level low (by a·W²/6 for a demand rising as a·t²):
+        on generated-1000 (27 -> 46 m³/h in 2.4 s of a 30 s day) the plan ran 1-3 % short for
+        1.3 s. A short line is noisy, so it is believed only where its slope exceeds the
+        ``trend`` by ``RISE_Z`` of its own standard error (a flat demand with 2 % noise passes
+        about one read in 40): where the trend already follows the rise, the larger of two
+        noisy estimates would only be a bias upward (ahu-fan's gentle rises cost 0.01-0.015 of
+        the oracle's savings that way).
+        """
+        recent = [s for s in self.samples if now - s[0] <= RISE_SHARE * self.window]
+        if len(recent) < RISE_MIN_SAMPLES:
+            return math.nan, 0.0
+        t = np.array([s[0] for s in recent]) - now
+        v = np.array([s[1] for s in recent])
+        slope, level = np.polyfit(t, v, 1)
+        residual = v - (level + slope * t)
+        spread = float(np.sum((t - t.mean()) ** 2))
+        error = math.sqrt(float(np.sum(residual ** 2)) / (len(t) - 2) / spread) if spread > 0.0 else math.inf
+        if not slope - max(trend, 0.0) > RISE_Z * error:
+            return math.nan, 0.0
+        return float(level), float(slope)
+
     def estimate(self, now: float, lookahead: float) -> float:
-        """The larger of the level now and where the trend takes it ``lookahead`` seconds on; NaN if none."""
+        """The larger of the level now and where the trend or a rise takes it ``lookahead`` on (NaN: none)."""
         recent = [(t, v) for t, v in self.samples if now - t <= self.window]
         if not recent:
             return math.nan
         if len(recent) < 4:
             return max(v for _, v in recent)
         level, _ = self._line(recent, now)
-        return float(max(level + max(self.slope(now), 0.0) * lookahead, 0.0))
-
+        trend = self.slope(now)
+        ahead = level + max(trend, 0.0) * lookahead
+        rising, slope = self.rise(now, trend)
+        if math.isfinite(rising):
+            ahead = max(ahead, max(level, rising) + slope * lookahead)
+        return float(max(ahead, 0.0))

@@ -56,6 +56,10 @@ BEP_SHIFT_RANGE = (0.6, 1.5)  # a fitted best-efficiency flow this far from the 
 # healthy pumps at part load read up to ~18 % above it (generated-2 and -3 in hil.scenario).
 MAX_EFFICIENCY_GAIN = 0.20
 MAX_EFFICIENCY = 0.99
+# The motor's rated torque: beyond it the drive's current limit takes speed off (continuous duty,
+# IEC service factor 1.0), so a plan that needs more delivers less than it planned.
+RATED_TORQUE = 1.0
+_TOP_BISECTIONS = 30
 
 
 class ElectricalModel:
@@ -302,6 +306,32 @@ class MachineModel:
     def flow_at(self, header: float, ratio: float) -> float:
         """Flow [m³/s] at a header head and speed ratio on the curves in use; 0 below the shut-off head."""
         return float(flow_at_head(self.head, header, ratio))
+
+    def top_ratio(self, header: float) -> float:
+        """The highest speed ratio (up to ``max_ratio``) holding ``header`` within the motor's rated torque.
+
+        At a fixed head both the flow and the torque rise with the speed, so the limit is a
+        speed: a run-out pump loads its motor past rated, and the drive's current limit would
+        hold it below what it was planned to deliver (generated-1004: one small pump planned
+        for 140 % of its flow, 3 % short for 0.4 s until a second one started).
+        """
+        def within(ratio: float) -> bool:
+            flow = self.flow_at(header, ratio)
+            return self.shaft(flow, ratio) <= RATED_TORQUE * self.config.rated_power * ratio
+
+        if within(self.max_ratio):
+            return self.max_ratio
+        low, high = self.min_ratio, self.max_ratio
+        if not within(low):
+            return low
+        for _ in range(_TOP_BISECTIONS):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if within(middle) else (low, middle)
+        return low
+
+    def top_flow(self, header: float) -> float:
+        """The most the machine delivers at ``header`` within its speed limit and rated torque [m³/s]."""
+        return self.flow_at(header, self.top_ratio(header))
 
     def shaft(self, flow: float, ratio: float) -> float:
         """Shaft power [W] on the curves in use."""

@@ -28,6 +28,9 @@ from kernels import stage_pumps_tables
 log = logging.getLogger(__name__)
 
 EXPLORE_TOLERANCE = 0.10  # a stage-up may start a never-observed pump that costs this much more
+# Where no set runs within the best-efficiency window (at a low head even the lowest speed runs a
+# pump out past it), the sets are priced without it before anything runs at full speed.
+ANY_FLOW = (0.0, 100.0)
 
 Option = tuple[float, set[int], FloatArray]  # modelled power [W], the pumps that run, their speeds
 
@@ -54,17 +57,22 @@ class Stager:
         self.trend = trend
         self.state = state
 
-    def _priced(self, allowed: set[int], static: float, k: float, flow: float) -> tuple[FloatArray, float]:
-        """The kernel's optimal staging within ``allowed``: speeds (0: stopped) and total power [W]."""
+    def _priced(self, allowed: set[int], static: float, k: float, flow: float,
+                window: tuple[float, float] | None = None) -> tuple[FloatArray, float]:
+        """The kernel's optimal staging within ``allowed``: speeds (0: stopped) and total power [W].
+
+        ``window``: the collapsed flows allowed, as shares of each pump's best-efficiency flow
+        (default the group's ``bep_window``).
+        """
         machines = self.machines
-        staging = self.config.staging
-        low, high = staging.bep_window
+        low, high = window or self.config.staging.bep_window
         electric = machines[0].electric
+        header = static + k * flow * flow
         speeds, total = stage_pumps_tables(
             np.array([m.head for m in machines]), np.array([m.power for m in machines]),
             np.array([m.config.rated_power for m in machines]), static, k, flow,
             np.array([m.min_ratio for m in machines]),
-            np.array([m.max_ratio if i in allowed else 0.0 for i, m in enumerate(machines)]),
+            np.array([m.top_ratio(header) if i in allowed else 0.0 for i, m in enumerate(machines)]),
             np.full(len(machines), low), np.full(len(machines), high), electric.motor, electric.drive,
         )
         return np.asarray(speeds, dtype=np.float64), float(total)
@@ -97,7 +105,7 @@ class Stager:
 
         def capable(members: set[int], demand: float) -> bool:
             head = static + k * demand * demand
-            return sum(self.machines[i].flow_at(head, self.machines[i].max_ratio) for i in members) >= demand
+            return sum(self.machines[i].top_flow(head) for i in members) >= demand
 
         waited = now - stage.last_change >= staging.min_interval
         if stage.pending_stop and running:
@@ -105,10 +113,9 @@ class Stager:
             if hold is not None:
                 return hold
 
-        options = self._options(running, static, k, flow)
-        if not options:  # nothing delivers the demand: everything at full speed
-            return StagingPlan({n: DriveSpeed(m.max_ratio, True)
-                                for n, m in zip(names, self.machines, strict=True)})
+        options = self._options(running, static, k, flow) or self._options(running, static, k, flow, ANY_FLOW)
+        if not options:
+            return self._outside(running, static + k * flow * flow, flow)
         # One stop per decision, and none before the minimum run time.
         permitted = [o for o in options
                      if len(running - o[1]) <= 1 and all(may_stop(i) for i in running - o[1])]
@@ -130,12 +137,13 @@ class Stager:
         return StagingPlan({name: DriveSpeed(float(speeds[i]), True) if i in best[1] else STOPPED
                             for i, name in enumerate(names)})
 
-    def _options(self, running: set[int], static: float, k: float, flow: float) -> list[Option]:
+    def _options(self, running: set[int], static: float, k: float, flow: float,
+                 window: tuple[float, float] | None = None) -> list[Option]:
         """The running set, and it plus any one stopped pump, each staged optimally within itself."""
         options: list[Option] = []
         for extra in [None, *(j for j in range(len(self.drives)) if j not in running)]:
             allowed = running | ({extra} if extra is not None else set())
-            speeds, total = self._priced(allowed, static, k, flow)
+            speeds, total = self._priced(allowed, static, k, flow, window)
             if math.isfinite(total):
                 options.append((total, {i for i, s in enumerate(speeds) if s > 0.0}, speeds))
         return options
@@ -179,6 +187,21 @@ class Stager:
                 return [option, *(o for o in options if o is not option)]
         return options
 
+    def _outside(self, running: set[int], head: float, flow: float) -> StagingPlan:
+        """No set delivers the demand at any speed within its limits: below or beyond what the pumps give.
+
+        Below (a low head at a low demand: one pump at its lowest speed gives more than the
+        demand, and the valves take the rest), the running pumps, or the first, at their lowest
+        speed; beyond, every pump at full speed.
+        """
+        names = [d.name for d in self.drives]
+        members = running or {0}
+        if sum(self.machines[i].flow_at(head, self.machines[i].min_ratio) for i in members) >= flow:
+            return StagingPlan({n: DriveSpeed(m.min_ratio, True) if i in members else STOPPED
+                                for i, (n, m) in enumerate(zip(names, self.machines, strict=True))})
+        return StagingPlan({n: DriveSpeed(m.max_ratio, True)
+                            for n, m in zip(names, self.machines, strict=True)})
+
     def _plan_power(self, speeds: FloatArray, head: float) -> float:
         """Modelled electrical power [W] of the machines at ``speeds`` on a header at ``head``."""
         return sum(m.electrical(m.flow_at(head, float(r)), float(r))
@@ -187,7 +210,7 @@ class Stager:
     def _common_speeds(self, members: set[int], head: float, flow: float) -> StagingPlan | None:
         """Exactly ``members`` at one common speed delivering ``flow`` at ``head``; None if they cannot."""
         machines = [self.machines[i] for i in sorted(members)]
-        top = min(m.max_ratio for m in machines)
+        top = min(m.top_ratio(head) for m in machines)
         if sum(m.flow_at(head, top) for m in machines) < flow:
             return None
         ratio = common_ratio(machines, head, flow, top)

@@ -8,9 +8,10 @@ are short for 0.4-0.55 s after settling on a 60 s day; it is a case of the accep
 
 The acceptance of issue 13 (a configured curve 30 % off: unmet demand after settling at most
 0.5 % of the day, at least 90 % of the oracle's savings, claims within 10 %) passes on
-chw-3pump since the agent learns the curve (through the critical point the scenario names);
-generated-2 still fails on its unmet demand and is marked ``xfail(strict=True)``, so it turns into a
-failure the day the agent passes it, and the marker must then go.
+chw-3pump since the agent learns the curve (through the critical point the scenario names). On
+generated-2 with the right curve its loads are no longer short (its pumps are not run at full speed
+outside every best-efficiency window nor planned past their motors' rated torque), but its claim
+sits on the 10 % limit: ``xfail(strict=False)``.
 """
 
 from __future__ import annotations
@@ -80,10 +81,13 @@ ACCEPTANCE_DAY = 60.0
 ACCEPTANCE = [
     ("chw-3pump", "static=-0.3"),  # before the agent learned the curve: loads short after settling
     ("chw-3pump", "resistance=+0.3"),  # before: about two thirds of the oracle's savings
+    # The right curve. Its unmet demand (0.40-0.55 s after settling, 0.3 allowed) is gone since no set
+    # outside the best-efficiency window falls back to every pump at full speed and no pump is planned
+    # past its motor's rated torque: 0 s and 0.92 of the oracle's savings in two runs (load 0.8-1.6);
+    # its claim, +8.8 % and +10.3 %, sits on the 10 % limit: not strict, it passes about half the time.
     pytest.param("generated-2", "", marks=pytest.mark.xfail(
-        strict=True, reason="issue 13: the right curve, but 0.40-0.55 s unmet after settling (0.3 allowed); "
-                            "the claim, +44 % while a never-run pump was priced on its datasheet, is now "
-                            "+5 to +9 % (one run at load 2: +48 %, with stale refusals)")),
+        strict=False, reason="issue 13: the claim +8.8 to +10.3 % on the 10 % limit (a pump the agent never "
+                             "ran is priced at its siblings' gain); unmet demand 0 s, 0.92 of the oracle")),
 ]
 
 
