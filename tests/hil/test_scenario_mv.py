@@ -17,7 +17,7 @@ def test_the_design_cuts_a_block_into_four_intervals():
 
 
 def test_a_short_seeded_run_measures_the_saving_and_its_interval_holds_the_truth(capsys):
-    assert main(["ahu-fan", "--mv", "--duration", "12", "--seed", "2"]) == 0
+    assert main(["ahu-fan", "--mv", "--duration", "24", "--seed", "2"]) == 0
     mv = json.loads(capsys.readouterr().out)["mv"]
     baseline = mv["baseline"]
     assert baseline["n"] >= 60
