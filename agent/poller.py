@@ -28,8 +28,9 @@ then after the drives that answer, in the time left before the next tick: the
 most overdue retry of a cycle always goes, the others only where a whole timeout
 still fits, so a few silent drives on a gateway never push a healthy drive's
 samples later (before, five of them retried in one cycle stretched it to three
-intervals and the healthy drives' data went stale). A connection that drops mid-cycle is reopened at once,
-so the drives after the one that dropped it are still polled in that cycle; on a
+intervals and the healthy drives' data went stale). A connection that drops
+mid-cycle is reopened at once, so the drives after the one that dropped it are
+still polled in that cycle; on a
 socket (Modbus TCP, RTU over TCP) that includes the connection the client drops
 itself after a timeout.
 

@@ -171,8 +171,6 @@ def _warm_chunk(names: list[str], budget: int,
     return timings, cache_fallback()
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m agent.warmup '[config path or null, jobs, cache dir or null]'``, as the CLI execs it."""
     config_path, jobs, used = json.loads((sys.argv[1:] if argv is None else argv)[0])

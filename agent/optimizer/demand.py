@@ -36,11 +36,16 @@ class DemandTracker:
             self.samples.popleft()
 
     @staticmethod
-    def _line(samples: Sequence[tuple[float, float]], now: float) -> tuple[float, float]:
+    def _line(samples: Sequence[tuple[float, float]], now: float) -> tuple[float, float, float]:
+        """(level at ``now``, slope, its standard error: inf from two samples) of a least-squares line."""
         t = np.array([s[0] for s in samples]) - now
         v = np.array([s[1] for s in samples])
         slope, intercept = np.polyfit(t, v, 1)
-        return float(intercept), float(slope)
+        spread = float(np.sum((t - t.mean()) ** 2))
+        if len(t) <= 2 or spread <= 0.0:
+            return float(intercept), float(slope), math.inf
+        residual = v - (intercept + slope * t)
+        return float(intercept), float(slope), math.sqrt(float(np.sum(residual ** 2)) / (len(t) - 2) / spread)
 
     def slope(self, now: float) -> float:
         """Trend [unit/s] over the trend window (0 with too few samples)."""
@@ -62,15 +67,10 @@ class DemandTracker:
         recent = [s for s in self.samples if now - s[0] <= RISE_SHARE * self.window]
         if len(recent) < RISE_MIN_SAMPLES:
             return math.nan, 0.0
-        t = np.array([s[0] for s in recent]) - now
-        v = np.array([s[1] for s in recent])
-        slope, level = np.polyfit(t, v, 1)
-        residual = v - (level + slope * t)
-        spread = float(np.sum((t - t.mean()) ** 2))
-        error = math.sqrt(float(np.sum(residual ** 2)) / (len(t) - 2) / spread) if spread > 0.0 else math.inf
+        level, slope, error = self._line(recent, now)
         if not slope - max(trend, 0.0) > RISE_Z * error:
             return math.nan, 0.0
-        return float(level), float(slope)
+        return level, slope
 
     def estimate(self, now: float, lookahead: float) -> float:
         """The larger of the level now and where the trend or a rise takes it ``lookahead`` on (NaN: none)."""
@@ -79,7 +79,7 @@ class DemandTracker:
             return math.nan
         if len(recent) < 4:
             return max(v for _, v in recent)
-        level, _ = self._line(recent, now)
+        level, _, _ = self._line(recent, now)
         trend = self.slope(now)
         ahead = level + max(trend, 0.0) * lookahead
         rising, slope = self.rise(now, trend)
