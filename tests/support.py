@@ -40,11 +40,19 @@ class DeviceLoop:
         """Run ``coro`` on the devices' loop and wait for it from the caller's."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
-    async def close(self) -> None:
-        """Stop the loop (after the devices were stopped through ``run``) and join its thread."""
+    def call(self, coro: Coroutine[object, object, T], timeout: float = 30.0) -> T:
+        """``run`` for a caller outside any event loop (a fixture): blocks until ``coro`` is done."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def shutdown(self) -> None:
+        """Stop the loop (after the devices were stopped through ``run``/``call``) and join its thread."""
         self.loop.call_soon_threadsafe(self.loop.stop)
-        await asyncio.to_thread(self._thread.join)
+        self._thread.join(30)
         self.loop.close()
+
+    async def close(self) -> None:
+        """``shutdown`` from inside an event loop, which goes on meanwhile."""
+        await asyncio.to_thread(self.shutdown)
 
 
 def site_config(tmp_path, buses, drives, metrics_port=0, storage=None, flush_interval_s=10.0,

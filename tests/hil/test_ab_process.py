@@ -8,10 +8,8 @@ estimate until ten new blocks had passed, and then one of the new blocks only.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sqlite3
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +18,7 @@ from agent.energy.ledger import EventKind, read_events, read_intervals
 from hil import SimulatedPlant
 from hil.plantfile import PlantSpec, load_plant
 from hil.scenario import PLANTS, SCENARIOS, Timing, scaled_plant, site_config
-from tests.support import free_port, scrape, spawn, stop, value, wait_until
+from tests.support import DeviceLoop, free_port, scrape, spawn, stop, value, wait_until
 
 DAY_S = 30.0
 BLOCK_S = 1.0
@@ -36,23 +34,11 @@ def plant() -> Iterator[tuple[SimulatedPlant, PlantSpec, Timing]]:
     timing = Timing.for_duration(DAY_S)
     spec = scaled_plant(load_plant(PLANTS / SCENARIOS["ahu-fan"].plant), timing)
     sim = SimulatedPlant(spec)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(sim.start("127.0.0.1", 0))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(30)
+    devices = DeviceLoop()
+    devices.call(sim.start("127.0.0.1", 0))
     yield sim, spec, timing
-    asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(30)
-    loop.close()
+    devices.call(sim.stop())
+    devices.shutdown()
 
 
 def strategy_seconds(url: str) -> float | None:
