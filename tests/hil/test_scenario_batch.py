@@ -1,9 +1,10 @@
 """Generated plants through the closed loop, and the acceptance with a misconfigured system curve.
 
 The small batch runs three generated plants (seeds 0, 1 and 3, 30 s days) as real ``python -m
-hil.scenario --plant`` processes side by side, with the system curve configured right, and
-asserts what the agent achieves today. Seed 2 is not in it: with the right curve its loads
-are short for 0.4-0.55 s after settling on a 60 s day; it is a case of the acceptance below.
+hil.scenario --plant`` processes side by side (and beside the M&V day: ``conftest.py``), with
+the system curve configured right, and asserts what the agent achieves today. Seed 2 is not in
+it: with the right curve its loads were short for 0.4-0.55 s after settling on a 60 s day; it
+is a case of the acceptance below.
 ``bench/scenario_batch.py`` runs the large batch.
 
 The acceptance of issue 13 (a configured curve 30 % off: unmet demand after settling at most
@@ -24,10 +25,8 @@ import pytest
 from hil.generator import MAX_SYSTEM_ERROR, distribution, generate
 from hil.plantfile import load_plant
 from hil.scenario import CurveOffset, Scenario, run_scenario, scenario_for_plant
-from tests.support import ScenarioRuns
+from tests.hil.conftest import BATCH_SEEDS
 
-SEEDS = (0, 1, 3)
-DAY = 30.0
 CLAIM_TOLERANCE = 0.10
 # One 30 s day's claim is noisy: the fits rest on a few hundred samples, and the operator's cascade
 # runs the pumps near shut-off, where the agent has no data and prices them on its datasheet prior.
@@ -49,14 +48,8 @@ def test_the_generator_is_reproducible_and_spans_the_stated_ranges(tmp_path):
     assert 0.0 <= min(statics) < 0.15 and 0.55 < max(statics) <= 0.70
 
 
-def test_a_small_batch_of_generated_plants_with_the_right_curve(tmp_path):
-    runs = ScenarioRuns(tmp_path, {f"seed-{seed}": ["--plant", str(generate(seed).write(tmp_path)),
-                                                    "--duration", str(DAY)] for seed in SEEDS},
-                        timeout=DAY * 6 + 240)
-    try:
-        results = [runs.result(f"seed-{seed}") for seed in SEEDS]
-    finally:
-        runs.close()
+def test_a_small_batch_of_generated_plants_with_the_right_curve(side_by_side_days):
+    results = [side_by_side_days.result(f"seed-{seed}") for seed in BATCH_SEEDS]
     summary = distribution(results)
     print("\n" + json.dumps(summary))
     for result in results:

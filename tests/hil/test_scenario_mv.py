@@ -9,6 +9,7 @@ import pytest
 
 from hil.mvscenario import MvTiming
 from hil.scenario import main
+from tests.hil.conftest import MV_RUN
 
 
 def test_the_design_cuts_a_block_into_four_intervals():
@@ -16,9 +17,10 @@ def test_the_design_cuts_a_block_into_four_intervals():
     assert design.block_s == 2.0 and design.block_s / design.interval_s == 4.0
 
 
-def test_a_short_seeded_run_measures_the_saving_and_its_interval_holds_the_truth(capsys):
-    assert main(["ahu-fan", "--mv", "--duration", "24", "--seed", "2"]) == 0
-    mv = json.loads(capsys.readouterr().out)["mv"]
+def test_a_short_seeded_run_measures_the_saving_and_its_interval_holds_the_truth(side_by_side_days):
+    """``python -m hil.scenario ahu-fan --mv``: a 24 s baseline day, then 24 s of A/B blocks."""
+    mv = side_by_side_days.result(MV_RUN)["mv"]
+    print("\n" + json.dumps(mv))
     baseline = mv["baseline"]
     assert baseline["n"] >= 60
     assert math.isfinite(baseline["cv_rmse_pct"]) and math.isfinite(baseline["nmbe_pct"])
