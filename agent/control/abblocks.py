@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config.model import AbBlocksConfig
-from agent.mv.abtest import BlockPlan, Strategy, decide
+from agent.mv.abtest import BlockPlan, Strategy, block_index, decide
 from agent.optimizer.system import Service
 
 if TYPE_CHECKING:
@@ -69,8 +69,9 @@ class AbBlocks:
         """True if the operator's strategy runs now; decides a block at its first call."""
         if not math.isfinite(wall) or wall < 0.0:
             return False  # no trusted wall clock, no schedule: the agent keeps control
-        decision = decide(self.plan, wall, service_short=short)
-        if decision.index not in self.decided:
+        index = block_index(self.plan, wall)
+        if index not in self.decided:  # the plan's draw (an RNG per call) once per block, not per cycle
+            decision = decide(self.plan, wall, service_short=short)
             self.decided = {i: s for i, s in self.decided.items() if i >= decision.index - 1}
             self.decided[decision.index] = decision.strategy
             if decision.overridden:
@@ -81,7 +82,7 @@ class AbBlocks:
                 self.operator_blocks += 1
                 log.info("group %s: A/B block %d: handing back to the operator's strategy for %g s",
                          self.group, decision.index, self.plan.block_s)
-        return self.decided[decision.index] is Strategy.OPERATOR
+        return self.decided[index] is Strategy.OPERATOR
 
     def sample(self, wall: float, holding: bool) -> None:
         """After a poll of the group: the strategy in force, if the block's decision is what runs.
