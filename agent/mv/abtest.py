@@ -27,6 +27,7 @@ both).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -94,9 +95,20 @@ def block_index(plan: BlockPlan, t_s: float) -> int:
 def planned_strategy(plan: BlockPlan, index: int) -> Strategy:
     """The strategy the randomization gives block ``index`` (pure: same seed, same answer)."""
     round_index, position = divmod(index, plan.round_blocks)
-    order = np.random.default_rng([plan.seed, round_index]).permutation(plan.round_blocks)
-    operator_positions = order[: plan.operator_blocks_per_round]
-    return Strategy.OPERATOR if position in operator_positions else Strategy.AGENT
+    operator = _operator_positions(plan.seed, round_index, plan.round_blocks, plan.operator_blocks_per_round)
+    return Strategy.OPERATOR if position in operator else Strategy.AGENT
+
+
+@functools.lru_cache(maxsize=64)
+def _operator_positions(seed: int, round_index: int, round_blocks: int,
+                        operator_blocks: int) -> frozenset[int]:
+    """The operator's positions in one round: a seeded permutation's first ``operator_blocks``.
+
+    Kept, since a schedule or a record asks for the blocks of one round again and again and a
+    generator and permutation cost about 20 us.
+    """
+    order = np.random.default_rng([seed, round_index]).permutation(round_blocks)
+    return frozenset(int(i) for i in order[:operator_blocks])
 
 
 @dataclass(frozen=True)
