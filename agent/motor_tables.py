@@ -225,21 +225,19 @@ def losses(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_p
 
 
 def shaft_from_electrical(electrical: NDArray[np.float64], speed_ratio: NDArray[np.float64],
-                          rated_power: float, full_load: float,
-                          loss_scale: float = 1.0) -> NDArray[np.float64]:
+                          rated_power: float, full_load: float) -> NDArray[np.float64]:
     """Shaft power [W] behind a measured electrical power [W] at a speed ratio; NaN where none is.
 
-    Solves P_el = P + loss_scale × losses(P, r) by fixed point (the losses grow slower than
-    the power, so it contracts, to a milliwatt in a few steps); NaN where the electrical power
-    does not cover the no-load losses. ``loss_scale``: what a calibration learned of this
-    motor's and drive's losses against the tables' (1: the tables').
+    Solves P_el = P + losses(P, r) by fixed point (the losses grow slower than the power,
+    so it contracts, to a milliwatt in a few steps); NaN where the electrical power does not
+    cover the no-load losses.
     """
     electrical = np.asarray(electrical, dtype=np.float64)
     speed_ratio = np.asarray(speed_ratio, dtype=np.float64)
     m = no_load_current_share(rated_power / 1e3)
     shaft = 0.85 * electrical
     for _ in range(30):
-        new = np.maximum(electrical - loss_scale * losses(shaft, speed_ratio, rated_power, full_load, m), 0.0)
+        new = np.maximum(electrical - losses(shaft, speed_ratio, rated_power, full_load, m), 0.0)
         done = bool(np.all(np.abs(new - shaft) <= 1e-3))
         shaft = new
         if done:

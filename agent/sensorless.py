@@ -6,8 +6,7 @@ also from its head on the head curve (the two combined). The curves are, best fi
 
 - ``dp``: the pump's own DP is read every poll (``dp_across_pump``);
 - ``clamp_on``: a portable meter's one-off reading: the power it shows beyond the curve split
-  among a leak (the wear head and power cannot see), the power reading's gain, the losses'
-  error and part-load loss;
+  among a leak (the wear head and power cannot see), the power's scale and part-load loss;
 - ``shutoff``: a closed-valve test (a known zero flow): the power it shows above the curve is
   wear, leakage and part-load loss, both fitted and the split between them stated;
 - ``catalogue``: the published curve's points, fitted with cubics;
@@ -168,9 +167,6 @@ class FlowEstimator:
         self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else table_efficiency(
             rated_power / 1e3, poles, sensorless.motor_class)
         self.head_factor = math.nan  # the pressure reading's SI value to the pump's head [m]; NaN: none
-        # What a clamp-on reading learned of the power reading's gain and of the losses against the
-        # tables' (``_clamp_on``): applied to every reading, so each extrapolates by its own law.
-        self.meter_gain, self.loss_scale = 0.0, 1.0
         slip = rated_slip(rated_speed_rpm, frequency)
         self.slip = 0.0 if sensorless.speed_is_shaft or not 0.0 < slip <= MAX_RATED_SLIP else slip
         q_ref = load.rated_flow
@@ -330,34 +326,26 @@ class FlowEstimator:
         x_c = spot.flow / r
         p_c, h_c = float(polyval(x_c, self.power)), float(polyval(x_c, self.head))
         meter = self.settings.power_accuracy / math.sqrt(3.0)
+        rel_p = float(shaft_power_uncertainty(shaft / spot.power, meter, b.losses))
         rest = max(1.0 - x_c / q, 0.0) ** 2
-        # Priors (standard deviations): leak [m³/s], a datasheet curve's scale, the power reading's
-        # gain, the losses' error against the tables (both relative), part-load power [W], the
+        # Priors (standard deviations): leak [m³/s], power scale (meter, losses), part-load power [W], the
         # impeller's head-loss coefficient [m s²/m⁶], the meter's relative flow error, and each
         # curve's own error at the reading (relative; local: it moves nothing elsewhere).
-        scale = 0.0 if self.settings.catalogue_power is not None else self.u_power
-        prior = np.array([self.shift * q, scale, meter, b.losses,
+        scale = rel_p if self.settings.catalogue_power is not None else math.hypot(self.u_power, rel_p)
+        prior = np.array([self.shift * q, scale,
                           0.0 if tested else b.wear_power * float(polyval(q, self.power)),
                           b.wear_head * float(polyval(q, self.head)) / (q * q), CLAMP_ON_ACCURACY,
                           self._curve_error(x_c), self._curve_error(x_c, head=True)])
         dp = float(polyval(x_c, np.polynomial.polynomial.polyder(self.power)))
-        # The reading's gain moves the shaft power by its share of the electrical power, the losses'
-        # error by the losses at the reading: each in collapsed units, as the residual.
-        electrical = spot.power / (1.0 + self.meter_gain)
-        losses = electrical - shaft
-        rows = [[dp, p_c, electrical / r**3, losses / r**3, rest, 0.0, dp * x_c, p_c, 0.0]]
+        rows = [[dp, p_c, rest, 0.0, dp * x_c, p_c, 0.0]]
         residual, noise = [shaft / r**3 - p_c], [0.0]
         if math.isfinite(spot.head) and spot.head > 0.0:
             dh = float(polyval(x_c, np.polynomial.polynomial.polyder(self.head)))
-            rows.append([dh, 0.0, 0.0, 0.0, 0.0, -x_c * x_c, dh * x_c, 0.0, h_c])
+            rows.append([dh, 0.0, 0.0, -x_c * x_c, dh * x_c, 0.0, h_c])
             residual.append(spot.head / (r * r) - h_c)
             noise.append((b.head * spot.head / (r * r)) ** 2)
         mean, cov = _split(prior, np.array(rows), np.array(residual), np.array(noise))
-        leak, scale, gain, loss_error, part_load, head_loss = (float(v) for v in mean[:6])
-        # A scale on the curve holds at every speed; the reading's gain and the losses' error are
-        # applied to each reading (a loss error learned at 90 % speed weighs 4 × more at 40 %).
-        self.meter_gain = (1.0 + self.meter_gain) * (1.0 + gain) - 1.0
-        self.loss_scale *= 1.0 + loss_error
+        leak, scale, part_load, head_loss = (float(v) for v in mean[:4])
         self.power = _with_part_load(shift_curve(self.power, leak) * (1.0 + scale), part_load, q, self.x_max)
         self.head = shift_curve(self.head, leak)
         self.head[2] -= head_loss
@@ -386,9 +374,8 @@ class FlowEstimator:
         r = speed_reading
         shaft = math.nan
         for _ in range(2):
-            shaft = float(shaft_from_electrical(np.array([electrical / (1.0 + self.meter_gain)]),
-                                                np.array([r]), self.rated_power, self.full_load,
-                                                self.loss_scale)[0])
+            shaft = float(shaft_from_electrical(np.array([electrical]), np.array([r]), self.rated_power,
+                                                self.full_load)[0])
             if not math.isfinite(shaft):
                 return math.nan, math.nan
             r = float(shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))
