@@ -183,7 +183,7 @@ def part_load_table(full_load: float,
 # no-load currents (about 45 % at 1 kW, 35 % at 10 kW, 25 % at 100 kW, interpolated in log10 P).
 # Iron and friction keep CONSTANT_LOSS_SHARE between them, split as the Modelica library's
 # measured 18.5 kW 4-pole motor (core 410 W, friction 180 W of 1944 W: 21 % and 9 %); lumped
-# at speed^1.5 the friction read a pump's shaft power 2-3 % low at 40-55 % speed.
+# at speed^1.5 the friction read a pump's shaft power 1.3-3 % low at 40-55 % speed.
 # The drive: 2.5 % of its rated input at rated current (IEC 61800-9-2 reference losses of an
 # IE2 drive, 10-100 kW), a third fixed, a third ∝ I, a third ∝ I². ABB's ACS350 (4-5.5 kW) lists
 # 12-33 W of control-circuit heat beside 94-130 W of main circuit at rated current (8-26 %
