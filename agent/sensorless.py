@@ -5,8 +5,8 @@ curve (``kernels.sensorless``), and with a differential-pressure point across th
 also from its head on the head curve (the two combined). The curves are, best first:
 
 - ``dp``: the pump's own DP is read every poll (``dp_across_pump``);
-- ``clamp_on``: a portable meter's one-off reading moved the curves along the flow axis
-  through it (internal leakage, the wear head and power cannot see);
+- ``clamp_on``: a portable meter's one-off reading: the power it shows beyond the curve split
+  among a leak (the wear head and power cannot see), the power's scale and part-load loss;
 - ``shutoff``: a closed-valve test (a known zero flow): the power it shows above the curve is
   wear, leakage and part-load loss, both fitted and the split between them stated;
 - ``catalogue``: the published curve's points, fitted with cubics;

