@@ -61,26 +61,32 @@ def test_the_installed_wheel_runs_every_command_outside_the_checkout(project_whe
                     "print(sysconfig.get_paths()['purelib']); print(agent.__file__)").split()[0])
     assert not site.is_relative_to(REPO) and (site / "agent" / "cli.py").is_file()
 
-    version = metadata.version("vfd-agent")  # the checkout's, from the same pyproject
-    assert run(bin_dir, here, "vfd-agent", "--version").strip() == f"vfd-agent {version}"
-    run(bin_dir, here, "vfd-agent", "check-config", str(site / "configs" / "example.yaml"))
-    run(bin_dir, here, "vfd-agent", "warmup", "--cache-dir", cache)
-    demo = run(bin_dir, here, "vfd-agent", "demo", "--duration", "5", "--listen", "127.0.0.1:0",
-               "--state-dir", str(tmp_path / "demo"), NUMBA_CACHE_DIR=cache)
-    assert "3 simulated drives" in demo and (tmp_path / "demo" / "ledger.sqlite").is_file()
-    assert "--plant" in run(bin_dir, here, "vfd-sim", "--help")
-
-    # The scenarios read plants and plant profiles from the wheel; three processes at once.
+    # The scenarios read plants and plant profiles from the wheel: three processes at once, started
+    # first, since they run in real time while the commands below run one after the other.
     scenarios = {name: subprocess.Popen([str(bin_dir / "python"), "-m", "hil.scenario", name, "--duration",
                                          str(SHORTEST_SCENARIO_S)], cwd=here,
                                         env=user_env(NUMBA_CACHE_DIR=cache), text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for name in sorted(SCENARIOS)}
-    for name, process in scenarios.items():
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0 and "Traceback" not in err, f"{name}: {err}"
-        result = json.loads(out)
-        assert result["scenario"] == name and result["energy_agent_j"] > 0, result
+    try:
+        version = metadata.version("vfd-agent")  # the checkout's, from the same pyproject
+        assert run(bin_dir, here, "vfd-agent", "--version").strip() == f"vfd-agent {version}"
+        run(bin_dir, here, "vfd-agent", "check-config", str(site / "configs" / "example.yaml"))
+        run(bin_dir, here, "vfd-agent", "warmup", "--cache-dir", cache)
+        demo = run(bin_dir, here, "vfd-agent", "demo", "--duration", "5", "--listen", "127.0.0.1:0",
+                   "--state-dir", str(tmp_path / "demo"), NUMBA_CACHE_DIR=cache)
+        assert "3 simulated drives" in demo and (tmp_path / "demo" / "ledger.sqlite").is_file()
+        assert "--plant" in run(bin_dir, here, "vfd-sim", "--help")
+        for name, process in scenarios.items():
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0 and "Traceback" not in err, f"{name}: {err}"
+            result = json.loads(out)
+            assert result["scenario"] == name and result["energy_agent_j"] > 0, result
+    finally:
+        for process in scenarios.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def test_the_wheel_is_pure_python_for_every_platform(project_wheel):
