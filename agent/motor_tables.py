@@ -204,10 +204,11 @@ def no_load_current_share(rated_power_kw: float) -> float:
 
 
 def losses(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_power: float,
-           full_load: float, no_load_share: float | None = None) -> NDArray[np.float64]:
+           full_load: float, no_load_share: float | None = None, drive: bool = True) -> NDArray[np.float64]:
     """Motor and drive losses [W] at a shaft power [W] and speed ratio (see the comment above).
 
-    ``no_load_share``: the motor's no-load current share if already known (a caller's loop).
+    ``no_load_share``: the motor's no-load current share if already known (a caller's loop);
+    ``drive``: with the drive's own losses (a power read on the mains side), else the motor's alone.
     """
     m = no_load_current_share(rated_power / 1e3) if no_load_share is None else no_load_share
     speed = np.maximum(speed_ratio, MIN_LOSS_SPEED)
@@ -217,27 +218,30 @@ def losses(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_p
     iron = CONSTANT_LOSS_SHARE - FRICTION_LOSS_SHARE
     motor = rated_loss * (iron * speed**1.5 + FRICTION_LOSS_SHARE * speed**3
                           + (1.0 - CONSTANT_LOSS_SHARE) * current2)
+    if not drive:
+        return motor
     fixed, linear, square = DRIVE_LOSS_SHARES
     current = np.sqrt(current2)
-    drive = DRIVE_RATED_LOSS * rated_power / full_load * (fixed + linear * current + square * current2)
-    result: NDArray[np.float64] = motor + drive
+    inverter = DRIVE_RATED_LOSS * rated_power / full_load * (fixed + linear * current + square * current2)
+    result: NDArray[np.float64] = motor + inverter
     return result
 
 
 def shaft_from_electrical(electrical: NDArray[np.float64], speed_ratio: NDArray[np.float64],
-                          rated_power: float, full_load: float) -> NDArray[np.float64]:
+                          rated_power: float, full_load: float, drive: bool = True) -> NDArray[np.float64]:
     """Shaft power [W] behind a measured electrical power [W] at a speed ratio; NaN where none is.
 
     Solves P_el = P + losses(P, r) by fixed point (the losses grow slower than the power,
     so it contracts, to a milliwatt in a few steps); NaN where the electrical power does not
-    cover the no-load losses.
+    cover the no-load losses. ``drive``: the power is the drive's input (its losses in it);
+    False for its output, the motor's input.
     """
     electrical = np.asarray(electrical, dtype=np.float64)
     speed_ratio = np.asarray(speed_ratio, dtype=np.float64)
     m = no_load_current_share(rated_power / 1e3)
     shaft = 0.85 * electrical
     for _ in range(30):
-        new = np.maximum(electrical - losses(shaft, speed_ratio, rated_power, full_load, m), 0.0)
+        new = np.maximum(electrical - losses(shaft, speed_ratio, rated_power, full_load, m, drive), 0.0)
         done = bool(np.all(np.abs(new - shaft) <= 1e-3))
         shaft = new
         if done:

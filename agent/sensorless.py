@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from agent.config import DriveConfig, LoadConfig, LoadKind
 from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
-from agent.config.profile import Quantity
+from agent.config.profile import PowerMeasuredAt, Quantity
 from agent.motor_tables import (
     MAX_RATED_SLIP,
     poles_from_speed,
@@ -158,10 +158,13 @@ class FlowEstimator:
     """One pump drive's sensorless flow: its curves after every calibration it has had."""
 
     def __init__(self, sensorless: SensorlessConfig, load: LoadConfig, rated_power: float,
-                 rated_speed_rpm: float, motor_efficiency: float = math.nan, budget: Budget = BUDGET) -> None:
+                 rated_speed_rpm: float, motor_efficiency: float = math.nan, budget: Budget = BUDGET, *,
+                 power_at: PowerMeasuredAt) -> None:
         self.settings = sensorless
         self.budget = b = budget
         self.rated_power = rated_power
+        # The drive's own losses are in its power reading only where that is read on the mains side.
+        self.drive_losses = power_at is PowerMeasuredAt.DRIVE_INPUT
         frequency = rated_frequency(rated_speed_rpm)
         poles = sensorless.poles or poles_from_speed(rated_speed_rpm, frequency)
         self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else table_efficiency(
@@ -360,7 +363,8 @@ class FlowEstimator:
         if config.load.kind is not LoadKind.PUMP:
             return None
         estimator = cls(config.sensorless, config.load, config.rated_power,
-                        config.rated_speed / RPM_TO_RAD_S, config.motor_efficiency)
+                        config.rated_speed / RPM_TO_RAD_S, config.motor_efficiency,
+                        power_at=config.profile.power_measured_at)
         point = config.profile.point(Quantity.PRESSURE)
         if point is not None:  # Channel.PRESSURE's SI value: Pa, or m for a head point
             estimator.head_factor = head_per_pressure(fan=False, head_point=point.dimension is Dimension.HEAD)
@@ -369,13 +373,15 @@ class FlowEstimator:
     def shaft_and_speed(self, electrical: float, speed_reading: float) -> tuple[float, float]:
         """Shaft power [W] and shaft speed ratio behind an electrical power and a speed reading.
 
-        The slip needs the shaft power and the losses the speed: two passes settle both.
+        The power as the drive reports it (its profile's ``power_measured_at``): less the
+        motor's losses, and the drive's own only where it is read on the mains side. The slip
+        needs the shaft power and the losses the speed: two passes settle both.
         """
         r = speed_reading
         shaft = math.nan
         for _ in range(2):
             shaft = float(shaft_from_electrical(np.array([electrical]), np.array([r]), self.rated_power,
-                                                self.full_load)[0])
+                                                self.full_load, self.drive_losses)[0])
             if not math.isfinite(shaft):
                 return math.nan, math.nan
             r = float(shaft_speed_ratio(speed_reading, shaft, self.rated_power, self.slip))

@@ -58,6 +58,7 @@ from numpy.typing import NDArray  # noqa: E402
 import kernels as k  # noqa: E402
 from agent.config import LoadConfig, LoadKind  # noqa: E402
 from agent.config.model import CurvePoints, SensorlessConfig, SpotReading  # noqa: E402
+from agent.config.profile import PowerMeasuredAt  # noqa: E402
 from agent.motor_tables import EfficiencyClass, full_load_efficiency, rated_slip  # noqa: E402
 from agent.optimizer.datasheet import PUMP_SHAPE, curves_from_rated  # noqa: E402
 from agent.optimizer.machine import ElectricalModel  # noqa: E402
@@ -88,11 +89,14 @@ class Case:
 
     family: Family
     wear: Wear
+    # Which side of the drive its power reading is on; the agent's profile says the same.
+    power_at: PowerMeasuredAt = PowerMeasuredAt.DRIVE_INPUT
 
     @property
     def label(self) -> str:
         """Family and state."""
-        return f"{self.family.value}, {'worn' if not self.wear.none else 'healthy'}"
+        output = ", output power" if self.power_at is PowerMeasuredAt.DRIVE_OUTPUT else ""
+        return f"{self.family.value}, {'worn' if not self.wear.none else 'healthy'}{output}"
 
     def curves(self) -> TableCurves:
         """The pump's true curves."""
@@ -110,18 +114,22 @@ class Samples:
     head: FloatArray  # m, measured
 
 
-def _electrical(shaft: float, shaft_ratio: float) -> float:
-    """Electrical power [W] the simulator draws (hil.physics: losses by size, speed and torque)."""
-    return electrical_power(shaft, RATED_POWER, SIM_MOTOR_EFFICIENCY, shaft_ratio)
+def _electrical(shaft: float, shaft_ratio: float, power_at: PowerMeasuredAt) -> float:
+    """Power [W] the drive reports (hil.physics: losses by size, speed and torque; the inverter's
+    only in a mains-side reading)."""
+    return electrical_power(shaft, RATED_POWER, SIM_MOTOR_EFFICIENCY, shaft_ratio,
+                            inverter=power_at is PowerMeasuredAt.DRIVE_INPUT)
 
 
-def _measure(curves: TableCurves, shaft_r: FloatArray, flow: FloatArray, rng: np.random.Generator) -> Samples:
+def _measure(case: Case, shaft_r: FloatArray, flow: FloatArray, rng: np.random.Generator) -> Samples:
+    curves = case.curves()
     slip = rated_slip(RATED_RPM)
     shaft = np.array([curves.shaft_power(float(q), float(r)) for q, r in zip(flow, shaft_r, strict=True)])
     head = np.array([curves.head(float(q), float(r)) for q, r in zip(flow, shaft_r, strict=True)])
     pairs = zip(shaft_r, shaft, strict=True)
     freq = np.array([frequency_for_speed(float(r), float(p), RATED_POWER, slip) for r, p in pairs])
-    elec = np.array([_electrical(float(p), float(r)) for p, r in zip(shaft, shaft_r, strict=True)])
+    elec = np.array([_electrical(float(p), float(r), case.power_at)
+                     for p, r in zip(shaft, shaft_r, strict=True)])
     n = flow.size
     return Samples(
         flow=flow, q_rel=flow / (Q_BEP * shaft_r),
@@ -138,7 +146,7 @@ def sweep(case: Case, points: int, rng: np.random.Generator) -> Samples:
     q = rng.uniform(0.1, 1.2, points)
     flow = q * Q_BEP * r
     keep = np.array([curves.head(float(f), float(s)) > 0.0 for f, s in zip(flow, r, strict=True)])
-    return _measure(curves, r[keep], flow[keep], rng)
+    return _measure(case, r[keep], flow[keep], rng)
 
 
 def catalogue(family: Family) -> tuple[CurvePoints, CurvePoints]:
@@ -164,20 +172,19 @@ class NewPath:
 
     def __init__(self, calibration: str, case: Case, rng: np.random.Generator) -> None:
         self.calibration = calibration
-        curves = case.curves()
         head, power = catalogue(case.family) if calibration != "datasheet" else (None, None)
         shutoff = clamp_on = None
         if "shut-off" in calibration:  # closed valve at rated frequency: flow 0
-            shutoff = _spot(_measure(curves, np.array([1.0]), np.array([0.0]), rng), 0.0)
+            shutoff = _spot(_measure(case, np.array([1.0]), np.array([0.0]), rng), 0.0)
         if "clamp-on" in calibration:
             r_c, q_c = 0.9, 0.8 * Q_BEP * 0.9
-            s = _measure(curves, np.array([r_c]), np.array([q_c]), rng)
+            s = _measure(case, np.array([r_c]), np.array([q_c]), rng)
             clamp_on = _spot(s, q_c * (1.0 + CLAMP_ON_ACCURACY * float(rng.standard_normal())),
                              head=calibration.startswith("dp"))  # a site with DP notes its head too
         settings = SensorlessConfig(catalogue_head=head, catalogue_power=power, shutoff=shutoff,
                                     clamp_on=clamp_on, dp_across_pump=calibration.startswith("dp"))
         load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
-        self.estimator = FlowEstimator(settings, load, RATED_POWER, RATED_RPM)
+        self.estimator = FlowEstimator(settings, load, RATED_POWER, RATED_RPM, power_at=case.power_at)
         if settings.dp_across_pump:  # the agent has run a while: its polls taught it the head lost
             warm = sweep(case, WARM_UP_POINTS, rng)
             self.estimate(warm)
@@ -268,9 +275,9 @@ def _subset(s: Samples, keep: NDArray[np.bool_]) -> Samples:
     return Samples(s.flow[keep], s.q_rel[keep], s.electrical[keep], s.frequency[keep], s.head[keep])
 
 
-def cases() -> list[Case]:
+def cases(power_at: PowerMeasuredAt = PowerMeasuredAt.DRIVE_INPUT) -> list[Case]:
     """Every family, healthy and worn."""
-    return [Case(f, w) for f in SHAPES for w in (Wear(), WORN)]
+    return [Case(f, w, power_at) for f in SHAPES for w in (Wear(), WORN)]
 
 
 MIXES = {  # other wear than WORN's (impeller 3 %, leak 4 %, part-load 6 %)
@@ -282,12 +289,12 @@ MIXES = {  # other wear than WORN's (impeller 3 %, leak 4 %, part-load 6 %)
 MIX_PATHS = ("none", "dp", "shut-off", "dp+shut-off", "shut-off+clamp-on")
 
 
-def print_mixes(points: int, seed: int) -> None:
+def print_mixes(points: int, seed: int, power_at: PowerMeasuredAt) -> None:
     """Mean error above (below) half the best-efficiency flow and coverage, per mix and family."""
     print(f"\nother wear: mean err >=0.5 (<0.5) %, 90% cover %; {', '.join(MIX_PATHS)}")
     for name, wear in MIXES.items():
         for family in SHAPES:
-            rows = run_case(Case(family, wear), points, seed, MIX_PATHS)[1:]
+            rows = run_case(Case(family, wear, power_at), points, seed, MIX_PATHS)[1:]
             cells = "  ".join(f"{r.mean_high:4.1f} ({r.mean_low:4.1f}) {r.coverage:3.0f}" for r in rows)
             print(f"  {name:<15} {family.value:<13} {cells}")
 
@@ -295,7 +302,7 @@ def print_mixes(points: int, seed: int) -> None:
 SPEED_BANDS = ((0.4, 0.55), (0.55, 0.7), (0.7, 0.85), (0.85, 1.0))
 
 
-def print_by_speed(points: int, seed: int) -> None:
+def print_by_speed(points: int, seed: int, power_at: PowerMeasuredAt) -> None:
     """Signed mean error at or above half the best-efficiency flow by speed band.
 
     The healthy pump on its catalogue curve shows the motor's and drive's losses alone
@@ -306,7 +313,7 @@ def print_by_speed(points: int, seed: int) -> None:
     for family in SHAPES:
         cells = []
         for wear, path in ((Wear(), "none"), (WORN, "clamp-on")):
-            case = Case(family, wear)
+            case = Case(family, wear, power_at)
             s = sweep(case, points, np.random.default_rng(seed))
             q, _ = estimates(case, s, path, seed)
             rel = (q - s.flow) / s.flow
@@ -325,9 +332,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--mixes", action="store_true", help="also the worn pump under other mixes of wear")
     parser.add_argument("--by-speed", action="store_true", help="the error by speed band")
+    parser.add_argument("--power-at", choices=[p.value for p in PowerMeasuredAt],
+                        default=PowerMeasuredAt.DRIVE_INPUT.value,
+                        help="which side of the drive its power reading is on (the agent is told the same)")
     args = parser.parse_args()
+    power_at = PowerMeasuredAt(args.power_at)
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    for case in cases():
+    for case in cases(power_at):
         print(f"\n{case.label}")
         print(f"  {'path':<18} {'mean err >=0.5':>14} {'mean err <0.5':>13} {'p95 % max':>9} "
               f"{'has est.':>8} {'90% cover':>9}")
@@ -336,9 +347,9 @@ def main() -> None:
             print(f"  {row.path:<18} {row.mean_high:13.1f}% {row.mean_low:12.1f}% {row.p95_of_max:8.1f}% "
                   f"{row.available:7.0f}% {row.coverage:8.0f}%{lacks}")
     if args.mixes:
-        print_mixes(args.points, args.seed)
+        print_mixes(args.points, args.seed, power_at)
     if args.by_speed:
-        print_by_speed(args.points, args.seed)
+        print_by_speed(args.points, args.seed, power_at)
 
 
 if __name__ == "__main__":

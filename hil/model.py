@@ -364,7 +364,11 @@ class DriveModel:
             valve = self.circuit.critical_valve
             critical_pa = max(circuit_dp * (1.0 + self.spec.noise.pressure * noise[5]), 0.0)
         n = spec.noise
-        measured_power = max(power * (1.0 + n.power * noise[0]), 0.0)
+        # The register holds the mains input or the drive's output (the motor's input: the
+        # inverter's losses not in it); the truth (``power``) is always the mains input.
+        reported = power if spec.reports_input or not running else electrical_power(
+            shaft, spec.rated_power, spec.motor_efficiency, self.shaft_ratio, inverter=False)
+        measured_power = max(reported * (1.0 + n.power * noise[0]), 0.0)
         current = power / (math.sqrt(3.0) * spec.rated_voltage * POWER_FACTOR)
         load = shaft / spec.rated_power
         dc_voltage = math.sqrt(2.0) * spec.rated_voltage * (1.0 - 0.02 * load)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import BaselineConfig, LoadConfig, LoadKind, parse_baseline, parse_load
-from agent.config.profile import Profile, profile_for
+from agent.config.profile import PowerMeasuredAt, Profile, profile_for
 from agent.config.yamlsource import Issues, Section, load_yaml
 from agent.errors import ConfigError
 from agent.motor_tables import EfficiencyClass, full_load_efficiency, poles_from_speed, rated_slip
@@ -83,6 +83,14 @@ class DriveSpec:
     shape_wear: Wear = Wear()  # impeller wear, leakage, part-load loss (catalogue families)
     slip: bool = False  # the shaft turns slower than the output frequency by the motor's slip
     turnaround: float = 0.0  # s an RTU drive takes to answer after the request's t3.5 (real ones: 5..45 ms)
+    # Which side of the drive its power register measures; None: what its profile says.
+    power_at: PowerMeasuredAt | None = None
+
+    @property
+    def reports_input(self) -> bool:
+        """The power register holds the mains input (with the drive's losses), not the drive's output."""
+        side = self.power_at or self.profile.power_measured_at
+        return side is PowerMeasuredAt.DRIVE_INPUT
 
     @property
     def rated_slip(self) -> float:
@@ -182,6 +190,7 @@ _DRIVE_KEYS = {
     "rated_voltage_v", "motor_efficiency_pct", "shaft_power_pct", "load", "baseline", "static_pct",
     "min_demand_pct", "max_demand_pct", "min_speed_pct", "max_speed_pct", "ramp_time_s", "noise_pct",
     "remote", "energy_counter_start_kwh", "seed", "faults", "wear", "curve", "slip", "turnaround_ms",
+    "power_measured_at",
 }
 
 
@@ -241,6 +250,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
     head_wear, efficiency_wear, shape_wear = _wear(sec.section("wear", required=False), family)
     slip = sec.boolean("slip", False)
     turnaround = sec.number("turnaround_ms", 0.0, minimum=0.0, maximum=1000.0) / 1e3
+    power_at = sec.choice("power_measured_at", PowerMeasuredAt, None)
     profile = _profile(sec, plant_dir, profiles, issues)
     values = (rated_power, rated_speed, frequency, voltage, motor_eff, shaft_ratio, static, min_demand,
               max_demand, min_speed, max_speed, ramp_time, counter_start, load.rated_flow,
@@ -255,7 +265,7 @@ def _drive(sec: Section, plant_dir: Path, profiles: dict[Path, Profile | None], 
         max_speed_ratio=max_speed, ramp_time=ramp_time, noise=noise, remote=remote,
         energy_counter_start=counter_start, seed=drive_seed, faults=parse_faults(sec),
         head_wear=head_wear, efficiency_wear=efficiency_wear, family=family, shape_wear=shape_wear, slip=slip,
-        turnaround=turnaround,
+        turnaround=turnaround, power_at=power_at,
     )
     efficiency = spec.curves().efficiency(load.rated_flow, 1.0)
     if not MIN_MACHINE_EFFICIENCY <= efficiency <= MAX_MACHINE_EFFICIENCY:

@@ -113,3 +113,18 @@ def test_a_shutoff_test_on_a_flat_power_curve_states_the_leak_it_cannot_see():
     assert rows["shut-off"].coverage >= 90.0
     assert rows["dp+shut-off"].coverage >= 90.0
     assert rows["dp+shut-off"].mean_low <= 10.0  # the head, pinned at the measured shut-off head, carries it
+
+
+@pytest.mark.parametrize("family", [Family.RADIAL_STEEP, Family.WILO_IL80])
+def test_a_drive_reporting_its_output_power_meets_the_catalogue_curves_targets(family):
+    """Issue 18: most drives report their output (the motor's input); told so by its profile, the agent
+    reads it without the drive's losses and meets the same goals as on a mains reading."""
+    bench = load_bench()
+    case = bench.Case(family, Wear(), bench.PowerMeasuredAt.DRIVE_OUTPUT)
+    rows = {row.path: row for row in bench.run_case(case, 300, seed=4, paths=("none", "clamp-on"))}
+    mains = rows_of(family, False, 300)
+    for path in ("none", "clamp-on"):
+        assert rows[path].mean_high <= 5.0, path
+        assert rows[path].mean_low <= 10.0, path
+        assert rows[path].coverage >= 90.0, path
+        assert rows[path].mean_high <= mains[path].mean_high + 1.0, path

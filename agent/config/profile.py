@@ -84,6 +84,22 @@ class NegativePower(Enum):
     REGENERATED = "regenerated"
 
 
+class PowerMeasuredAt(Enum):
+    """Which side of the drive its power reading is measured on: what the agent subtracts from it.
+
+    ``drive_output`` (the default): the drive's output, the motor's input; the power parameter
+    of most drives (SINAMICS r0032, ACS580 01.14, FC 102 16-10: ``configs/profiles``), so the
+    drive's own losses are not in it and the shaft power behind it is the reading less the
+    motor's losses. ``drive_input``: the mains side (a drive that measures its input, a meter
+    in front of it), which holds the drive's losses too. Assuming the output where the reading
+    is the input reads the flow high by the drive's losses (more delivered than needed), the
+    other way low (less): the default errs on the side that serves the load.
+    """
+
+    DRIVE_OUTPUT = "drive_output"
+    DRIVE_INPUT = "drive_input"
+
+
 class PollRate(Enum):
     """How often a point is read (its rate class); the read planner coalesces per class.
 
@@ -191,6 +207,8 @@ class Profile:
     # M&V savings' bounds include it. A profile that declares none is taken at the conservative
     # DEFAULT_POWER_ACCURACY.
     power_accuracy: float = DEFAULT_POWER_ACCURACY
+    # Which side of the drive the power reading is measured on (see PowerMeasuredAt).
+    power_measured_at: PowerMeasuredAt = PowerMeasuredAt.DRIVE_OUTPUT
 
     def point(self, quantity: Quantity) -> Point | None:
         """The point for a quantity, if the profile maps it."""
@@ -252,7 +270,8 @@ def _parse_point(quantity: Quantity, sec: Section, defaults: dict[str, object]) 
 def parse_profile(sec: Section) -> Profile | None:
     """Build a profile from its YAML section; issues are recorded, None if unusable."""
     sec.check_keys({"name", "description", "defaults", "points", "notes", "status_bits", "control_words",
-                    "max_gap", "negative_power", "slow_every", "power_accuracy_pct"})
+                    "max_gap", "negative_power", "slow_every", "power_accuracy_pct",
+                    "power_measured_at"})
     name = sec.string("name")
     description = sec.string("description", "")  # optional, null included
     defaults: dict[str, object] = {}
@@ -287,13 +306,16 @@ def parse_profile(sec: Section) -> Profile | None:
     negative_power = sec.choice("negative_power", NegativePower, NegativePower.IMPLAUSIBLE)
     slow_every = sec.integer("slow_every", DEFAULT_SLOW_EVERY, minimum=1, maximum=3600)
     accuracy = sec.number("power_accuracy_pct", DEFAULT_POWER_ACCURACY * 100.0, minimum=0.0, maximum=50.0)
+    measured_at = sec.choice("power_measured_at", PowerMeasuredAt, PowerMeasuredAt.DRIVE_OUTPUT)
     if (not ok or not name or status_bits is None or control_words is None or (max_gap or 0) < 0
-            or negative_power is None or slow_every < 1 or not math.isfinite(accuracy)):
+            or negative_power is None or slow_every < 1 or not math.isfinite(accuracy)
+            or measured_at is None):
         return None
     return Profile(name=name, description=description, points=points, source=sec.file,
                    notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
                    status_bits=status_bits, control_words=control_words, max_gap=max_gap,
-                   negative_power=negative_power, slow_every=slow_every, power_accuracy=accuracy / 100.0)
+                   negative_power=negative_power, slow_every=slow_every, power_accuracy=accuracy / 100.0,
+                   power_measured_at=measured_at)
 
 
 STATUS_BITS = ("ready", "running", "remote", "fault", "warning")

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from agent.config import BusConfig, Transport
-from agent.config.profile import BUILTIN_PROFILES, Quantity, RegisterTable, available_profiles, load_profile
+from agent.config.profile import (
+    BUILTIN_PROFILES,
+    PowerMeasuredAt,
+    Quantity,
+    RegisterTable,
+    available_profiles,
+    load_profile,
+)
 from agent.config.yamlsource import Issues
 from agent.modbus.codec import DataType, Order, decode, encode
 from agent.modbus.readplan import decode_blocks, plan_for, plan_reads
@@ -210,3 +217,24 @@ def test_reads_beyond_what_a_drive_serves_are_refused_like_a_real_drive():
     assert regs.read(RegisterTable.HOLDING, 16099, 2, snapshot) is not None
     assert regs.read(RegisterTable.HOLDING, 16099, 120, snapshot) is None  # reaches into a hole
     assert math.isfinite(served(regs, model)[Quantity.POWER])
+
+
+def test_which_side_of_the_drive_the_power_is_read_on_is_declared_and_checked(tmp_path):
+    """Issue 18: the vendors' power parameters are the drive's output; the generic map (the simulator's)
+    is its mains input; a misspelt side is located (file, line, field), not taken for either."""
+    assert profile("generic").power_measured_at is PowerMeasuredAt.DRIVE_INPUT
+    for name in ("abb-acs580", "danfoss-fc102", "schneider-atv320", "sinamics-g120"):
+        assert profile(name).power_measured_at is PowerMeasuredAt.DRIVE_OUTPUT, name
+    text = (BUILTIN_PROFILES / "generic.yaml").read_text()
+    silent = tmp_path / "silent.yaml"
+    silent.write_text(text.replace("power_measured_at: drive_input\n", ""))
+    loaded = load_profile(silent, Issues())
+    assert loaded is not None and loaded.power_measured_at is PowerMeasuredAt.DRIVE_OUTPUT  # the default
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("power_measured_at: drive_input", "power_measured_at: mains"))
+    line = 1 + text.splitlines().index("power_measured_at: drive_input")
+    issues = Issues()
+    assert load_profile(bad, issues) is None
+    [issue] = issues.items
+    assert (issue.file, issue.line, issue.field) == (str(bad), line, "power_measured_at")
+    assert "drive_output" in str(issue) and "drive_input" in str(issue) and "mains" in str(issue)

@@ -13,17 +13,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import LoadConfig, LoadKind, load_config
 from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
-from agent.config.profile import Quantity
+from agent.config.profile import PowerMeasuredAt, Quantity
 from agent.drive import DriveRuntime
 from agent.errors import ConfigError, DriveError
 from agent.metrics import FlowEstimateCollector
 from agent.motor_tables import EfficiencyClass
 from agent.optimizer.group import GroupRuntime
-from agent.sensorless import BUDGET, Calibration, FlowEstimate, FlowEstimator, group_demand
+from agent.sensorless import BUDGET, Z90, Calibration, FlowEstimate, FlowEstimator, group_demand
 from agent.units import RHO_G, Dimension
 from hil.catalogue import Family, TableCurves, Wear
 from hil.physics import electrical_power
-from kernels import band_uncertainty
+from kernels import band_uncertainty, shaft_power_uncertainty
 from tests.agent.test_groups_config import HEAD, drive
 from tests.agent.test_groups_config import write as write_groups
 
@@ -284,7 +284,11 @@ def _estimator(family: Family, shutoff: TableCurves | None,
     power = CurvePoints(flows, tuple(new.shaft_power(q, 1.0) for q in flows))
     settings = SensorlessConfig(speed_is_shaft=True, shutoff=spot, clamp_on=reading, catalogue_head=head,
                                 catalogue_power=power)
-    return FlowEstimator(settings, LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan), RATED, 1470.0)
+    load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
+    return FlowEstimator(settings, load, RATED, 1470.0, power_at=INPUT)
+
+
+INPUT = PowerMeasuredAt.DRIVE_INPUT  # the tests' readings are the simulator's mains power
 
 
 def _electrical(pump: TableCurves, flow: float, r: float) -> float:
@@ -363,7 +367,7 @@ def test_a_shutoff_test_on_the_datasheet_alone_keeps_the_shapes_uncertainty():
     """The test bounds the leak, not the shape a curve assumed from the rated point alone may have wrong."""
     load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
     spot = SpotReading(0.0, 1.0, 7_000.0, 40.0, "2026-03-14")
-    tested = FlowEstimator(SensorlessConfig(shutoff=spot), load, RATED, 1470.0)
+    tested = FlowEstimator(SensorlessConfig(shutoff=spot), load, RATED, 1470.0, power_at=INPUT)
     assert tested.calibration is Calibration.SHUTOFF
     expected = math.sqrt(BUDGET.datasheet_shift**2 - BUDGET.shift**2)
     assert tested.power_band[5] == pytest.approx(expected) and tested.head_band[5] == pytest.approx(expected)
@@ -404,7 +408,7 @@ def test_a_catalogue_printed_from_a_quarter_of_the_flow_is_less_sure_below_it():
     power = CurvePoints(flows, tuple(round(new.shaft_power(q, 1.0) / P_BEP, 2) * P_BEP for q in flows))
     load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
     settings = SensorlessConfig(speed_is_shaft=True, catalogue_power=power)
-    estimator = FlowEstimator(settings, load, RATED, 1470.0)
+    estimator = FlowEstimator(settings, load, RATED, 1470.0, power_at=INPUT)
     band = estimator.power_band
     assert band[6] == pytest.approx(flows[0])
     wear = BUDGET.wear_power * 0.25  # the part-load allowance grows too, from the rated flow down
@@ -412,3 +416,28 @@ def test_a_catalogue_printed_from_a_quarter_of_the_flow_is_less_sure_below_it():
     # The shut-off test's excess is split by the variances: the curve's share is stated, the rest wear.
     wear_part, curve = estimator._shutoff_split(0.012 * P_BEP, float(estimator.power[1]))
     assert 0.0 < curve < 0.1 * 0.012 * P_BEP and wear_part + curve == pytest.approx(0.012 * P_BEP)
+
+
+@pytest.mark.parametrize("r", [0.4, 0.9])
+def test_a_drives_output_power_is_read_without_the_drives_own_losses(r):
+    """Issue 18: SINAMICS r0032, ACS580 01.14 and FC 102 16-10 report the drive's output (the motor's
+    input); the agent took every reading as mains power and subtracted the drive's losses too, a
+    quarter of a pump's shaft power at 40 % speed. Read as output, the shaft power behind it is
+    within the stated 90 % band of the simulator's truth (its own motor model, hil.physics)."""
+    pump = TableCurves(Family.RADIAL_STEEP, Q_BEP, H_BEP, P_BEP, RHO_G)
+    shaft = pump.shaft_power(Q_BEP * r, r)
+    output = electrical_power(shaft, RATED, 0.92, r, inverter=False)  # the motor's input alone
+    load = LoadConfig(LoadKind.PUMP, Q_BEP, H_BEP, math.nan)
+    settings = SensorlessConfig(speed_is_shaft=True)
+    read = FlowEstimator(settings, load, RATED, 1470.0, 0.92, power_at=PowerMeasuredAt.DRIVE_OUTPUT)
+    as_mains = FlowEstimator(settings, load, RATED, 1470.0, 0.92, power_at=INPUT)
+    estimated, _ = read.shaft_and_speed(output, r)
+    meter = settings.power_accuracy / math.sqrt(3.0)
+    band = Z90 * float(shaft_power_uncertainty(estimated / output, meter, BUDGET.losses))
+    assert abs(estimated - shaft) <= band * shaft, (estimated, shaft, band)
+    # The old reading, the drive's losses subtracted from the output as from mains power, falls outside.
+    assert shaft - as_mains.shaft_and_speed(output, r)[0] > band * shaft
+    # And a drive that reports its mains input is still read with its losses.
+    mains = electrical_power(shaft, RATED, 0.92, r)
+    assert abs(as_mains.shaft_and_speed(mains, r)[0] - shaft) <= band * shaft
+    assert read.shaft_and_speed(mains, r)[0] - shaft > band * shaft
