@@ -202,7 +202,7 @@ class NewPath:
 def main_path(s: Samples) -> FloatArray:
     """The agent's estimate as on main: datasheet power curve, default motor table, reported speed."""
     datasheet = curves_from_rated(Q_BEP, H_BEP, P_BEP, PUMP_SHAPE)
-    shaft = ElectricalModel(RATED_POWER).shaft(s.electrical)
+    shaft = ElectricalModel(RATED_POWER, power_at=PowerMeasuredAt.DRIVE_INPUT).shaft(s.electrical)
     return np.array([k.estimate_flow(datasheet.power, float(p), float(f))
                      for p, f in zip(shaft, s.frequency, strict=True)])
 

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from agent.config import DriveConfig, LoadKind
 from agent.config.model import OptimizerConfig
-from agent.config.profile import Quantity
+from agent.config.profile import PowerMeasuredAt, Quantity
 from agent.history import Channel
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RUNNING_SPEED_RATIO, WATER_DENSITY, Dimension, head_per_pressure
@@ -63,11 +63,18 @@ _TOP_BISECTIONS = 30
 
 
 class ElectricalModel:
-    """Shaft power to electrical power and back, through part-load motor and drive efficiencies."""
+    """Shaft power to the power the drive reports and back, through part-load motor and drive efficiencies.
 
-    def __init__(self, rated_power: float, motor_efficiency: float = math.nan) -> None:
+    The drive's own losses are in the reading only where the profile reads the mains side
+    (``PowerMeasuredAt.DRIVE_INPUT``); an output reading is the motor's input.
+    """
+
+    def __init__(self, rated_power: float, motor_efficiency: float = math.nan, *,
+                 power_at: PowerMeasuredAt) -> None:
         self.rated_power = rated_power
         motor, drive = default_efficiency_tables()
+        if power_at is PowerMeasuredAt.DRIVE_OUTPUT:
+            drive[1] = 1.0
         if math.isfinite(motor_efficiency):  # scale the table to the nameplate's full-load efficiency
             motor[1] = np.minimum(motor[1] * motor_efficiency / float(np.interp(1.0, motor[0], motor[1])),
                                   MAX_EFFICIENCY)
@@ -127,7 +134,8 @@ class MachineModel:
         self.power_bias = 1.0  # measured over modelled shaft power there
         self.observed = False  # a bias has been measured: the machine has run under observation
         self.operating_flow = math.nan  # collapsed flow Q/r [m³/s] of the latest operating points
-        self.electric = ElectricalModel(config.rated_power, config.motor_efficiency)
+        self.electric = ElectricalModel(config.rated_power, config.motor_efficiency,
+                                        power_at=config.profile.power_measured_at)
         point = config.profile.point(Quantity.PRESSURE)
         # Channel.PRESSURE holds the point's SI value: Pa, or m for a head point.
         self._head_factor = head_per_pressure(

@@ -606,3 +606,22 @@ def test_a_low_head_outside_every_best_efficiency_window_runs_no_pump_at_full_sp
     delivered = sum(m.flow_at(head, plan.of(d.name).ratio)
                     for d, m in zip(group.drives, group.machines, strict=True) if plan.of(d.name).running)
     assert delivered >= flow * 0.999
+
+
+def test_the_optimizer_reads_a_drives_output_power_without_the_drives_own_losses(tmp_path):
+    """Issue 18: where the profile reads the drive's output (``power_measured_at: drive_output``), the
+    machine's fits and predictions leave the inverter's losses out, as the sensorless path does; a
+    mains reading keeps them. The same shaft power, read on the two sides, differs by the drive's
+    part-load efficiency, and each side's round trip holds (within 0.1 %: six steps of a fixed point)."""
+    output_profile = tmp_path / "output.yaml"
+    output_profile.write_text(PROCESS.read_text(encoding="utf-8").replace(
+        "power_measured_at: drive_input", "power_measured_at: drive_output"), encoding="utf-8")
+    mains = MachineModel(load_config(site(tmp_path)).drives[0]).electric
+    output_site = site(tmp_path).read_text(encoding="utf-8").replace(str(PROCESS), str(output_profile))
+    (tmp_path / "output-site.yaml").write_text(output_site, encoding="utf-8")
+    output = MachineModel(load_config(tmp_path / "output-site.yaml").drives[0]).electric
+    for shaft in (0.06 * 15e3, 0.5 * 15e3, 15e3):  # a pump at 40 %, 80 % and full speed
+        drive_efficiency = output.electrical(shaft) / mains.electrical(shaft)
+        assert 0.80 < drive_efficiency < 0.99, (shaft, drive_efficiency)
+        for side in (mains, output):
+            assert float(side.shaft(np.array([side.electrical(shaft)]))[0]) == pytest.approx(shaft, rel=1e-3)
