@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("--config", "-c", type=Path, default=None,
                       help="compile only the kernels this site config uses (default: every kernel)")
     warm.add_argument("--jobs", "-j", type=_positive_int, default=None,
-                      help="processes compiling side by side (default: one per core, as many as fit in "
-                           "half the available memory at ~215 MiB each; a warm cache loads in one)")
+                      help="lanes of compiling processes side by side (default: one per core while each "
+                           "~215 MiB fits in half of MemAvailable; a warm cache loads in one process)")
 
     bus_help = ("tcp://HOST:PORT, rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1, or "
                 "rtu+tcp://HOST:PORT?baudrate=19200 (RTU through an Ethernet-to-RS-485 serial server)")

@@ -14,8 +14,9 @@ already holds is still loaded.
 
 Which kernels a config makes the agent call (``kernels_for``) is decided here too: the
 service loads only those (``load_kernels``), and ``vfd-agent warmup --config`` compiles
-only those. Once they are loaded no LLVM code runs, so ``load_kernels`` hands
-libllvmlite.so's resident code back to the kernel (``unmap_compiler_code``).
+only those (``will_load`` says beforehand which of them the cache holds). Once they are
+loaded no LLVM code runs, so ``load_kernels`` hands libllvmlite.so's resident code back to
+the kernel (``unmap_compiler_code``).
 
 Every kernel is compiled for the CPU architecture's baseline (``CPU_NAME``), not for this
 CPU: the machine code in a cache is then the same on every gateway of one architecture, so
