@@ -185,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "storage.path/numba-cache with --config, else beside the kernels)")
     warm.add_argument("--config", "-c", type=Path, default=None,
                       help="compile only the kernels this site config uses (default: every kernel)")
-    warm.add_argument("--jobs", "-j", type=_positive_int, default=1,
-                      help="processes compiling side by side (default 1: each costs ~200 MB at its peak)")
+    warm.add_argument("--jobs", "-j", type=_positive_int, default=None,
+                      help="lanes of compiling processes side by side (default: one per core while each "
+                           "~215 MiB fits in half of MemAvailable; a warm cache loads in one process)")
 
     bus_help = ("tcp://HOST:PORT, rtu:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1, or "
                 "rtu+tcp://HOST:PORT?baudrate=19200 (RTU through an Ethernet-to-RS-485 serial server)")
@@ -524,7 +525,7 @@ async def _baseline_test_run(config: AgentConfig, drive: DriveRuntime, seconds: 
     return await run(config, drive, seconds, ledger, stop)
 
 
-def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int) -> int:
+def _warmup(cache_dir: Path | None, config_path: Path | None, jobs: int | None) -> int:
     """Compile every kernel, or with ``--config`` only those that config calls (``agent.warmup``).
 
     This process reads the config (a located error exits 2 here) and decides the cache

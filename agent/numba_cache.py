@@ -14,8 +14,9 @@ already holds is still loaded.
 
 Which kernels a config makes the agent call (``kernels_for``) is decided here too: the
 service loads only those (``load_kernels``), and ``vfd-agent warmup --config`` compiles
-only those. Once they are loaded no LLVM code runs, so ``load_kernels`` hands
-libllvmlite.so's resident code back to the kernel (``unmap_compiler_code``).
+only those (``will_load`` says beforehand which of them the cache holds). Once they are
+loaded no LLVM code runs, so ``load_kernels`` hands libllvmlite.so's resident code back to
+the kernel (``unmap_compiler_code``).
 
 Every kernel is compiled for the CPU architecture's baseline (``CPU_NAME``), not for this
 CPU: the machine code in a cache is then the same on every gateway of one architecture, so
@@ -37,6 +38,7 @@ import importlib
 import logging
 import mmap
 import os
+import pickle
 import sys
 import threading
 from collections.abc import Iterable
@@ -214,6 +216,49 @@ def linked_sizes(kernel: str) -> dict[str, int]:
 
     return {name: sum(len(d.py_func.__code__.co_code) for d in _closure(dispatcher).values())
             for name, dispatcher in _closure(getattr(kernels, kernel)).items()}
+
+
+def will_load(kernel: str) -> bool:
+    """Whether calling ``kernel`` now loads it from Numba's cache rather than compiling it.
+
+    A kernel loaded from the cache brings its callees' code linked in: only its own index
+    is read. See ``_in_index`` for what is checked.
+    """
+    import kernels
+
+    return _in_index(getattr(kernels, kernel))
+
+
+def cached_functions(kernel: str) -> frozenset[str]:
+    """The functions compiling ``kernel`` compiles (``callees``) that the cache already holds.
+
+    A compile of ``kernel`` loads those instead of compiling them again (an earlier process
+    compiled them for another kernel).
+    """
+    import kernels
+
+    return frozenset(name for name, d in _closure(getattr(kernels, kernel)).items() if _in_index(d))
+
+
+def _in_index(dispatcher: Any) -> bool:
+    """Whether the function's cache index has an entry for its code and this CPU, for any argument types.
+
+    Read before the call, when the argument types are not known: the warm-up calls each
+    kernel with the agent's types and nothing else writes the cache, so on a gateway an
+    entry is the one the call loads. (Where other types were compiled, the suite's cache,
+    it can say "loads" of a call that compiles: the warm-up then compiles one kernel past
+    its budget.) Reads Numba's private ``Cache`` (stable 0.49..0.68, as ``install_cache_fallback``).
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    index = getattr(cache, "_cache_file", None)
+    if cache is None or index is None:
+        return False  # caching off (NullCache): every call compiles
+    _, magic, code = cache._index_key(None, dispatcher.targetctx.codegen())
+    try:
+        entries = index._load_index()
+    except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError):
+        return False  # unreadable: Numba compiles
+    return any(key[1:] == (magic, code) for key in entries)
 
 
 def kernels_for(config: AgentConfig) -> frozenset[str]:

@@ -10,6 +10,7 @@ import numba.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,54 +23,56 @@ from typing import Any
 from agent.numba_cache import cache_fallback, configure_numba_cache
 
 EXIT_OK = 0
-WARMUP_RSS_BUDGET = 215 * 2**20  # a warm-up process starts no kernel it would not finish under this RSS ...
+WARMUP_RSS_BUDGET = 215 * 2**20  # a warm-up process starts no compile it would not finish under this RSS ...
 LOADED_PER_FUNCTION = 1 * 2**20  # ... at about this per function it loads or compiles, ...
 GROWTH_PER_LINKED_BYTE = 1536  # ... and this per byte of bytecode in the modules it compiles
+MEMORY_SHARE = 0.5  # of MemAvailable, the most the compiling processes may hold together (``warmup_jobs``)
 
 
-def compile_kernels(config_path: str | None, jobs: int, used: str | None) -> int:
+def compile_kernels(config_path: str | None, jobs: int | None, used: str | None) -> int:
     """Compile every kernel, or only those the config at ``config_path`` calls (``kernels_for``).
 
-    The kernels are compiled in fresh processes, one after the other, each going on while
-    the next kernel is expected to fit under ``WARMUP_RSS_BUDGET``: LLVM keeps every module
-    it compiled until its process exits, so one process compiling all of them peaked near
-    400 MB, and one process per few kernels spent a second of start-up on each. A warm
-    cache loads every kernel in one process (the unit's ExecStartPre runs this before each
-    start). With ``jobs`` > 1, that many lanes of processes run side by side
-    (``warmup_lanes``): two lanes never compile the same function, since two processes
-    compiling one callee for different argument types would both write its cache index
-    and could pair an entry with the other's code. ``used``: the cache directory, as shown.
+    A warm cache loads every kernel in one process (the unit's ExecStartPre runs this before
+    each start): a load never starts another process, whatever its RSS (``_warm_chunk``).
+    What must compile is shared out over ``jobs`` lanes (``warmup_jobs`` if None) that run
+    side by side, each a series of fresh processes, each going on while its next compile is
+    expected to fit under ``WARMUP_RSS_BUDGET``: LLVM keeps every module it compiled until
+    its process exits, so one process compiling all of them peaked near 400 MB. Two lanes
+    never compile the same function (``warmup_lanes``), since two processes compiling one
+    callee for different argument types would both write its cache index and could pair an
+    entry with the other's code. ``used``: the cache directory, as shown.
     """
+    jobs = warmup_jobs() if jobs is None else jobs
     timings: dict[str, float] = {}
     fallbacks: list[str] = []
     processes: list[int] = []  # kernels each worker process did
     started = time.monotonic()
     # Even the plan is made in a worker: numba in this process would sit beside every
-    # worker's peak (~100 MB). It goes on with the first lane: a warm cache, one process.
-    lanes, first = _in_worker("_warm_plan", config_path, jobs, WARMUP_RSS_BUDGET)
+    # worker's peak (~100 MB). It says the plan, then goes on with the first lane.
+    planner = _Worker("_warm_plan", config_path, jobs, WARMUP_RSS_BUDGET)
+    lanes: list[list[str]] = planner.said()
 
-    def record(done: dict[str, float], fallback: str | None) -> None:
-        processes.append(len(done))
-        timings.update(done)
-        fallbacks.extend([fallback] if fallback else [])
-
-    def run_lane(names: list[str], before: list[str]) -> None:
+    def run_lane(lane: int) -> None:
+        names = lanes[lane]
+        worker = planner if lane == 0 else None
         while names:  # one process after the other: a lane's kernels share callees
-            done, fallback = _in_worker("_warm_chunk", names, WARMUP_RSS_BUDGET, before)
-            record(done, fallback)
-            names, before = names[len(done):], before + list(done)
+            worker = worker or _Worker("_warm_chunk", names, WARMUP_RSS_BUDGET)
+            done, fallback = worker.result()
+            processes.append(len(done))
+            timings.update(done)
+            fallbacks.extend([fallback] if fallback else [])
+            names, worker = names[len(done):], None
 
-    record(*first)
-    befores = [list(first[0]) if i == 0 else [] for i in range(len(lanes))]
-    lanes = [lane[len(first[0]):] if i == 0 else lane for i, lane in enumerate(lanes)]
     with ThreadPoolExecutor(max(1, len(lanes))) as lane_threads:
-        list(lane_threads.map(run_lane, lanes, befores))  # re-raises a worker's error
+        list(lane_threads.map(run_lane, range(len(lanes))))  # re-raises a worker's error
+    if not lanes:
+        planner.result()
     for name, seconds in sorted(timings.items()):
         print(f"{name:40s} {seconds * 1e3:10.1f} ms")
     what = "kernels" if config_path is None else f"kernels of {config_path}"
     print(f"{len(timings)} {what} ready in {time.monotonic() - started:.1f} s "
-          f"({sum(timings.values()):.1f} s of calls, {len(processes)} processes in {len(lanes)} lane(s)); "
-          f"cache: {used or 'beside the kernels source'}")
+          f"({sum(timings.values()):.1f} s of calls, {len(processes)} processes in {len(lanes)} lane(s), "
+          f"--jobs {jobs}); cache: {used or 'beside the kernels source'}")
     if fallbacks:
         # Not a failure of the service: the agent compiles in memory at each start instead.
         print(f"vfd-agent warmup: warning: nothing was cached ({fallbacks[0]}); the agent will compile the "
@@ -77,13 +80,40 @@ def compile_kernels(config_path: str | None, jobs: int, used: str | None) -> int
     return EXIT_OK
 
 
+def warmup_jobs(cores: int | None = None, available: int | None = None) -> int:
+    """Lanes to compile in by default: one per core, as many as fit in ``MEMORY_SHARE`` of MemAvailable.
+
+    Each lane's process peaks near ``WARMUP_RSS_BUDGET``: on a 1 GB gateway (~700 MB
+    available) one lane, on 2 GB three, on 4 GB four cores' worth. Half, not all: the page
+    cache (the agent's venv, the journal) and whatever else runs keep the rest, and a
+    gateway must not swap. Without /proc/meminfo: one.
+    """
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    available = mem_available() if available is None else available
+    fit = int(MEMORY_SHARE * available) // WARMUP_RSS_BUDGET if available else 1
+    return max(1, min(cores, fit))
+
+
+def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The kernel's estimate of the memory that can be given to new processes without swapping."""
+    try:
+        for line in meminfo.read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
-                 jobs: int) -> list[list[str]]:
+                 cost: Mapping[str, int], jobs: int) -> list[list[str]]:
     """``names`` in at most ``jobs`` lanes that share no compiled function, each in ``names``' order.
 
-    ``callees``: every function each kernel compiles (itself included). Kernels that share
-    one are kept in one lane, whose processes run one after the other; lanes are filled
-    largest group first, each to the lane with the fewest kernels so far.
+    ``callees``: every function each kernel compiles (itself included); ``cost``: what
+    compiling each function costs (``linked_sizes``: a compile's seconds and memory grow
+    with its linked code). Kernels that share a function are kept in one lane, whose
+    processes run one after the other; the groups go costliest first, each to the lane
+    with the least cost so far (the fits' group alone is ~40 % of a config's compile).
     """
     groups: list[set[str]] = []
     reach: list[set[str]] = []
@@ -95,86 +125,106 @@ def warmup_lanes(names: Sequence[str], callees: Mapping[str, frozenset[str]],
                 funcs |= reach.pop(i)
         groups.append(joined)
         reach.append(funcs)
-    lanes: list[set[str]] = [set() for _ in range(max(1, min(jobs, len(groups))))]
-    for group in sorted(groups, key=len, reverse=True):
-        min(lanes, key=len).update(group)
+    lanes: list[tuple[int, set[str]]] = [(0, set()) for _ in range(max(1, min(jobs, len(groups))))]
+    weights = [sum(cost[f] for f in funcs) for funcs in reach]
+    weighed = sorted(zip(weights, groups, strict=True), key=lambda pair: pair[0], reverse=True)
+    for weight, group in weighed:
+        least = min(range(len(lanes)), key=lambda i: lanes[i][0])
+        lanes[least] = (lanes[least][0] + weight, lanes[least][1] | group)
     order = {name: i for i, name in enumerate(names)}
-    return [sorted(lane, key=order.__getitem__) for lane in lanes if lane]
+    return [sorted(lane, key=order.__getitem__) for _, lane in lanes if lane]
 
 
-def _in_worker(function: str, *args: Any) -> Any:
-    """``function(*args)`` of this module in a fresh Python process; its result, through JSON.
+class _Worker:
+    """``function(*args)`` of this module in a fresh Python process; what it says, through JSON.
 
     A plain child process rather than a multiprocessing pool: the pool's resource tracker
-    is one more Python process (12 MB) beside every worker's peak.
+    is one more Python process (12 MB) beside every worker's peak. A worker may say one
+    line before its result (``said``): the plan, so other lanes start while it goes on.
     """
-    code = ("import json, sys; from agent import warmup; "
-            "print(json.dumps(getattr(warmup, sys.argv[1])(*json.loads(sys.argv[2]))))")
-    done = subprocess.run([sys.executable, "-c", code, function, json.dumps(args)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"warm-up worker failed ({done.returncode}): {done.stderr.strip()}")
-    return json.loads(done.stdout.splitlines()[-1])
+
+    def __init__(self, function: str, *args: Any) -> None:
+        code = ("import json, sys; from agent import warmup; "
+                "print(json.dumps(getattr(warmup, sys.argv[1])(*json.loads(sys.argv[2]))))")
+        self._proc = subprocess.Popen([sys.executable, "-c", code, function, json.dumps(args)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def said(self) -> Any:
+        """The first line the worker printed (it flushes it); its error if it died first."""
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        return json.loads(line) if line else self.result()
+
+    def result(self) -> Any:
+        """What the function returned (the last line printed)."""
+        out, err = self._proc.communicate()
+        if self._proc.returncode != 0:
+            raise RuntimeError(f"warm-up worker failed ({self._proc.returncode}): {err.strip()}")
+        return json.loads(out.splitlines()[-1])
 
 
-def _warm_plan(config_path: str | None, jobs: int,
-               budget: int) -> tuple[list[list[str]], tuple[dict[str, float], str | None]]:
-    """In a worker process: the lanes of kernels to compile, every kernel or a config's.
+def _warm_plan(config_path: str | None, jobs: int, budget: int) -> tuple[dict[str, float], str | None]:
+    """In a worker process: print the lanes of kernels to warm, every kernel or a config's.
 
-    Then the first lane's first run (``_warm_chunk``), in this same process.
+    One lane if every kernel loads from the cache (a warm cache: one process loads them
+    all), else ``warmup_lanes``. Then the first lane's first run (``_warm_chunk``), in this
+    same process, whose result is returned.
     """
     configure_numba_cache(None)
     import kernels
     from agent.config import load_config
-    from agent.numba_cache import callees, kernels_for
+    from agent.numba_cache import callees, kernels_for, linked_sizes, will_load
 
     names = kernels.kernel_names()
     if config_path is not None:
         wanted = kernels_for(load_config(Path(config_path)))
         names = tuple(name for name in names if name in wanted)  # in module order: related runs
-    lanes = warmup_lanes(names, {name: callees(name) for name in names}, jobs)
-    return lanes, _warm_chunk(lanes[0], budget) if lanes else ({}, None)
+    if all(will_load(name) for name in names):
+        lanes = [list(names)] if names else []
+    else:
+        cost = {f: size for name in names for f, size in linked_sizes(name).items()}
+        lanes = warmup_lanes(names, {name: callees(name) for name in names}, cost, jobs)
+    print(json.dumps(lanes), flush=True)
+    return _warm_chunk(lanes[0], budget) if lanes else ({}, None)
 
 
-def _warm_chunk(names: list[str], budget: int,
-                before: Sequence[str] = ()) -> tuple[dict[str, float], str | None]:
-    """In a worker process: compile (or load) ``names`` in order while each is expected to fit.
+def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
+    """In a worker process: load or compile ``names`` in order while each compile is expected to fit.
 
-    A kernel is started if it is the first, or if the peak RSS so far plus what its new
-    functions are expected to add stays under ``budget``: ``GROWTH_PER_LINKED_BYTE`` per byte
-    of each one's linked code (``linked_sizes``: the memory LLVM keeps grows with that more
-    than with their count: ``fit_pump_curves_tuned`` added 42 MiB, ``flow_from_power`` with
-    about as many functions 16), unless every kernel so far was a cache hit (a warm cache),
-    and ``LOADED_PER_FUNCTION`` each. A function of a kernel in ``before`` (done by an
-    earlier process of this lane) is in the cache: loading it costs ``LOADED_PER_FUNCTION``.
+    A kernel the cache holds (``will_load``) is always loaded here: a load adds ~1 MiB (the
+    51 kernels together ~50 MiB), and its process's RSS says nothing of a compile's growth
+    (under qemu-user it is past the budget after the first load). A kernel that compiles is
+    started if it is the first, or if the peak RSS so far plus what its new functions are
+    expected to add stays under ``budget``: ``GROWTH_PER_LINKED_BYTE`` per byte of each
+    one's linked code (``linked_sizes``: the memory LLVM keeps grows with that more than
+    with their count: ``fit_pump_curves_tuned`` added 42 MiB, ``flow_from_power`` with about
+    as many functions 16) unless the cache holds it (``cached_functions``: an earlier process
+    compiled it), and ``LOADED_PER_FUNCTION`` each.
     Returns the timings of those done and the cache's fallback, if any.
     """
     configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
     import kernels
-    from agent.numba_cache import linked_sizes
+    from agent.numba_cache import cached_functions, linked_sizes, will_load
 
-    cached = {f for kernel in before for f in linked_sizes(kernel)}
     timings: dict[str, float] = {}
-    compiled: set[str] = set()
-    warm = True
+    done: set[str] = set()  # functions this process compiled or loaded
     for name in names:
         sizes = linked_sizes(name)
-        new = sizes.keys() - compiled
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        linked = 0 if warm else sum(sizes[f] for f in new - cached)
-        expected = LOADED_PER_FUNCTION * len(new) + GROWTH_PER_LINKED_BYTE * linked
-        if timings and peak + expected > budget:
-            break
+        if timings and not will_load(name):
+            new = sizes.keys() - done
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+            linked = sum(sizes[f] for f in new - cached_functions(name))
+            if peak + LOADED_PER_FUNCTION * len(new) + GROWTH_PER_LINKED_BYTE * linked > budget:
+                break
         timings.update(kernels.warmup([name]))
-        compiled |= sizes.keys()
-        warm = warm and not getattr(kernels, name).stats.cache_misses
+        done |= sizes.keys()
     return timings, cache_fallback()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agent.warmup '[config path or null, jobs, cache dir or null]'``, as the CLI execs it."""
+    """``python -m agent.warmup '[config path or null, jobs or null, cache dir or null]'``: the CLI's exec."""
     config_path, jobs, used = json.loads((sys.argv[1:] if argv is None else argv)[0])
-    return compile_kernels(config_path, int(jobs), used)
+    return compile_kernels(config_path, None if jobs is None else int(jobs), used)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ alternately and ``--repeats`` times, the first ``vfd-agent warmup --config`` (th
 bench/scale.py: pumps in optimizer groups) of that venv:
 
 - from the bundle: the cache seeded with the bundle's ``kernel-cache/``, as install.sh seeds it;
-- compiled on the device: an empty cache (the agent's code: generic CPU);
-- native (main before the portable cache): an empty cache, NUMBA_CPU_NAME set to this CPU.
+- compiled on the device, serial: an empty cache, ``--jobs 1`` (one lane of processes);
+- compiled on the device, parallel: an empty cache, ``--jobs`` by default (``warmup_jobs``:
+  one lane per core while each fits in half of MemAvailable).
 
-Wall time, CPU time and peak RSS summed over the process tree (bench/scale.py's
+Wall time, CPU time, the peak RSS summed over the process tree (the concurrent processes
+together) and the largest one process's own peak, and how many processes (bench/scale.py's
 ``cold_warmup``), medians, with the load average before and after. Figures only.
 """
 
@@ -75,25 +77,27 @@ def main(argv: list[str] | None = None) -> int:
         extra = [] if args.every else ["--config", str(site)]
         env = {k: v for k, v in os.environ.items()
                if k not in ("NUMBA_CACHE_DIR", "CACHE_DIRECTORY", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
-        cpu = "import llvmlite.binding as b; print(b.get_host_cpu_name())"
-        host_cpu = subprocess.run([str(python), "-c", cpu], capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        cases = {"first start from the bundle": (env, shipped),
-                 "compiled on the device (generic)": (env, None),
-                 f"compiled on the device, native {host_cpu} (main)":
-                     (dict(env, NUMBA_CPU_NAME=host_cpu), None)}
+        jobs = "from agent.warmup import warmup_jobs; print(warmup_jobs())"
+        default_jobs = subprocess.run([str(python), "-c", jobs], capture_output=True, text=True, cwd=work,
+                                      check=True).stdout.strip()
+        cases = {"first start from the bundle": ([], shipped),
+                 "compiled on the device, serial (--jobs 1)": (["--jobs", "1"], None),
+                 f"compiled on the device, parallel (default: {default_jobs} jobs)": ([], None)}
         what = "every kernel" if args.every else "--config (bench/scale.py's site)"
         print(f"{bundle.name}; vfd-agent warmup {what}; load before {_load()} "
               f"on {os.cpu_count()} CPUs")
         runs: dict[str, list[Warmup]] = {label: [] for label in cases}
         for _ in range(args.repeats):
-            for label, (case_env, seed) in cases.items():
-                runs[label].append(cold_warmup(tmp, case_env, extra, work, seed))
+            for label, (case_args, seed) in cases.items():
+                runs[label].append(cold_warmup(tmp, env, extra + case_args, work, seed))
+                print(f"  {label}: {runs[label][-1]} (load {_load()})", flush=True)
         for label, warm in runs.items():
             each = ", ".join(f"{w.seconds:.1f} s/{w.peak_rss_bytes / MIB:.0f} MiB" for w in warm)
-            print(f"{label:48s} median {statistics.median(w.seconds for w in warm):5.1f} s "
-                  f"({statistics.median(w.cpu_s for w in warm):5.1f} CPU s), peak RSS "
-                  f"{statistics.median(w.peak_rss_bytes for w in warm) / MIB:4.0f} MiB  (runs: {each})")
+            print(f"{label:52s} median {statistics.median(w.seconds for w in warm):5.1f} s "
+                  f"({statistics.median(w.cpu_s for w in warm):5.1f} CPU s), peak RSS of the tree "
+                  f"{statistics.median(w.peak_rss_bytes for w in warm) / MIB:4.0f} MiB, of one process "
+                  f"{statistics.median(w.process_peak_bytes for w in warm) / MIB:4.0f} MiB, "
+                  f"{statistics.median(w.processes for w in warm):.0f} processes  (runs: {each})")
         print(f"load after {_load()}")
     return 0
 

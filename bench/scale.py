@@ -85,6 +85,8 @@ class Warmup:
     seconds: float
     cpu_s: float  # user + system over the process tree: what a busy machine does not change much
     peak_rss_bytes: int  # summed over the process tree
+    process_peak_bytes: int = 0  # the largest one process's own peak (VmHWM)
+    processes: int = 0  # processes seen in the tree, the parent included
 
 
 # --- process figures ------------------------------------------------------------------------------
@@ -351,8 +353,12 @@ def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str], tree: Path = R
     proc = subprocess.Popen([PYTHON[0], "-m", "agent.cli", "warmup", *extra], cwd=tree, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
+    own: dict[int, int] = {}  # each process's peak, as the kernel kept it (VmHWM)
     while proc.poll() is None:
-        peak = max(peak, sum(rss_bytes(p) for p in _tree(proc.pid)))
+        pids = _tree(proc.pid)
+        peak = max(peak, sum(rss_bytes(p) for p in pids))
+        for p in pids:
+            own[p] = max(own.get(p, 0), rss_bytes(p, "VmHWM"))
         time.sleep(0.02)
     seconds = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -360,7 +366,8 @@ def cold_warmup(tmp: Path, env: dict[str, str], extra: list[str], tree: Path = R
     if proc.returncode != 0:
         raise RuntimeError(f"warmup failed: {proc.stderr.read() if proc.stderr else ''}")
     shutil.rmtree(cache, ignore_errors=True)
-    return Warmup(seconds=seconds, cpu_s=cpu, peak_rss_bytes=peak)
+    return Warmup(seconds=seconds, cpu_s=cpu, peak_rss_bytes=peak,
+                  process_peak_bytes=max(own.values(), default=0), processes=len(own))
 
 
 def _median_run(runs: list[Run]) -> Run:

@@ -10,14 +10,14 @@ import numpy as np
 
 from kernels import baselines, curves, electrical, fitting, integration, operating, rls, sensorless, staging
 
-Args = tuple[Any, ...] | Callable[[], tuple[Any, ...]]  # a callable when building them calls a kernel
 
-
-def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
+def _cases() -> list[tuple[str, Callable[..., Any], tuple[Any, ...]]]:
     """One small valid call per public kernel, with the argument types the agent uses.
 
-    Arguments that take a kernel to build are built only when their case runs, so that
-    warming a subset compiles that subset and nothing else.
+    No argument is built by calling a kernel, so warming a subset compiles that subset
+    and nothing else, and two warm-up processes with no callee in common never compile
+    the same function (``agent.warmup``'s lanes): an argument another kernel makes (the
+    uncertainty band, an RLS state: arrays they fill) is made by that kernel's Python.
     """
     hc = np.array([50.0, 40.0, -4800.0])
     pc = np.array([8000.0, 4.0e5, -2.0e6, 5.0e6])
@@ -38,8 +38,8 @@ def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
     load = np.array([0.3, 0.0, 1.0e4, 2.0e4, 0.2, 0.4])
     t = np.linspace(0.0, 10.0, 11)
 
-    def band() -> Any:  # built by a kernel: only when a case that needs it runs
-        return sensorless.curve_band(0.03, 0.1, 0.05, 0.05, 0.05, 0.02, 0.01, 0.4)
+    band = _python(sensorless.curve_band)(0.03, 0.1, 0.05, 0.05, 0.05, 0.02, 0.01, 0.4)
+    rls_init = _python(rls.rls_init)  # a fresh state per case: the updates write it
 
     return [
         ("characteristic_baseline_power", baselines.characteristic_baseline_power,
@@ -74,10 +74,9 @@ def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
         ("load_power", fitting.load_power, (load, 0.8)),
         ("static_head_share", fitting.static_head_share, (load, 0.2)),
         ("rls_init", rls.rls_init, (3, 1.0e3)),
-        ("rls_update", rls.rls_update, lambda: (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99)),
-        ("rls_update_bounded", rls.rls_update_bounded,
-         lambda: (rls.rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99, 1e9)),
-        ("rls_coeffs", rls.rls_coeffs, lambda: (rls.rls_init(3, 1.0e3),)),
+        ("rls_update", rls.rls_update, (rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99)),
+        ("rls_update_bounded", rls.rls_update_bounded, (rls_init(3, 1.0e3), np.ones(3), 1.0, 0.99, 1e9)),
+        ("rls_coeffs", rls.rls_coeffs, (rls_init(3, 1.0e3),)),
         ("operating_point", operating.operating_point, (hc, 10.0, 8000.0, 0.9)),
         ("flow_at_head", operating.flow_at_head, (hc, 30.0, 0.9)),
         ("common_speed", operating.common_speed, (hcs, 30.0, 0.08, 1.0)),
@@ -86,16 +85,16 @@ def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
         ("estimate_flow", operating.estimate_flow, (pc, 2.0e4, 0.9)),
         ("estimate_flow_tuned", operating.estimate_flow_tuned, (pc, 2.0e4, 0.9, 0.08, 0.2)),
         ("curve_band", sensorless.curve_band, (0.03, 0.1, 0.05, 0.05, 0.05, 0.02, 0.01, 0.4)),
-        ("band_uncertainty", sensorless.band_uncertainty, lambda: (band(), 0.04)),
+        ("band_uncertainty", sensorless.band_uncertainty, (band, 0.04)),
         ("monotone_branch", sensorless.monotone_branch, (pc, True, 0.08)),
         ("flow_from_curve", sensorless.flow_from_curve,
-         lambda: (pc, 3, True, 2.0e4, 0.9, 0.01, 0.002, band(), 0.08, 0.2, 0.5)),
+         (pc, 3, True, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2, 0.5)),
         ("flow_from_power", sensorless.flow_from_power,
-         lambda: (pc, 2.0e4, 0.9, 0.01, 0.002, band(), 0.08, 0.2, 0.5)),
+         (pc, 2.0e4, 0.9, 0.01, 0.002, band, 0.08, 0.2, 0.5)),
         ("flow_from_head", sensorless.flow_from_head,
-         lambda: (hc, 40.0, 0.9, 0.005, 0.002, band(), 0.08, 0.2, 0.5)),
+         (hc, 40.0, 0.9, 0.005, 0.002, band, 0.08, 0.2, 0.5)),
         ("flow_from_ratio", sensorless.flow_from_ratio,
-         lambda: (hc, pc, 40.0, 2.0e4, 0.9, 0.005, 0.01, 0.002, band(), band(), 0.08, 0.5)),
+         (hc, pc, 40.0, 2.0e4, 0.9, 0.005, 0.01, 0.002, band, band, 0.08, 0.5)),
         ("combine_estimates", sensorless.combine_estimates, (0.04, 0.002, 0.042, 0.003)),
         ("fit_catalogue_curve", sensorless.fit_catalogue_curve, (q, p, 3)),
         ("shift_curve", sensorless.shift_curve, (pc, 0.002)),
@@ -111,6 +110,12 @@ def _cases() -> list[tuple[str, Callable[..., Any], Args]]:
          (hcs, pcs, 3.0e4 * two, 10.0, 4000.0, 0.08, 0.5 * two, two, 0.6 * two, 1.3 * two,
           motor, drive)),
     ]
+
+
+def _python(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """A kernel's own Python function: no compile (itself under ``NUMBA_DISABLE_JIT``)."""
+    func: Callable[..., Any] = getattr(kernel, "py_func", kernel)
+    return func
 
 
 def kernel_names() -> tuple[str, ...]:
@@ -135,6 +140,6 @@ def warmup(names: Collection[str] | None = None) -> dict[str, float]:
     timings: dict[str, float] = {}
     for name, func, args in cases:
         start = time.perf_counter()
-        func(*(args() if callable(args) else args))
+        func(*args)
         timings[name] = time.perf_counter() - start
     return timings

@@ -8,6 +8,9 @@ again (seconds each), and the suite compiles every kernel once per run.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,7 +27,7 @@ from agent.numba_cache import (
     kernels_in,
     linked_sizes,
 )
-from agent.warmup import WARMUP_RSS_BUDGET, _warm_chunk, _warm_plan, warmup_lanes
+from agent.warmup import WARMUP_RSS_BUDGET, _warm_plan, mem_available, warmup_jobs, warmup_lanes
 from tests.support import REPO, finish, spawn
 
 PROCESS = REPO / "configs" / "plants" / "profiles" / "generic-process.yaml"
@@ -134,7 +137,8 @@ def test_warming_some_kernels_loads_those_and_their_callees_only():
     In a fresh process on the suite's cache: a kernel loaded from the cache has an overload
     and its callees none; one compiled here gives its callees theirs. Either way nothing else.
     """
-    wanted = ["load_power", "static_head_share"]
+    wanted = ["load_power", "static_head_share", "flow_from_head", "rls_coeffs"]  # the last two took a
+    # curve_band and an rls_init compiled to build their arguments: lanes then both compiled those
     script = textwrap.dedent(f"""\
         import kernels
         kernels.warmup({wanted!r})
@@ -145,37 +149,69 @@ def test_warming_some_kernels_loads_those_and_their_callees_only():
     assert done.returncode == 0, done.stderr
     loaded = set(done.stdout.split())
     assert set(wanted) <= loaded <= _with_callees(frozenset(wanted))
-    assert "curve_band" not in loaded and "rls_init" not in loaded  # other cases' argument builders
+    assert "curve_band" not in loaded and "rls_init" not in loaded  # other cases' argument makers
 
 
-def test_warmup_without_a_config_plans_every_kernel():
-    """What install.sh runs: every public kernel, in one lane by default.
+def _cache_without(tmp_path: Path, names: list[str]) -> Path:
+    """A copy of the suite's cache (the kernels' directory) in which ``names`` are not cached.
 
-    The plan only (made in this process): the command itself is the one run above with
-    ``--config``; run every kernel again here and the suite would load all 50 once more.
+    Their index files are removed: a call of one of them compiles, every other one loads.
+    """
+    kernels.warmup(["load_power", "static_head_share"])  # cached here whatever ran before
+    source = Path(kernels.load_power._cache.cache_path)
+    copy = tmp_path / "cache"
+    shutil.copytree(source, copy / source.name)
+    for name in names:
+        (copy / source.name / Path(getattr(kernels, name)._cache._cache_file._index_path).name).unlink(
+            missing_ok=True)
+    return copy
+
+
+def test_warmup_of_a_warm_cache_loads_every_kernel_in_one_process(capsys):
+    """What install.sh runs, once the cache holds every kernel: one lane, whatever ``jobs``.
+
+    The plan in this process, which then loads the whole lane: a load is started past any
+    budget (0 here), since the budget is about what a compile adds. (Before, a process
+    past its budget started no further kernel: under qemu-user, whose RSS passes it after
+    the first load, a bundle's first warm-up took 26 processes and 106 s instead of 6 s.)
     """
     names = list(kernels.kernel_names())
-    lanes, (done, _) = _warm_plan(None, 1, 0)  # then the first lane's first run: one kernel, loaded
-    assert lanes == [names]
-    assert list(done) == names[:1]
+    kernels.warmup()  # every kernel in the cache, as after a first warm-up (loads, on the suite's cache)
+    for jobs in (1, 3):
+        done, _ = _warm_plan(None, jobs, 0)
+        assert json.loads(capsys.readouterr().out) == [names]
+        assert list(done) == names
 
 
-def test_a_warm_up_process_stops_starting_kernels_past_its_budget():
-    """In this process (its kernels loaded already): past the budget after the first kernel."""
-    names = ["load_power", "static_head_share"]
-    done, _ = _warm_chunk(names, 1)
-    assert list(done) == names[:1]
-    done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000)
-    assert list(done) == names
-    done, _ = _warm_chunk(names, WARMUP_RSS_BUDGET * 1000, names)  # done before: cached
-    assert list(done) == names
+def test_a_warm_up_process_loads_past_its_budget_but_compiles_only_under_it(tmp_path):
+    """Real processes on a copy of the suite's cache with two kernels taken out of it."""
+    cache = _cache_without(tmp_path, ["constant_baseline_power", "shift_curve"])
+    script = textwrap.dedent(f"""\
+        import json
+        from agent.warmup import _warm_chunk
+        from agent.numba_cache import will_load
+        four = ["load_power", "static_head_share", "constant_baseline_power", "shift_curve"]
+        steps = [_warm_chunk(four, 1),
+                 _warm_chunk(["constant_baseline_power", "shift_curve", "load_power"], 1),
+                 _warm_chunk(["shift_curve", "static_head_share"], {WARMUP_RSS_BUDGET * 1000})]
+        print(json.dumps([list(done) for done, _ in steps] + [will_load("shift_curve")]))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=False, env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
+    assert done.returncode == 0, done.stderr
+    loads, first_compile, under = json.loads(done.stdout.splitlines()[-1])[:3]
+    assert loads == ["load_power", "static_head_share"]  # both loaded past the budget; no compile
+    assert first_compile == ["constant_baseline_power"]  # a process's first kernel always; no second compile
+    assert under == ["shift_curve", "static_head_share"]
+    assert json.loads(done.stdout.splitlines()[-1])[3] is True  # compiled into the cache
 
 
 def test_lanes_side_by_side_never_compile_the_same_function():
     """Two processes compiling one callee could pair its cache index entry with the other's code."""
     names = kernels.kernel_names()
+    cost = {f: size for name in names for f, size in linked_sizes(name).items()}
     for jobs in (2, 3):
-        lanes, _ = _warm_plan(None, jobs, 0)
+        lanes = warmup_lanes(names, {name: callees(name) for name in names}, cost, jobs)
         assert len(lanes) == jobs
         assert sorted(n for lane in lanes for n in lane) == sorted(names)
         compiled = [set().union(*(callees(n) for n in lane)) for lane in lanes]
@@ -198,21 +234,43 @@ def test_a_functions_linked_size_is_its_code_and_everything_it_calls():
     assert max(sizes.values()) == sizes["kernels.fitting.fit_pump_curves_tuned"]
 
 
-def test_lanes_keep_kernels_that_share_a_callee_together():
+def test_lanes_keep_kernels_that_share_a_callee_together_and_balance_their_cost():
     shared = {"a": frozenset({"x", "a"}), "b": frozenset({"b"}), "c": frozenset({"c", "x"}),
-              "d": frozenset({"d"})}
-    lanes = warmup_lanes(["a", "b", "c", "d"], shared, 2)
+              "d": frozenset({"d"}), "e": frozenset({"e"})}
+    even = dict.fromkeys("abcdex", 1)
+    lanes = warmup_lanes(["a", "b", "c", "d"], shared, even, 2)
     assert sorted(lanes) == [["a", "c"], ["b", "d"]]
-    assert warmup_lanes(["a", "b"], shared, 8) == [["a"], ["b"]]  # no more lanes than groups
-    assert warmup_lanes(["a", "b", "c", "d"], shared, 1) == [["a", "b", "c", "d"]]
+    assert warmup_lanes(["a", "b"], shared, even, 8) == [["a"], ["b"]]  # no more lanes than groups
+    assert warmup_lanes(["a", "b", "c", "d"], shared, even, 1) == [["a", "b", "c", "d"]]
+    # By cost, not count: the heavy one alone (counted, it would share a lane with one light one).
+    heavy = dict(even, b=10)
+    assert sorted(warmup_lanes(["a", "b", "c", "d", "e"], shared, heavy, 2)) == [["a", "c", "d", "e"], ["b"]]
 
 
-def test_warmup_jobs_runs_the_lanes_side_by_side(tmp_path):
+def test_warmup_jobs_one_per_core_while_they_fit_in_half_the_available_memory(tmp_path):
+    mib = 2**20
+    assert warmup_jobs(cores=4, available=700 * mib) == 1  # a 1 GB gateway
+    assert warmup_jobs(cores=4, available=1700 * mib) == 3  # 2 GB
+    assert warmup_jobs(cores=4, available=3500 * mib) == 4  # 4 GB: the cores
+    assert warmup_jobs(cores=2, available=300 * mib) == 1  # never none
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  1000000 kB\nMemFree:  10 kB\nMemAvailable:  716800 kB\n")
+    assert mem_available(meminfo) == 700 * mib
+    assert mem_available(tmp_path / "missing") is None
+
+
+def test_warmup_jobs_runs_the_lanes_side_by_side_then_loads_in_one_process(tmp_path):
+    """Two of the config's kernels (in two lanes' groups) not cached: two lanes; then, warm, one process."""
     path = _site(tmp_path, groups=True)
-    code, out, err = finish(spawn("agent.cli", "warmup", "--config", str(path), "--jobs", "2"), timeout=600)
-    assert code == 0, err
+    cache = _cache_without(tmp_path, ["shift_curve", "min_speed_for_flow"])
+    env = {"NUMBA_CACHE_DIR": str(cache)}
     wanted = kernels_for(load_config(path))
-    assert f"{len(wanted)} kernels of {path} ready" in out and "2 lane(s)" in out
-    assert {line.split()[0] for line in out.splitlines() if line.endswith(" ms")} == wanted
+    assert {"shift_curve", "min_speed_for_flow"} <= wanted
+    for lanes in ("2 lane(s)", "1 processes in 1 lane(s)"):
+        code, out, err = finish(spawn("agent.cli", "warmup", "--config", str(path), "--jobs", "2", env=env),
+                                timeout=600)
+        assert code == 0, err
+        assert f"{len(wanted)} kernels of {path} ready" in out and lanes in out
+        assert {line.split()[0] for line in out.splitlines() if line.endswith(" ms")} == wanted
     code, _, err = finish(spawn("agent.cli", "warmup", "--jobs", "0"), timeout=60)
     assert code == 2 and "--jobs" in err and "Traceback" not in err
