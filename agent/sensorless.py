@@ -197,9 +197,11 @@ class FlowEstimator:
         # sure at shut-off and less so toward run-out (a worn impeller loses head ∝ flow²).
         self.power_band = self._band(self.u_power, b.wear_power, q_ref, self.x_max, self.shift)
         self.head_band = self._band(self.u_head, b.wear_head, 0.0, 0.0, self.shift, head=True)
-        # A clamp-on reading measures the leak a shut-off test cannot split from part-load loss.
-        leak = math.nan if sensorless.clamp_on is None else self._offset(sensorless.clamp_on)
-        tested = sensorless.shutoff is not None and self._shutoff(sensorless.shutoff, leak)
+        # What a shut-off test left of the leak (standard deviation [m³/s]), and the test's point, for
+        # a clamp-on reading to weigh its own evidence against (``_clamp_on``).
+        self.leak_u = self.shift * q_ref
+        self._tested_head = math.nan  # the test's measured shut-off head, collapsed [m]
+        tested = sensorless.shutoff is not None and self._shutoff(sensorless.shutoff)
         if tested:
             had.append(Calibration.SHUTOFF)
         if sensorless.clamp_on is not None and self._clamp_on(sensorless.clamp_on, tested):
@@ -213,7 +215,7 @@ class FlowEstimator:
         self.head_in_use: FloatArray = self.head
         self.head_band_in_use: FloatArray = self.head_band
 
-    def _shutoff(self, spot: SpotReading, leak: float = math.nan) -> bool:
+    def _shutoff(self, spot: SpotReading) -> bool:
         """A closed-valve test: the wear held in the power it shows above the curve at a known zero flow.
 
         Two kinds of wear add power at shut-off: internal leakage (the impeller moves the
@@ -227,8 +229,9 @@ class FlowEstimator:
         curve is now measured) to the rated flow (where the two ends differ by the leak
         alone). Where the power curve is too flat at shut-off for the reading to resolve a
         leak (``_resolves_leak``) the test says nothing of it: no shift, the prior's
-        flow-axis uncertainty kept, the excess taken as part-load loss. A ``leak`` measured
-        by a clamp-on reading (collapsed m³/s) settles the split: the rest is part-load loss.
+        flow-axis uncertainty kept, the excess taken as part-load loss. What is left of the
+        leak (``leak_u``: the range's rectangular deviation, else the prior's) is what a
+        clamp-on reading weighs its own evidence against (``_clamp_on``).
         """
         shaft, r = self.shaft_and_speed(spot.power, spot.speed_ratio)
         if not (math.isfinite(shaft) and math.isfinite(r) and r > 0.0):
@@ -239,9 +242,8 @@ class FlowEstimator:
         excess, curve = self._shutoff_split(shaft / r**3 - p0, slope)
         bound = LEAK_BOUND * b.shift * q
         resolves = self._resolves_leak(shaft, spot.power, r, slope, bound)
-        measured = math.isfinite(leak)
-        leak_max = min(max(excess, 0.0) / slope, bound) if resolves and not measured else 0.0
-        leak = leak if measured else 0.5 * leak_max
+        leak_max = min(max(excess, 0.0) / slope, bound) if resolves else 0.0
+        leak = 0.5 * leak_max
         shifted = shift_curve(self.power, leak)
         part_load = excess - (float(shifted[0]) - p0)
         power = _with_part_load(shifted, part_load, q, self.x_max)
@@ -252,11 +254,14 @@ class FlowEstimator:
         self.power, self.head = power, shift_curve(self.head, leak)
         if math.isfinite(spot.head) and spot.head > 0.0:  # the measured shut-off head, the rated point kept
             self.head, _ = calibrate_shutoff(self.head, self.power, spot.head, math.nan, r, q)
+        self._tested_head = spot.head / (r * r)
+        if resolves:
+            self.leak_u = 0.5 * leak_max / math.sqrt(3.0)
         # The two ends of the split differ at the rated flow by the whole leak range's power.
         spread = 0.5 * float(polyval(q + leak_max, self.power) - polyval(q, self.power)) / math.sqrt(3.0)
         u_split = spread / float(polyval(q, self.power))
         # A bounded leak leaves only the rest of the prior's flow-axis uncertainty (a datasheet's shape).
-        unseen = math.sqrt(max(self.shift**2 - b.shift**2, 0.0)) if resolves or measured else self.shift
+        unseen = math.sqrt(max(self.shift**2 - b.shift**2, 0.0)) if resolves else self.shift
         self.power_band = self._band(self.u_power, u_split, 0.0, 0.0, unseen)
         self.head_band = self._band(self.u_head, b.wear_head, 0.0, 0.0, unseen, head=True)
         return True
@@ -331,16 +336,21 @@ class FlowEstimator:
         meter = self.settings.power_accuracy / math.sqrt(3.0)
         rel_p = float(shaft_power_uncertainty(shaft / spot.power, meter, b.losses))
         rest = max(1.0 - x_c / q, 0.0) ** 2
+        # After a shut-off test the curve keeps the test's point: a leak or a scale moves the power at
+        # shut-off, and the part-load loss takes that back (∝ rest), so each is seen at the reading
+        # net of it; the leak is weighed against what the test left of it (``leak_u``).
+        p0, dp0 = float(self.power[0]), float(self.power[1]) if self.power.shape[0] > 1 else 0.0
+        kept = rest if tested else 0.0
         # Priors (standard deviations): leak [m³/s], power scale (meter, losses), part-load power [W], the
         # impeller's head-loss coefficient [m s²/m⁶], the meter's relative flow error, and each
         # curve's own error at the reading (relative; local: it moves nothing elsewhere).
         scale = rel_p if self.settings.catalogue_power is not None else math.hypot(self.u_power, rel_p)
-        prior = np.array([self.shift * q, scale,
+        prior = np.array([self.leak_u, scale,
                           0.0 if tested else b.wear_power * float(polyval(q, self.power)),
                           b.wear_head * float(polyval(q, self.head)) / (q * q), CLAMP_ON_ACCURACY,
                           self._curve_error(x_c), self._curve_error(x_c, head=True)])
         dp = float(polyval(x_c, np.polynomial.polynomial.polyder(self.power)))
-        rows = [[dp, p_c, rest, 0.0, dp * x_c, p_c, 0.0]]
+        rows = [[dp - kept * dp0, p_c - kept * p0, rest, 0.0, dp * x_c, p_c, 0.0]]
         residual, noise = [shaft / r**3 - p_c], [0.0]
         if math.isfinite(spot.head) and spot.head > 0.0:
             dh = float(polyval(x_c, np.polynomial.polynomial.polyder(self.head)))
@@ -349,9 +359,14 @@ class FlowEstimator:
             noise.append((b.head * spot.head / (r * r)) ** 2)
         mean, cov = _split(prior, np.array(rows), np.array(residual), np.array(noise))
         leak, scale, part_load, head_loss = (float(v) for v in mean[:4])
-        self.power = _with_part_load(shift_curve(self.power, leak) * (1.0 + scale), part_load, q, self.x_max)
+        power = shift_curve(self.power, leak) * (1.0 + scale)
+        if tested:  # the test's shut-off power kept
+            part_load = p0 - float(power[0])
+        self.power = _with_part_load(power, part_load, q, self.x_max)
         self.head = shift_curve(self.head, leak)
         self.head[2] -= head_loss
+        if tested and self._tested_head > 0.0:  # and its measured head
+            self.head, _ = calibrate_shutoff(self.head, self.power, self._tested_head, math.nan, 1.0, q)
         unseen = math.sqrt(float(cov[0, 0])) / q
         self.power_band = self._band(self.u_power, b.curve_out, 0.0 if tested else x_c, x_c, unseen)
         self.head_band = self._band(self.u_head, b.wear_head, 0.0, 0.0, unseen, head=True)
