@@ -468,9 +468,14 @@ class OptimizerCollector(Collector):
         errors.add_metric([], float(snapshot.cycle_errors))
         shortfall = CounterMetricFamily("vfd_service_shortfall_seconds", "Time the group's loads were short "
                                         "(no optimizer savings are booked meanwhile)", labels=["group"])
+        extrapolated = CounterMetricFamily(
+            "vfd_optimizer_extrapolated_saving_joules", "The model's saving against the operator's strategy "
+            "at flows where that strategy was never seen: labelled, not booked in vfd_optimizer_energy_saved",
+            labels=["group"])
         for group in snapshot.groups:
             stages.add_metric([group.name], float(group.stage_changes))
             shortfall.add_metric([group.name], group.service_shortfall_seconds)
+            extrapolated.add_metric([group.name], group.extrapolated_saving_joules)
             for drive in group.drives:
                 name = drive.name
                 if drive.fitted:
@@ -495,6 +500,7 @@ class OptimizerCollector(Collector):
                         writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
         yield shortfall
+        yield extrapolated
         yield errors
         yield from ab_block_counts(snapshot.ab_blocks)
 
