@@ -148,7 +148,10 @@ def distribution(results: list[dict[str, Any]]) -> dict[str, Any]:
         "extrapolated_share_of_claim_median": round(float(np.median(shares)), 4) if shares else None,
         "limit_violations": sum(r["limit_violations"] for r in results),
         "saving_vs_good_practice_pct_median": round(float(np.median(beyond)), 2) if beyond else None,
-        "no_true_saving": [r["scenario"] for r in results if r["saving_claim_error"] is None],
+        "no_true_saving": [r["scenario"] for r in results if r["true_optimizer_saving_joules"] <= 0.0],
+        # nothing booked: the operator's strategy was never seen where the agent saved (all labelled)
+        "nothing_booked": [r["scenario"] for r in results if r["saving_claim_error"] is None
+                           and r["true_optimizer_saving_joules"] > 0.0],
         # the agent wrote nothing before the day ended: it started too slowly (a cold Numba cache
         # on a loaded machine) or refused every write; its figures grade nothing
         "never_took_control": [r["scenario"] for r in results
