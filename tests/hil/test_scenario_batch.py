@@ -66,6 +66,8 @@ def test_a_small_batch_of_generated_plants_with_the_right_curve(side_by_side_day
     for result in results:
         print(json.dumps({k: result[k] for k in ("scenario", "fraction_of_oracle_savings",
                                                  "demand_unmet_seconds_after_settling", "saving_claim_error",
+                                                 "extrapolated_share_of_claim",
+                                                 "claim_with_extrapolated_error", "agent_took_control_at_s",
                                                  "saving_vs_good_practice_pct")}))
         assert result["limit_violations"] == 0, result["limit_violation_details"]
         assert result["energy_agent_j"] < result["energy_conventional_j"], result
