@@ -18,8 +18,9 @@ into the config); the plant is unchanged, so the run shows what a wrong guess co
 
 It prints one JSON object: the four energies, the share of the oracle's savings the
 agent captured, unmet demand, limit violations, stage changes, and the savings the
-agent's own metrics claim against the conventional strategy beside the savings the
-plant shows.
+agent's own metrics claim against the conventional strategy (booked where the operator's
+strategy was seen at the flow, labelled where it was not) beside the savings the plant
+shows over the same polls.
 
 Time scales with the duration: the agent's poll and optimizer intervals, the pumps'
 minimum run time and time between stage changes, the drives' speed ramps, the local
