@@ -45,7 +45,7 @@ from agent.errors import (
 from agent.modbus.client import KNOWN_EXCEPTION_CODES
 from agent.mv.stats import CONFIDENCE_LEVELS
 from agent.mv.uncertainty import vfd_basis_saving
-from agent.optimizer.loop import Optimizer
+from agent.optimizer.loop import Optimizer, OptimizerSnapshot
 from agent.sensorless import CALIBRATIONS
 from agent.units import Clock
 from agent.wallclock import WallClock
@@ -433,6 +433,21 @@ class BusCollector(Collector):
         yield from counters
 
 
+def _group_service(snapshot: OptimizerSnapshot) -> Iterator[Metric]:
+    """Per group: the time its loads were short, and the saving it labelled and did not book."""
+    shortfall = CounterMetricFamily("vfd_service_shortfall_seconds", "Time the group's loads were short "
+                                    "(no optimizer savings are booked meanwhile)", labels=["group"])
+    extrapolated = CounterMetricFamily(
+        "vfd_optimizer_extrapolated_saving_joules", "The model's saving against the operator's strategy "
+        "at flows where that strategy was never seen: labelled, not booked in vfd_optimizer_energy_saved",
+        labels=["group"])
+    for group in snapshot.groups:
+        shortfall.add_metric([group.name], group.service_shortfall_seconds)
+        extrapolated.add_metric([group.name], group.extrapolated_saving_joules)
+    yield shortfall
+    yield extrapolated
+
+
 class OptimizerCollector(Collector):
     """Fits, recommendations and guarded writes of the optimizer, per drive, from its snapshot."""
 
@@ -466,11 +481,8 @@ class OptimizerCollector(Collector):
         errors = CounterMetricFamily("vfd_optimizer_cycle_errors", "Optimizer cycles that failed (a bug; "
                                      "every group was handed back to the operator)")
         errors.add_metric([], float(snapshot.cycle_errors))
-        shortfall = CounterMetricFamily("vfd_service_shortfall_seconds", "Time the group's loads were short "
-                                        "(no optimizer savings are booked meanwhile)", labels=["group"])
         for group in snapshot.groups:
             stages.add_metric([group.name], float(group.stage_changes))
-            shortfall.add_metric([group.name], group.service_shortfall_seconds)
             for drive in group.drives:
                 name = drive.name
                 if drive.fitted:
@@ -494,7 +506,7 @@ class OptimizerCollector(Collector):
                     for result in WriteResult:
                         writes.add_metric([name, result.value], float(drive.writes.get(result.value, 0)))
         yield from (fit_r2, fit_used, drift, speed, running, setpoint, saving, holding, writes, stages)
-        yield shortfall
+        yield from _group_service(snapshot)
         yield errors
         yield from ab_block_counts(snapshot.ab_blocks)
 

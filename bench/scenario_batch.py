@@ -39,7 +39,9 @@ def run_one(seed: int, directory: Path, duration: float, misconfigured: bool) ->
         return None
     result: dict[str, Any] = json.loads(done.stdout)
     print(f"seed {seed:3d} {plant.summary}: oracle {result['fraction_of_oracle_savings']}, unmet "
-          f"{result['demand_unmet_seconds_after_settling']} s, claim {result['saving_claim_error']}, "
+          f"{result['demand_unmet_seconds_after_settling']} s, claim {result['saving_claim_error']} "
+          f"(extrapolated share {result['extrapolated_share_of_claim']}, with it "
+          f"{result['claim_with_extrapolated_error']}), control from {result['agent_took_control_at_s']} s, "
           f"beyond good practice {result['saving_vs_good_practice_pct']} %", flush=True)
     return result
 

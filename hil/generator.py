@@ -121,13 +121,18 @@ def distribution(results: list[dict[str, Any]]) -> dict[str, Any]:
     """What a batch of scenario results says.
 
     Median and 5th percentile of the oracle fraction, the worst unmet demand after settling
-    and the worst claim error, each with its plant.
+    and the worst claim error (the booked claim against the saving where it was booked; and
+    with the labelled extrapolation against the whole day's), each with its plant.
     """
     fractions = [r["fraction_of_oracle_savings"] for r in results
                  if r["fraction_of_oracle_savings"] is not None]
     unmet = [(r["demand_unmet_seconds_after_settling"] / r["duration_s"], r["scenario"]) for r in results]
     claims = [(abs(r["saving_claim_error"]), r["scenario"]) for r in results
               if r["saving_claim_error"] is not None]
+    whole = [(abs(r["claim_with_extrapolated_error"]), r["scenario"]) for r in results
+             if r.get("claim_with_extrapolated_error") is not None]
+    shares = [r["extrapolated_share_of_claim"] for r in results
+              if r.get("extrapolated_share_of_claim") is not None]
     beyond = [r["saving_vs_good_practice_pct"] for r in results]
     return {
         "plants": len(results),
@@ -137,9 +142,16 @@ def distribution(results: list[dict[str, Any]]) -> dict[str, Any]:
         "worst_unmet_plant": max(unmet)[1] if unmet else None,
         "worst_claim_error": round(max(claims)[0], 4) if claims else None,
         "worst_claim_plant": max(claims)[1] if claims else None,
+        # the model's figure where the operator was never seen (labelled, not claimed) included
+        "worst_claim_with_extrapolated_error": round(max(whole)[0], 4) if whole else None,
+        "worst_claim_with_extrapolated_plant": max(whole)[1] if whole else None,
+        "extrapolated_share_of_claim_median": round(float(np.median(shares)), 4) if shares else None,
         "limit_violations": sum(r["limit_violations"] for r in results),
         "saving_vs_good_practice_pct_median": round(float(np.median(beyond)), 2) if beyond else None,
-        "no_true_saving": [r["scenario"] for r in results if r["saving_claim_error"] is None],
+        "no_true_saving": [r["scenario"] for r in results if r["true_optimizer_saving_joules"] <= 0.0],
+        # nothing booked: the operator's strategy was never seen where the agent saved (all labelled)
+        "nothing_booked": [r["scenario"] for r in results if r["saving_claim_error"] is None
+                           and r["true_optimizer_saving_joules"] > 0.0],
         # the agent wrote nothing before the day ended: it started too slowly (a cold Numba cache
         # on a loaded machine) or refused every write; its figures grade nothing
         "never_took_control": [r["scenario"] for r in results

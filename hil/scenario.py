@@ -18,8 +18,9 @@ into the config); the plant is unchanged, so the run shows what a wrong guess co
 
 It prints one JSON object: the four energies, the share of the oracle's savings the
 agent captured, unmet demand, limit violations, stage changes, and the savings the
-agent's own metrics claim against the conventional strategy beside the savings the
-plant shows.
+agent's own metrics claim against the conventional strategy (booked where the operator's
+strategy was seen at the flow, labelled where it was not) beside the savings the plant
+shows over the same polls.
 
 Time scales with the duration: the agent's poll and optimizer intervals, the pumps'
 minimum run time and time between stage changes, the drives' speed ramps, the local
@@ -296,13 +297,25 @@ class RunResult:
     write_results: dict[str, dict[str, float]]
     fits: dict[str, dict[str, float | str]]
     service_shortfall_s: float = 0.0  # the agent's own count: loads short, no optimizer savings booked
+    extrapolated_saving_j: float = 0.0  # the model's saving where the operator was never seen: not booked
+    # (plant time, agent energy J, the agent's priced and extrapolated seconds so far) per optimizer interval
+    samples: list[tuple[float, float, float, float]] = dataclasses.field(default_factory=list)
 
 
 async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec, timing: Timing,
                      state_dir: Path, dry_run: bool, error: CurveOffset) -> RunResult:
     from agent.service import Agent  # imports the kernels: after the Numba cache is set up
 
-    sim = SimulatedPlant(plant)
+    # The plant's day starts once the agent is built and its kernels are loaded, as on a gateway where it
+    # runs for months: in a day compressed 1,200-2,900 times, the 0.5-3.5 s a process takes to load them
+    # (with the machine's load) counted as 20 min to 2 h of the plant left at the conventional strategy,
+    # 2-12 % of the oracle's savings on a 30 s day. Its first polls and cycles, its learning, still count.
+    day_start: list[float] = []
+
+    def plant_clock() -> float:
+        return time.monotonic() - day_start[0] if day_start else 0.0
+
+    sim = SimulatedPlant(plant, clock=plant_clock)
     await sim.start("127.0.0.1", 0)
     try:
         path = state_dir / "site.yaml"
@@ -311,6 +324,7 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
         config = load_config(path)
         registry = CollectorRegistry()
         agent = Agent(config, registry=registry, dry_run=dry_run)
+        day_start.append(time.monotonic())
         header: HeaderCircuit = sim.model.headers[circuit.name]
         marks: dict[str, float] = {}
         stop = asyncio.Event()
@@ -335,12 +349,26 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
                 marks[f"limited:{n}"] = sim.model.drives[n].snapshot.current_limited_s
             stop.set()
 
+        samples: list[tuple[float, float, float, float]] = []
+
+        async def sample() -> None:
+            """Each optimizer interval: the plant's time and energy, the agent's priced, extrapolated time."""
+            while not stop.is_set():  # the physics as the latest request stepped it: time and energy agree
+                optimizer = agent.optimizer
+                groups = optimizer.snapshot(only=(circuit.name,)).groups if optimizer is not None else ()
+                energy = sum(sim.model.drives[n].snapshot.energy for n in circuit.drives)
+                samples.append((sim.model.t, energy, sum(g.priced_seconds for g in groups),
+                                sum(g.extrapolated_seconds for g in groups)))
+                await asyncio.sleep(timing.optimizer)
+
         started = sim.now()
         sim.update()  # the agent books from its first poll, a poll interval from now
+        sampler = asyncio.create_task(sample())
         marks["vfd_start_true"], marks["vfd_start_formula"] = vfd_truth()
         loop.call_later(max(timing.settle - started, 0.0), settle)
         loop.call_later(max(timing.day - started, 0.0), finish)
         await agent.run(stop, serve_metrics=False)
+        await sampler
         optimizer = agent.optimizer
         assert optimizer is not None
         reported = 0.0  # the optimizer's savings are the group's (every part), never a drive's
@@ -388,9 +416,38 @@ async def _agent_run(scenario: Scenario, plant: PlantSpec, circuit: CircuitSpec,
             current_limited_s={n: marks[f"limited:{n}"] for n in circuit.drives},
             write_results=write_results, fits=fits,
             service_shortfall_s=sum(g.service_shortfall_seconds for g in optimizer.snapshot().groups),
+            extrapolated_saving_j=sum(g.extrapolated_saving_joules for g in optimizer.snapshot().groups),
+            samples=samples,
         )
     finally:
         await sim.stop()
+
+
+def _split_truth(plant: PlantSpec, circuit: CircuitSpec, samples: Sequence[tuple[float, float, float, float]],
+                 t_end: float) -> tuple[float, float]:
+    """The true saving against the conventional plant (J) where the agent priced it, where it extrapolated.
+
+    Each poll's truth (the conventional plant's energy less the agent's over it) is shared by the
+    parts of that poll the agent's counterfactual was priced on the operator's points, and was the
+    model's extrapolation; the rest (the operator's values in force, loads short, no price) is neither.
+    """
+    model = PlantModel(plant)
+    conventional_before = 0.0
+    priced = extrapolated = 0.0
+    previous: tuple[float, float, float, float] | None = None
+    for sample in samples:
+        t, agent_energy, priced_s, extrapolated_s = sample
+        if t > t_end:
+            break
+        model.advance_to(t)
+        conventional = sum(model.drives[n].snapshot.energy for n in circuit.drives)
+        if previous is not None and t > previous[0]:
+            span = t - previous[0]
+            truth = (conventional - conventional_before) - (agent_energy - previous[1])
+            priced += min(max((priced_s - previous[2]) / span, 0.0), 1.0) * truth
+            extrapolated += min(max((extrapolated_s - previous[3]) / span, 0.0), 1.0) * truth
+        conventional_before, previous = conventional, sample
+    return priced, extrapolated
 
 
 def _events(transitions: Sequence[tuple[float, str, bool]], t_end: float) -> list[float]:
@@ -525,6 +582,8 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
     stage_problems = _stage_violations(run.transitions, timing, takeover, run.t_end)
     allowed_changes = 2 * (math.floor((run.t_end - takeover) / timing.min_interval) + 1)  # starts and stops
     header = conventional.headers[circuit.name]
+    true_counted, true_extrapolated = _split_truth(plant, circuit, run.samples, run.t_end)
+    claimed_total = run.reported_saving_j + run.extrapolated_saving_j
     return {
         "scenario": scenario.name,
         "description": scenario.description,
@@ -563,8 +622,18 @@ def run_scenario(name: str | Scenario, duration: float = DEFAULT_DURATION_S, *, 
         "agent_took_control_at_s": round(takeover, 3),
         "reported_optimizer_saving_joules": round(run.reported_saving_j, 1),
         "true_optimizer_saving_joules": round(true_saving, 1),
-        "saving_claim_error": (round(run.reported_saving_j / true_saving - 1.0, 4)
-                               if true_saving > 0 else None),
+        # Where the operator's strategy was never seen at the flow the agent's saving is the model's
+        # extrapolation: labelled, not claimed; the claim is graded on the truth where it was counted.
+        "extrapolated_optimizer_saving_joules": round(run.extrapolated_saving_j, 1),
+        "extrapolated_share_of_claim": (round(run.extrapolated_saving_j / claimed_total, 4)
+                                        if claimed_total > 0 else None),
+        "true_optimizer_saving_where_counted_joules": round(true_counted, 1),
+        "true_optimizer_saving_where_extrapolated_joules": round(true_extrapolated, 1),
+        "saving_claim_error": (round(run.reported_saving_j / true_counted - 1.0, 4)
+                               if true_counted > 0 else None),
+        # The model's whole figure, booked and labelled, against the whole day's saving.
+        "claim_with_extrapolated_error": (round(claimed_total / true_saving - 1.0, 4)
+                                          if true_saving > 0 else None),
         "current_limited_seconds": {n: round(v, 3) for n, v in run.current_limited_s.items()},
         "vfd_basis": {
             "reported_joules": round(run.reported_vfd_saving_j, 1),

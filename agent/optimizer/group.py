@@ -50,6 +50,10 @@ class GroupRuntime:
                                   critical_setpoint=config.service.critical_setpoint)
         self.shortfall_s = 0.0  # seconds the loads were short (averaged polls), whoever was in control
         self.short_since = math.nan  # when the present shortfall began (NaN: the loads are not short)
+        self.extrapolated_j = 0.0  # the model's saving where the operator was never seen (not booked)
+        self.extrapolated_s = 0.0  # the time it was so
+        self.priced_s = 0.0  # the time a saving was booked: the operator's strategy priced where it was seen
+        self._priced = False  # the latest poll's counterfactual was priced
         self._last_observed = math.nan
         self._critical = (math.nan, math.nan)  # (valve 0..1, critical DP) as the latest poll shows them
         self._critical_carrier: DeviceRuntime | None = None  # the device the critical point is read from
@@ -143,7 +147,16 @@ class GroupRuntime:
             self.short_since = math.nan
         counterfactual = self.counterfactual.power(now, delivered, holding=self.holding)
         if service is Service.SHORT:  # a saving made by starving a load is no saving: none is booked
+            self._priced = False
             return {name: (math.nan, math.nan) for name in counterfactual}
+        extrapolated = self.counterfactual.extrapolated_w
+        if math.isfinite(extrapolated):  # the operator never seen at this flow: labelled, not booked
+            self.extrapolated_j += extrapolated * dt
+            self.extrapolated_s += dt
+        priced = all(math.isfinite(cf) for cf, _ in counterfactual.values())
+        if priced and self._priced:  # the energy account books a stretch between two priced polls
+            self.priced_s += dt
+        self._priced = priced
         return counterfactual
 
     def critical_point(self, now: float, external: Mapping[str, DeviceRuntime]) -> tuple[float, float]:

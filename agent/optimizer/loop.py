@@ -77,6 +77,10 @@ class GroupSnapshot:
     system_confidence: float = 0.0  # 0: the agent stays near what the loads were satisfied at
     service: str = "unknown"  # agent.optimizer.system.Service
     service_shortfall_seconds: float = 0.0  # the loads were short (no optimizer savings booked meanwhile)
+    # The model's saving at flows where the operator's strategy was never seen: labelled, not booked.
+    extrapolated_saving_joules: float = 0.0
+    extrapolated_seconds: float = 0.0
+    priced_seconds: float = 0.0  # a saving was booked (the operator's strategy seen at the flow)
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,9 @@ def _group_snapshot(group: GroupRuntime) -> GroupSnapshot:
     return GroupSnapshot(group.name, group.stage.changes, system.r_squared, system.fitted, tuple(drives),
                          mode=group.mode, measured_flow=_measured_flow(group), critical_pressure=pressure,
                          system_static=system.static, system_k=system.k, system_confidence=system.confidence,
-                         service=system.service.value, service_shortfall_seconds=group.shortfall_s)
+                         service=system.service.value, service_shortfall_seconds=group.shortfall_s,
+                         extrapolated_saving_joules=group.extrapolated_j,
+                         extrapolated_seconds=group.extrapolated_s, priced_seconds=group.priced_s)
 
 
 def _measured_flow(group: GroupRuntime) -> float:

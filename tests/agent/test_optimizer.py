@@ -625,3 +625,49 @@ def test_the_optimizer_reads_a_drives_output_power_without_the_drives_own_losses
         assert 0.80 < drive_efficiency < 0.99, (shaft, drive_efficiency)
         for side in (mains, output):
             assert float(side.shaft(np.array([side.electrical(shaft)]))[0]) == pytest.approx(shaft, rel=1e-3)
+
+
+def test_the_operators_strategy_is_priced_where_it_was_seen_and_labelled_where_it_never_was(tmp_path):
+    """Issue 13: generated-1000's claim was 22 % low: the operator's fixed setpoint runs the pump near
+    shut-off at low demand, where the agent never runs it, and the curves fitted on the agent's own points
+    priced it 12-13 % low there (the calibration at the agent's point could not see it). The operator's
+    strategy is now priced on the points recorded while it ran, at the same flow; at a flow where it was
+    never seen the model's saving is labelled (``extrapolated_w``), not booked."""
+    config = load_config(site(tmp_path))
+    pump = DriveRuntime(config.drives[0], config.site, config.max_gap)
+    group = GroupRuntime(config.groups[0], [pump], {}, config.optimizer, {"p1": config.buses[0]})
+    machine, counterfactual = group.machines[0], group.counterfactual
+
+    def head(flow: float, ratio: float) -> float:
+        h = machine.head
+        return float(h[0] * ratio * ratio + h[1] * ratio * flow + h[2] * flow * flow)
+
+    seen = 30.0 / 3600.0  # m³/s: a quarter of the design flow
+    operator = next(r / 100.0 for r in range(30, 101) if head(seen, r / 100.0) >= 32.0)
+
+    def read(t: float, flow: float, ratio: float, power: float) -> None:
+        wobble = 1.0 + 1e-4 * math.sin(t)
+        pump.accept(t, t, {Quantity.STATUS_WORD: 0b111, Quantity.SPEED: ratio * 1470 * RPM_TO_RAD_S,
+                           Quantity.POWER: power * wobble, Quantity.FLOW: flow * wobble,
+                           Quantity.PRESSURE: head(flow, ratio) * RHO_G,
+                           Quantity.PRESSURE_SETPOINT: 32.0 * RHO_G})
+
+    for t in range(4):  # the operator's strategy runs: 15 % above what the model says there
+        read(float(t), seen, operator, 1.15 * machine.electrical(seen, operator))
+        assert math.isnan(counterfactual.power(float(t), seen, holding=False)["p1"][0])
+    assert counterfactual.operator_setpoint == pytest.approx(32.0, rel=1e-3)
+    agent = 0.6  # the agent's own point: the model is right there
+    read(5.0, seen, agent, machine.electrical(seen, agent))
+    priced = counterfactual.power(5.0, seen, holding=True)["p1"][0]
+    points = counterfactual.conventional(seen, 0.0)
+    assert points is not None
+    assert priced == pytest.approx(1.15 * machine.electrical(*points[0]), rel=0.01)  # old code: 1.00 ×
+    assert math.isnan(counterfactual.extrapolated_w)
+    never = 3.0 * seen  # the operator's strategy was never seen at this flow
+    read(6.0, never, 0.8, machine.electrical(never, 0.8))
+    assert math.isnan(counterfactual.power(6.0, never, holding=True)["p1"][0])  # not booked ...
+    points = counterfactual.conventional(never, 0.0)
+    assert points is not None  # ... but labelled: the model's saving, priced at the agent's point
+    assert counterfactual.extrapolated_w == pytest.approx(
+        machine.electrical(*points[0]) - machine.electrical(never, 0.8), rel=0.02)
+    assert counterfactual.extrapolated_w > 0.0

@@ -26,13 +26,23 @@ ORACLE_SHARE = 0.94
 CLAIM_TOLERANCE = 0.10  # the agent's own savings figure agrees with the plant's within 10 %
 
 
+def check_claim(result: dict) -> None:
+    """The model's figure (booked and labelled) within 10 % of the day's saving; the booked part within
+    10 % of the day's saving of the truth where it was booked (a share of the day: the operator's
+    strategy is seen only before the agent's first write)."""
+    true, reported = result["true_optimizer_saving_joules"], result["reported_optimizer_saving_joules"]
+    assert true > 0.0
+    assert abs(result["claim_with_extrapolated_error"]) <= CLAIM_TOLERANCE, result
+    counted = result["true_optimizer_saving_where_counted_joules"]
+    assert abs(reported - counted) <= CLAIM_TOLERANCE * true, result
+    assert result["extrapolated_optimizer_saving_joules"] > 0.0  # labelled, never booked
+
+
 def check_common(result: dict) -> None:
     assert result["demand_unmet_seconds_after_settling"] == 0.0, result
     assert result["limit_violations"] == 0, result["limit_violation_details"]
     assert result["stage_changes"] <= result["stage_changes_allowed"], result
-    true, reported = result["true_optimizer_saving_joules"], result["reported_optimizer_saving_joules"]
-    assert true > 0.0
-    assert abs(reported / true - 1.0) <= CLAIM_TOLERANCE, result
+    check_claim(result)
     writes = sum(sum(counts.values()) for counts in result["writes"].values())
     ok = sum(counts.get("ok", 0) for counts in result["writes"].values())
     assert ok >= 1 and ok == writes, result["writes"]  # every write passed its guards and read back
@@ -78,5 +88,4 @@ def test_a_static_head_configured_10_percent_of_design_too_low_starves_no_load_a
     print("\n" + json.dumps({k: v for k, v in result.items() if k not in ("timing", "writes")}))
     assert result["demand_unmet_seconds_after_settling"] <= 0.005 * result["duration_s"], result
     assert result["limit_violations"] == 0, result["limit_violation_details"]
-    true, reported = result["true_optimizer_saving_joules"], result["reported_optimizer_saving_joules"]
-    assert true > 0.0 and abs(reported / true - 1.0) <= CLAIM_TOLERANCE, result
+    check_claim(result)
