@@ -54,6 +54,7 @@ from agent.energy.bookkeeping import Bookkeeper
 from agent.energy.ledger import LEDGER_FILE, EventKind, HandbackStore
 from agent.energy.verification import GroupSample, Verifier, group_accuracy, mv_groups
 from agent.errors import ConfigError, LedgerError
+from agent.jsonfile import read_json, write_json
 from agent.logs import quiet_libraries
 from agent.metrics import (
     AgentCollector,
@@ -75,6 +76,7 @@ from agent.metrics import (
 from agent.modbus.client import BusClient
 from agent.modbus.turnaround import TURNAROUND_FILE, load_turnarounds, save_turnarounds
 from agent.numba_cache import load_kernels
+from agent.optimizer.counterfactual import OPERATOR_RECORD_FILE
 from agent.optimizer.loop import GroupSnapshot, Optimizer
 from agent.poller import BusPoller
 from agent.sdnotify import Notifier
@@ -84,7 +86,7 @@ from agent.web import AgentStatus, WebConfigSource, WebServer
 
 log = logging.getLogger(__name__)
 
-TURNAROUND_SAVE_S = 600.0  # the measured turnarounds are stored this often, and at every stop and reload
+LEARNED_SAVE_S = 600.0  # turnarounds and operator records are stored this often, and at every stop and reload
 RESTORE_TIMEOUT_S = 30.0  # the optimizer's hand-back at shutdown may take this long at most
 
 
@@ -183,11 +185,16 @@ class Agent:
         if self._optimizer_collector is not None:
             self.registry.unregister(self._optimizer_collector)
             self._optimizer_collector = None
+        # Where the operator's strategy was seen: the running optimizer's (a reload), else the kept file.
+        records = (self.optimizer.operator_records() if self.optimizer is not None
+                   else read_json(config.storage_path / OPERATOR_RECORD_FILE))
         self.optimizer = None
         if config.groups:
             self.optimizer = Optimizer(config, self.drives, {p.bus.name: p.client for p in self.pollers},
                                        clock=self.clock, dry_run=self.dry_run, handbacks=self._handback_store,
                                        wall_clock=self.wall.read, sensors=self.sensors)
+            if isinstance(records, dict):
+                self.optimizer.restore_operator_records(records)
             self._optimizer_collector = OptimizerCollector(self.optimizer)
             self.registry.register(self._optimizer_collector)
         load_kernels(config)  # the config's kernels, before the first poll; then LLVM's code unmapped
@@ -203,12 +210,27 @@ class Agent:
         except OSError as exc:
             log.warning("cannot store the drives' turnarounds in %s: %s", path, exc)
 
-    async def _keep_turnarounds(self, stop: asyncio.Event) -> None:
+    async def save_operator_records(self) -> None:
+        """Keep where each group saw the operator's strategy, for the next start's optimizer savings."""
+        if self.optimizer is None:
+            return
+        path = self.config.storage_path / OPERATOR_RECORD_FILE
+        try:
+            await asyncio.to_thread(write_json, path, self.optimizer.operator_records())
+        except OSError as exc:
+            log.warning("cannot store where the operator's strategy was seen in %s: %s", path, exc)
+
+    async def save_learned(self) -> None:
+        """Store what the agent learned and keeps beside the ledger (lost: only learned again)."""
+        await self.save_turnarounds()
+        await self.save_operator_records()
+
+    async def _keep_learned(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), TURNAROUND_SAVE_S)
+                await asyncio.wait_for(stop.wait(), LEARNED_SAVE_S)
             if not stop.is_set():
-                await self.save_turnarounds()
+                await self.save_learned()
 
     def drive(self, name: str) -> DriveRuntime:
         """A drive's runtime by name."""
@@ -338,7 +360,7 @@ class Agent:
         reload = reload if reload is not None else asyncio.Event()
         watchdog = asyncio.create_task(self._watchdog(stop), name="watchdog")
         bookkeeping = asyncio.create_task(self.bookkeeper.run(stop), name="ledger")
-        turnarounds = asyncio.create_task(self._keep_turnarounds(stop), name="turnarounds")
+        learned = asyncio.create_task(self._keep_learned(stop), name="learned")
         generation = self._start_polling()
         self.notifier.notify("READY=1\nSTATUS=polling " + ", ".join(p.bus.name for p in self.pollers))
         try:
@@ -360,11 +382,11 @@ class Agent:
         finally:
             stop.set()
             await self._stop_polling(generation)
-            await self.save_turnarounds()
+            await self.save_learned()
             if self.handbacks is not None:  # before the ledger's lock goes with the bookkeeper
                 self.handbacks.close()
                 self.handbacks = None
-            for helper in (watchdog, bookkeeping, turnarounds):
+            for helper in (watchdog, bookkeeping, learned):
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper

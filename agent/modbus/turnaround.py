@@ -9,13 +9,13 @@ configured ``turnaround_s`` stands in; the learned values are saved in the stora
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+
+from agent.jsonfile import read_json, write_json
 
 TURNAROUND_WINDOW = 15  # recent exchanges a drive's turnaround is the median of
 TURNAROUND_FILE = "turnaround.json"
@@ -54,10 +54,7 @@ def load_turnarounds(path: Path) -> dict[str, float]:
     The file is a cache of measurements, never configuration: a missing, unreadable or
     damaged one only means the configured default stands in until the drives are measured.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = read_json(path)
     drives = data.get("drives") if isinstance(data, dict) else None
     if not isinstance(drives, dict):
         return {}
@@ -68,8 +65,4 @@ def load_turnarounds(path: Path) -> dict[str, float]:
 
 def save_turnarounds(path: Path, turnarounds: Mapping[str, float]) -> None:
     """Write the drives' turnarounds [s] atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"drives": dict(sorted(turnarounds.items()))}, indent=1) + "\n",
-                         encoding="utf-8")
-    os.replace(temporary, path)
+    write_json(path, {"drives": dict(sorted(turnarounds.items()))})

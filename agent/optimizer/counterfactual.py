@@ -42,6 +42,7 @@ STAGED_FLOW_TOLERANCE = 0.02  # the running pumps at the operator's setpoint mus
 OBSERVED_BIN = 0.05  # of the design flow: the operator's strategy seen within this flow prices it there
 OBSERVED_MIN = 3  # polls of the operator's strategy in a flow bin before it prices the bin
 OBSERVED_KEEP = 16  # points kept per bin, the latest (a pump wears)
+OPERATOR_RECORD_FILE = "operator-record.json"  # in the storage directory: the records kept across starts
 
 # One poll under the operator's strategy: per machine (flow m³/s, speed ratio, power W), None if stopped.
 OperatorPoint = tuple[tuple[float, float, float] | None, ...]
@@ -68,6 +69,35 @@ class OperatorRecord:
         if index is not None:
             self.bins.setdefault(index, deque(maxlen=OBSERVED_KEEP)).append(point)
 
+    def to_data(self, names: Sequence[str]) -> dict[str, object]:
+        """The record as JSON data: its bin width and each bin's points, for the drives ``names``."""
+        return {"drives": list(names), "bin_m3_per_s": self.width,
+                "bins": {str(index): [[None if seen is None else list(seen) for seen in point]
+                                      for point in points] for index, points in sorted(self.bins.items())}}
+
+    def restore(self, data: object, names: Sequence[str]) -> int:
+        """Take the points a ``to_data`` kept; the number taken.
+
+        Only a record of the same drives in the same order and the same bins is taken (another
+        group's points would price this one wrong), and of it only well-formed points: the file
+        is a cache of observations, so whatever is dropped is only priced as not seen.
+        """
+        if not isinstance(data, dict) or data.get("drives") != list(names):
+            return 0
+        width, bins = data.get("bin_m3_per_s"), data.get("bins")
+        if not isinstance(width, float) or not math.isclose(width, self.width) or not isinstance(bins, dict):
+            return 0
+        taken = 0
+        for key, points in bins.items():
+            if not (isinstance(key, str) and key.isdigit() and isinstance(points, list)):
+                continue
+            for raw in points[-OBSERVED_KEEP:]:
+                point = _operator_point(raw, len(names))
+                if point is not None:
+                    self.bins.setdefault(int(key), deque(maxlen=OBSERVED_KEEP)).append(point)
+                    taken += 1
+        return taken
+
     def calibration(self, delivered: float, machines: Sequence[MachineModel]) -> float:
         """Measured over modelled power of the operator's points at this flow; NaN where never seen."""
         index = self._bin(delivered)
@@ -85,6 +115,26 @@ class OperatorRecord:
             return math.nan
         low, high = CALIBRATION_RANGE
         return measured / modelled if low <= measured / modelled <= high else math.nan
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _operator_point(raw: object, machines: int) -> OperatorPoint | None:
+    """A stored point as recorded: per machine None (stopped) or three finite numbers; None if not."""
+    if not isinstance(raw, list) or len(raw) != machines:
+        return None
+    point: list[tuple[float, float, float] | None] = []
+    for seen in raw:
+        if seen is None:
+            point.append(None)
+        elif isinstance(seen, list) and len(seen) == 3 and all(_finite_number(x) for x in seen):
+            flow, ratio, power = (float(x) for x in seen)
+            point.append((flow, ratio, power))
+        else:
+            return None
+    return tuple(point) if any(p is not None for p in point) else None
 
 
 @dataclass

@@ -301,6 +301,19 @@ class Optimizer:
         for group in self.groups:
             await group.actuator.release(reason, level)
 
+    def operator_records(self) -> dict[str, object]:
+        """Each group's record of where the operator's strategy was seen, as JSON data (to keep)."""
+        return {g.name: g.counterfactual.record.to_data([d.name for d in g.drives]) for g in self.groups}
+
+    def restore_operator_records(self, stored: Mapping[str, object]) -> int:
+        """Take the kept records of the groups that still have the same drives; the points taken.
+
+        Without them a restart in control mode would book no optimizer saving until the operator's
+        strategy is seen again (an A/B operator block): it would all be labelled extrapolated.
+        """
+        return sum(g.counterfactual.record.restore(stored[g.name], [d.name for d in g.drives])
+                   for g in self.groups if g.name in stored)
+
     def snapshot(self, only: Collection[str] | None = None) -> OptimizerSnapshot:
         """What the metrics and the scenario runner read: fits, plans, writes, per group and drive.
 

@@ -671,3 +671,59 @@ def test_the_operators_strategy_is_priced_where_it_was_seen_and_labelled_where_i
     assert counterfactual.extrapolated_w == pytest.approx(
         machine.electrical(*points[0]) - machine.electrical(never, 0.8), rel=0.02)
     assert counterfactual.extrapolated_w > 0.0
+
+
+def test_where_the_operator_was_seen_is_kept_across_a_restart(tmp_path):
+    """Issue 13: the operator's strategy is seen before the agent's first write and in A/B operator blocks;
+    kept in memory only, a restart in control mode would label every optimizer saving as extrapolated until
+    the next operator block (without A/B blocks, for good). The record is stored beside the ledger at every
+    stop (and every 10 minutes) and a start takes it back for a group of the same drives and bins; a damaged
+    file or a record of other drives is only not taken (the points are learned again)."""
+    import asyncio
+    import json
+
+    from agent.optimizer.counterfactual import OPERATOR_RECORD_FILE, OperatorRecord
+    from agent.service import Agent
+
+    path = tmp_path / "site.yaml"
+    path.write_text(site(tmp_path).read_text(encoding="utf-8") + f"storage: {{path: {tmp_path / 'state'}}}\n",
+                    encoding="utf-8")
+    stored = tmp_path / "state" / OPERATOR_RECORD_FILE
+    low, high = 0.25 * 120.0 / 3600.0, 0.8 * 120.0 / 3600.0  # m³/s: two flow bins
+
+    async def started() -> Agent:  # the Modbus clients need a running loop
+        return Agent(load_config(path))
+
+    def record_of(agent: Agent) -> OperatorRecord:
+        assert agent.optimizer is not None
+        return agent.optimizer.groups[0].counterfactual.record
+
+    def restarted() -> dict[int, list]:
+        return {k: list(v) for k, v in record_of(asyncio.run(started())).bins.items()}
+
+    async def first_run() -> Agent:
+        agent = await started()
+        record = record_of(agent)
+        for i in range(5):
+            record.add(low, ((low, 0.62 + 0.001 * i, 2500.0 + i),))
+            record.add(high, ((high, 0.9, 9000.0 + i),))
+        await agent.save_learned()
+        return agent
+
+    agent = asyncio.run(first_run())
+    record = record_of(agent)
+    assert json.loads(stored.read_text(encoding="utf-8"))["g"]["drives"] == ["p1"]
+    assert restarted() == {k: list(v) for k, v in record.bins.items()} and len(record.bins) == 2
+    machines = agent.optimizer.groups[0].machines  # type: ignore[union-attr]
+    kept = record_of(asyncio.run(started()))
+    assert math.isfinite(kept.calibration(low, machines))
+    assert kept.calibration(low, machines) == record.calibration(low, machines)
+    data = json.loads(stored.read_text(encoding="utf-8"))
+    data["g"]["bins"][next(iter(data["g"]["bins"]))][0] = [[1.0, "x", 3.0]]  # one damaged point
+    stored.write_text(json.dumps(data), encoding="utf-8")
+    assert sum(map(len, restarted().values())) == 9  # the other nine are taken
+    data["g"]["drives"] = ["p2"]  # recorded on another pump
+    stored.write_text(json.dumps(data), encoding="utf-8")
+    assert restarted() == {}
+    stored.write_text("{not json", encoding="utf-8")
+    assert restarted() == {}
