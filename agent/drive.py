@@ -11,14 +11,15 @@ import numpy as np
 
 from agent.config import BaselineMethod, DriveConfig, SiteConfig
 from agent.config.model import SensorConfig
-from agent.config.profile import NegativePower, Quantity
+from agent.config.profile import NegativePower, PowerMeasuredAt, Quantity
 from agent.energy.account import EnergyAccount, EnergySample
 from agent.energy.baseline import BaselineModel
 from agent.errors import DriveError, ImplausibleReadingError, StuckReadingError
 from agent.history import Channel, RingBuffer
 from agent.modbus.readplan import Block, plan_reads
+from agent.motor_tables import drive_losses_behind_output, motor_full_load
 from agent.sensorless import FlowEstimate, FlowEstimator
-from agent.units import MAX_POWER_OVER_RATED, Dimension, is_running
+from agent.units import MAX_POWER_OVER_RATED, RPM_TO_RAD_S, Dimension, is_running
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,12 @@ class DriveRuntime(DeviceRuntime):
         self.baseline = BaselineModel(config)
         # A pump's sensorless flow (agent.sensorless): see ``flow_estimate``.
         self.flow_estimator = FlowEstimator.for_drive(config)
+        # The motor's full-load efficiency where the drive reads its output, whose own losses the
+        # energy account nets out of its savings (``modelled_losses``); NaN for a mains reading.
+        rpm, motor = config.rated_speed / RPM_TO_RAD_S, config.sensorless
+        self._full_load = math.nan if config.profile.power_measured_at is PowerMeasuredAt.DRIVE_INPUT \
+            else motor_full_load(config.motor_efficiency, config.rated_power, rpm, motor.poles,
+                                 motor.motor_class)
         self._flow_estimate: FlowEstimate | None = None
         self._estimated: Reading | None = None  # the reading ``_flow_estimate`` is of
         # A member of an optimizer group (the agent sets it from the config's groups) books each
@@ -244,7 +251,8 @@ class DriveRuntime(DeviceRuntime):
         baseline_flow = estimate.flow if math.isnan(flow) and estimate is not None else flow
         baseline = self.baseline.power(ratio, baseline_flow, running)
         self.book()  # a previous poll nobody priced (no optimizer hook ran): without a counterfactual
-        sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan))
+        sample = EnergySample(t, wall, power, baseline, values.get(Quantity.ENERGY, math.nan),
+                              drive_losses=self.modelled_losses(power, ratio, running))
         if self.in_group:
             self._unbooked = sample
         else:
@@ -262,6 +270,16 @@ class DriveRuntime(DeviceRuntime):
             self._estimated, self._flow_estimate = reading, estimate
         self._answering()
         return reading
+
+    def modelled_losses(self, power: float, speed_ratio: float, running: bool) -> float:
+        """The drive's own losses [W] beyond its power reading, netted out of its no-VFD savings.
+
+        Modelled for an output reading while running (``agent.motor_tables``); none for a mains
+        reading (they are in it) or a stopped drive (its standby draw is not modelled).
+        """
+        if not running or math.isnan(self._full_load):
+            return 0.0
+        return drive_losses_behind_output(power, speed_ratio, self.config.rated_power, self._full_load)
 
     def _check_stuck(self, t: float, values: dict[Quantity, float], running: bool) -> None:
         """A running drive's values never repeat exactly for long (noise); frozen data must not be used."""

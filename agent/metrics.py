@@ -161,6 +161,12 @@ class AgentCollector(Collector):
             "vfd_energy_regenerated_joules", "Energy fed back by the drive (negative power), booked apart "
             "from the energy drawn and never as savings", labels=labels,
         )
+        losses = CounterMetricFamily(
+            "vfd_drive_losses_modelled_joules", "The drive's own losses, modelled at each poll's operating "
+            "point (agent.motor_tables), where its power reading is its output (the motor's input): not in "
+            "vfd_energy_joules, netted out of vfd_energy_saved_joules; none for a mains-side reading",
+            labels=labels,
+        )
         last = GaugeMetricFamily(
             "vfd_last_poll_timestamp_seconds", "Unix time of the last successful poll", labels=labels
         )
@@ -191,6 +197,7 @@ class AgentCollector(Collector):
             if drive.config.profile.negative_power is NegativePower.REGENERATED:
                 regenerated.add_metric(name, totals.regenerated_j)
             energy.add_metric(name, totals.energy_j)
+            losses.add_metric(name, totals.drive_losses_j)
             baseline_energy.add_metric(name, totals.baseline_energy_j)
             for basis, saved_j, penalty_j in (
                 (SavingsBasis.VFD_MEASURED, totals.saved_vfd_j, totals.penalty_vfd_j),
@@ -213,7 +220,7 @@ class AgentCollector(Collector):
             gaps.add_metric(name, float(totals.gaps))
         yield from (up, fresh, power, speed, freq, baseline_power, energy, baseline_energy, saved, penalty,
                     measured_lower, measured_upper, co2, cost, covered, gaps, errors, last, source,
-                    counter_events, regenerated)
+                    counter_events, regenerated, losses)
 
 
 class SavingsBasis(Enum):

@@ -211,20 +211,64 @@ def losses(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_p
     ``drive``: with the drive's own losses (a power read on the mains side), else the motor's alone.
     """
     m = no_load_current_share(rated_power / 1e3) if no_load_share is None else no_load_share
+    current2 = _current2(shaft, speed_ratio, rated_power, m)
     speed = np.maximum(speed_ratio, MIN_LOSS_SPEED)
-    torque = np.maximum(shaft, 0.0) / rated_power / speed
-    current2 = m * m + (1.0 - m * m) * torque * torque
     rated_loss = rated_power * (1.0 / full_load - 1.0)
     iron = CONSTANT_LOSS_SHARE - FRICTION_LOSS_SHARE
     motor = rated_loss * (iron * speed**1.5 + FRICTION_LOSS_SHARE * speed**3
                           + (1.0 - CONSTANT_LOSS_SHARE) * current2)
     if not drive:
         return motor
-    fixed, linear, square = DRIVE_LOSS_SHARES
-    current = np.sqrt(current2)
-    inverter = DRIVE_RATED_LOSS * rated_power / full_load * (fixed + linear * current + square * current2)
-    result: NDArray[np.float64] = motor + inverter
+    result: NDArray[np.float64] = motor + _inverter(current2, rated_power, full_load)
     return result
+
+
+def _current2(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_power: float,
+              no_load_share: float) -> NDArray[np.float64]:
+    """(I / I_rated)² of the motor at a shaft power [W] and speed ratio."""
+    m = no_load_share
+    torque = np.maximum(shaft, 0.0) / rated_power / np.maximum(speed_ratio, MIN_LOSS_SPEED)
+    result: NDArray[np.float64] = m * m + (1.0 - m * m) * torque * torque
+    return result
+
+
+def _inverter(current2: NDArray[np.float64], rated_power: float, full_load: float) -> NDArray[np.float64]:
+    """The drive's own losses [W] at a motor current (I / I_rated)²."""
+    fixed, linear, square = DRIVE_LOSS_SHARES
+    result: NDArray[np.float64] = DRIVE_RATED_LOSS * rated_power / full_load * (
+        fixed + linear * np.sqrt(current2) + square * current2)
+    return result
+
+
+def drive_losses_behind_output(output: float, speed_ratio: float, rated_power: float,
+                               full_load: float) -> float:
+    """The drive's own losses [W] behind its output power [W] (the motor's input) at a speed ratio.
+
+    What a drive reading its output leaves out of the mains power: the motor's shaft power
+    behind the reading (``shaft_from_electrical``, the motor's losses alone), then the drive's
+    losses at that current, the same law ``losses`` adds for a mains reading. An output that
+    does not cover the motor's no-load losses is taken at no load. Without a speed reading
+    (NaN) the speed is the affinity law's for the output, (P / P_rated)^(1/3): pumps and fans.
+    """
+    if not math.isfinite(speed_ratio):
+        speed_ratio = min(max(max(output, 0.0) / rated_power, 0.0) ** (1.0 / 3.0), 1.0)
+    m = no_load_current_share(rated_power / 1e3)
+    shaft = shaft_from_electrical(np.array([max(output, 0.0)]), np.array([speed_ratio]), rated_power,
+                                  full_load, drive=False)
+    current2 = _current2(np.nan_to_num(shaft, nan=0.0), np.array([speed_ratio]), rated_power, m)
+    return float(_inverter(current2, rated_power, full_load)[0])
+
+
+def motor_full_load(motor_efficiency: float, rated_power: float, rated_speed_rpm: float, poles: int,
+                    efficiency_class: EfficiencyClass) -> float:
+    """A motor's full-load efficiency: the nameplate's if given (finite), else the tables' for its size.
+
+    ``poles`` 0: from the rated speed at the mains frequency it belongs to.
+    """
+    if math.isfinite(motor_efficiency):
+        return motor_efficiency
+    poles = poles or poles_from_speed(rated_speed_rpm, rated_frequency(rated_speed_rpm))
+    return table_efficiency(rated_power / 1e3, poles, efficiency_class)
 
 
 def shaft_from_electrical(electrical: NDArray[np.float64], speed_ratio: NDArray[np.float64],

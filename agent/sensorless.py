@@ -39,11 +39,10 @@ from agent.config.model import CurvePoints, SensorlessConfig, SpotReading
 from agent.config.profile import PowerMeasuredAt, Quantity
 from agent.motor_tables import (
     MAX_RATED_SLIP,
-    poles_from_speed,
+    motor_full_load,
     rated_frequency,
     rated_slip,
     shaft_from_electrical,
-    table_efficiency,
 )
 from agent.optimizer.datasheet import datasheet_curves
 from agent.units import RPM_TO_RAD_S, Dimension, head_per_pressure
@@ -166,9 +165,8 @@ class FlowEstimator:
         # The drive's own losses are in its power reading only where that is read on the mains side.
         self.drive_losses = power_at is PowerMeasuredAt.DRIVE_INPUT
         frequency = rated_frequency(rated_speed_rpm)
-        poles = sensorless.poles or poles_from_speed(rated_speed_rpm, frequency)
-        self.full_load = motor_efficiency if math.isfinite(motor_efficiency) else table_efficiency(
-            rated_power / 1e3, poles, sensorless.motor_class)
+        self.full_load = motor_full_load(motor_efficiency, rated_power, rated_speed_rpm, sensorless.poles,
+                                         sensorless.motor_class)
         self.head_factor = math.nan  # the pressure reading's SI value to the pump's head [m]; NaN: none
         slip = rated_slip(rated_speed_rpm, frequency)
         self.slip = 0.0 if sensorless.speed_is_shaft or not 0.0 < slip <= MAX_RATED_SLIP else slip

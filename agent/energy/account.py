@@ -14,7 +14,10 @@ the baseline (``agent.energy.baseline.baseline_evidence``); otherwise they are
 ``vfd_stipulated``, kept apart and never turned into CO2 or money. The optimizer's savings
 (against the operator's strategy) are booked per drive as the group's share and attributed
 per group by the bookkeeper; where the counterfactual knows the operator's setpoint at the
-agent's staging, the staging part is booked apart from the pressure reset.
+agent's staging, the staging part is booked apart from the pressure reset. An output
+reading's savings against the no-VFD baseline are net of the drive's own losses, modelled
+per poll (``EnergySample.drive_losses``) and kept apart: the mains pays them, the no-VFD
+motor would not, and a signed claim must not be high by them.
 
 Savings are split at every hour boundary (the ledger keeps one row per drive per
 hour) and at every tariff or emission-factor edge, so money and CO2 are applied
@@ -75,6 +78,7 @@ class Coverage:
     counter_s: float = 0.0  # seconds booked from the drive's energy counter ...
     power_s: float = 0.0  # ... and from the power integral
     regenerated_j: float = 0.0  # energy the drive fed back (negative power), booked apart
+    drive_losses_j: float = 0.0  # the drive's own losses, modelled, where its reading is its output
 
     def merge(self, other: Coverage) -> None:
         """Add the fields ``other`` shares with this record (all of them, for the same type)."""
@@ -175,6 +179,7 @@ class EnergySample:
     counter: float = math.nan  # J, the drive's energy counter, NaN if none
     counterfactual_power: float = math.nan  # W the operator's setpoint would draw (optimizer)
     staged_power: float = math.nan  # W at the operator's setpoint with the pumps the agent runs
+    drive_losses: float = 0.0  # W the drive itself draws beyond its reading (an output reading), modelled
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,7 @@ class EnergyAccount:
             drawn, fed_back = _signed_parts(a.power, b.power, x0, x1)
             power, regenerated = drawn * dt, -fed_back * dt
             baseline = _mean_linear(a.baseline_power, b.baseline_power, x0, x1) * piece
+            losses = _mean_linear(a.drive_losses, b.drive_losses, x0, x1) * piece
             if counted is None:
                 energy = power
             elif integrated > 0.0:
@@ -351,21 +357,23 @@ class EnergyAccount:
                 optimizer = counterfactual * piece - energy
             if split:
                 staging = (counterfactual - _mean_linear(a.staged_power, b.staged_power, x0, x1)) * piece
-            self._add(wall_a + 0.5 * (start + end), energy, baseline, (optimizer, staging, split), piece,
-                      counted is not None, regenerated)
+            self._add(wall_a + 0.5 * (start + end), (energy, losses), baseline, (optimizer, staging, split),
+                      piece, counted is not None, regenerated)
             start = end
 
-    def _add(self, wall: float, energy: float, baseline: float, optimizer: tuple[float, float, bool],
-             seconds: float, from_counter: bool, regenerated: float) -> None:
-        """Book one piece; ``optimizer`` is (saving, its staging part, whether it could be split)."""
+    def _add(self, wall: float, drawn: tuple[float, float], baseline: float,
+             optimizer: tuple[float, float, bool], seconds: float, from_counter: bool,
+             regenerated: float) -> None:
+        """Book one piece: drawn (energy, modelled drive losses), optimizer (saving, staging, split)."""
         price, kg_per_j = self.rates.rates_at(wall)
-        saved = baseline - energy  # energy ≥ 0, so saved ≤ baseline: regeneration is no saving
+        energy, losses = drawn
+        saved = baseline - energy - losses  # net of the drive's losses; energy ≥ 0: regeneration no saving
         claimed = saved if self.measured else 0.0
         total, staging, split = optimizer
         piece = HourDelta(
             energy_j=energy, baseline_energy_j=baseline, covered_s=seconds,
             counter_s=seconds if from_counter else 0.0, power_s=0.0 if from_counter else seconds,
-            regenerated_j=regenerated,
+            regenerated_j=regenerated, drive_losses_j=losses,
             saved_vfd_j=claimed, saved_optimizer_j=total, co2_g=claimed * kg_per_j * GRAMS_PER_KG,
             cost=claimed * price, saved_stipulated_j=0.0 if self.measured else saved,
             saved_staging_j=staging, saved_unsplit_j=0.0 if split else total,

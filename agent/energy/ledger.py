@@ -33,7 +33,7 @@ from agent.energy.account import EnergyTotals, HourDelta, OptimizerPart, SavedPe
 from agent.errors import LedgerError, LedgerLockedError
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Forward migrations: MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -142,6 +142,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE mv_interval ADD COLUMN strategy TEXT;  -- agent.mv.abtest.Strategy value; NULL: no label
     ALTER TABLE mv_interval ADD COLUMN block INTEGER;  -- the A/B block it lies in (the estimate's cluster)
+    """,
+    # 5 -> 6: the drive's own losses, modelled where its reading is its output, netted out of the
+    # savings against the no-VFD baseline from now on; an older ledger's hours and totals have none.
+    """
+    ALTER TABLE hourly ADD COLUMN drive_losses_j REAL NOT NULL DEFAULT 0;
+    ALTER TABLE totals ADD COLUMN drive_losses_j REAL NOT NULL DEFAULT 0;
     """,
 )
 

@@ -7,6 +7,7 @@ import math
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -16,6 +17,7 @@ from agent.config.schedule import hour_start
 from agent.drive import COUNTER_RESET, DriveRuntime, ImplausibleReadingError
 from agent.energy.account import EnergySample
 from agent.metrics import AgentCollector, ClockCollector
+from agent.motor_tables import losses, shaft_from_electrical, table_efficiency
 from agent.wallclock import STEP_S, UNSYNCED_HOLD_S, WallClock, timesyncd_synchronized
 from tests.agent.test_energy import T0, account
 from tests.support import DRIVE_DATA, REPO
@@ -107,6 +109,53 @@ def test_a_regenerating_drive_books_fed_back_energy_apart_and_never_as_savings(t
     registry = CollectorRegistry()
     registry.register(AgentCollector([plain], "EUR"))
     assert registry.get_sample_value("vfd_energy_regenerated_joules_total", labels) is None
+
+
+def output_profile(tmp_path: Path) -> str:
+    """The generic map read on the drive's output side (every shipped vendor profile's), no counter."""
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    lines = (REPO / "configs" / "profiles" / "generic.yaml").read_text().splitlines()
+    kept = [line.replace("name: generic", "name: generic-output")
+            .replace("power_measured_at: drive_input", "power_measured_at: drive_output")
+            for line in lines if not line.lstrip().startswith("energy:")]
+    (tmp_path / "profiles" / "generic-output.yaml").write_text("\n".join(kept) + "\n")
+    return "generic-output"
+
+
+def test_an_output_reading_drives_savings_are_net_of_its_modelled_losses_and_counted(tmp_path):
+    """The same polls read on each side: the output drive's energy the same, its saving less by the model.
+
+    The no-VFD baseline's saving was high by the drive's own losses, which an output reading
+    leaves out; a mains reading has them in it and nothing changes.
+    """
+    output, mains = a_drive(tmp_path, output_profile(tmp_path)), a_drive(tmp_path)
+    powers = (6_000.0, 6_400.0, 6_200.0, 6_000.0)
+    for drive in (output, mains):
+        for t, power in enumerate(powers):
+            drive.accept(float(t), T0 + t, poll(power, speed_rpm=1200.0))
+        drive.account.close_window()
+    lossy, plain = output.account.totals, mains.account.totals
+    assert not output.errors and lossy.energy_j == plain.energy_j == pytest.approx(18_600.0)
+    assert plain.drive_losses_j == 0.0  # a mains reading: the losses are in it
+    # The model's drive losses: at the shaft power behind each output reading, what ``losses`` adds
+    # for a mains reading over the motor's alone.
+    ratio, rated, full_load = 1200.0 / 1470.0, RATED_W, table_efficiency(15.0, 4)  # IE3, 4 poles: 1470 rpm
+    per_poll = []
+    for power in powers:
+        shaft = shaft_from_electrical(np.array([power]), np.array([ratio]), rated, full_load, drive=False)
+        both, motor = (losses(shaft, np.array([ratio]), rated, full_load, drive=d)[0] for d in (True, False))
+        per_poll.append(both - motor)
+    expected = sum(0.5 * (a + b) for a, b in zip(per_poll, per_poll[1:], strict=False))
+    assert lossy.drive_losses_j == pytest.approx(expected, rel=1e-6)
+    assert 0.01 < expected / 3.0 / (rated / full_load) < 0.025  # 1-2.5 % of the rated input at 82 % speed
+    net = plain.saved_stipulated_j - plain.penalty_stipulated_j
+    assert lossy.saved_stipulated_j - lossy.penalty_stipulated_j == pytest.approx(net - expected)
+    registry = CollectorRegistry()
+    registry.register(AgentCollector([output], "EUR"))
+    value = registry.get_sample_value
+    assert value("vfd_drive_losses_modelled_joules_total", {"drive": output.name}) == pytest.approx(expected)
+    assert value("vfd_energy_saved_joules_total", {"drive": output.name, "basis": "vfd_stipulated"}) \
+        == pytest.approx(lossy.saved_stipulated_j)
 
 
 def test_an_energy_counter_going_backwards_is_a_counter_reset_and_books_nothing_negative(tmp_path):

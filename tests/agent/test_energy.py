@@ -127,6 +127,36 @@ def test_a_stipulated_baseline_saves_energy_apart_and_earns_no_co2_or_money():
     assert (hour.saved_vfd_j, hour.co2_g, hour.cost) == (0.0, 0.0, 0.0)
 
 
+def test_savings_against_the_no_vfd_baseline_are_net_of_the_drives_modelled_losses():
+    """An output reading leaves the drive's own losses out; the mains pays them, the no-VFD motor would not.
+
+    The energy booked stays the reading's; both bases' savings, and CO2 and money, are lower by
+    the losses the samples carry (modelled by the drive runtime), which are kept in their own figure.
+    """
+    from dataclasses import replace
+
+    for measured in (True, False):
+        accounts = []
+        for first, second in ((0.0, 0.0), (300.0, 500.0), (500.0, 700.0)):  # W, linear between the samples
+            acc = account(measured=measured)
+            acc.add(replace(sample(0.0, 10_000.0, 15_000.0), drive_losses=first))
+            acc.add(replace(sample(4.0, 10_000.0, 15_000.0), drive_losses=second))
+            hours = acc.close_window()
+            accounts.append((acc.totals, hours[int(T0)]))
+        (plain, plain_hour), (lossy, lossy_hour), (lossier, _) = accounts
+        assert lossy.energy_j == plain.energy_j == pytest.approx(40_000.0)  # the reading's energy, unchanged
+        assert lossy.baseline_energy_j == plain.baseline_energy_j
+        assert (plain.drive_losses_j, lossy.drive_losses_j) == (0.0, pytest.approx(4 * 400.0))
+        assert lossy_hour.drive_losses_j == pytest.approx(1_600.0)
+        saved = ("saved_vfd_j", "co2_avoided_g", "cost_saved") if measured else ("saved_stipulated_j",)
+        for name in saved:
+            net, less = getattr(plain, name), getattr(lossy, name)
+            assert less == pytest.approx(net * (20_000.0 - 1_600.0) / 20_000.0)  # on the old code: equal
+        assert lossy_hour.saved_vfd_j + lossy_hour.saved_stipulated_j == pytest.approx(20_000.0 - 1_600.0)
+        assert plain_hour.saved_vfd_j + plain_hour.saved_stipulated_j == pytest.approx(20_000.0)
+        assert lossier.drive_losses_j == pytest.approx(4 * 600.0)
+
+
 def test_the_evidence_behind_a_baseline_follows_its_method_and_the_points_measured():
     from dataclasses import replace
 

@@ -41,6 +41,7 @@ def test_a_released_ledger_opens_migrated_with_its_totals(dump, tmp_path):
     finally:
         ledger.close()
     assert {name: t.energy_j for name, t in totals.items()} == pytest.approx(expected)
+    assert all(t.drive_losses_j == 0.0 for t in totals.values())  # schema 6: none modelled before it
     check = sqlite3.connect(path)
     assert check.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
