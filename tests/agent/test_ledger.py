@@ -1,6 +1,7 @@
 import asyncio
 import logging
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -30,16 +31,17 @@ def test_flushes_add_up_per_hour_and_totals_are_replaced(tmp_path):
     ledger.flush([HourRow("p1", HOUR, "EUR", delta(100.0, 10.0, 0.5))],
                  {"p1": EnergyTotals(energy_j=100.0, saved_vfd_j=10.0)}, 1.0)
     ledger.flush([HourRow("p1", HOUR, "EUR", delta(50.0, 5.0, 0.25)),
-                  HourRow("p1", HOUR + 3600, "EUR", delta(7.0))],
-                 {"p1": EnergyTotals(energy_j=157.0, saved_vfd_j=15.0)}, 2.0)
+                  HourRow("p1", HOUR + 3600, "EUR", replace(delta(7.0), drive_losses_j=0.5))],
+                 {"p1": EnergyTotals(energy_j=157.0, saved_vfd_j=15.0, drive_losses_j=0.5)}, 2.0)
     ledger.close()
     db = open_readonly(path)
-    query = "SELECT hour, energy_j, saved_vfd_j, cost, covered_s FROM hourly ORDER BY hour"
+    query = "SELECT hour, energy_j, saved_vfd_j, cost, covered_s, drive_losses_j FROM hourly ORDER BY hour"
     rows = db.execute(query).fetchall()
-    assert rows == [(HOUR, 150.0, 15.0, 0.75, 2.0), (HOUR + 3600, 7.0, 0.0, 0.0, 1.0)]
+    assert rows == [(HOUR, 150.0, 15.0, 0.75, 2.0, 0.0), (HOUR + 3600, 7.0, 0.0, 0.0, 1.0, 0.5)]
     db.close()
     reopened = Ledger.open(path)
-    assert reopened.load_totals() == {"p1": EnergyTotals(energy_j=157.0, saved_vfd_j=15.0)}
+    stored = EnergyTotals(energy_j=157.0, saved_vfd_j=15.0, drive_losses_j=0.5)
+    assert reopened.load_totals() == {"p1": stored}
     assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     reopened.close()
 
