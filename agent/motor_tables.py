@@ -211,15 +211,37 @@ def losses(shaft: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_p
     ``drive``: with the drive's own losses (a power read on the mains side), else the motor's alone.
     """
     m = no_load_current_share(rated_power / 1e3) if no_load_share is None else no_load_share
+    no_load, per_shaft2 = _motor_terms(speed_ratio, rated_power, full_load, m)
+    motor: NDArray[np.float64] = no_load + per_shaft2 * np.maximum(shaft, 0.0) ** 2
+    if not drive:
+        return motor
     current2 = _current2(shaft, speed_ratio, rated_power, m)
+    result: NDArray[np.float64] = motor + _inverter(current2, rated_power, full_load)
+    return result
+
+
+def _motor_terms(speed_ratio: NDArray[np.float64], rated_power: float, full_load: float,
+                 no_load_share: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The motor's losses [W] at a speed ratio as a + b · shaft²: (a, b).
+
+    Iron ∝ speed^1.5, friction ∝ speed³, current losses ∝ I² = m² + (1 − m²) τ², τ = P / (P_r · speed).
+    """
+    m = no_load_share
     speed = np.maximum(speed_ratio, MIN_LOSS_SPEED)
     rated_loss = rated_power * (1.0 / full_load - 1.0)
     iron = CONSTANT_LOSS_SHARE - FRICTION_LOSS_SHARE
-    motor = rated_loss * (iron * speed**1.5 + FRICTION_LOSS_SHARE * speed**3
-                          + (1.0 - CONSTANT_LOSS_SHARE) * current2)
-    if not drive:
-        return motor
-    result: NDArray[np.float64] = motor + _inverter(current2, rated_power, full_load)
+    copper = 1.0 - CONSTANT_LOSS_SHARE
+    no_load = rated_loss * (iron * speed**1.5 + FRICTION_LOSS_SHARE * speed**3 + copper * m * m)
+    per_shaft2 = rated_loss * copper * (1.0 - m * m) / (rated_power * speed) ** 2
+    return no_load, per_shaft2
+
+
+def _motor_shaft(electrical: NDArray[np.float64], speed_ratio: NDArray[np.float64], rated_power: float,
+                 full_load: float, no_load_share: float) -> NDArray[np.float64]:
+    """Shaft power [W] behind the motor's input [W]: P_el = P + a + b P² solved exactly; 0 below a."""
+    no_load, per_shaft2 = _motor_terms(speed_ratio, rated_power, full_load, no_load_share)
+    excess = np.maximum(electrical - no_load, 0.0)
+    result: NDArray[np.float64] = 2.0 * excess / (1.0 + np.sqrt(1.0 + 4.0 * per_shaft2 * excess))
     return result
 
 
@@ -250,13 +272,13 @@ def drive_losses_behind_output(output: float, speed_ratio: float, rated_power: f
     does not cover the motor's no-load losses is taken at no load. Without a speed reading
     (NaN) the speed is the affinity law's for the output, (P / P_rated)^(1/3): pumps and fans.
     """
-    if not math.isfinite(speed_ratio):
-        speed_ratio = min(max(max(output, 0.0) / rated_power, 0.0) ** (1.0 / 3.0), 1.0)
+    output = max(output, 0.0)
+    speed = speed_ratio if math.isfinite(speed_ratio) else min((output / rated_power) ** (1.0 / 3.0), 1.0)
+    ratio = np.float64(speed)
     m = no_load_current_share(rated_power / 1e3)
-    shaft = shaft_from_electrical(np.array([max(output, 0.0)]), np.array([speed_ratio]), rated_power,
-                                  full_load, drive=False)
-    current2 = _current2(np.nan_to_num(shaft, nan=0.0), np.array([speed_ratio]), rated_power, m)
-    return float(_inverter(current2, rated_power, full_load)[0])
+    shaft = _motor_shaft(np.float64(output), ratio, rated_power, full_load, m)
+    current2 = _current2(shaft, ratio, rated_power, m)
+    return float(_inverter(current2, rated_power, full_load))
 
 
 def motor_full_load(motor_efficiency: float, rated_power: float, rated_speed_rpm: float, poles: int,
@@ -275,16 +297,17 @@ def shaft_from_electrical(electrical: NDArray[np.float64], speed_ratio: NDArray[
                           rated_power: float, full_load: float, drive: bool = True) -> NDArray[np.float64]:
     """Shaft power [W] behind a measured electrical power [W] at a speed ratio; NaN where none is.
 
-    Solves P_el = P + losses(P, r) by fixed point (the losses grow slower than the power,
-    so it contracts, to a milliwatt in a few steps); NaN where the electrical power does not
-    cover the no-load losses. ``drive``: the power is the drive's input (its losses in it);
-    False for its output, the motor's input.
+    Solves P_el = P + losses(P, r): the motor's alone exactly (a quadratic in P), with the
+    drive's by fixed point (the losses grow slower than the power, so it contracts, to a
+    milliwatt in a few steps); NaN where the electrical power does not cover the no-load
+    losses. ``drive``: the power is the drive's input (its losses in it); False for its
+    output, the motor's input.
     """
     electrical = np.asarray(electrical, dtype=np.float64)
     speed_ratio = np.asarray(speed_ratio, dtype=np.float64)
     m = no_load_current_share(rated_power / 1e3)
-    shaft = 0.85 * electrical
-    for _ in range(30):
+    shaft = _motor_shaft(electrical, speed_ratio, rated_power, full_load, m)
+    for _ in range(30 if drive else 0):
         new = np.maximum(electrical - losses(shaft, speed_ratio, rated_power, full_load, m, drive), 0.0)
         done = bool(np.all(np.abs(new - shaft) <= 1e-3))
         shaft = new

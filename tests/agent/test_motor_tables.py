@@ -113,6 +113,31 @@ def test_shaft_from_electrical_inverts_the_losses_by_speed_and_torque():
     assert shaft_from_electrical(electrical, speed, 15_000.0, 0.921) == pytest.approx(shaft, rel=1e-6)
     # Below the no-load losses there is no shaft power.
     assert np.isnan(shaft_from_electrical(np.array([50.0]), np.array([0.5]), 15_000.0, 0.921)[0])
+    # The motor's input (a drive's output reading): its losses alone, solved exactly.
+    output = shaft + losses(shaft, speed, 15_000.0, 0.921, drive=False)
+    exact = shaft_from_electrical(output, speed, 15_000.0, 0.921, drive=False)
+    assert exact == pytest.approx(shaft, rel=1e-9)
+
+
+def test_the_drives_losses_behind_its_output_are_what_the_losses_add_for_a_mains_reading():
+    from agent.motor_tables import drive_losses_behind_output, losses
+
+    for rated, full_load in ((1_100.0, 0.841), (15_000.0, 0.921), (200_000.0, 0.96)):
+        shaft = rated * np.array([0.02, 0.064, 0.34, 0.9, 1.2])
+        speed = np.array([0.3, 0.4, 0.7, 1.0, 1.1])
+        output = shaft + losses(shaft, speed, rated, full_load, drive=False)
+        drive = losses(shaft, speed, rated, full_load) - losses(shaft, speed, rated, full_load, drive=False)
+        found = [drive_losses_behind_output(o, r, rated, full_load)
+                 for o, r in zip(output, speed, strict=True)]
+        assert found == pytest.approx(drive, rel=1e-9)
+        assert 0.02 < drive[3] / (rated / full_load) < 0.03  # 2-3 % of the rated input near full load
+    # No speed reading: the affinity law's speed for the power (a pump at 40 % speed draws 6.4 %).
+    shaft, speed = np.array([0.064 * 15_000.0]), np.array([0.4])
+    output = float((shaft + losses(shaft, speed, 15_000.0, 0.921, drive=False))[0])
+    unknown = drive_losses_behind_output(output, math.nan, 15_000.0, 0.921)
+    affinity = (output / 15_000.0) ** (1 / 3)
+    assert unknown == pytest.approx(drive_losses_behind_output(output, affinity, 15_000.0, 0.921))
+    assert drive_losses_behind_output(0.0, 0.0, 15_000.0, 0.921) > 0.0  # at no load: the fixed third
 
 
 def test_the_losses_by_speed_stay_within_the_budget_of_the_simulators_independent_model():
