@@ -267,7 +267,7 @@ def drive_losses_behind_output(output: float, speed_ratio: float, rated_power: f
     """The drive's own losses [W] behind its output power [W] (the motor's input) at a speed ratio.
 
     What a drive reading its output leaves out of the mains power: the motor's shaft power
-    behind the reading (``shaft_from_electrical``, the motor's losses alone), then the drive's
+    behind the reading (the motor's losses alone, as ``shaft_from_electrical``), then the drive's
     losses at that current, the same law ``losses`` adds for a mains reading. An output that
     does not cover the motor's no-load losses is taken at no load. Without a speed reading
     (NaN) the speed is the affinity law's for the output, (P / P_rated)^(1/3): pumps and fans.
