@@ -25,15 +25,20 @@ from tests.support import DRIVE_DATA, REPO
 RATED_W = 15_000.0  # chw-pump-1
 
 
-def regenerative_profile(tmp_path: Path) -> str:
-    """The generic map without its energy counter, for a drive that feeds energy back."""
+def generic_variant(tmp_path: Path, name: str, old: str, new: str) -> str:
+    """The generic map without its energy counter, named ``name``, one line's ``old`` made ``new``."""
     (tmp_path / "profiles").mkdir(exist_ok=True)
     lines = (REPO / "configs" / "profiles" / "generic.yaml").read_text().splitlines()
-    kept = [line.replace("name: generic", "name: generic-afe")
-            .replace("negative_power: implausible", "negative_power: regenerated")
+    kept = [line.replace("name: generic", f"name: {name}").replace(old, new)
             for line in lines if not line.lstrip().startswith("energy:")]
-    (tmp_path / "profiles" / "generic-afe.yaml").write_text("\n".join(kept) + "\n")
-    return "generic-afe"
+    (tmp_path / "profiles" / f"{name}.yaml").write_text("\n".join(kept) + "\n")
+    return name
+
+
+def regenerative_profile(tmp_path: Path) -> str:
+    """The generic map without its energy counter, for a drive that feeds energy back."""
+    return generic_variant(tmp_path, "generic-afe", "negative_power: implausible",
+                           "negative_power: regenerated")
 
 
 def a_drive(tmp_path: Path, profile: str = "generic") -> DriveRuntime:
@@ -113,13 +118,8 @@ def test_a_regenerating_drive_books_fed_back_energy_apart_and_never_as_savings(t
 
 def output_profile(tmp_path: Path) -> str:
     """The generic map read on the drive's output side (every shipped vendor profile's), no counter."""
-    (tmp_path / "profiles").mkdir(exist_ok=True)
-    lines = (REPO / "configs" / "profiles" / "generic.yaml").read_text().splitlines()
-    kept = [line.replace("name: generic", "name: generic-output")
-            .replace("power_measured_at: drive_input", "power_measured_at: drive_output")
-            for line in lines if not line.lstrip().startswith("energy:")]
-    (tmp_path / "profiles" / "generic-output.yaml").write_text("\n".join(kept) + "\n")
-    return "generic-output"
+    return generic_variant(tmp_path, "generic-output", "power_measured_at: drive_input",
+                           "power_measured_at: drive_output")
 
 
 def test_an_output_reading_drives_savings_are_net_of_its_modelled_losses_and_counted(tmp_path):
