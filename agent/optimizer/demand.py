@@ -73,15 +73,23 @@ class DemandTracker:
         return level, slope
 
     def estimate(self, now: float, lookahead: float) -> float:
-        """The larger of the level now and where the trend or a rise takes it ``lookahead`` on (NaN: none)."""
+        """The larger of the level now and where the trend or a rise takes it ``lookahead`` on (NaN: none).
+
+        The trend is carried ahead no faster than the window's own line allows (its slope plus
+        ``RISE_Z`` of its standard error): the trend's line reads the slope half its long window
+        ago, so at a peak and over the turn it still rose 8-9 % of the design flow per second
+        where the demand had stopped, and the plan ran the header above the curve (the batch's
+        largest loss against the oracle). On a rise that goes on the window's line reads the
+        same slope, so the bound takes nothing from it but noise beyond two standard errors.
+        """
         recent = [(t, v) for t, v in self.samples if now - t <= self.window]
         if not recent:
             return math.nan
         if len(recent) < 4:
             return max(v for _, v in recent)
-        level, _, _ = self._line(recent, now)
+        level, slope, error = self._line(recent, now)
         trend = self.slope(now)
-        ahead = level + max(trend, 0.0) * lookahead
+        ahead = level + max(min(trend, slope + RISE_Z * error), 0.0) * lookahead
         rising, slope = self.rise(now, trend)
         if math.isfinite(rising):
             ahead = max(ahead, max(level, rising) + slope * lookahead)
