@@ -87,9 +87,9 @@ class DemandTracker:
             return math.nan
         if len(recent) < 4:
             return max(v for _, v in recent)
-        level, slope, error = self._line(recent, now)
+        level, own_slope, own_error = self._line(recent, now)
         trend = self.slope(now)
-        ahead = level + max(min(trend, slope + RISE_Z * error), 0.0) * lookahead
+        ahead = level + max(min(trend, own_slope + RISE_Z * own_error), 0.0) * lookahead
         rising, slope = self.rise(now, trend)
         if math.isfinite(rising):
             ahead = max(ahead, max(level, rising) + slope * lookahead)
