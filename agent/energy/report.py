@@ -42,6 +42,9 @@ class Summary:
     saved_kwh: float  # net: against a baseline backed by a measurement (the VFD's claimable savings)
     stipulated_kwh: float  # net: against a stipulated baseline (shown, never turned into CO2 or money)
     optimizer_saved_kwh: float  # net: against the operator's setpoint (the agent's extra savings)
+    # Modelled, not measured: the drive's own losses behind an output reading, already netted out of
+    # saved_kwh and stipulated_kwh (0 for a mains-side reading, and in a ledger older than schema 6).
+    drive_losses_kwh: float
     co2_avoided_kg: float
     money_saved: float
     currency: str
@@ -54,7 +57,7 @@ class Summary:
 
 _SUMS = """
     SELECT drive, SUM(energy_j), SUM(baseline_energy_j), SUM(saved_vfd_j), SUM(saved_stipulated_j),
-           SUM(saved_optimizer_j),
+           SUM(saved_optimizer_j), {losses},
            SUM(co2_g), SUM(cost), GROUP_CONCAT(DISTINCT currency), SUM(covered_s), SUM(gaps),
            SUM(counter_s), MIN(hour), MAX(hour)
     FROM hourly WHERE hour >= ? AND hour < ? GROUP BY drive ORDER BY drive
@@ -80,7 +83,10 @@ class Report:
 def summarize(db: sqlite3.Connection, low: int, high: int, tz: tzinfo,
               drives: Sequence[str] | None = None) -> Report:
     """One summary per drive (only ``drives`` if given) and the site's, over hours in [low, high)."""
-    rows = db.execute(_SUMS, (low, high)).fetchall()
+    # A ledger the agent has not yet migrated (read-only here) may lack the drive-loss column.
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(hourly)")}
+    losses = "SUM(drive_losses_j)" if "drive_losses_j" in columns else "0.0"
+    rows = db.execute(_SUMS.format(losses=losses), (low, high)).fetchall()
     summaries = [s for s in (_summary(row, tz) for row in rows) if drives is None or s.drive in drives]
     if not summaries:
         return Report([], None)
@@ -92,6 +98,7 @@ def summarize(db: sqlite3.Connection, low: int, high: int, tz: tzinfo,
         saved_kwh=sum(s.saved_kwh for s in summaries),
         stipulated_kwh=sum(s.stipulated_kwh for s in summaries),
         optimizer_saved_kwh=sum(s.optimizer_saved_kwh for s in summaries),
+        drive_losses_kwh=sum(s.drive_losses_kwh for s in summaries),
         co2_avoided_kg=sum(s.co2_avoided_kg for s in summaries),
         money_saved=sum(s.money_saved for s in summaries) if len(currencies) == 1 else math.nan,
         currency=",".join(sorted(currencies)),
@@ -106,8 +113,8 @@ def summarize(db: sqlite3.Connection, low: int, high: int, tz: tzinfo,
 
 
 def _summary(row: tuple[Any, ...], tz: tzinfo) -> Summary:
-    drive, energy, baseline, saved, stipulated, optimizer, co2, cost, currency, covered, gaps, counter, \
-        first, last = row
+    drive, energy, baseline, saved, stipulated, optimizer, losses, co2, cost, currency, covered, gaps, \
+        counter, first, last = row
     covered_s = float(covered or 0.0)
     return Summary(
         drive=str(drive),
@@ -116,6 +123,7 @@ def _summary(row: tuple[Any, ...], tz: tzinfo) -> Summary:
         saved_kwh=float(saved) / KWH_TO_J,
         stipulated_kwh=float(stipulated) / KWH_TO_J,
         optimizer_saved_kwh=float(optimizer) / KWH_TO_J,
+        drive_losses_kwh=float(losses or 0.0) / KWH_TO_J,
         co2_avoided_kg=float(co2) / 1000.0,
         money_saved=float(cost),
         currency=str(currency or ""),
@@ -151,8 +159,8 @@ def render(report: Report, fmt: ReportFormat) -> str:
             writer.writerow([getattr(s, n) for n in names])
         return out.getvalue()
     header = (f"{'drive':<20} {'energy kWh':>11} {'baseline kWh':>13} {'saved kWh':>10} "
-              f"{'stipulated kWh':>14} {'optimizer kWh':>14} {'CO2 kg':>9} {'money':>12} {'hours':>7} "
-              f"{'counter':>7}")
+              f"{'stipulated kWh':>14} {'optimizer kWh':>14} {'losses kWh*':>11} {'CO2 kg':>9} {'money':>12} "
+              f"{'hours':>7} {'counter':>7}")
     lines = [header, "-" * len(header)]
     for s in report.drives + ([report.site] if report.site is not None else []):
         if s.drive == SITE:
@@ -160,12 +168,16 @@ def render(report: Report, fmt: ReportFormat) -> str:
         money = f"{s.money_saved:.2f} {s.currency}" if math.isfinite(s.money_saved) else "mixed"
         lines.append(
             f"{s.drive:<20} {s.energy_kwh:>11.3f} {s.baseline_kwh:>13.3f} {s.saved_kwh:>10.3f} "
-            f"{s.stipulated_kwh:>14.3f} {s.optimizer_saved_kwh:>14.3f} {s.co2_avoided_kg:>9.3f} {money:>12} "
+            f"{s.stipulated_kwh:>14.3f} {s.optimizer_saved_kwh:>14.3f} {s.drive_losses_kwh:>11.3f} "
+            f"{s.co2_avoided_kg:>9.3f} {money:>12} "
             f"{s.covered_hours:>7.2f} "
             f"{s.counter_share:>7.0%}"
         )
     if report.site is None:
         lines.append("(no ledger rows in this period)")
+    elif report.site.drive_losses_kwh > 0.0:
+        lines.append("* modelled, not measured: the drives' own losses behind their output readings, "
+                     "netted out of the saved and stipulated kWh")
     return "\n".join(lines) + "\n"
 
 

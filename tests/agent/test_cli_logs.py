@@ -123,6 +123,34 @@ def ledger_with_rows(path):
     db.close()
 
 
+def test_the_report_shows_the_modelled_drive_losses_and_reads_a_ledger_without_them(tmp_path):
+    """An output reading's no-VFD savings are net of the drive's modelled losses (ledger schema 6): the report
+    shows them in a column of their own, labelled modelled; a ledger the agent has not migrated yet (it is
+    read here read-only) has no such column and still reads, with none."""
+    db_path = tmp_path / "ledger.sqlite"
+    ledger_with_rows(db_path)
+    db = sqlite3.connect(db_path)
+    try:
+        db.execute("UPDATE hourly SET drive_losses_j = 360000.0 WHERE drive = 'pump-a'")
+        db.commit()
+        summary = report.summarize(db, -(2**62), 2**62, timezone.utc)
+    finally:
+        db.close()
+    assert [s.drive_losses_kwh for s in summary.drives] == pytest.approx([0.1, 0.0])
+    assert summary.site is not None and summary.site.drive_losses_kwh == pytest.approx(0.1)
+    table = report.render(summary, report.ReportFormat.TABLE)
+    assert "losses kWh*" in table and "modelled, not measured" in table
+    assert json.loads(report.render(summary, report.ReportFormat.JSON))["site"]["drive_losses_kwh"] == 0.1
+    old = sqlite3.connect(tmp_path / "schema-5.sqlite")
+    try:
+        old.executescript((REPO / "tests" / "agent" / "data" / "ledger-schema-5.sql").read_text())
+        before = report.summarize(old, -(2**62), 2**62, timezone.utc)
+    finally:
+        old.close()
+    assert before.drives and all(s.drive_losses_kwh == 0.0 for s in before.drives)
+    assert "modelled, not measured" not in report.render(before, report.ReportFormat.TABLE)
+
+
 def test_report_keeps_the_site_apart_and_plots_a_line_for_one_day(tmp_path):
     db_path = tmp_path / "ledger.sqlite"
     ledger_with_rows(db_path)
