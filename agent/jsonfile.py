@@ -8,6 +8,7 @@ unreadable or damaged file only means the agent learns it again.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -19,6 +20,11 @@ def read_json(path: Path) -> object:
     except (OSError, ValueError):
         return None
     return value
+
+
+def finite_number(value: object) -> bool:
+    """A JSON number that is a finite float (not a bool, which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def write_json(path: Path, value: object) -> None:

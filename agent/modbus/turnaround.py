@@ -9,13 +9,12 @@ configured ``turnaround_s`` stands in; the learned values are saved in the stora
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent.jsonfile import read_json, write_json
+from agent.jsonfile import finite_number, read_json, write_json
 
 TURNAROUND_WINDOW = 15  # recent exchanges a drive's turnaround is the median of
 TURNAROUND_FILE = "turnaround.json"
@@ -59,8 +58,7 @@ def load_turnarounds(path: Path) -> dict[str, float]:
     if not isinstance(drives, dict):
         return {}
     return {str(name): float(seconds) for name, seconds in drives.items()
-            if isinstance(seconds, int | float) and not isinstance(seconds, bool)
-            and math.isfinite(seconds) and 0.0 <= seconds <= MAX_TURNAROUND_S}
+            if finite_number(seconds) and 0.0 <= seconds <= MAX_TURNAROUND_S}
 
 
 def save_turnarounds(path: Path, turnarounds: Mapping[str, float]) -> None:

@@ -33,6 +33,7 @@ from agent.config.model import GroupConfig
 from agent.config.profile import Quantity
 from agent.control.writer import DriveWriter
 from agent.drive import DriveRuntime
+from agent.jsonfile import finite_number
 from agent.optimizer.machine import MachineModel, common_ratio
 from agent.optimizer.plans import Plan
 from agent.units import Dimension, head_from_pressure
@@ -117,10 +118,6 @@ class OperatorRecord:
         return measured / modelled if low <= measured / modelled <= high else math.nan
 
 
-def _finite_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _operator_point(raw: object, machines: int) -> OperatorPoint | None:
     """A stored point as recorded: per machine None (stopped) or three finite numbers; None if not."""
     if not isinstance(raw, list) or len(raw) != machines:
@@ -129,7 +126,7 @@ def _operator_point(raw: object, machines: int) -> OperatorPoint | None:
     for seen in raw:
         if seen is None:
             point.append(None)
-        elif isinstance(seen, list) and len(seen) == 3 and all(_finite_number(x) for x in seen):
+        elif isinstance(seen, list) and len(seen) == 3 and all(finite_number(x) for x in seen):
             flow, ratio, power = (float(x) for x in seen)
             point.append((flow, ratio, power))
         else:
