@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.machine import Share, machine
+
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -194,6 +196,20 @@ class ScenarioRuns:
             with (folder / f"{key}.json").open("w") as out, (folder / f"{key}.log").open("w") as err:
                 command = [sys.executable, "-m", "hil.scenario", *args]
                 self.processes[key] = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err)
+
+    @classmethod
+    def alone(cls, folder: Path, runs: Mapping[str, Sequence[str]], timeout: float) -> ScenarioRuns:
+        """The runs started and ended with nothing else on the machine (``tests.machine``): a
+        closed-loop day's oracle fraction drops a few thousandths per quarter core beside it."""
+        with machine(Share.ALONE):
+            days = cls(folder, runs, timeout)
+            try:
+                for process in days.processes.values():
+                    process.wait(timeout=timeout)
+            except BaseException:
+                days.close()
+                raise
+        return days
 
     def result(self, key: str) -> dict:
         """The run's result once its process has ended by itself, exit 0 and no traceback."""

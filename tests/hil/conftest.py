@@ -31,6 +31,6 @@ def side_by_side_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scen
         f"seed-{seed}": ["--plant", str(generate(seed).write(folder)), "--duration", str(BATCH_DAY)]
         for seed in BATCH_SEEDS}
     runs[MV_RUN] = list(MV_DAY)
-    days = ScenarioRuns(folder, runs, timeout=BATCH_DAY * 6 + 240)
+    days = ScenarioRuns.alone(folder, runs, timeout=BATCH_DAY * 6 + 240)
     yield days
     days.close()

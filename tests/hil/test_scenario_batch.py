@@ -35,6 +35,8 @@ CLAIM_TOLERANCE = 0.10
 # the batch's median to the issue's 10 %; the -m slow acceptance holds each plant to 10 % on 60 s days.
 GROSS_CLAIM_ERROR = 0.25
 
+pytestmark = pytest.mark.xdist_group("side-by-side")  # one worker runs side_by_side_days once
+
 
 def booked_claim_error(result: dict) -> float:
     """The booked claim less the plant's saving where it was booked, as a share of the day's saving.

@@ -11,6 +11,8 @@ from hil.mvscenario import MvTiming
 from hil.scenario import main
 from tests.hil.conftest import MV_RUN
 
+pytestmark = pytest.mark.xdist_group("side-by-side")  # one worker runs side_by_side_days once
+
 
 def test_the_design_cuts_a_block_into_four_intervals():
     design = MvTiming.for_day(48.0)

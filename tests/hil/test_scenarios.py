@@ -51,7 +51,7 @@ def check_common(result: dict) -> None:
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScenarioRuns]:
     """The three short days, started together when the first is asked for."""
-    runs = ScenarioRuns(tmp_path_factory.mktemp("days"),
+    runs = ScenarioRuns.alone(tmp_path_factory.mktemp("days"),
                         {name: [name, "--duration", str(day)] for name, day in SHORT.items()},
                         timeout=max(SHORT.values()) * 3 + 180)
     yield runs

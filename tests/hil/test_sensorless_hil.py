@@ -13,6 +13,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import load_config
@@ -36,6 +37,7 @@ def _catalogue(curves: TableCurves, rated_flow: float, rated_head: float, rated_
             f"      catalogue:\n        head: [{pairs}]\n        power: [{kw}]\n")
 
 
+@pytest.mark.alone  # the plant moves on while a loaded agent is late to read it
 def test_the_exported_estimate_holds_the_true_flow_in_its_interval(tmp_path: Path) -> None:
     definition = SCENARIOS["booster-static"]
     timing = Timing.for_duration(30.0)
