@@ -280,15 +280,17 @@ class FlowEstimator:
         A leak moves the shut-off point along the head curve: the test reads h(L), below the
         catalogue's h(0) by |h'(0)| L where the curve falls from shut-off (a mixed-flow pump, whose
         power is flat there and cannot show the leak). The head's deficit over the slope is one
-        reading of the leak, its error the curve's own at shut-off and the transmitter's over the
-        slope; it is weighed against the prior shift (a linear-Gaussian update, ``_split``).
+        reading of the leak, its error the curve's own value at shut-off and the transmitter's over
+        the slope; it is weighed against the prior shift (a linear-Gaussian update, ``_split``).
         Both in m³/s; NaN where the head shows none.
         """
         slope = float(self.head[1]) if self.head.shape[0] > 1 else 0.0
         if not (math.isfinite(collapsed_head) and collapsed_head > 0.0 and slope < 0.0):
             return math.nan, math.nan
         h0 = float(self.head[0])
-        noise = math.hypot(self._curve_error(0.0, head=True) * h0, self.budget.head * collapsed_head)
+        # A datasheet's shut-off head is assumed from the rated point: its whole value uncertain.
+        value = self._curve_error(0.0, head=True) if self.settings.catalogue_head is not None else self.u_head
+        noise = math.hypot(value * h0, self.budget.head * collapsed_head)
         prior = np.array([self.shift * self.q_ref])
         mean, cov = _split(prior, np.array([[-slope]]), np.array([h0 - collapsed_head]), np.array([noise**2]))
         return float(mean[0]), math.sqrt(float(cov[0, 0]))

@@ -399,6 +399,9 @@ def test_a_shutoff_test_on_the_datasheet_alone_keeps_the_shapes_uncertainty():
     assert tested.calibration is Calibration.SHUTOFF
     expected = math.sqrt(BUDGET.datasheet_shift**2 - BUDGET.shift**2)
     assert tested.power_band[5] == pytest.approx(expected) and tested.head_band[5] == pytest.approx(expected)
+    # Its shut-off head is assumed from the rated point too: a test's head tells no leak against it.
+    _, leak_u = tested._leak_from_head(38.0)
+    assert leak_u >= 0.95 * BUDGET.datasheet_shift * Q_BEP
 
 
 @pytest.mark.parametrize(("wear", "gain"), [(Wear(leakage=0.04), 1.0), (Wear(), 1.03)],
