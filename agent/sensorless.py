@@ -226,8 +226,10 @@ class FlowEstimator:
         half-width as a rectangular uncertainty, growing from the test's point (where the
         curve is now measured) to the rated flow (where the two ends differ by the leak
         alone). Where the power curve is too flat at shut-off for the reading to resolve a
-        leak (``_resolves_leak``) the test says nothing of it: no shift, the prior's
-        flow-axis uncertainty kept, the excess taken as part-load loss. What is left of the
+        leak (``_resolves_leak``) its power says nothing of it, the excess taken as part-load
+        loss; its head may (``_leak_from_head``: on a head curve falling from shut-off, as a
+        mixed-flow pump's, whose power is the flat one), and the curves take that leak and the
+        bands what it leaves of the prior's; else no shift, the prior kept. What is left of the
         leak (``leak_u``: the range's rectangular deviation, else the prior's) is what a
         clamp-on reading weighs its own evidence against (``_clamp_on``).
         """
@@ -242,6 +244,10 @@ class FlowEstimator:
         resolves = self._resolves_leak(shaft, spot.power, r, slope, bound)
         leak_max = min(max(excess, 0.0) / slope, bound) if resolves else 0.0
         leak = 0.5 * leak_max
+        # Where the power cannot show a leak, the test's head may (a curve falling from shut-off).
+        by_head, by_head_u = (math.nan, math.nan) if resolves else self._leak_from_head(spot.head / (r * r))
+        if math.isfinite(by_head):
+            leak = min(max(by_head, 0.0), bound)
         shifted = shift_curve(self.power, leak)
         part_load = excess - (float(shifted[0]) - p0)
         power = _with_part_load(shifted, part_load, q, self.x_max)
@@ -255,14 +261,39 @@ class FlowEstimator:
         self._tested_head = spot.head / (r * r)
         if resolves:
             self.leak_u = 0.5 * leak_max / math.sqrt(3.0)
+        elif math.isfinite(by_head):
+            self.leak_u = by_head_u
         # The two ends of the split differ at the rated flow by the whole leak range's power.
         spread = 0.5 * float(polyval(q + leak_max, self.power) - polyval(q, self.power)) / math.sqrt(3.0)
         u_split = spread / float(polyval(q, self.power))
         # A bounded leak leaves only the rest of the prior's flow-axis uncertainty (a datasheet's shape).
         unseen = math.sqrt(max(self.shift**2 - b.shift**2, 0.0)) if resolves else self.shift
+        if math.isfinite(by_head):
+            unseen = math.hypot(math.sqrt(max(self.shift**2 - b.shift**2, 0.0)), self.leak_u / q)
         self.power_band = self._band(self.u_power, u_split, 0.0, 0.0, unseen)
         self.head_band = self._band(self.u_head, b.wear_head, 0.0, 0.0, unseen, head=True)
         return True
+
+    def _leak_from_head(self, collapsed_head: float) -> tuple[float, float]:
+        """The leak a shut-off test's head shows, weighed against the prior, and its standard deviation.
+
+        A leak moves the shut-off point along the head curve: the test reads h(L), below the
+        catalogue's h(0) by |h'(0)| L where the curve falls from shut-off (a mixed-flow pump, whose
+        power is flat there and cannot show the leak). The head's deficit over the slope is one
+        reading of the leak, its error the curve's own value at shut-off and the transmitter's over
+        the slope; it is weighed against the prior shift (a linear-Gaussian update, ``_split``).
+        Both in m³/s; NaN where the head shows none.
+        """
+        slope = float(self.head[1]) if self.head.shape[0] > 1 else 0.0
+        if not (math.isfinite(collapsed_head) and collapsed_head > 0.0 and slope < 0.0):
+            return math.nan, math.nan
+        h0 = float(self.head[0])
+        # A datasheet's shut-off head is assumed from the rated point: its whole value uncertain.
+        value = self._curve_error(0.0, head=True) if self.settings.catalogue_head is not None else self.u_head
+        noise = math.hypot(value * h0, self.budget.head * collapsed_head)
+        prior = np.array([self.shift * self.q_ref])
+        mean, cov = _split(prior, np.array([[-slope]]), np.array([h0 - collapsed_head]), np.array([noise**2]))
+        return float(mean[0]), math.sqrt(float(cov[0, 0]))
 
     def _band(self, u_in: float, u_out: float, x_lo: float, x_hi: float, shift: float,
               head: bool = False) -> FloatArray:
