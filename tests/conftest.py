@@ -8,9 +8,8 @@ compiling one function for new argument types at once could each write its cache
 and pair an entry with the other's code (``agent.warmup`` keeps its lanes apart for the
 same reason).
 
-Each test file runs whole on one worker (its module fixtures run once); the tests that
-share the side-by-side closed-loop days name one group (``xdist_group``). A test marked
-``alone`` has the machine to itself (``tests/machine.py``).
+Each test file runs whole on one worker (``--dist loadfile``: its module fixtures run once).
+A test marked ``alone`` has the machine to itself (``tests/machine.py``).
 """
 
 from __future__ import annotations
@@ -63,13 +62,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                           cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise pytest.UsageError(f"compiling the kernels failed:\n{done.stdout}{done.stderr}")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(REPO / "tests").as_posix()))
 
 
 @pytest.fixture(autouse=True)
