@@ -77,14 +77,8 @@ class DemandTracker:
 
     def slope(self, now: float) -> float:
         """Trend [unit/s] over the trend window (0 with too few samples)."""
-        return self._trend_line(now).slope
-
-    def _trend_line(self, now: float) -> Line:
-        """The line over the trend window (flat, of unknown error, with too few samples)."""
         recent = [s for s in self.samples if now - s[0] <= self.trend_window]
-        if len(recent) < 8:
-            return Line(0.0, math.nan, 0.0, math.inf, math.inf, 0)
-        return self._line(recent, now)
+        return self._line(recent, now).slope if len(recent) >= 8 else 0.0
 
     def rise(self, now: float, trend: float = 0.0) -> tuple[float, float]:
         """(level, slope) of a line through the latest ``RISE_SHARE`` of the window, if it rises beyond noise.
