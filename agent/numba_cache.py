@@ -226,7 +226,8 @@ def seed_kernel_cache(cache_dir: Path, shipped: Path | None = None, name: str | 
     else:
         result = _copy_in(shipped / name, target)
     if _seeded is None:
-        said = log.warning if result.seeding in (Seeding.MISMATCH, Seeding.FAILED) else log.info
+        said = (log.warning if result.seeding in (Seeding.MISMATCH, Seeding.FAILED)
+                else log.debug if result.seeding is Seeding.OWN else log.info)  # OWN: every start
         said("Numba cache: %s", result.detail)
     _seeded = result
     return result
