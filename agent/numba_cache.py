@@ -34,9 +34,9 @@ own, in ``kernels._numba``; only the location is decided here. They cannot share
 module: the location must be set before Numba is imported, with I/O and logging, which
 ``kernels/`` never does, and ``kernels/`` imports nothing from ``agent/``.
 
-Over 400 lines because it is the one place for every fact about where compiled kernels come
-from and go (location, CPU, fallback, seeding, which kernels, unmapping LLVM): split, each
-part would import the others' state.
+Long because it is the one place for every fact about where compiled kernels come from and
+go (location, CPU, fallback, seeding, which kernels, unmapping LLVM): split, each part would
+import the others' state.
 """
 
 from __future__ import annotations
