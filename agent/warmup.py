@@ -44,7 +44,7 @@ def compile_kernels(config_path: str | None, jobs: int | None, used: str | None)
     """
     jobs = warmup_jobs() if jobs is None else jobs
     timings: dict[str, float] = {}
-    loaded: list[str] = []  # kernels the cache held: loaded, not compiled
+    loaded: list[str] = []  # kernels the cache held when called (an earlier process may have compiled them)
     fallbacks: list[str] = []
     processes: list[int] = []  # kernels each worker process did
     started = time.monotonic()

@@ -173,7 +173,7 @@ build_release() {  # a venv for $VERSION in $RELEASES/$VERSION, kernels compiled
         if "$rel/venv/bin/pip" install --quiet --constraint "$SRC/constraints.txt" "$SRC[compiled]" 2>/dev/null; then
             say "installed with its compiled kernels (vfd-agent-kernels $VERSION)"
         else
-            say "the package index has no vfd-agent-kernels $VERSION for CPython ${PY_TAG#cp} on $(uname -m): installing vfd-agent alone; its first warm-up compiles the kernels (15-17 s on a PC, minutes on a Pi)"
+            say "the package index has no vfd-agent-kernels $VERSION for CPython $(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') on $(uname -m): installing vfd-agent alone; its first warm-up compiles the kernels (15-17 s on a PC, minutes on a Pi)"
             "$rel/venv/bin/pip" install --quiet --constraint "$SRC/constraints.txt" "$SRC" || \
                 { rm -rf "$rel"; die "pip could not install $SRC (see above); nothing changed"; }
         fi
