@@ -21,28 +21,39 @@ the kernel (``unmap_compiler_code``).
 Every kernel is compiled for the CPU architecture's baseline (``CPU_NAME``), not for this
 CPU: the machine code in a cache is then the same on every gateway of one architecture, so
 a cache compiled where the offline bundle is built loads on the gateway (its key:
-``kernels._numba.cache_name``). On x86-64 the compile took as long and the fits ran 5-15 %
-slower than for an AVX-512 host, the optimizer's cycle as fast (README, "First start from the
-bundle"); on aarch64, NEON is in the baseline.
+``kernels._numba.cache_name``). The same cache ships as a platform wheel of its own,
+``vfd-agent-kernels`` (``pip install 'vfd-agent[compiled]'``, systemd/kernels_wheel.py): a
+process that loads kernels first copies it into its cache directory (``seed_kernel_cache``)
+where that directory holds none of these kernels yet and the names match, so an install from
+a package index loads its kernels too instead of compiling them. On x86-64 the compile took
+as long and the fits ran 5-15 % slower than for an AVX-512 host, the optimizer's cycle as fast
+(README, "First start from the bundle"); on aarch64, NEON is in the baseline.
 
 The compile flags (``cache``, ``fastmath``, ``error_model``, ``nogil``) are the kernels'
 own, in ``kernels._numba``; only the location is decided here. They cannot share one
 module: the location must be set before Numba is imported, with I/O and logging, which
 ``kernels/`` never does, and ``kernels/`` imports nothing from ``agent/``.
+
+Long because it is the one place for every fact about where compiled kernels come from and
+go (location, CPU, fallback, seeding, which kernels, unmapping LLVM): split, each part would
+import the others' state.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
 import logging
 import mmap
 import os
 import pickle
+import shutil
 import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,14 +71,17 @@ _fallback: str | None = None  # why the cache is no longer written, once it is n
 def configure_numba_cache(default: Path | None = None, *, fallback: bool = True) -> Path | None:
     """Set NUMBA_CACHE_DIR for this process and its children; returns the directory used.
 
-    Also installs the in-memory fallback for a cache that cannot be written, unless
-    ``fallback`` is False: a process that only starts others that compile (``warmup``)
-    then does not import numba itself.
+    Also, unless ``fallback`` is False, installs the in-memory fallback for a cache that
+    cannot be written and seeds the cache from the installed kernels wheel
+    (``seed_kernel_cache``): both import numba, which a process that only starts others
+    that compile (``warmup``) does not.
     """
     chosen = _choose_cache_dir(default)
     choose_cpu()
     if fallback:
         install_cache_fallback()
+        if chosen is not None:
+            seed_kernel_cache(chosen)
     return chosen
 
 
@@ -148,6 +162,103 @@ def install_cache_fallback() -> None:
     caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
     dispatcher.Dispatcher.enable_caching = enable_caching  # type: ignore[method-assign]
     caching.Cache._vfd_fallback = True  # type: ignore[attr-defined]
+
+
+SHIPPED_PACKAGE = "vfd_agent_kernels"  # the import package of the vfd-agent-kernels wheel
+
+
+class Seeding(Enum):
+    """What ``seed_kernel_cache`` found: why this process loads or compiles its kernels."""
+
+    SEEDED = "seeded"  # copied from the wheel: the kernels load
+    OWN = "own"  # the cache directory holds these kernels already (an earlier warm-up, the bundle)
+    ABSENT = "absent"  # no vfd-agent-kernels installed: the kernels compile
+    MISMATCH = "mismatch"  # installed, but built for other kernels or versions: they compile
+    FAILED = "failed"  # matching, but the copy failed (a full or read-only disk): they compile
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """``Seeding`` and the sentence the warm-up prints and the service logs."""
+
+    seeding: Seeding
+    detail: str
+
+
+_seeded: SeedResult | None = None  # this process's seeding, once done
+
+
+def shipped_caches(package: str = SHIPPED_PACKAGE) -> Path | None:
+    """The installed kernels wheel's folder (one ``kernels-*`` cache directory in it), or None.
+
+    Found without importing it (``find_spec`` of a top-level package runs none of its code).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def seed_kernel_cache(cache_dir: Path, shipped: Path | None = None, name: str | None = None) -> SeedResult:
+    """Copy the installed wheel's compiled kernels into ``cache_dir`` where it has none of them yet.
+
+    ``shipped``: the wheel's folder (``shipped_caches()``), ``name``: this install's cache
+    name (``kernels._numba.cache_name()``); both found when None. Copies only a directory
+    named exactly ``name`` (the same kernels' code, numba, llvmlite, NumPy and CPython) and
+    only where ``cache_dir/name`` holds no index file: a directory with one is the device's
+    own (an earlier warm-up, the bundle) and is left alone. The wheel's files are copied,
+    never used in place: site-packages is read-only to the service and Numba writes its
+    index. Copied beside the target, then renamed into place, so a second process sees
+    all of it or none. Said once (logged; ``cache_seeding`` for the warm-up's report).
+    """
+    global _seeded
+    if name is None:
+        from kernels._numba import cache_name
+
+        name = cache_name()
+    target = cache_dir / name
+    if any(target.glob("*.nbi")):
+        result = SeedResult(Seeding.OWN, f"the cache holds these kernels ({target})")
+    elif (shipped := shipped_caches() if shipped is None else shipped) is None:
+        result = SeedResult(Seeding.ABSENT, "vfd-agent-kernels is not installed: the kernels compile here "
+                                            "(pip install 'vfd-agent[compiled]' ships them compiled)")
+    elif not (shipped / name).is_dir():
+        carried = ", ".join(sorted(p.name for p in shipped.glob("kernels-*"))) or "nothing"
+        result = SeedResult(Seeding.MISMATCH, f"vfd-agent-kernels at {shipped} carries {carried}, this "
+                                              f"install needs {name} (another vfd-agent, numba, llvmlite, "
+                                              "NumPy or CPython): the kernels compile here")
+    else:
+        result = _copy_in(shipped / name, target)
+    if _seeded is None:
+        said = (log.warning if result.seeding in (Seeding.MISMATCH, Seeding.FAILED)
+                else log.debug if result.seeding is Seeding.OWN else log.info)  # OWN: every start
+        said("Numba cache: %s", result.detail)
+    _seeded = result
+    return result
+
+
+def _copy_in(source: Path, target: Path) -> SeedResult:
+    """``source``'s files into ``target`` (absent, or empty as importing ``kernels`` leaves it)."""
+    staging = target.parent / f".{target.name}.seed-{os.getpid()}"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.pyc"))
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        staging.rename(target)
+    except OSError as exc:  # a read-only or full disk, or another process seeded first
+        shutil.rmtree(staging, ignore_errors=True)
+        if any(target.glob("*.nbi")):
+            return SeedResult(Seeding.OWN, f"the cache holds these kernels ({target})")
+        return SeedResult(Seeding.FAILED, f"vfd-agent-kernels could not be copied to {target} ({exc}): "
+                                            "the kernels compile here")
+    return SeedResult(Seeding.SEEDED, f"seeded {target} from vfd-agent-kernels ({source.parent}): "
+                                      "the kernels load")
+
+
+def cache_seeding() -> SeedResult | None:
+    """What this process's ``seed_kernel_cache`` found, or None if it has not run."""
+    return _seeded
 
 
 # The agent's modules that call kernels, by the feature that needs them. ``kernels_for``

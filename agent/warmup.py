@@ -44,22 +44,25 @@ def compile_kernels(config_path: str | None, jobs: int | None, used: str | None)
     """
     jobs = warmup_jobs() if jobs is None else jobs
     timings: dict[str, float] = {}
+    loaded: list[str] = []  # kernels the cache held when called (an earlier process may have compiled them)
     fallbacks: list[str] = []
     processes: list[int] = []  # kernels each worker process did
     started = time.monotonic()
     # Even the plan is made in a worker: numba in this process would sit beside every
     # worker's peak (~100 MB). It says the plan, then goes on with the first lane.
     planner = _Worker("_warm_plan", config_path, jobs, WARMUP_RSS_BUDGET)
-    lanes: list[list[str]] = planner.said()
+    plan = planner.said()
+    lanes: list[list[str]] = plan["lanes"]
 
     def run_lane(lane: int) -> None:
         names = lanes[lane]
         worker = planner if lane == 0 else None
         while names:  # one process after the other: a lane's kernels share callees
             worker = worker or _Worker("_warm_chunk", names, WARMUP_RSS_BUDGET)
-            done, fallback = worker.result()
+            done, from_cache, fallback = worker.result()
             processes.append(len(done))
             timings.update(done)
+            loaded.extend(from_cache)
             fallbacks.extend([fallback] if fallback else [])
             names, worker = names[len(done):], None
 
@@ -73,6 +76,8 @@ def compile_kernels(config_path: str | None, jobs: int | None, used: str | None)
     print(f"{len(timings)} {what} ready in {time.monotonic() - started:.1f} s "
           f"({sum(timings.values()):.1f} s of calls, {len(processes)} processes in {len(lanes)} lane(s), "
           f"--jobs {jobs}); cache: {used or 'beside the kernels source'}")
+    print(f"{len(loaded)} loaded from the cache, {len(timings) - len(loaded)} compiled"
+          + (f"; {plan['seeding']}" if plan["seeding"] else ""))
     if fallbacks:
         # Not a failure of the service: the agent compiles in memory at each start instead.
         print(f"vfd-agent warmup: warning: nothing was cached ({fallbacks[0]}); the agent will compile the "
@@ -163,17 +168,21 @@ class _Worker:
         return json.loads(out.splitlines()[-1])
 
 
-def _warm_plan(config_path: str | None, jobs: int, budget: int) -> tuple[dict[str, float], str | None]:
+Chunk = tuple[dict[str, float], list[str], str | None]  # a worker's timings, those loaded, the fallback
+
+
+def _warm_plan(config_path: str | None, jobs: int, budget: int) -> Chunk:
     """In a worker process: print the lanes of kernels to warm, every kernel or a config's.
 
-    One lane if every kernel loads from the cache (a warm cache: one process loads them
-    all), else ``warmup_lanes``. Then the first lane's first run (``_warm_chunk``), in this
-    same process, whose result is returned.
+    The cache is seeded from the kernels wheel first, if installed (``configure_numba_cache``);
+    the plan says how (``seeding``). One lane if every kernel loads from the cache (a warm
+    cache: one process loads them all), else ``warmup_lanes``. Then the first lane's first
+    run (``_warm_chunk``), in this same process, whose result is returned.
     """
     configure_numba_cache(None)
     import kernels
     from agent.config import load_config
-    from agent.numba_cache import callees, kernels_for, linked_sizes, will_load
+    from agent.numba_cache import cache_seeding, callees, kernels_for, linked_sizes, will_load
 
     names = kernels.kernel_names()
     if config_path is not None:
@@ -184,11 +193,12 @@ def _warm_plan(config_path: str | None, jobs: int, budget: int) -> tuple[dict[st
     else:
         cost = {f: size for name in names for f, size in linked_sizes(name).items()}
         lanes = warmup_lanes(names, {name: callees(name) for name in names}, cost, jobs)
-    print(json.dumps(lanes), flush=True)
-    return _warm_chunk(lanes[0], budget) if lanes else ({}, None)
+    seeding = cache_seeding()
+    print(json.dumps({"lanes": lanes, "seeding": seeding.detail if seeding else None}), flush=True)
+    return _warm_chunk(lanes[0], budget) if lanes else ({}, [], None)
 
 
-def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | None]:
+def _warm_chunk(names: list[str], budget: int) -> Chunk:
     """In a worker process: load or compile ``names`` in order while each compile is expected to fit.
 
     A kernel the cache holds (``will_load``) is always loaded here: a load adds ~1 MiB (the
@@ -200,25 +210,28 @@ def _warm_chunk(names: list[str], budget: int) -> tuple[dict[str, float], str | 
     with their count: ``fit_pump_curves_tuned`` added 42 MiB, ``flow_from_power`` with about
     as many functions 16) unless the cache holds it (``cached_functions``: an earlier process
     compiled it), and ``LOADED_PER_FUNCTION`` each.
-    Returns the timings of those done and the cache's fallback, if any.
+    Returns the timings of those done, those of them loaded, and the cache's fallback, if any.
     """
     configure_numba_cache(None)  # the parent's NUMBA_CACHE_DIR is inherited; installs the fallback
     import kernels
     from agent.numba_cache import cached_functions, linked_sizes, will_load
 
     timings: dict[str, float] = {}
+    loaded: list[str] = []
     done: set[str] = set()  # functions this process compiled or loaded
     for name in names:
         sizes = linked_sizes(name)
-        if timings and not will_load(name):
+        loads = will_load(name)
+        if timings and not loads:
             new = sizes.keys() - done
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
             linked = sum(sizes[f] for f in new - cached_functions(name))
             if peak + LOADED_PER_FUNCTION * len(new) + GROWTH_PER_LINKED_BYTE * linked > budget:
                 break
         timings.update(kernels.warmup([name]))
+        loaded.extend([name] if loads else [])
         done |= sizes.keys()
-    return timings, cache_fallback()
+    return timings, loaded, cache_fallback()
 
 
 def main(argv: list[str] | None = None) -> int:

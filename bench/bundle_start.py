@@ -9,6 +9,9 @@ alternately and ``--repeats`` times, the first ``vfd-agent warmup --config`` (th
 bench/scale.py: pumps in optimizer groups) of that venv:
 
 - from the bundle: the cache seeded with the bundle's ``kernel-cache/``, as install.sh seeds it;
+- from the kernels wheel: a second venv, ``vfd-agent[compiled]`` from the bundle's wheels and
+  a kernels wheel built from them (systemd/kernels_wheel.py ``--kernel-cache-from`` the bundle's
+  cache), an empty cache the agent seeds from the installed wheel (an install from an index);
 - compiled on the device, serial: an empty cache, ``--jobs 1`` (one lane of processes);
 - compiled on the device, parallel: an empty cache, ``--jobs`` by default (``warmup_jobs``:
   one lane per core while each fits in half of MemAvailable).
@@ -57,6 +60,20 @@ def install(bundle: Path, tmp: Path) -> tuple[Path, Path]:
     return tmp / "venv/bin/python", top / "kernel-cache"
 
 
+def install_kernels_wheel(top: Path, tmp: Path) -> Path:
+    """A venv of ``vfd-agent[compiled]``: the bundle's wheels and a kernels wheel built from them."""
+    version = (top / "VERSION").read_text().strip()
+    built = subprocess.run([sys.executable, str(REPO / "systemd" / "kernels_wheel.py"), "--wheels",
+                            str(top / "wheels"), "--out", str(tmp / "kernels-wheel"), "--kernel-cache-from",
+                            str(top / "kernel-cache")], capture_output=True, text=True, check=True)
+    print(f"built {Path(built.stdout.split()[-1]).name}")
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv-compiled")], check=True)
+    subprocess.run([str(tmp / "venv-compiled/bin/pip"), "install", "--quiet", "--no-index", "--find-links",
+                    str(top / "wheels"), "--find-links", str(tmp / "kernels-wheel"), "--constraint",
+                    str(top / "constraints.txt"), f"vfd-agent[compiled]=={version}"], check=True)
+    return tmp / "venv-compiled/bin/python"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=None, help="a bundle built for this machine")
@@ -69,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         python, shipped = install(bundle, tmp)
         if not shipped.is_dir():
             raise SystemExit(f"{bundle} carries no kernel cache (built for another platform?)")
-        PYTHON[0] = str(python)
+        with_wheel = install_kernels_wheel(shipped.parent, tmp)
         work = tmp / "cwd"  # no source tree here: the venv's agent runs
         work.mkdir()
         site = tmp / "site.yaml"
@@ -80,15 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         jobs = "from agent.warmup import warmup_jobs; print(warmup_jobs())"
         default_jobs = subprocess.run([str(python), "-c", jobs], capture_output=True, text=True, cwd=work,
                                       check=True).stdout.strip()
-        cases = {"first start from the bundle": ([], shipped),
-                 "compiled on the device, serial (--jobs 1)": (["--jobs", "1"], None),
-                 f"compiled on the device, parallel (default: {default_jobs} jobs)": ([], None)}
+        cases = {"first start from the bundle": ([], shipped, python),
+                 "first start from the kernels wheel": ([], None, with_wheel),
+                 "compiled on the device, serial (--jobs 1)": (["--jobs", "1"], None, python),
+                 f"compiled on the device, parallel (default: {default_jobs} jobs)": ([], None, python)}
         what = "every kernel" if args.every else "--config (bench/scale.py's site)"
         print(f"{bundle.name}; vfd-agent warmup {what}; load before {_load()} "
               f"on {os.cpu_count()} CPUs")
         runs: dict[str, list[Warmup]] = {label: [] for label in cases}
         for _ in range(args.repeats):
-            for label, (case_args, seed) in cases.items():
+            for label, (case_args, seed, interpreter) in cases.items():
+                PYTHON[0] = str(interpreter)
                 runs[label].append(cold_warmup(tmp, env, extra + case_args, work, seed))
                 print(f"  {label}: {runs[label][-1]} (load {_load()})", flush=True)
         for label, warm in runs.items():

@@ -73,28 +73,15 @@ for py in $PYTHONS; do
     done
 done
 
-# Every kernel compiled once, here, with the bundle's own wheels in a throw-away venv: the
-# cache's key is what the code is made of (kernels._numba.cache_name), its machine code the
-# architecture's baseline (agent.numba_cache.CPU_NAME), so it is the one a gateway would build.
+# Every kernel compiled once, here, with the bundle's own wheels in a throw-away venv
+# (compile_kernels.sh, which the kernels wheel's kernels_wheel.py shares).
 HOST_PY=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 HOST_ARCH=$(uname -m)
 case " $PYTHONS " in *" $HOST_PY "*) ;; *) KERNEL_CACHE="no (CPython $HOST_PY not in the bundle)" ;; esac
 case " $ARCHES " in *" $HOST_ARCH "*) ;; *) KERNEL_CACHE="no ($HOST_ARCH not in the bundle)" ;; esac
 if [ "$KERNEL_CACHE" = yes ]; then
-    python3 -m venv "$WORK/cache-venv"
-    "$WORK/cache-venv/bin/pip" install --quiet --no-compile --no-index --find-links "$B/wheels" \
-        --constraint "$SRC/constraints.txt" "vfd-agent==$VERSION"
-    # From $WORK: python -m would find a source tree in the current directory before the venv's.
-    name=$(cd "$WORK" && NUMBA_DISABLE_JIT=1 "$WORK/cache-venv/bin/python" -c \
-        'from kernels._numba import cache_name; print(cache_name())')
-    if [ -n "$CACHE_FROM" ] && [ -d "$CACHE_FROM/$name" ]; then
-        mkdir -p "$B/kernel-cache"
-        cp -R "$CACHE_FROM/$name" "$B/kernel-cache/"
-    fi
-    (cd "$WORK" && env -u CACHE_DIRECTORY -u NUMBA_CPU_NAME -u NUMBA_CPU_FEATURES \
-        NUMBA_CACHE_DIR="$B/kernel-cache" "$WORK/cache-venv/bin/vfd-agent" warmup --jobs "$(nproc)" >/dev/null)
-    [ -d "$B/kernel-cache" ] || { echo "bundle.sh: the warm-up cached no kernel (see above)" >&2; exit 1; }
-    find "$B/kernel-cache" -name '*.tmp.*' -delete
+    sh "$SRC/systemd/compile_kernels.sh" "$B/wheels" "$SRC/constraints.txt" "$VERSION" "$WORK/cache-venv" \
+        "$B/kernel-cache" "$CACHE_FROM" >/dev/null
     echo "CPython $HOST_PY $HOST_ARCH" >"$B/KERNEL_CACHE"
 else
     echo "bundle.sh: no compiled kernels in the bundle: $KERNEL_CACHE" >&2

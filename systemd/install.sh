@@ -8,7 +8,9 @@
 #
 # Where from: --bundle FILE (an offline bundle from systemd/bundle.sh: verified against its
 # SHA-256 manifest, installed with pip --no-index, no network touched); run from inside an
-# unpacked bundle, the same; run from a source tree, pip installs the tree from the index.
+# unpacked bundle, the same; run from a source tree, pip installs the tree from the index, with
+# its kernels compiled (the `compiled` extra: vfd-agent-kernels) where the index has them for
+# this platform, else without them (the first warm-up then compiles them).
 #
 # Layout: every version in /opt/vfd-agent/releases/VERSION (its own venv), `current` and
 # `previous` symlinks beside them; the unit runs /opt/vfd-agent/current/venv/bin/vfd-agent.
@@ -166,8 +168,15 @@ build_release() {  # a venv for $VERSION in $RELEASES/$VERSION, kernels compiled
         install -m 0644 "$BUNDLE_DIR/README.md" "$rel/README.md"
     else
         "$rel/venv/bin/pip" install --quiet --upgrade pip
-        "$rel/venv/bin/pip" install --quiet --constraint "$SRC/constraints.txt" "$SRC" || \
-            { rm -rf "$rel"; die "pip could not install $SRC (see above); nothing changed"; }
+        # With its kernels compiled (vfd-agent-kernels, systemd/kernels_wheel.py) where the index
+        # has them for this CPython and architecture; else vfd-agent alone, which compiles them.
+        if "$rel/venv/bin/pip" install --quiet --constraint "$SRC/constraints.txt" "$SRC[compiled]" 2>/dev/null; then
+            say "installed with its compiled kernels (vfd-agent-kernels $VERSION)"
+        else
+            say "the package index has no vfd-agent-kernels $VERSION for CPython $(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') on $(uname -m): installing vfd-agent alone; its first warm-up compiles the kernels (15-17 s on a PC, minutes on a Pi)"
+            "$rel/venv/bin/pip" install --quiet --constraint "$SRC/constraints.txt" "$SRC" || \
+                { rm -rf "$rel"; die "pip could not install $SRC (see above); nothing changed"; }
+        fi
         install -m 0644 "$SRC/README.md" "$rel/README.md"
     fi
     # Compile the kernels now, as the service user, into the service's cache directory (or load

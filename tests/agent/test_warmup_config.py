@@ -178,8 +178,9 @@ def test_warmup_of_a_warm_cache_loads_every_kernel_in_one_process(capsys):
     names = list(kernels.kernel_names())
     kernels.warmup()  # every kernel in the cache, as after a first warm-up (loads, on the suite's cache)
     for jobs in (1, 3):
-        done, _ = _warm_plan(None, jobs, 0)
-        assert json.loads(capsys.readouterr().out) == [names]
+        done, loaded, _ = _warm_plan(None, jobs, 0)
+        assert json.loads(capsys.readouterr().out)["lanes"] == [names]
+        assert loaded == names
         assert list(done) == names
 
 
@@ -194,7 +195,8 @@ def test_a_warm_up_process_loads_past_its_budget_but_compiles_only_under_it(tmp_
         steps = [_warm_chunk(four, 1),
                  _warm_chunk(["constant_baseline_power", "shift_curve", "load_power"], 1),
                  _warm_chunk(["shift_curve", "static_head_share"], {WARMUP_RSS_BUDGET * 1000})]
-        print(json.dumps([list(done) for done, _ in steps] + [will_load("shift_curve")]))
+        print(json.dumps([list(done) for done, _, _ in steps] + [will_load("shift_curve")]
+                         + [loaded for _, loaded, _ in steps]))
         """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                           timeout=600, check=False, env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
@@ -204,6 +206,8 @@ def test_a_warm_up_process_loads_past_its_budget_but_compiles_only_under_it(tmp_
     assert first_compile == ["constant_baseline_power"]  # a process's first kernel always; no second compile
     assert under == ["shift_curve", "static_head_share"]
     assert json.loads(done.stdout.splitlines()[-1])[3] is True  # compiled into the cache
+    # What each process reports as loaded (the warm-up's "N loaded from the cache, M compiled"):
+    assert json.loads(done.stdout.splitlines()[-1])[4:] == [loads, [], ["static_head_share"]]
 
 
 def test_lanes_side_by_side_never_compile_the_same_function():

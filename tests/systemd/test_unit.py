@@ -48,7 +48,7 @@ def test_systemd_analyze_security_exposure_is_low():
     assert float(match.group(1)) <= MAX_EXPOSURE
 
 
-@pytest.mark.parametrize("script", ["install.sh", "bundle.sh"])
+@pytest.mark.parametrize("script", ["install.sh", "bundle.sh", "compile_kernels.sh"])
 def test_scripts_are_valid_posix_shell(script):
     result = subprocess.run(["sh", "-n", str(REPO / "systemd" / script)], capture_output=True,
                             text=True, timeout=30)
