@@ -1,4 +1,4 @@
-"""The closed-loop scenarios in shortened form: a day of demand in 40-90 s, thresholds asserted.
+"""The closed-loop scenarios in shortened form: a day of demand in 90 s, thresholds asserted.
 
 Each runs the real agent in control mode over loopback Modbus against the simulated plant
 (``python -m hil.scenario``, one process each). A shorter day is a harder test for the agent
@@ -17,7 +17,10 @@ import pytest
 from hil.scenario import CurveOffset, run_scenario
 from tests.support import ScenarioRuns
 
-SHORT = {"chw-3pump": 90.0, "ahu-fan": 90.0, "booster-static": 40.0}
+SHORT = {"chw-3pump": 90.0, "ahu-fan": 90.0, "booster-static": 90.0}
+# booster-static's day is as long as the others' (no wall time: they run side by side). On a 40 s
+# day it was short for 1.05-1.5 s after settling in four runs out of twelve, all within ten minutes
+# of each other on this shared machine (the same tree read 0 s before and after).
 # Of the oracle's savings on these short days: chw-3pump 0.953-0.957 alone, 0.9527 with the three
 # days at once, 0.940 at load 5.6. ahu-fan's day is as long as chw-3pump's (it costs no wall time):
 # on a 60 s day it read 0.946-0.953 at a quiet load but 0.933 at load 3.4 and 0.916 at 5.6, on a
