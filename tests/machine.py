@@ -47,6 +47,16 @@ def _fd(path: str) -> int:
     return _files[path]
 
 
+def _through_gate(path: str, share: Share) -> None:
+    """Take the lock as ``share`` says, behind the gate (a waiting ALONE holds the gate)."""
+    gate = _fd(path + ".gate")
+    fcntl.flock(gate, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(_fd(path), share.value)
+    finally:
+        fcntl.flock(gate, fcntl.LOCK_UN)
+
+
 @contextmanager
 def machine(share: Share) -> Iterator[None]:
     """Hold the machine as ``share`` says; nested in ALONE, anything is a no-op."""
@@ -55,23 +65,14 @@ def machine(share: Share) -> Iterator[None]:
     if path is None or _held is Share.ALONE or _held is share:
         yield
         return
-    before, lock, gate = _held, _fd(path), _fd(path + ".gate")
-    fcntl.flock(gate, fcntl.LOCK_EX)
-    try:
-        fcntl.flock(lock, share.value)
-    finally:
-        fcntl.flock(gate, fcntl.LOCK_UN)
+    before = _held
+    _through_gate(path, share)
     _held = share
     try:
         yield
     finally:
         if before is None:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-        else:  # back to shared: let the other worker's waiting alone test pass the gate first
-            fcntl.flock(gate, fcntl.LOCK_EX)
-            try:
-                fcntl.flock(lock, before.value)
-            finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+            fcntl.flock(_fd(path), fcntl.LOCK_UN)
+        else:  # back to shared, behind the gate like any other taker
+            _through_gate(path, before)
         _held = before
-
