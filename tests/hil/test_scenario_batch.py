@@ -72,6 +72,7 @@ ACCEPTANCE = [
 
 
 @pytest.mark.slow  # three minute-long closed loops; the suite's budget: run with -m slow
+@pytest.mark.alone  # a closed-loop day: load-sensitive
 @pytest.mark.parametrize("name,error", ACCEPTANCE)
 def test_acceptance_with_the_configured_curve_30_percent_off(tmp_path, name, error):
     scenario: str | Scenario = name

@@ -85,6 +85,7 @@ def test_booster_with_high_static_head_saves_little_and_says_so(days):
 
 
 @pytest.mark.slow  # 90 s; the -m slow acceptance covers chw-3pump's curve 30 % off (static and resistance)
+@pytest.mark.alone  # a closed-loop day: load-sensitive
 def test_a_static_head_configured_10_percent_of_design_too_low_starves_no_load_and_books_no_shortfall():
     """The issue's case: 20 % static instead of 30 % on chw-3pump (before: 13-19 % of the day unmet)."""
     result = run_scenario("chw-3pump", SHORT["chw-3pump"], system_error=CurveOffset(static=-1.0 / 3.0))
