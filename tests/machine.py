@@ -5,8 +5,9 @@ energy-accuracy HIL: 30 s of wall time, 4.6 s of CPU), so it runs in two pytest-
 workers. A few tests measure something the machine's load changes: a closed-loop day runs
 in real time compressed about 1,000 times, so a quarter core taken beside it costs its
 agent cycles and the oracle fraction a few thousandths. Those run ``alone``: every other
-test holds the machine's lock shared, an alone one holds it exclusive, so it starts once
-the other worker's current test has ended and nothing starts beside it until it ends.
+test file holds the machine's lock shared while it runs (a module fixture's server or agent
+runs between its tests), an alone test holds it exclusive: it starts once the other worker's
+current file has ended, and nothing starts beside it until it ends.
 
 A gate in front of the lock keeps the other worker's stream of shared tests from starving
 a waiting alone one (flock gives a waiting writer no priority): every taker passes the
@@ -66,6 +67,8 @@ def machine(share: Share) -> Iterator[None]:
         yield
         return
     before = _held
+    if before is not None:  # shared to alone: let go first, or two workers doing so would wait on each other
+        fcntl.flock(_fd(path), fcntl.LOCK_UN)
     _through_gate(path, share)
     _held = share
     try:
