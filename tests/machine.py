@@ -76,6 +76,6 @@ def machine(share: Share) -> Iterator[None]:
     finally:
         if before is None:
             fcntl.flock(_fd(path), fcntl.LOCK_UN)
-        else:  # back to shared, behind the gate like any other taker
-            _through_gate(path, before)
+        else:  # back to shared at once, not behind the gate: the other worker may hold the gate
+            fcntl.flock(_fd(path), before.value)  # while it waits for this very lock (a deadlock)
         _held = before
