@@ -20,7 +20,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -64,17 +65,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"compiling the kernels failed:\n{done.stdout}{done.stderr}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _file_beside_others() -> Iterator[None]:
-    """A file holds the machine shared from its first test to its last: a module fixture's
-    processes (test_monitoring's Prometheus and demo) run between its tests. Held per test only,
-    booster-static's short day was short 1.05 s in two full runs of the suite, never alone."""
-    with machine(Share.BESIDE_OTHERS):
-        yield
+_file_share = ExitStack()  # the machine held shared for the file this worker runs
+_file_path: Path | None = None
 
 
-@pytest.fixture(autouse=True)
-def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
-    alone = request.node.get_closest_marker("alone") is not None
-    with machine(Share.ALONE if alone else Share.BESIDE_OTHERS):
-        yield
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item,
+                            nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """The machine held around a test's whole run, its fixtures' set-up and teardown included
+    (a session fixture such as the wheel's build runs in its first test's set-up): shared from
+    a file's first test to its last, since a module fixture's processes (test_monitoring's
+    Prometheus and demo) run between its tests; alone where the test is marked so. Held per
+    test only, booster-static's short day was short 1.05 s in two full runs, never alone."""
+    global _file_path
+    if item.path != _file_path:
+        _file_share.close()
+        _file_share.enter_context(machine(Share.BESIDE_OTHERS))
+        _file_path = item.path
+    alone = item.get_closest_marker("alone") is not None
+    try:
+        with machine(Share.ALONE if alone else Share.BESIDE_OTHERS):
+            return (yield)
+    finally:
+        if nextitem is None or nextitem.path != item.path:
+            _file_share.close()
+            _file_path = None
