@@ -237,10 +237,13 @@ class SystemModel:
         data = np.array(self.on_curve)
         if np.ptp(data[:, 0]) < MIN_FIT_SPAN * self.design_flow:
             return
-        h_st, k_fit = fit_system_curve_tuned(data[:, 0], data[:, 1], *SYSTEM_FIT_DEFAULTS)
+        # Contiguous, as the warm-up compiled them: a column of ``data`` is another Numba type, and
+        # its compile (seconds) ran at the first refit, mid-control (booster-static short 1.45 s).
+        flow, head = np.ascontiguousarray(data[:, 0]), np.ascontiguousarray(data[:, 1])
+        h_st, k_fit = fit_system_curve_tuned(flow, head, *SYSTEM_FIT_DEFAULTS)
         if not (math.isfinite(h_st) and math.isfinite(k_fit) and k_fit > 0.0 and h_st >= 0.0):
             return
-        self.r_squared = float(system_curve_r_squared(data[:, 0], data[:, 1], h_st, k_fit))
+        self.r_squared = float(system_curve_r_squared(flow, head, h_st, k_fit))
         self.k, self.fitted = float(k_fit), True
 
     def _lower_to_satisfied(self) -> None:
