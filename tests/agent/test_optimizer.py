@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -245,6 +247,33 @@ def test_a_prior_30_percent_off_converges_within_a_few_intervals(static_error, k
     planned = system.target_head(demand, DESIGN_HEAD)
     assert need * 0.99 <= planned
     assert planned <= (need * 1.1 if static_error + k_error < 0 else need + 0.4 * (DESIGN_HEAD - need))
+
+
+def test_the_friction_fit_calls_its_kernels_with_the_types_the_warm_up_compiled():
+    """The system fit once passed columns of its point array (non-contiguous: another Numba type than
+    the warm-up's), so a gateway's first refit compiled for seconds in the middle of control. In a
+    fresh process: the warm-up's signatures, then a fit of the friction adds none."""
+    script = textwrap.dedent("""
+        import math
+        import numpy as np
+        import kernels
+        from agent.optimizer.system import SystemModel
+        from tests.agent.test_optimizer import DESIGN_FLOW, DESIGN_HEAD, TRUE_K, TRUE_STATIC, serve_critical
+        names = ("fit_system_curve_tuned", "system_curve_r_squared")
+        kernels.warmup(list(names))
+        before = {n: len(getattr(kernels, n).signatures) for n in names}
+        system = SystemModel(TRUE_STATIC, TRUE_K * 0.7, DESIGN_FLOW, DESIGN_HEAD)
+        rng = np.random.default_rng(7)
+        for interval in range(40):  # spread over flow: the friction is fitted
+            demand = 0.06 + 0.03 * math.sin(interval / 6.0) ** 2
+            serve_critical(system, system.target_head(demand * 1.01, DESIGN_HEAD), demand, rng)
+        after = {n: len(getattr(kernels, n).signatures) for n in names}
+        assert system.fitted, "the friction was never fitted: the test proves nothing"
+        assert after == before, (before, after)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_it_never_recommends_more_than_a_probe_step_below_what_satisfied_points_support():
