@@ -129,10 +129,10 @@ class DemandTracker:
         same slope, so the bound takes nothing from it but noise beyond two standard errors.
         """
         recent = [(t, v) for t, v in self.samples if now - t <= self.window]
-        level = self.level(now).value
         if len(recent) < 4:
-            return level
+            return self.level(now).value
         own = self._line(recent, now)
+        level = own.at(0.0)  # ``level``'s value, from this one fit
         trend = self.slope(now)
         ahead = level + max(min(trend, own.slope + RISE_Z * own.slope_error), 0.0) * lookahead
         rising, slope = self.rise(now, trend)
