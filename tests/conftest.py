@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Generator
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import pytest
@@ -75,8 +75,7 @@ def pytest_runtest_protocol(item: pytest.Item,
     """The machine held around a test's whole run, its fixtures' set-up and teardown included
     (a session fixture such as the wheel's build runs in its first test's set-up): shared from
     a file's first test to its last, since a module fixture's processes (test_monitoring's
-    Prometheus and demo) run between its tests; alone where the test is marked so. Held per
-    test only, booster-static's short day was short 1.05 s in two full runs, never alone."""
+    Prometheus and demo) run between its tests; alone where the test is marked so."""
     global _file_path
     if item.path != _file_path:
         _file_share.close()
@@ -84,7 +83,7 @@ def pytest_runtest_protocol(item: pytest.Item,
         _file_path = item.path
     alone = item.get_closest_marker("alone") is not None
     try:
-        with machine(Share.ALONE if alone else Share.BESIDE_OTHERS):
+        with machine(Share.ALONE) if alone else nullcontext():  # the file's share holds the rest
             return (yield)
     finally:
         if nextitem is None or nextitem.path != item.path:
